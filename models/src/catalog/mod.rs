@@ -1,0 +1,341 @@
+//! The catalog: actions, channels, placements and policy, loaded from one TOML
+//! file and validated as a whole.
+//!
+//! - [`file`]: the file's serde shape (private).
+//! - [`compile`]: validation, turning the file into a [`Catalog`] or a list of
+//!   [`CatalogProblem`]s that name the field and line.
+//! - [`rule`]: CEL eligibility and segment rules.
+
+mod compile;
+mod file;
+mod rule;
+
+pub use compile::{CatalogProblem, CatalogProblems};
+pub use rule::{Rule, RuleEnv};
+
+use crate::time::{Span, Timestamp};
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// The validated, compiled catalog. Immutable: a reload builds a new one.
+#[derive(Debug)]
+pub struct Catalog {
+    /// Human name from `[catalog]`.
+    pub name: String,
+    /// `[catalog].version`, or a hash of the file's text.
+    pub version: String,
+    /// Timezone for customers without a `timezone` attribute.
+    pub default_timezone: Tz,
+    /// Event names rules and features may rely on.
+    pub known_events: Vec<String>,
+    /// Channels by id.
+    pub channels: BTreeMap<String, Channel>,
+    /// Actions in file order.
+    pub actions: Vec<Action>,
+    /// Position of each action in `actions`, by id.
+    action_index: HashMap<String, usize>,
+    /// Placements by id.
+    pub placements: BTreeMap<String, Placement>,
+    /// Frequency caps.
+    pub caps: Vec<CapRule>,
+    /// Blackout dates.
+    pub blackouts: Vec<Blackout>,
+    /// Lever per category (1.0 when absent).
+    pub category_levers: BTreeMap<String, f64>,
+    /// Fallback segments, first match wins.
+    pub segments: Vec<Segment>,
+    /// The CEL environment the rules were compiled in.
+    cel_env: RuleEnv,
+}
+
+/// Whether a channel needs an explicit opt-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentPolicy {
+    /// Allowed unless the customer opted out (e.g. in-app, transactional email).
+    OptOut,
+    /// Allowed only after an explicit opt-in (e.g. SMS).
+    OptIn,
+}
+
+/// A delivery channel.
+#[derive(Debug)]
+pub struct Channel {
+    /// Channel id, e.g. `email`.
+    pub id: String,
+    /// Consent policy.
+    pub consent: ConsentPolicy,
+    /// Local times when the channel must not be used.
+    pub quiet_hours: Option<QuietHours>,
+}
+
+/// A daily quiet period in the customer's local time; may wrap midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietHours {
+    /// Minute of the day it starts (inclusive).
+    pub start_minute: u16,
+    /// Minute of the day it ends (exclusive).
+    pub end_minute: u16,
+}
+
+impl QuietHours {
+    /// Whether `minute_of_day` (0..1440) is inside the quiet period.
+    pub fn contains(&self, minute_of_day: u16) -> bool {
+        if self.start_minute <= self.end_minute {
+            (self.start_minute..self.end_minute).contains(&minute_of_day)
+        } else {
+            minute_of_day >= self.start_minute || minute_of_day < self.end_minute
+        }
+    }
+
+    /// `HH:MM–HH:MM`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{:02}:{:02}–{:02}:{:02}",
+            self.start_minute / 60,
+            self.start_minute % 60,
+            self.end_minute / 60,
+            self.end_minute % 60
+        )
+    }
+}
+
+/// One thing nudge can recommend.
+#[derive(Debug)]
+pub struct Action {
+    /// Action id.
+    pub id: String,
+    /// Human name.
+    pub name: String,
+    /// Channel id.
+    pub channel: String,
+    /// Category, e.g. `onboarding`, `upsell`, `retention`.
+    pub category: String,
+    /// Business value (the V of P·V·L·C).
+    pub value: f64,
+    /// Action lever (part of the L of P·V·L·C).
+    pub lever: f64,
+    /// Switched on.
+    pub active: bool,
+    /// Not before this instant.
+    pub valid_from: Option<Timestamp>,
+    /// Not after this instant.
+    pub valid_until: Option<Timestamp>,
+    /// Eligibility rule.
+    pub rule: Option<Rule>,
+    /// Minimum time between two serves of this action to one customer.
+    pub cooldown: Option<Span>,
+    /// Minimum time after a dismissal before it may be served again.
+    pub dismiss_cooldown: Option<Span>,
+    /// Maximum serves across all customers.
+    pub budget: Option<u64>,
+    /// Personalization payload returned with the action.
+    pub payload: BTreeMap<String, String>,
+    /// The `action` variable of rules.
+    cel_value: cel::Value,
+}
+
+impl Action {
+    /// The value rules see as `action`.
+    pub fn cel_value(&self) -> &cel::Value {
+        &self.cel_value
+    }
+}
+
+/// How a placement explores beyond the best-scored action.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Exploration {
+    /// Always the best.
+    None,
+    /// With probability ε, a uniformly random eligible action.
+    Epsilon(f64),
+    /// Sample with probability ∝ exp(priority / temperature).
+    Softmax(f64),
+}
+
+/// Where decisions are shown or used.
+#[derive(Debug)]
+pub struct Placement {
+    /// Placement id.
+    pub id: String,
+    /// Channels allowed here.
+    pub channels: Vec<String>,
+    /// Categories allowed here (empty: all).
+    pub categories: Vec<String>,
+    /// Default number of actions served.
+    pub slots: u32,
+    /// Serve at most one action per category.
+    pub one_per_category: bool,
+    /// Last rung of the fallback ladder, best first.
+    pub fallback: Vec<String>,
+    /// Context weight per category (the C of P·V·L·C).
+    pub context_weights: BTreeMap<String, f64>,
+    /// Exploration policy.
+    pub exploration: Exploration,
+}
+
+impl Placement {
+    /// The context weight of `category` (1.0 when not configured).
+    pub fn context_weight(&self, category: &str) -> f64 {
+        self.context_weights.get(category).copied().unwrap_or(1.0)
+    }
+}
+
+/// What a frequency cap counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CapScope {
+    /// Contacts on one channel.
+    Channel(String),
+    /// Contacts on every channel.
+    Total,
+    /// Serves of one action.
+    Action(String),
+    /// Serves of actions in one category.
+    Category(String),
+}
+
+/// At most `limit` contacts in the scope per rolling `window`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapRule {
+    /// What is counted.
+    pub scope: CapScope,
+    /// The maximum.
+    pub limit: u32,
+    /// The rolling window.
+    pub window: Span,
+}
+
+impl CapRule {
+    /// Whether a contact with this action, channel and category counts toward the cap.
+    pub fn applies_to(&self, action: &str, channel: &str, category: &str) -> bool {
+        match &self.scope {
+            CapScope::Channel(id) => id == channel,
+            CapScope::Total => true,
+            CapScope::Action(id) => id == action,
+            CapScope::Category(id) => id == category,
+        }
+    }
+
+    /// `email cap 2 per 7d`.
+    pub fn describe(&self) -> String {
+        let scope = match &self.scope {
+            CapScope::Channel(id) => format!("{id} channel"),
+            CapScope::Total => "total".to_owned(),
+            CapScope::Action(id) => format!("action {id}"),
+            CapScope::Category(id) => format!("{id} category"),
+        };
+        format!("{scope} cap {} per {}", self.limit, self.window)
+    }
+}
+
+/// Dates closed to some channels.
+#[derive(Debug)]
+pub struct Blackout {
+    /// Human name, e.g. `Christmas`.
+    pub name: String,
+    /// Local calendar dates.
+    pub dates: Vec<NaiveDate>,
+    /// Channels closed (empty: all).
+    pub channels: Vec<String>,
+}
+
+impl Blackout {
+    /// Whether `channel` is closed on `date`.
+    pub fn closes(&self, channel: &str, date: NaiveDate) -> bool {
+        (self.channels.is_empty() || self.channels.iter().any(|id| id == channel))
+            && self.dates.contains(&date)
+    }
+}
+
+/// A customer segment and its default actions: the first fallback rung.
+#[derive(Debug)]
+pub struct Segment {
+    /// Segment name.
+    pub name: String,
+    /// Who is in it (CEL over `profile` and `context`).
+    pub rule: Rule,
+    /// Default actions, best first.
+    pub actions: Vec<String>,
+}
+
+/// Counts shown after a load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogSummary {
+    /// Version.
+    pub version: String,
+    /// Actions.
+    pub actions: usize,
+    /// Placements.
+    pub placements: usize,
+    /// Channels.
+    pub channels: usize,
+    /// Caps.
+    pub caps: usize,
+}
+
+impl Catalog {
+    /// Parses and validates a catalog file. Every problem found is reported, each
+    /// with its field path and line.
+    pub fn from_toml(text: &str) -> Result<Self, CatalogProblems> {
+        compile::compile(text)
+    }
+
+    /// The action with this id.
+    pub fn action(&self, id: &str) -> Option<&Action> {
+        self.action_index
+            .get(id)
+            .map(|&position| &self.actions[position])
+    }
+
+    /// The placement with this id.
+    pub fn placement(&self, id: &str) -> Option<&Placement> {
+        self.placements.get(id)
+    }
+
+    /// The channel with this id.
+    pub fn channel(&self, id: &str) -> Option<&Channel> {
+        self.channels.get(id)
+    }
+
+    /// The lever of `action`: its own times its category's.
+    pub fn lever(&self, action: &Action) -> f64 {
+        action.lever
+            * self
+                .category_levers
+                .get(&action.category)
+                .copied()
+                .unwrap_or(1.0)
+    }
+
+    /// The CEL environment for evaluating this catalog's rules.
+    pub fn cel_env(&self) -> &Arc<cel::Env> {
+        &self.cel_env.0
+    }
+
+    /// The longest span any cap or cooldown looks back: how long the ledger
+    /// must remember a contact (at least 30 days, for outcomes and the profile).
+    pub fn ledger_horizon(&self) -> Span {
+        let caps = self.caps.iter().map(|cap| cap.window);
+        let cooldowns = self
+            .actions
+            .iter()
+            .flat_map(|action| [action.cooldown, action.dismiss_cooldown])
+            .flatten();
+        caps.chain(cooldowns)
+            .chain([Span::days(30)])
+            .max()
+            .unwrap_or(Span::days(30))
+    }
+
+    /// Counts for humans.
+    pub fn summary(&self) -> CatalogSummary {
+        CatalogSummary {
+            version: self.version.clone(),
+            actions: self.actions.len(),
+            placements: self.placements.len(),
+            channels: self.channels.len(),
+            caps: self.caps.len(),
+        }
+    }
+}

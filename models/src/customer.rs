@@ -1,0 +1,298 @@
+//! Everything nudge knows about one customer, and the state changes that events,
+//! decisions, outcomes, consent and suppression make to it. One customer actor
+//! owns one [`CustomerState`] and applies every change through these methods.
+
+use crate::Error;
+use crate::budget::BudgetCounters;
+use crate::catalog::Catalog;
+use crate::ledger::{Contact, Ledger, OutcomeKind};
+use crate::pipeline::Decision;
+use crate::profile::{Event, Profile};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+/// How many recent event ids each customer remembers for de-duplication.
+pub const RECENT_EVENT_IDS: usize = 1_024;
+
+/// A customer's recorded consent on one channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsentState {
+    /// Explicitly opted in.
+    OptedIn,
+    /// Explicitly opted out.
+    OptedOut,
+}
+
+/// A consent choice and when it was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentRecord {
+    /// The choice.
+    pub state: ConsentState,
+    /// When it was recorded.
+    pub updated_at: Timestamp,
+}
+
+/// Why a channel is suppressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SuppressionReason {
+    /// Hard bounce.
+    Bounce,
+    /// Spam complaint.
+    Complaint,
+    /// Legal hold.
+    Legal,
+    /// Set by an operator.
+    Manual,
+}
+
+impl SuppressionReason {
+    /// Lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SuppressionReason::Bounce => "bounce",
+            SuppressionReason::Complaint => "complaint",
+            SuppressionReason::Legal => "legal",
+            SuppressionReason::Manual => "manual",
+        }
+    }
+}
+
+/// One suppression: a channel (or every channel) that must not be used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suppression {
+    /// The channel, or `None` for every channel.
+    pub channel: Option<String>,
+    /// Why.
+    pub reason: SuppressionReason,
+    /// Since when.
+    pub since: Timestamp,
+    /// Operator's note.
+    pub note: String,
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackResult {
+    /// The event changed the profile.
+    Applied,
+    /// The event id was seen before: nothing changed.
+    Duplicate,
+}
+
+/// What reporting an outcome did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutcomeResult {
+    /// False if the same outcome was already reported.
+    pub applied: bool,
+    /// True if a `failed` outcome gave the cap slot back.
+    pub slot_released: bool,
+}
+
+/// The state of one customer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CustomerState {
+    /// Live profile.
+    pub profile: Profile,
+    /// Contact ledger.
+    pub ledger: Ledger,
+    /// Consent per channel (absent: the channel's default).
+    pub consent: BTreeMap<String, ConsentRecord>,
+    /// Active suppressions.
+    pub suppressions: Vec<Suppression>,
+    /// The most recent event ids, oldest first, at most [`RECENT_EVENT_IDS`].
+    recent_event_ids: VecDeque<String>,
+    /// The same ids, for lookup.
+    #[serde(skip)]
+    recent_event_index: HashSet<String>,
+}
+
+impl PartialEq for CustomerState {
+    /// Equal when everything but the derived event-id index is equal.
+    fn eq(&self, other: &Self) -> bool {
+        self.profile == other.profile
+            && self.ledger == other.ledger
+            && self.consent == other.consent
+            && self.suppressions == other.suppressions
+            && self.recent_event_ids == other.recent_event_ids
+    }
+}
+
+impl CustomerState {
+    /// Whether `event_id` was applied recently.
+    pub fn has_seen(&self, event_id: &str) -> bool {
+        if self.recent_event_index.len() == self.recent_event_ids.len() {
+            self.recent_event_index.contains(event_id)
+        } else {
+            // Freshly deserialized: the index is rebuilt on the next write.
+            self.recent_event_ids.iter().any(|seen| seen == event_id)
+        }
+    }
+
+    /// Applies an event unless its id was seen before.
+    pub fn track(&mut self, event: &Event, now: Timestamp) -> TrackResult {
+        if self.has_seen(&event.event_id) {
+            return TrackResult::Duplicate;
+        }
+        if self.recent_event_index.len() != self.recent_event_ids.len() {
+            self.recent_event_index = self.recent_event_ids.iter().cloned().collect();
+        }
+        if self.recent_event_ids.len() >= RECENT_EVENT_IDS
+            && let Some(oldest) = self.recent_event_ids.pop_front()
+        {
+            self.recent_event_index.remove(&oldest);
+        }
+        self.recent_event_ids.push_back(event.event_id.clone());
+        self.recent_event_index.insert(event.event_id.clone());
+        self.profile.apply_event(event, now);
+        TrackResult::Applied
+    }
+
+    /// Records a consent choice (`None` clears it); returns the previous one.
+    pub fn set_consent(
+        &mut self,
+        channel: &str,
+        state: Option<ConsentState>,
+        now: Timestamp,
+    ) -> Option<ConsentState> {
+        let previous = match state {
+            Some(state) => self.consent.insert(
+                channel.to_owned(),
+                ConsentRecord {
+                    state,
+                    updated_at: now,
+                },
+            ),
+            None => self.consent.remove(channel),
+        };
+        previous.map(|record| record.state)
+    }
+
+    /// The consent recorded for `channel`.
+    pub fn consent(&self, channel: &str) -> Option<ConsentState> {
+        self.consent.get(channel).map(|record| record.state)
+    }
+
+    /// Adds a suppression; false if the same channel and reason already was.
+    pub fn suppress(
+        &mut self,
+        channel: Option<&str>,
+        reason: SuppressionReason,
+        note: &str,
+        now: Timestamp,
+    ) -> bool {
+        let exists = self
+            .suppressions
+            .iter()
+            .any(|s| s.channel.as_deref() == channel && s.reason == reason);
+        if !exists {
+            self.suppressions.push(Suppression {
+                channel: channel.map(str::to_owned),
+                reason,
+                since: now,
+                note: note.to_owned(),
+            });
+        }
+        !exists
+    }
+
+    /// Lifts suppressions of `channel` (`None`: the all-channel ones) for
+    /// `reason` (`None`: every reason); true if any was lifted.
+    pub fn unsuppress(&mut self, channel: Option<&str>, reason: Option<SuppressionReason>) -> bool {
+        let before = self.suppressions.len();
+        self.suppressions
+            .retain(|s| !(s.channel.as_deref() == channel && reason.is_none_or(|r| r == s.reason)));
+        self.suppressions.len() != before
+    }
+
+    /// The suppression that blocks `channel`, if any.
+    pub fn suppression_of(&self, channel: &str) -> Option<&Suppression> {
+        self.suppressions.iter().find(|s| {
+            s.channel
+                .as_deref()
+                .is_none_or(|suppressed| suppressed == channel)
+        })
+    }
+
+    /// Records what a (non-dry-run) decision served: ledger entries, sends.
+    pub fn record_decision(
+        &mut self,
+        decision_id: &str,
+        decision: &Decision,
+        catalog: &Catalog,
+        now: Timestamp,
+    ) {
+        self.ledger.prune(catalog.ledger_horizon(), now);
+        for served in &decision.served {
+            self.ledger.push(Contact::new(
+                decision_id,
+                &served.action_id,
+                &served.channel,
+                &served.category,
+                now,
+            ));
+            self.profile.engagement_mut(&served.channel).sends += 1;
+        }
+    }
+
+    /// Applies an outcome of an action served by `decision_id`, with an
+    /// optional reward (e.g. revenue). A `failed` outcome gives back the cap slot
+    /// and the action's global budget unit.
+    pub fn report_outcome(
+        &mut self,
+        decision_id: &str,
+        action_id: &str,
+        outcome: OutcomeKind,
+        reward: Option<f64>,
+        at: Timestamp,
+        budgets: &BudgetCounters,
+    ) -> Result<OutcomeResult, Error> {
+        let contact = self
+            .ledger
+            .find_mut(decision_id, action_id)
+            .ok_or_else(|| Error::UnknownServedAction {
+                decision_id: decision_id.to_owned(),
+                action_id: action_id.to_owned(),
+            })?;
+        if !contact.mark(outcome) {
+            return Ok(OutcomeResult {
+                applied: false,
+                slot_released: false,
+            });
+        }
+        contact.reward += reward.unwrap_or(0.0);
+        let channel = contact.channel.clone();
+        let mut slot_released = false;
+        match outcome {
+            OutcomeKind::Dismiss => contact.dismissed_at = Some(at),
+            OutcomeKind::Failed if !contact.released => {
+                contact.released = true;
+                slot_released = true;
+                budgets.release(action_id);
+            }
+            _ => {}
+        }
+        let engagement = self.profile.engagement_mut(&channel);
+        match outcome {
+            OutcomeKind::Impression => engagement.impressions += 1,
+            OutcomeKind::Click => engagement.clicks += 1,
+            OutcomeKind::Conversion => engagement.conversions += 1,
+            OutcomeKind::Dismiss => engagement.dismisses += 1,
+            OutcomeKind::Failed => engagement.failures += 1,
+            OutcomeKind::Delivered => {}
+        }
+        Ok(OutcomeResult {
+            applied: true,
+            slot_released,
+        })
+    }
+
+    /// Whether nothing at all is known about the customer.
+    pub fn is_empty(&self) -> bool {
+        self.profile == Profile::default()
+            && self.ledger.is_empty()
+            && self.consent.is_empty()
+            && self.suppressions.is_empty()
+            && self.recent_event_ids.is_empty()
+    }
+}

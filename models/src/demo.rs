@@ -1,0 +1,7 @@
+//! The embedded demo: a B2B SaaS trial, retention and expansion scenario that
+//! `nudge serve` starts on when given no catalog or model.
+
+/// The demo catalog (TOML).
+pub const CATALOG_TOML: &str = include_str!("../demo/catalog.toml");
+/// The demo model artifact (JSON).
+pub const MODEL_JSON: &str = include_str!("../demo/model.json");

@@ -1,0 +1,460 @@
+//! Feature specifications and extraction, shared by serving and training so both
+//! compute identical features.
+//!
+//! A feature is written as a product of terms, e.g. `count(pricing_page_view,7d)`
+//! or `category(upsell) * is(plan,pro)`:
+//!
+//! | term | value |
+//! |---|---|
+//! | `count(EVENT,W)` | occurrences of EVENT in window W (`1d`, `7d`, `30d`) |
+//! | `log_count(EVENT,W)` | ln(1 + count) |
+//! | `days_since(EVENT)` | days since EVENT last happened, capped at 365 (never = 365) |
+//! | `tenure_days` | days since signup, capped at 365 |
+//! | `attr(NAME)` | numeric attribute (booleans 0/1; missing or text: 0) |
+//! | `is(NAME,VALUE)` | 1 if attribute NAME equals VALUE, else 0 |
+//! | `ctx(KEY)` | numeric request-context value (missing: 0) |
+//! | `ctx_is(KEY,VALUE)` | 1 if context KEY equals VALUE |
+//! | `click_rate(CHANNEL)` | the customer's clicks per impression on CHANNEL |
+//! | `category(CAT)` | 1 if the action's category is CAT |
+//! | `channel(CH)` | 1 if the action's channel is CH |
+//! | `action(ID)` | 1 if the action is ID (a per-action bias) |
+//! | `action_value` | the action's business value |
+//!
+//! Terms of the customer and context are computed once per decision; terms of
+//! the action once per candidate.
+
+use crate::Error;
+use crate::catalog::Action;
+use crate::profile::{Profile, Window};
+use crate::time::Timestamp;
+use crate::value::AttrValue;
+use ndarray::Array2;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Cap applied to day-valued features so one stale customer cannot dominate.
+const MAX_DAYS: f64 = 365.0;
+
+/// One factor of a feature.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Term {
+    /// Occurrences of an event in a window.
+    Count { event: String, window: Window },
+    /// ln(1 + occurrences) of an event in a window.
+    LogCount { event: String, window: Window },
+    /// Days since an event last happened.
+    DaysSince { event: String },
+    /// Days since signup.
+    Tenure,
+    /// A numeric attribute.
+    Attr { name: String },
+    /// Attribute one-hot.
+    Is { name: String, value: String },
+    /// A numeric context value.
+    Ctx { key: String },
+    /// Context one-hot.
+    CtxIs { key: String, value: String },
+    /// Click rate on a channel.
+    ClickRate { channel: String },
+    /// Action category one-hot.
+    Category { name: String },
+    /// Action channel one-hot.
+    Channel { name: String },
+    /// Per-action indicator.
+    Action { id: String },
+    /// The action's business value.
+    ActionValue,
+}
+
+/// What a feature is computed from: the customer, the request and the time.
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureInput<'a> {
+    /// The customer's profile.
+    pub profile: &'a Profile,
+    /// The request context.
+    pub context: &'a BTreeMap<String, AttrValue>,
+    /// The decision time.
+    pub now: Timestamp,
+}
+
+fn humanize(name: &str) -> String {
+    name.replace('_', " ")
+}
+
+fn window_words(window: Window) -> &'static str {
+    match window {
+        Window::Day => "in the last day",
+        Window::Week => "in the last 7 days",
+        Window::Month => "in the last 30 days",
+    }
+}
+
+impl Term {
+    fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (name, args) = match text.split_once('(') {
+            Some((name, rest)) => {
+                let inner = rest
+                    .strip_suffix(')')
+                    .ok_or_else(|| format!("'{text}' is missing its closing ')'"))?;
+                let args: Vec<String> = inner.split(',').map(|arg| arg.trim().to_owned()).collect();
+                if args.iter().any(String::is_empty) {
+                    return Err(format!("'{text}' has an empty argument"));
+                }
+                (name.trim(), args)
+            }
+            None => (text, Vec::new()),
+        };
+        let arity = |expected: usize| -> Result<(), String> {
+            if args.len() == expected {
+                Ok(())
+            } else {
+                Err(format!(
+                    "'{name}' takes {expected} argument(s), got {}",
+                    args.len()
+                ))
+            }
+        };
+        let window = |text: &str| {
+            Window::parse(text).ok_or_else(|| format!("window '{text}' must be 1d, 7d or 30d"))
+        };
+        let term = match name {
+            "count" => {
+                arity(2)?;
+                Term::Count {
+                    event: args[0].clone(),
+                    window: window(&args[1])?,
+                }
+            }
+            "log_count" => {
+                arity(2)?;
+                Term::LogCount {
+                    event: args[0].clone(),
+                    window: window(&args[1])?,
+                }
+            }
+            "days_since" => {
+                arity(1)?;
+                Term::DaysSince {
+                    event: args[0].clone(),
+                }
+            }
+            "tenure_days" => {
+                arity(0)?;
+                Term::Tenure
+            }
+            "attr" => {
+                arity(1)?;
+                Term::Attr {
+                    name: args[0].clone(),
+                }
+            }
+            "is" => {
+                arity(2)?;
+                Term::Is {
+                    name: args[0].clone(),
+                    value: args[1].clone(),
+                }
+            }
+            "ctx" => {
+                arity(1)?;
+                Term::Ctx {
+                    key: args[0].clone(),
+                }
+            }
+            "ctx_is" => {
+                arity(2)?;
+                Term::CtxIs {
+                    key: args[0].clone(),
+                    value: args[1].clone(),
+                }
+            }
+            "click_rate" => {
+                arity(1)?;
+                Term::ClickRate {
+                    channel: args[0].clone(),
+                }
+            }
+            "category" => {
+                arity(1)?;
+                Term::Category {
+                    name: args[0].clone(),
+                }
+            }
+            "channel" => {
+                arity(1)?;
+                Term::Channel {
+                    name: args[0].clone(),
+                }
+            }
+            "action" => {
+                arity(1)?;
+                Term::Action {
+                    id: args[0].clone(),
+                }
+            }
+            "action_value" => {
+                arity(0)?;
+                Term::ActionValue
+            }
+            other => return Err(format!("unknown term '{other}'")),
+        };
+        Ok(term)
+    }
+
+    /// Whether the term depends on the action (rather than on the customer).
+    pub fn is_action_term(&self) -> bool {
+        matches!(
+            self,
+            Term::Category { .. } | Term::Channel { .. } | Term::Action { .. } | Term::ActionValue
+        )
+    }
+
+    /// The value of a customer/context term.
+    fn customer_value(&self, input: &FeatureInput<'_>) -> f64 {
+        let profile = input.profile;
+        match self {
+            Term::Count { event, window } => f64::from(profile.count(event, *window, input.now)),
+            Term::LogCount { event, window } => {
+                f64::from(profile.count(event, *window, input.now)).ln_1p()
+            }
+            Term::DaysSince { event } => profile.days_since(event, input.now).min(MAX_DAYS),
+            Term::Tenure => profile.tenure_days(input.now).min(MAX_DAYS),
+            Term::Attr { name } => profile
+                .attribute(name)
+                .and_then(AttrValue::as_number)
+                .unwrap_or(0.0),
+            Term::Is { name, value } => indicator(
+                profile
+                    .attribute(name)
+                    .is_some_and(|v| v.matches_text(value)),
+            ),
+            Term::Ctx { key } => input
+                .context
+                .get(key)
+                .and_then(AttrValue::as_number)
+                .unwrap_or(0.0),
+            Term::CtxIs { key, value } => indicator(
+                input
+                    .context
+                    .get(key)
+                    .is_some_and(|v| v.matches_text(value)),
+            ),
+            Term::ClickRate { channel } => profile.engagement(channel).click_rate(),
+            Term::Category { .. }
+            | Term::Channel { .. }
+            | Term::Action { .. }
+            | Term::ActionValue => 1.0,
+        }
+    }
+
+    /// The value of an action term (1 for customer terms).
+    fn action_value(&self, action: &Action) -> f64 {
+        match self {
+            Term::Category { name } => indicator(action.category == *name),
+            Term::Channel { name } => indicator(action.channel == *name),
+            Term::Action { id } => indicator(action.id == *id),
+            Term::ActionValue => action.value,
+            _ => 1.0,
+        }
+    }
+
+    /// The term in words, given its value.
+    fn describe(&self, value: f64, input: &FeatureInput<'_>) -> String {
+        match self {
+            Term::Count { event, window } | Term::LogCount { event, window } => {
+                let count = input.profile.count(event, *window, input.now);
+                format!("{} {count}× {}", humanize(event), window_words(*window))
+            }
+            Term::DaysSince { event } => {
+                let days = input.profile.days_since(event, input.now);
+                if days >= crate::profile::NEVER_DAYS {
+                    format!("never had {}", humanize(event))
+                } else if days < 1.0 {
+                    format!("{} today", humanize(event))
+                } else {
+                    format!("last {} {:.0} days ago", humanize(event), days.floor())
+                }
+            }
+            Term::Tenure => format!("customer for {:.0} days", value.floor()),
+            Term::Attr { name } => format!("{} is {value}", humanize(name)),
+            Term::Is {
+                name,
+                value: expected,
+            } => {
+                let negation = if value > 0.0 { "" } else { "not " };
+                format!("{} is {negation}{expected}", humanize(name))
+            }
+            Term::Ctx { key } => format!("{} is {value}", humanize(key)),
+            Term::CtxIs {
+                key,
+                value: expected,
+            } => {
+                let negation = if value > 0.0 { "" } else { "not " };
+                format!("{} is {negation}{expected}", humanize(key))
+            }
+            Term::ClickRate { channel } => format!("{channel} click rate {:.0}%", value * 100.0),
+            Term::Category { name } => format!("for {} actions", humanize(name)),
+            Term::Channel { name } => format!("on {name}"),
+            Term::Action { .. } => "this action's baseline".to_owned(),
+            Term::ActionValue => format!("business value {value}"),
+        }
+    }
+}
+
+fn indicator(condition: bool) -> f64 {
+    if condition { 1.0 } else { 0.0 }
+}
+
+impl fmt::Display for Term {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Term::Count { event, window } => write!(formatter, "count({event},{})", window.label()),
+            Term::LogCount { event, window } => {
+                write!(formatter, "log_count({event},{})", window.label())
+            }
+            Term::DaysSince { event } => write!(formatter, "days_since({event})"),
+            Term::Tenure => write!(formatter, "tenure_days"),
+            Term::Attr { name } => write!(formatter, "attr({name})"),
+            Term::Is { name, value } => write!(formatter, "is({name},{value})"),
+            Term::Ctx { key } => write!(formatter, "ctx({key})"),
+            Term::CtxIs { key, value } => write!(formatter, "ctx_is({key},{value})"),
+            Term::ClickRate { channel } => write!(formatter, "click_rate({channel})"),
+            Term::Category { name } => write!(formatter, "category({name})"),
+            Term::Channel { name } => write!(formatter, "channel({name})"),
+            Term::Action { id } => write!(formatter, "action({id})"),
+            Term::ActionValue => write!(formatter, "action_value"),
+        }
+    }
+}
+
+/// One feature: a product of terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureSpec {
+    terms: Vec<Term>,
+}
+
+impl FeatureSpec {
+    /// Parses `term` or `term * term * ...`.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let terms = text
+            .split('*')
+            .map(Term::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| Error::InvalidFeature {
+                spec: text.to_owned(),
+                reason,
+            })?;
+        Ok(Self { terms })
+    }
+
+    /// The terms, in written order.
+    pub fn terms(&self) -> &[Term] {
+        &self.terms
+    }
+
+    /// The product of the customer/context terms (1 if none).
+    fn customer_factor(&self, input: &FeatureInput<'_>) -> f64 {
+        self.terms
+            .iter()
+            .filter(|term| !term.is_action_term())
+            .map(|term| term.customer_value(input))
+            .product()
+    }
+
+    /// The product of the action terms (1 if none).
+    fn action_factor(&self, action: &Action) -> f64 {
+        self.terms
+            .iter()
+            .filter(|term| term.is_action_term())
+            .map(|term| term.action_value(action))
+            .product()
+    }
+
+    /// The feature's value for one customer, context and action.
+    pub fn value(&self, input: &FeatureInput<'_>, action: &Action) -> f64 {
+        self.customer_factor(input) * self.action_factor(action)
+    }
+
+    /// The feature in words for this customer and action, customer terms first,
+    /// e.g. "pricing page view 3× in the last 7 days, for upsell actions".
+    pub fn describe(&self, input: &FeatureInput<'_>, action: &Action) -> String {
+        let customer = self.terms.iter().filter(|term| !term.is_action_term());
+        let action_terms = self.terms.iter().filter(|term| term.is_action_term());
+        customer
+            .map(|term| term.describe(term.customer_value(input), input))
+            .chain(action_terms.map(|term| term.describe(term.action_value(action), input)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for FeatureSpec {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (position, term) in self.terms.iter().enumerate() {
+            if position > 0 {
+                formatter.write_str(" * ")?;
+            }
+            write!(formatter, "{term}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The ordered features of a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureSet {
+    specs: Vec<FeatureSpec>,
+}
+
+impl FeatureSet {
+    /// Parses every spec; the first bad one is the error.
+    pub fn parse<S: AsRef<str>>(specs: &[S]) -> Result<Self, Error> {
+        let specs = specs
+            .iter()
+            .map(|spec| FeatureSpec::parse(spec.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { specs })
+    }
+
+    /// The specs, in column order.
+    pub fn specs(&self) -> &[FeatureSpec] {
+        &self.specs
+    }
+
+    /// Number of features.
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    /// Whether there are no features.
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    /// The feature matrix: one row per action, one column per feature. Customer
+    /// terms are computed once for all rows.
+    pub fn extract(&self, input: &FeatureInput<'_>, actions: &[&Action]) -> Array2<f64> {
+        let factors: Vec<f64> = self
+            .specs
+            .iter()
+            .map(|spec| spec.customer_factor(input))
+            .collect();
+        let mut matrix = Array2::zeros((actions.len(), self.specs.len()));
+        for (mut row, action) in matrix.rows_mut().into_iter().zip(actions) {
+            for ((cell, spec), factor) in row.iter_mut().zip(&self.specs).zip(&factors) {
+                *cell = factor * spec.action_factor(action);
+            }
+        }
+        matrix
+    }
+
+    /// One row: the features of one customer, context and action. Training uses
+    /// this; it equals the matching row of [`FeatureSet::extract`].
+    pub fn extract_one(&self, input: &FeatureInput<'_>, action: &Action) -> Vec<f64> {
+        self.specs
+            .iter()
+            .map(|spec| spec.value(input, action))
+            .collect()
+    }
+}

@@ -1,0 +1,34 @@
+//! nudge's decision domain: pure, synchronous logic shared by the service and the
+//! training jobs. No async, no I/O, no wire types: every function that depends on
+//! time takes `now`.
+//!
+//! - [`time`]: instants and the catalog's duration syntax.
+//! - [`value`]: typed scalars of events, context and attributes.
+//! - [`profile`]: the live profile built from events (windowed counters, recency,
+//!   attributes, engagement) and its view for CEL rules.
+//! - [`ledger`]: the contact ledger that caps and cooldowns count from.
+//! - [`customer`]: one customer's whole state and every change to it.
+//! - [`catalog`]: actions, channels, placements and policy from the TOML file,
+//!   validated with field-and-line errors; CEL rules compiled once.
+//! - [`features`]: feature specs and extraction (the same code at training time).
+//! - [`model`]: the versioned logistic-regression artifact and scoring.
+//! - [`pipeline`]: the decision pipeline — filters, scoring, arbitration, rationale.
+//! - [`budget`]: global per-action budgets shared across customers.
+//! - [`demo`]: the embedded demo catalog and model.
+
+#![forbid(unsafe_code)]
+
+pub mod budget;
+pub mod catalog;
+pub mod customer;
+pub mod demo;
+mod error;
+pub mod features;
+pub mod ledger;
+pub mod model;
+pub mod pipeline;
+pub mod profile;
+pub mod time;
+pub mod value;
+
+pub use error::Error;

@@ -1,0 +1,325 @@
+//! Scoring models: a versioned logistic-regression artifact that carries its own
+//! feature specification, so training and serving compute the same features.
+//!
+//! The artifact is JSON:
+//!
+//! ```json
+//! {
+//!   "format": "nudge.logistic/v1",
+//!   "version": "demo-1",
+//!   "description": "hand-set weights for the demo",
+//!   "features": ["count(pricing_page_view,7d)", "category(upsell) * is(plan,pro)"],
+//!   "weights": [0.35, -1.2],
+//!   "intercept": -2.0,
+//!   "evidence": { "total": 50000, "per_action": { "upgrade_offer": 1200 } }
+//! }
+//! ```
+//!
+//! Loading validates everything; a bad artifact is an [`Error::InvalidModel`]
+//! and the caller keeps its current model.
+
+use crate::Error;
+use crate::catalog::Action;
+use crate::features::{FeatureInput, FeatureSet};
+use ndarray::{Array1, Array2, ArrayView1};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The artifact format this build reads and writes.
+pub const MODEL_FORMAT: &str = "nudge.logistic/v1";
+/// Most features a model may have.
+pub const MAX_FEATURES: usize = 4_096;
+/// Examples at which confidence reaches one half.
+const CONFIDENCE_HALF_EVIDENCE: f64 = 100.0;
+
+/// How many training examples back the model, in total and per action.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    /// Training examples in total.
+    #[serde(default)]
+    pub total: u64,
+    /// Training examples in which each action was served.
+    #[serde(default)]
+    pub per_action: BTreeMap<String, u64>,
+}
+
+/// The model file's contents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelArtifact {
+    /// Must be [`MODEL_FORMAT`].
+    pub format: String,
+    /// Version shown in every decision, e.g. `2026-11-23.1`.
+    pub version: String,
+    /// What this model is and how it was made.
+    #[serde(default)]
+    pub description: String,
+    /// When it was trained (RFC 3339), if known.
+    #[serde(default)]
+    pub trained_at: Option<String>,
+    /// Feature specs in column order.
+    pub features: Vec<String>,
+    /// One weight per feature.
+    pub weights: Vec<f64>,
+    /// The bias.
+    pub intercept: f64,
+    /// Training evidence, for confidence.
+    #[serde(default)]
+    pub evidence: Evidence,
+}
+
+/// A loaded, validated model.
+#[derive(Debug, Clone)]
+pub struct Model {
+    artifact: ModelArtifact,
+    features: FeatureSet,
+    weights: Array1<f64>,
+}
+
+/// One feature's share of a score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contribution {
+    /// Column of the feature.
+    pub feature: usize,
+    /// The feature's value.
+    pub value: f64,
+    /// weight × value.
+    pub contribution: f64,
+}
+
+fn invalid(reason: impl Into<String>) -> Error {
+    Error::InvalidModel(reason.into())
+}
+
+impl Model {
+    /// Parses and validates a JSON artifact.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
+        let artifact: ModelArtifact = serde_json::from_slice(bytes)
+            .map_err(|error| invalid(format!("not a model artifact: {error}")))?;
+        Self::from_artifact(artifact)
+    }
+
+    /// Validates an artifact.
+    pub fn from_artifact(artifact: ModelArtifact) -> Result<Self, Error> {
+        if artifact.format != MODEL_FORMAT {
+            return Err(invalid(format!(
+                "format '{}' is not '{MODEL_FORMAT}'",
+                artifact.format
+            )));
+        }
+        let version = artifact.version.trim();
+        if version.is_empty() || version.len() > 128 {
+            return Err(invalid("version must be 1..=128 characters"));
+        }
+        if artifact.features.is_empty() || artifact.features.len() > MAX_FEATURES {
+            return Err(invalid(format!(
+                "features: {} given, 1..={MAX_FEATURES} allowed",
+                artifact.features.len()
+            )));
+        }
+        if artifact.weights.len() != artifact.features.len() {
+            return Err(invalid(format!(
+                "{} weights for {} features",
+                artifact.weights.len(),
+                artifact.features.len()
+            )));
+        }
+        if let Some(position) = artifact
+            .weights
+            .iter()
+            .position(|weight| !weight.is_finite())
+        {
+            return Err(invalid(format!(
+                "weights[{position}] ({}) is not finite",
+                artifact.weights[position]
+            )));
+        }
+        if !artifact.intercept.is_finite() {
+            return Err(invalid(format!(
+                "intercept ({}) is not finite",
+                artifact.intercept
+            )));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(duplicate) = artifact
+            .features
+            .iter()
+            .find(|spec| !seen.insert(spec.as_str()))
+        {
+            return Err(invalid(format!("feature '{duplicate}' appears twice")));
+        }
+        let features =
+            FeatureSet::parse(&artifact.features).map_err(|error| invalid(error.to_string()))?;
+        let weights = Array1::from(artifact.weights.clone());
+        Ok(Self {
+            artifact,
+            features,
+            weights,
+        })
+    }
+
+    /// The version.
+    pub fn version(&self) -> &str {
+        &self.artifact.version
+    }
+
+    /// The artifact it was loaded from.
+    pub fn artifact(&self) -> &ModelArtifact {
+        &self.artifact
+    }
+
+    /// The features, in column order.
+    pub fn features(&self) -> &FeatureSet {
+        &self.features
+    }
+
+    /// Propensities for every row of a feature matrix.
+    pub fn score(&self, matrix: &Array2<f64>) -> Array1<f64> {
+        let intercept = self.artifact.intercept;
+        matrix
+            .dot(&self.weights)
+            .mapv(|logit| sigmoid(logit + intercept))
+    }
+
+    /// Extracts features and scores `actions` for one customer and context.
+    pub fn score_actions(
+        &self,
+        input: &FeatureInput<'_>,
+        actions: &[&Action],
+    ) -> (Array2<f64>, Array1<f64>) {
+        let matrix = self.features.extract(input, actions);
+        let scores = self.score(&matrix);
+        (matrix, scores)
+    }
+
+    /// The `limit` largest contributions (by magnitude) of one row, non-zero only.
+    pub fn top_contributions(&self, row: ArrayView1<'_, f64>, limit: usize) -> Vec<Contribution> {
+        let mut contributions: Vec<Contribution> = row
+            .iter()
+            .zip(self.weights.iter())
+            .enumerate()
+            .filter(|(_, (value, weight))| **value != 0.0 && **weight != 0.0)
+            .map(|(feature, (value, weight))| Contribution {
+                feature,
+                value: *value,
+                contribution: value * weight,
+            })
+            .collect();
+        contributions.sort_by(|a, b| {
+            b.contribution
+                .abs()
+                .total_cmp(&a.contribution.abs())
+                .then(a.feature.cmp(&b.feature))
+        });
+        contributions.truncate(limit);
+        contributions
+    }
+
+    /// How much evidence backs scores of `action_id`, in [0, 1): n / (n + 100)
+    /// where n is the action's training examples (or the total spread evenly).
+    pub fn confidence(&self, action_id: &str, action_count: usize) -> f64 {
+        let evidence = &self.artifact.evidence;
+        let examples = evidence
+            .per_action
+            .get(action_id)
+            .copied()
+            .unwrap_or_else(|| {
+                evidence.total / u64::try_from(action_count.max(1)).unwrap_or(u64::MAX)
+            }) as f64;
+        examples / (examples + CONFIDENCE_HALF_EVIDENCE)
+    }
+}
+
+/// The logistic function, stable for large |x|.
+pub fn sigmoid(logit: f64) -> f64 {
+    if logit >= 0.0 {
+        1.0 / (1.0 + (-logit).exp())
+    } else {
+        let exp = logit.exp();
+        exp / (1.0 + exp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artifact() -> ModelArtifact {
+        ModelArtifact {
+            format: MODEL_FORMAT.to_owned(),
+            version: "t1".to_owned(),
+            description: String::new(),
+            trained_at: None,
+            features: vec![
+                "count(login,7d)".to_owned(),
+                "category(upsell) * is(plan,pro)".to_owned(),
+            ],
+            weights: vec![0.5, -1.0],
+            intercept: -1.0,
+            evidence: Evidence::default(),
+        }
+    }
+
+    #[test]
+    fn a_valid_artifact_round_trips_through_json() {
+        let json = serde_json::to_vec(&artifact()).expect("serializes");
+        let model = Model::from_json(&json).expect("valid");
+        assert_eq!(model.version(), "t1");
+        assert_eq!(model.features().len(), 2);
+        assert_eq!(
+            model.features().specs()[1].to_string(),
+            "category(upsell) * is(plan,pro)"
+        );
+    }
+
+    #[test]
+    fn bad_artifacts_are_refused_with_the_reason() {
+        type Mutation = Box<dyn Fn(&mut ModelArtifact)>;
+        let cases: Vec<(Mutation, &str)> = vec![
+            (Box::new(|a| a.format = "pickle".into()), "format 'pickle'"),
+            (Box::new(|a| a.version = " ".into()), "version"),
+            (
+                Box::new(|a| a.weights.pop().map(drop).unwrap_or(())),
+                "1 weights for 2 features",
+            ),
+            (Box::new(|a| a.weights[1] = f64::NAN), "weights[1]"),
+            (Box::new(|a| a.intercept = f64::INFINITY), "intercept"),
+            (
+                Box::new(|a| a.features[1] = "count(login,7d)".into()),
+                "appears twice",
+            ),
+            (
+                Box::new(|a| a.features[0] = "count(login,2d)".into()),
+                "window '2d'",
+            ),
+            (
+                Box::new(|a| a.features[0] = "wat(x)".into()),
+                "unknown term 'wat'",
+            ),
+            (Box::new(|a| a.features.clear()), "features: 0 given"),
+        ];
+        for (mutate, expected) in cases {
+            let mut broken = artifact();
+            mutate(&mut broken);
+            let error = Model::from_artifact(broken)
+                .expect_err("must be refused")
+                .to_string();
+            assert!(
+                error.contains(expected),
+                "'{error}' should mention '{expected}'"
+            );
+        }
+        let error = Model::from_json(b"{not json")
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("not a model artifact"), "{error}");
+    }
+
+    #[test]
+    fn sigmoid_is_stable_and_symmetric() {
+        assert_eq!(sigmoid(0.0), 0.5);
+        assert!(sigmoid(800.0) <= 1.0 && sigmoid(-800.0) >= 0.0);
+        assert!((sigmoid(2.0) + sigmoid(-2.0) - 1.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,201 @@
+//! Time in the domain: instants as milliseconds since the Unix epoch, and the
+//! duration syntax of the catalog file (`30m`, `12h`, `7d`, `2w`).
+//!
+//! The domain never reads a clock: every function that depends on time takes
+//! `now` as an argument, so tests drive time explicitly.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Milliseconds in one hour.
+pub const HOUR_MS: i64 = 3_600_000;
+/// Milliseconds in one day.
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// An instant, in milliseconds since 1970-01-01T00:00:00Z.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The instant `millis` milliseconds after the epoch.
+    pub const fn from_millis(millis: i64) -> Self {
+        Self(millis)
+    }
+
+    /// Milliseconds since the epoch.
+    pub const fn millis(self) -> i64 {
+        self.0
+    }
+
+    /// This instant moved forward by `span` (saturating).
+    pub fn plus(self, span: Span) -> Self {
+        Self(self.0.saturating_add(span.0))
+    }
+
+    /// This instant moved back by `span` (saturating).
+    pub fn minus(self, span: Span) -> Self {
+        Self(self.0.saturating_sub(span.0))
+    }
+
+    /// The whole hours since the epoch (the hour bucket this instant falls in).
+    pub fn hour_index(self) -> i64 {
+        self.0.div_euclid(HOUR_MS)
+    }
+
+    /// Fractional days from `earlier` to `self` (negative if `earlier` is later).
+    pub fn days_since(self, earlier: Timestamp) -> f64 {
+        (self.0 - earlier.0) as f64 / DAY_MS as f64
+    }
+
+    /// Parses an RFC 3339 date-time such as `2026-11-23T09:00:00Z`.
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|instant| Self(instant.timestamp_millis()))
+    }
+
+    /// The instant as a UTC chrono date-time, if representable.
+    pub fn to_utc(self) -> Option<chrono::DateTime<chrono::Utc>> {
+        chrono::DateTime::from_timestamp_millis(self.0)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to_utc() {
+            Some(instant) => write!(
+                formatter,
+                "{}",
+                instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            ),
+            None => write!(formatter, "{}ms", self.0),
+        }
+    }
+}
+
+/// A length of time in milliseconds, written in the catalog as `<n><unit>` with
+/// unit `s`, `m`, `h`, `d` or `w` (e.g. `90m`, `7d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Span(pub i64);
+
+impl Span {
+    /// A span of `days` days.
+    pub const fn days(days: i64) -> Self {
+        Self(days * DAY_MS)
+    }
+
+    /// A span of `hours` hours.
+    pub const fn hours(hours: i64) -> Self {
+        Self(hours * HOUR_MS)
+    }
+
+    /// The span in milliseconds.
+    pub const fn millis(self) -> i64 {
+        self.0
+    }
+
+    /// Parses the catalog's duration syntax. Returns a message naming what is
+    /// wrong on failure.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|character: char| !character.is_ascii_digit())
+            .ok_or_else(|| format!("'{text}' has no unit (use s, m, h, d or w, e.g. '7d')"))?;
+        let (digits, unit) = text.split_at(split);
+        let amount: i64 = digits
+            .parse()
+            .map_err(|_| format!("'{text}' does not start with a whole number"))?;
+        let unit_ms = match unit {
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => HOUR_MS,
+            "d" => DAY_MS,
+            "w" => 7 * DAY_MS,
+            other => {
+                return Err(format!(
+                    "'{text}' has unknown unit '{other}' (use s, m, h, d or w)"
+                ));
+            }
+        };
+        if amount == 0 {
+            return Err(format!("'{text}' must be longer than zero"));
+        }
+        amount
+            .checked_mul(unit_ms)
+            .filter(|millis| *millis <= 3_650 * DAY_MS)
+            .map(Self)
+            .ok_or_else(|| format!("'{text}' is longer than ten years"))
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let millis = self.0;
+        let units = [
+            (7 * DAY_MS, "w"),
+            (DAY_MS, "d"),
+            (HOUR_MS, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+        ];
+        for (unit_ms, suffix) in units {
+            if millis != 0 && millis % unit_ms == 0 {
+                return write!(formatter, "{}{suffix}", millis / unit_ms);
+            }
+        }
+        write!(formatter, "{millis}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_parse_every_unit_and_print_back() {
+        for (text, millis) in [
+            ("30s", 30_000),
+            ("90m", 5_400_000),
+            ("12h", 12 * HOUR_MS),
+            ("7d", 7 * DAY_MS),
+            ("2w", 14 * DAY_MS),
+        ] {
+            let span = Span::parse(text).expect("valid span");
+            assert_eq!(span.millis(), millis);
+            assert_eq!(Span::parse(&span.to_string()), Ok(span));
+        }
+    }
+
+    #[test]
+    fn bad_spans_say_what_is_wrong() {
+        assert!(Span::parse("7").expect_err("invalid").contains("no unit"));
+        assert!(
+            Span::parse("7y")
+                .expect_err("invalid")
+                .contains("unknown unit 'y'")
+        );
+        assert!(
+            Span::parse("d")
+                .expect_err("invalid")
+                .contains("whole number")
+        );
+        assert!(
+            Span::parse("0d")
+                .expect_err("invalid")
+                .contains("longer than zero")
+        );
+        assert!(
+            Span::parse("99999w")
+                .expect_err("invalid")
+                .contains("ten years")
+        );
+    }
+
+    #[test]
+    fn timestamps_round_trip_rfc3339() {
+        let instant = Timestamp::parse_rfc3339("2026-11-23T09:30:00Z").expect("valid");
+        assert_eq!(instant.to_string(), "2026-11-23T09:30:00.000Z");
+        assert_eq!(instant.hour_index(), instant.millis() / HOUR_MS);
+        assert!(Timestamp::parse_rfc3339("yesterday").is_none());
+    }
+}

@@ -1,0 +1,329 @@
+//! `CustomerActor`: one per active customer. It owns the customer's state and
+//! applies every decision, event, outcome and consent change in turn, so no two
+//! concurrent calls can both take the last slot of a cap.
+
+use crate::engine::{DecideInput, DecideReply, Shared};
+use crate::error::ServiceError;
+use crate::stats::bump;
+use actix::prelude::*;
+use nudge_models::customer::{
+    ConsentState, CustomerState, OutcomeResult, SuppressionReason, TrackResult,
+};
+use nudge_models::ledger::OutcomeKind;
+use nudge_models::pipeline::{self, DecisionRequest, Environment, FallbackReason, Scoring};
+use nudge_models::profile::Event;
+use nudge_models::time::Timestamp;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// What the registry and callers can see of a live actor without a message.
+#[derive(Debug, Default)]
+pub struct Activity {
+    /// When the actor last handled a message (ms since epoch, service clock).
+    pub last_active_ms: AtomicI64,
+    /// Messages sent but not yet handled.
+    pub pending: AtomicUsize,
+}
+
+/// The actor of one customer.
+pub struct CustomerActor {
+    /// Whose state this is.
+    customer_id: Arc<str>,
+    /// The customer's state, saved to the store when the actor stops.
+    state: CustomerState,
+    /// Catalog, model, budgets, store, clock, config.
+    shared: Arc<Shared>,
+    /// Shared with the registry entry.
+    activity: Arc<Activity>,
+    /// Identifies this activation in the registry, so a stopping actor only
+    /// removes its own entry.
+    generation: u64,
+    /// Called when the actor stops, after its state is saved.
+    on_stop: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl std::fmt::Debug for CustomerActor {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("CustomerActor")
+            .field("customer_id", &self.customer_id)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CustomerActor {
+    /// An actor holding `state`.
+    pub fn new(
+        customer_id: Arc<str>,
+        state: CustomerState,
+        shared: Arc<Shared>,
+        activity: Arc<Activity>,
+        generation: u64,
+        on_stop: Box<dyn FnOnce() + Send>,
+    ) -> Self {
+        Self {
+            customer_id,
+            state,
+            shared,
+            activity,
+            generation,
+            on_stop: Some(on_stop),
+        }
+    }
+
+    /// The activation's generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Marks a message as being handled now; returns the service time.
+    fn touch(&self) -> Timestamp {
+        let now = self.shared.clock.now();
+        self.activity
+            .last_active_ms
+            .store(now.millis(), Ordering::Relaxed);
+        let _ =
+            self.activity
+                .pending
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |pending| {
+                    Some(pending.saturating_sub(1))
+                });
+        now
+    }
+}
+
+impl Actor for CustomerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, context: &mut Self::Context) {
+        context.set_mailbox_capacity(self.shared.config.actors.mailbox_capacity);
+    }
+
+    fn stopped(&mut self, _context: &mut Self::Context) {
+        if let Err(error) = self.shared.store.save(&self.customer_id, &self.state) {
+            tracing::error!(%error, "failed to save customer state on passivation");
+        }
+        bump(&self.shared.stats.passivations);
+        if let Some(on_stop) = self.on_stop.take() {
+            on_stop();
+        }
+    }
+}
+
+/// Decide for this customer.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<DecideReply, ServiceError>")]
+pub struct Decide {
+    /// The validated request.
+    pub input: Arc<DecideInput>,
+    /// When the answer is due.
+    pub deadline: Instant,
+    /// The budget that set the deadline, for the error message.
+    pub budget_ms: u64,
+    /// Model, or fallback because the mailbox was saturated.
+    pub scoring: Scoring,
+}
+
+impl Handler<Decide> for CustomerActor {
+    type Result = Result<DecideReply, ServiceError>;
+
+    fn handle(&mut self, message: Decide, _context: &mut Self::Context) -> Self::Result {
+        let now = self.touch();
+        let arrived = Instant::now();
+        if arrived >= message.deadline {
+            return Err(ServiceError::DeadlineExceeded {
+                budget_ms: message.budget_ms,
+            });
+        }
+        let headroom = std::time::Duration::from_millis(self.shared.config.fallback_headroom_ms);
+        let scoring = match message.scoring {
+            Scoring::Model if message.deadline - arrived < headroom => {
+                Scoring::Fallback(FallbackReason::Deadline)
+            }
+            scoring => scoring,
+        };
+        let input = &message.input;
+        let catalog = self.shared.catalog.load_full();
+        let model = self.shared.model.load_full();
+        let decision_id = (!input.dry_run).then(|| uuid::Uuid::new_v4().simple().to_string());
+        let seed = seed_of(decision_id.as_deref().unwrap_or(&input.request_id), now);
+        let environment = Environment {
+            catalog: &catalog,
+            model: model.as_deref(),
+            budgets: &self.shared.budgets,
+        };
+        let request = DecisionRequest {
+            placement: &input.placement,
+            context: &input.context,
+            candidates: &input.candidates,
+            limit: input.limit,
+            dry_run: input.dry_run,
+            scoring,
+            seed,
+            now,
+        };
+        let decision = pipeline::decide(&environment, &self.state, &request)?;
+        if let Some(decision_id) = &decision_id {
+            self.state
+                .record_decision(decision_id, &decision, &catalog, now);
+        }
+        self.shared.stats.record_decision(&decision);
+        Ok(DecideReply {
+            decision_id,
+            decision,
+            catalog_version: catalog.version.clone(),
+            variant: "default".to_owned(),
+            dry_run: input.dry_run,
+        })
+    }
+}
+
+/// A 64-bit seed from the decision id and time (FNV-1a).
+fn seed_of(text: &str, now: Timestamp) -> u64 {
+    text.bytes()
+        .chain(now.millis().to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
+/// Apply events.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<TrackResult>")]
+pub struct Track {
+    /// Validated events of this customer, in order.
+    pub events: Vec<Event>,
+}
+
+impl Handler<Track> for CustomerActor {
+    type Result = Vec<TrackResult>;
+
+    fn handle(&mut self, message: Track, _context: &mut Self::Context) -> Self::Result {
+        let now = self.touch();
+        message
+            .events
+            .iter()
+            .map(|event| {
+                let result = self.state.track(event, now);
+                match result {
+                    TrackResult::Applied => bump(&self.shared.stats.events),
+                    TrackResult::Duplicate => bump(&self.shared.stats.duplicate_events),
+                }
+                result
+            })
+            .collect()
+    }
+}
+
+/// Apply an outcome of a served action.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<OutcomeResult, ServiceError>")]
+pub struct ReportOutcome {
+    /// The decision.
+    pub decision_id: String,
+    /// The served action.
+    pub action_id: String,
+    /// What happened.
+    pub outcome: OutcomeKind,
+    /// Optional reward (finite).
+    pub reward: Option<f64>,
+    /// When (the service's time if the client gave none).
+    pub at: Option<Timestamp>,
+}
+
+impl Handler<ReportOutcome> for CustomerActor {
+    type Result = Result<OutcomeResult, ServiceError>;
+
+    fn handle(&mut self, message: ReportOutcome, _context: &mut Self::Context) -> Self::Result {
+        let now = self.touch();
+        let result = self.state.report_outcome(
+            &message.decision_id,
+            &message.action_id,
+            message.outcome,
+            message.reward,
+            message.at.unwrap_or(now),
+            &self.shared.budgets,
+        )?;
+        if result.applied {
+            bump(&self.shared.stats.outcomes);
+        }
+        Ok(result)
+    }
+}
+
+/// Record consent for one channel (`None` clears it); replies the previous state.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<ConsentState>")]
+pub struct SetConsent {
+    /// The channel.
+    pub channel: String,
+    /// The new state.
+    pub state: Option<ConsentState>,
+}
+
+impl Handler<SetConsent> for CustomerActor {
+    type Result = Option<ConsentState>;
+
+    fn handle(&mut self, message: SetConsent, _context: &mut Self::Context) -> Self::Result {
+        let now = self.touch();
+        self.state.set_consent(&message.channel, message.state, now)
+    }
+}
+
+/// Add (`lift = false`) or lift a suppression; replies whether anything changed.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct ChangeSuppression {
+    /// The channel, `None` for all channels.
+    pub channel: Option<String>,
+    /// The reason; `None` when lifting every reason.
+    pub reason: Option<SuppressionReason>,
+    /// Operator's note (when adding).
+    pub note: String,
+    /// Lift instead of add.
+    pub lift: bool,
+}
+
+impl Handler<ChangeSuppression> for CustomerActor {
+    type Result = bool;
+
+    fn handle(&mut self, message: ChangeSuppression, _context: &mut Self::Context) -> Self::Result {
+        let now = self.touch();
+        let channel = message.channel.as_deref();
+        match (message.lift, message.reason) {
+            (true, reason) => self.state.unsuppress(channel, reason),
+            (false, Some(reason)) => self.state.suppress(channel, reason, &message.note, now),
+            (false, None) => false,
+        }
+    }
+}
+
+/// A copy of the customer's state.
+#[derive(Debug, Message)]
+#[rtype(result = "CustomerState")]
+pub struct Snapshot;
+
+impl Handler<Snapshot> for CustomerActor {
+    type Result = MessageResult<Snapshot>;
+
+    fn handle(&mut self, _message: Snapshot, _context: &mut Self::Context) -> Self::Result {
+        self.touch();
+        MessageResult(self.state.clone())
+    }
+}
+
+/// Save and stop (idle, evicted, or shutting down). Queued messages before it
+/// are handled first; later ones are refused and retried on a new activation.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Passivate;
+
+impl Handler<Passivate> for CustomerActor {
+    type Result = ();
+
+    fn handle(&mut self, _message: Passivate, context: &mut Self::Context) {
+        context.stop();
+    }
+}

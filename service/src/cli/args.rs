@@ -1,0 +1,419 @@
+//! The arguments of each client subcommand, the enum names they accept, and the
+//! gRPC requests they build.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use nudge_proto::v1::{
+    ConsentState, DecideRequest, Event, GetProfileRequest, Outcome, ReloadCatalogRequest,
+    ReportOutcomeRequest, SetConsentRequest, SuppressRequest, SuppressionReason, UnsuppressRequest,
+};
+use prost_types::Timestamp;
+
+use super::parse::{KeyValue, into_map, parse_finite, parse_key_value, parse_timestamp};
+
+/// Arguments of `nudge decide`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DecideArgs {
+    /// The customer to decide for.
+    #[arg(long, value_name = "ID")]
+    pub customer: String,
+    /// The placement id from the catalog, e.g. home_banner.
+    #[arg(long, value_name = "P")]
+    pub placement: String,
+    /// A request context entry, visible to rules as context.KEY (repeatable).
+    /// true/false is a bool, a number is a number, else a string; KEY:s=VALUE
+    /// forces a string.
+    #[arg(long = "context", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub context: Vec<KeyValue>,
+    /// Only consider this action (repeatable). Default: every active action the
+    /// placement allows.
+    #[arg(long = "candidate", value_name = "ACTION_ID")]
+    pub candidates: Vec<String>,
+    /// How many actions to serve; 0 means the placement's number of slots.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub limit: u32,
+    /// List every candidate not served with its reason, instead of counts.
+    #[arg(long)]
+    pub explain: bool,
+    /// Evaluate everything but record nothing (no cap slot, no ledger entry).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl DecideArgs {
+    /// The `Decide` request these arguments describe.
+    pub fn request(&self) -> anyhow::Result<DecideRequest> {
+        Ok(DecideRequest {
+            customer_id: self.customer.clone(),
+            placement: self.placement.clone(),
+            context: into_map(&self.context, "--context")?,
+            candidate_action_ids: self.candidates.clone(),
+            limit: self.limit,
+            dry_run: self.dry_run,
+            explain: self.explain,
+            request_id: String::new(),
+        })
+    }
+}
+
+/// Arguments of `nudge track`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrackArgs {
+    /// The customer the event is about.
+    #[arg(long, value_name = "ID")]
+    pub customer: String,
+    /// The event name, e.g. page_view; "identify" sets profile attributes.
+    #[arg(long, value_name = "NAME")]
+    pub event: String,
+    /// The event's idempotency key. Default: a fresh UUID v4.
+    #[arg(long = "id", value_name = "EVENT_ID")]
+    pub event_id: Option<String>,
+    /// An event property (repeatable), typed like --context of decide.
+    #[arg(long = "prop", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub props: Vec<KeyValue>,
+    /// When it happened, RFC 3339 (e.g. 2024-05-01T10:00:00Z). Default: now.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_timestamp)]
+    pub at: Option<Timestamp>,
+}
+
+impl TrackArgs {
+    /// The event to track; a missing id or time is filled with a fresh UUID v4
+    /// and the current time.
+    pub fn event(&self) -> anyhow::Result<Event> {
+        Ok(Event {
+            customer_id: self.customer.clone(),
+            event_id: self
+                .event_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            name: self.event.clone(),
+            timestamp: Some(
+                self.at
+                    .unwrap_or_else(|| Timestamp::from(std::time::SystemTime::now())),
+            ),
+            properties: into_map(&self.props, "--prop")?,
+        })
+    }
+}
+
+/// Arguments of `nudge outcome`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutcomeArgs {
+    /// The customer the decision was about.
+    #[arg(long, value_name = "ID")]
+    pub customer: String,
+    /// The decision id returned by decide.
+    #[arg(long, value_name = "ID")]
+    pub decision: String,
+    /// The served action the outcome is about.
+    #[arg(long, value_name = "ID")]
+    pub action: String,
+    /// What happened.
+    #[arg(long, value_enum)]
+    pub outcome: OutcomeArg,
+    /// Optional reward, e.g. the revenue of a conversion.
+    #[arg(long, value_name = "X", value_parser = parse_finite, allow_negative_numbers = true)]
+    pub reward: Option<f64>,
+}
+
+impl OutcomeArgs {
+    /// The `ReportOutcome` request; the server stamps the time.
+    pub fn request(&self) -> ReportOutcomeRequest {
+        ReportOutcomeRequest {
+            customer_id: self.customer.clone(),
+            decision_id: self.decision.clone(),
+            action_id: self.action.clone(),
+            outcome: Outcome::from(self.outcome) as i32,
+            reward: self.reward,
+            timestamp: None,
+        }
+    }
+}
+
+/// Arguments of `nudge consent`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConsentArgs {
+    /// The customer whose consent is recorded.
+    #[arg(long, value_name = "ID")]
+    pub customer: String,
+    /// A channel declared in the catalog, e.g. sms.
+    #[arg(long, value_name = "C")]
+    pub channel: String,
+    /// The customer's choice for the channel.
+    #[arg(long, value_enum)]
+    pub state: ConsentArg,
+}
+
+impl ConsentArgs {
+    /// The `SetConsent` request.
+    pub fn request(&self) -> SetConsentRequest {
+        SetConsentRequest {
+            customer_id: self.customer.clone(),
+            channel: self.channel.clone(),
+            state: ConsentState::from(self.state) as i32,
+        }
+    }
+}
+
+/// Arguments of `nudge suppress`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SuppressArgs {
+    /// The customer to suppress.
+    #[arg(long, value_name = "ID")]
+    pub customer: String,
+    /// The channel to suppress. Default: every channel.
+    #[arg(long, value_name = "C")]
+    pub channel: Option<String>,
+    /// Why the customer is suppressed.
+    #[arg(long, value_enum)]
+    pub reason: SuppressionReasonArg,
+    /// A free-text note, e.g. a ticket number.
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
+}
+
+impl SuppressArgs {
+    /// The `Suppress` request.
+    pub fn request(&self) -> SuppressRequest {
+        SuppressRequest {
+            customer_id: self.customer.clone(),
+            channel: self.channel.clone().unwrap_or_default(),
+            reason: SuppressionReason::from(self.reason) as i32,
+            note: self.note.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Arguments of `nudge unsuppress`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UnsuppressArgs {
+    /// The customer whose suppression to lift.
+    #[arg(long, value_name = "ID")]
+    pub customer: String,
+    /// The channel whose suppression to lift. Default: the all-channel one.
+    #[arg(long, value_name = "C")]
+    pub channel: Option<String>,
+    /// The reason to lift. Default: every reason on that channel.
+    #[arg(long, value_enum)]
+    pub reason: Option<SuppressionReasonArg>,
+}
+
+impl UnsuppressArgs {
+    /// The `Unsuppress` request.
+    pub fn request(&self) -> UnsuppressRequest {
+        UnsuppressRequest {
+            customer_id: self.customer.clone(),
+            channel: self.channel.clone().unwrap_or_default(),
+            reason: self
+                .reason
+                .map_or(SuppressionReason::Unspecified, SuppressionReason::from)
+                as i32,
+        }
+    }
+}
+
+/// Arguments of `nudge profile`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProfileArgs {
+    /// The customer whose live profile to show.
+    #[arg(value_name = "ID")]
+    pub customer: String,
+}
+
+impl ProfileArgs {
+    /// The `GetProfile` request.
+    pub fn request(&self) -> GetProfileRequest {
+        GetProfileRequest {
+            customer_id: self.customer.clone(),
+        }
+    }
+}
+
+/// Arguments of `nudge reload`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReloadArgs {
+    /// The catalog TOML file to load. Default: the server re-reads the file it
+    /// was started with.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+impl ReloadArgs {
+    /// The `ReloadCatalog` request, with the file's text (empty without a file).
+    pub fn request(&self) -> anyhow::Result<ReloadCatalogRequest> {
+        let toml = match &self.file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("could not read catalog file {}", path.display()))?,
+            None => String::new(),
+        };
+        if self.file.is_some() && toml.trim().is_empty() {
+            anyhow::bail!(
+                "catalog file {} is empty; run `nudge reload` without FILE to make the server re-read its own file",
+                self.file
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+            );
+        }
+        Ok(ReloadCatalogRequest { toml })
+    }
+}
+
+/// Arguments of `nudge stats` (none).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatsArgs {}
+
+/// An outcome as written on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutcomeArg {
+    /// The action was shown to the customer.
+    Impression,
+    /// The customer clicked or tapped it.
+    Click,
+    /// The customer did what the action asked.
+    Conversion,
+    /// The customer dismissed it (a longer cooldown applies).
+    Dismiss,
+    /// A delivery service delivered it.
+    Delivered,
+    /// A delivery service failed to deliver it (its cap slot is given back).
+    Failed,
+}
+
+impl From<OutcomeArg> for Outcome {
+    fn from(arg: OutcomeArg) -> Self {
+        match arg {
+            OutcomeArg::Impression => Self::Impression,
+            OutcomeArg::Click => Self::Click,
+            OutcomeArg::Conversion => Self::Conversion,
+            OutcomeArg::Dismiss => Self::Dismiss,
+            OutcomeArg::Delivered => Self::Delivered,
+            OutcomeArg::Failed => Self::Failed,
+        }
+    }
+}
+
+/// A consent state as written on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConsentArg {
+    /// The customer opted in to the channel.
+    #[value(alias = "opted_in")]
+    OptedIn,
+    /// The customer opted out of the channel.
+    #[value(alias = "opted_out")]
+    OptedOut,
+    /// Forget the choice: the channel's catalog default applies.
+    Unset,
+}
+
+impl From<ConsentArg> for ConsentState {
+    fn from(arg: ConsentArg) -> Self {
+        match arg {
+            ConsentArg::OptedIn => Self::OptedIn,
+            ConsentArg::OptedOut => Self::OptedOut,
+            ConsentArg::Unset => Self::Unspecified,
+        }
+    }
+}
+
+/// A suppression reason as written on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SuppressionReasonArg {
+    /// Messages to the customer bounced.
+    Bounce,
+    /// The customer complained.
+    Complaint,
+    /// A legal hold.
+    Legal,
+    /// Suppressed by hand.
+    Manual,
+}
+
+impl From<SuppressionReasonArg> for SuppressionReason {
+    fn from(arg: SuppressionReasonArg) -> Self {
+        match arg {
+            SuppressionReasonArg::Bounce => Self::Bounce,
+            SuppressionReasonArg::Complaint => Self::Complaint,
+            SuppressionReasonArg::Legal => Self::Legal,
+            SuppressionReasonArg::Manual => Self::Manual,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn enum_names_parse() {
+        assert_eq!(OutcomeArg::from_str("click", false), Ok(OutcomeArg::Click));
+        assert!(OutcomeArg::from_str("clicked", false).is_err());
+        assert_eq!(
+            ConsentArg::from_str("opted-in", false),
+            Ok(ConsentArg::OptedIn)
+        );
+        assert_eq!(
+            ConsentArg::from_str("opted_out", false),
+            Ok(ConsentArg::OptedOut)
+        );
+        assert_eq!(ConsentArg::from_str("unset", false), Ok(ConsentArg::Unset));
+        assert_eq!(
+            SuppressionReasonArg::from_str("legal", false),
+            Ok(SuppressionReasonArg::Legal)
+        );
+    }
+
+    #[test]
+    fn enum_args_map_to_proto_codes() {
+        assert_eq!(Outcome::from(OutcomeArg::Failed), Outcome::Failed);
+        assert_eq!(
+            ConsentState::from(ConsentArg::Unset),
+            ConsentState::Unspecified
+        );
+        assert_eq!(
+            SuppressionReason::from(SuppressionReasonArg::Complaint),
+            SuppressionReason::Complaint
+        );
+        let lift_all = UnsuppressArgs {
+            customer: "c".into(),
+            channel: None,
+            reason: None,
+        };
+        let request = lift_all.request();
+        assert_eq!(request.reason, SuppressionReason::Unspecified as i32);
+        assert_eq!(request.channel, "");
+    }
+
+    #[test]
+    fn track_fills_id_and_time() {
+        let args = TrackArgs {
+            customer: "c-1".into(),
+            event: "page_view".into(),
+            event_id: None,
+            props: vec![parse_key_value("page=pricing").expect("valid")],
+            at: None,
+        };
+        let event = args.event().expect("valid event");
+        assert!(uuid::Uuid::parse_str(&event.event_id).is_ok());
+        assert!(event.timestamp.is_some());
+        assert_eq!(event.properties.len(), 1);
+    }
+
+    #[test]
+    fn reload_without_file_sends_empty_toml() {
+        let request = ReloadArgs { file: None }
+            .request()
+            .expect("no file to read");
+        assert!(request.toml.is_empty());
+        let missing = ReloadArgs {
+            file: Some(PathBuf::from("/definitely/not/here.toml")),
+        };
+        let err = missing.request().expect_err("file is missing");
+        assert!(
+            err.to_string().contains("/definitely/not/here.toml"),
+            "{err}"
+        );
+    }
+}

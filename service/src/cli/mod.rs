@@ -1,0 +1,428 @@
+//! The client side of the `nudge` command-line tool: subcommands that talk to a
+//! running nudge server over gRPC (`decide`, `track`, `outcome`, `consent`,
+//! `suppress`, `unsuppress`, `profile`, `reload`, `stats`) and print the answer
+//! as text for a person or, with `--json`, as one JSON object.
+//!
+//! - `args`: the clap arguments of each subcommand and the requests they build.
+//! - `parse`: typed `KEY=VALUE` pairs, RFC 3339 times, finite numbers.
+//! - `client`: connecting, and readable gRPC / connection errors.
+//! - `output` / `json`: rendering responses as text or JSON.
+//! - `names`: lowercase enum names, timestamps and number formats they share.
+
+mod args;
+mod client;
+mod json;
+mod names;
+mod output;
+mod parse;
+
+use std::io::Write as _;
+
+use nudge_proto::v1::{
+    StatsRequest, admin_client::AdminClient, decisions_client::DecisionsClient,
+    events_client::EventsClient, profiles_client::ProfilesClient,
+};
+
+pub use args::{
+    ConsentArg, ConsentArgs, DecideArgs, OutcomeArg, OutcomeArgs, ProfileArgs, ReloadArgs,
+    StatsArgs, SuppressArgs, SuppressionReasonArg, TrackArgs, UnsuppressArgs,
+};
+pub use parse::KeyValue;
+
+use client::status_error;
+
+/// Client subcommands: talk to a running nudge server.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClientCommand {
+    /// Ask which actions to show or send a customer now, and why.
+    Decide(DecideArgs),
+    /// Track a behavioural event for a customer.
+    Track(TrackArgs),
+    /// Report what happened to an action served by a decision.
+    Outcome(OutcomeArgs),
+    /// Record a customer's consent for one channel.
+    Consent(ConsentArgs),
+    /// Suppress a customer on one channel, or on every channel.
+    Suppress(SuppressArgs),
+    /// Lift a customer's suppression.
+    Unsuppress(UnsuppressArgs),
+    /// Show a customer's live profile, consent, suppressions and contacts.
+    Profile(ProfileArgs),
+    /// Replace the server's running catalog with FILE, or make it re-read its own.
+    Reload(ReloadArgs),
+    /// Show the server's counters and gauges.
+    Stats(StatsArgs),
+}
+
+/// Global client options, flattened into the top-level CLI by main.rs.
+#[derive(Debug, clap::Args)]
+pub struct ClientOptions {
+    /// Address of the nudge server.
+    #[arg(
+        long,
+        global = true,
+        env = "NUDGE_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        display_order = 100
+    )]
+    pub server: String,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true, display_order = 100)]
+    pub json: bool,
+}
+
+/// Runs one client subcommand against the server in `options` and prints the
+/// answer to stdout. Argument problems are reported before connecting; gRPC
+/// failures read `server said CODE: message`.
+pub async fn run(command: ClientCommand, options: &ClientOptions) -> anyhow::Result<()> {
+    let text = execute(command, options).await?;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        // `nudge stats | head -1` closes the pipe early: not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Either rendering of a response, chosen by `--json`.
+fn render(
+    options: &ClientOptions,
+    json: impl FnOnce() -> serde_json::Value,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<String> {
+    if options.json {
+        Ok(serde_json::to_string_pretty(&json())?)
+    } else {
+        Ok(text())
+    }
+}
+
+/// Sends the command's request and renders the response.
+async fn execute(command: ClientCommand, options: &ClientOptions) -> anyhow::Result<String> {
+    let server = options.server.as_str();
+    match command {
+        ClientCommand::Decide(args) => {
+            let request = args.request()?;
+            let mut client = DecisionsClient::new(client::connect(server).await?);
+            let response = client
+                .decide(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            render(
+                options,
+                || json::decide(&response),
+                || output::decide(&response),
+            )
+        }
+        ClientCommand::Track(args) => {
+            let event = args.event()?;
+            let mut client = EventsClient::new(client::connect(server).await?);
+            let response = client
+                .track(event.clone())
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            render(
+                options,
+                || json::track(&event, &response),
+                || output::track(&event, &response),
+            )
+        }
+        ClientCommand::Outcome(args) => {
+            let request = args.request();
+            let mut client = DecisionsClient::new(client::connect(server).await?);
+            let response = client
+                .report_outcome(request.clone())
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            render(
+                options,
+                || json::outcome(&request, &response),
+                || output::outcome(&request, &response),
+            )
+        }
+        ClientCommand::Consent(args) => {
+            let request = args.request();
+            let mut client = ProfilesClient::new(client::connect(server).await?);
+            let response = client
+                .set_consent(request.clone())
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            render(
+                options,
+                || json::consent(&request, &response),
+                || output::consent(&request, &response),
+            )
+        }
+        ClientCommand::Suppress(args) => {
+            let request = args.request();
+            let mut client = ProfilesClient::new(client::connect(server).await?);
+            let response = client
+                .suppress(request.clone())
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            render(
+                options,
+                || json::suppress(&request, &response),
+                || output::suppress(&request, &response),
+            )
+        }
+        ClientCommand::Unsuppress(args) => {
+            let request = args.request();
+            let mut client = ProfilesClient::new(client::connect(server).await?);
+            let response = client
+                .unsuppress(request.clone())
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            render(
+                options,
+                || json::unsuppress(&request, &response),
+                || output::unsuppress(&request, &response),
+            )
+        }
+        ClientCommand::Profile(args) => {
+            let mut client = ProfilesClient::new(client::connect(server).await?);
+            let profile = client
+                .get_profile(args.request())
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            render(
+                options,
+                || json::profile(&profile),
+                || output::profile(&profile, chrono::Utc::now()),
+            )
+        }
+        ClientCommand::Reload(args) => {
+            let request = args.request()?;
+            let mut client = AdminClient::new(client::connect(server).await?);
+            let response = client
+                .reload_catalog(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let source = args.file.as_deref();
+            render(
+                options,
+                || json::reload(source, &response),
+                || output::reload(source, &response),
+            )
+        }
+        ClientCommand::Stats(StatsArgs {}) => {
+            let mut client = AdminClient::new(client::connect(server).await?);
+            let response = client
+                .stats(StatsRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            render(
+                options,
+                || json::stats(&response),
+                || output::stats(&response),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory as _, Parser};
+    use nudge_proto::v1::value::Kind;
+
+    /// The shape main.rs gives the client commands.
+    #[derive(Debug, Parser)]
+    #[command(name = "nudge")]
+    struct Cli {
+        #[command(flatten)]
+        options: ClientOptions,
+        #[command(subcommand)]
+        command: ClientCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("nudge").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn decide_parses_typed_context_and_global_flags() {
+        let cli = parse(&[
+            "decide",
+            "--customer",
+            "c-1",
+            "--placement",
+            "home_banner",
+            "--context",
+            "device=mobile",
+            "--context",
+            "premium=true",
+            "--context",
+            "zip:s=02134",
+            "--candidate",
+            "a",
+            "--candidate",
+            "b",
+            "--limit",
+            "2",
+            "--explain",
+            "--dry-run",
+            "--json",
+            "--server",
+            "http://example:1",
+        ])
+        .expect("valid command line");
+        assert!(cli.options.json);
+        assert_eq!(cli.options.server, "http://example:1");
+        let ClientCommand::Decide(args) = cli.command else {
+            panic!("expected decide");
+        };
+        let request = args.request().expect("valid request");
+        assert_eq!(request.customer_id, "c-1");
+        assert_eq!(request.candidate_action_ids, ["a", "b"]);
+        assert_eq!(request.limit, 2);
+        assert!(request.explain && request.dry_run);
+        assert_eq!(request.context["premium"].kind, Some(Kind::BoolValue(true)));
+        assert_eq!(
+            request.context["zip"].kind,
+            Some(Kind::StringValue("02134".into()))
+        );
+    }
+
+    #[test]
+    fn bad_key_value_names_the_argument() {
+        let err = parse(&[
+            "decide",
+            "--customer",
+            "c",
+            "--placement",
+            "p",
+            "--context",
+            "oops",
+        ])
+        .expect_err("no '='");
+        let text = err.to_string();
+        assert!(text.contains("--context"), "{text}");
+        assert!(text.contains("KEY=VALUE"), "{text}");
+    }
+
+    #[test]
+    fn other_subcommands_parse() {
+        let cli = parse(&[
+            "outcome",
+            "--customer",
+            "c",
+            "--decision",
+            "d",
+            "--action",
+            "a",
+            "--outcome",
+            "conversion",
+            "--reward",
+            "-1.5",
+        ])
+        .expect("valid outcome");
+        let ClientCommand::Outcome(args) = cli.command else {
+            panic!("expected outcome");
+        };
+        assert_eq!(args.outcome, OutcomeArg::Conversion);
+        assert_eq!(args.reward, Some(-1.5));
+
+        let cli = parse(&[
+            "consent",
+            "--customer",
+            "c",
+            "--channel",
+            "sms",
+            "--state",
+            "opted-out",
+        ])
+        .expect("valid consent");
+        assert!(matches!(
+            cli.command,
+            ClientCommand::Consent(ConsentArgs {
+                state: ConsentArg::OptedOut,
+                ..
+            })
+        ));
+
+        assert!(
+            parse(&[
+                "suppress",
+                "--customer",
+                "c",
+                "--reason",
+                "legal",
+                "--note",
+                "T-1"
+            ])
+            .is_ok()
+        );
+        assert!(
+            parse(&["suppress", "--customer", "c"]).is_err(),
+            "reason is required"
+        );
+        assert!(parse(&["unsuppress", "--customer", "c"]).is_ok());
+        assert!(parse(&["profile", "c-42"]).is_ok());
+        assert!(parse(&["reload"]).is_ok());
+        assert!(parse(&["reload", "catalog.toml"]).is_ok());
+        assert!(parse(&["stats"]).is_ok());
+        assert!(
+            parse(&[
+                "track",
+                "--customer",
+                "c",
+                "--event",
+                "login",
+                "--at",
+                "2024-05-01T10:00:00Z"
+            ])
+            .is_ok()
+        );
+        let err = parse(&[
+            "track",
+            "--customer",
+            "c",
+            "--event",
+            "login",
+            "--at",
+            "yesterday",
+        ])
+        .expect_err("bad time");
+        assert!(err.to_string().contains("--at"), "{err}");
+        let err = parse(&[
+            "outcome",
+            "--customer",
+            "c",
+            "--decision",
+            "d",
+            "--action",
+            "a",
+            "--outcome",
+            "clicked",
+        ])
+        .expect_err("bad outcome");
+        assert!(err.to_string().contains("click"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_reported_with_its_address() {
+        let options = ClientOptions {
+            server: "http://127.0.0.1:1".into(),
+            json: false,
+        };
+        let err = run(ClientCommand::Stats(StatsArgs {}), &options)
+            .await
+            .expect_err("nothing listens on port 1");
+        assert!(err.to_string().contains("http://127.0.0.1:1"), "{err}");
+    }
+}

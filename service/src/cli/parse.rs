@@ -1,0 +1,174 @@
+//! Parsers for command-line values: typed `KEY=VALUE` pairs, RFC 3339 times and
+//! finite numbers. Each returns a `String` error that clap shows next to the
+//! offending argument.
+
+use chrono::DateTime;
+use nudge_proto::v1::{Value, value::Kind};
+use prost_types::Timestamp;
+use std::collections::HashMap;
+
+use super::names::from_datetime;
+
+/// One `KEY=VALUE` argument: the key and its typed value.
+pub type KeyValue = (String, Value);
+
+/// Parses `KEY=VALUE` into a key and a typed [`Value`].
+///
+/// The value's type follows its text: `true` / `false` is a bool, anything that
+/// parses as a finite number is a number, everything else is a string. A type
+/// tag after the key forces a type: `KEY:s=VALUE` (string), `KEY:n=VALUE`
+/// (number), `KEY:b=VALUE` (bool). The value may itself contain `=`.
+pub fn parse_key_value(arg: &str) -> Result<KeyValue, String> {
+    let Some((lhs, text)) = arg.split_once('=') else {
+        return Err(format!(
+            "expected KEY=VALUE (e.g. device=mobile, or zip:s=02134 to force a string), got '{arg}'"
+        ));
+    };
+    let (key, tag) = match lhs.rsplit_once(':') {
+        Some((key, tag @ ("s" | "n" | "b"))) => (key, Some(tag)),
+        _ => (lhs, None),
+    };
+    if key.trim().is_empty() {
+        return Err(format!("the key is empty in '{arg}'; expected KEY=VALUE"));
+    }
+    let kind = match tag {
+        Some("s") => Kind::StringValue(text.to_owned()),
+        Some("n") => {
+            Kind::NumberValue(finite_number(text).ok_or_else(|| {
+                format!("'{text}' is not a finite number (required by '{key}:n')")
+            })?)
+        }
+        Some(_) => Kind::BoolValue(
+            boolean(text)
+                .ok_or_else(|| format!("'{text}' is not true or false (required by '{key}:b')"))?,
+        ),
+        None => infer_kind(text),
+    };
+    Ok((key.to_owned(), Value { kind: Some(kind) }))
+}
+
+/// Types an untagged value: bool, then finite number, else string.
+fn infer_kind(text: &str) -> Kind {
+    if let Some(b) = boolean(text) {
+        Kind::BoolValue(b)
+    } else if let Some(n) = finite_number(text) {
+        Kind::NumberValue(n)
+    } else {
+        Kind::StringValue(text.to_owned())
+    }
+}
+
+fn boolean(text: &str) -> Option<bool> {
+    match text {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+fn finite_number(text: &str) -> Option<f64> {
+    text.parse::<f64>().ok().filter(|n| n.is_finite())
+}
+
+/// Parses a finite number (no NaN or infinity), e.g. for `--reward`.
+pub fn parse_finite(arg: &str) -> Result<f64, String> {
+    finite_number(arg).ok_or_else(|| format!("expected a finite number, got '{arg}'"))
+}
+
+/// Parses an RFC 3339 date-time such as `2024-05-01T10:00:00Z` or
+/// `2024-05-01T12:00:00+02:00` into a protobuf timestamp.
+pub fn parse_timestamp(arg: &str) -> Result<Timestamp, String> {
+    DateTime::parse_from_rfc3339(arg.trim())
+        .map(|at| from_datetime(at.to_utc()))
+        .map_err(|e| {
+            format!("expected an RFC 3339 time such as 2024-05-01T10:00:00Z, got '{arg}' ({e})")
+        })
+}
+
+/// Collects parsed pairs into a map, refusing a key given twice. `flag` names
+/// the argument in the error, e.g. `--context`.
+pub fn into_map(pairs: &[KeyValue], flag: &str) -> anyhow::Result<HashMap<String, Value>> {
+    let mut map = HashMap::with_capacity(pairs.len());
+    for (key, value) in pairs {
+        if map.insert(key.clone(), value.clone()).is_some() {
+            anyhow::bail!("{flag}: key '{key}' is given more than once");
+        }
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(arg: &str) -> Kind {
+        let (_, value) = parse_key_value(arg).expect("valid pair");
+        value.kind.expect("kind is set")
+    }
+
+    #[test]
+    fn values_are_typed_by_their_text() {
+        assert_eq!(kind("premium=true"), Kind::BoolValue(true));
+        assert_eq!(kind("premium=false"), Kind::BoolValue(false));
+        assert_eq!(kind("visits=3"), Kind::NumberValue(3.0));
+        assert_eq!(kind("ratio=-0.25"), Kind::NumberValue(-0.25));
+        assert_eq!(kind("big=1e3"), Kind::NumberValue(1000.0));
+        assert_eq!(kind("device=mobile"), Kind::StringValue("mobile".into()));
+        assert_eq!(kind("flag=True"), Kind::StringValue("True".into()));
+        assert_eq!(kind("x=NaN"), Kind::StringValue("NaN".into()));
+        assert_eq!(kind("x=inf"), Kind::StringValue("inf".into()));
+        assert_eq!(kind("empty="), Kind::StringValue(String::new()));
+        assert_eq!(
+            kind("url=https://x.io/?a=b"),
+            Kind::StringValue("https://x.io/?a=b".into())
+        );
+    }
+
+    #[test]
+    fn type_tags_force_a_type() {
+        assert_eq!(kind("zip:s=02134"), Kind::StringValue("02134".into()));
+        assert_eq!(kind("on:s=true"), Kind::StringValue("true".into()));
+        assert_eq!(kind("n:n=7"), Kind::NumberValue(7.0));
+        assert_eq!(kind("b:b=false"), Kind::BoolValue(false));
+        let (key, _) = parse_key_value("zip:s=02134").expect("valid pair");
+        assert_eq!(key, "zip");
+        // A colon that is not a known tag stays part of the key.
+        let (key, value) = parse_key_value("utm:source=mail").expect("valid pair");
+        assert_eq!(key, "utm:source");
+        assert_eq!(value.kind, Some(Kind::StringValue("mail".into())));
+    }
+
+    #[test]
+    fn bad_pairs_are_explained() {
+        let err = parse_key_value("device").expect_err("no '='");
+        assert!(err.contains("expected KEY=VALUE"), "{err}");
+        let err = parse_key_value("=mobile").expect_err("empty key");
+        assert!(err.contains("key is empty"), "{err}");
+        let err = parse_key_value("n:n=abc").expect_err("not a number");
+        assert!(err.contains("not a finite number"), "{err}");
+        let err = parse_key_value("b:b=yes").expect_err("not a bool");
+        assert!(err.contains("not true or false"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let pairs = vec![
+            parse_key_value("a=1").expect("valid"),
+            parse_key_value("a=2").expect("valid"),
+        ];
+        let err = into_map(&pairs, "--context").expect_err("duplicate");
+        assert!(err.to_string().contains("--context: key 'a'"), "{err}");
+        let map = into_map(&pairs[..1], "--context").expect("unique");
+        assert_eq!(map.len(), 1);
+    }
+
+    #[test]
+    fn timestamps_and_numbers() {
+        let ts = parse_timestamp("2024-05-01T12:00:00.5+02:00").expect("valid time");
+        assert_eq!(ts.seconds, 1_714_557_600);
+        assert_eq!(ts.nanos, 500_000_000);
+        assert!(parse_timestamp("yesterday").is_err());
+        assert_eq!(parse_finite("12.5"), Ok(12.5));
+        assert!(parse_finite("NaN").is_err());
+    }
+}

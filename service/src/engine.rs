@@ -1,0 +1,440 @@
+//! The decision service as a plain Rust API: every gRPC handler is a thin
+//! translation into one of [`Engine`]'s methods, and tests can call them too.
+//!
+//! An `Engine` owns the [`Shared`] state every actor reads (catalog and model
+//! behind atomic swaps, global budgets, the store, the clock, counters) and the
+//! [`CustomerRegistry`] that routes each call to the customer's actor.
+
+use crate::actors::customer::{
+    ChangeSuppression, Decide, ReportOutcome, SetConsent, Snapshot, Track,
+};
+use crate::actors::{ActorSystem, CustomerActor, CustomerRegistry, RegistryEntry};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::ServiceError;
+use crate::stats::{Stats, bump};
+use crate::store::CustomerStore;
+use actix::dev::ToEnvelope;
+use actix::{Handler, MailboxError, Message};
+use arc_swap::{ArcSwap, ArcSwapOption};
+use nudge_models::budget::BudgetCounters;
+use nudge_models::catalog::{Catalog, CatalogProblems, CatalogSummary};
+use nudge_models::customer::{
+    ConsentState, CustomerState, OutcomeResult, SuppressionReason, TrackResult,
+};
+use nudge_models::ledger::OutcomeKind;
+use nudge_models::model::Model;
+use nudge_models::pipeline::{Decision, FallbackReason, Scoring};
+use nudge_models::profile::Event;
+use nudge_models::time::Timestamp;
+use nudge_models::value::AttrValue;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How many times a call is retried when it reaches an actor that is stopping.
+const MAX_ROUTING_ATTEMPTS: usize = 200;
+
+/// What every customer actor reads.
+#[derive(Debug)]
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Config,
+    /// The running catalog; a reload swaps it atomically.
+    pub catalog: ArcSwap<Catalog>,
+    /// The running model; `None` means every decision uses the fallback ladder.
+    pub model: ArcSwapOption<Model>,
+    /// Global per-action budgets.
+    pub budgets: BudgetCounters,
+    /// Where passive customers' state lives.
+    pub store: Arc<dyn CustomerStore>,
+    /// The service's time.
+    pub clock: Arc<dyn Clock>,
+    /// Counters.
+    pub stats: Stats,
+}
+
+/// A validated Decide call.
+#[derive(Debug, Clone)]
+pub struct DecideInput {
+    /// Customer id.
+    pub customer_id: String,
+    /// Placement id.
+    pub placement: String,
+    /// Request context.
+    pub context: BTreeMap<String, AttrValue>,
+    /// Candidate ids (empty: the placement's actions).
+    pub candidates: Vec<String>,
+    /// Actions to serve (0: the placement's slots).
+    pub limit: u32,
+    /// Record nothing.
+    pub dry_run: bool,
+    /// Return every filtered candidate.
+    pub explain: bool,
+    /// Caller's id for tracing.
+    pub request_id: String,
+}
+
+/// A Decide answer.
+#[derive(Debug, Clone)]
+pub struct DecideReply {
+    /// The decision id (`None` for a dry run).
+    pub decision_id: Option<String>,
+    /// The pipeline's decision.
+    pub decision: Decision,
+    /// Catalog version used.
+    pub catalog_version: String,
+    /// Experiment variant.
+    pub variant: String,
+    /// Whether nothing was recorded.
+    pub dry_run: bool,
+}
+
+/// Where the catalog came from, for reloads.
+#[derive(Debug, Clone)]
+pub enum CatalogSource {
+    /// The embedded demo.
+    Demo,
+    /// A file.
+    File(PathBuf),
+}
+
+/// Counters and gauges for `Admin.Stats`.
+#[derive(Debug, Clone)]
+pub struct StatsSnapshot {
+    /// Seconds since start.
+    pub uptime_seconds: u64,
+    /// Live actors.
+    pub live_customers: u64,
+    /// Decisions.
+    pub decisions: u64,
+    /// Fallback decisions.
+    pub fallbacks: u64,
+    /// Events applied.
+    pub events: u64,
+    /// Duplicate events.
+    pub duplicate_events: u64,
+    /// Outcomes applied.
+    pub outcomes: u64,
+    /// Filtered candidates by reason code.
+    pub filtered: Vec<(String, u64)>,
+    /// Serves per action.
+    pub served: Vec<(String, u64)>,
+    /// Catalog version.
+    pub catalog_version: String,
+    /// Model version (empty when none).
+    pub model_version: String,
+    /// Activations.
+    pub activations: u64,
+    /// Passivations.
+    pub passivations: u64,
+    /// Refused calls.
+    pub rejected: u64,
+}
+
+/// The running decision service.
+#[derive(Debug)]
+pub struct Engine {
+    shared: Arc<Shared>,
+    registry: CustomerRegistry,
+    catalog_source: CatalogSource,
+}
+
+impl Engine {
+    /// Starts the actor system and an engine over it.
+    pub fn start(
+        config: Config,
+        catalog: Catalog,
+        catalog_source: CatalogSource,
+        model: Option<Model>,
+        store: Arc<dyn CustomerStore>,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Self> {
+        let system = ActorSystem::start(config.actors.arbiters)?;
+        let shared = Arc::new(Shared {
+            config,
+            catalog: ArcSwap::from_pointee(catalog),
+            model: ArcSwapOption::from_pointee(model),
+            budgets: BudgetCounters::default(),
+            store,
+            clock,
+            stats: Stats::default(),
+        });
+        let registry = CustomerRegistry::new(system, shared.clone());
+        Ok(Self {
+            shared,
+            registry,
+            catalog_source,
+        })
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The registry of live actors.
+    pub fn registry(&self) -> &CustomerRegistry {
+        &self.registry
+    }
+
+    /// The running catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.shared.catalog.load_full()
+    }
+
+    /// Sends a message to the customer's actor, activating it if needed, and
+    /// retrying when it reaches an actor that is passivating.
+    async fn call<M>(
+        &self,
+        customer_id: &str,
+        make: impl Fn(&RegistryEntry) -> M,
+    ) -> Result<M::Result, ServiceError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        CustomerActor: Handler<M>,
+        <CustomerActor as actix::Actor>::Context: ToEnvelope<CustomerActor, M>,
+    {
+        for _ in 0..MAX_ROUTING_ATTEMPTS {
+            let entry = self.registry.get_or_activate(customer_id)?;
+            let message = make(&entry);
+            entry.activity.pending.fetch_add(1, Ordering::AcqRel);
+            match entry.addr.send(message).await {
+                Ok(result) => return Ok(result),
+                Err(MailboxError::Closed) => tokio::time::sleep(Duration::from_micros(200)).await,
+                Err(MailboxError::Timeout) => {
+                    return Err(ServiceError::Unavailable(
+                        "customer actor timed out".to_owned(),
+                    ));
+                }
+            }
+        }
+        Err(ServiceError::Unavailable(format!(
+            "customer '{customer_id}' could not be activated"
+        )))
+    }
+
+    /// Decides for one customer within the smaller of `client_deadline` and the
+    /// service budget.
+    pub async fn decide(
+        &self,
+        input: DecideInput,
+        client_deadline: Option<Duration>,
+    ) -> Result<DecideReply, ServiceError> {
+        let started = Instant::now();
+        let budget = client_deadline.map_or(self.shared.config.budget(), |client| {
+            client.min(self.shared.config.budget())
+        });
+        let budget_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
+        let deadline = started + budget;
+        let catalog = self.catalog();
+        if catalog.placement(&input.placement).is_none() {
+            bump(&self.shared.stats.rejected);
+            return Err(ServiceError::invalid(
+                "placement",
+                format!("'{}' is not in the catalog", input.placement),
+            ));
+        }
+        if let Some(unknown) = input
+            .candidates
+            .iter()
+            .find(|id| catalog.action(id).is_none())
+        {
+            bump(&self.shared.stats.rejected);
+            return Err(ServiceError::invalid(
+                "candidate_action_ids",
+                format!("candidate '{unknown}' is not in the catalog"),
+            ));
+        }
+        let input = Arc::new(input);
+        let threshold = self.shared.config.actors.overload_threshold;
+        let customer_id = input.customer_id.clone();
+        let call = self.call(&customer_id, |entry| Decide {
+            input: input.clone(),
+            deadline,
+            budget_ms,
+            scoring: if entry.activity.pending.load(Ordering::Acquire) >= threshold {
+                Scoring::Fallback(FallbackReason::Overloaded)
+            } else {
+                Scoring::Model
+            },
+        });
+        match tokio::time::timeout_at(deadline.into(), call).await {
+            Ok(result) => result?,
+            Err(_) => {
+                bump(&self.shared.stats.rejected);
+                Err(ServiceError::DeadlineExceeded { budget_ms })
+            }
+        }
+    }
+
+    /// Applies events of one customer, in order.
+    pub async fn track(
+        &self,
+        customer_id: &str,
+        events: Vec<Event>,
+    ) -> Result<Vec<TrackResult>, ServiceError> {
+        let events = Arc::new(events);
+        self.call(customer_id, |_| Track {
+            events: events.as_ref().clone(),
+        })
+        .await
+    }
+
+    /// Applies an outcome.
+    pub async fn report_outcome(
+        &self,
+        customer_id: &str,
+        decision_id: &str,
+        action_id: &str,
+        outcome: OutcomeKind,
+        reward: Option<f64>,
+        at: Option<Timestamp>,
+    ) -> Result<OutcomeResult, ServiceError> {
+        self.call(customer_id, |_| ReportOutcome {
+            decision_id: decision_id.to_owned(),
+            action_id: action_id.to_owned(),
+            outcome,
+            reward,
+            at,
+        })
+        .await?
+    }
+
+    fn check_channel(&self, channel: &str) -> Result<(), ServiceError> {
+        if self.catalog().channel(channel).is_none() {
+            return Err(ServiceError::invalid(
+                "channel",
+                format!("'{channel}' is not in the catalog"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records consent; returns the previous state.
+    pub async fn set_consent(
+        &self,
+        customer_id: &str,
+        channel: &str,
+        state: Option<ConsentState>,
+    ) -> Result<Option<ConsentState>, ServiceError> {
+        self.check_channel(channel)?;
+        self.call(customer_id, |_| SetConsent {
+            channel: channel.to_owned(),
+            state,
+        })
+        .await
+    }
+
+    /// Adds or lifts a suppression; returns whether anything changed.
+    pub async fn change_suppression(
+        &self,
+        customer_id: &str,
+        channel: Option<&str>,
+        reason: Option<SuppressionReason>,
+        note: &str,
+        lift: bool,
+    ) -> Result<bool, ServiceError> {
+        if let Some(channel) = channel {
+            self.check_channel(channel)?;
+        }
+        if !lift && reason.is_none() {
+            return Err(ServiceError::invalid(
+                "reason",
+                "a suppression needs a reason (bounce, complaint, legal or manual)",
+            ));
+        }
+        self.call(customer_id, |_| ChangeSuppression {
+            channel: channel.map(str::to_owned),
+            reason,
+            note: note.to_owned(),
+            lift,
+        })
+        .await
+    }
+
+    /// The customer's state: from the live actor, else the store; NOT_FOUND if
+    /// nudge has never heard of them. Reading does not activate an actor.
+    pub async fn profile(&self, customer_id: &str) -> Result<CustomerState, ServiceError> {
+        if self.registry.get(customer_id).is_some() {
+            return self.call(customer_id, |_| Snapshot).await;
+        }
+        self.shared
+            .store
+            .load(customer_id)
+            .map_err(|error| ServiceError::Unavailable(error.to_string()))?
+            .ok_or_else(|| ServiceError::NotFound(format!("customer '{customer_id}' is not known")))
+    }
+
+    /// Validates catalog text without loading it.
+    pub fn validate_catalog(&self, text: &str) -> Result<CatalogSummary, CatalogProblems> {
+        Catalog::from_toml(text).map(|catalog| catalog.summary())
+    }
+
+    /// Replaces the running catalog with `text`, or re-reads the catalog's
+    /// file when `text` is `None`. An invalid catalog changes nothing.
+    /// Returns the new summary and the replaced version.
+    pub fn reload_catalog(
+        &self,
+        text: Option<&str>,
+    ) -> Result<(CatalogSummary, String), ServiceError> {
+        let owned;
+        let text = match (text, &self.catalog_source) {
+            (Some(text), _) => text,
+            (None, CatalogSource::File(path)) => {
+                owned = std::fs::read_to_string(path).map_err(|error| {
+                    ServiceError::FailedPrecondition(format!(
+                        "cannot read catalog file {}: {error}",
+                        path.display()
+                    ))
+                })?;
+                &owned
+            }
+            (None, CatalogSource::Demo) => nudge_models::demo::CATALOG_TOML,
+        };
+        let catalog = Catalog::from_toml(text).map_err(nudge_models::Error::from)?;
+        let summary = catalog.summary();
+        let previous = self.shared.catalog.swap(Arc::new(catalog));
+        tracing::info!(version = %summary.version, previous = %previous.version, "catalog reloaded");
+        Ok((summary, previous.version.clone()))
+    }
+
+    /// Passivates actors idle at the service clock's now; returns how many.
+    pub fn passivate_idle(&self) -> usize {
+        self.registry.passivate_idle(self.shared.clock.now())
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> StatsSnapshot {
+        let stats = &self.shared.stats;
+        StatsSnapshot {
+            uptime_seconds: stats.uptime_seconds(),
+            live_customers: self.registry.live() as u64,
+            decisions: Stats::get(&stats.decisions),
+            fallbacks: Stats::get(&stats.fallbacks),
+            events: Stats::get(&stats.events),
+            duplicate_events: Stats::get(&stats.duplicate_events),
+            outcomes: Stats::get(&stats.outcomes),
+            filtered: stats
+                .filtered()
+                .into_iter()
+                .map(|(reason, count)| (reason.code().to_owned(), count))
+                .collect(),
+            served: stats.served(),
+            catalog_version: self.catalog().version.clone(),
+            model_version: self
+                .shared
+                .model
+                .load()
+                .as_ref()
+                .map(|model| model.version().to_owned())
+                .unwrap_or_default(),
+            activations: Stats::get(&stats.activations),
+            passivations: Stats::get(&stats.passivations),
+            rejected: Stats::get(&stats.rejected),
+        }
+    }
+}

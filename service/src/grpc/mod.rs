@@ -1,0 +1,134 @@
+//! The gRPC adapters: one thin service per `nudge.v1` service, plus health and
+//! reflection, assembled by [`serve`] on an already-bound listener (tests bind
+//! `127.0.0.1:0` and call the same function as `main`).
+
+mod admin;
+mod decisions;
+mod events;
+mod profiles;
+
+pub use admin::AdminService;
+pub use decisions::DecisionsService;
+pub use events::EventsService;
+pub use profiles::ProfilesService;
+
+use crate::engine::Engine;
+use nudge_proto::v1::{
+    admin_server::AdminServer, decisions_server::DecisionsServer, events_server::EventsServer,
+    profiles_server::ProfilesServer,
+};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tonic::metadata::MetadataMap;
+use tonic_health::ServingStatus;
+
+/// The client's deadline from the `grpc-timeout` header, if any.
+pub fn client_deadline(metadata: &MetadataMap) -> Option<Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3_600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The reflection service could not be built from the descriptors.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves every nudge service, health and reflection on `listener` until
+/// `shutdown` completes, then drains in-flight calls.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let max_message = engine.shared().config.limits.max_message_bytes;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<DecisionsServer<DecisionsService>>()
+        .await;
+    health.set_serving::<EventsServer<EventsService>>().await;
+    health
+        .set_serving::<ProfilesServer<ProfilesService>>()
+        .await;
+    health.set_serving::<AdminServer<AdminService>>().await;
+    health.set_service_status("", ServingStatus::Serving).await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(nudge_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let drain_health = health.clone();
+    let shutdown = async move {
+        shutdown.await;
+        drain_health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+    };
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            DecisionsServer::new(DecisionsService::new(engine.clone()))
+                .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            EventsServer::new(EventsService::new(engine.clone()))
+                .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            ProfilesServer::new(ProfilesService::new(engine.clone()))
+                .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            AdminServer::new(AdminService::new(engine)).max_decoding_message_size(max_message),
+        )
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_header_units() {
+        let mut metadata = MetadataMap::new();
+        for (header, expected) in [
+            ("1m", Duration::from_millis(1)),
+            ("250u", Duration::from_micros(250)),
+            ("2S", Duration::from_secs(2)),
+            ("1H", Duration::from_secs(3_600)),
+        ] {
+            metadata.insert("grpc-timeout", header.parse().expect("ascii"));
+            assert_eq!(client_deadline(&metadata), Some(expected));
+        }
+        metadata.insert("grpc-timeout", "12x".parse().expect("ascii"));
+        assert_eq!(client_deadline(&metadata), None);
+    }
+}

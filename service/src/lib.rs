@@ -1,0 +1,114 @@
+//! The nudge server: gRPC adapters over customer actors over the domain crate.
+//!
+//! - [`config`]: the typed configuration (defaults → file → env → flags).
+//! - [`engine`]: the service as a Rust API; shared state; routing to actors.
+//! - [`actors`]: `CustomerActor` per customer, `CustomerRegistry`, the actix system.
+//! - [`convert`]: wire ↔ domain conversions and input validation, in one place.
+//! - [`grpc`]: thin tonic services, health, reflection; [`grpc::serve`].
+//! - [`error`]: `ServiceError` and its one mapping to gRPC status codes.
+//! - [`store`]: the customer-state storage trait and the in-memory store.
+//! - [`clock`]: system and manual clocks.
+//! - [`stats`]: counters behind `Admin.Stats`.
+//! - [`cli`]: the `nudge` client subcommands.
+//!
+//! [`start`] builds an [`engine::Engine`] from a [`config::Config`], loading the
+//! catalog and model files or the embedded demo.
+
+#![forbid(unsafe_code)]
+
+pub mod actors;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod convert;
+pub mod engine;
+pub mod error;
+pub mod grpc;
+pub mod stats;
+pub mod store;
+
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError};
+use crate::engine::{CatalogSource, Engine};
+use crate::store::CustomerStore;
+use nudge_models::catalog::{Catalog, CatalogProblems};
+use nudge_models::model::Model;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The catalog is invalid.
+    #[error("catalog {origin} is invalid: {problems}")]
+    Catalog {
+        /// The file, or "(embedded demo)".
+        origin: String,
+        /// Every problem.
+        problems: CatalogProblems,
+    },
+    /// The model is invalid.
+    #[error("model {origin} is invalid: {error}")]
+    Model {
+        /// The file, or "(embedded demo)".
+        origin: String,
+        /// Why.
+        error: nudge_models::Error,
+    },
+    /// The actor system could not start.
+    #[error("cannot start the actor system: {0}")]
+    Actors(std::io::Error),
+}
+
+fn read(path: &PathBuf) -> Result<String, StartError> {
+    std::fs::read_to_string(path).map_err(|source| StartError::Read {
+        path: path.clone(),
+        source,
+    })
+}
+
+/// Validates `config`, loads the catalog and model (or the embedded demo), and
+/// starts an engine.
+pub fn start(
+    config: Config,
+    store: Arc<dyn CustomerStore>,
+    clock: Arc<dyn Clock>,
+) -> Result<Engine, StartError> {
+    config.validate()?;
+    let (catalog_text, source, origin) = match &config.catalog {
+        Some(path) => (
+            read(path)?,
+            CatalogSource::File(path.clone()),
+            path.display().to_string(),
+        ),
+        None => (
+            nudge_models::demo::CATALOG_TOML.to_owned(),
+            CatalogSource::Demo,
+            "(embedded demo)".to_owned(),
+        ),
+    };
+    let catalog = Catalog::from_toml(&catalog_text)
+        .map_err(|problems| StartError::Catalog { origin, problems })?;
+    let (model_text, origin) = match &config.model {
+        Some(path) => (read(path)?, path.display().to_string()),
+        None => (
+            nudge_models::demo::MODEL_JSON.to_owned(),
+            "(embedded demo)".to_owned(),
+        ),
+    };
+    let model = Model::from_json(model_text.as_bytes())
+        .map_err(|error| StartError::Model { origin, error })?;
+    tracing::info!(catalog = %catalog.version, model = %model.version(), "loaded catalog and model");
+    Engine::start(config, catalog, source, Some(model), store, clock).map_err(StartError::Actors)
+}

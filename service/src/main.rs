@@ -1,0 +1,172 @@
+//! The `nudge` command: `nudge serve` runs the service; the other subcommands
+//! talk to a running one, or validate a catalog offline.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use nudge_service::cli::{ClientCommand, ClientOptions};
+use nudge_service::clock::SystemClock;
+use nudge_service::config::Config;
+use nudge_service::store::MemoryStore;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// nudge: real-time next-best-action decisions over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "nudge", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    client: ClientOptions,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the decision service (on the embedded demo catalog and model by default).
+    Serve(ServeArgs),
+    /// Work with catalog files offline.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Configuration file (TOML).
+    #[arg(long, env = "NUDGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:50051].
+    #[arg(long, env = "NUDGE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Catalog file [default: the embedded demo catalog].
+    #[arg(long, env = "NUDGE_CATALOG")]
+    catalog: Option<PathBuf>,
+    /// Model artifact [default: the embedded demo model].
+    #[arg(long, env = "NUDGE_MODEL")]
+    model: Option<PathBuf>,
+    /// Decide budget in milliseconds [default: 100].
+    #[arg(long, env = "NUDGE_BUDGET_MS")]
+    budget_ms: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Check a catalog file and list every problem with its line.
+    Validate {
+        /// The catalog file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NUDGE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Catalog(CatalogCommand::Validate { file }) => validate(&file),
+        Command::Client(command) => runtime.block_on(nudge_service::cli::run(command, &cli.client)),
+    }
+}
+
+fn validate(file: &PathBuf) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    match nudge_models::catalog::Catalog::from_toml(&text) {
+        Ok(catalog) => {
+            let summary = catalog.summary();
+            println!(
+                "{} is valid: version {}, {} actions, {} placements, {} channels, {} caps",
+                file.display(),
+                summary.version,
+                summary.actions,
+                summary.placements,
+                summary.channels,
+                summary.caps
+            );
+            Ok(())
+        }
+        Err(problems) => {
+            for problem in &problems.0 {
+                eprintln!("{}: {problem}", file.display());
+            }
+            anyhow::bail!("{} has {} problem(s)", file.display(), problems.0.len())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if args.catalog.is_some() {
+        config.catalog = args.catalog;
+    }
+    if args.model.is_some() {
+        config.model = args.model;
+    }
+    if let Some(budget_ms) = args.budget_ms {
+        config.budget_ms = budget_ms;
+    }
+    let listen = config.listen;
+    let sweep = Duration::from_secs(config.actors.sweep_interval_secs.max(1));
+    let engine = Arc::new(nudge_service::start(
+        config,
+        Arc::new(MemoryStore::default()),
+        Arc::new(SystemClock),
+    )?);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, "nudge is serving");
+
+    let sweeper = engine.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(sweep);
+        loop {
+            ticks.tick().await;
+            sweeper.passivate_idle();
+        }
+    });
+    let reloader = engine.clone();
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match reloader.reload_catalog(None) {
+                Ok((summary, previous)) => {
+                    tracing::info!(version = %summary.version, %previous, "SIGHUP: catalog reloaded")
+                }
+                Err(error) => {
+                    tracing::error!(%error, "SIGHUP: catalog not reloaded; the running catalog stays")
+                }
+            }
+        }
+    });
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down: draining in-flight calls");
+    };
+    nudge_service::grpc::serve(listener, engine.clone(), shutdown).await?;
+    engine.registry().passivate_all();
+    tracing::info!("stopped");
+    Ok(())
+}
