@@ -13,6 +13,7 @@
 //! - [`features`]: feature specs and extraction (the same code at training time).
 //! - [`model`]: the versioned logistic-regression artifact and scoring.
 //! - [`pipeline`]: the decision pipeline — filters, scoring, arbitration, rationale.
+//! - `rule_vars`: the lazy `profile`, `context` and `action` views CEL rules read.
 //! - [`budget`]: global per-action budgets shared across customers.
 //! - [`demo`]: the embedded demo catalog and model.
 
@@ -28,6 +29,7 @@ pub mod ledger;
 pub mod model;
 pub mod pipeline;
 pub mod profile;
+mod rule_vars;
 pub mod time;
 pub mod value;
 

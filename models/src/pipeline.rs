@@ -15,6 +15,7 @@ use crate::customer::{ConsentState, CustomerState};
 use crate::features::FeatureInput;
 use crate::model::Model;
 use crate::profile::TIMEZONE_ATTRIBUTE;
+use crate::rule_vars::RuleVars;
 use crate::time::Timestamp;
 use crate::value::AttrValue;
 use chrono::{NaiveDate, Timelike};
@@ -451,7 +452,10 @@ pub fn decide(
             {
                 Some((
                     FilterReason::Diversity,
-                    format!("a {} action was already served", action.category),
+                    format!(
+                        "an action of category {} was already served",
+                        action.category
+                    ),
                 ))
             } else {
                 capped(catalog, &cap_counts, action)
@@ -605,7 +609,7 @@ fn check<'c>(
     local: &LocalTime,
     cap_counts: &[u32],
     budgets: &BudgetCounters,
-    rules: &mut RuleScope<'_>,
+    rules: &mut RuleScope<'c>,
     request: &DecisionRequest<'_>,
     id: &str,
 ) -> Result<&'c Action, (FilterReason, String)> {
@@ -839,13 +843,11 @@ fn fallback_ladder<'c>(
     ladder
 }
 
-/// Lazily built CEL variables of one decision: `profile` and `context` once,
-/// `action` per candidate.
+/// The CEL variables of one decision: lazy views of the profile and the request
+/// context, with `action` bound per candidate.
 struct RuleScope<'a> {
-    catalog: &'a Catalog,
-    state: &'a CustomerState,
-    request: &'a DecisionRequest<'a>,
-    root: Option<cel::Context<'static, 'static>>,
+    env: &'a std::sync::Arc<cel::Env>,
+    vars: RuleVars<'a>,
 }
 
 impl<'a> RuleScope<'a> {
@@ -854,42 +856,26 @@ impl<'a> RuleScope<'a> {
         state: &'a CustomerState,
         request: &'a DecisionRequest<'a>,
     ) -> Self {
+        let vars = RuleVars::new(
+            &state.profile,
+            &catalog.known_events,
+            request.context,
+            request.now,
+        );
         Self {
-            catalog,
-            state,
-            request,
-            root: None,
+            env: catalog.cel_env(),
+            vars,
         }
     }
 
     fn evaluate(
         &mut self,
         rule: &crate::catalog::Rule,
-        action: Option<&Action>,
+        action: Option<&'a Action>,
     ) -> Result<bool, Error> {
-        let root = self.root.get_or_insert_with(|| {
-            let mut context = cel::Context::with_env(self.catalog.cel_env().clone());
-            let profile = self
-                .state
-                .profile
-                .to_cel(&self.catalog.known_events, self.request.now);
-            context.add_variable_from_value("profile", profile);
-            let request_context: HashMap<String, cel::Value> = self
-                .request
-                .context
-                .iter()
-                .map(|(key, value)| (key.clone(), value.to_cel()))
-                .collect();
-            context.add_variable_from_value("context", request_context);
-            context
-        });
-        match action {
-            Some(action) => {
-                let mut scope = root.new_inner_scope();
-                scope.add_variable_from_value("action", action.cel_value().clone());
-                rule.evaluate(&scope)
-            }
-            None => rule.evaluate(root),
-        }
+        let vars = self.vars.with_action(action.map(Action::cel_value));
+        let mut context = cel::Context::with_env(self.env.clone());
+        context.set_variable_resolver(&vars);
+        rule.evaluate(&context)
     }
 }

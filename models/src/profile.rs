@@ -295,48 +295,6 @@ impl Profile {
         }
         derived
     }
-
-    /// The `profile` variable of CEL rules: every attribute by name, the
-    /// `derived` values, `count_1d` / `count_7d` / `count_30d` maps from event name
-    /// to count (0 for known events never seen), and `engagement` per channel.
-    pub fn to_cel(&self, known_events: &[String], now: Timestamp) -> cel::Value {
-        use std::collections::HashMap;
-        let mut root: HashMap<String, cel::Value> = HashMap::new();
-        for (name, attribute) in &self.attributes {
-            root.insert(name.clone(), attribute.value.to_cel());
-        }
-        for (name, value) in self.derived(known_events, now) {
-            root.insert(name, cel::Value::Float(value));
-        }
-        for window in Window::ALL {
-            let counts: HashMap<String, cel::Value> = known_events
-                .iter()
-                .chain(self.events.keys())
-                .map(|event| {
-                    let count = i64::from(self.count(event, window, now));
-                    (event.clone(), cel::Value::Int(count))
-                })
-                .collect();
-            root.insert(format!("count_{}", window.label()), counts.into());
-        }
-        let engagement: HashMap<String, cel::Value> = self
-            .engagement
-            .iter()
-            .map(|(channel, stats)| {
-                let fields: HashMap<&str, cel::Value> = HashMap::from([
-                    ("sends", cel::Value::Int(i64::from(stats.sends))),
-                    ("impressions", cel::Value::Int(i64::from(stats.impressions))),
-                    ("clicks", cel::Value::Int(i64::from(stats.clicks))),
-                    ("conversions", cel::Value::Int(i64::from(stats.conversions))),
-                    ("dismisses", cel::Value::Int(i64::from(stats.dismisses))),
-                    ("click_rate", cel::Value::Float(stats.click_rate())),
-                ]);
-                (channel.clone(), fields.into())
-            })
-            .collect();
-        root.insert("engagement".to_owned(), engagement.into());
-        root.into()
-    }
 }
 
 #[cfg(test)]
@@ -416,20 +374,5 @@ mod tests {
         );
         profile.apply_event(&identify, now);
         assert!((profile.tenure_days(now) - 10.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn cel_view_has_counts_for_known_events() {
-        let mut profile = Profile::default();
-        let now = Timestamp(NOW);
-        profile.apply_event(&event("pricing_page_view", NOW), now);
-        let known = vec!["login".to_owned()];
-        let program = cel::Program::compile(
-            "profile.count_7d.pricing_page_view == 1 && profile.count_7d.login == 0 && profile.days_since_login > 1000.0",
-        )
-        .expect("compiles");
-        let mut context = cel::Context::default();
-        context.add_variable_from_value("profile", profile.to_cel(&known, now));
-        assert_eq!(program.execute(&context), Ok(cel::Value::Bool(true)));
     }
 }

@@ -44,7 +44,9 @@ impl Timestamp {
 
     /// Fractional days from `earlier` to `self` (negative if `earlier` is later).
     pub fn days_since(self, earlier: Timestamp) -> f64 {
-        (self.0 - earlier.0) as f64 / DAY_MS as f64
+        // Saturating: a finite but extreme instant (e.g. a `signup_at` of -1e300
+        // ms) must not overflow.
+        self.0.saturating_sub(earlier.0) as f64 / DAY_MS as f64
     }
 
     /// Parses an RFC 3339 date-time such as `2026-11-23T09:00:00Z`.
@@ -131,13 +133,8 @@ impl Span {
 impl fmt::Display for Span {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let millis = self.0;
-        let units = [
-            (7 * DAY_MS, "w"),
-            (DAY_MS, "d"),
-            (HOUR_MS, "h"),
-            (60_000, "m"),
-            (1_000, "s"),
-        ];
+        // Days rather than weeks: caps and cooldowns read as written (`7d`).
+        let units = [(DAY_MS, "d"), (HOUR_MS, "h"), (60_000, "m"), (1_000, "s")];
         for (unit_ms, suffix) in units {
             if millis != 0 && millis % unit_ms == 0 {
                 return write!(formatter, "{}{suffix}", millis / unit_ms);
@@ -158,12 +155,13 @@ mod tests {
             ("90m", 5_400_000),
             ("12h", 12 * HOUR_MS),
             ("7d", 7 * DAY_MS),
-            ("2w", 14 * DAY_MS),
+            ("14d", 14 * DAY_MS),
         ] {
             let span = Span::parse(text).expect("valid span");
             assert_eq!(span.millis(), millis);
             assert_eq!(Span::parse(&span.to_string()), Ok(span));
         }
+        assert_eq!(Span::parse("2w"), Span::parse("14d"));
     }
 
     #[test]

@@ -51,15 +51,6 @@ impl AttrValue {
             _ => 0,
         }
     }
-
-    /// The value for CEL rules.
-    pub fn to_cel(&self) -> cel::Value {
-        match self {
-            AttrValue::Str(text) => cel::Value::from(text.as_str()),
-            AttrValue::Num(number) => cel::Value::Float(*number),
-            AttrValue::Bool(flag) => cel::Value::Bool(*flag),
-        }
-    }
 }
 
 impl fmt::Display for AttrValue {

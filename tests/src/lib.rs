@@ -1,1 +1,320 @@
-//! placeholder
+//! Test harness: starts the real nudge server (the same `grpc::serve` that
+//! `nudge serve` runs) on an ephemeral loopback port, with a controllable
+//! clock, and hands out generated gRPC clients.
+
+#![allow(clippy::unwrap_used)]
+
+use nudge_models::time::Timestamp;
+use nudge_proto::v1::admin_client::AdminClient;
+use nudge_proto::v1::decisions_client::DecisionsClient;
+use nudge_proto::v1::events_client::EventsClient;
+use nudge_proto::v1::profiles_client::ProfilesClient;
+use nudge_service::clock::ManualClock;
+use nudge_service::config::Config;
+use nudge_service::engine::Engine;
+use nudge_service::store::MemoryStore;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// 2026-11-23 12:00:00 UTC: outside every channel's quiet hours.
+pub const NOON: i64 = 1_795_435_200_000;
+
+/// A running server on an ephemeral port.
+#[derive(Debug)]
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The engine behind it, for direct inspection.
+    pub engine: Arc<Engine>,
+    /// The service clock; tests move it.
+    pub clock: ManualClock,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server on the embedded demo with the default configuration
+    /// (but see [`TestServer::start_with`] about the budget).
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server after `configure` adjusts the configuration.
+    ///
+    /// The one departure from the defaults: the Decide budget is 10 s instead
+    /// of 100 ms, because the budget is wall-clock time and a loaded machine
+    /// must not turn a test's decision into a deadline fallback. Tests about
+    /// deadlines set `budget_ms` / `fallback_headroom_ms` themselves or use a
+    /// client deadline (the shorter of the two applies).
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            budget_ms: 10_000,
+            ..Config::default()
+        };
+        configure(&mut config);
+        let clock = ManualClock::new(Timestamp::from_millis(NOON));
+        let engine = Arc::new(
+            nudge_service::start(
+                config,
+                Arc::new(MemoryStore::default()),
+                Arc::new(clock.clone()),
+            )
+            .expect("the demo configuration starts"),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let serving = engine.clone();
+        let task = tokio::spawn(async move {
+            let signal = async move {
+                let _ = signal.await;
+            };
+            nudge_service::grpc::serve(listener, serving, signal)
+                .await
+                .unwrap();
+        });
+        Self {
+            addr,
+            engine,
+            clock,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    /// A channel to the server.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// A Decisions client.
+    pub async fn decisions(&self) -> DecisionsClient<Channel> {
+        DecisionsClient::new(self.channel().await)
+    }
+
+    /// An Events client.
+    pub async fn events(&self) -> EventsClient<Channel> {
+        EventsClient::new(self.channel().await)
+    }
+
+    /// A Profiles client.
+    pub async fn profiles(&self) -> ProfilesClient<Channel> {
+        ProfilesClient::new(self.channel().await)
+    }
+
+    /// An Admin client.
+    pub async fn admin(&self) -> AdminClient<Channel> {
+        AdminClient::new(self.channel().await)
+    }
+
+    /// Stops the server and waits for it to drain.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A string value.
+pub fn text(value: &str) -> nudge_proto::v1::Value {
+    nudge_proto::v1::Value {
+        kind: Some(nudge_proto::v1::value::Kind::StringValue(value.to_owned())),
+    }
+}
+
+/// A number value.
+pub fn number(value: f64) -> nudge_proto::v1::Value {
+    nudge_proto::v1::Value {
+        kind: Some(nudge_proto::v1::value::Kind::NumberValue(value)),
+    }
+}
+
+/// The wire timestamp of an instant in milliseconds.
+pub fn at(millis: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: millis.div_euclid(1_000),
+        nanos: (millis.rem_euclid(1_000) * 1_000_000) as i32,
+    }
+}
+
+/// One minute in milliseconds.
+pub const MINUTE_MS: i64 = 60_000;
+
+/// One hour in milliseconds.
+pub const HOUR_MS: i64 = 60 * MINUTE_MS;
+
+/// One day in milliseconds.
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// An event without properties at `at_millis` (service time, e.g. `NOON - HOUR_MS`).
+pub fn event(
+    customer_id: &str,
+    event_id: &str,
+    name: &str,
+    at_millis: i64,
+) -> nudge_proto::v1::Event {
+    nudge_proto::v1::Event {
+        customer_id: customer_id.to_owned(),
+        event_id: event_id.to_owned(),
+        name: name.to_owned(),
+        timestamp: Some(at(at_millis)),
+        properties: Default::default(),
+    }
+}
+
+/// A Decide request for `customer_id` in `placement`, everything else default.
+pub fn decide_request(customer_id: &str, placement: &str) -> nudge_proto::v1::DecideRequest {
+    nudge_proto::v1::DecideRequest {
+        customer_id: customer_id.to_owned(),
+        placement: placement.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// A dry-run, explained Decide request limited to `candidates` (all of the
+/// placement's actions when empty).
+pub fn probe_request(
+    customer_id: &str,
+    placement: &str,
+    candidates: &[&str],
+) -> nudge_proto::v1::DecideRequest {
+    nudge_proto::v1::DecideRequest {
+        dry_run: true,
+        explain: true,
+        candidate_action_ids: candidates.iter().map(|id| (*id).to_owned()).collect(),
+        ..decide_request(customer_id, placement)
+    }
+}
+
+impl TestServer {
+    /// Tracks one event and returns whether it was a duplicate.
+    pub async fn track(&self, event: nudge_proto::v1::Event) -> bool {
+        self.events()
+            .await
+            .track(event)
+            .await
+            .expect("the event is accepted")
+            .into_inner()
+            .duplicate
+    }
+
+    /// Decides and returns the response; panics on an error status.
+    pub async fn decide(
+        &self,
+        request: nudge_proto::v1::DecideRequest,
+    ) -> nudge_proto::v1::DecideResponse {
+        self.decisions()
+            .await
+            .decide(request)
+            .await
+            .expect("decide succeeds")
+            .into_inner()
+    }
+
+    /// The customer's profile, or the error status (e.g. NOT_FOUND).
+    pub async fn profile(
+        &self,
+        customer_id: &str,
+    ) -> Result<nudge_proto::v1::Profile, tonic::Status> {
+        self.profiles()
+            .await
+            .get_profile(nudge_proto::v1::GetProfileRequest {
+                customer_id: customer_id.to_owned(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Polls `condition` every few milliseconds until it holds; panics with
+    /// `what` if it still does not after 10 s. For asynchronous effects only
+    /// (actor shutdown), never as a substitute for an assertion.
+    pub async fn eventually(&self, what: &str, mut condition: impl FnMut(&Engine) -> bool) {
+        for _ in 0..2_000 {
+            if condition(&self.engine) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("timed out waiting until {what}");
+    }
+}
+
+/// The count of `reason` in a response's `filtered_counts` (0 if absent).
+pub fn reason_count(
+    response: &nudge_proto::v1::DecideResponse,
+    reason: nudge_proto::v1::FilterReason,
+) -> u32 {
+    response
+        .filtered_counts
+        .iter()
+        .filter(|count| count.reason == reason as i32)
+        .map(|count| count.count)
+        .sum()
+}
+
+/// The filtered entry of `action_id` in an explained response.
+pub fn filtered<'r>(
+    response: &'r nudge_proto::v1::DecideResponse,
+    action_id: &str,
+) -> Option<&'r nudge_proto::v1::FilteredCandidate> {
+    response
+        .filtered
+        .iter()
+        .find(|candidate| candidate.action_id == action_id)
+}
+
+/// The reason `action_id` was filtered in an explained response.
+pub fn filter_reason(
+    response: &nudge_proto::v1::DecideResponse,
+    action_id: &str,
+) -> Option<nudge_proto::v1::FilterReason> {
+    filtered(response, action_id).map(|candidate| candidate.reason())
+}
+
+/// The served entry of `action_id`.
+pub fn served<'r>(
+    response: &'r nudge_proto::v1::DecideResponse,
+    action_id: &str,
+) -> Option<&'r nudge_proto::v1::ServedAction> {
+    response
+        .served
+        .iter()
+        .find(|action| action.action_id == action_id)
+}
+
+/// The served action ids, in rank order.
+pub fn served_ids(response: &nudge_proto::v1::DecideResponse) -> Vec<&str> {
+    response
+        .served
+        .iter()
+        .map(|action| action.action_id.as_str())
+        .collect()
+}
+
+/// The rolling counter of `name` in a profile.
+pub fn counter<'p>(
+    profile: &'p nudge_proto::v1::Profile,
+    name: &str,
+) -> Option<&'p nudge_proto::v1::EventCounter> {
+    profile.counters.iter().find(|counter| counter.name == name)
+}
+
+/// How many of a profile's contacts are on `channel` and not released.
+pub fn contacts_on(profile: &nudge_proto::v1::Profile, channel: &str) -> usize {
+    profile
+        .contacts
+        .iter()
+        .filter(|contact| contact.channel == channel && !contact.released)
+        .count()
+}

@@ -391,14 +391,16 @@ fn compile_actions(
     channels: &BTreeMap<String, Channel>,
 ) -> Vec<Action> {
     let mut actions = Vec::new();
-    let mut seen: HashMap<String, u32> = HashMap::new();
+    let mut seen: HashMap<String, (usize, u32)> = HashMap::new();
     for (position, def) in file.actions.iter().enumerate() {
         let span = def.span();
         let def: &ActionDef = def.get_ref();
         let field = format!("actions[{position}]");
         checker.check_id(&format!("{field}.id"), &span, &def.id);
         let line = checker.line_of(&span);
-        if let Some(first) = seen.insert(def.id.clone(), line) {
+        // Keep the first definition's line: a third copy still points at the first.
+        let (first_position, first) = *seen.entry(def.id.clone()).or_insert((position, line));
+        if first_position != position {
             checker.report(
                 format!("{field}.id"),
                 Some(&span),
@@ -473,22 +475,7 @@ fn compile_actions(
             .rule
             .as_deref()
             .and_then(|source| checker.rule(env, &format!("{field}.rule"), &span, source));
-        let payload_map: HashMap<String, cel::Value> = def
-            .payload
-            .iter()
-            .map(|(key, value)| (key.clone(), cel::Value::from(value.as_str())))
-            .collect();
-        let cel_value: cel::Value = HashMap::from([
-            ("id".to_owned(), cel::Value::from(def.id.as_str())),
-            ("channel".to_owned(), cel::Value::from(def.channel.as_str())),
-            (
-                "category".to_owned(),
-                cel::Value::from(def.category.as_str()),
-            ),
-            ("value".to_owned(), cel::Value::Float(def.value)),
-            ("payload".to_owned(), payload_map.into()),
-        ])
-        .into();
+        let cel_value = action_cel_value(def);
         actions.push(Action {
             id: def.id.clone(),
             name: if def.name.is_empty() {
@@ -512,6 +499,29 @@ fn compile_actions(
         });
     }
     actions
+}
+
+/// The `action` variable of rules: id, channel, category, value, payload.
+fn action_cel_value(def: &ActionDef) -> Box<dyn cel::common::value::Val> {
+    let payload: HashMap<String, cel::Value> = def
+        .payload
+        .iter()
+        .map(|(key, value)| (key.clone(), cel::Value::from(value.as_str())))
+        .collect();
+    let value: cel::Value = HashMap::from([
+        ("id".to_owned(), cel::Value::from(def.id.as_str())),
+        ("channel".to_owned(), cel::Value::from(def.channel.as_str())),
+        (
+            "category".to_owned(),
+            cel::Value::from(def.category.as_str()),
+        ),
+        ("value".to_owned(), cel::Value::Float(def.value)),
+        ("payload".to_owned(), payload.into()),
+    ])
+    .into();
+    // A map of strings and a double always converts.
+    Box::<dyn cel::common::value::Val>::try_from(value)
+        .unwrap_or_else(|_| Box::new(cel::common::types::CelNull))
 }
 
 fn compile_placement(

@@ -132,14 +132,14 @@ pub struct Action {
     pub budget: Option<u64>,
     /// Personalization payload returned with the action.
     pub payload: BTreeMap<String, String>,
-    /// The `action` variable of rules.
-    cel_value: cel::Value,
+    /// The `action` variable of rules, converted once at load.
+    cel_value: Box<dyn cel::common::value::Val>,
 }
 
 impl Action {
     /// The value rules see as `action`.
-    pub fn cel_value(&self) -> &cel::Value {
-        &self.cel_value
+    pub fn cel_value(&self) -> &(dyn cel::common::value::Val + 'static) {
+        self.cel_value.as_ref()
     }
 }
 

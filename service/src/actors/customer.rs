@@ -14,7 +14,7 @@ use nudge_models::pipeline::{self, DecisionRequest, Environment, FallbackReason,
 use nudge_models::profile::Event;
 use nudge_models::time::Timestamp;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// What the registry and callers can see of a live actor without a message.
@@ -24,6 +24,9 @@ pub struct Activity {
     pub last_active_ms: AtomicI64,
     /// Messages sent but not yet handled.
     pub pending: AtomicUsize,
+    /// Set once the actor has been asked to passivate, so that eviction does
+    /// not count it as live nor pick it again.
+    pub passivating: AtomicBool,
 }
 
 /// The actor of one customer.

@@ -10,7 +10,7 @@ use actix::prelude::*;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use nudge_models::time::Timestamp;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -65,7 +65,7 @@ impl CustomerRegistry {
             return Ok(entry);
         }
         if self.entries.len() >= self.shared.config.actors.max_live_customers {
-            self.evict_least_recent();
+            self.make_room();
         }
         let state = self
             .shared
@@ -131,10 +131,9 @@ impl CustomerRegistry {
             })
             .map(|entry| entry.value().clone())
             .collect();
-        for entry in &idle {
-            entry.addr.do_send(Passivate);
-        }
-        idle.len()
+        idle.iter()
+            .filter(|entry| Self::ask_to_passivate(entry))
+            .count()
     }
 
     /// Passivates every live actor (shutdown).
@@ -144,27 +143,50 @@ impl CustomerRegistry {
         }
     }
 
-    /// Passivates the least recently active actor to make room.
-    fn evict_least_recent(&self) {
-        let oldest = self
-            .entries
-            .iter()
-            .min_by_key(|entry| {
-                entry
-                    .value()
-                    .activity
-                    .last_active_ms
-                    .load(Ordering::Relaxed)
-            })
-            .map(|entry| entry.value().clone());
-        if let Some(entry) = oldest {
-            entry.addr.do_send(Passivate);
+    /// Asks the least recently active actors to passivate until fewer than
+    /// `max_live_customers` remain that were not already asked. Skipping those
+    /// already asked makes concurrent activations evict distinct actors (they
+    /// used to all pick the same least recent one, leaving the rest live).
+    fn make_room(&self) {
+        let max_live = self.shared.config.actors.max_live_customers;
+        loop {
+            let mut active = 0_usize;
+            let mut oldest: Option<(i64, RegistryEntry)> = None;
+            for entry in self.entries.iter() {
+                let activity = &entry.value().activity;
+                if activity.passivating.load(Ordering::Acquire) {
+                    continue;
+                }
+                active += 1;
+                let last_active = activity.last_active_ms.load(Ordering::Relaxed);
+                if oldest
+                    .as_ref()
+                    .is_none_or(|(oldest, _)| last_active < *oldest)
+                {
+                    oldest = Some((last_active, entry.value().clone()));
+                }
+            }
+            match oldest {
+                // Whoever flips the flag, the count drops: the loop ends.
+                Some((_, entry)) if active >= max_live => {
+                    Self::ask_to_passivate(&entry);
+                }
+                _ => return,
+            }
         }
     }
 
+    /// Sends `Passivate` unless the actor was already asked; true if sent.
+    fn ask_to_passivate(entry: &RegistryEntry) -> bool {
+        if entry.activity.passivating.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        entry.addr.do_send(Passivate);
+        true
+    }
+
     fn shard_of(&self, customer_id: &str) -> usize {
-        let mut hasher = self.shard_hasher.build_hasher();
-        customer_id.hash(&mut hasher);
-        usize::try_from(hasher.finish() % self.system.arbiter_count() as u64).unwrap_or(0)
+        let hash = self.shard_hasher.hash_one(customer_id);
+        usize::try_from(hash % self.system.arbiter_count() as u64).unwrap_or(0)
     }
 }

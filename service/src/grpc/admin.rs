@@ -2,7 +2,6 @@
 
 use crate::convert;
 use crate::engine::Engine;
-use crate::error::ServiceError;
 use nudge_proto::v1 as proto;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -47,10 +46,7 @@ impl proto::admin_server::Admin for AdminService {
     ) -> Result<Response<proto::ReloadCatalogResponse>, Status> {
         let text = request.into_inner().toml;
         let text = (!text.is_empty()).then_some(text.as_str());
-        let (summary, previous_version) = self
-            .engine
-            .reload_catalog(text)
-            .map_err(ServiceError::from)?;
+        let (summary, previous_version) = self.engine.reload_catalog(text)?;
         Ok(Response::new(proto::ReloadCatalogResponse {
             summary: Some(convert::catalog_summary(summary)),
             previous_version,
