@@ -284,6 +284,11 @@ fn benches(criterion: &mut Criterion) {
     criterion.bench_function("score/extract_and_score_50x64", |bencher| {
         bencher.iter(|| model.score_actions(black_box(&input), black_box(&actions)))
     });
+    criterion.bench_function("score/score_candidates_50x64", |bencher| {
+        bencher.iter(|| {
+            model.score_candidates(black_box(&catalog), black_box(&input), black_box(&actions))
+        })
+    });
 
     let served: Decision = decision;
     let later = Timestamp(now().0 + HOUR_MS);

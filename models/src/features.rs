@@ -273,10 +273,10 @@ impl Term {
                 } else if days < 1.0 {
                     format!("{} today", humanize(event))
                 } else {
-                    format!("last {} {:.0} days ago", humanize(event), days.floor())
+                    format!("last {} {} days ago", humanize(event), days as i64)
                 }
             }
-            Term::Tenure => format!("customer for {:.0} days", value.floor()),
+            Term::Tenure => format!("customer for {} days", value as i64),
             Term::Attr { name } => format!("{} is {value}", humanize(name)),
             Term::Is {
                 name,
@@ -293,7 +293,9 @@ impl Term {
                 let negation = if value > 0.0 { "" } else { "not " };
                 format!("{} is {negation}{expected}", humanize(key))
             }
-            Term::ClickRate { channel } => format!("{channel} click rate {:.0}%", value * 100.0),
+            Term::ClickRate { channel } => {
+                format!("{channel} click rate {}%", (value * 100.0).round() as i64)
+            }
             Term::Category { name } => format!("for {} actions", humanize(name)),
             Term::Channel { name } => format!("on {name}"),
             Term::Action { .. } => "this action's baseline".to_owned(),
@@ -332,6 +334,8 @@ impl fmt::Display for Term {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureSpec {
     terms: Vec<Term>,
+    /// The canonical text, e.g. `category(upsell) * is(plan,pro)`.
+    text: String,
 }
 
 impl FeatureSpec {
@@ -345,7 +349,17 @@ impl FeatureSpec {
                 spec: text.to_owned(),
                 reason,
             })?;
-        Ok(Self { terms })
+        let text = terms
+            .iter()
+            .map(Term::to_string)
+            .collect::<Vec<_>>()
+            .join(" * ");
+        Ok(Self { terms, text })
+    }
+
+    /// The canonical text, as written in a model artifact.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// The terms, in written order.
@@ -391,13 +405,7 @@ impl FeatureSpec {
 
 impl fmt::Display for FeatureSpec {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (position, term) in self.terms.iter().enumerate() {
-            if position > 0 {
-                formatter.write_str(" * ")?;
-            }
-            write!(formatter, "{term}")?;
-        }
-        Ok(())
+        formatter.write_str(&self.text)
     }
 }
 
@@ -430,6 +438,24 @@ impl FeatureSet {
     /// Whether there are no features.
     pub fn is_empty(&self) -> bool {
         self.specs.is_empty()
+    }
+
+    /// The customer/context factor of every feature (1 for features with only
+    /// action terms).
+    pub fn customer_factors(&self, input: &FeatureInput<'_>) -> Vec<f64> {
+        self.specs
+            .iter()
+            .map(|spec| spec.customer_factor(input))
+            .collect()
+    }
+
+    /// The action factor of every feature (1 for features with only customer
+    /// terms). A feature's value is its customer factor times its action factor.
+    pub fn action_factors(&self, action: &Action) -> Vec<f64> {
+        self.specs
+            .iter()
+            .map(|spec| spec.action_factor(action))
+            .collect()
     }
 
     /// The feature matrix: one row per action, one column per feature. Customer

@@ -19,11 +19,12 @@
 //! and the caller keeps its current model.
 
 use crate::Error;
-use crate::catalog::Action;
+use crate::catalog::{Action, Catalog};
 use crate::features::{FeatureInput, FeatureSet};
 use ndarray::{Array1, Array2, ArrayView1};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 /// The artifact format this build reads and writes.
 pub const MODEL_FORMAT: &str = "nudge.logistic/v1";
@@ -70,11 +71,51 @@ pub struct ModelArtifact {
 }
 
 /// A loaded, validated model.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Model {
     artifact: ModelArtifact,
     features: FeatureSet,
     weights: Array1<f64>,
+    /// The action factors of the catalog last scored against.
+    bound: RwLock<Option<Arc<BoundActions>>>,
+}
+
+impl Clone for Model {
+    fn clone(&self) -> Self {
+        Self {
+            artifact: self.artifact.clone(),
+            features: self.features.clone(),
+            weights: self.weights.clone(),
+            bound: RwLock::new(None),
+        }
+    }
+}
+
+/// The action side of every feature for every action of one catalog: computed
+/// once per catalog and model, so scoring a decision is one customer pass plus
+/// a dot product per candidate.
+#[derive(Debug)]
+struct BoundActions {
+    catalog_instance: u64,
+    /// One row per catalog action, one column per feature.
+    factors: Array2<f64>,
+}
+
+/// The scores of one decision's candidates.
+#[derive(Debug)]
+pub struct CandidateScores {
+    customer: Array1<f64>,
+    bound: Arc<BoundActions>,
+    /// Propensity of each candidate, in the order given.
+    pub propensities: Vec<f64>,
+}
+
+impl CandidateScores {
+    /// The feature values of one candidate: the same numbers as its row of
+    /// [`FeatureSet::extract`].
+    pub fn features(&self, action: &Action) -> Array1<f64> {
+        &self.customer * &self.bound.factors.row(action.index)
+    }
 }
 
 /// One feature's share of a score.
@@ -156,6 +197,7 @@ impl Model {
             artifact,
             features,
             weights,
+            bound: RwLock::new(None),
         })
     }
 
@@ -193,27 +235,81 @@ impl Model {
         (matrix, scores)
     }
 
+    /// Scores `actions` (from `catalog`) for one customer and context: the
+    /// customer factors once, then one dot product per candidate against the
+    /// catalog's cached action factors.
+    pub fn score_candidates(
+        &self,
+        catalog: &Catalog,
+        input: &FeatureInput<'_>,
+        actions: &[&Action],
+    ) -> CandidateScores {
+        let customer = Array1::from(self.features.customer_factors(input));
+        let weighted = &customer * &self.weights;
+        let bound = self.bind(catalog);
+        let intercept = self.artifact.intercept;
+        let propensities = actions
+            .iter()
+            .map(|action| sigmoid(bound.factors.row(action.index).dot(&weighted) + intercept))
+            .collect();
+        CandidateScores {
+            customer,
+            bound,
+            propensities,
+        }
+    }
+
+    /// The action factors of `catalog`, computed on first use.
+    fn bind(&self, catalog: &Catalog) -> Arc<BoundActions> {
+        let cached = self
+            .bound
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(bound) = cached.filter(|bound| bound.catalog_instance == catalog.instance()) {
+            return bound;
+        }
+        let mut factors = Array2::zeros((catalog.actions.len(), self.features.len()));
+        for (mut row, action) in factors.rows_mut().into_iter().zip(&catalog.actions) {
+            row.assign(&Array1::from(self.features.action_factors(action)));
+        }
+        let bound = Arc::new(BoundActions {
+            catalog_instance: catalog.instance(),
+            factors,
+        });
+        *self
+            .bound
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(bound.clone());
+        bound
+    }
+
     /// The `limit` largest contributions (by magnitude) of one row, non-zero only.
     pub fn top_contributions(&self, row: ArrayView1<'_, f64>, limit: usize) -> Vec<Contribution> {
-        let mut contributions: Vec<Contribution> = row
-            .iter()
-            .zip(self.weights.iter())
-            .enumerate()
-            .filter(|(_, (value, weight))| **value != 0.0 && **weight != 0.0)
-            .map(|(feature, (value, weight))| Contribution {
-                feature,
-                value: *value,
-                contribution: value * weight,
-            })
-            .collect();
-        contributions.sort_by(|a, b| {
+        // Larger magnitude first; ties by column, so the order is deterministic.
+        let before = |a: &Contribution, b: &Contribution| {
             b.contribution
                 .abs()
                 .total_cmp(&a.contribution.abs())
                 .then(a.feature.cmp(&b.feature))
-        });
-        contributions.truncate(limit);
-        contributions
+        };
+        let mut top: Vec<Contribution> = Vec::with_capacity(limit + 1);
+        for (feature, (value, weight)) in row.iter().zip(self.weights.iter()).enumerate() {
+            if *value == 0.0 || *weight == 0.0 {
+                continue;
+            }
+            let candidate = Contribution {
+                feature,
+                value: *value,
+                contribution: value * weight,
+            };
+            let position = top.partition_point(|kept| before(kept, &candidate).is_le());
+            if position < limit {
+                top.insert(position, candidate);
+                top.truncate(limit);
+            }
+        }
+        top
     }
 
     /// How much evidence backs scores of `action_id`, in [0, 1): n / (n + 100)
@@ -314,6 +410,25 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(error.contains("not a model artifact"), "{error}");
+    }
+
+    #[test]
+    fn top_contributions_are_the_largest_by_magnitude_in_order() {
+        let mut artifact = artifact();
+        artifact.features = (0..6).map(|n| format!("attr(a{n})")).collect();
+        artifact.weights = vec![1.0, -3.0, 0.5, 2.0, 0.0, -2.0];
+        let model = Model::from_artifact(artifact).expect("valid");
+        let row = ndarray::arr1(&[1.0, 1.0, 1.0, 1.0, 9.0, 1.0]);
+        let top = model.top_contributions(row.view(), 3);
+        let features: Vec<usize> = top.iter().map(|c| c.feature).collect();
+        // |-3| first, then the tie |2| = |-2| by column; the zero weight never.
+        assert_eq!(features, vec![1, 3, 5]);
+        assert_eq!(top[0].contribution, -3.0);
+        assert!(
+            model
+                .top_contributions(ndarray::arr1(&[0.0; 6]).view(), 3)
+                .is_empty()
+        );
     }
 
     #[test]

@@ -332,11 +332,18 @@ pub fn decide(
         .iter()
         .map(|cap| state.ledger.count(cap, now))
         .collect();
-    let mut rules = RuleScope::new(catalog, state, request);
+    let vars = RuleVars::new(
+        &state.profile,
+        &catalog.known_events,
+        request.context,
+        &catalog.actions,
+        now,
+    );
+    let mut rules = RuleScope::new(catalog, &vars);
 
     let mut filtered = Vec::new();
     let mut survivors: Vec<&Action> = Vec::new();
-    for id in &candidates {
+    for &(id, action) in &candidates {
         match check(
             catalog,
             placement,
@@ -347,10 +354,11 @@ pub fn decide(
             &mut rules,
             request,
             id,
+            action,
         ) {
             Ok(action) => survivors.push(action),
             Err((reason, message)) => filtered.push(Filtered {
-                action_id: id.clone(),
+                action_id: id.to_owned(),
                 reason,
                 message,
                 score: None,
@@ -368,14 +376,14 @@ pub fn decide(
         context: request.context,
         now,
     };
-    let mut matrix = None;
+    let mut scores = None;
     let mut fallback = None;
     let mut entries: Vec<Entry<'_>> = Vec::new();
     if let (Scoring::Model, Some(model)) = (scoring, env.model) {
-        let (features, scores) = model.score_actions(&input, &survivors);
-        if scores.iter().all(|score| score.is_finite()) {
+        let scored = model.score_candidates(catalog, &input, &survivors);
+        if scored.propensities.iter().all(|score| score.is_finite()) {
             for (row, action) in survivors.iter().enumerate() {
-                let propensity = scores[row];
+                let propensity = scored.propensities[row];
                 let priority = propensity
                     * action.value
                     * catalog.lever(action)
@@ -387,7 +395,7 @@ pub fn decide(
                     priority,
                 });
             }
-            matrix = Some(features);
+            scores = Some(scored);
         } else {
             fallback = Some(FallbackReason::ModelError);
         }
@@ -497,22 +505,20 @@ pub fn decide(
                 continue;
             }
         }
-        for (count, cap) in cap_counts.iter_mut().zip(&catalog.caps) {
-            if cap.applies_to(&action.id, &action.channel, &action.category) {
-                *count += 1;
-            }
+        for &position in &action.caps {
+            cap_counts[position] += 1;
         }
         served_categories.insert(&action.category);
-        let (rationale, features, confidence) = match (&matrix, entry.row, env.model) {
-            (Some(matrix), Some(row), Some(model)) => {
-                let row_view = matrix.row(row);
+        let (rationale, features, confidence) = match (&scores, entry.row, env.model) {
+            (Some(scores), Some(_), Some(model)) => {
+                let row = scores.features(action);
                 let rationale = model
-                    .top_contributions(row_view, RATIONALE_SIZE)
+                    .top_contributions(row.view(), RATIONALE_SIZE)
                     .into_iter()
                     .map(|contribution| {
                         let spec = &model.features().specs()[contribution.feature];
                         Reason {
-                            feature: spec.to_string(),
+                            feature: spec.text().to_owned(),
                             value: contribution.value,
                             contribution: contribution.contribution,
                             text: spec.describe(&input, action),
@@ -520,7 +526,7 @@ pub fn decide(
                     })
                     .collect();
                 let confidence = model.confidence(&action.id, catalog.actions.len());
-                (rationale, row_view.to_vec(), confidence)
+                (rationale, row.to_vec(), confidence)
             }
             _ => {
                 let source = ladder_names
@@ -555,11 +561,12 @@ pub fn decide(
             features,
         });
     }
+    let below_limit = format!("ranked below the limit of {limit}");
     for entry in pool {
         filtered.push(Filtered {
             action_id: entry.action.id.clone(),
             reason: FilterReason::RankedBelowLimit,
-            message: format!("ranked below the limit of {limit}"),
+            message: below_limit.clone(),
             score: Some(entry.priority),
             propensity: entry.propensity,
         });
@@ -578,20 +585,26 @@ pub fn decide(
 
 /// The request's candidates in order without repeats, or every active action the
 /// placement allows.
-fn candidate_ids(catalog: &Catalog, placement: &Placement, requested: &[String]) -> Vec<String> {
+/// The candidates, each with its action when the catalog has it.
+fn candidate_ids<'a>(
+    catalog: &'a Catalog,
+    placement: &Placement,
+    requested: &'a [String],
+) -> Vec<(&'a str, Option<&'a Action>)> {
     if requested.is_empty() {
         return catalog
             .actions
             .iter()
             .filter(|action| action.active && allows(placement, action))
-            .map(|action| action.id.clone())
+            .map(|action| (action.id.as_str(), Some(action)))
             .collect();
     }
     let mut seen = BTreeSet::new();
     requested
         .iter()
-        .filter(|id| seen.insert(id.as_str()))
-        .cloned()
+        .map(String::as_str)
+        .filter(|id| seen.insert(*id))
+        .map(|id| (id, catalog.action(id)))
         .collect()
 }
 
@@ -612,9 +625,10 @@ fn check<'c>(
     rules: &mut RuleScope<'c>,
     request: &DecisionRequest<'_>,
     id: &str,
+    action: Option<&'c Action>,
 ) -> Result<&'c Action, (FilterReason, String)> {
     let now = request.now;
-    let action = catalog.action(id).ok_or_else(|| {
+    let action = action.ok_or_else(|| {
         (
             FilterReason::UnknownAction,
             format!("'{id}' is not in catalog {}", catalog.version),
@@ -758,13 +772,11 @@ fn capped(
     cap_counts: &[u32],
     action: &Action,
 ) -> Option<(FilterReason, String)> {
-    catalog
+    action
         .caps
         .iter()
-        .zip(cap_counts)
-        .find(|(cap, count)| {
-            cap.applies_to(&action.id, &action.channel, &action.category) && **count >= cap.limit
-        })
+        .map(|&position| (&catalog.caps[position], cap_counts[position]))
+        .find(|(cap, count)| *count >= cap.limit)
         .map(|(cap, count)| {
             let reason = match cap.scope {
                 CapScope::Channel(_) => FilterReason::CapChannel,
@@ -843,39 +855,26 @@ fn fallback_ladder<'c>(
     ladder
 }
 
-/// The CEL variables of one decision: lazy views of the profile and the request
-/// context, with `action` bound per candidate.
+/// One CEL context for every rule of a decision, over lazy views of the
+/// profile and the request context, with `action` rebound per candidate.
 struct RuleScope<'a> {
-    env: &'a std::sync::Arc<cel::Env>,
-    vars: RuleVars<'a>,
+    vars: &'a RuleVars<'a>,
+    context: cel::Context<'a, 'a>,
 }
 
 impl<'a> RuleScope<'a> {
-    fn new(
-        catalog: &'a Catalog,
-        state: &'a CustomerState,
-        request: &'a DecisionRequest<'a>,
-    ) -> Self {
-        let vars = RuleVars::new(
-            &state.profile,
-            &catalog.known_events,
-            request.context,
-            request.now,
-        );
-        Self {
-            env: catalog.cel_env(),
-            vars,
-        }
+    fn new(catalog: &'a Catalog, vars: &'a RuleVars<'a>) -> Self {
+        let mut context = cel::Context::with_env(catalog.cel_env().clone());
+        context.set_variable_resolver(vars);
+        Self { vars, context }
     }
 
     fn evaluate(
         &mut self,
         rule: &crate::catalog::Rule,
-        action: Option<&'a Action>,
+        action: Option<&Action>,
     ) -> Result<bool, Error> {
-        let vars = self.vars.with_action(action.map(Action::cel_value));
-        let mut context = cel::Context::with_env(self.env.clone());
-        context.set_variable_resolver(&vars);
-        rule.evaluate(&context)
+        self.vars.bind(action);
+        rule.evaluate(&self.context)
     }
 }

@@ -18,6 +18,7 @@
 //! A key that does not exist is CEL's "no such key": `has(profile.plan)` is
 //! false, and reading it makes the rule fail (reason `rule_error`).
 
+use crate::catalog::Action;
 use crate::profile::{ChannelEngagement, NEVER_DAYS, Profile, Window};
 use crate::time::Timestamp;
 use crate::value::AttrValue;
@@ -26,6 +27,7 @@ use cel::common::traits::Indexer;
 use cel::common::types::{CelBool, CelDouble, CelInt, CelString, Type};
 use cel::common::value::{CowVal, Val};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 static PROFILE_TYPE: Type = Type::new_unspecified_type("nudge.Profile");
 static COUNTS_TYPE: Type = Type::new_unspecified_type("nudge.Counts");
@@ -272,20 +274,28 @@ impl Indexer for ContextView<'_> {
 
 view_val!(ContextView, CONTEXT_TYPE);
 
-/// Resolves `profile`, `context` and `action` for one rule evaluation.
+/// Resolves `profile`, `context` and `action` for the rules of one decision.
+/// The action is rebound per candidate, so one CEL context serves them all.
 #[derive(Debug)]
 pub(crate) struct RuleVars<'a> {
     profile: ProfileView<'a>,
     context: ContextView<'a>,
-    action: Option<&'a (dyn Val + 'static)>,
+    /// The catalog's actions; `action` is the one at `current`.
+    actions: &'a [Action],
+    /// Index into `actions`, or [`NO_ACTION`].
+    current: AtomicUsize,
 }
 
+/// `current` when no action is bound (segment rules).
+const NO_ACTION: usize = usize::MAX;
+
 impl<'a> RuleVars<'a> {
-    /// Variables of one decision; `action` is set per candidate.
+    /// Variables of one decision.
     pub(crate) fn new(
         profile: &'a Profile,
         known_events: &'a [String],
         context: &'a BTreeMap<String, AttrValue>,
+        actions: &'a [Action],
         now: Timestamp,
     ) -> Self {
         Self {
@@ -295,17 +305,17 @@ impl<'a> RuleVars<'a> {
                 now,
             },
             context: ContextView { context },
-            action: None,
+            actions,
+            current: AtomicUsize::new(NO_ACTION),
         }
     }
 
-    /// The same variables with `action` bound.
-    pub(crate) fn with_action(&self, action: Option<&'a (dyn Val + 'static)>) -> Self {
-        Self {
-            profile: self.profile,
-            context: self.context,
-            action,
-        }
+    /// Binds `action` (one of the catalog's) or unbinds it.
+    pub(crate) fn bind(&self, action: Option<&Action>) {
+        self.current.store(
+            action.map_or(NO_ACTION, |action| action.index),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -314,7 +324,10 @@ impl cel::context::VariableResolver for RuleVars<'_> {
         match variable {
             "profile" => Some(CowVal::Borrowed(&self.profile)),
             "context" => Some(CowVal::Borrowed(&self.context)),
-            "action" => self.action.map(CowVal::Borrowed),
+            "action" => self
+                .actions
+                .get(self.current.load(Ordering::Relaxed))
+                .map(|action| CowVal::Borrowed(action.cel_value())),
             _ => None,
         }
     }
@@ -370,7 +383,7 @@ mod tests {
         let profile = profile();
         let known = vec!["login".to_owned()];
         let context = BTreeMap::from([("page".to_owned(), AttrValue::from("pricing"))]);
-        let vars = RuleVars::new(&profile, &known, &context, Timestamp(NOW));
+        let vars = RuleVars::new(&profile, &known, &context, &[], Timestamp(NOW));
         for rule in [
             "profile.plan == 'trial' && profile.seats > 10 && profile.vip",
             "profile.count_7d.pricing_page_view == 1 && profile.count_1d.login == 0",
@@ -388,7 +401,7 @@ mod tests {
     fn missing_keys_are_errors_that_name_the_key() {
         let profile = profile();
         let context = BTreeMap::new();
-        let vars = RuleVars::new(&profile, &[], &context, Timestamp(NOW));
+        let vars = RuleVars::new(&profile, &[], &context, &[], Timestamp(NOW));
         let error = evaluate("profile.tier == 'gold'", &vars).expect_err("no tier");
         assert!(error.to_string().contains("tier"), "{error}");
         assert!(evaluate("profile.count_7d.login == 0", &vars).is_err());

@@ -851,6 +851,14 @@ proptest! {
         let (matrix, scores) = model().score_actions(&input, &actions);
         prop_assert!(matrix.iter().all(|value| value.is_finite()));
         prop_assert!(scores.iter().all(|score| score.is_finite()));
+        // The serving path (cached action factors) computes the same features
+        // and, up to rounding, the same scores.
+        let catalog = catalog();
+        let served = model().score_candidates(catalog, &input, &actions);
+        for (row, action) in actions.iter().enumerate() {
+            prop_assert_eq!(served.features(action), matrix.row(row).to_owned());
+            prop_assert!((served.propensities[row] - scores[row]).abs() <= 1e-12 * scores[row].abs().max(1.0));
+        }
     }
 
     /// (e) A spec prints canonically and parses back to itself, however it

@@ -18,6 +18,8 @@ use std::ops::Range;
 
 /// Longest id accepted for actions, channels, placements and segments.
 const MAX_ID_LEN: usize = 128;
+/// Source of [`Catalog::instance`].
+static NEXT_INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 /// Most slots a placement may have.
 const MAX_SLOTS: u32 = 50;
 
@@ -200,7 +202,7 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
     }
 
     let channels = compile_channels(&mut checker, &file);
-    let actions = compile_actions(&mut checker, &env, &file, &channels);
+    let mut actions = compile_actions(&mut checker, &env, &file, &channels);
     let action_index: HashMap<String, usize> = actions
         .iter()
         .enumerate()
@@ -240,6 +242,15 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
         ) {
             caps.push(cap);
         }
+    }
+
+    for action in &mut actions {
+        action.caps = caps
+            .iter()
+            .enumerate()
+            .filter(|(_, cap)| cap.applies_to(&action.id, &action.channel, &action.category))
+            .map(|(position, _)| position)
+            .collect();
     }
 
     let mut blackouts = Vec::new();
@@ -339,6 +350,7 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
         category_levers: file.levers.categories.clone(),
         segments,
         cel_env: rule_env,
+        instance: NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     })
 }
 
@@ -477,6 +489,7 @@ fn compile_actions(
             .and_then(|source| checker.rule(env, &format!("{field}.rule"), &span, source));
         let cel_value = action_cel_value(def);
         actions.push(Action {
+            index: actions.len(),
             id: def.id.clone(),
             name: if def.name.is_empty() {
                 def.id.clone()
@@ -494,6 +507,7 @@ fn compile_actions(
             cooldown,
             dismiss_cooldown,
             budget: def.budget,
+            caps: Vec::new(),
             payload: def.payload.clone(),
             cel_value,
         });

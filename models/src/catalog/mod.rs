@@ -48,6 +48,9 @@ pub struct Catalog {
     pub segments: Vec<Segment>,
     /// The CEL environment the rules were compiled in.
     cel_env: RuleEnv,
+    /// Unique per loaded catalog, so derived data (such as a model's
+    /// action-side features) can be cached against it.
+    instance: u64,
 }
 
 /// Whether a channel needs an explicit opt-in.
@@ -104,6 +107,8 @@ impl QuietHours {
 /// One thing nudge can recommend.
 #[derive(Debug)]
 pub struct Action {
+    /// Position in [`Catalog::actions`].
+    pub index: usize,
     /// Action id.
     pub id: String,
     /// Human name.
@@ -130,6 +135,8 @@ pub struct Action {
     pub dismiss_cooldown: Option<Span>,
     /// Maximum serves across all customers.
     pub budget: Option<u64>,
+    /// Positions in [`Catalog::caps`] of the caps this action counts toward.
+    pub caps: Vec<usize>,
     /// Personalization payload returned with the action.
     pub payload: BTreeMap<String, String>,
     /// The `action` variable of rules, converted once at load.
@@ -306,6 +313,11 @@ impl Catalog {
                 .get(&action.category)
                 .copied()
                 .unwrap_or(1.0)
+    }
+
+    /// A number no other catalog loaded by this process has.
+    pub fn instance(&self) -> u64 {
+        self.instance
     }
 
     /// The CEL environment for evaluating this catalog's rules.
