@@ -360,7 +360,15 @@ impl Engine {
     /// nudge has never heard of them. Reading does not activate an actor.
     pub async fn profile(&self, customer_id: &str) -> Result<CustomerState, ServiceError> {
         if self.registry.get(customer_id).is_some() {
-            return self.call(customer_id, |_| Snapshot).await;
+            let state = self.call(customer_id, |_| Snapshot).await?;
+            // A live actor with nothing in it (e.g. only dry runs so far) is as
+            // unknown as a customer that was never seen.
+            if state.is_empty() {
+                return Err(ServiceError::NotFound(format!(
+                    "customer '{customer_id}' is not known"
+                )));
+            }
+            return Ok(state);
         }
         self.shared
             .store

@@ -168,6 +168,23 @@ impl Handler<Decide> for CustomerActor {
             now,
         };
         let decision = pipeline::decide(&environment, &self.state, &request)?;
+        if Instant::now() >= message.deadline {
+            // The caller has given up: record nothing, and give back the
+            // budget units the decision took, so a late answer changes nothing.
+            if !input.dry_run {
+                for served in &decision.served {
+                    if catalog
+                        .action(&served.action_id)
+                        .is_some_and(|action| action.budget.is_some())
+                    {
+                        self.shared.budgets.release(&served.action_id);
+                    }
+                }
+            }
+            return Err(ServiceError::DeadlineExceeded {
+                budget_ms: message.budget_ms,
+            });
+        }
         if let Some(decision_id) = &decision_id {
             self.state
                 .record_decision(decision_id, &decision, &catalog, now);
