@@ -2,6 +2,10 @@
 //! small catalog from a valid minimal base, breaks one thing, and asserts the
 //! problem's field path, its line (where the compiler reports one) and the key
 //! words of its message.
+//!
+//! The line is that of the offending value — the key, or the element of a
+//! list — not of its table's header; only a missing value (a scoped cap
+//! without its target) is reported on its table's line.
 
 use nudge_models::catalog::{Catalog, CatalogProblem};
 
@@ -209,7 +213,12 @@ fn a_missing_required_field_is_refused_at_its_table() {
 #[test]
 fn an_empty_catalog_name_is_refused() {
     let text = BASE.replace("name = \"validation\"", "name = \"  \"");
-    assert_only(&text, "catalog.name", None, &["must not be empty"]);
+    assert_only(
+        &text,
+        "catalog.name",
+        Some(line_of(&text, "name = \"  \"")),
+        &["must not be empty"],
+    );
 }
 
 #[test]
@@ -221,7 +230,7 @@ fn a_bad_catalog_timezone_is_refused() {
     assert_only(
         &text,
         "catalog.timezone",
-        None,
+        Some(line_of(&text, "timezone = ")),
         &["'Mars/Olympus_Mons'", "IANA timezone"],
     );
     let paris = BASE.replace(
@@ -277,11 +286,28 @@ fn bad_quiet_hours_are_refused_for_each_end() {
             assert_problem(
                 problem,
                 &format!("channels.push.quiet_hours.{which}"),
-                Some(line_of(&text, "[channels.push]")),
+                Some(line_of(&text, "quiet_hours = ")),
                 &[&format!("'{value}'"), "not a time like 21:00"],
             );
         }
     }
+    // Written as a table, each end is reported on its own line.
+    let text =
+        with("\n[channels.push]\n\n[channels.push.quiet_hours]\nstart = \"21:60\"\nend = \"8\"\n");
+    let found = problems(&text);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_problem(
+        &found[0],
+        "channels.push.quiet_hours.start",
+        Some(line_of(&text, "start = ")),
+        &["'21:60'"],
+    );
+    assert_problem(
+        &found[1],
+        "channels.push.quiet_hours.end",
+        Some(line_of(&text, "end = ")),
+        &["'8'"],
+    );
     let fine = with("\n[channels.push]\nquiet_hours = { start = \"00:00\", end = \"23:59\" }\n");
     Catalog::from_toml(&fine).expect("00:00–23:59 is valid");
 }
@@ -309,7 +335,7 @@ fn an_action_id_with_bad_characters_is_refused() {
         assert_only(
             &text,
             "actions[2].id",
-            Some(line_of(&text, "[[actions]]")),
+            Some(line_of(&text, &format!("id = \"{id}\""))),
             &[&format!("'{id}'"), "not a valid id", "1..=128"],
         );
     }
@@ -326,11 +352,12 @@ fn an_action_id_with_bad_characters_is_refused() {
 fn a_duplicate_action_id_points_at_the_first_definition() {
     let copy = "\n[[actions]]\nid = \"tip\"\nchannel = \"in_app\"\ncategory = \"tips\"\n";
     let text = with(&format!("{copy}{copy}"));
-    let first = line_of(BASE, "id = \"tip\"") - 1;
+    // Every line here is that of an `id = "tip"`.
+    let first = line_of(BASE, "id = \"tip\"");
     let found = problems(&text);
     assert_eq!(found.len(), 2, "{found:#?}");
-    let second_line = line_of(&with(copy), "[[actions]]");
-    let third_line = line_of(&text, "[[actions]]");
+    let second_line = line_of(&with(copy), "id = \"tip\"");
+    let third_line = line_of(&text, "id = \"tip\"");
     assert_problem(
         &found[0],
         "actions[2].id",
@@ -370,8 +397,38 @@ fn an_action_on_an_undeclared_channel_is_refused() {
     assert_only(
         &text,
         "actions[2].channel",
-        Some(line_of(&text, "[[actions]]")),
+        Some(line_of(&text, "channel = \"sms\"")),
         &["channel 'sms'", "not declared in [channels]"],
+    );
+}
+
+#[test]
+fn a_bad_channel_in_a_long_action_is_reported_on_its_own_line() {
+    // The channel is the fifth key: its line, not the `[[actions]]` header's.
+    let text = with(concat!(
+        "\n[[actions]]\n",
+        "id = \"fax_reminder\"\n",
+        "name = \"Fax reminder\"\n",
+        "category = \"tips\"\n",
+        "value = 2.0\n",
+        "# Marketing asked for fax.\n",
+        "channel = \"fax\"\n",
+        "rule = \"true\"\n",
+    ));
+    let header = line_of(&text, "[[actions]]");
+    let channel = line_of(&text, "channel = \"fax\"");
+    assert_eq!(channel, header + 6, "the test's own layout");
+    let problem = only_problem(&text);
+    assert_problem(
+        &problem,
+        "actions[2].channel",
+        Some(channel),
+        &["channel 'fax'", "not declared in [channels]"],
+    );
+    assert_ne!(problem.line, Some(header), "not the header's line");
+    assert_eq!(
+        problem.to_string(),
+        format!("line {channel}: actions[2].channel: channel 'fax' is not declared in [channels]")
     );
 }
 
@@ -381,7 +438,7 @@ fn an_empty_category_is_refused() {
     assert_only(
         &text,
         "actions[2].category",
-        Some(line_of(&text, "[[actions]]")),
+        Some(line_of(&text, "category = \" \"")),
         &["must not be empty"],
     );
 }
@@ -393,7 +450,7 @@ fn a_negative_or_nan_value_is_refused() {
         assert_only(
             &text,
             "actions[2].value",
-            Some(line_of(&text, "[[actions]]")),
+            Some(line_of(&text, "value = ")),
             &[shown, "finite number ≥ 0"],
         );
     }
@@ -407,7 +464,7 @@ fn a_non_positive_action_lever_is_refused() {
         assert_only(
             &text,
             "actions[2].lever",
-            Some(line_of(&text, "[[actions]]")),
+            Some(line_of(&text, "lever = ")),
             &[shown, "must be a positive number"],
         );
     }
@@ -419,7 +476,7 @@ fn a_bad_valid_from_is_refused() {
     assert_only(
         &text,
         "actions[2].valid_from",
-        Some(line_of(&text, "[[actions]]")),
+        Some(line_of(&text, "valid_from = ")),
         &["'tomorrow'", "RFC 3339"],
     );
 }
@@ -430,7 +487,7 @@ fn a_bad_valid_until_is_refused() {
     assert_only(
         &text,
         "actions[2].valid_until",
-        Some(line_of(&text, "[[actions]]")),
+        Some(line_of(&text, "valid_until = ")),
         &["'2026-12-01'", "RFC 3339"],
     );
 }
@@ -444,7 +501,7 @@ fn a_valid_until_not_after_valid_from_is_refused() {
         assert_only(
             &text,
             "actions[2].valid_until",
-            Some(line_of(&text, "[[actions]]")),
+            Some(line_of(&text, "valid_until = ")),
             &["is not after valid_from", "2026-12-01T00:00:00"],
         );
     }
@@ -466,7 +523,7 @@ fn a_bad_cooldown_is_refused() {
         assert_only(
             &text,
             &format!("actions[2].{field}"),
-            Some(line_of(&text, "[[actions]]")),
+            Some(line_of(&text, &format!("{field} = "))),
             &words,
         );
     }
@@ -478,7 +535,7 @@ fn a_zero_budget_is_refused() {
     assert_only(
         &text,
         "actions[2].budget",
-        Some(line_of(&text, "[[actions]]")),
+        Some(line_of(&text, "budget = 0")),
         &["at least 1", "active = false"],
     );
     let text = with(&action("budget = -1"));
@@ -491,14 +548,14 @@ fn an_invalid_cel_rule_is_refused() {
     assert_only(
         &text,
         "actions[2].rule",
-        Some(line_of(&text, "[[actions]]")),
+        Some(line_of(&text, "rule = ")),
         &["invalid CEL rule", "Syntax error"],
     );
     let text = with(&action("rule = \"  \""));
     assert_only(
         &text,
         "actions[2].rule",
-        Some(line_of(&text, "[[actions]]")),
+        Some(line_of(&text, "rule = ")),
         &["invalid CEL rule", "rule is empty"],
     );
 }
@@ -522,7 +579,15 @@ fn a_placement_on_an_unknown_channel_is_refused() {
     assert_only(
         &text,
         "placements.extra.channels",
-        Some(line_of(&text, "[placements.extra]")),
+        Some(line_of(&text, "channels = [\"in_app\", \"fax\"]")),
+        &["channel 'fax'", "not declared in [channels]"],
+    );
+    // In a list written over several lines, the offending element's line.
+    let text = with(&placement("channels = [\n  \"in_app\",\n  \"fax\",\n]"));
+    assert_only(
+        &text,
+        "placements.extra.channels",
+        Some(line_of(&text, "\"fax\"")),
         &["channel 'fax'", "not declared in [channels]"],
     );
 }
@@ -533,7 +598,7 @@ fn a_placement_without_channels_is_refused() {
     assert_only(
         &text,
         "placements.extra.channels",
-        Some(line_of(&text, "[placements.extra]")),
+        Some(line_of(&text, "channels = []")),
         &["at least one channel"],
     );
 }
@@ -547,7 +612,7 @@ fn placement_slots_must_be_between_1_and_50() {
         assert_only(
             &text,
             "placements.extra.slots",
-            Some(line_of(&text, "[placements.extra]")),
+            Some(line_of(&text, "slots = ")),
             &[&slots.to_string(), "between 1 and 50"],
         );
     }
@@ -567,7 +632,16 @@ fn a_placement_fallback_to_an_unknown_action_is_refused() {
     assert_only(
         &text,
         "placements.extra.fallback",
-        Some(line_of(&text, "[placements.extra]")),
+        Some(line_of(&text, "fallback = ")),
+        &["action 'ghost'", "not in [[actions]]"],
+    );
+    let text = with(&placement(
+        "channels = [\"in_app\"]\nfallback = [\n  \"tip\",\n  \"ghost\",\n]",
+    ));
+    assert_only(
+        &text,
+        "placements.extra.fallback",
+        Some(line_of(&text, "\"ghost\"")),
         &["action 'ghost'", "not in [[actions]]"],
     );
 }
@@ -580,7 +654,7 @@ fn a_placement_fallback_on_a_channel_it_does_not_allow_is_refused() {
     assert_only(
         &text,
         "placements.extra.fallback",
-        Some(line_of(&text, "[placements.extra]")),
+        Some(line_of(&text, "fallback = ")),
         &["action 'promo_mail'", "channel 'email'", "does not allow"],
     );
 }
@@ -594,7 +668,7 @@ fn a_bad_context_weight_is_refused() {
         assert_only(
             &text,
             "placements.extra.context_weights.tips",
-            Some(line_of(&text, "[placements.extra]")),
+            Some(line_of(&text, "context_weights = ")),
             &[shown, "must be a positive number"],
         );
     }
@@ -609,10 +683,20 @@ fn an_epsilon_outside_0_1_is_refused() {
         assert_only(
             &text,
             "placements.extra.exploration.epsilon",
-            Some(line_of(&text, "[placements.extra]")),
+            Some(line_of(&text, "exploration = ")),
             &[shown, "between 0 and 1"],
         );
     }
+    // Written as a table, the line of `epsilon` itself.
+    let text = with(
+        "\n[placements.extra]\nchannels = [\"in_app\"]\n\n[placements.extra.exploration]\nmethod = \"epsilon\"\nepsilon = 1.5\n",
+    );
+    assert_only(
+        &text,
+        "placements.extra.exploration.epsilon",
+        Some(line_of(&text, "epsilon = 1.5")),
+        &["1.5", "between 0 and 1"],
+    );
     for epsilon in ["0.0", "1.0"] {
         let text = with(&placement(&format!(
             "channels = [\"in_app\"]\nexploration = {{ method = \"epsilon\", epsilon = {epsilon} }}"
@@ -630,7 +714,7 @@ fn a_non_positive_temperature_is_refused() {
         assert_only(
             &text,
             "placements.extra.exploration.temperature",
-            Some(line_of(&text, "[placements.extra]")),
+            Some(line_of(&text, "exploration = ")),
             &[shown, "must be a positive number"],
         );
     }
@@ -644,7 +728,7 @@ fn a_cap_with_a_zero_limit_is_refused() {
     assert_only(
         &text,
         "caps[0].limit",
-        Some(line_of(&text, "[[caps]]")),
+        Some(line_of(&text, "limit = 0")),
         &["at least 1"],
     );
 }
@@ -655,13 +739,14 @@ fn a_cap_with_a_bad_window_is_refused() {
     assert_only(
         &text,
         "caps[0].window",
-        Some(line_of(&text, "[[caps]]")),
+        Some(line_of(&text, "window = \"a week\"")),
         &["'a week'"],
     );
 }
 
 #[test]
 fn a_scoped_cap_without_its_target_is_refused() {
+    // The target is missing, so the cap's table is the place to add it.
     for scope in ["channel", "action", "category"] {
         let text = with(&cap(&format!(
             "scope = \"{scope}\"\nlimit = 3\nwindow = \"7d\""
@@ -683,7 +768,7 @@ fn a_cap_on_an_unknown_channel_is_refused() {
     assert_only(
         &text,
         "caps[0].channel",
-        Some(line_of(&text, "[[caps]]")),
+        Some(line_of(&text, "channel = \"fax\"")),
         &["channel 'fax'", "not declared in [channels]"],
     );
 }
@@ -696,7 +781,7 @@ fn a_cap_on_an_unknown_action_is_refused() {
     assert_only(
         &text,
         "caps[0].action",
-        Some(line_of(&text, "[[caps]]")),
+        Some(line_of(&text, "action = \"ghost\"")),
         &["action 'ghost'", "not in [[actions]]"],
     );
 }
@@ -709,7 +794,7 @@ fn a_cap_on_an_unknown_category_is_refused() {
     assert_only(
         &text,
         "caps[0].category",
-        Some(line_of(&text, "[[caps]]")),
+        Some(line_of(&text, "category = \"upsell\"")),
         &["no action has category 'upsell'"],
     );
 }
@@ -724,7 +809,7 @@ fn caps_are_numbered_by_position() {
     assert_only(
         &text,
         "caps[1].limit",
-        Some(line_of(&text, "[[caps]]")),
+        Some(line_of(&text, "limit = 0")),
         &["at least 1"],
     );
 }
@@ -733,18 +818,24 @@ fn caps_are_numbered_by_position() {
 
 #[test]
 fn a_blackout_with_a_bad_date_is_refused() {
-    let text = with(
-        "\n[[blackouts]]\nname = \"xmas\"\ndates = [\"2026-12-25\", \"2026-13-01\", \"25/12/2026\"]\n",
-    );
-    let found = problems(&text);
-    assert_eq!(found.len(), 2, "{found:#?}");
-    for (problem, date) in found.iter().zip(["2026-13-01", "25/12/2026"]) {
-        assert_problem(
-            problem,
-            "blackouts[0].dates",
-            Some(line_of(&text, "[[blackouts]]")),
-            &[&format!("'{date}'"), "not a date like 2026-12-25"],
-        );
+    // On one line and one date a line: each bad date on its own line.
+    for dates in [
+        "[\"2026-12-25\", \"2026-13-01\", \"25/12/2026\"]",
+        "[\n  \"2026-12-25\",\n  \"2026-13-01\",\n  \"25/12/2026\",\n]",
+    ] {
+        let text = with(&format!(
+            "\n[[blackouts]]\nname = \"xmas\"\ndates = {dates}\n"
+        ));
+        let found = problems(&text);
+        assert_eq!(found.len(), 2, "{found:#?}");
+        for (problem, date) in found.iter().zip(["2026-13-01", "25/12/2026"]) {
+            assert_problem(
+                problem,
+                "blackouts[0].dates",
+                Some(line_of(&text, &format!("\"{date}\""))),
+                &[&format!("'{date}'"), "not a date like 2026-12-25"],
+            );
+        }
     }
 }
 
@@ -754,7 +845,7 @@ fn a_blackout_on_an_unknown_channel_is_refused() {
     assert_only(
         &text,
         "blackouts[0].channels",
-        Some(line_of(&text, "[[blackouts]]")),
+        Some(line_of(&text, "channels = [\"email\", \"fax\"]")),
         &["channel 'fax'", "not declared in [channels]"],
     );
 }
@@ -766,7 +857,7 @@ fn a_bad_category_lever_is_refused() {
         assert_only(
             &text,
             "levers.categories.tips",
-            None,
+            Some(line_of(&text, "tips = ")),
             &[shown, "must be a positive number"],
         );
     }
@@ -782,7 +873,7 @@ fn a_segment_with_an_empty_name_is_refused() {
     assert_only(
         &text,
         "segments[0].name",
-        Some(line_of(&text, "[[segments]]")),
+        Some(line_of(&text, "name = \"\"")),
         &["must not be empty"],
     );
 }
@@ -794,7 +885,7 @@ fn a_segment_with_an_unknown_action_is_refused() {
     assert_only(
         &text,
         "segments[0].actions",
-        Some(line_of(&text, "[[segments]]")),
+        Some(line_of(&text, "actions = [\"tip\", \"ghost\"]")),
         &["action 'ghost'", "not in [[actions]]"],
     );
 }
@@ -806,7 +897,7 @@ fn a_segment_with_a_bad_rule_is_refused() {
     assert_only(
         &text,
         "segments[0].rule",
-        Some(line_of(&text, "[[segments]]")),
+        Some(line_of(&text, "rule = \"profile.plan ==\"")),
         &["invalid CEL rule"],
     );
 }
@@ -842,16 +933,27 @@ fn every_problem_in_a_file_is_reported_together() {
         ],
         "{found:#?}"
     );
-    assert_eq!(found[1].line, Some(line_of(&text, "[[actions]]")));
-    assert_eq!(found[2].line, Some(line_of(&text, "[placements.extra]")));
-    assert_eq!(found[3].line, Some(line_of(&text, "[[caps]]")));
-    assert_eq!(found[5].line, Some(line_of(&text, "[[blackouts]]")));
-    // The error's text lists them all, each with its line when known.
+    let lines: Vec<Option<u32>> = found.iter().map(|problem| problem.line).collect();
+    assert_eq!(
+        lines,
+        [
+            "timezone = ",
+            "channel = \"fax\"",
+            "slots = 0",
+            "limit = 0",
+            "action = \"ghost\"",
+            "dates = ",
+            "tips = 0.0",
+        ]
+        .map(|needle| Some(line_of(&text, needle))),
+        "{found:#?}"
+    );
+    // The error's text lists them all, each with its line.
     let error = Catalog::from_toml(&text).expect_err("refused").to_string();
     assert_eq!(error.matches("; ").count(), found.len() - 1, "{error}");
     assert!(
-        error.starts_with("catalog.timezone: 'Nowhere'"),
-        "no line for the timezone: {error}"
+        error.starts_with("line 3: catalog.timezone: 'Nowhere'"),
+        "the timezone's line comes first: {error}"
     );
     assert!(
         error.contains(&format!(

@@ -9,6 +9,7 @@ use nudge_service::config::Config;
 use nudge_service::store::MemoryStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,7 +62,7 @@ enum CatalogCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -70,13 +71,29 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    match cli.command {
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Catalog(CatalogCommand::Validate { file }) => validate(&file),
         Command::Client(command) => runtime.block_on(nudge_service::cli::run(command, &cli.client)),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // The whole cause chain on one line, without a backtrace: these
+            // are user-facing errors, not crashes.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -107,6 +124,11 @@ fn validate(file: &PathBuf) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Signal handlers first, so a signal during start-up is not fatal.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let mut config = match &args.config {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
@@ -144,7 +166,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     });
     let reloader = engine.clone();
-    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             match reloader.reload_catalog(None) {
@@ -157,10 +178,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
         tracing::info!("shutting down: draining in-flight calls");

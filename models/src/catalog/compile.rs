@@ -1,5 +1,6 @@
 //! Validation: from the file's text to a [`Catalog`], or every problem found,
-//! each naming its field path and line.
+//! each naming its field path and line: the line of the offending value (or
+//! list element) when the file has one, else the line of its table.
 
 use super::file::{
     ActionDef, CapDef, CapScopeDef, CatalogFile, ConsentPolicyDef, ExplorationMethodDef,
@@ -15,6 +16,7 @@ use chrono::NaiveDate;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::ops::Range;
+use toml::Spanned;
 
 /// Longest id accepted for actions, channels, placements and segments.
 const MAX_ID_LEN: usize = 128;
@@ -28,7 +30,8 @@ const MAX_SLOTS: u32 = 50;
 pub struct CatalogProblem {
     /// Field path, e.g. `actions[3].channel`.
     pub field: String,
-    /// 1-based line, when known.
+    /// 1-based line of the offending value (or list element); of its table
+    /// when the value is missing; `None` for a problem of the whole file.
     pub line: Option<u32>,
     /// What is wrong, with the offending value.
     pub message: String,
@@ -104,50 +107,64 @@ impl Checker<'_> {
         }
     }
 
-    fn span_field(&mut self, field: &str, span: &Range<usize>, text: Option<&str>) -> Option<Span> {
+    fn span_field(&mut self, field: &str, text: Option<&Spanned<String>>) -> Option<Span> {
         let text = text?;
-        match Span::parse(text) {
+        match Span::parse(text.get_ref()) {
             Ok(parsed) => Some(parsed),
             Err(message) => {
-                self.report(field, Some(span), message);
+                self.report(field, Some(&text.span()), message);
                 None
             }
         }
     }
 
-    fn instant(
-        &mut self,
-        field: &str,
-        span: &Range<usize>,
-        text: Option<&str>,
-    ) -> Option<Timestamp> {
+    fn instant(&mut self, field: &str, text: Option<&Spanned<String>>) -> Option<Timestamp> {
         let text = text?;
-        let parsed = Timestamp::parse_rfc3339(text);
+        let parsed = Timestamp::parse_rfc3339(text.get_ref());
         if parsed.is_none() {
             self.report(
                 field,
-                Some(span),
-                format!("'{text}' is not an RFC 3339 date-time like 2026-12-01T00:00:00Z"),
+                Some(&text.span()),
+                format!(
+                    "'{}' is not an RFC 3339 date-time like 2026-12-01T00:00:00Z",
+                    text.get_ref()
+                ),
             );
         }
         parsed
     }
 
-    fn rule(
-        &mut self,
-        env: &cel::Env,
-        field: &str,
-        span: &Range<usize>,
-        source: &str,
-    ) -> Option<Rule> {
-        match Rule::compile(env, source) {
+    fn rule(&mut self, env: &cel::Env, field: &str, source: &Spanned<String>) -> Option<Rule> {
+        match Rule::compile(env, source.get_ref()) {
             Ok(rule) => Some(rule),
             Err(message) => {
-                self.report(field, Some(span), format!("invalid CEL rule: {message}"));
+                self.report(
+                    field,
+                    Some(&source.span()),
+                    format!("invalid CEL rule: {message}"),
+                );
                 None
             }
         }
     }
+}
+
+/// An optional key's value and where to report a problem with it: the value's
+/// own span, or its table's when the key is absent and `default` applies.
+fn value_or<T: Copy>(
+    value: Option<&Spanned<T>>,
+    default: T,
+    table: &Range<usize>,
+) -> (T, Range<usize>) {
+    value.map_or_else(
+        || (default, table.clone()),
+        |value| (*value.get_ref(), value.span()),
+    )
+}
+
+/// The values of a list of spanned strings.
+fn strings(list: &[Spanned<String>]) -> Vec<String> {
+    list.iter().map(|item| item.get_ref().clone()).collect()
 }
 
 /// Parses `HH:MM` into a minute of the day.
@@ -186,19 +203,26 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
     let rule_env = RuleEnv::standard();
     let env = rule_env.0.clone();
 
-    let default_timezone = file.catalog.timezone.parse().unwrap_or_else(|_| {
+    let default_timezone = match &file.catalog.timezone {
+        None => chrono_tz::UTC,
+        Some(timezone) => timezone.get_ref().parse().unwrap_or_else(|_| {
+            checker.report(
+                "catalog.timezone",
+                Some(&timezone.span()),
+                format!(
+                    "'{}' is not an IANA timezone like Europe/Paris",
+                    timezone.get_ref()
+                ),
+            );
+            chrono_tz::UTC
+        }),
+    };
+    if file.catalog.name.get_ref().trim().is_empty() {
         checker.report(
-            "catalog.timezone",
-            None,
-            format!(
-                "'{}' is not an IANA timezone like Europe/Paris",
-                file.catalog.timezone
-            ),
+            "catalog.name",
+            Some(&file.catalog.name.span()),
+            "must not be empty",
         );
-        chrono_tz::UTC
-    });
-    if file.catalog.name.trim().is_empty() {
-        checker.report("catalog.name", None, "must not be empty");
     }
 
     let channels = compile_channels(&mut checker, &file);
@@ -255,67 +279,75 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
 
     let mut blackouts = Vec::new();
     for (position, def) in file.blackouts.iter().enumerate() {
-        let span = def.span();
         let def = def.get_ref();
         let mut dates = Vec::new();
         for date in &def.dates {
-            match NaiveDate::parse_from_str(date, "%Y-%m-%d") {
+            match NaiveDate::parse_from_str(date.get_ref(), "%Y-%m-%d") {
                 Ok(parsed) => dates.push(parsed),
                 Err(_) => checker.report(
                     format!("blackouts[{position}].dates"),
-                    Some(&span),
-                    format!("'{date}' is not a date like 2026-12-25"),
+                    Some(&date.span()),
+                    format!("'{}' is not a date like 2026-12-25", date.get_ref()),
                 ),
             }
         }
         for channel in &def.channels {
-            if !channels.contains_key(channel) {
+            if !channels.contains_key(channel.get_ref()) {
                 checker.report(
                     format!("blackouts[{position}].channels"),
-                    Some(&span),
-                    format!("channel '{channel}' is not declared in [channels]"),
+                    Some(&channel.span()),
+                    format!(
+                        "channel '{}' is not declared in [channels]",
+                        channel.get_ref()
+                    ),
                 );
             }
         }
         blackouts.push(Blackout {
             name: def.name.clone(),
             dates,
-            channels: def.channels.clone(),
+            channels: strings(&def.channels),
         });
     }
 
+    let mut category_levers = BTreeMap::new();
     for (category, lever) in &file.levers.categories {
-        if !(lever.is_finite() && *lever > 0.0) {
+        let value = *lever.get_ref();
+        if !(value.is_finite() && value > 0.0) {
             checker.report(
                 format!("levers.categories.{category}"),
-                None,
-                format!("{lever} must be a positive number"),
+                Some(&lever.span()),
+                format!("{value} must be a positive number"),
             );
         }
+        category_levers.insert(category.clone(), value);
     }
 
     let mut segments = Vec::new();
     for (position, def) in file.segments.iter().enumerate() {
-        let span = def.span();
         let def = def.get_ref();
         let field = format!("segments[{position}]");
-        if def.name.trim().is_empty() {
-            checker.report(format!("{field}.name"), Some(&span), "must not be empty");
+        if def.name.get_ref().trim().is_empty() {
+            checker.report(
+                format!("{field}.name"),
+                Some(&def.name.span()),
+                "must not be empty",
+            );
         }
         for action in &def.actions {
-            if !action_index.contains_key(action) {
+            if !action_index.contains_key(action.get_ref()) {
                 checker.report(
                     format!("{field}.actions"),
-                    Some(&span),
-                    format!("action '{action}' is not in [[actions]]"),
+                    Some(&action.span()),
+                    format!("action '{}' is not in [[actions]]", action.get_ref()),
                 );
             }
         }
-        if let Some(rule) = checker.rule(&env, &format!("{field}.rule"), &span, &def.rule) {
+        if let Some(rule) = checker.rule(&env, &format!("{field}.rule"), &def.rule) {
             segments.push(Segment {
-                name: def.name.clone(),
+                name: def.name.get_ref().clone(),
                 rule,
-                actions: def.actions.clone(),
+                actions: strings(&def.actions),
             });
         }
     }
@@ -333,7 +365,7 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
     known_events.sort();
     known_events.dedup();
     Ok(Catalog {
-        name: file.catalog.name.clone(),
+        name: file.catalog.name.get_ref().clone(),
         version: file
             .catalog
             .version
@@ -347,7 +379,7 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
         placements,
         caps,
         blackouts,
-        category_levers: file.levers.categories.clone(),
+        category_levers,
         segments,
         cel_env: rule_env,
         instance: NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -361,14 +393,14 @@ fn compile_channels(checker: &mut Checker<'_>, file: &CatalogFile) -> BTreeMap<S
         let def = def.get_ref();
         checker.check_id(&format!("channels.{id}"), &span, id);
         let quiet_hours = def.quiet_hours.as_ref().and_then(|quiet| {
-            let start = minute_of_day(&quiet.start);
-            let end = minute_of_day(&quiet.end);
+            let start = minute_of_day(quiet.start.get_ref());
+            let end = minute_of_day(quiet.end.get_ref());
             for (name, text, parsed) in [("start", &quiet.start, start), ("end", &quiet.end, end)] {
                 if parsed.is_none() {
                     checker.report(
                         format!("channels.{id}.quiet_hours.{name}"),
-                        Some(&span),
-                        format!("'{text}' is not a time like 21:00"),
+                        Some(&text.span()),
+                        format!("'{}' is not a time like 21:00", text.get_ref()),
                     );
                 }
             }
@@ -408,105 +440,101 @@ fn compile_actions(
         let span = def.span();
         let def: &ActionDef = def.get_ref();
         let field = format!("actions[{position}]");
-        checker.check_id(&format!("{field}.id"), &span, &def.id);
-        let line = checker.line_of(&span);
+        let id = def.id.get_ref();
+        let id_span = def.id.span();
+        checker.check_id(&format!("{field}.id"), &id_span, id);
+        let line = checker.line_of(&id_span);
         // Keep the first definition's line: a third copy still points at the first.
-        let (first_position, first) = *seen.entry(def.id.clone()).or_insert((position, line));
+        let (first_position, first) = *seen.entry(id.clone()).or_insert((position, line));
         if first_position != position {
             checker.report(
                 format!("{field}.id"),
-                Some(&span),
-                format!(
-                    "duplicate action id '{}' (first defined on line {first})",
-                    def.id
-                ),
+                Some(&id_span),
+                format!("duplicate action id '{id}' (first defined on line {first})"),
             );
         }
-        if !channels.contains_key(&def.channel) {
+        let channel = def.channel.get_ref();
+        if !channels.contains_key(channel) {
             checker.report(
                 format!("{field}.channel"),
-                Some(&span),
-                format!("channel '{}' is not declared in [channels]", def.channel),
+                Some(&def.channel.span()),
+                format!("channel '{channel}' is not declared in [channels]"),
             );
         }
-        if def.category.trim().is_empty() {
+        if def.category.get_ref().trim().is_empty() {
             checker.report(
                 format!("{field}.category"),
-                Some(&span),
+                Some(&def.category.span()),
                 "must not be empty",
             );
         }
-        if !(def.value.is_finite() && def.value >= 0.0) {
+        let (value, value_span) = value_or(def.value.as_ref(), 1.0, &span);
+        if !(value.is_finite() && value >= 0.0) {
             checker.report(
                 format!("{field}.value"),
-                Some(&span),
-                format!("{} must be a finite number ≥ 0", def.value),
+                Some(&value_span),
+                format!("{value} must be a finite number ≥ 0"),
             );
         }
-        if !(def.lever.is_finite() && def.lever > 0.0) {
+        let (lever, lever_span) = value_or(def.lever.as_ref(), 1.0, &span);
+        if !(lever.is_finite() && lever > 0.0) {
             checker.report(
                 format!("{field}.lever"),
-                Some(&span),
-                format!("{} must be a positive number", def.lever),
+                Some(&lever_span),
+                format!("{lever} must be a positive number"),
             );
         }
-        let valid_from = checker.instant(
-            &format!("{field}.valid_from"),
-            &span,
-            def.valid_from.as_deref(),
-        );
-        let valid_until = checker.instant(
-            &format!("{field}.valid_until"),
-            &span,
-            def.valid_until.as_deref(),
-        );
-        if let (Some(from), Some(until)) = (valid_from, valid_until)
+        let valid_from = checker.instant(&format!("{field}.valid_from"), def.valid_from.as_ref());
+        let valid_until =
+            checker.instant(&format!("{field}.valid_until"), def.valid_until.as_ref());
+        if let (Some(from), Some(until), Some(until_text)) =
+            (valid_from, valid_until, &def.valid_until)
             && from >= until
         {
             checker.report(
                 format!("{field}.valid_until"),
-                Some(&span),
+                Some(&until_text.span()),
                 format!("{until} is not after valid_from {from}"),
             );
         }
-        let cooldown =
-            checker.span_field(&format!("{field}.cooldown"), &span, def.cooldown.as_deref());
+        let cooldown = checker.span_field(&format!("{field}.cooldown"), def.cooldown.as_ref());
         let dismiss_cooldown = checker.span_field(
             &format!("{field}.dismiss_cooldown"),
-            &span,
-            def.dismiss_cooldown.as_deref(),
+            def.dismiss_cooldown.as_ref(),
         );
-        if def.budget == Some(0) {
+        if let Some(budget) = &def.budget
+            && *budget.get_ref() == 0
+        {
             checker.report(
                 format!("{field}.budget"),
-                Some(&span),
+                Some(&budget.span()),
                 "must be at least 1 (set active = false to stop an action)",
             );
         }
         let rule = def
             .rule
-            .as_deref()
-            .and_then(|source| checker.rule(env, &format!("{field}.rule"), &span, source));
-        let cel_value = action_cel_value(def);
+            .as_ref()
+            .and_then(|source| checker.rule(env, &format!("{field}.rule"), source));
+        let cel_value = action_cel_value(def, value);
         actions.push(Action {
             index: actions.len(),
-            id: def.id.clone(),
+            id: id.clone(),
             name: if def.name.is_empty() {
-                def.id.clone()
+                id.clone()
             } else {
                 def.name.clone()
             },
-            channel: def.channel.clone(),
-            category: def.category.clone(),
-            value: def.value,
-            lever: def.lever,
+            channel: channel.clone(),
+            category: def.category.get_ref().clone(),
+            value,
+            lever,
             active: def.active,
             valid_from,
             valid_until,
             rule,
             cooldown,
             dismiss_cooldown,
-            budget: def.budget,
+            budget: def.budget.as_ref().map(|budget| *budget.get_ref()),
             caps: Vec::new(),
             payload: def.payload.clone(),
             cel_value,
@@ -516,20 +544,23 @@ fn compile_actions(
 }
 
 /// The `action` variable of rules: id, channel, category, value, payload.
-fn action_cel_value(def: &ActionDef) -> Box<dyn cel::common::value::Val> {
+fn action_cel_value(def: &ActionDef, value: f64) -> Box<dyn cel::common::value::Val> {
     let payload: HashMap<String, cel::Value> = def
         .payload
         .iter()
         .map(|(key, value)| (key.clone(), cel::Value::from(value.as_str())))
         .collect();
     let value: cel::Value = HashMap::from([
-        ("id".to_owned(), cel::Value::from(def.id.as_str())),
-        ("channel".to_owned(), cel::Value::from(def.channel.as_str())),
+        ("id".to_owned(), cel::Value::from(def.id.get_ref().as_str())),
+        (
+            "channel".to_owned(),
+            cel::Value::from(def.channel.get_ref().as_str()),
+        ),
         (
             "category".to_owned(),
-            cel::Value::from(def.category.as_str()),
+            cel::Value::from(def.category.get_ref().as_str()),
         ),
-        ("value".to_owned(), cel::Value::Float(def.value)),
+        ("value".to_owned(), cel::Value::Float(value)),
         ("payload".to_owned(), payload.into()),
     ])
     .into();
@@ -550,68 +581,86 @@ fn compile_placement(
     let field = format!("placements.{id}");
     let before = checker.problems.len();
     checker.check_id(&field, span, id);
-    if def.channels.is_empty() {
+    let placement_channels = strings(def.channels.get_ref());
+    if placement_channels.is_empty() {
         checker.report(
             format!("{field}.channels"),
-            Some(span),
+            Some(&def.channels.span()),
             "must list at least one channel",
         );
     }
-    for channel in &def.channels {
-        if !channels.contains_key(channel) {
+    for channel in def.channels.get_ref() {
+        if !channels.contains_key(channel.get_ref()) {
             checker.report(
                 format!("{field}.channels"),
-                Some(span),
-                format!("channel '{channel}' is not declared in [channels]"),
+                Some(&channel.span()),
+                format!(
+                    "channel '{}' is not declared in [channels]",
+                    channel.get_ref()
+                ),
             );
         }
     }
-    if def.slots == 0 || def.slots > MAX_SLOTS {
+    let (slots, slots_span) = value_or(def.slots.as_ref(), 1, span);
+    if slots == 0 || slots > MAX_SLOTS {
         checker.report(
             format!("{field}.slots"),
-            Some(span),
-            format!("{} must be between 1 and {MAX_SLOTS}", def.slots),
+            Some(&slots_span),
+            format!("{slots} must be between 1 and {MAX_SLOTS}"),
         );
     }
     for action_id in &def.fallback {
-        match action_index.get(action_id) {
-            None => checker.report(format!("{field}.fallback"), Some(span), format!("action '{action_id}' is not in [[actions]]")),
-            Some(&position) if !def.channels.contains(&actions[position].channel) => checker.report(
+        let name = action_id.get_ref();
+        match action_index.get(name) {
+            None => checker.report(
                 format!("{field}.fallback"),
-                Some(span),
-                format!("action '{action_id}' is on channel '{}', which this placement does not allow", actions[position].channel),
+                Some(&action_id.span()),
+                format!("action '{name}' is not in [[actions]]"),
             ),
+            Some(&position) if !placement_channels.contains(&actions[position].channel) => {
+                checker.report(
+                    format!("{field}.fallback"),
+                    Some(&action_id.span()),
+                    format!(
+                        "action '{name}' is on channel '{}', which this placement does not allow",
+                        actions[position].channel
+                    ),
+                );
+            }
             Some(_) => {}
         }
     }
+    let mut context_weights = BTreeMap::new();
     for (category, weight) in &def.context_weights {
-        if !(weight.is_finite() && *weight > 0.0) {
+        let value = *weight.get_ref();
+        if !(value.is_finite() && value > 0.0) {
             checker.report(
                 format!("{field}.context_weights.{category}"),
-                Some(span),
-                format!("{weight} must be a positive number"),
+                Some(&weight.span()),
+                format!("{value} must be a positive number"),
             );
         }
+        context_weights.insert(category.clone(), value);
     }
     let exploration = match def.exploration.method {
         ExplorationMethodDef::None => Exploration::None,
         ExplorationMethodDef::Epsilon => {
-            let epsilon = def.exploration.epsilon.unwrap_or(0.05);
+            let (epsilon, at) = value_or(def.exploration.epsilon.as_ref(), 0.05, span);
             if !(0.0..=1.0).contains(&epsilon) {
                 checker.report(
                     format!("{field}.exploration.epsilon"),
-                    Some(span),
+                    Some(&at),
                     format!("{epsilon} must be between 0 and 1"),
                 );
             }
             Exploration::Epsilon(epsilon)
         }
         ExplorationMethodDef::Softmax => {
-            let temperature = def.exploration.temperature.unwrap_or(0.1);
+            let (temperature, at) = value_or(def.exploration.temperature.as_ref(), 0.1, span);
             if !(temperature.is_finite() && temperature > 0.0) {
                 checker.report(
                     format!("{field}.exploration.temperature"),
-                    Some(span),
+                    Some(&at),
                     format!("{temperature} must be a positive number"),
                 );
             }
@@ -620,15 +669,18 @@ fn compile_placement(
     };
     (checker.problems.len() == before).then(|| Placement {
         id: id.to_owned(),
-        channels: def.channels.clone(),
+        channels: placement_channels,
         categories: def.categories.clone(),
-        slots: def.slots,
+        slots,
         one_per_category: def.one_per_category,
-        fallback: def.fallback.clone(),
-        context_weights: def.context_weights.clone(),
+        fallback: strings(&def.fallback),
+        context_weights,
         exploration,
     })
 }
+
+/// Builds a [`CapScope`] around a scoped cap's target.
+type ScopeOf = fn(String) -> CapScope;
 
 fn compile_cap(
     checker: &mut Checker<'_>,
@@ -640,50 +692,57 @@ fn compile_cap(
     categories: &BTreeSet<&str>,
 ) -> Option<CapRule> {
     let field = format!("caps[{position}]");
-    let window = checker.span_field(&format!("{field}.window"), span, Some(&def.window));
-    if def.limit == 0 {
+    let window = checker.span_field(&format!("{field}.window"), Some(&def.window));
+    let limit = *def.limit.get_ref();
+    if limit == 0 {
         checker.report(
             format!("{field}.limit"),
-            Some(span),
+            Some(&def.limit.span()),
             "must be at least 1 (remove the channel from placements to stop it)",
         );
     }
-    let mut target = |name: &str, value: &Option<String>| -> Option<String> {
-        let found = value.clone();
-        if found.is_none() {
+    let target: Option<(&str, Option<&Spanned<String>>, ScopeOf)> = match def.scope {
+        CapScopeDef::Total => None,
+        CapScopeDef::Channel => Some(("channel", def.channel.as_ref(), CapScope::Channel)),
+        CapScopeDef::Action => Some(("action", def.action.as_ref(), CapScope::Action)),
+        CapScopeDef::Category => Some(("category", def.category.as_ref(), CapScope::Category)),
+    };
+    // Where the target is written, for a problem with it.
+    let mut target_span = span.clone();
+    let scope = match target {
+        None => Some(CapScope::Total),
+        Some((name, None, _)) => {
             checker.report(
                 format!("{field}.{name}"),
                 Some(span),
                 format!("scope '{name}' needs `{name} = \"...\"`"),
             );
+            None
         }
-        found
-    };
-    let scope = match def.scope {
-        CapScopeDef::Total => Some(CapScope::Total),
-        CapScopeDef::Channel => target("channel", &def.channel).map(CapScope::Channel),
-        CapScopeDef::Action => target("action", &def.action).map(CapScope::Action),
-        CapScopeDef::Category => target("category", &def.category).map(CapScope::Category),
+        Some((_, Some(value), scope_of)) => {
+            target_span = value.span();
+            Some(scope_of(value.get_ref().clone()))
+        }
     };
     match &scope {
         Some(CapScope::Channel(id)) if !channels.contains_key(id) => {
             checker.report(
                 format!("{field}.channel"),
-                Some(span),
+                Some(&target_span),
                 format!("channel '{id}' is not declared in [channels]"),
             );
         }
         Some(CapScope::Action(id)) if !action_index.contains_key(id) => {
             checker.report(
                 format!("{field}.action"),
-                Some(span),
+                Some(&target_span),
                 format!("action '{id}' is not in [[actions]]"),
             );
         }
         Some(CapScope::Category(id)) if !categories.contains(id.as_str()) => {
             checker.report(
                 format!("{field}.category"),
-                Some(span),
+                Some(&target_span),
                 format!("no action has category '{id}'"),
             );
         }
@@ -691,7 +750,7 @@ fn compile_cap(
     }
     Some(CapRule {
         scope: scope?,
-        limit: def.limit,
+        limit,
         window: window?,
     })
 }

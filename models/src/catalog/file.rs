@@ -1,6 +1,11 @@
 //! The catalog file as written by people: TOML tables deserialized with serde,
 //! every table closed to unknown fields so a typo is an error with its line.
 //! [`super::compile`] turns this into the validated [`super::Catalog`].
+//!
+//! Every value `compile` validates is wrapped in [`Spanned`], so a problem
+//! points at the line of the offending value (or list element) rather than at
+//! its table's header. Keys with a default are `Option`s here, the default
+//! being applied by `compile`, so that no span is ever made up.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -31,19 +36,15 @@ pub(crate) struct CatalogFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CatalogHeader {
-    pub name: String,
+    pub name: Spanned<String>,
     /// Optional; a content hash is used when absent.
     pub version: Option<String>,
-    /// IANA timezone for customers without a `timezone` attribute.
-    #[serde(default = "default_timezone")]
-    pub timezone: String,
+    /// IANA timezone for customers without a `timezone` attribute (`UTC`
+    /// when absent).
+    pub timezone: Option<Spanned<String>>,
     /// Event names rules and features may rely on (counted as 0 until seen).
     #[serde(default)]
     pub events: Vec<String>,
-}
-
-fn default_timezone() -> String {
-    "UTC".to_owned()
 }
 
 /// `[channels.<id>]`.
@@ -68,39 +69,35 @@ pub(crate) enum ConsentPolicyDef {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct QuietHoursDef {
-    pub start: String,
-    pub end: String,
+    pub start: Spanned<String>,
+    pub end: Spanned<String>,
 }
 
 /// `[[actions]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ActionDef {
-    pub id: String,
+    pub id: Spanned<String>,
     #[serde(default)]
     pub name: String,
-    pub channel: String,
-    pub category: String,
-    #[serde(default = "one")]
-    pub value: f64,
-    #[serde(default = "one")]
-    pub lever: f64,
+    pub channel: Spanned<String>,
+    pub category: Spanned<String>,
+    /// 1 when absent.
+    pub value: Option<Spanned<f64>>,
+    /// 1 when absent.
+    pub lever: Option<Spanned<f64>>,
     #[serde(default = "yes")]
     pub active: bool,
-    pub valid_from: Option<String>,
-    pub valid_until: Option<String>,
+    pub valid_from: Option<Spanned<String>>,
+    pub valid_until: Option<Spanned<String>>,
     /// CEL eligibility rule over `profile`, `context` and `action`.
-    pub rule: Option<String>,
-    pub cooldown: Option<String>,
-    pub dismiss_cooldown: Option<String>,
+    pub rule: Option<Spanned<String>>,
+    pub cooldown: Option<Spanned<String>>,
+    pub dismiss_cooldown: Option<Spanned<String>>,
     /// At most this many served across all customers.
-    pub budget: Option<u64>,
+    pub budget: Option<Spanned<u64>>,
     #[serde(default)]
     pub payload: BTreeMap<String, String>,
-}
-
-fn one() -> f64 {
-    1.0
 }
 
 fn yes() -> bool {
@@ -111,25 +108,22 @@ fn yes() -> bool {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlacementDef {
-    pub channels: Vec<String>,
+    /// The list's span (for an empty list) and each element's.
+    pub channels: Spanned<Vec<Spanned<String>>>,
     /// Empty: every category.
     #[serde(default)]
     pub categories: Vec<String>,
-    #[serde(default = "one_slot")]
-    pub slots: u32,
+    /// 1 when absent.
+    pub slots: Option<Spanned<u32>>,
     #[serde(default)]
     pub one_per_category: bool,
     #[serde(default)]
-    pub fallback: Vec<String>,
+    pub fallback: Vec<Spanned<String>>,
     /// Context weight per action category (the C of P·V·L·C).
     #[serde(default)]
-    pub context_weights: BTreeMap<String, f64>,
+    pub context_weights: BTreeMap<String, Spanned<f64>>,
     #[serde(default)]
     pub exploration: ExplorationDef,
-}
-
-fn one_slot() -> u32 {
-    1
 }
 
 /// `exploration = { method = "epsilon", epsilon = 0.05 }` or
@@ -139,8 +133,8 @@ fn one_slot() -> u32 {
 pub(crate) struct ExplorationDef {
     #[serde(default)]
     pub method: ExplorationMethodDef,
-    pub epsilon: Option<f64>,
-    pub temperature: Option<f64>,
+    pub epsilon: Option<Spanned<f64>>,
+    pub temperature: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -158,13 +152,13 @@ pub(crate) enum ExplorationMethodDef {
 pub(crate) struct CapDef {
     pub scope: CapScopeDef,
     /// For `scope = "channel"`.
-    pub channel: Option<String>,
+    pub channel: Option<Spanned<String>>,
     /// For `scope = "action"`.
-    pub action: Option<String>,
+    pub action: Option<Spanned<String>>,
     /// For `scope = "category"`.
-    pub category: Option<String>,
-    pub limit: u32,
-    pub window: String,
+    pub category: Option<Spanned<String>>,
+    pub limit: Spanned<u32>,
+    pub window: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -182,10 +176,10 @@ pub(crate) enum CapScopeDef {
 pub(crate) struct BlackoutDef {
     #[serde(default)]
     pub name: String,
-    pub dates: Vec<String>,
+    pub dates: Vec<Spanned<String>>,
     /// Empty: every channel.
     #[serde(default)]
-    pub channels: Vec<String>,
+    pub channels: Vec<Spanned<String>>,
 }
 
 /// `[levers]`: business multipliers (the L of P·V·L·C) per category.
@@ -193,16 +187,16 @@ pub(crate) struct BlackoutDef {
 #[serde(deny_unknown_fields)]
 pub(crate) struct LeversDef {
     #[serde(default)]
-    pub categories: BTreeMap<String, f64>,
+    pub categories: BTreeMap<String, Spanned<f64>>,
 }
 
 /// `[[segments]]`: the first rung of the fallback ladder.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SegmentDef {
-    pub name: String,
+    pub name: Spanned<String>,
     /// CEL over `profile` and `context`.
-    pub rule: String,
+    pub rule: Spanned<String>,
     /// Default actions for the segment, best first.
-    pub actions: Vec<String>,
+    pub actions: Vec<Spanned<String>>,
 }

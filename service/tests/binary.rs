@@ -1,0 +1,828 @@
+//! Tests of the real `nudge` binary, run as child processes: `nudge serve` on a
+//! loopback port, the client subcommands against it, SIGHUP catalog reloads,
+//! SIGTERM/SIGINT shutdown, and `nudge catalog validate`.
+//!
+//! The in-process tests (the `tests` package) drive `grpc::serve` directly;
+//! these cover what only the binary does: argument parsing, signal handling,
+//! exit codes, and what the client prints.
+//!
+//! Every child is owned by a [`ChildGuard`] that kills and reaps it on drop, so
+//! a failing assertion never leaks a server. Each test uses its own port and
+//! temp folder, so they run in parallel.
+
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+/// The binary under test.
+const NUDGE: &str = env!("CARGO_BIN_EXE_nudge");
+/// The demo catalog, as a file on disk.
+const DEMO_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/demo/catalog.toml");
+/// The demo catalog's version line.
+const DEMO_VERSION_LINE: &str = r#"version = "demo-2026-11""#;
+/// How long a server may take to become reachable.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long any one client command may take.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a signalled server may take to exit.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause between two polls.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Environment variables of the binary that would change what a test runs.
+const NUDGE_ENV: [&str; 7] = [
+    "NUDGE_CONFIG",
+    "NUDGE_LISTEN",
+    "NUDGE_CATALOG",
+    "NUDGE_MODEL",
+    "NUDGE_BUDGET_MS",
+    "NUDGE_SERVER",
+    "NUDGE_LOG",
+];
+
+/// A `nudge` command with a predictable environment.
+fn nudge_command(args: &[&str]) -> Command {
+    let mut command = Command::new(NUDGE);
+    command.args(args);
+    for name in NUDGE_ENV {
+        command.env_remove(name);
+    }
+    command
+        .env("NUDGE_LOG", "info")
+        .env("NO_COLOR", "1")
+        // Error messages without an anyhow backtrace (panics still get one).
+        .env("RUST_LIB_BACKTRACE", "0")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Kills and reaps its child when dropped, whatever the test's outcome.
+#[derive(Debug)]
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        // Either may fail if the child already exited: nothing left to do then.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl ChildGuard {
+    /// Waits up to `timeout` for the child to exit.
+    fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait on a child") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+}
+
+/// A fresh folder under the system temp dir, removed on drop.
+#[derive(Debug)]
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "nudge-binary-{}-{tag}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        // A leftover of an earlier run with the same pid: start clean.
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create the test's temp folder");
+        Self(path)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn describe(&self) -> String {
+        format!(
+            "status {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Reads a child's pipe to the end on a thread.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut pipe) = pipe {
+            pipe.read_to_string(&mut text)
+                .expect("read the child's output as UTF-8");
+        }
+        text
+    })
+}
+
+/// Runs `nudge ARGS` to completion (killed after [`CLIENT_TIMEOUT`]).
+fn run(args: &[&str]) -> Output {
+    let mut child = ChildGuard(
+        nudge_command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the nudge binary"),
+    );
+    // Drain both pipes while waiting, so a large answer cannot block the child.
+    let stdout = drain(child.0.stdout.take());
+    let stderr = drain(child.0.stderr.take());
+    let status = child.wait_timeout(CLIENT_TIMEOUT).unwrap_or_else(|| {
+        panic!(
+            "`nudge {}` did not finish in {CLIENT_TIMEOUT:?}",
+            args.join(" ")
+        )
+    });
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader thread"),
+        stderr: stderr.join().expect("stderr reader thread"),
+    }
+}
+
+/// Calls `probe` every [`POLL_INTERVAL`] until it returns `Ok`, for at most
+/// `timeout`; then panics with `what` and the last `Err`'s description.
+fn poll<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("{what}: still not true after {timeout:?}; last attempt:\n{last}")
+            }
+            Err(_) => thread::sleep(POLL_INTERVAL),
+        }
+    }
+}
+
+/// A port the OS just handed out on loopback (free unless someone takes it
+/// between here and the server's bind; [`Server::start`] retries then).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+    listener
+        .local_addr()
+        .expect("local address of the ephemeral listener")
+        .port()
+}
+
+/// A running `nudge serve`, killed on drop.
+#[derive(Debug)]
+struct Server {
+    child: ChildGuard,
+    url: String,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `nudge serve` on a free loopback port with `extra` arguments,
+    /// logging to a file in `dir`, and waits until `nudge stats` answers.
+    fn start(dir: &TempDir, extra: &[&str]) -> Self {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let port = free_port();
+            let listen = format!("127.0.0.1:{port}");
+            let log = dir.join(&format!("server-{port}.log"));
+            let log_file = fs::File::create(&log).expect("create the server log file");
+            let mut args = vec!["serve", "--listen", &listen, "--budget-ms", "10000"];
+            args.extend_from_slice(extra);
+            let child = ChildGuard(
+                nudge_command(&args)
+                    .stdout(Stdio::null())
+                    .stderr(log_file)
+                    .spawn()
+                    .expect("spawn nudge serve"),
+            );
+            let mut server = Server {
+                child,
+                url: format!("http://{listen}"),
+                log,
+            };
+            match server.wait_ready() {
+                Ok(()) => return server,
+                // Another process took the port first: try another one.
+                Err(log) if log.contains("cannot listen on") && attempt < ATTEMPTS => {}
+                Err(log) => panic!("nudge serve exited before it was ready:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// Polls `nudge stats` until it succeeds; `Err(log)` if the server exited.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.0.try_wait().expect("try_wait on the server") {
+                return Err(format!("status {status}\n{}", self.log()));
+            }
+            // Only once this server has bound the port: before that, another
+            // test's server could answer on the same port.
+            let bound = self.log().contains("nudge is serving");
+            let stats = if bound {
+                let stats = run(&["stats", "--server", &self.url]);
+                if stats.status.success() {
+                    return Ok(());
+                }
+                stats.describe()
+            } else {
+                "(the server has not bound its port yet)".to_owned()
+            };
+            assert!(
+                Instant::now() < deadline,
+                "nudge serve not reachable at {} after {READY_TIMEOUT:?}\nlast stats: {stats}\nserver log:\n{}",
+                self.url,
+                self.log()
+            );
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// What the server logged so far.
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(no log: {e})"))
+    }
+
+    fn pid(&self) -> String {
+        self.child.0.id().to_string()
+    }
+
+    /// Runs a client subcommand against this server.
+    fn client(&self, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--server", &self.url]);
+        run(&all)
+    }
+
+    /// Runs a client subcommand that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.client(args);
+        assert!(
+            output.status.success(),
+            "`nudge {}` failed:\n{}\nserver log:\n{}",
+            args.join(" "),
+            output.describe(),
+            self.log()
+        );
+        output.stdout
+    }
+
+    /// Runs a client subcommand with `--json` that must succeed; parses stdout.
+    fn json(&self, args: &[&str]) -> Json {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let stdout = self.ok(&all);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "`nudge {}` printed invalid JSON ({e}):\n{stdout}",
+                all.join(" ")
+            )
+        })
+    }
+
+    /// The running catalog's version, from `stats --json`.
+    fn catalog_version(&self) -> String {
+        self.json(&["stats"])["catalog_version"]
+            .as_str()
+            .expect("stats has a string catalog_version")
+            .to_owned()
+    }
+
+    /// Sends `signal` (e.g. `-HUP`) with kill(1).
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed: {status}");
+    }
+
+    /// Waits until the server has logged `needle`.
+    fn wait_for_log(&self, needle: &str) {
+        poll(
+            READY_TIMEOUT,
+            &format!("server log shows {needle:?}"),
+            || {
+                let log = self.log();
+                if log.contains(needle) {
+                    Ok(())
+                } else {
+                    Err(log)
+                }
+            },
+        );
+    }
+
+    /// Sends `signal` and waits for a clean exit; returns the whole log.
+    fn stop_with(mut self, signal: &str) -> String {
+        self.signal(signal);
+        let status = self.child.wait_timeout(EXIT_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "nudge serve still running {EXIT_TIMEOUT:?} after kill {signal}\nlog:\n{}",
+                self.log()
+            )
+        });
+        let log = self.log();
+        assert!(
+            status.success(),
+            "nudge serve exited with {status} after kill {signal}\nlog:\n{log}"
+        );
+        log
+    }
+}
+
+/// The decision id in the footer of `decide`'s text output.
+fn footer_decision_id(text: &str) -> &str {
+    let footer = text
+        .lines()
+        .find(|line| line.starts_with("decision "))
+        .unwrap_or_else(|| panic!("no `decision …` footer in:\n{text}"));
+    footer
+        .split_whitespace()
+        .nth(1)
+        .expect("the footer names the decision")
+}
+
+#[test]
+fn serve_answers_the_client_subcommands() {
+    let dir = TempDir::new("client");
+    let server = Server::start(&dir, &[]);
+
+    // Text: a ranked table, rationale bullets under the rows, and a footer.
+    let text = server.ok(&[
+        "decide",
+        "--customer",
+        "c1",
+        "--placement",
+        "onboarding_sidebar",
+    ]);
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines.first().copied().unwrap_or_default();
+    for column in [
+        "#",
+        "ACTION",
+        "CHANNEL",
+        "SCORE",
+        "PROPENSITY",
+        "CONFIDENCE",
+    ] {
+        assert!(header.contains(column), "header lacks {column}:\n{text}");
+    }
+    let ranked: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|first| first.parse::<u32>().is_ok())
+        })
+        .collect();
+    assert!(!ranked.is_empty(), "no ranked action rows:\n{text}");
+    assert!(
+        ranked[0].trim_start().starts_with("1 "),
+        "first row is not rank 1:\n{text}"
+    );
+    let first_row = lines
+        .iter()
+        .position(|line| *line == ranked[0])
+        .expect("the first ranked row is a line");
+    let rationale = lines
+        .get(first_row + 1)
+        .map(|line| line.trim_start())
+        .unwrap_or_default();
+    assert!(
+        rationale.starts_with("- ")
+            && rationale.ends_with(')')
+            && (rationale.contains("(+") || rationale.contains("(-")),
+        "the first action has no rationale line with its signed effect:\n{text}"
+    );
+    let decision_id = footer_decision_id(&text).to_owned();
+    assert!(
+        decision_id.len() >= 8
+            && decision_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-'),
+        "footer has no decision id:\n{text}"
+    );
+    let footer = lines
+        .iter()
+        .find(|line| line.starts_with("decision "))
+        .expect("footer found above");
+    assert!(
+        footer.contains("model ") && footer.contains("fallback: no"),
+        "{footer}"
+    );
+
+    // JSON: one object with the served actions.
+    let decision = server.json(&[
+        "decide",
+        "--customer",
+        "c1",
+        "--placement",
+        "onboarding_sidebar",
+    ]);
+    let served = decision["served"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no served array: {decision}"));
+    assert!(!served.is_empty(), "nothing served: {decision}");
+    for (rank, action) in served.iter().enumerate() {
+        let id = action["action_id"].as_str().unwrap_or_default();
+        assert!(!id.is_empty(), "served action without action_id: {action}");
+        assert_eq!(action["rank"], rank + 1, "{decision}");
+    }
+    let json_decision_id = decision["decision_id"]
+        .as_str()
+        .expect("a recorded decision has an id")
+        .to_owned();
+    assert_ne!(json_decision_id, decision_id, "two decisions, two ids");
+
+    // Outcome on the JSON decision: applied once, then a duplicate.
+    let first_action = served[0]["action_id"].as_str().expect("checked above");
+    let outcome = [
+        "outcome",
+        "--customer",
+        "c1",
+        "--decision",
+        &json_decision_id,
+        "--action",
+        first_action,
+        "--outcome",
+        "click",
+    ];
+    let text = server.ok(&outcome);
+    assert!(
+        text.starts_with(&format!("Recorded click on {first_action}")),
+        "{text}"
+    );
+    let text = server.ok(&outcome);
+    assert!(text.starts_with("Not applied"), "{text}");
+
+    // Track, then the profile shows the counter; the same event id again is a
+    // duplicate and counts nothing.
+    let track = [
+        "track",
+        "--customer",
+        "c1",
+        "--event",
+        "login",
+        "--id",
+        "ev-1",
+    ];
+    let text = server.ok(&track);
+    assert!(text.starts_with("Tracked login for c1"), "{text}");
+    let text = server.ok(&track);
+    assert!(text.starts_with("Duplicate"), "{text}");
+    let profile = server.json(&["profile", "c1"]);
+    assert_eq!(profile["customer_id"], "c1");
+    let counters = profile["counters"].as_array().expect("counters array");
+    let login = counters
+        .iter()
+        .find(|c| c["name"] == "login")
+        .unwrap_or_else(|| panic!("no login counter: {profile}"));
+    assert_eq!(login["last_1d"], 1, "{profile}");
+    assert_eq!(login["last_30d"], 1, "{profile}");
+    // The text footer's decision id is the one the profile's contacts record.
+    let contacts = profile["contacts"].as_array().expect("contacts array");
+    assert!(
+        contacts
+            .iter()
+            .any(|c| c["decision_id"] == decision_id.as_str()),
+        "no contact of decision {decision_id}: {profile}"
+    );
+
+    // Consent and suppression round trips.
+    let text = server.ok(&[
+        "consent",
+        "--customer",
+        "c1",
+        "--channel",
+        "sms",
+        "--state",
+        "opted-in",
+    ]);
+    assert_eq!(text.trim(), "Consent of c1 on sms: opted in (was unset).");
+    let text = server.ok(&[
+        "suppress",
+        "--customer",
+        "c1",
+        "--reason",
+        "bounce",
+        "--channel",
+        "email",
+    ]);
+    assert!(
+        text.starts_with("Suppressed c1 on email (bounce)."),
+        "{text}"
+    );
+    let text = server.ok(&["unsuppress", "--customer", "c1", "--channel", "email"]);
+    assert!(
+        text.starts_with("Lifted every suppression of c1 on email."),
+        "{text}"
+    );
+
+    // An invalid call: non-zero exit, the gRPC code and the culprit on stderr.
+    let output = server.client(&[
+        "decide",
+        "--customer",
+        "c1",
+        "--placement",
+        "onboarding_sidebar",
+        "--candidate",
+        "nope",
+    ]);
+    assert!(!output.status.success(), "{}", output.describe());
+    assert!(
+        output.stderr.contains("INVALID_ARGUMENT"),
+        "{}",
+        output.describe()
+    );
+    assert!(output.stderr.contains("nope"), "{}", output.describe());
+    assert!(output.stdout.is_empty(), "{}", output.describe());
+
+    // Unknown profile: NOT_FOUND, non-zero.
+    let output = server.client(&["profile", "nobody-ever"]);
+    assert!(!output.status.success(), "{}", output.describe());
+    assert!(output.stderr.contains("NOT_FOUND"), "{}", output.describe());
+
+    // Stats counted all of it.
+    let stats = server.json(&["stats"]);
+    assert!(stats["decisions"].as_u64() >= Some(2), "{stats}");
+    assert!(stats["events"].as_u64() >= Some(1), "{stats}");
+    assert_eq!(stats["duplicate_events"], 1, "{stats}");
+    assert_eq!(stats["outcomes"], 1, "{stats}");
+    let text = server.ok(&["stats"]);
+    assert!(text.starts_with("nudge server up "), "{text}");
+}
+
+#[test]
+fn sighup_reloads_the_catalog_file_and_keeps_the_running_one_when_invalid() {
+    let dir = TempDir::new("sighup");
+    let demo = fs::read_to_string(DEMO_CATALOG).expect("read the demo catalog");
+    assert!(
+        demo.contains(DEMO_VERSION_LINE),
+        "the demo catalog no longer has {DEMO_VERSION_LINE}"
+    );
+    let catalog = dir.join("catalog.toml");
+    fs::write(&catalog, &demo).expect("write the catalog copy");
+    let catalog_arg = catalog.to_str().expect("temp path is UTF-8");
+    let server = Server::start(&dir, &["--catalog", catalog_arg]);
+    assert_eq!(server.catalog_version(), "demo-2026-11");
+
+    // A valid new version: SIGHUP makes the server re-read the file.
+    let hup2 = demo.replacen(DEMO_VERSION_LINE, r#"version = "hup-2""#, 1);
+    fs::write(&catalog, &hup2).expect("rewrite the catalog");
+    server.signal("-HUP");
+    poll(READY_TIMEOUT, "stats shows catalog hup-2", || {
+        let version = server.catalog_version();
+        if version == "hup-2" {
+            Ok(())
+        } else {
+            Err(version)
+        }
+    });
+    server.wait_for_log("SIGHUP: catalog reloaded");
+
+    // An invalid file: SIGHUP is refused, the running catalog stays.
+    fs::write(
+        &catalog,
+        "[catalog]\nname = \"broken\"\nversion = \"bad-3\"\nnot_a_key = 1\n",
+    )
+    .expect("write an invalid catalog");
+    server.signal("-HUP");
+    server.wait_for_log("SIGHUP: catalog not reloaded");
+    for _ in 0..3 {
+        assert_eq!(server.catalog_version(), "hup-2", "log:\n{}", server.log());
+        thread::sleep(POLL_INTERVAL);
+    }
+    let text = server.ok(&[
+        "decide",
+        "--customer",
+        "c-hup",
+        "--placement",
+        "onboarding_sidebar",
+    ]);
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("decision ") && line.contains("catalog hup-2")),
+        "{text}"
+    );
+    assert!(!text.contains("No action served."), "{text}");
+
+    // `nudge reload` (no FILE) asks for the same re-read: refused, with the
+    // problem and its line.
+    let output = server.client(&["reload"]);
+    assert!(!output.status.success(), "{}", output.describe());
+    assert!(
+        output.stderr.contains("INVALID_ARGUMENT"),
+        "{}",
+        output.describe()
+    );
+    assert!(output.stderr.contains("line "), "{}", output.describe());
+    assert_eq!(server.catalog_version(), "hup-2");
+
+    // Fixed again: `nudge reload` picks it up and says what it replaced.
+    let hup4 = demo.replacen(DEMO_VERSION_LINE, r#"version = "hup-4""#, 1);
+    fs::write(&catalog, &hup4).expect("rewrite the catalog");
+    let text = server.ok(&["reload"]);
+    assert!(text.contains("version hup-4 (was hup-2)"), "{text}");
+    assert_eq!(server.catalog_version(), "hup-4");
+
+    // `nudge reload FILE` sends the file's text instead.
+    let other = dir.join("other.toml");
+    let hup5 = demo.replacen(DEMO_VERSION_LINE, r#"version = "hup-5""#, 1);
+    fs::write(&other, &hup5).expect("write the other catalog");
+    let reload = server.json(&["reload", other.to_str().expect("temp path is UTF-8")]);
+    assert_eq!(reload["summary"]["version"], "hup-5", "{reload}");
+    assert_eq!(reload["previous_version"], "hup-4", "{reload}");
+    assert_eq!(server.catalog_version(), "hup-5");
+}
+
+/// Starts a server, makes it hold a live customer, then stops it with `signal`.
+fn stops_cleanly_on(signal: &str) {
+    let dir = TempDir::new(signal.trim_start_matches('-'));
+    let server = Server::start(&dir, &[]);
+    server.ok(&[
+        "decide",
+        "--customer",
+        "c-stop",
+        "--placement",
+        "onboarding_sidebar",
+    ]);
+    let log = server.stop_with(signal);
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    stops_cleanly_on("-TERM");
+}
+
+#[test]
+fn sigint_drains_and_exits_zero() {
+    stops_cleanly_on("-INT");
+}
+
+#[test]
+fn unreachable_server_exits_non_zero_naming_the_address() {
+    // Port 1 is privileged: no test server can be listening there.
+    let url = "http://127.0.0.1:1";
+    let output = run(&["stats", "--server", url]);
+    assert!(!output.status.success(), "{}", output.describe());
+    assert!(
+        output
+            .stderr
+            .contains(&format!("could not reach the nudge server at {url}")),
+        "{}",
+        output.describe()
+    );
+}
+
+/// The demo catalog with the first action's channel replaced by an undeclared
+/// one; returns the text, the 1-based line of the change, the line of that
+/// action's `[[actions]]` header and the action's index.
+fn demo_with_undeclared_channel() -> (String, usize, usize, usize) {
+    let demo = fs::read_to_string(DEMO_CATALOG).expect("read the demo catalog");
+    let mut lines: Vec<String> = demo.lines().map(str::to_owned).collect();
+    let mut header = None;
+    let mut actions = 0;
+    for (index, line) in lines.iter_mut().enumerate() {
+        if line.trim() == "[[actions]]" {
+            header = Some(index + 1);
+            actions += 1;
+        } else if line.trim_start().starts_with('[') {
+            header = None;
+        } else if let Some(header) = header
+            && line.trim_start().starts_with("channel = ")
+        {
+            *line = r#"channel = "carrier_pigeon""#.to_owned();
+            return (lines.join("\n") + "\n", index + 1, header, actions - 1);
+        }
+    }
+    panic!("the demo catalog has no [[actions]] table with a channel");
+}
+
+#[test]
+fn catalog_validate_accepts_the_demo_catalog() {
+    let output = run(&["catalog", "validate", DEMO_CATALOG]);
+    assert!(output.status.success(), "{}", output.describe());
+    assert!(output.stdout.contains("is valid"), "{}", output.describe());
+    assert!(
+        output.stdout.contains("version demo-2026-11"),
+        "{}",
+        output.describe()
+    );
+}
+
+#[test]
+fn catalog_validate_reports_an_undeclared_channel_with_line_and_field() {
+    let dir = TempDir::new("validate");
+    let (text, changed, header, index) = demo_with_undeclared_channel();
+    let file = dir.join("bad.toml");
+    fs::write(&file, text).expect("write the invalid catalog");
+    let output = run(&[
+        "catalog",
+        "validate",
+        file.to_str().expect("temp path is UTF-8"),
+    ]);
+    assert!(!output.status.success(), "{}", output.describe());
+    let problem = output
+        .stderr
+        .lines()
+        .find(|line| line.contains("carrier_pigeon"))
+        .unwrap_or_else(|| panic!("no problem naming the channel:\n{}", output.describe()));
+    // `FILE: line N: actions[I].channel: channel 'carrier_pigeon' is not declared in [channels]`
+    let field = format!("actions[{index}].channel");
+    let (_, after) = problem
+        .split_once("line ")
+        .unwrap_or_else(|| panic!("no `line N:` in {problem:?}"));
+    let (number, rest) = after
+        .split_once(": ")
+        .unwrap_or_else(|| panic!("no `line N:` in {problem:?}"));
+    let line: usize = number
+        .parse()
+        .unwrap_or_else(|_| panic!("no line number in {problem:?}"));
+    assert!(
+        (header..=changed).contains(&line),
+        "line {line} is outside the action's table (lines {header}..={changed}): {problem:?}"
+    );
+    assert!(
+        rest.starts_with(&field),
+        "no field path {field} in {problem:?}"
+    );
+    assert!(problem.contains("not declared"), "{problem:?}");
+    // Every problem is on its own `FILE: line N: …` line, then the count.
+    let file_prefix = format!("{}: line ", file.display());
+    let problems = output
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with(&file_prefix))
+        .count();
+    assert!(
+        output
+            .stderr
+            .contains(&format!("has {problems} problem(s)")),
+        "{}",
+        output.describe()
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_on_an_invalid_catalog() {
+    let dir = TempDir::new("badserve");
+    let (text, _, _, _) = demo_with_undeclared_channel();
+    let file = dir.join("bad.toml");
+    fs::write(&file, text).expect("write the invalid catalog");
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let output = run(&[
+        "serve",
+        "--listen",
+        &listen,
+        "--catalog",
+        file.to_str().expect("temp path is UTF-8"),
+    ]);
+    assert!(!output.status.success(), "{}", output.describe());
+    assert!(
+        output.stderr.contains("is invalid"),
+        "{}",
+        output.describe()
+    );
+    assert!(
+        output.stderr.contains("carrier_pigeon"),
+        "{}",
+        output.describe()
+    );
+}
