@@ -60,9 +60,29 @@ fn attr<'b, 'a>(value: &'a AttrValue) -> CowVal<'b, 'a> {
     }
 }
 
-/// Implements [`Val`] for a view type whose CEL type is `$ty`.
+/// Implements [`Val`] and [`Indexer`] for a view type whose CEL type is `$ty`
+/// and whose inherent `lookup(key)` resolves one key.
 macro_rules! view_val {
     ($view:ident, $ty:ident) => {
+        impl Indexer for $view<'_> {
+            fn get<'b, 'v>(&'b self, key: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
+            where
+                Self: 'v,
+            {
+                self.lookup(key_of(key)?)
+            }
+
+            fn steal<'v>(
+                self: Box<Self>,
+                key: &dyn Val,
+            ) -> Result<Box<dyn Val + 'v>, ExecutionError>
+            where
+                Self: 'v,
+            {
+                self.get(key).map(CowVal::into_owned)
+            }
+        }
+
         impl Val for $view<'_> {
             fn get_type(&self) -> &Type {
                 &$ty
@@ -104,12 +124,8 @@ impl<'a> ProfileView<'a> {
     }
 }
 
-impl Indexer for ProfileView<'_> {
-    fn get<'b, 'v>(&'b self, key: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
-    where
-        Self: 'v,
-    {
-        let key = key_of(key)?;
+impl<'a> ProfileView<'a> {
+    fn lookup<'b>(&self, key: &str) -> Result<CowVal<'b, 'a>, ExecutionError> {
         let now = self.now;
         let profile = self.profile;
         let window = match key {
@@ -142,13 +158,6 @@ impl Indexer for ProfileView<'_> {
         }
         profile.attribute(key).map(attr).ok_or_else(|| missing(key))
     }
-
-    fn steal<'v>(self: Box<Self>, key: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError>
-    where
-        Self: 'v,
-    {
-        self.get(key).map(CowVal::into_owned)
-    }
 }
 
 view_val!(ProfileView, PROFILE_TYPE);
@@ -160,24 +169,13 @@ struct CountsView<'a> {
     window: Window,
 }
 
-impl Indexer for CountsView<'_> {
-    fn get<'b, 'v>(&'b self, key: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
-    where
-        Self: 'v,
-    {
-        let event = key_of(key)?;
+impl<'a> CountsView<'a> {
+    fn lookup<'b>(&self, event: &str) -> Result<CowVal<'b, 'a>, ExecutionError> {
         if !self.view.knows(event) {
             return Err(missing(event));
         }
         let count = self.view.profile.count(event, self.window, self.view.now);
         Ok(owned(CelInt::from(i64::from(count))))
-    }
-
-    fn steal<'v>(self: Box<Self>, key: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError>
-    where
-        Self: 'v,
-    {
-        self.get(key).map(CowVal::into_owned)
     }
 }
 
@@ -189,25 +187,14 @@ struct EngagementView<'a> {
     profile: &'a Profile,
 }
 
-impl Indexer for EngagementView<'_> {
-    fn get<'b, 'v>(&'b self, key: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
-    where
-        Self: 'v,
-    {
-        let channel = key_of(key)?;
+impl<'a> EngagementView<'a> {
+    fn lookup<'b>(&self, channel: &str) -> Result<CowVal<'b, 'a>, ExecutionError> {
         let stats = self
             .profile
             .engagement
             .get(channel)
             .ok_or_else(|| missing(channel))?;
         Ok(owned(ChannelView { stats }))
-    }
-
-    fn steal<'v>(self: Box<Self>, key: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError>
-    where
-        Self: 'v,
-    {
-        self.get(key).map(CowVal::into_owned)
     }
 }
 
@@ -219,13 +206,9 @@ struct ChannelView<'a> {
     stats: &'a ChannelEngagement,
 }
 
-impl Indexer for ChannelView<'_> {
-    fn get<'b, 'v>(&'b self, key: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
-    where
-        Self: 'v,
-    {
+impl<'a> ChannelView<'a> {
+    fn lookup<'b>(&self, field: &str) -> Result<CowVal<'b, 'a>, ExecutionError> {
         let stats = self.stats;
-        let field = key_of(key)?;
         let count = match field {
             "sends" => stats.sends,
             "impressions" => stats.impressions,
@@ -238,13 +221,6 @@ impl Indexer for ChannelView<'_> {
         };
         Ok(owned(CelInt::from(i64::from(count))))
     }
-
-    fn steal<'v>(self: Box<Self>, key: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError>
-    where
-        Self: 'v,
-    {
-        self.get(key).map(CowVal::into_owned)
-    }
 }
 
 view_val!(ChannelView, CHANNEL_TYPE);
@@ -255,20 +231,9 @@ pub(crate) struct ContextView<'a> {
     context: &'a BTreeMap<String, AttrValue>,
 }
 
-impl Indexer for ContextView<'_> {
-    fn get<'b, 'v>(&'b self, key: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
-    where
-        Self: 'v,
-    {
-        let key = key_of(key)?;
+impl<'a> ContextView<'a> {
+    fn lookup<'b>(&self, key: &str) -> Result<CowVal<'b, 'a>, ExecutionError> {
         self.context.get(key).map(attr).ok_or_else(|| missing(key))
-    }
-
-    fn steal<'v>(self: Box<Self>, key: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError>
-    where
-        Self: 'v,
-    {
-        self.get(key).map(CowVal::into_owned)
     }
 }
 
