@@ -410,6 +410,37 @@ impl Engine {
         Ok((summary, previous.version.clone()))
     }
 
+    /// Replaces the running model with the artifact `json`, or re-reads the
+    /// configured model file when `json` is `None` (the embedded demo model when
+    /// none is configured). A bad artifact is refused with the reason and the
+    /// running model keeps serving. Returns the new and the replaced version.
+    pub fn reload_model(&self, json: Option<&[u8]>) -> Result<(String, String), ServiceError> {
+        let owned;
+        let json = match (json, &self.shared.config.model) {
+            (Some(json), _) => json,
+            (None, Some(path)) => {
+                owned = std::fs::read(path).map_err(|error| {
+                    ServiceError::FailedPrecondition(format!(
+                        "cannot read model file {}: {error}",
+                        path.display()
+                    ))
+                })?;
+                &owned
+            }
+            (None, None) => nudge_models::demo::MODEL_JSON.as_bytes(),
+        };
+        let model = Model::from_json(json)?;
+        let version = model.version().to_owned();
+        let previous = self
+            .shared
+            .model
+            .swap(Some(Arc::new(model)))
+            .map(|model| model.version().to_owned())
+            .unwrap_or_default();
+        tracing::info!(%version, %previous, "model reloaded");
+        Ok((version, previous))
+    }
+
     /// Passivates actors idle at the service clock's now; returns how many.
     pub fn passivate_idle(&self) -> usize {
         self.registry.passivate_idle(self.shared.clock.now())

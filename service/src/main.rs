@@ -176,6 +176,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     tracing::error!(%error, "SIGHUP: catalog not reloaded; the running catalog stays")
                 }
             }
+            match reloader.reload_model(None) {
+                Ok((version, previous)) => {
+                    tracing::info!(%version, %previous, "SIGHUP: model reloaded")
+                }
+                Err(error) => {
+                    tracing::error!(%error, "SIGHUP: model not reloaded; the running model stays")
+                }
+            }
         }
     });
     let shutdown = async move {

@@ -305,3 +305,51 @@ async fn stats_count_decisions_and_events() {
     assert_eq!(stats.catalog_version, "demo-2026-11");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_model_is_refused_and_the_running_model_keeps_serving() {
+    let server = TestServer::start().await;
+    let before = server
+        .decide(decide_request("c-model", "home_banner"))
+        .await;
+    assert_eq!(before.model_version, "demo-2026-11");
+
+    for (artifact, expected) in [
+        (b"{ not json".to_vec(), "not a model artifact"),
+        (
+            nudge_models::demo::MODEL_JSON
+                .replace("\"nudge.logistic/v1\"", "\"nudge.logistic/v9\"")
+                .into_bytes(),
+            "format 'nudge.logistic/v9'",
+        ),
+    ] {
+        let error = server
+            .engine
+            .reload_model(Some(&artifact))
+            .expect_err("a bad artifact is refused");
+        assert!(error.to_string().contains(expected), "{error}");
+        let after = server
+            .decide(decide_request("c-model", "home_banner"))
+            .await;
+        assert_eq!(
+            after.model_version, "demo-2026-11",
+            "the old model still serves"
+        );
+        assert!(!after.fallback);
+    }
+
+    let retrained = nudge_models::demo::MODEL_JSON.replace("\"demo-2026-11\"", "\"retrained-1\"");
+    let (version, previous) = server
+        .engine
+        .reload_model(Some(retrained.as_bytes()))
+        .expect("a good artifact loads");
+    assert_eq!(
+        (version.as_str(), previous.as_str()),
+        ("retrained-1", "demo-2026-11")
+    );
+    let after = server
+        .decide(decide_request("c-model-2", "home_banner"))
+        .await;
+    assert_eq!(after.model_version, "retrained-1");
+    server.stop().await;
+}
