@@ -146,6 +146,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.budget_ms = budget_ms;
     }
     let listen = config.listen;
+    let on_demo_catalog = config.catalog.is_none();
     let sweep = Duration::from_secs(config.actors.sweep_interval_secs.max(1));
     let engine = Arc::new(nudge_service::start(
         config,
@@ -155,7 +156,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, "nudge is serving");
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "nudge is serving");
+    if on_demo_catalog {
+        tracing::info!(
+            "running the embedded demo; try: nudge decide --customer demo-1 --placement home_banner --explain{}",
+            if address.port() == 50051 {
+                String::new()
+            } else {
+                format!(" --server http://{address}")
+            }
+        );
+    }
 
     let sweeper = engine.clone();
     tokio::spawn(async move {
