@@ -58,8 +58,8 @@ impl CustomerRegistry {
     }
 
     /// The actor of `customer_id`, activated from the store if it is not live.
-    /// Racing activations resolve to one actor: the state is loaded outside the
-    /// map's lock, and only the first inserter starts an actor.
+    /// Racing activations resolve to one actor: the first to take the map entry
+    /// loads the state and starts it; the others find it there.
     pub fn get_or_activate(&self, customer_id: &str) -> Result<RegistryEntry, ServiceError> {
         if let Some(entry) = self.get(customer_id) {
             return Ok(entry);
@@ -67,16 +67,18 @@ impl CustomerRegistry {
         if self.entries.len() >= self.shared.config.actors.max_live_customers {
             self.make_room();
         }
-        let state = self
-            .shared
-            .store
-            .load(customer_id)
-            .map_err(|error| ServiceError::Unavailable(error.to_string()))?
-            .unwrap_or_default();
         let key: Arc<str> = Arc::from(customer_id);
         match self.entries.entry(key.clone()) {
             Entry::Occupied(occupied) => Ok(occupied.get().clone()),
             Entry::Vacant(vacant) => {
+                // Loaded while holding the entry, so no other activation of
+                // this customer can save newer state in between.
+                let state = self
+                    .shared
+                    .store
+                    .load(customer_id)
+                    .map_err(|error| ServiceError::Unavailable(error.to_string()))?
+                    .unwrap_or_default();
                 let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
                 let activity = Arc::new(Activity::default());
                 activity
