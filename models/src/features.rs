@@ -30,7 +30,7 @@ use crate::time::Timestamp;
 use crate::value::AttrValue;
 use ndarray::Array2;
 use std::collections::BTreeMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// Cap applied to day-valued features so one stale customer cannot dominate.
 const MAX_DAYS: f64 = 365.0;
@@ -77,8 +77,20 @@ pub struct FeatureInput<'a> {
     pub now: Timestamp,
 }
 
-fn humanize(name: &str) -> String {
-    name.replace('_', " ")
+/// Displays an identifier with spaces for underscores (`pricing_page_view` →
+/// `pricing page view`), without allocating.
+struct Human<'a>(&'a str);
+
+impl fmt::Display for Human<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (position, part) in self.0.split('_').enumerate() {
+            if position > 0 {
+                formatter.write_char(' ')?;
+            }
+            formatter.write_str(part)?;
+        }
+        Ok(())
+    }
 }
 
 fn window_words(window: Window) -> &'static str {
@@ -259,47 +271,51 @@ impl Term {
         }
     }
 
-    /// The term in words, given its value.
-    fn describe(&self, value: f64, input: &FeatureInput<'_>) -> String {
+    /// Appends the term in words, given its value, to `out`.
+    fn describe_into(&self, value: f64, input: &FeatureInput<'_>, out: &mut String) -> fmt::Result {
         match self {
             Term::Count { event, window } | Term::LogCount { event, window } => {
                 let count = input.profile.count(event, *window, input.now);
-                format!("{} {count}× {}", humanize(event), window_words(*window))
+                write!(out, "{} {count}× {}", Human(event), window_words(*window))
             }
             Term::DaysSince { event } => {
                 let days = input.profile.days_since(event, input.now);
                 if days >= crate::profile::NEVER_DAYS {
-                    format!("never had {}", humanize(event))
+                    write!(out, "never had {}", Human(event))
                 } else if days < 1.0 {
-                    format!("{} today", humanize(event))
+                    write!(out, "{} today", Human(event))
                 } else {
-                    format!("last {} {} days ago", humanize(event), days as i64)
+                    write!(out, "last {} {} days ago", Human(event), days as i64)
                 }
             }
-            Term::Tenure => format!("customer for {} days", value as i64),
-            Term::Attr { name } => format!("{} is {value}", humanize(name)),
+            Term::Tenure => write!(out, "customer for {} days", value as i64),
+            Term::Attr { name } => write!(out, "{} is {value}", Human(name)),
             Term::Is {
                 name,
                 value: expected,
             } => {
                 let negation = if value > 0.0 { "" } else { "not " };
-                format!("{} is {negation}{expected}", humanize(name))
+                write!(out, "{} is {negation}{expected}", Human(name))
             }
-            Term::Ctx { key } => format!("{} is {value}", humanize(key)),
+            Term::Ctx { key } => write!(out, "{} is {value}", Human(key)),
             Term::CtxIs {
                 key,
                 value: expected,
             } => {
                 let negation = if value > 0.0 { "" } else { "not " };
-                format!("{} is {negation}{expected}", humanize(key))
+                write!(out, "{} is {negation}{expected}", Human(key))
             }
             Term::ClickRate { channel } => {
-                format!("{channel} click rate {}%", (value * 100.0).round() as i64)
+                write!(
+                    out,
+                    "{channel} click rate {}%",
+                    (value * 100.0).round() as i64
+                )
             }
-            Term::Category { name } => format!("for {} actions", humanize(name)),
-            Term::Channel { name } => format!("on {name}"),
-            Term::Action { .. } => "this action's baseline".to_owned(),
-            Term::ActionValue => format!("business value {value}"),
+            Term::Category { name } => write!(out, "for {} actions", Human(name)),
+            Term::Channel { name } => write!(out, "on {name}"),
+            Term::Action { .. } => out.write_str("this action's baseline"),
+            Term::ActionValue => write!(out, "business value {value}"),
         }
     }
 }
@@ -395,11 +411,18 @@ impl FeatureSpec {
     pub fn describe(&self, input: &FeatureInput<'_>, action: &Action) -> String {
         let customer = self.terms.iter().filter(|term| !term.is_action_term());
         let action_terms = self.terms.iter().filter(|term| term.is_action_term());
-        customer
-            .map(|term| term.describe(term.customer_value(input), input))
-            .chain(action_terms.map(|term| term.describe(term.action_value(action), input)))
-            .collect::<Vec<_>>()
-            .join(", ")
+        let mut text = String::with_capacity(48);
+        let values = customer
+            .map(|term| (term, term.customer_value(input)))
+            .chain(action_terms.map(|term| (term, term.action_value(action))));
+        for (position, (term, value)) in values.enumerate() {
+            if position > 0 {
+                text.push_str(", ");
+            }
+            // Writing to a String cannot fail.
+            let _ = term.describe_into(value, input, &mut text);
+        }
+        text
     }
 }
 

@@ -277,6 +277,14 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
             .collect();
     }
 
+    for placement in placements.values_mut() {
+        placement.candidates = actions
+            .iter()
+            .filter(|action| action.active && placement.allows(action))
+            .map(|action| action.index)
+            .collect();
+    }
+
     let mut blackouts = Vec::new();
     for (position, def) in file.blackouts.iter().enumerate() {
         let def = def.get_ref();
@@ -676,6 +684,7 @@ fn compile_placement(
         fallback: strings(&def.fallback),
         context_weights,
         exploration,
+        candidates: Vec::new(),
     })
 }
 

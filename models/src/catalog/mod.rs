@@ -180,9 +180,18 @@ pub struct Placement {
     pub context_weights: BTreeMap<String, f64>,
     /// Exploration policy.
     pub exploration: Exploration,
+    /// Positions in [`Catalog::actions`] of the active actions this placement
+    /// allows: the candidates when a request names none.
+    pub candidates: Vec<usize>,
 }
 
 impl Placement {
+    /// Whether the placement allows the action's channel and category.
+    pub fn allows(&self, action: &Action) -> bool {
+        self.channels.contains(&action.channel)
+            && (self.categories.is_empty() || self.categories.contains(&action.category))
+    }
+
     /// The context weight of `category` (1.0 when not configured).
     pub fn context_weight(&self, category: &str) -> f64 {
         self.context_weights.get(category).copied().unwrap_or(1.0)

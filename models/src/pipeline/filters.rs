@@ -46,11 +46,13 @@ pub(super) fn candidate_ids<'a>(
     requested: &'a [String],
 ) -> Vec<(&'a str, Option<&'a Action>)> {
     if requested.is_empty() {
-        return catalog
-            .actions
+        return placement
+            .candidates
             .iter()
-            .filter(|action| action.active && allows(placement, action))
-            .map(|action| (action.id.as_str(), Some(action)))
+            .map(|&position| {
+                let action = &catalog.actions[position];
+                (action.id.as_str(), Some(action))
+            })
             .collect();
     }
     let mut seen = BTreeSet::new();
@@ -60,11 +62,6 @@ pub(super) fn candidate_ids<'a>(
         .filter(|id| seen.insert(*id))
         .map(|id| (id, catalog.action(id)))
         .collect()
-}
-
-fn allows(placement: &Placement, action: &Action) -> bool {
-    placement.channels.contains(&action.channel)
-        && (placement.categories.is_empty() || placement.categories.contains(&action.category))
 }
 
 /// Everything the filters of one decision read, and the running cap counts
