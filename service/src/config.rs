@@ -13,6 +13,8 @@ use std::time::Duration;
 pub struct Config {
     /// gRPC listen address.
     pub listen: SocketAddr,
+    /// Where Prometheus metrics are served (`/metrics`), or `off`.
+    pub metrics_listen: MetricsListen,
     /// Catalog file; the embedded demo catalog when absent.
     pub catalog: Option<PathBuf>,
     /// Model artifact; the embedded demo model when absent.
@@ -27,6 +29,55 @@ pub struct Config {
     pub actors: ActorConfig,
     /// Input limits.
     pub limits: Limits,
+}
+
+/// Where the Prometheus exporter listens: an address, or `off` for no
+/// exporter. Written `127.0.0.1:9464` or `off` in the file, the
+/// `--metrics-listen` flag and `NUDGE_METRICS_LISTEN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum MetricsListen {
+    /// No exporter.
+    Off,
+    /// Serve `/metrics` over HTTP on this address.
+    On(SocketAddr),
+}
+
+impl MetricsListen {
+    /// The default: 127.0.0.1:9464, loopback only.
+    pub const DEFAULT: MetricsListen = MetricsListen::On(SocketAddr::V4(
+        std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9464),
+    ));
+}
+
+impl std::str::FromStr for MetricsListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(MetricsListen::Off);
+        }
+        text.parse()
+            .map(MetricsListen::On)
+            .map_err(|_| format!("'{text}' is neither an address such as 127.0.0.1:9464 nor 'off'"))
+    }
+}
+
+impl TryFrom<String> for MetricsListen {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl std::fmt::Display for MetricsListen {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetricsListen::Off => formatter.write_str("off"),
+            MetricsListen::On(address) => address.fmt(formatter),
+        }
+    }
 }
 
 /// Customer actors: threads, mailboxes, passivation, bounds.
@@ -77,6 +128,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_listen: MetricsListen::DEFAULT,
             catalog: None,
             model: None,
             budget_ms: 100,
@@ -254,5 +306,25 @@ mod tests {
         };
         let error = config.validate().expect_err("out of range").to_string();
         assert!(error.contains("budget_ms"), "{error}");
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address_or_off() {
+        assert_eq!(
+            Config::default().metrics_listen.to_string(),
+            "127.0.0.1:9464"
+        );
+        let config = Config::from_toml("metrics_listen = \"0.0.0.0:9100\"\n").expect("valid");
+        assert_eq!(
+            config.metrics_listen,
+            MetricsListen::On("0.0.0.0:9100".parse().expect("an address"))
+        );
+        let config = Config::from_toml("metrics_listen = \"off\"\n").expect("valid");
+        assert_eq!(config.metrics_listen, MetricsListen::Off);
+        let error = Config::from_toml("metrics_listen = \"nowhere\"\n").expect_err("invalid");
+        assert!(
+            error.contains("line 1") && error.contains("'nowhere'"),
+            "{error}"
+        );
     }
 }

@@ -12,6 +12,7 @@ use crate::actors::{ActorSystem, CustomerActor, CustomerRegistry, RegistryEntry}
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::ServiceError;
+use crate::metrics::Metrics;
 use crate::stats::{Stats, bump};
 use crate::store::CustomerStore;
 use actix::dev::ToEnvelope;
@@ -54,6 +55,8 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     /// Counters.
     pub stats: Stats,
+    /// Prometheus metric handles.
+    pub metrics: Metrics,
 }
 
 /// A validated Decide call.
@@ -153,6 +156,9 @@ impl Engine {
         clock: Arc<dyn Clock>,
     ) -> std::io::Result<Self> {
         let system = ActorSystem::start(config.actors.arbiters)?;
+        let metrics = Metrics::new();
+        metrics.catalog_loaded(&catalog.version);
+        metrics.model_loaded(model.as_ref().map(Model::version));
         let shared = Arc::new(Shared {
             config,
             catalog: ArcSwap::from_pointee(catalog),
@@ -161,6 +167,7 @@ impl Engine {
             store,
             clock,
             stats: Stats::default(),
+            metrics,
         });
         let registry = CustomerRegistry::new(system, shared.clone());
         Ok(Self {
@@ -262,13 +269,19 @@ impl Engine {
                 Scoring::Model
             },
         });
-        match tokio::time::timeout_at(deadline.into(), call).await {
-            Ok(result) => result?,
+        let reply = match tokio::time::timeout_at(deadline.into(), call).await {
+            Ok(result) => result??,
             Err(_) => {
                 bump(&self.shared.stats.rejected);
-                Err(ServiceError::DeadlineExceeded { budget_ms })
+                return Err(ServiceError::DeadlineExceeded { budget_ms });
             }
-        }
+        };
+        self.shared.metrics.decided(
+            &input.placement,
+            reply.decision.fallback.is_some(),
+            started.elapsed(),
+        );
+        Ok(reply)
     }
 
     /// Applies events of one customer, in order.
@@ -406,6 +419,7 @@ impl Engine {
         let catalog = Catalog::from_toml(text).map_err(nudge_models::Error::from)?;
         let summary = catalog.summary();
         let previous = self.shared.catalog.swap(Arc::new(catalog));
+        self.shared.metrics.catalog_loaded(&summary.version);
         tracing::info!(version = %summary.version, previous = %previous.version, "catalog reloaded");
         Ok((summary, previous.version.clone()))
     }
@@ -437,6 +451,7 @@ impl Engine {
             .swap(Some(Arc::new(model)))
             .map(|model| model.version().to_owned())
             .unwrap_or_default();
+        self.shared.metrics.model_loaded(Some(&version));
         tracing::info!(%version, %previous, "model reloaded");
         Ok((version, previous))
     }

@@ -9,6 +9,7 @@
 //! - [`store`]: the customer-state storage trait and the in-memory store.
 //! - [`clock`]: system and manual clocks.
 //! - [`stats`]: counters behind `Admin.Stats`.
+//! - [`metrics`]: Prometheus metrics, every name declared in one place, and the exporter.
 //! - [`cli`]: the `nudge` client subcommands.
 //!
 //! [`start`] builds an [`engine::Engine`] from a [`config::Config`], loading the
@@ -24,6 +25,7 @@ pub mod convert;
 pub mod engine;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod stats;
 pub mod store;
 

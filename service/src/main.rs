@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use nudge_service::cli::{ClientCommand, ClientOptions};
 use nudge_service::clock::SystemClock;
-use nudge_service::config::Config;
+use nudge_service::config::{Config, MetricsListen};
 use nudge_service::store::MemoryStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +42,10 @@ struct ServeArgs {
     /// gRPC listen address [default: 127.0.0.1:50051].
     #[arg(long, env = "NUDGE_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Prometheus metrics address, served over HTTP at /metrics, or `off`
+    /// [default: 127.0.0.1:9464].
+    #[arg(long, env = "NUDGE_METRICS_LISTEN", value_name = "ADDR|off")]
+    metrics_listen: Option<MetricsListen>,
     /// Catalog file [default: the embedded demo catalog].
     #[arg(long, env = "NUDGE_CATALOG")]
     catalog: Option<PathBuf>,
@@ -136,6 +140,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    if let Some(metrics_listen) = args.metrics_listen {
+        config.metrics_listen = metrics_listen;
+    }
     if args.catalog.is_some() {
         config.catalog = args.catalog;
     }
@@ -148,6 +155,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listen = config.listen;
     let on_demo_catalog = config.catalog.is_none();
     let sweep = Duration::from_secs(config.actors.sweep_interval_secs.max(1));
+    // The recorder first: the engine registers its metric handles when it starts.
+    if let MetricsListen::On(address) = config.metrics_listen {
+        nudge_service::metrics::install(address).context(
+            "cannot serve metrics (--metrics-listen ADDR picks another address, `off` disables them)",
+        )?;
+        tracing::info!("metrics at http://{address}/metrics");
+    }
     let engine = Arc::new(nudge_service::start(
         config,
         Arc::new(MemoryStore::default()),

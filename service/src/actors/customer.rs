@@ -17,6 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Instant;
 
+/// The experiment variant of every decision (experiments are not built yet).
+const DEFAULT_VARIANT: &str = "default";
+
 /// What the registry and callers can see of a live actor without a message.
 #[derive(Debug, Default)]
 pub struct Activity {
@@ -109,6 +112,7 @@ impl Actor for CustomerActor {
             tracing::error!(%error, "failed to save customer state on passivation");
         }
         bump(&self.shared.stats.passivations);
+        self.shared.metrics.passivated();
         if let Some(on_stop) = self.on_stop.take() {
             on_stop();
         }
@@ -190,11 +194,14 @@ impl Handler<Decide> for CustomerActor {
                 .record_decision(decision_id, &decision, &catalog, now);
         }
         self.shared.stats.record_decision(&decision);
+        self.shared
+            .metrics
+            .record_decision(&catalog, &input.placement, DEFAULT_VARIANT, &decision);
         Ok(DecideReply {
             decision_id,
             decision,
             catalog_version: catalog.version.clone(),
-            variant: "default".to_owned(),
+            variant: DEFAULT_VARIANT.to_owned(),
             dry_run: input.dry_run,
         })
     }
@@ -222,14 +229,21 @@ impl Handler<Track> for CustomerActor {
 
     fn handle(&mut self, message: Track, _context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
+        let catalog = self.shared.catalog.load();
         message
             .events
             .iter()
             .map(|event| {
                 let result = self.state.track(event, now);
                 match result {
-                    TrackResult::Applied => bump(&self.shared.stats.events),
-                    TrackResult::Duplicate => bump(&self.shared.stats.duplicate_events),
+                    TrackResult::Applied => {
+                        bump(&self.shared.stats.events);
+                        self.shared.metrics.event_applied(&catalog, &event.name);
+                    }
+                    TrackResult::Duplicate => {
+                        bump(&self.shared.stats.duplicate_events);
+                        self.shared.metrics.duplicate_event();
+                    }
                 }
                 result
             })
@@ -268,6 +282,7 @@ impl Handler<ReportOutcome> for CustomerActor {
         )?;
         if result.applied {
             bump(&self.shared.stats.outcomes);
+            self.shared.metrics.outcome(message.outcome);
         }
         Ok(result)
     }

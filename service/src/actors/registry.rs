@@ -98,6 +98,7 @@ impl CustomerRegistry {
                     CustomerActor::new(key, state, shared, actor_activity, generation, on_stop)
                 });
                 bump(&self.shared.stats.activations);
+                self.shared.metrics.activated();
                 let entry = RegistryEntry {
                     addr,
                     generation,

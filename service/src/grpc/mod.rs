@@ -12,7 +12,7 @@ pub use decisions::DecisionsService;
 pub use events::EventsService;
 pub use profiles::ProfilesService;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Shared};
 use nudge_proto::v1::{
     admin_server::AdminServer, decisions_server::DecisionsServer, events_server::EventsServer,
     profiles_server::ProfilesServer,
@@ -23,6 +23,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::metadata::MetadataMap;
 use tonic_health::ServingStatus;
+use tower::util::MapResponseLayer;
 
 /// The client's deadline from the `grpc-timeout` header, if any.
 pub fn client_deadline(metadata: &MetadataMap) -> Option<Duration> {
@@ -47,6 +48,26 @@ fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)))
+}
+
+/// An HTTP response of the gRPC server.
+type HttpResponse = tonic::codegen::http::Response<tonic::body::Body>;
+
+/// Counts refused calls for the metrics, once for every service: an error a
+/// handler (or tonic, e.g. on an undecodable message) returns before any
+/// response message is a trailers-only response whose headers carry its
+/// `grpc-status`.
+fn rejections(
+    shared: Arc<Shared>,
+) -> MapResponseLayer<impl Fn(HttpResponse) -> HttpResponse + Clone> {
+    MapResponseLayer::new(move |response: HttpResponse| {
+        if let Some(status) = response.headers().get("grpc-status") {
+            shared
+                .metrics
+                .grpc_status(tonic::Code::from_bytes(status.as_bytes()));
+        }
+        response
+    })
 }
 
 /// Why the server stopped with an error.
@@ -95,6 +116,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(rejections(engine.shared().clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

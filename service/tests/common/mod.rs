@@ -1,0 +1,393 @@
+//! The harness shared by the tests of the real `nudge` binary (`binary.rs`,
+//! `metrics.rs`): a predictable command environment, child processes killed and
+//! reaped on drop, temp folders, polling, free ports, and [`Server`], a running
+//! `nudge serve` with its client subcommands.
+//!
+//! Each test binary uses a part of it: unused items are expected.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+/// The binary under test.
+pub const NUDGE: &str = env!("CARGO_BIN_EXE_nudge");
+/// The demo catalog, as a file on disk.
+pub const DEMO_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/demo/catalog.toml");
+/// The demo catalog's version line.
+pub const DEMO_VERSION_LINE: &str = r#"version = "demo-2026-11""#;
+/// How long a server may take to become reachable.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long any one client command may take.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a signalled server may take to exit.
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause between two polls.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Environment variables of the binary that would change what a test runs.
+pub const NUDGE_ENV: [&str; 8] = [
+    "NUDGE_CONFIG",
+    "NUDGE_LISTEN",
+    "NUDGE_METRICS_LISTEN",
+    "NUDGE_CATALOG",
+    "NUDGE_MODEL",
+    "NUDGE_BUDGET_MS",
+    "NUDGE_SERVER",
+    "NUDGE_LOG",
+];
+
+/// A `nudge` command with a predictable environment.
+pub fn nudge_command(args: &[&str]) -> Command {
+    let mut command = Command::new(NUDGE);
+    command.args(args);
+    for name in NUDGE_ENV {
+        command.env_remove(name);
+    }
+    command
+        // No metrics listener unless a test asks for one with --metrics-listen:
+        // servers running in parallel would all want the default port.
+        .env("NUDGE_METRICS_LISTEN", "off")
+        .env("NUDGE_LOG", "info")
+        .env("NO_COLOR", "1")
+        // Error messages without an anyhow backtrace (panics still get one).
+        .env("RUST_LIB_BACKTRACE", "0")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Kills and reaps its child when dropped, whatever the test's outcome.
+#[derive(Debug)]
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        // Either may fail if the child already exited: nothing left to do then.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl ChildGuard {
+    /// Waits up to `timeout` for the child to exit.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait on a child") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+}
+
+/// A fresh folder under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "nudge-binary-{}-{tag}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        // A leftover of an earlier run with the same pid: start clean.
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create the test's temp folder");
+        Self(path)
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Output {
+    /// How it exited.
+    pub status: ExitStatus,
+    /// Everything it printed on stdout.
+    pub stdout: String,
+    /// Everything it printed on stderr.
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn describe(&self) -> String {
+        format!(
+            "status {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Reads a child's pipe to the end on a thread.
+pub fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut pipe) = pipe {
+            pipe.read_to_string(&mut text)
+                .expect("read the child's output as UTF-8");
+        }
+        text
+    })
+}
+
+/// Runs `nudge ARGS` to completion (killed after [`CLIENT_TIMEOUT`]).
+pub fn run(args: &[&str]) -> Output {
+    let mut child = ChildGuard(
+        nudge_command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the nudge binary"),
+    );
+    // Drain both pipes while waiting, so a large answer cannot block the child.
+    let stdout = drain(child.0.stdout.take());
+    let stderr = drain(child.0.stderr.take());
+    let status = child.wait_timeout(CLIENT_TIMEOUT).unwrap_or_else(|| {
+        panic!(
+            "`nudge {}` did not finish in {CLIENT_TIMEOUT:?}",
+            args.join(" ")
+        )
+    });
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader thread"),
+        stderr: stderr.join().expect("stderr reader thread"),
+    }
+}
+
+/// Calls `probe` every [`POLL_INTERVAL`] until it returns `Ok`, for at most
+/// `timeout`; then panics with `what` and the last `Err`'s description.
+pub fn poll<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("{what}: still not true after {timeout:?}; last attempt:\n{last}")
+            }
+            Err(_) => thread::sleep(POLL_INTERVAL),
+        }
+    }
+}
+
+/// A port the OS just handed out on loopback (free unless someone takes it
+/// between here and the server's bind; [`Server::start`] retries then).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+    listener
+        .local_addr()
+        .expect("local address of the ephemeral listener")
+        .port()
+}
+
+/// A running `nudge serve`, killed on drop.
+#[derive(Debug)]
+pub struct Server {
+    child: ChildGuard,
+    url: String,
+    log: PathBuf,
+    metrics: Option<String>,
+}
+
+impl Server {
+    /// Starts `nudge serve` on a free loopback port with `extra` arguments,
+    /// logging to a file in `dir`, and waits until `nudge stats` answers.
+    /// It serves no metrics.
+    pub fn start(dir: &TempDir, extra: &[&str]) -> Self {
+        Self::launch(dir, extra, false)
+    }
+
+    /// Like [`Server::start`], with the Prometheus exporter on another free
+    /// loopback port (see [`Server::metrics_address`]).
+    pub fn start_with_metrics(dir: &TempDir, extra: &[&str]) -> Self {
+        Self::launch(dir, extra, true)
+    }
+
+    fn launch(dir: &TempDir, extra: &[&str], with_metrics: bool) -> Self {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let port = free_port();
+            let listen = format!("127.0.0.1:{port}");
+            let metrics = with_metrics.then(|| format!("127.0.0.1:{}", free_port()));
+            let log = dir.join(&format!("server-{port}.log"));
+            let log_file = fs::File::create(&log).expect("create the server log file");
+            let mut args = vec!["serve", "--listen", &listen, "--budget-ms", "10000"];
+            if let Some(metrics) = &metrics {
+                args.extend_from_slice(&["--metrics-listen", metrics]);
+            }
+            args.extend_from_slice(extra);
+            let child = ChildGuard(
+                nudge_command(&args)
+                    .stdout(Stdio::null())
+                    .stderr(log_file)
+                    .spawn()
+                    .expect("spawn nudge serve"),
+            );
+            let mut server = Server {
+                child,
+                url: format!("http://{listen}"),
+                log,
+                metrics,
+            };
+            match server.wait_ready() {
+                Ok(()) => return server,
+                // Another process took a port first (gRPC's or the metrics
+                // listener's): try other ones.
+                Err(log) if log.contains("cannot listen on") && attempt < ATTEMPTS => {}
+                Err(log) => panic!("nudge serve exited before it was ready:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// Polls `nudge stats` until it succeeds; `Err(log)` if the server exited.
+    pub fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.0.try_wait().expect("try_wait on the server") {
+                return Err(format!("status {status}\n{}", self.log()));
+            }
+            // Only once this server has bound the port: before that, another
+            // test's server could answer on the same port.
+            let bound = self.log().contains("nudge is serving");
+            let stats = if bound {
+                let stats = run(&["stats", "--server", &self.url]);
+                if stats.status.success() {
+                    return Ok(());
+                }
+                stats.describe()
+            } else {
+                "(the server has not bound its port yet)".to_owned()
+            };
+            assert!(
+                Instant::now() < deadline,
+                "nudge serve not reachable at {} after {READY_TIMEOUT:?}\nlast stats: {stats}\nserver log:\n{}",
+                self.url,
+                self.log()
+            );
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// The `host:port` of the metrics listener (only after
+    /// [`Server::start_with_metrics`]).
+    pub fn metrics_address(&self) -> &str {
+        self.metrics
+            .as_deref()
+            .expect("the server was started with metrics")
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(no log: {e})"))
+    }
+
+    pub fn pid(&self) -> String {
+        self.child.0.id().to_string()
+    }
+
+    /// Runs a client subcommand against this server.
+    pub fn client(&self, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--server", &self.url]);
+        run(&all)
+    }
+
+    /// Runs a client subcommand that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.client(args);
+        assert!(
+            output.status.success(),
+            "`nudge {}` failed:\n{}\nserver log:\n{}",
+            args.join(" "),
+            output.describe(),
+            self.log()
+        );
+        output.stdout
+    }
+
+    /// Runs a client subcommand with `--json` that must succeed; parses stdout.
+    pub fn json(&self, args: &[&str]) -> Json {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let stdout = self.ok(&all);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "`nudge {}` printed invalid JSON ({e}):\n{stdout}",
+                all.join(" ")
+            )
+        })
+    }
+
+    /// The running catalog's version, from `stats --json`.
+    pub fn catalog_version(&self) -> String {
+        self.json(&["stats"])["catalog_version"]
+            .as_str()
+            .expect("stats has a string catalog_version")
+            .to_owned()
+    }
+
+    /// Sends `signal` (e.g. `-HUP`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed: {status}");
+    }
+
+    /// Waits until the server has logged `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        poll(
+            READY_TIMEOUT,
+            &format!("server log shows {needle:?}"),
+            || {
+                let log = self.log();
+                if log.contains(needle) {
+                    Ok(())
+                } else {
+                    Err(log)
+                }
+            },
+        );
+    }
+
+    /// Sends `signal` and waits for a clean exit; returns the whole log.
+    pub fn stop_with(mut self, signal: &str) -> String {
+        self.signal(signal);
+        let status = self.child.wait_timeout(EXIT_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "nudge serve still running {EXIT_TIMEOUT:?} after kill {signal}\nlog:\n{}",
+                self.log()
+            )
+        });
+        let log = self.log();
+        assert!(
+            status.success(),
+            "nudge serve exited with {status} after kill {signal}\nlog:\n{log}"
+        );
+        log
+    }
+}
