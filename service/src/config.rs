@@ -29,6 +29,81 @@ pub struct Config {
     pub actors: ActorConfig,
     /// Input limits.
     pub limits: Limits,
+    /// Who may make the protected calls (see [`crate::grpc::auth`]).
+    pub auth: AuthConfig,
+    /// TLS, and client certificates (mTLS), on the gRPC listener.
+    pub tls: TlsConfig,
+}
+
+/// The bearer token that guards the protected calls: every `nudge.v1.Admin`
+/// call and the Profiles calls that change state. Neither set: no token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The token itself (`NUDGE_AUTH_TOKEN` overrides the file's settings).
+    pub token: Option<Secret>,
+    /// A file whose content (surrounding whitespace trimmed) is the token,
+    /// read once at start.
+    pub token_file: Option<PathBuf>,
+}
+
+/// TLS on the gRPC listener: `cert` and `key` turn it on; `client_ca` also
+/// requires every client to present a certificate signed by that CA (mTLS).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The server's certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    pub key: Option<PathBuf>,
+    /// The CA certificate(s) (PEM) that client certificates must chain to.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// A secret string: its `Debug` form never shows it, so the configuration can
+/// be logged.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The PEM files of [`TlsConfig`], read.
+#[derive(Clone)]
+pub struct TlsFiles {
+    /// The server's certificate chain.
+    pub cert: Vec<u8>,
+    /// The server's private key.
+    pub key: Vec<u8>,
+    /// The client CA, when client certificates are required.
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("TlsFiles")
+            .field("cert", &format_args!("{} bytes", self.cert.len()))
+            .field("key", &format_args!("<redacted>"))
+            .field("mtls", &self.client_ca.is_some())
+            .finish()
+    }
 }
 
 /// Where the Prometheus exporter listens: an address, or `off` for no
@@ -135,6 +210,8 @@ impl Default for Config {
             fallback_headroom_ms: 2,
             actors: ActorConfig::default(),
             limits: Limits::default(),
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -270,13 +347,92 @@ impl Config {
                 return Err(ConfigError::Invalid { field, reason });
             }
         }
+        self.auth_token()?;
+        self.tls_files()?;
         Ok(())
+    }
+
+    /// The bearer token from `auth.token` or `auth.token_file` (read now),
+    /// checked: it must be usable as gRPC metadata.
+    pub fn auth_token(&self) -> Result<Option<Secret>, ConfigError> {
+        let (field, token) = match (&self.auth.token, &self.auth.token_file) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    field: "auth.token_file",
+                    reason: "set either auth.token or auth.token_file, not both".to_owned(),
+                });
+            }
+            (Some(token), None) => ("auth.token", token.clone()),
+            (None, Some(path)) => {
+                let text = read_setting("auth.token_file", path)?;
+                let text = String::from_utf8(text).map_err(|_| ConfigError::Invalid {
+                    field: "auth.token_file",
+                    reason: format!("{} is not UTF-8 text", path.display()),
+                })?;
+                ("auth.token_file", Secret::new(text.trim()))
+            }
+        };
+        // Never echo the token itself in the reason.
+        if token.expose().is_empty() {
+            return Err(ConfigError::Invalid {
+                field,
+                reason: "the token is empty".to_owned(),
+            });
+        }
+        if !token.expose().bytes().all(|byte| byte.is_ascii_graphic()) {
+            return Err(ConfigError::Invalid {
+                field,
+                reason: "the token must be printable ASCII without spaces".to_owned(),
+            });
+        }
+        Ok(Some(token))
+    }
+
+    /// The PEM files of `tls.*`, read now; `None` when TLS is off.
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>, ConfigError> {
+        let tls = &self.tls;
+        match (&tls.cert, &tls.key) {
+            (None, None) => match &tls.client_ca {
+                None => Ok(None),
+                Some(_) => Err(ConfigError::Invalid {
+                    field: "tls.client_ca",
+                    reason: "client certificates (mTLS) need TLS: set tls.cert and tls.key too"
+                        .to_owned(),
+                }),
+            },
+            (None, Some(_)) => Err(ConfigError::Invalid {
+                field: "tls.key",
+                reason: "set tls.cert too (the certificate of this key)".to_owned(),
+            }),
+            (Some(_), None) => Err(ConfigError::Invalid {
+                field: "tls.cert",
+                reason: "set tls.key too (the certificate's private key)".to_owned(),
+            }),
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+                cert: read_setting("tls.cert", cert)?,
+                key: read_setting("tls.key", key)?,
+                client_ca: tls
+                    .client_ca
+                    .as_ref()
+                    .map(|path| read_setting("tls.client_ca", path))
+                    .transpose()?,
+            })),
+        }
     }
 
     /// The Decide budget.
     pub fn budget(&self) -> Duration {
         Duration::from_millis(self.budget_ms)
     }
+}
+
+/// The content of the file a setting names; the error names the setting.
+fn read_setting(field: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|error| ConfigError::Invalid {
+        field,
+        reason: format!("cannot read {}: {error}", path.display()),
+    })
 }
 
 #[cfg(test)]
@@ -306,6 +462,102 @@ mod tests {
         };
         let error = config.validate().expect_err("out of range").to_string();
         assert!(error.contains("budget_ms"), "{error}");
+    }
+
+    fn invalid_field(config: &Config) -> &'static str {
+        match config.validate() {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("expected an invalid setting, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_security_combinations_name_the_setting() {
+        let path = |name: &str| Some(PathBuf::from(name));
+        let key_only = Config {
+            tls: TlsConfig {
+                key: path("server.key"),
+                ..TlsConfig::default()
+            },
+            ..Config::default()
+        };
+        assert_eq!(invalid_field(&key_only), "tls.key");
+        let cert_only = Config {
+            tls: TlsConfig {
+                cert: path("server.pem"),
+                ..TlsConfig::default()
+            },
+            ..Config::default()
+        };
+        assert_eq!(invalid_field(&cert_only), "tls.cert");
+        let ca_only = Config {
+            tls: TlsConfig {
+                client_ca: path("ca.pem"),
+                ..TlsConfig::default()
+            },
+            ..Config::default()
+        };
+        assert_eq!(invalid_field(&ca_only), "tls.client_ca");
+        let unreadable = Config {
+            tls: TlsConfig {
+                cert: path("/nonexistent/nudge/server.pem"),
+                key: path("/nonexistent/nudge/server.key"),
+                client_ca: None,
+            },
+            ..Config::default()
+        };
+        assert_eq!(invalid_field(&unreadable), "tls.cert");
+        let token_file = Config {
+            auth: AuthConfig {
+                token: None,
+                token_file: path("/nonexistent/nudge/token"),
+            },
+            ..Config::default()
+        };
+        let error = token_file.validate().expect_err("unreadable").to_string();
+        assert!(
+            error.contains("auth.token_file") && error.contains("/nonexistent/nudge/token"),
+            "{error}"
+        );
+        let both = Config {
+            auth: AuthConfig {
+                token: Some(Secret::new("abc")),
+                token_file: path("token"),
+            },
+            ..Config::default()
+        };
+        assert_eq!(invalid_field(&both), "auth.token_file");
+        let spaced = Config {
+            auth: AuthConfig {
+                token: Some(Secret::new("two words")),
+                token_file: None,
+            },
+            ..Config::default()
+        };
+        let error = spaced.validate().expect_err("a space").to_string();
+        assert!(
+            error.contains("auth.token") && !error.contains("two words"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_token_file_is_trimmed_and_the_token_never_shown() {
+        let path = std::env::temp_dir().join(format!("nudge-token-{}", std::process::id()));
+        std::fs::write(&path, "s3cret-token\n").expect("write the token file");
+        let config = Config::from_toml(&format!(
+            "[auth]\ntoken_file = {:?}\n",
+            path.display().to_string()
+        ))
+        .expect("valid");
+        config.validate().expect("a readable token file");
+        let token = config.auth_token().expect("readable").expect("a token");
+        assert_eq!(token.expose(), "s3cret-token");
+        let _ = std::fs::remove_file(&path);
+        let config = Config::from_toml("[auth]\ntoken = \"s3cret-token\"\n").expect("valid");
+        assert!(!format!("{config:?}").contains("s3cret"), "{config:?}");
+        let error = Config::from_toml("[tls]\ncertificate = \"x\"\n").expect_err("unknown key");
+        assert!(error.contains("certificate"), "{error}");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! results into responses. Errors name the field and the offending value.
 
 use crate::config::Limits;
-use crate::engine::{DecideInput, DecideReply, StatsSnapshot};
+use crate::engine::{
+    ConsentInput, DecideInput, DecideReply, OutcomeInput, StatsSnapshot, SuppressionInput,
+};
 use crate::error::ServiceError;
 use nudge_models::catalog::{Catalog, CatalogProblems, CatalogSummary};
 use nudge_models::customer::{ConsentState, CustomerState, SuppressionReason};
@@ -240,6 +242,94 @@ pub fn event(
             properties,
         },
     ))
+}
+
+/// Validates a ReportOutcome request.
+pub fn report_outcome(
+    request: proto::ReportOutcomeRequest,
+    now: Timestamp,
+    limits: &Limits,
+) -> Result<OutcomeInput, ServiceError> {
+    id("customer_id", &request.customer_id, limits)?;
+    id("decision_id", &request.decision_id, limits)?;
+    id("action_id", &request.action_id, limits)?;
+    let outcome = outcome(request.outcome)?;
+    if let Some(reward) = request.reward.filter(|reward| !reward.is_finite()) {
+        return Err(ServiceError::invalid(
+            "reward",
+            format!("{reward} is not a finite number"),
+        ));
+    }
+    let at = timestamp("timestamp", request.timestamp, now, limits)?;
+    Ok(OutcomeInput {
+        customer_id: request.customer_id,
+        decision_id: request.decision_id,
+        action_id: request.action_id,
+        outcome,
+        reward: request.reward,
+        at,
+    })
+}
+
+/// Validates a SetConsent request.
+pub fn set_consent(
+    request: proto::SetConsentRequest,
+    limits: &Limits,
+) -> Result<ConsentInput, ServiceError> {
+    id("customer_id", &request.customer_id, limits)?;
+    id("channel", &request.channel, limits)?;
+    let state = consent(request.state)?;
+    Ok(ConsentInput {
+        customer_id: request.customer_id,
+        channel: request.channel,
+        state,
+    })
+}
+
+/// An optional channel: empty means every channel.
+fn optional_channel(channel: String, limits: &Limits) -> Result<Option<String>, ServiceError> {
+    if channel.is_empty() {
+        return Ok(None);
+    }
+    id("channel", &channel, limits)?;
+    Ok(Some(channel))
+}
+
+/// Validates a Suppress request.
+pub fn suppress(
+    request: proto::SuppressRequest,
+    limits: &Limits,
+) -> Result<SuppressionInput, ServiceError> {
+    id("customer_id", &request.customer_id, limits)?;
+    text("note", &request.note, limits)?;
+    let reason = suppression_reason(request.reason)?.ok_or_else(|| {
+        ServiceError::invalid(
+            "reason",
+            "a suppression needs a reason (bounce, complaint, legal or manual)",
+        )
+    })?;
+    Ok(SuppressionInput {
+        channel: optional_channel(request.channel, limits)?,
+        reason: Some(reason),
+        customer_id: request.customer_id,
+        note: request.note,
+        lift: false,
+    })
+}
+
+/// Validates an Unsuppress request.
+pub fn unsuppress(
+    request: proto::UnsuppressRequest,
+    limits: &Limits,
+) -> Result<SuppressionInput, ServiceError> {
+    id("customer_id", &request.customer_id, limits)?;
+    Ok(SuppressionInput {
+        channel: optional_channel(request.channel, limits)?,
+        reason: suppression_reason(request.reason)?,
+        customer_id: request.customer_id,
+        note: String::new(),
+        lift: true,
+    })
 }
 
 /// The domain outcome of a wire outcome.
@@ -569,5 +659,24 @@ pub fn stats(snapshot: StatsSnapshot) -> proto::StatsResponse {
         activations: snapshot.activations,
         passivations: snapshot.passivations,
         rejected_requests: snapshot.rejected,
+        latency: Some(proto::LatencySummary {
+            window_seconds: snapshot.latency.window_seconds,
+            count: snapshot.latency.count,
+            p50_micros: snapshot.latency.p50_micros,
+            p90_micros: snapshot.latency.p90_micros,
+            p99_micros: snapshot.latency.p99_micros,
+            p999_micros: snapshot.latency.p999_micros,
+            max_micros: snapshot.latency.max_micros,
+        }),
+        fallbacks_by_reason: snapshot
+            .fallbacks_by_reason
+            .into_iter()
+            .map(|(reason, count)| proto::ReasonCountTotal { reason, count })
+            .collect(),
+        variants: snapshot
+            .variants
+            .into_iter()
+            .map(|(variant, decisions)| proto::VariantCount { variant, decisions })
+            .collect(),
     }
 }

@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
-use crate::stats::{Stats, bump};
+use crate::stats::{LatencySummary, Stats, bump};
 use crate::store::CustomerStore;
 use actix::dev::ToEnvelope;
 use actix::{Handler, MailboxError, Message};
@@ -80,6 +80,49 @@ pub struct DecideInput {
     pub request_id: String,
 }
 
+/// A validated ReportOutcome call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeInput {
+    /// The customer.
+    pub customer_id: String,
+    /// The decision that served the action.
+    pub decision_id: String,
+    /// The served action.
+    pub action_id: String,
+    /// What happened.
+    pub outcome: OutcomeKind,
+    /// Optional finite reward.
+    pub reward: Option<f64>,
+    /// When it happened (`None`: the service's time).
+    pub at: Option<Timestamp>,
+}
+
+/// A validated SetConsent call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsentInput {
+    /// The customer.
+    pub customer_id: String,
+    /// The channel.
+    pub channel: String,
+    /// The new state (`None`: clear it).
+    pub state: Option<ConsentState>,
+}
+
+/// A validated Suppress or Unsuppress call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuppressionInput {
+    /// The customer.
+    pub customer_id: String,
+    /// The channel, `None` for every channel.
+    pub channel: Option<String>,
+    /// The reason (`None` when lifting every reason).
+    pub reason: Option<SuppressionReason>,
+    /// Operator's note.
+    pub note: String,
+    /// Lift rather than add.
+    pub lift: bool,
+}
+
 /// A Decide answer.
 #[derive(Debug, Clone)]
 pub struct DecideReply {
@@ -115,6 +158,12 @@ pub struct StatsSnapshot {
     pub decisions: u64,
     /// Fallback decisions.
     pub fallbacks: u64,
+    /// Fallback decisions by reason code, non-zero only.
+    pub fallbacks_by_reason: Vec<(String, u64)>,
+    /// Decisions by experiment variant, most first.
+    pub variants: Vec<(String, u64)>,
+    /// Decide latency over the recent window.
+    pub latency: LatencySummary,
     /// Events applied.
     pub events: u64,
     /// Duplicate events.
@@ -276,11 +325,12 @@ impl Engine {
                 return Err(ServiceError::DeadlineExceeded { budget_ms });
             }
         };
-        self.shared.metrics.decided(
-            &input.placement,
-            reply.decision.fallback.is_some(),
-            started.elapsed(),
-        );
+        let finished = Instant::now();
+        let elapsed = finished.saturating_duration_since(started);
+        self.shared
+            .metrics
+            .decided(&input.placement, reply.decision.fallback.is_some(), elapsed);
+        self.shared.stats.latency.record(finished, elapsed);
         Ok(reply)
     }
 
@@ -298,18 +348,18 @@ impl Engine {
     }
 
     /// Applies an outcome.
-    pub async fn report_outcome(
-        &self,
-        customer_id: &str,
-        decision_id: &str,
-        action_id: &str,
-        outcome: OutcomeKind,
-        reward: Option<f64>,
-        at: Option<Timestamp>,
-    ) -> Result<OutcomeResult, ServiceError> {
-        self.call(customer_id, |_| ReportOutcome {
-            decision_id: decision_id.to_owned(),
-            action_id: action_id.to_owned(),
+    pub async fn report_outcome(&self, input: OutcomeInput) -> Result<OutcomeResult, ServiceError> {
+        let OutcomeInput {
+            customer_id,
+            decision_id,
+            action_id,
+            outcome,
+            reward,
+            at,
+        } = input;
+        self.call(&customer_id, |_| ReportOutcome {
+            decision_id: decision_id.clone(),
+            action_id: action_id.clone(),
             outcome,
             reward,
             at,
@@ -343,27 +393,21 @@ impl Engine {
     }
 
     /// Adds or lifts a suppression; returns whether anything changed.
-    pub async fn change_suppression(
-        &self,
-        customer_id: &str,
-        channel: Option<&str>,
-        reason: Option<SuppressionReason>,
-        note: &str,
-        lift: bool,
-    ) -> Result<bool, ServiceError> {
-        if let Some(channel) = channel {
+    pub async fn change_suppression(&self, input: SuppressionInput) -> Result<bool, ServiceError> {
+        if let Some(channel) = &input.channel {
             self.check_channel(channel)?;
         }
-        if !lift && reason.is_none() {
-            return Err(ServiceError::invalid(
-                "reason",
-                "a suppression needs a reason (bounce, complaint, legal or manual)",
-            ));
-        }
-        self.call(customer_id, |_| ChangeSuppression {
-            channel: channel.map(str::to_owned),
+        let SuppressionInput {
+            customer_id,
+            channel,
             reason,
-            note: note.to_owned(),
+            note,
+            lift,
+        } = input;
+        self.call(&customer_id, |_| ChangeSuppression {
+            channel: channel.clone(),
+            reason,
+            note: note.clone(),
             lift,
         })
         .await
@@ -469,6 +513,13 @@ impl Engine {
             live_customers: self.registry.live() as u64,
             decisions: Stats::get(&stats.decisions),
             fallbacks: Stats::get(&stats.fallbacks),
+            fallbacks_by_reason: stats
+                .fallbacks_by_reason()
+                .into_iter()
+                .map(|(reason, count)| (reason.code().to_owned(), count))
+                .collect(),
+            variants: stats.variants(),
+            latency: stats.latency.summary(Instant::now()),
             events: Stats::get(&stats.events),
             duplicate_events: Stats::get(&stats.duplicate_events),
             outcomes: Stats::get(&stats.outcomes),

@@ -34,6 +34,12 @@ pub enum ServiceError {
     /// The actor system or another internal part is unavailable.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A protected call came without credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A protected call came with credentials that are not accepted.
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 impl ServiceError {
@@ -65,6 +71,8 @@ impl ServiceError {
             ServiceError::Overloaded(_) => Code::ResourceExhausted,
             ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
             ServiceError::Unavailable(_) => Code::Unavailable,
+            ServiceError::Unauthenticated(_) => Code::Unauthenticated,
+            ServiceError::PermissionDenied(_) => Code::PermissionDenied,
         }
     }
 }

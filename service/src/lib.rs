@@ -5,6 +5,8 @@
 //! - [`actors`]: `CustomerActor` per customer, `CustomerRegistry`, the actix system.
 //! - [`convert`]: wire ↔ domain conversions and input validation, in one place.
 //! - [`grpc`]: thin tonic services, health, reflection; [`grpc::serve`].
+//! - [`fuzzing`]: untrusted bytes through decode → validate → decide, for the
+//!   fuzz targets and their property-test twins.
 //! - [`error`]: `ServiceError` and its one mapping to gRPC status codes.
 //! - [`store`]: the customer-state storage trait and the in-memory store.
 //! - [`clock`]: system and manual clocks.
@@ -24,6 +26,7 @@ pub mod config;
 pub mod convert;
 pub mod engine;
 pub mod error;
+pub mod fuzzing;
 pub mod grpc;
 pub mod metrics;
 pub mod stats;

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use nudge_service::cli::{ClientCommand, ClientOptions};
 use nudge_service::clock::SystemClock;
-use nudge_service::config::{Config, MetricsListen};
+use nudge_service::config::{Config, MetricsListen, Secret};
 use nudge_service::store::MemoryStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,6 +65,10 @@ enum CatalogCommand {
         file: PathBuf,
     },
 }
+
+/// The environment variable that sets `auth.token`, replacing `auth.token`
+/// and `auth.token_file` from the config file.
+const AUTH_TOKEN_ENV: &str = "NUDGE_AUTH_TOKEN";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -151,6 +155,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(budget_ms) = args.budget_ms {
         config.budget_ms = budget_ms;
+    }
+    // The token from the environment only: a flag would show it in `ps`.
+    if let Some(token) = std::env::var_os(AUTH_TOKEN_ENV) {
+        let token = token
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("{AUTH_TOKEN_ENV} is not UTF-8"))?;
+        config.auth.token = Some(Secret::new(token));
+        config.auth.token_file = None;
     }
     let listen = config.listen;
     let on_demo_catalog = config.catalog.is_none();

@@ -60,7 +60,8 @@ pub const OUTCOMES_REPORTED_TOTAL: &str = "nudge_outcomes_reported_total";
 pub const CATALOG_INFO: &str = "nudge_catalog_info";
 /// Gauge: 1 for the running model's version; label `version`.
 pub const MODEL_INFO: &str = "nudge_model_info";
-/// Counter: gRPC calls refused; label `reason` (`invalid`, `deadline`, `overloaded`).
+/// Counter: gRPC calls refused; label `reason` (`invalid`, `deadline`,
+/// `overloaded`, `unauthorized`).
 pub const GRPC_REJECTED_TOTAL: &str = "nudge_grpc_rejected_total";
 
 // ── Label keys ───────────────────────────────────────────────────────────────
@@ -277,14 +278,17 @@ pub enum Rejection {
     Deadline,
     /// The call was shed under load.
     Overloaded,
+    /// A protected call without valid credentials.
+    Unauthorized,
 }
 
 impl Rejection {
     /// Every reason.
-    pub const ALL: [Rejection; 3] = [
+    pub const ALL: [Rejection; 4] = [
         Rejection::Invalid,
         Rejection::Deadline,
         Rejection::Overloaded,
+        Rejection::Unauthorized,
     ];
 
     /// The `reason` label.
@@ -293,6 +297,7 @@ impl Rejection {
             Rejection::Invalid => "invalid",
             Rejection::Deadline => "deadline",
             Rejection::Overloaded => "overloaded",
+            Rejection::Unauthorized => "unauthorized",
         }
     }
 
@@ -302,6 +307,9 @@ impl Rejection {
             tonic::Code::InvalidArgument | tonic::Code::OutOfRange => Some(Rejection::Invalid),
             tonic::Code::DeadlineExceeded => Some(Rejection::Deadline),
             tonic::Code::ResourceExhausted => Some(Rejection::Overloaded),
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                Some(Rejection::Unauthorized)
+            }
             _ => None,
         }
     }
@@ -824,6 +832,7 @@ mod tests {
             metrics.decided("home_banner", true, Duration::from_micros(120));
             metrics.grpc_status(tonic::Code::InvalidArgument);
             metrics.grpc_status(tonic::Code::NotFound);
+            metrics.grpc_status(tonic::Code::PermissionDenied);
         });
         let text = handle.render();
         for (series, value) in [
@@ -842,6 +851,7 @@ mod tests {
             ("nudge_actors_mailbox_saturated_total", 1.0),
             (r#"nudge_grpc_rejected_total{reason="invalid"}"#, 1.0),
             (r#"nudge_grpc_rejected_total{reason="deadline"}"#, 0.0),
+            (r#"nudge_grpc_rejected_total{reason="unauthorized"}"#, 1.0),
             (
                 r#"nudge_decide_duration_seconds_bucket{placement="home_banner",fallback="yes",le="0.00015"}"#,
                 1.0,

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 /// 2026-11-23 12:00:00 UTC: outside every channel's quiet hours.
 pub const NOON: i64 = 1_795_435_200_000;
@@ -95,6 +95,23 @@ impl TestServer {
             .unwrap()
     }
 
+    /// A channel to a server started with `tls.*` set, over TLS with `tls`
+    /// (its CA, and a client certificate for mTLS). The server's certificate
+    /// must be valid for the IP address 127.0.0.1. An error when the
+    /// connection or the handshake fails.
+    pub async fn tls_channel(
+        &self,
+        tls: ClientTlsConfig,
+    ) -> Result<Channel, tonic::transport::Error> {
+        Channel::from_shared(format!("https://{}", self.addr))
+            .unwrap()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(10))
+            .tls_config(tls)?
+            .connect()
+            .await
+    }
+
     /// A Decisions client.
     pub async fn decisions(&self) -> DecisionsClient<Channel> {
         DecisionsClient::new(self.channel().await)
@@ -124,6 +141,16 @@ impl TestServer {
             let _ = task.await;
         }
     }
+}
+
+/// `message` with `authorization: Bearer <token>`, as the protected calls need
+/// when the server has `auth.token`.
+pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
 }
 
 /// A string value.

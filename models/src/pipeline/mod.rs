@@ -151,6 +151,14 @@ pub enum FallbackReason {
 }
 
 impl FallbackReason {
+    /// Every reason.
+    pub const ALL: [FallbackReason; 4] = [
+        FallbackReason::ModelMissing,
+        FallbackReason::Deadline,
+        FallbackReason::Overloaded,
+        FallbackReason::ModelError,
+    ];
+
     /// Stable lowercase code.
     pub fn code(self) -> &'static str {
         match self {

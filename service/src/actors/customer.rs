@@ -193,7 +193,9 @@ impl Handler<Decide> for CustomerActor {
             self.state
                 .record_decision(decision_id, &decision, &catalog, now);
         }
-        self.shared.stats.record_decision(&decision);
+        self.shared
+            .stats
+            .record_decision(DEFAULT_VARIANT, &decision);
         self.shared
             .metrics
             .record_decision(&catalog, &input.placement, DEFAULT_VARIANT, &decision);

@@ -2,6 +2,7 @@
 //! gRPC requests they build.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use nudge_proto::v1::{
@@ -10,7 +11,9 @@ use nudge_proto::v1::{
 };
 use prost_types::Timestamp;
 
-use super::parse::{KeyValue, into_map, parse_finite, parse_key_value, parse_timestamp};
+use super::parse::{
+    KeyValue, into_map, parse_finite, parse_interval, parse_key_value, parse_timestamp,
+};
 
 /// Arguments of `nudge decide`.
 #[derive(Debug, Clone, clap::Args)]
@@ -260,9 +263,33 @@ impl ReloadArgs {
     }
 }
 
-/// Arguments of `nudge stats` (none).
+/// Arguments of `nudge stats`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct StatsArgs {}
+pub struct StatsArgs {
+    /// Print one snapshot and exit, even on a terminal. Without a terminal
+    /// (a pipe, a file) or with --json, one snapshot is all it prints anyway.
+    #[arg(long)]
+    pub once: bool,
+    /// Seconds between two refreshes of the live view, e.g. 1 or 0.5.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_interval)]
+    pub interval: Duration,
+}
+
+impl Default for StatsArgs {
+    fn default() -> Self {
+        Self {
+            once: false,
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl StatsArgs {
+    /// Whether to redraw live: text for a terminal, without `--once`.
+    pub fn live(&self, json: bool, terminal: bool) -> bool {
+        terminal && !json && !self.once
+    }
+}
 
 /// An outcome as written on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -399,6 +426,19 @@ mod tests {
         assert!(uuid::Uuid::parse_str(&event.event_id).is_ok());
         assert!(event.timestamp.is_some());
         assert_eq!(event.properties.len(), 1);
+    }
+
+    #[test]
+    fn stats_is_live_only_as_text_on_a_terminal() {
+        let args = StatsArgs::default();
+        assert!(args.live(false, true));
+        assert!(!args.live(true, true), "--json prints one snapshot");
+        assert!(!args.live(false, false), "not a terminal: one snapshot");
+        let once = StatsArgs {
+            once: true,
+            ..StatsArgs::default()
+        };
+        assert!(!once.live(false, true));
     }
 
     #[test]

@@ -286,12 +286,30 @@ pub fn reload(source: Option<&Path>, r: &ReloadCatalogResponse) -> Json {
     })
 }
 
-/// Every counter and gauge; `filtered` and `served` keep the server's order.
+/// Every counter and gauge, and the latency summary (`null` from a server
+/// that does not report one); lists keep the server's order.
 pub fn stats(r: &StatsResponse) -> Json {
-    let filtered: Vec<Json> = r
-        .filtered
+    let reasons = |counts: &[nudge_proto::v1::ReasonCountTotal]| -> Vec<Json> {
+        counts
+            .iter()
+            .map(|f| json!({ "reason": f.reason, "count": f.count }))
+            .collect()
+    };
+    let latency = r.latency.as_ref().map_or(Json::Null, |l| {
+        json!({
+            "window_seconds": l.window_seconds,
+            "count": l.count,
+            "p50_micros": l.p50_micros,
+            "p90_micros": l.p90_micros,
+            "p99_micros": l.p99_micros,
+            "p999_micros": l.p999_micros,
+            "max_micros": l.max_micros,
+        })
+    });
+    let variants: Vec<Json> = r
+        .variants
         .iter()
-        .map(|f| json!({ "reason": f.reason, "count": f.count }))
+        .map(|v| json!({ "variant": v.variant, "decisions": v.decisions }))
         .collect();
     let served: Vec<Json> = r
         .served
@@ -307,11 +325,14 @@ pub fn stats(r: &StatsResponse) -> Json {
         "passivations": r.passivations,
         "decisions": r.decisions,
         "fallbacks": r.fallbacks,
+        "fallbacks_by_reason": reasons(&r.fallbacks_by_reason),
+        "variants": variants,
+        "latency": latency,
         "events": r.events,
         "duplicate_events": r.duplicate_events,
         "outcomes": r.outcomes,
         "rejected_requests": r.rejected_requests,
-        "filtered": filtered,
+        "filtered": reasons(&r.filtered),
         "served": served,
     })
 }
@@ -447,5 +468,43 @@ mod tests {
         let j = reload(None, &ReloadCatalogResponse::default());
         assert_eq!(j["file"], Json::Null);
         assert_eq!(j["summary"], Json::Null);
+    }
+
+    #[test]
+    fn stats_has_latency_fallback_reasons_and_variants() {
+        use nudge_proto::v1::{LatencySummary, ReasonCountTotal, VariantCount};
+        let j = stats(&StatsResponse {
+            decisions: 10,
+            fallbacks: 2,
+            fallbacks_by_reason: vec![ReasonCountTotal {
+                reason: "deadline".into(),
+                count: 2,
+            }],
+            variants: vec![VariantCount {
+                variant: "default".into(),
+                decisions: 10,
+            }],
+            latency: Some(LatencySummary {
+                window_seconds: 60,
+                count: 10,
+                p50_micros: 150,
+                p90_micros: 200,
+                p99_micros: 400,
+                p999_micros: 400,
+                max_micros: 401,
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            j["fallbacks_by_reason"],
+            json!([{"reason": "deadline", "count": 2}])
+        );
+        assert_eq!(
+            j["variants"],
+            json!([{"variant": "default", "decisions": 10}])
+        );
+        assert_eq!(j["latency"]["p50_micros"], 150);
+        assert_eq!(j["latency"]["window_seconds"], 60);
+        assert_eq!(stats(&StatsResponse::default())["latency"], Json::Null);
     }
 }

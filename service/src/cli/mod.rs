@@ -5,9 +5,11 @@
 //!
 //! - `args`: the clap arguments of each subcommand and the requests they build.
 //! - `parse`: typed `KEY=VALUE` pairs, RFC 3339 times, finite numbers.
-//! - `client`: connecting, and readable gRPC / connection errors.
+//! - `client`: connecting (TLS, client certificate, bearer token), and readable
+//!   gRPC / connection errors.
 //! - `output` / `json`: rendering responses as text or JSON.
 //! - `names`: lowercase enum names, timestamps and number formats they share.
+//! - `watch`: the live, redrawn view of `stats` on a terminal.
 
 mod args;
 mod client;
@@ -15,8 +17,9 @@ mod json;
 mod names;
 mod output;
 mod parse;
+mod watch;
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 
 use nudge_proto::v1::{
     StatsRequest, admin_client::AdminClient, decisions_client::DecisionsClient,
@@ -50,12 +53,13 @@ pub enum ClientCommand {
     Profile(ProfileArgs),
     /// Replace the server's running catalog with FILE, or make it re-read its own.
     Reload(ReloadArgs),
-    /// Show the server's counters and gauges.
+    /// Watch the server's traffic, latency, serves, filters and fallbacks live
+    /// (one snapshot when stdout is not a terminal, or with --once or --json).
     Stats(StatsArgs),
 }
 
 /// Global client options, flattened into the top-level CLI by main.rs.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct ClientOptions {
     /// Address of the nudge server.
     #[arg(
@@ -69,12 +73,63 @@ pub struct ClientOptions {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true, display_order = 100)]
     pub json: bool,
+    /// Bearer token for the protected calls (reload, stats, consent,
+    /// suppress, unsuppress); prefer NUDGE_TOKEN to keep it out of `ps`.
+    #[arg(
+        long,
+        global = true,
+        env = "NUDGE_TOKEN",
+        hide_env_values = true,
+        display_order = 101
+    )]
+    pub token: Option<String>,
+    /// CA certificate (PEM) that signed the server's certificate; needed for
+    /// an https:// server.
+    #[arg(
+        long,
+        global = true,
+        env = "NUDGE_CA_CERT",
+        value_name = "FILE",
+        display_order = 102
+    )]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Client certificate (PEM), for a server that requires one (mTLS).
+    #[arg(
+        long,
+        global = true,
+        env = "NUDGE_CLIENT_CERT",
+        value_name = "FILE",
+        display_order = 102
+    )]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "NUDGE_CLIENT_KEY",
+        value_name = "FILE",
+        display_order = 102
+    )]
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 /// Runs one client subcommand against the server in `options` and prints the
 /// answer to stdout. Argument problems are reported before connecting; gRPC
 /// failures read `server said CODE: message`.
 pub async fn run(command: ClientCommand, options: &ClientOptions) -> anyhow::Result<()> {
+    if let ClientCommand::Stats(args) = &command
+        && args.live(options.json, std::io::stdout().is_terminal())
+    {
+        let mut client = AdminClient::new(client::connect(options).await?);
+        return watch::watch(args.interval, async || {
+            Ok(client
+                .stats(StatsRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner())
+        })
+        .await;
+    }
     let text = execute(command, options).await?;
     let mut stdout = std::io::stdout().lock();
     match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
@@ -99,11 +154,10 @@ fn render(
 
 /// Sends the command's request and renders the response.
 async fn execute(command: ClientCommand, options: &ClientOptions) -> anyhow::Result<String> {
-    let server = options.server.as_str();
     match command {
         ClientCommand::Decide(args) => {
             let request = args.request()?;
-            let mut client = DecisionsClient::new(client::connect(server).await?);
+            let mut client = DecisionsClient::new(client::connect(options).await?);
             let response = client
                 .decide(request)
                 .await
@@ -117,7 +171,7 @@ async fn execute(command: ClientCommand, options: &ClientOptions) -> anyhow::Res
         }
         ClientCommand::Track(args) => {
             let event = args.event()?;
-            let mut client = EventsClient::new(client::connect(server).await?);
+            let mut client = EventsClient::new(client::connect(options).await?);
             let response = client
                 .track(event.clone())
                 .await
@@ -131,7 +185,7 @@ async fn execute(command: ClientCommand, options: &ClientOptions) -> anyhow::Res
         }
         ClientCommand::Outcome(args) => {
             let request = args.request();
-            let mut client = DecisionsClient::new(client::connect(server).await?);
+            let mut client = DecisionsClient::new(client::connect(options).await?);
             let response = client
                 .report_outcome(request.clone())
                 .await
@@ -145,7 +199,7 @@ async fn execute(command: ClientCommand, options: &ClientOptions) -> anyhow::Res
         }
         ClientCommand::Consent(args) => {
             let request = args.request();
-            let mut client = ProfilesClient::new(client::connect(server).await?);
+            let mut client = ProfilesClient::new(client::connect(options).await?);
             let response = client
                 .set_consent(request.clone())
                 .await
@@ -159,7 +213,7 @@ async fn execute(command: ClientCommand, options: &ClientOptions) -> anyhow::Res
         }
         ClientCommand::Suppress(args) => {
             let request = args.request();
-            let mut client = ProfilesClient::new(client::connect(server).await?);
+            let mut client = ProfilesClient::new(client::connect(options).await?);
             let response = client
                 .suppress(request.clone())
                 .await
@@ -173,7 +227,7 @@ async fn execute(command: ClientCommand, options: &ClientOptions) -> anyhow::Res
         }
         ClientCommand::Unsuppress(args) => {
             let request = args.request();
-            let mut client = ProfilesClient::new(client::connect(server).await?);
+            let mut client = ProfilesClient::new(client::connect(options).await?);
             let response = client
                 .unsuppress(request.clone())
                 .await
@@ -186,7 +240,7 @@ async fn execute(command: ClientCommand, options: &ClientOptions) -> anyhow::Res
             )
         }
         ClientCommand::Profile(args) => {
-            let mut client = ProfilesClient::new(client::connect(server).await?);
+            let mut client = ProfilesClient::new(client::connect(options).await?);
             let profile = client
                 .get_profile(args.request())
                 .await
@@ -200,7 +254,7 @@ async fn execute(command: ClientCommand, options: &ClientOptions) -> anyhow::Res
         }
         ClientCommand::Reload(args) => {
             let request = args.request()?;
-            let mut client = AdminClient::new(client::connect(server).await?);
+            let mut client = AdminClient::new(client::connect(options).await?);
             let response = client
                 .reload_catalog(request)
                 .await
@@ -213,8 +267,8 @@ async fn execute(command: ClientCommand, options: &ClientOptions) -> anyhow::Res
                 || output::reload(source, &response),
             )
         }
-        ClientCommand::Stats(StatsArgs {}) => {
-            let mut client = AdminClient::new(client::connect(server).await?);
+        ClientCommand::Stats(_) => {
+            let mut client = AdminClient::new(client::connect(options).await?);
             let response = client
                 .stats(StatsRequest {})
                 .await
@@ -223,7 +277,7 @@ async fn execute(command: ClientCommand, options: &ClientOptions) -> anyhow::Res
             render(
                 options,
                 || json::stats(&response),
-                || output::stats(&response),
+                || output::stats(None, &response, std::time::Duration::ZERO),
             )
         }
     }
@@ -376,6 +430,14 @@ mod tests {
         assert!(parse(&["reload"]).is_ok());
         assert!(parse(&["reload", "catalog.toml"]).is_ok());
         assert!(parse(&["stats"]).is_ok());
+        let cli = parse(&["stats", "--once", "--interval", "0.5"]).expect("valid stats");
+        let ClientCommand::Stats(args) = cli.command else {
+            panic!("expected stats");
+        };
+        assert!(args.once);
+        assert_eq!(args.interval, std::time::Duration::from_millis(500));
+        let err = parse(&["stats", "--interval", "0"]).expect_err("too short");
+        assert!(err.to_string().contains("--interval"), "{err}");
         assert!(
             parse(&[
                 "track",
@@ -418,9 +480,9 @@ mod tests {
     async fn unreachable_server_is_reported_with_its_address() {
         let options = ClientOptions {
             server: "http://127.0.0.1:1".into(),
-            json: false,
+            ..ClientOptions::default()
         };
-        let err = run(ClientCommand::Stats(StatsArgs {}), &options)
+        let err = run(ClientCommand::Stats(StatsArgs::default()), &options)
             .await
             .expect_err("nothing listens on port 1");
         assert!(err.to_string().contains("http://127.0.0.1:1"), "{err}");

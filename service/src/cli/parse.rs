@@ -6,6 +6,7 @@ use chrono::DateTime;
 use nudge_proto::v1::{Value, value::Kind};
 use prost_types::Timestamp;
 use std::collections::HashMap;
+use std::time::Duration;
 
 use super::names::from_datetime;
 
@@ -73,6 +74,23 @@ fn finite_number(text: &str) -> Option<f64> {
 /// Parses a finite number (no NaN or infinity), e.g. for `--reward`.
 pub fn parse_finite(arg: &str) -> Result<f64, String> {
     finite_number(arg).ok_or_else(|| format!("expected a finite number, got '{arg}'"))
+}
+
+/// The shortest refresh interval of `nudge stats`.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Parses a refresh interval in seconds, fractions allowed (`1`, `0.5`), at
+/// least [`MIN_INTERVAL`] and at most an hour.
+pub fn parse_interval(arg: &str) -> Result<Duration, String> {
+    let seconds = finite_number(arg.trim())
+        .ok_or_else(|| format!("expected a number of seconds such as 1 or 0.5, got '{arg}'"))?;
+    if !(MIN_INTERVAL.as_secs_f64()..=3_600.0).contains(&seconds) {
+        return Err(format!(
+            "the interval must be between {} and 3600 seconds, got '{arg}'",
+            MIN_INTERVAL.as_secs_f64()
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// Parses an RFC 3339 date-time such as `2024-05-01T10:00:00Z` or
@@ -170,5 +188,11 @@ mod tests {
         assert!(parse_timestamp("yesterday").is_err());
         assert_eq!(parse_finite("12.5"), Ok(12.5));
         assert!(parse_finite("NaN").is_err());
+        assert_eq!(parse_interval("1"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_interval("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "0.01", "-1", "inf", "NaN", "soon", "7200"] {
+            let err = parse_interval(bad).expect_err(bad);
+            assert!(err.contains(bad), "{err}");
+        }
     }
 }

@@ -3,7 +3,6 @@
 use super::client_deadline;
 use crate::convert;
 use crate::engine::Engine;
-use crate::error::ServiceError;
 use nudge_proto::v1 as proto;
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,32 +46,13 @@ impl proto::decisions_server::Decisions for DecisionsService {
         &self,
         request: Request<proto::ReportOutcomeRequest>,
     ) -> Result<Response<proto::ReportOutcomeResponse>, Status> {
-        let request = request.into_inner();
         let shared = self.engine.shared();
-        let limits = &shared.config.limits;
-        convert::id("customer_id", &request.customer_id, limits)?;
-        convert::id("decision_id", &request.decision_id, limits)?;
-        convert::id("action_id", &request.action_id, limits)?;
-        let outcome = convert::outcome(request.outcome)?;
-        if let Some(reward) = request.reward.filter(|reward| !reward.is_finite()) {
-            return Err(ServiceError::invalid(
-                "reward",
-                format!("{reward} is not a finite number"),
-            )
-            .into());
-        }
-        let at = convert::timestamp("timestamp", request.timestamp, shared.clock.now(), limits)?;
-        let result = self
-            .engine
-            .report_outcome(
-                &request.customer_id,
-                &request.decision_id,
-                &request.action_id,
-                outcome,
-                request.reward,
-                at,
-            )
-            .await?;
+        let input = convert::report_outcome(
+            request.into_inner(),
+            shared.clock.now(),
+            &shared.config.limits,
+        )?;
+        let result = self.engine.report_outcome(input).await?;
         Ok(Response::new(proto::ReportOutcomeResponse {
             applied: result.applied,
             slot_released: result.slot_released,

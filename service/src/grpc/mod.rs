@@ -1,17 +1,22 @@
 //! The gRPC adapters: one thin service per `nudge.v1` service, plus health and
 //! reflection, assembled by [`serve`] on an already-bound listener (tests bind
-//! `127.0.0.1:0` and call the same function as `main`).
+//! `127.0.0.1:0` and call the same function as `main`). [`serve`] also applies,
+//! to every service, TLS ([`tls`]), the authorization of the protected calls
+//! ([`auth`]) and the message size limit.
 
 mod admin;
+pub mod auth;
 mod decisions;
 mod events;
 mod profiles;
+pub mod tls;
 
 pub use admin::AdminService;
 pub use decisions::DecisionsService;
 pub use events::EventsService;
 pub use profiles::ProfilesService;
 
+use crate::config::ConfigError;
 use crate::engine::{Engine, Shared};
 use nudge_proto::v1::{
     admin_server::AdminServer, decisions_server::DecisionsServer, events_server::EventsServer,
@@ -79,16 +84,33 @@ pub enum ServeError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The token or TLS settings cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// Serves every nudge service, health and reflection on `listener` until
-/// `shutdown` completes, then drains in-flight calls.
+/// `shutdown` completes, then drains in-flight calls. With `tls.*` set the
+/// listener speaks TLS only; with `auth.token` or mTLS the calls in
+/// [`auth::PROTECTED`] need credentials.
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let max_message = engine.shared().config.limits.max_message_bytes;
+    let config = &engine.shared().config;
+    let max_message = config.limits.max_message_bytes;
+    let tls = config
+        .tls_files()?
+        .map(|files| tls::server_config(&files))
+        .transpose()?;
+    let authorizer = auth::Authorizer::new(config.auth_token()?, config.tls.client_ca.is_some());
+    tracing::info!(
+        tls = tls.is_some(),
+        mtls = config.tls.client_ca.is_some(),
+        token = config.auth.token.is_some() || config.auth.token_file.is_some(),
+        "transport security"
+    );
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<DecisionsServer<DecisionsService>>()
@@ -104,8 +126,13 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(nudge_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection_v1 = reflection()
+        .build_v1()?
+        .max_decoding_message_size(max_message);
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()?
+        .max_decoding_message_size(max_message);
+    let health_service = health_service.max_decoding_message_size(max_message);
     let drain_health = health.clone();
     let shutdown = async move {
         shutdown.await;
@@ -113,10 +140,16 @@ pub async fn serve(
             .set_service_status("", ServingStatus::NotServing)
             .await;
     };
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        // Outermost first: refusals by `auth` are counted too.
         .layer(rejections(engine.shared().clone()))
+        .layer(auth::AuthLayer::new(authorizer))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

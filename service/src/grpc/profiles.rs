@@ -19,11 +19,6 @@ impl ProfilesService {
     }
 }
 
-/// An optional channel: empty means every channel.
-fn channel(value: &str) -> Option<&str> {
-    (!value.is_empty()).then_some(value)
-}
-
 #[tonic::async_trait]
 impl proto::profiles_server::Profiles for ProfilesService {
     async fn get_profile(
@@ -47,14 +42,11 @@ impl proto::profiles_server::Profiles for ProfilesService {
         &self,
         request: Request<proto::SetConsentRequest>,
     ) -> Result<Response<proto::SetConsentResponse>, Status> {
-        let request = request.into_inner();
-        let limits = &self.engine.shared().config.limits;
-        convert::id("customer_id", &request.customer_id, limits)?;
-        convert::id("channel", &request.channel, limits)?;
-        let state = convert::consent(request.state)?;
+        let input =
+            convert::set_consent(request.into_inner(), &self.engine.shared().config.limits)?;
         let previous = self
             .engine
-            .set_consent(&request.customer_id, &request.channel, state)
+            .set_consent(&input.customer_id, &input.channel, input.state)
             .await?;
         Ok(Response::new(convert::consent_response(previous)))
     }
@@ -63,27 +55,8 @@ impl proto::profiles_server::Profiles for ProfilesService {
         &self,
         request: Request<proto::SuppressRequest>,
     ) -> Result<Response<proto::SuppressResponse>, Status> {
-        let request = request.into_inner();
-        let limits = &self.engine.shared().config.limits;
-        convert::id("customer_id", &request.customer_id, limits)?;
-        if request.note.len() > limits.max_string_bytes {
-            return Err(crate::error::ServiceError::invalid(
-                "note",
-                format!("is longer than {} bytes", limits.max_string_bytes),
-            )
-            .into());
-        }
-        let reason = convert::suppression_reason(request.reason)?;
-        let changed = self
-            .engine
-            .change_suppression(
-                &request.customer_id,
-                channel(&request.channel),
-                reason,
-                &request.note,
-                false,
-            )
-            .await?;
+        let input = convert::suppress(request.into_inner(), &self.engine.shared().config.limits)?;
+        let changed = self.engine.change_suppression(input).await?;
         Ok(Response::new(proto::SuppressResponse { changed }))
     }
 
@@ -91,23 +64,8 @@ impl proto::profiles_server::Profiles for ProfilesService {
         &self,
         request: Request<proto::UnsuppressRequest>,
     ) -> Result<Response<proto::SuppressResponse>, Status> {
-        let request = request.into_inner();
-        convert::id(
-            "customer_id",
-            &request.customer_id,
-            &self.engine.shared().config.limits,
-        )?;
-        let reason = convert::suppression_reason(request.reason)?;
-        let changed = self
-            .engine
-            .change_suppression(
-                &request.customer_id,
-                channel(&request.channel),
-                reason,
-                "",
-                true,
-            )
-            .await?;
+        let input = convert::unsuppress(request.into_inner(), &self.engine.shared().config.limits)?;
+        let changed = self.engine.change_suppression(input).await?;
         Ok(Response::new(proto::SuppressResponse { changed }))
     }
 }

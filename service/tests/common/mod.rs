@@ -33,7 +33,7 @@ pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Environment variables of the binary that would change what a test runs.
-pub const NUDGE_ENV: [&str; 8] = [
+pub const NUDGE_ENV: [&str; 13] = [
     "NUDGE_CONFIG",
     "NUDGE_LISTEN",
     "NUDGE_METRICS_LISTEN",
@@ -42,6 +42,11 @@ pub const NUDGE_ENV: [&str; 8] = [
     "NUDGE_BUDGET_MS",
     "NUDGE_SERVER",
     "NUDGE_LOG",
+    "NUDGE_AUTH_TOKEN",
+    "NUDGE_TOKEN",
+    "NUDGE_CA_CERT",
+    "NUDGE_CLIENT_CERT",
+    "NUDGE_CLIENT_KEY",
 ];
 
 /// A `nudge` command with a predictable environment.
@@ -154,8 +159,15 @@ pub fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Str
 
 /// Runs `nudge ARGS` to completion (killed after [`CLIENT_TIMEOUT`]).
 pub fn run(args: &[&str]) -> Output {
+    run_with_env(args, &[])
+}
+
+/// Runs `nudge ARGS` with extra environment variables to completion.
+pub fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = nudge_command(args);
+    command.envs(env.iter().copied());
     let mut child = ChildGuard(
-        nudge_command(args)
+        command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -202,6 +214,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// How a [`Server`] is reached when it has security settings: over `https`,
+/// with arguments every client command gets (`--token`, `--ca-cert`, …),
+/// and environment variables for `nudge serve` (`NUDGE_AUTH_TOKEN`).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Clients use `https://`.
+    pub https: bool,
+    /// Appended to every client command, the readiness probe included.
+    pub client_args: Vec<String>,
+    /// Set for `nudge serve`.
+    pub server_env: Vec<(String, String)>,
+}
+
 /// A running `nudge serve`, killed on drop.
 #[derive(Debug)]
 pub struct Server {
@@ -209,6 +234,7 @@ pub struct Server {
     url: String,
     log: PathBuf,
     metrics: Option<String>,
+    access: Access,
 }
 
 impl Server {
@@ -216,16 +242,21 @@ impl Server {
     /// logging to a file in `dir`, and waits until `nudge stats` answers.
     /// It serves no metrics.
     pub fn start(dir: &TempDir, extra: &[&str]) -> Self {
-        Self::launch(dir, extra, false)
+        Self::launch(dir, extra, false, Access::default())
+    }
+
+    /// Like [`Server::start`], reached as `access` says.
+    pub fn start_with_access(dir: &TempDir, extra: &[&str], access: Access) -> Self {
+        Self::launch(dir, extra, false, access)
     }
 
     /// Like [`Server::start`], with the Prometheus exporter on another free
     /// loopback port (see [`Server::metrics_address`]).
     pub fn start_with_metrics(dir: &TempDir, extra: &[&str]) -> Self {
-        Self::launch(dir, extra, true)
+        Self::launch(dir, extra, true, Access::default())
     }
 
-    fn launch(dir: &TempDir, extra: &[&str], with_metrics: bool) -> Self {
+    fn launch(dir: &TempDir, extra: &[&str], with_metrics: bool, access: Access) -> Self {
         const ATTEMPTS: usize = 3;
         for attempt in 1..=ATTEMPTS {
             let port = free_port();
@@ -238,18 +269,22 @@ impl Server {
                 args.extend_from_slice(&["--metrics-listen", metrics]);
             }
             args.extend_from_slice(extra);
+            let mut command = nudge_command(&args);
+            command.envs(access.server_env.iter().map(|(k, v)| (k, v)));
             let child = ChildGuard(
-                nudge_command(&args)
+                command
                     .stdout(Stdio::null())
                     .stderr(log_file)
                     .spawn()
                     .expect("spawn nudge serve"),
             );
+            let scheme = if access.https { "https" } else { "http" };
             let mut server = Server {
                 child,
-                url: format!("http://{listen}"),
+                url: format!("{scheme}://{listen}"),
                 log,
                 metrics,
+                access: access.clone(),
             };
             match server.wait_ready() {
                 Ok(()) => return server,
@@ -273,7 +308,7 @@ impl Server {
             // test's server could answer on the same port.
             let bound = self.log().contains("nudge is serving");
             let stats = if bound {
-                let stats = run(&["stats", "--server", &self.url]);
+                let stats = self.client(&["stats"]);
                 if stats.status.success() {
                     return Ok(());
                 }
@@ -308,10 +343,17 @@ impl Server {
         self.child.0.id().to_string()
     }
 
-    /// Runs a client subcommand against this server.
+    /// The URL clients reach this server at.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs a client subcommand against this server (with the [`Access`]
+    /// client arguments).
     pub fn client(&self, args: &[&str]) -> Output {
         let mut all = args.to_vec();
         all.extend_from_slice(&["--server", &self.url]);
+        all.extend(self.access.client_args.iter().map(String::as_str));
         run(&all)
     }
 

@@ -6,7 +6,8 @@
 //! - `acks`: the one-sentence answers to `track`, `outcome`, `consent`,
 //!   `suppress` and `unsuppress`.
 //! - `profile`: a customer's profile, section by section.
-//! - `admin`: `reload` and `stats`.
+//! - `admin`: `reload`.
+//! - `stats`: the `stats` dashboard, from two snapshots and the time between.
 //!
 //! This file holds the table layout and small formats they share.
 
@@ -14,13 +15,15 @@ mod acks;
 mod admin;
 mod decide;
 mod profile;
+mod stats;
 
 use super::names::consent_state_name;
 
 pub use acks::{consent, outcome, suppress, track, unsuppress};
-pub use admin::{reload, stats};
+pub use admin::reload;
 pub use decide::decide;
 pub use profile::profile;
+pub use stats::{live_footer, stats};
 
 /// Column alignment in a [`table`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
