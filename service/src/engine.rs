@@ -59,6 +59,55 @@ pub struct Shared {
     pub metrics: Metrics,
 }
 
+/// Each observable event is recorded once here, into both the `Admin.Stats`
+/// counters and the Prometheus metrics, so the two never drift apart.
+impl Shared {
+    /// A customer actor was started.
+    pub fn record_activation(&self) {
+        bump(&self.stats.activations);
+        self.metrics.activated();
+    }
+
+    /// A customer actor stopped (idle, evicted or shutting down).
+    pub fn record_passivation(&self) {
+        bump(&self.stats.passivations);
+        self.metrics.passivated();
+    }
+
+    /// An event was applied, or acknowledged as a duplicate.
+    pub fn record_event(&self, catalog: &Catalog, name: &str, result: TrackResult) {
+        match result {
+            TrackResult::Applied => {
+                bump(&self.stats.events);
+                self.metrics.event_applied(catalog, name);
+            }
+            TrackResult::Duplicate => {
+                bump(&self.stats.duplicate_events);
+                self.metrics.duplicate_event();
+            }
+        }
+    }
+
+    /// An outcome was applied.
+    pub fn record_outcome(&self, outcome: OutcomeKind) {
+        bump(&self.stats.outcomes);
+        self.metrics.outcome(outcome);
+    }
+
+    /// A decision was answered (dry runs included).
+    pub fn record_decision(
+        &self,
+        catalog: &Catalog,
+        placement: &str,
+        variant: &str,
+        decision: &Decision,
+    ) {
+        self.stats.record_decision(variant, decision);
+        self.metrics
+            .record_decision(catalog, placement, variant, decision);
+    }
+}
+
 /// A validated Decide call.
 #[derive(Debug, Clone)]
 pub struct DecideInput {

@@ -4,7 +4,6 @@
 
 use crate::engine::{DecideInput, DecideReply, Shared};
 use crate::error::ServiceError;
-use crate::stats::bump;
 use actix::prelude::*;
 use nudge_models::customer::{
     ConsentState, CustomerState, OutcomeResult, SuppressionReason, TrackResult,
@@ -111,8 +110,7 @@ impl Actor for CustomerActor {
         if let Err(error) = self.shared.store.save(&self.customer_id, &self.state) {
             tracing::error!(%error, "failed to save customer state on passivation");
         }
-        bump(&self.shared.stats.passivations);
-        self.shared.metrics.passivated();
+        self.shared.record_passivation();
         if let Some(on_stop) = self.on_stop.take() {
             on_stop();
         }
@@ -194,10 +192,6 @@ impl Handler<Decide> for CustomerActor {
                 .record_decision(decision_id, &decision, &catalog, now);
         }
         self.shared
-            .stats
-            .record_decision(DEFAULT_VARIANT, &decision);
-        self.shared
-            .metrics
             .record_decision(&catalog, &input.placement, DEFAULT_VARIANT, &decision);
         Ok(DecideReply {
             decision_id,
@@ -237,16 +231,7 @@ impl Handler<Track> for CustomerActor {
             .iter()
             .map(|event| {
                 let result = self.state.track(event, now);
-                match result {
-                    TrackResult::Applied => {
-                        bump(&self.shared.stats.events);
-                        self.shared.metrics.event_applied(&catalog, &event.name);
-                    }
-                    TrackResult::Duplicate => {
-                        bump(&self.shared.stats.duplicate_events);
-                        self.shared.metrics.duplicate_event();
-                    }
-                }
+                self.shared.record_event(&catalog, &event.name, result);
                 result
             })
             .collect()
@@ -283,8 +268,7 @@ impl Handler<ReportOutcome> for CustomerActor {
             &self.shared.budgets,
         )?;
         if result.applied {
-            bump(&self.shared.stats.outcomes);
-            self.shared.metrics.outcome(message.outcome);
+            self.shared.record_outcome(message.outcome);
         }
         Ok(result)
     }

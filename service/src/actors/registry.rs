@@ -5,7 +5,6 @@ use super::customer::{Activity, CustomerActor, Passivate};
 use super::system::ActorSystem;
 use crate::engine::Shared;
 use crate::error::ServiceError;
-use crate::stats::bump;
 use actix::prelude::*;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -97,8 +96,7 @@ impl CustomerRegistry {
                 let addr = CustomerActor::start_in_arbiter(arbiter, move |_| {
                     CustomerActor::new(key, state, shared, actor_activity, generation, on_stop)
                 });
-                bump(&self.shared.stats.activations);
-                self.shared.metrics.activated();
+                self.shared.record_activation();
                 let entry = RegistryEntry {
                     addr,
                     generation,
