@@ -30,6 +30,7 @@ pub mod model;
 pub mod pipeline;
 pub mod profile;
 mod rule_vars;
+pub mod small_map;
 pub mod time;
 pub mod value;
 

@@ -76,6 +76,8 @@ pub struct Model {
     artifact: ModelArtifact,
     features: FeatureSet,
     weights: Array1<f64>,
+    /// The feature specs, shared with every decision-log entry.
+    feature_names: Arc<[String]>,
     /// The action factors of the catalog last scored against.
     bound: RwLock<Option<Arc<BoundActions>>>,
 }
@@ -86,6 +88,7 @@ impl Clone for Model {
             artifact: self.artifact.clone(),
             features: self.features.clone(),
             weights: self.weights.clone(),
+            feature_names: self.feature_names.clone(),
             bound: RwLock::new(None),
         }
     }
@@ -193,10 +196,12 @@ impl Model {
         let features =
             FeatureSet::parse(&artifact.features).map_err(|error| invalid(error.to_string()))?;
         let weights = Array1::from(artifact.weights.clone());
+        let feature_names = Arc::from(artifact.features.clone());
         Ok(Self {
             artifact,
             features,
             weights,
+            feature_names,
             bound: RwLock::new(None),
         })
     }
@@ -204,6 +209,11 @@ impl Model {
     /// The version.
     pub fn version(&self) -> &str {
         &self.artifact.version
+    }
+
+    /// The feature specs in column order, shared (cheap to clone).
+    pub fn feature_names(&self) -> Arc<[String]> {
+        self.feature_names.clone()
     }
 
     /// The artifact it was loaded from.

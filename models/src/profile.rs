@@ -6,6 +6,7 @@
 //! the hour. Late and out-of-order events land in their own hour's bucket; events
 //! older than 30 days update `last_seen` but no counter.
 
+use crate::small_map::SmallMap;
 use crate::time::Timestamp;
 use crate::value::AttrValue;
 use serde::{Deserialize, Serialize};
@@ -186,11 +187,11 @@ pub struct Attribute {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     /// Attributes from `identify` events: plan, tier, timezone, ...
-    pub attributes: BTreeMap<String, Attribute>,
+    pub attributes: SmallMap<Attribute>,
     /// Counters and recency per event name.
-    pub events: BTreeMap<String, EventStats>,
+    pub events: SmallMap<EventStats>,
     /// Engagement per channel.
-    pub engagement: BTreeMap<String, ChannelEngagement>,
+    pub engagement: SmallMap<ChannelEngagement>,
     /// The earliest event time seen.
     pub first_seen: Option<Timestamp>,
     /// The latest event time seen.
@@ -201,8 +202,7 @@ impl Profile {
     /// Applies one event: counters, recency and, for `identify`, attributes.
     pub fn apply_event(&mut self, event: &Event, now: Timestamp) {
         self.events
-            .entry(event.name.clone())
-            .or_default()
+            .get_or_default(&event.name)
             .record(event.timestamp, now);
         if self.first_seen.is_none_or(|first| event.timestamp < first) {
             self.first_seen = Some(event.timestamp);
@@ -218,7 +218,7 @@ impl Profile {
                     .is_none_or(|current| event.timestamp >= current.set_at);
                 if newer {
                     self.attributes.insert(
-                        name.clone(),
+                        name,
                         Attribute {
                             value: value.clone(),
                             set_at: event.timestamp,
@@ -271,7 +271,7 @@ impl Profile {
 
     /// Mutable engagement on `channel`.
     pub fn engagement_mut(&mut self, channel: &str) -> &mut ChannelEngagement {
-        self.engagement.entry(channel.to_owned()).or_default()
+        self.engagement.get_or_default(channel)
     }
 
     /// Drops counter buckets older than the horizon.
@@ -290,7 +290,11 @@ impl Profile {
             .last_seen
             .map_or(NEVER_DAYS, |last| now.days_since(last).max(0.0));
         derived.insert("days_since_last_seen".to_owned(), last_seen);
-        for event in known_events.iter().chain(self.events.keys()) {
+        for event in known_events
+            .iter()
+            .map(String::as_str)
+            .chain(self.events.keys())
+        {
             derived.insert(format!("days_since_{event}"), self.days_since(event, now));
         }
         derived

@@ -1,6 +1,15 @@
-//! One typed configuration, validated once at start-up. Layers: built-in
-//! defaults, then a TOML file (unknown keys are errors), then `NUDGE_*`
-//! environment variables and command-line flags (applied by `main`).
+//! One typed configuration, validated once at start-up. Layers, each
+//! overriding the one before: built-in defaults, then a TOML file (unknown keys
+//! are errors), then `NUDGE_*` environment variables, then command-line flags.
+//!
+//! Every setting has an environment variable, by one rule: `NUDGE_` and the
+//! key in upper case with `.` as `_` (`actors.max_live_customers` is
+//! `NUDGE_ACTORS_MAX_LIVE_CUSTOMERS`). [`Config::load`] overlays those
+//! variables, and `--set key=value` flags, on the file's TOML document before
+//! it is deserialized, so there is no per-setting code: a value is read as a
+//! TOML value (`50`, `true`, `[1, 2]`) when the setting takes one, otherwise
+//! as the literal string. A variable whose name is no setting, or whose value
+//! does not fit, is an error that names the variable.
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -33,6 +42,110 @@ pub struct Config {
     pub auth: AuthConfig,
     /// TLS, and client certificates (mTLS), on the gRPC listener.
     pub tls: TlsConfig,
+    /// Durable customer state and the decision log.
+    pub storage: StorageConfig,
+    /// Transport limits and admission control of the gRPC listener.
+    pub grpc: GrpcConfig,
+    /// Which logs are written: a `tracing` filter directive such as `info`,
+    /// `debug` or `nudge_service=debug,info` (the `NUDGE_LOG` variable).
+    pub log: String,
+    /// How log lines are written to stderr.
+    pub log_format: LogFormat,
+    /// Write customer ids in logs as they are. Off: a customer id appears only
+    /// as a keyed hash (`cust#3f9a1c2b`), because it is personal data.
+    pub log_customer_ids: bool,
+    /// The key of that hash. The same key on every instance gives a customer
+    /// the same hash in all their logs, across restarts; unset, each process
+    /// draws a random key.
+    pub log_customer_id_key: Option<Secret>,
+}
+
+/// Transport limits and admission control of the gRPC listener (see
+/// [`crate::grpc::serve`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Most calls in flight at once, over every connection. A call beyond it
+    /// is refused at once with RESOURCE_EXHAUSTED instead of waiting in a
+    /// queue past its budget. Health and reflection calls are not counted.
+    pub max_concurrent_requests: usize,
+    /// Most client connections open at once; a connection beyond it is
+    /// closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams (calls) one connection may open.
+    pub max_concurrent_streams: u32,
+    /// Seconds between HTTP/2 keepalive pings on an idle connection.
+    pub keepalive_interval_secs: u64,
+    /// Seconds to wait for a keepalive ping's answer before the connection is
+    /// closed.
+    pub keepalive_timeout_secs: u64,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_requests: 1_024,
+            max_connections: 1_024,
+            max_concurrent_streams: 256,
+            keepalive_interval_secs: 30,
+            keepalive_timeout_secs: 10,
+        }
+    }
+}
+
+/// How log lines are written: `text` for people, `json` (one object per
+/// line) for log collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("'{other}' is neither 'text' nor 'json'")),
+        }
+    }
+}
+
+/// Where and how customer state, the decision log and outcomes are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The data directory (created if missing); holds `nudge.redb`.
+    pub data_dir: PathBuf,
+    /// Keep everything in memory instead: nothing survives a restart. For
+    /// trials and tests only.
+    pub in_memory: bool,
+    /// Most writes committed in one transaction (one fsync). Writes queue
+    /// while a commit runs and go together in the next one.
+    pub max_batch_writes: usize,
+    /// Decision and outcome log entries older than this many days are
+    /// deleted by compaction; 0 keeps them forever.
+    pub decision_retention_days: u64,
+    /// How often compaction runs (seconds).
+    pub compaction_interval_secs: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("nudge-data"),
+            in_memory: false,
+            max_batch_writes: 4_096,
+            decision_retention_days: 90,
+            compaction_interval_secs: 3_600,
+        }
+    }
 }
 
 /// The bearer token that guards the protected calls: every `nudge.v1.Admin`
@@ -212,6 +325,12 @@ impl Default for Config {
             limits: Limits::default(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
+            storage: StorageConfig::default(),
+            grpc: GrpcConfig::default(),
+            log: "info".to_owned(),
+            log_format: LogFormat::Text,
+            log_customer_ids: false,
+            log_customer_id_key: None,
         }
     }
 }
@@ -264,6 +383,23 @@ pub enum ConfigError {
         /// What is wrong, with the line when known.
         message: String,
     },
+    /// A `NUDGE_*` environment variable names no setting, or its value does
+    /// not fit the setting.
+    #[error("environment variable {variable}: {message}")]
+    Env {
+        /// The variable.
+        variable: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A `--set key=value` flag names no setting, or its value does not fit.
+    #[error("--set {setting}: {message}")]
+    Set {
+        /// The setting as written.
+        setting: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A value is out of range.
     #[error("config: {field}: {reason}")]
     Invalid {
@@ -274,17 +410,205 @@ pub enum ConfigError {
     },
 }
 
-impl Config {
-    /// Defaults overlaid with the TOML file at `path`.
-    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
+/// The prefix of every environment variable of nudge.
+pub const ENV_PREFIX: &str = "NUDGE_";
+
+/// `NUDGE_*` variables that are not settings: the file's path, and the
+/// options of the client subcommands (the same binary).
+const NOT_SETTINGS: [&str; 6] = [
+    "NUDGE_CONFIG",
+    "NUDGE_SERVER",
+    "NUDGE_TOKEN",
+    "NUDGE_CA_CERT",
+    "NUDGE_CLIENT_CERT",
+    "NUDGE_CLIENT_KEY",
+];
+
+/// The tables of [`Config`]: `NUDGE_ACTORS_ARBITERS` is `actors.arbiters`, a
+/// name that starts with no section is a top-level key.
+const SECTIONS: [&str; 6] = ["actors", "limits", "auth", "tls", "storage", "grpc"];
+
+/// The environment variable of a setting: `actors.max_live_customers` →
+/// `NUDGE_ACTORS_MAX_LIVE_CUSTOMERS`.
+pub fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+/// The setting of a `NUDGE_*` variable (the part after the prefix), as a key
+/// path: `ACTORS_MAX_LIVE_CUSTOMERS` → `["actors", "max_live_customers"]`.
+fn key_of_env(suffix: &str) -> Vec<String> {
+    let lower = suffix.to_ascii_lowercase();
+    for section in SECTIONS {
+        if let Some(key) = lower
+            .strip_prefix(section)
+            .and_then(|rest| rest.strip_prefix('_'))
+        {
+            return vec![section.to_owned(), key.to_owned()];
+        }
+    }
+    vec![lower]
+}
+
+/// `doc` with `value` at `path`, creating the tables on the way.
+fn insert(doc: &mut toml::Table, path: &[String], value: toml::Value) {
+    let Some((last, sections)) = path.split_last() else {
+        return;
+    };
+    let mut table = doc;
+    for section in sections {
+        let entry = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            // A path through a scalar (`--set budget_ms.x=1`): `value_for`
+            // refuses it before it gets here, on a document of its own.
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(inner) = entry else {
+            return;
+        };
+        table = inner;
+    }
+    table.insert(last.clone(), value);
+}
+
+/// The TOML value of `raw` for the setting at `path`: the value `raw` spells
+/// (`50`, `true`, `[1, 2]`) if the setting takes it, else the string `raw`
+/// itself (`127.0.0.1:50051`, `/etc/nudge/catalog.toml`, `0042` as a token).
+/// Each candidate is tried on a document that sets only this key, so the
+/// error is about this value alone.
+fn value_for(path: &[String], raw: &str) -> Result<toml::Value, String> {
+    let spelled = raw
+        .parse::<toml::Value>()
+        .ok()
+        .filter(|value| !value.is_str());
+    let mut first_error = None;
+    for candidate in spelled
+        .into_iter()
+        .chain([toml::Value::String(raw.to_owned())])
+    {
+        let mut doc = toml::Table::new();
+        insert(&mut doc, path, candidate.clone());
+        match doc.try_into::<Config>() {
+            Ok(_) => return Ok(candidate),
+            Err(error) => {
+                first_error.get_or_insert_with(|| error.message().trim().to_owned());
+            }
+        }
+    }
+    Err(first_error.unwrap_or_default())
+}
+
+/// Where an overlaid value came from.
+enum Origin {
+    /// A `NUDGE_*` variable.
+    Env(String),
+    /// A `--set key=value` flag.
+    Set(String),
+}
+
+impl Origin {
+    fn error(self, message: String) -> ConfigError {
+        match self {
+            Origin::Env(variable) => ConfigError::Env { variable, message },
+            Origin::Set(setting) => ConfigError::Set { setting, message },
+        }
+    }
+}
+
+/// The `NUDGE_*` variables of this process, for [`Config::load`]; an error
+/// names a variable whose value is not UTF-8.
+pub fn environment() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut variables = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(ENV_PREFIX) {
+            continue;
+        }
+        let value = value.into_string().map_err(|_| ConfigError::Env {
+            variable: name.to_owned(),
+            message: "the value is not UTF-8".to_owned(),
         })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
-            path: path.to_owned(),
-            message,
-        })
+        variables.push((name.to_owned(), value));
+    }
+    Ok(variables)
+}
+
+impl Config {
+    /// The configuration from its layers: the defaults, the TOML file at
+    /// `file`, the `NUDGE_*` variables in `env` (other names are ignored, so
+    /// the whole environment may be passed), and `sets`, the `--set key=value`
+    /// flags in order. Not yet validated: the caller applies its typed flags,
+    /// then calls [`Config::validate`].
+    ///
+    /// `NUDGE_AUTH_TOKEN` or `NUDGE_AUTH_TOKEN_FILE` (or `--set` of either)
+    /// replaces both `auth.token` and `auth.token_file` of the file.
+    pub fn load<N, V>(
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (N, V)>,
+        sets: &[(String, String)],
+    ) -> Result<Self, ConfigError>
+    where
+        N: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut doc = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                // Parsed as a `Config` first, for errors with the file's lines.
+                let parse_error = |message| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message,
+                };
+                Self::from_toml(&text).map_err(parse_error)?;
+                text.parse::<toml::Table>()
+                    .map_err(|error| parse_error(error.message().to_owned()))?
+            }
+            None => toml::Table::new(),
+        };
+        let mut overlays: Vec<(Origin, Vec<String>, String)> = Vec::new();
+        for (name, value) in env {
+            let name = name.as_ref();
+            let Some(suffix) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if NOT_SETTINGS.contains(&name) {
+                continue;
+            }
+            overlays.push((
+                Origin::Env(name.to_owned()),
+                key_of_env(suffix),
+                value.as_ref().to_owned(),
+            ));
+        }
+        // Whatever order the environment lists them in.
+        overlays.sort_by(|a, b| a.1.cmp(&b.1));
+        for (setting, value) in sets {
+            let path = setting.split('.').map(str::to_owned).collect();
+            overlays.push((Origin::Set(setting.clone()), path, value.clone()));
+        }
+        let overrides_token = overlays
+            .iter()
+            .any(|(_, path, _)| path == &["auth", "token"] || path == &["auth", "token_file"]);
+        if overrides_token && let Some(toml::Value::Table(auth)) = doc.get_mut("auth") {
+            auth.remove("token");
+            auth.remove("token_file");
+        }
+        for (origin, path, raw) in overlays {
+            let value = value_for(&path, &raw).map_err(|message| origin.error(message))?;
+            insert(&mut doc, &path, value);
+        }
+        doc.try_into::<Config>()
+            .map_err(|error| ConfigError::Parse {
+                path: file.map_or_else(
+                    || std::path::PathBuf::from("(environment and flags)"),
+                    std::path::Path::to_owned,
+                ),
+                message: error.message().trim().to_owned(),
+            })
     }
 
     /// Defaults overlaid with TOML text.
@@ -302,7 +626,8 @@ impl Config {
 
     /// Checks every value; the first problem is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(&'static str, bool, String); 7] = [
+        let grpc = &self.grpc;
+        let checks: [(&'static str, bool, String); 14] = [
             (
                 "budget_ms",
                 (1..=60_000).contains(&self.budget_ms),
@@ -341,11 +666,62 @@ impl Config {
                 self.limits.max_message_bytes >= 1024,
                 "must be at least 1024".to_owned(),
             ),
+            (
+                "storage.max_batch_writes",
+                (1..=1_000_000).contains(&self.storage.max_batch_writes),
+                format!("{} must be 1..=1000000", self.storage.max_batch_writes),
+            ),
+            (
+                "storage.compaction_interval_secs",
+                self.storage.compaction_interval_secs >= 1,
+                "must be at least 1".to_owned(),
+            ),
+            (
+                "grpc.max_concurrent_requests",
+                (1..=1_000_000).contains(&grpc.max_concurrent_requests),
+                format!("{} must be 1..=1000000", grpc.max_concurrent_requests),
+            ),
+            (
+                "grpc.max_connections",
+                (1..=1_000_000).contains(&grpc.max_connections),
+                format!("{} must be 1..=1000000", grpc.max_connections),
+            ),
+            (
+                "grpc.max_concurrent_streams",
+                grpc.max_concurrent_streams >= 1,
+                "must be at least 1".to_owned(),
+            ),
+            (
+                "grpc.keepalive_interval_secs",
+                (1..=86_400).contains(&grpc.keepalive_interval_secs),
+                format!("{} must be 1..=86400", grpc.keepalive_interval_secs),
+            ),
+            (
+                "grpc.keepalive_timeout_secs",
+                (1..=3_600).contains(&grpc.keepalive_timeout_secs),
+                format!("{} must be 1..=3600", grpc.keepalive_timeout_secs),
+            ),
         ];
         for (field, ok, reason) in checks {
             if !ok {
                 return Err(ConfigError::Invalid { field, reason });
             }
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::builder().parse(&self.log) {
+            return Err(ConfigError::Invalid {
+                field: "log",
+                reason: format!("'{}' is not a log filter: {error}", self.log),
+            });
+        }
+        if self
+            .log_customer_id_key
+            .as_ref()
+            .is_some_and(|key| key.expose().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                field: "log_customer_id_key",
+                reason: "the key is empty".to_owned(),
+            });
         }
         self.auth_token()?;
         self.tls_files()?;
@@ -578,5 +954,251 @@ mod tests {
             error.contains("line 1") && error.contains("'nowhere'"),
             "{error}"
         );
+    }
+
+    /// A config file in the temp dir, removed on drop.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(tag: &str, text: &str) -> Self {
+            let path = std::env::temp_dir()
+                .join(format!("nudge-config-{tag}-{}.toml", std::process::id()));
+            std::fs::write(&path, text).expect("write the config file");
+            Self(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn set(key: &str, value: &str) -> (String, String) {
+        (key.to_owned(), value.to_owned())
+    }
+
+    #[test]
+    fn flags_override_the_environment_which_overrides_the_file() {
+        let file = TempFile::new(
+            "layers",
+            "budget_ms = 50\nlog_format = \"text\"\n[actors]\narbiters = 4\nmax_live_customers = 7\n",
+        );
+        let env = [
+            ("NUDGE_BUDGET_MS", "60"),
+            ("NUDGE_ACTORS_MAX_LIVE_CUSTOMERS", "10"),
+            ("NUDGE_LOG_FORMAT", "json"),
+            ("NUDGE_GRPC_MAX_CONCURRENT_REQUESTS", "8"),
+            // Not settings: the client's options, and other programs' variables.
+            ("NUDGE_SERVER", "http://elsewhere:1"),
+            ("NUDGE_CONFIG", "/ignored.toml"),
+            ("PATH", "/usr/bin"),
+        ];
+        let config = Config::load(
+            Some(&file.0),
+            env,
+            &[set("budget_ms", "70"), set("grpc.max_connections", "9")],
+        )
+        .expect("valid layers");
+        assert_eq!(config.budget_ms, 70, "--set beats env and file");
+        assert_eq!(config.actors.max_live_customers, 10, "env beats file");
+        assert_eq!(config.log_format, LogFormat::Json, "env beats file");
+        assert_eq!(config.actors.arbiters, 4, "the file beats the default");
+        assert_eq!(config.actors.mailbox_capacity, 64, "the default");
+        assert_eq!(config.grpc.max_concurrent_requests, 8);
+        assert_eq!(config.grpc.max_connections, 9);
+        config.validate().expect("valid");
+        let defaults = Config::load(None, [("HOME", "/root")], &[]).expect("defaults");
+        assert_eq!(defaults.budget_ms, Config::default().budget_ms);
+    }
+
+    #[test]
+    fn string_settings_take_values_that_look_like_numbers() {
+        let config = Config::load(
+            None,
+            [
+                ("NUDGE_AUTH_TOKEN", "12345"),
+                ("NUDGE_CATALOG", "2024"),
+                ("NUDGE_LISTEN", "0.0.0.0:7000"),
+                ("NUDGE_METRICS_LISTEN", "off"),
+                ("NUDGE_LOG", "nudge_service=debug,info"),
+                ("NUDGE_LOG_CUSTOMER_IDS", "true"),
+                ("NUDGE_STORAGE_DATA_DIR", "/var/lib/nudge"),
+                ("NUDGE_STORAGE_IN_MEMORY", "true"),
+            ],
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(config.auth.token, Some(Secret::new("12345")));
+        assert_eq!(config.catalog, Some(PathBuf::from("2024")));
+        assert_eq!(config.listen, "0.0.0.0:7000".parse().expect("an address"));
+        assert_eq!(config.metrics_listen, MetricsListen::Off);
+        assert_eq!(config.log, "nudge_service=debug,info");
+        assert!(config.log_customer_ids);
+        assert_eq!(config.storage.data_dir, PathBuf::from("/var/lib/nudge"));
+        assert!(config.storage.in_memory);
+        config.validate().expect("valid");
+    }
+
+    #[test]
+    fn the_token_from_the_environment_replaces_the_files_token_settings() {
+        let file = TempFile::new(
+            "token",
+            "[auth]\ntoken_file = \"/nonexistent/nudge/token\"\n",
+        );
+        let config =
+            Config::load(Some(&file.0), [("NUDGE_AUTH_TOKEN", "from-env")], &[]).expect("valid");
+        assert_eq!(config.auth.token, Some(Secret::new("from-env")));
+        assert_eq!(config.auth.token_file, None);
+        config.validate().expect("no token file to read");
+    }
+
+    #[test]
+    fn an_unknown_variable_or_a_bad_value_names_the_variable() {
+        let env_error = |name: &str, value: &str| match Config::load(None, [(name, value)], &[]) {
+            Err(ConfigError::Env { variable, message }) => {
+                assert_eq!(variable, name);
+                let shown = ConfigError::Env {
+                    variable,
+                    message: message.clone(),
+                }
+                .to_string();
+                assert!(shown.contains(name), "{shown}");
+                message
+            }
+            other => panic!("{name}={value}: expected an env error, got {other:?}"),
+        };
+        let message = env_error("NUDGE_BUDGETMS", "5");
+        assert!(
+            message.contains("budgetms") && message.contains("budget_ms"),
+            "lists the settings: {message}"
+        );
+        env_error("NUDGE_ACTORS_ARBITRS", "2");
+        env_error("NUDGE_NOPE_AT_ALL", "1");
+        let message = env_error("NUDGE_ACTORS_ARBITERS", "many");
+        assert!(message.contains("many"), "{message}");
+        env_error("NUDGE_BUDGET_MS", "-5");
+        env_error("NUDGE_LOG_FORMAT", "xml");
+        env_error("NUDGE_LOG_CUSTOMER_IDS", "perhaps");
+        env_error("NUDGE_LISTEN", "localhost");
+        match Config::load(
+            None,
+            [("HOME", "/root")],
+            &[set("grpc.max_conections", "3")],
+        ) {
+            Err(ConfigError::Set { setting, .. }) => assert_eq!(setting, "grpc.max_conections"),
+            other => panic!("expected a --set error, got {other:?}"),
+        }
+        match Config::load(
+            None,
+            [("HOME", "/root")],
+            &[set("grpc.max_connections", "x")],
+        ) {
+            Err(error @ ConfigError::Set { .. }) => {
+                assert!(
+                    error.to_string().contains("grpc.max_connections"),
+                    "{error}"
+                )
+            }
+            other => panic!("expected a --set error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn out_of_range_operations_settings_are_named() {
+        /// Puts one setting out of its range.
+        type Break = fn(&mut Config);
+        let cases: [(&str, Break); 7] = [
+            ("grpc.max_concurrent_requests", |c| {
+                c.grpc.max_concurrent_requests = 0
+            }),
+            ("grpc.max_connections", |c| c.grpc.max_connections = 0),
+            ("grpc.max_concurrent_streams", |c| {
+                c.grpc.max_concurrent_streams = 0
+            }),
+            ("grpc.keepalive_interval_secs", |c| {
+                c.grpc.keepalive_interval_secs = 0
+            }),
+            ("grpc.keepalive_timeout_secs", |c| {
+                c.grpc.keepalive_timeout_secs = 0
+            }),
+            ("log", |c| c.log = "nudge_service=loud".to_owned()),
+            ("log_customer_id_key", |c| {
+                c.log_customer_id_key = Some(Secret::new(""))
+            }),
+        ];
+        for (field, break_it) in cases {
+            let mut config = Config::default();
+            break_it(&mut config);
+            assert_eq!(invalid_field(&config), field);
+        }
+    }
+
+    /// The fields of the table `section` (top level when `None`), from the
+    /// error serde gives for an unknown one: it lists them all.
+    fn fields_of(section: Option<&str>) -> Vec<String> {
+        let text = match section {
+            None => "__probe = 1\n".to_owned(),
+            Some(section) => format!("[{section}]\n__probe = 1\n"),
+        };
+        let error = Config::from_toml(&text).expect_err("an unknown field");
+        // "expected `a`", "expected `a` or `b`", "expected one of `a`, `b`, …"
+        let (_, listed) = error
+            .split_once("expected")
+            .unwrap_or_else(|| panic!("no field list in {error:?}"));
+        listed
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Every setting's key, e.g. `actors.arbiters`.
+    fn every_key() -> Vec<String> {
+        let mut keys = Vec::new();
+        for field in fields_of(None) {
+            let is_table = Config::from_toml(&format!("[{field}]\n")).is_ok();
+            assert_eq!(
+                is_table,
+                SECTIONS.contains(&field.as_str()),
+                "SECTIONS must list exactly the tables of Config: {field}"
+            );
+            if is_table {
+                keys.extend(
+                    fields_of(Some(&field))
+                        .into_iter()
+                        .map(|key| format!("{field}.{key}")),
+                );
+            } else {
+                keys.push(field);
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn every_setting_has_an_environment_variable() {
+        let keys = every_key();
+        assert!(keys.len() >= 40, "{keys:?}");
+        for key in &keys {
+            let variable = env_name(key);
+            let suffix = variable.strip_prefix(ENV_PREFIX).expect("the prefix");
+            assert_eq!(key_of_env(suffix).join("."), *key, "{variable}");
+            // The variable reaches the setting: an unknown one would be an
+            // "unknown field" error, whatever the value.
+            if let Err(error) = Config::load(None, [(variable.as_str(), "1")], &[]) {
+                assert!(!error.to_string().contains("unknown field"), "{error}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_readme_lists_every_setting_with_its_variable() {
+        let readme = include_str!("../../README.md");
+        for key in every_key() {
+            let row = format!("| `{key}` | `{}` |", env_name(&key));
+            assert!(readme.contains(&row), "README.md has no row starting {row}");
+        }
     }
 }

@@ -7,6 +7,7 @@ use crate::engine::{
     ConsentInput, DecideInput, DecideReply, OutcomeInput, StatsSnapshot, SuppressionInput,
 };
 use crate::error::ServiceError;
+use crate::store::{LoggedDecision, TimeRange};
 use nudge_models::catalog::{Catalog, CatalogProblems, CatalogSummary};
 use nudge_models::customer::{ConsentState, CustomerState, SuppressionReason};
 use nudge_models::ledger::OutcomeKind;
@@ -104,20 +105,8 @@ pub fn timestamp(
     limits: &Limits,
 ) -> Result<Option<Timestamp>, ServiceError> {
     let Some(value) = value else { return Ok(None) };
-    if !(0..1_000_000_000).contains(&value.nanos) {
-        return Err(ServiceError::invalid(
-            field,
-            format!("nanos {} is out of range", value.nanos),
-        ));
-    }
-    let millis = value
-        .seconds
-        .checked_mul(1_000)
-        .and_then(|millis| millis.checked_add(i64::from(value.nanos / 1_000_000)))
-        .ok_or_else(|| {
-            ServiceError::invalid(field, format!("{} seconds is out of range", value.seconds))
-        })?;
-    let instant = Timestamp::from_millis(millis);
+    let instant = any_timestamp(field, value)?;
+    let millis = instant.millis();
     let skew = i64::try_from(limits.max_future_skew_secs)
         .unwrap_or(i64::MAX)
         .saturating_mul(1_000);
@@ -143,6 +132,25 @@ pub fn timestamp(
         ));
     }
     Ok(Some(instant))
+}
+
+/// A well-formed timestamp, at millisecond precision, whatever its distance
+/// from now.
+fn any_timestamp(field: &str, value: prost_types::Timestamp) -> Result<Timestamp, ServiceError> {
+    if !(0..1_000_000_000).contains(&value.nanos) {
+        return Err(ServiceError::invalid(
+            field,
+            format!("nanos {} is out of range", value.nanos),
+        ));
+    }
+    value
+        .seconds
+        .checked_mul(1_000)
+        .and_then(|millis| millis.checked_add(i64::from(value.nanos / 1_000_000)))
+        .map(Timestamp::from_millis)
+        .ok_or_else(|| {
+            ServiceError::invalid(field, format!("{} seconds is out of range", value.seconds))
+        })
 }
 
 /// The wire form of an instant.
@@ -532,14 +540,14 @@ pub fn profile(
                 AttrValue::Num(number) => proto::value::Kind::NumberValue(*number),
                 AttrValue::Bool(flag) => proto::value::Kind::BoolValue(*flag),
             };
-            (name.clone(), proto::Value { kind: Some(kind) })
+            (name.to_owned(), proto::Value { kind: Some(kind) })
         })
         .collect();
     let counters = profile
         .events
         .iter()
         .map(|(name, stats)| proto::EventCounter {
-            name: name.clone(),
+            name: name.to_owned(),
             last_1d: stats.count(Window::Day, now),
             last_7d: stats.count(Window::Week, now),
             last_30d: stats.count(Window::Month, now),
@@ -550,7 +558,7 @@ pub fn profile(
         .engagement
         .iter()
         .map(|(channel, stats)| proto::ChannelEngagement {
-            channel: channel.clone(),
+            channel: channel.to_owned(),
             sends: stats.sends,
             impressions: stats.impressions,
             clicks: stats.clicks,
@@ -677,6 +685,71 @@ pub fn stats(snapshot: StatsSnapshot) -> proto::StatsResponse {
             .variants
             .into_iter()
             .map(|(variant, decisions)| proto::VariantCount { variant, decisions })
+            .collect(),
+    }
+}
+
+/// Validates an export request: well-formed bounds, `since` before `until`.
+pub fn export_range(request: proto::ExportDecisionsRequest) -> Result<TimeRange, ServiceError> {
+    let since = request
+        .since
+        .map(|since| any_timestamp("since", since))
+        .transpose()?;
+    let until = request
+        .until
+        .map(|until| any_timestamp("until", until))
+        .transpose()?;
+    if let (Some(since), Some(until)) = (since, until)
+        && since >= until
+    {
+        return Err(ServiceError::invalid(
+            "until",
+            format!("{until} is not after since ({since})"),
+        ));
+    }
+    Ok(TimeRange { since, until })
+}
+
+/// The wire form of a logged decision.
+pub fn logged_decision(logged: LoggedDecision) -> proto::LoggedDecision {
+    let LoggedDecision {
+        record,
+        feature_names,
+        outcomes,
+    } = logged;
+    proto::LoggedDecision {
+        decision_id: record.decision_id,
+        customer_id: record.customer_id,
+        decided_at: Some(to_proto_timestamp(record.at)),
+        placement: record.placement,
+        catalog_version: record.catalog_version,
+        model_version: record.model_version.unwrap_or_default(),
+        variant: record.variant,
+        fallback: record.fallback.unwrap_or_default(),
+        feature_names,
+        served: record
+            .served
+            .into_iter()
+            .map(|served| proto::LoggedServe {
+                action_id: served.action_id,
+                channel: served.channel,
+                category: served.category,
+                rank: served.rank,
+                score: served.score,
+                propensity: served.propensity,
+                selection_probability: served.selection_probability,
+                features: served.features,
+            })
+            .collect(),
+        outcomes: outcomes
+            .into_iter()
+            .map(|outcome| proto::LoggedOutcome {
+                action_id: outcome.action_id,
+                outcome: outcome.outcome,
+                at: Some(to_proto_timestamp(outcome.at)),
+                reward: outcome.reward.unwrap_or(0.0),
+                has_reward: outcome.reward.is_some(),
+            })
             .collect(),
     }
 }

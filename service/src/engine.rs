@@ -6,7 +6,7 @@
 //! [`CustomerRegistry`] that routes each call to the customer's actor.
 
 use crate::actors::customer::{
-    ChangeSuppression, Decide, ReportOutcome, SetConsent, Snapshot, Track,
+    ChangeSuppression, Decide, Durable, Forget, ReportOutcome, SetConsent, Snapshot, Track,
 };
 use crate::actors::{ActorSystem, CustomerActor, CustomerRegistry, RegistryEntry};
 use crate::clock::Clock;
@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::stats::{LatencySummary, Stats, bump};
-use crate::store::CustomerStore;
+use crate::store::{Commit, CustomerStore, Erased, LoggedDecision, TimeRange};
 use actix::dev::ToEnvelope;
 use actix::{Handler, MailboxError, Message};
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -322,6 +322,23 @@ impl Engine {
         )))
     }
 
+    /// Like [`Engine::call`] for a change: answers once the change is durable.
+    async fn call_durable<M, T>(
+        &self,
+        customer_id: &str,
+        make: impl Fn(&RegistryEntry) -> M,
+    ) -> Result<T, ServiceError>
+    where
+        M: Message<Result = Result<Durable<T>, ServiceError>> + Send + 'static,
+        T: Send + 'static,
+        CustomerActor: Handler<M>,
+        <CustomerActor as actix::Actor>::Context: ToEnvelope<CustomerActor, M>,
+    {
+        let durable = self.call(customer_id, make).await??;
+        durable.commit.wait().await?;
+        Ok(durable.value)
+    }
+
     /// Decides for one customer within the smaller of `client_deadline` and the
     /// service budget.
     pub async fn decide(
@@ -357,7 +374,8 @@ impl Engine {
         let input = Arc::new(input);
         let threshold = self.shared.config.actors.overload_threshold;
         let customer_id = input.customer_id.clone();
-        let call = self.call(&customer_id, |entry| Decide {
+        // The answer waits for its decision to be durable, within the budget.
+        let call = self.call_durable(&customer_id, |entry| Decide {
             input: input.clone(),
             deadline,
             budget_ms,
@@ -368,7 +386,7 @@ impl Engine {
             },
         });
         let reply = match tokio::time::timeout_at(deadline.into(), call).await {
-            Ok(result) => result??,
+            Ok(result) => result?,
             Err(_) => {
                 bump(&self.shared.stats.rejected);
                 return Err(ServiceError::DeadlineExceeded { budget_ms });
@@ -383,17 +401,34 @@ impl Engine {
         Ok(reply)
     }
 
-    /// Applies events of one customer, in order.
+    /// Applies events of one customer, in order; answers once they are durable.
     pub async fn track(
         &self,
         customer_id: &str,
         events: Vec<Event>,
     ) -> Result<Vec<TrackResult>, ServiceError> {
         let events = Arc::new(events);
-        self.call(customer_id, |_| Track {
+        self.call_durable(customer_id, |_| Track {
             events: events.as_ref().clone(),
         })
         .await
+    }
+
+    /// Applies events of one customer, in order, without waiting for them to
+    /// be durable: the returned [`Commit`] resolves when they are. For
+    /// streams, which keep many commits in flight and acknowledge at the end.
+    pub async fn track_deferred(
+        &self,
+        customer_id: &str,
+        events: Vec<Event>,
+    ) -> Result<(Vec<TrackResult>, Commit), ServiceError> {
+        let events = Arc::new(events);
+        let durable = self
+            .call(customer_id, |_| Track {
+                events: events.as_ref().clone(),
+            })
+            .await??;
+        Ok((durable.value, durable.commit))
     }
 
     /// Applies an outcome.
@@ -406,14 +441,14 @@ impl Engine {
             reward,
             at,
         } = input;
-        self.call(&customer_id, |_| ReportOutcome {
+        self.call_durable(&customer_id, |_| ReportOutcome {
             decision_id: decision_id.clone(),
             action_id: action_id.clone(),
             outcome,
             reward,
             at,
         })
-        .await?
+        .await
     }
 
     fn check_channel(&self, channel: &str) -> Result<(), ServiceError> {
@@ -434,7 +469,7 @@ impl Engine {
         state: Option<ConsentState>,
     ) -> Result<Option<ConsentState>, ServiceError> {
         self.check_channel(channel)?;
-        self.call(customer_id, |_| SetConsent {
+        self.call_durable(customer_id, |_| SetConsent {
             channel: channel.to_owned(),
             state,
         })
@@ -453,13 +488,56 @@ impl Engine {
             note,
             lift,
         } = input;
-        self.call(&customer_id, |_| ChangeSuppression {
+        self.call_durable(&customer_id, |_| ChangeSuppression {
             channel: channel.clone(),
             reason,
             note: note.clone(),
             lift,
         })
         .await
+    }
+
+    /// Erases every trace of the customer: live state, stored state, decision
+    /// and outcome log entries. Answers once the erasure is durable.
+    pub async fn forget(&self, customer_id: &str) -> Result<Erased, ServiceError> {
+        let durable = self.call(customer_id, |_| Forget).await??;
+        let had_state = durable.value;
+        let mut erased = durable.commit.wait().await?;
+        erased.state |= had_state;
+        Ok(erased)
+    }
+
+    /// Calls `visit` with every logged decision in `range` joined with its
+    /// outcomes, oldest first, until it returns false. Blocking: run it off the
+    /// async runtime's threads.
+    pub fn export_blocking(
+        &self,
+        range: TimeRange,
+        visit: &mut dyn FnMut(LoggedDecision) -> bool,
+    ) -> Result<u64, ServiceError> {
+        Ok(self.shared.store.export(range, visit)?)
+    }
+
+    /// Deletes decision and outcome log entries older than the retention
+    /// (`storage.decision_retention_days`, 0 keeps everything); returns how
+    /// many decisions were deleted.
+    pub async fn apply_retention(&self) -> Result<u64, ServiceError> {
+        let days = self.shared.config.storage.decision_retention_days;
+        if days == 0 {
+            return Ok(0);
+        }
+        let span = nudge_models::time::Span(
+            i64::try_from(days.saturating_mul(86_400_000)).unwrap_or(i64::MAX),
+        );
+        let before = self.shared.clock.now().minus(span);
+        let mut deleted = 0;
+        loop {
+            let chunk = self.shared.store.compact(before).wait().await?.decisions;
+            deleted += chunk;
+            if chunk < crate::store::COMPACTION_CHUNK as u64 {
+                return Ok(deleted);
+            }
+        }
     }
 
     /// The customer's state: from the live actor, else the store; NOT_FOUND if
@@ -547,6 +625,23 @@ impl Engine {
         self.shared.metrics.model_loaded(Some(&version));
         tracing::info!(%version, %previous, "model reloaded");
         Ok((version, previous))
+    }
+
+    /// Shutdown: passivates every live actor, waits (up to `grace`) until each
+    /// has stopped, and flushes the store. Call after the server stopped
+    /// accepting calls.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.registry.passivate_all();
+        let until = Instant::now() + grace;
+        while self.registry.live() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let store = self.shared.store.clone();
+        match tokio::task::spawn_blocking(move || store.flush()).await {
+            Ok(Ok(())) => tracing::info!("store flushed"),
+            Ok(Err(error)) => tracing::error!(%error, "store not flushed"),
+            Err(error) => tracing::error!(%error, "store flush did not finish"),
+        }
     }
 
     /// Passivates actors idle at the service clock's now; returns how many.

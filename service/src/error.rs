@@ -34,6 +34,9 @@ pub enum ServiceError {
     /// The actor system or another internal part is unavailable.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The store failed or refuses writes (e.g. the disk is full).
+    #[error(transparent)]
+    Storage(#[from] crate::store::StoreError),
     /// A protected call came without credentials.
     #[error("{0}")]
     Unauthenticated(String),
@@ -71,6 +74,8 @@ impl ServiceError {
             ServiceError::Overloaded(_) => Code::ResourceExhausted,
             ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
             ServiceError::Unavailable(_) => Code::Unavailable,
+            ServiceError::Storage(crate::store::StoreError::Full(_)) => Code::ResourceExhausted,
+            ServiceError::Storage(_) => Code::Unavailable,
             ServiceError::Unauthenticated(_) => Code::Unauthenticated,
             ServiceError::PermissionDenied(_) => Code::PermissionDenied,
         }

@@ -8,9 +8,12 @@
 //! - [`fuzzing`]: untrusted bytes through decode → validate → decide, for the
 //!   fuzz targets and their property-test twins.
 //! - [`error`]: `ServiceError` and its one mapping to gRPC status codes.
-//! - [`store`]: the customer-state storage trait and the in-memory store.
+//! - [`store`]: customer state and the decision log: the storage trait and the
+//!   embedded redb store with group commit.
 //! - [`clock`]: system and manual clocks.
 //! - [`stats`]: counters behind `Admin.Stats`.
+//! - [`logging`]: the log subscriber (text or JSON lines) and customer ids
+//!   in logs (hashed unless configured otherwise).
 //! - [`metrics`]: Prometheus metrics, every name declared in one place, and the exporter.
 //! - [`cli`]: the `nudge` client subcommands.
 //!
@@ -28,6 +31,7 @@ pub mod engine;
 pub mod error;
 pub mod fuzzing;
 pub mod grpc;
+pub mod logging;
 pub mod metrics;
 pub mod stats;
 pub mod store;
@@ -35,7 +39,7 @@ pub mod store;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::engine::{CatalogSource, Engine};
-use crate::store::CustomerStore;
+use crate::store::{CustomerStore, RedbStore, StoreOptions};
 use nudge_models::catalog::{Catalog, CatalogProblems};
 use nudge_models::model::Model;
 use std::path::PathBuf;
@@ -71,6 +75,14 @@ pub enum StartError {
         /// Why.
         error: nudge_models::Error,
     },
+    /// The store could not be opened.
+    #[error("cannot open the store in {}: {source}", data_dir.display())]
+    Store {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// Why.
+        source: crate::store::StoreError,
+    },
     /// The actor system could not start.
     #[error("cannot start the actor system: {0}")]
     Actors(std::io::Error),
@@ -81,6 +93,32 @@ fn read(path: &PathBuf) -> Result<String, StartError> {
         path: path.clone(),
         source,
     })
+}
+
+/// Opens the configured customer store: in memory with `storage.in_memory`,
+/// otherwise the durable store in `storage.data_dir`. Blocking; may take a
+/// few seconds on a large data directory.
+pub fn open_store(config: &Config) -> Result<Arc<dyn CustomerStore>, StartError> {
+    let options = StoreOptions {
+        max_batch_writes: config.storage.max_batch_writes,
+        ..StoreOptions::default()
+    };
+    if config.storage.in_memory {
+        tracing::warn!("storage.in_memory is set: nothing survives a restart");
+        return Ok(Arc::new(RedbStore::in_memory(options)));
+    }
+    let data_dir = &config.storage.data_dir;
+    let started = std::time::Instant::now();
+    let store = RedbStore::open(data_dir, options).map_err(|source| StartError::Store {
+        data_dir: data_dir.clone(),
+        source,
+    })?;
+    tracing::info!(
+        data_dir = %data_dir.display(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store opened"
+    );
+    Ok(Arc::new(store))
 }
 
 /// Validates `config`, loads the catalog and model (or the embedded demo), and

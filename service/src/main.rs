@@ -5,8 +5,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use nudge_service::cli::{ClientCommand, ClientOptions};
 use nudge_service::clock::SystemClock;
-use nudge_service::config::{Config, MetricsListen, Secret};
-use nudge_service::store::MemoryStore;
+use nudge_service::config::{Config, LogFormat, MetricsListen};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,27 +33,54 @@ enum Command {
     Client(ClientCommand),
 }
 
+/// Flags of `nudge serve`. They override the configuration file and the
+/// `NUDGE_*` environment variables.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Every setting can also be given in the environment as NUDGE_ and its key in \
+upper case, dots as underscores (actors.max_live_customers: NUDGE_ACTORS_MAX_LIVE_CUSTOMERS), \
+or with --set KEY=VALUE. Precedence: flags, then environment, then the file, then defaults."
+)]
 struct ServeArgs {
     /// Configuration file (TOML).
     #[arg(long, env = "NUDGE_CONFIG")]
     config: Option<PathBuf>,
     /// gRPC listen address [default: 127.0.0.1:50051].
-    #[arg(long, env = "NUDGE_LISTEN")]
+    #[arg(long)]
     listen: Option<SocketAddr>,
     /// Prometheus metrics address, served over HTTP at /metrics, or `off`
     /// [default: 127.0.0.1:9464].
-    #[arg(long, env = "NUDGE_METRICS_LISTEN", value_name = "ADDR|off")]
+    #[arg(long, value_name = "ADDR|off")]
     metrics_listen: Option<MetricsListen>,
     /// Catalog file [default: the embedded demo catalog].
-    #[arg(long, env = "NUDGE_CATALOG")]
+    #[arg(long)]
     catalog: Option<PathBuf>,
     /// Model artifact [default: the embedded demo model].
-    #[arg(long, env = "NUDGE_MODEL")]
+    #[arg(long)]
     model: Option<PathBuf>,
     /// Decide budget in milliseconds [default: 100].
-    #[arg(long, env = "NUDGE_BUDGET_MS")]
+    #[arg(long)]
     budget_ms: Option<u64>,
+    /// Data directory of the durable store [default: nudge-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Log format [default: text].
+    #[arg(long, value_name = "text|json")]
+    log_format: Option<LogFormat>,
+    /// Any setting by its key, e.g. `--set grpc.max_concurrent_requests=512`
+    /// (repeatable; the flags above win over it).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = key_value)]
+    set: Vec<(String, String)>,
+}
+
+/// `KEY=VALUE` of `--set`.
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("'{text}' is not KEY=VALUE")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,33 +92,21 @@ enum CatalogCommand {
     },
 }
 
-/// The environment variable that sets `auth.token`, replacing `auth.token`
-/// and `auth.token_file` from the config file.
-const AUTH_TOKEN_ENV: &str = "NUDGE_AUTH_TOKEN";
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NUDGE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     let outcome = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        // `serve` logs as its configuration says, so that is read first (its
+        // errors are printed, not logged).
+        Command::Serve(args) => configure(&args).and_then(|config| {
+            nudge_service::logging::init(&config)?;
+            runtime()?.block_on(serve(config))
+        }),
         Command::Catalog(CatalogCommand::Validate { file }) => validate(&file),
-        Command::Client(command) => runtime.block_on(nudge_service::cli::run(command, &cli.client)),
+        Command::Client(command) => {
+            nudge_service::logging::init_for_client();
+            runtime()
+                .and_then(|runtime| runtime.block_on(nudge_service::cli::run(command, &cli.client)))
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -103,6 +117,46 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// The configuration of `nudge serve`: defaults, the file, the `NUDGE_*`
+/// environment, `--set`, then the other flags; validated.
+fn configure(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut config = Config::load(
+        args.config.as_deref(),
+        nudge_service::config::environment()?,
+        &args.set,
+    )?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(metrics_listen) = args.metrics_listen {
+        config.metrics_listen = metrics_listen;
+    }
+    if let Some(catalog) = &args.catalog {
+        config.catalog = Some(catalog.clone());
+    }
+    if let Some(model) = &args.model {
+        config.model = Some(model.clone());
+    }
+    if let Some(budget_ms) = args.budget_ms {
+        config.budget_ms = budget_ms;
+    }
+    if let Some(data_dir) = &args.data_dir {
+        config.storage.data_dir = data_dir.clone();
+    }
+    if let Some(log_format) = args.log_format {
+        config.log_format = log_format;
+    }
+    config.validate()?;
+    Ok(config)
 }
 
 fn validate(file: &PathBuf) -> anyhow::Result<()> {
@@ -131,58 +185,56 @@ fn validate(file: &PathBuf) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(config: Config) -> anyhow::Result<()> {
     // Signal handlers first, so a signal during start-up is not fatal.
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut config = match &args.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if let Some(metrics_listen) = args.metrics_listen {
-        config.metrics_listen = metrics_listen;
-    }
-    if args.catalog.is_some() {
-        config.catalog = args.catalog;
-    }
-    if args.model.is_some() {
-        config.model = args.model;
-    }
-    if let Some(budget_ms) = args.budget_ms {
-        config.budget_ms = budget_ms;
-    }
-    // The token from the environment only: a flag would show it in `ps`.
-    if let Some(token) = std::env::var_os(AUTH_TOKEN_ENV) {
-        let token = token
-            .into_string()
-            .map_err(|_| anyhow::anyhow!("{AUTH_TOKEN_ENV} is not UTF-8"))?;
-        config.auth.token = Some(Secret::new(token));
-        config.auth.token_file = None;
-    }
     let listen = config.listen;
     let on_demo_catalog = config.catalog.is_none();
     let sweep = Duration::from_secs(config.actors.sweep_interval_secs.max(1));
-    // The recorder first: the engine registers its metric handles when it starts.
+    // The recorder first: the gRPC layer and the engine register their metric
+    // handles when they start.
     if let MetricsListen::On(address) = config.metrics_listen {
         nudge_service::metrics::install(address).context(
             "cannot serve metrics (--metrics-listen ADDR picks another address, `off` disables them)",
         )?;
         tracing::info!("metrics at http://{address}/metrics");
     }
-    let engine = Arc::new(nudge_service::start(
-        config,
-        Arc::new(MemoryStore::default()),
-        Arc::new(SystemClock),
-    )?);
+    // Listen before the slow part: health answers NOT_SERVING while the store
+    // opens and the catalog and model load.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
+    tracing::info!(%address, "listening; starting (health: NOT_SERVING until ready)");
+    let readiness = nudge_service::grpc::Readiness::new();
+    let shutdown = async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down: draining in-flight calls");
+    };
+    let server_config = config.clone();
+    let serving = readiness.clone();
+    let mut server = tokio::spawn(async move {
+        nudge_service::grpc::serve_until_ready(listener, &server_config, serving, shutdown).await
+    });
+    let starting = tokio::task::spawn_blocking(move || {
+        let store = nudge_service::open_store(&config)?;
+        nudge_service::start(config, store, Arc::new(SystemClock))
+    });
+    let engine = tokio::select! {
+        started = starting => Arc::new(started.context("the start-up task failed")??),
+        stopped = &mut server => {
+            stopped.context("the server task failed")??;
+            tracing::info!("stopped before the service was ready");
+            return Ok(());
+        }
+    };
+    readiness.ready(engine.clone()).await;
     tracing::info!(%address, "nudge is serving");
     if on_demo_catalog {
         tracing::info!(
@@ -201,6 +253,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         loop {
             ticks.tick().await;
             sweeper.passivate_idle();
+        }
+    });
+    let retention = engine.clone();
+    let compaction = Duration::from_secs(engine.shared().config.storage.compaction_interval_secs);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(compaction);
+        loop {
+            ticks.tick().await;
+            match retention.apply_retention().await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "decision log retention applied"),
+                Err(error) => tracing::warn!(%error, "decision log retention not applied"),
+            }
         }
     });
     let reloader = engine.clone();
@@ -224,15 +289,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    let shutdown = async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        tracing::info!("shutting down: draining in-flight calls");
-    };
-    nudge_service::grpc::serve(listener, engine.clone(), shutdown).await?;
-    engine.registry().passivate_all();
+    server.await.context("the server task failed")??;
+    engine.shutdown(Duration::from_secs(5)).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Prometheus metrics, declared in one place: every metric's name
 //! (`nudge_<subsystem>_<name>`), labels, description and histogram buckets are
-//! here, and the engine, the actors and the gRPC layer record through
-//! [`Metrics`] only; no metric name or label key is written anywhere else.
+//! here, and the engine, the actors and the gRPC layer record through the
+//! handle structs of this module only ([`Metrics`], [`GrpcMetrics`]); no
+//! metric name or label key is written anywhere else.
 //!
 //! The recorder is process-global. `nudge serve` installs it with [`install`]
 //! (which also starts the `/metrics` HTTP listener) **before** it starts the
@@ -63,6 +64,18 @@ pub const MODEL_INFO: &str = "nudge_model_info";
 /// Counter: gRPC calls refused; label `reason` (`invalid`, `deadline`,
 /// `overloaded`, `unauthorized`).
 pub const GRPC_REJECTED_TOTAL: &str = "nudge_grpc_rejected_total";
+/// Counter: calls shed by admission control (`grpc.max_concurrent_requests`
+/// in flight already), answered RESOURCE_EXHAUSTED before any handler ran.
+pub const GRPC_SHED_TOTAL: &str = "nudge_grpc_shed_total";
+/// Counter: connections closed on accept because `grpc.max_connections` were
+/// open.
+pub const GRPC_CONNECTIONS_REFUSED_TOTAL: &str = "nudge_grpc_connections_refused_total";
+/// Histogram: seconds one group commit of the store took (apply + fsync).
+pub const STORAGE_COMMIT_SECONDS: &str = "nudge_storage_commit_duration_seconds";
+/// Counter: writes (customer changes, log entries) made durable.
+pub const STORAGE_WRITES_TOTAL: &str = "nudge_storage_writes_total";
+/// Counter: store commits that failed (writes refused until it recovers).
+pub const STORAGE_FAILURES_TOTAL: &str = "nudge_storage_failures_total";
 
 // ── Label keys ───────────────────────────────────────────────────────────────
 
@@ -79,6 +92,11 @@ const VERSION: &str = "version";
 
 /// The `event` label of event names that are not in the catalog's `events`.
 pub const OTHER_EVENT: &str = "other";
+
+/// Upper bounds (seconds) of the storage commit buckets: 100 µs to 1 s.
+pub const STORAGE_COMMIT_BUCKETS: [f64; 12] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
 
 /// Upper bounds (seconds) of the Decide latency buckets: 25 µs to 250 ms, dense
 /// between 50 µs and 1 ms where decisions normally land, up to the 100 ms
@@ -115,7 +133,7 @@ pub struct Declaration {
 }
 
 /// Every metric nudge exposes.
-pub const DECLARATIONS: [Declaration; 15] = [
+pub const DECLARATIONS: [Declaration; 20] = [
     Declaration {
         name: DECIDE_DURATION_SECONDS,
         kind: Kind::Histogram,
@@ -204,7 +222,37 @@ pub const DECLARATIONS: [Declaration; 15] = [
         name: GRPC_REJECTED_TOTAL,
         kind: Kind::Counter,
         labels: &[REASON],
-        help: "gRPC calls refused: invalid (INVALID_ARGUMENT, OUT_OF_RANGE), deadline (DEADLINE_EXCEEDED), overloaded (RESOURCE_EXHAUSTED).",
+        help: "gRPC calls refused: invalid (INVALID_ARGUMENT, OUT_OF_RANGE), deadline (DEADLINE_EXCEEDED), overloaded (RESOURCE_EXHAUSTED), unauthorized (UNAUTHENTICATED, PERMISSION_DENIED).",
+    },
+    Declaration {
+        name: GRPC_SHED_TOTAL,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "gRPC calls shed by admission control: answered RESOURCE_EXHAUSTED at once because grpc.max_concurrent_requests calls were in flight.",
+    },
+    Declaration {
+        name: GRPC_CONNECTIONS_REFUSED_TOTAL,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Client connections closed on accept because grpc.max_connections were open.",
+    },
+    Declaration {
+        name: STORAGE_COMMIT_SECONDS,
+        kind: Kind::Histogram,
+        labels: &[],
+        help: "Seconds one group commit of the store took: applying a batch of writes and its fsync.",
+    },
+    Declaration {
+        name: STORAGE_WRITES_TOTAL,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Writes made durable by the store (each acknowledged event, outcome, consent change, decision).",
+    },
+    Declaration {
+        name: STORAGE_FAILURES_TOTAL,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Store commits that failed; writes are refused until a retry succeeds.",
     },
 ];
 
@@ -317,6 +365,42 @@ impl Rejection {
 
 // ── Handles ──────────────────────────────────────────────────────────────────
 
+/// The store's handles: registered when the store opens.
+#[derive(Debug, Clone)]
+pub struct StorageMetrics {
+    commit: Histogram,
+    writes: Counter,
+    failures: Counter,
+}
+
+impl StorageMetrics {
+    /// Handles on the installed recorder (no-ops without one).
+    pub fn new() -> Self {
+        Self {
+            commit: metrics::histogram!(STORAGE_COMMIT_SECONDS),
+            writes: metrics::counter!(STORAGE_WRITES_TOTAL),
+            failures: metrics::counter!(STORAGE_FAILURES_TOTAL),
+        }
+    }
+
+    /// A commit of `writes` writes took `duration`.
+    pub fn committed(&self, writes: usize, duration: Duration) {
+        self.commit.record(duration.as_secs_f64());
+        self.writes.increment(writes as u64);
+    }
+
+    /// A commit failed.
+    pub fn failed(&self) {
+        self.failures.increment(1);
+    }
+}
+
+impl Default for StorageMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Handles keyed by a label value from the catalog: registered on the value's
 /// first use, then found by a hash lookup on a borrowed `&str`.
 #[derive(Debug)]
@@ -405,7 +489,6 @@ pub struct Metrics {
     other_events: Counter,
     duplicate_events: Counter,
     outcomes: [Counter; OutcomeKind::ALL.len()],
-    rejected: [Counter; Rejection::ALL.len()],
     catalog_info: VersionInfo,
     model_info: VersionInfo,
 }
@@ -436,9 +519,6 @@ impl Metrics {
             duplicate_events: metrics::counter!(EVENTS_DUPLICATES_TOTAL),
             outcomes: OutcomeKind::ALL.map(
                 |outcome| metrics::counter!(OUTCOMES_REPORTED_TOTAL, OUTCOME => outcome.name()),
-            ),
-            rejected: Rejection::ALL.map(
-                |rejection| metrics::counter!(GRPC_REJECTED_TOTAL, REASON => rejection.code()),
             ),
             catalog_info: VersionInfo::new(CATALOG_INFO),
             model_info: VersionInfo::new(MODEL_INFO),
@@ -576,13 +656,6 @@ impl Metrics {
         }
     }
 
-    /// A gRPC call ended with `code`; counts it if that is a rejection.
-    pub fn grpc_status(&self, code: tonic::Code) {
-        if let Some(rejection) = Rejection::of(code) {
-            self.rejected[rejection as usize].increment(1);
-        }
-    }
-
     /// The running catalog is now `version`.
     pub fn catalog_loaded(&self, version: &str) {
         self.catalog_info.set(Some(version));
@@ -591,6 +664,53 @@ impl Metrics {
     /// The running model is now `version` (none: no model).
     pub fn model_loaded(&self, version: Option<&str>) {
         self.model_info.set(version);
+    }
+}
+
+/// The handles of the gRPC layer, which exists before the engine (the
+/// listener answers health while the engine starts): created by
+/// [`crate::grpc::serve`], after the recorder is installed.
+#[derive(Debug)]
+pub struct GrpcMetrics {
+    rejected: [Counter; Rejection::ALL.len()],
+    shed: Counter,
+    connections_refused: Counter,
+}
+
+impl Default for GrpcMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GrpcMetrics {
+    /// Registers every handle (all with fixed labels: exported at 0 from the start).
+    pub fn new() -> Self {
+        Self {
+            rejected: Rejection::ALL.map(
+                |rejection| metrics::counter!(GRPC_REJECTED_TOTAL, REASON => rejection.code()),
+            ),
+            shed: metrics::counter!(GRPC_SHED_TOTAL),
+            connections_refused: metrics::counter!(GRPC_CONNECTIONS_REFUSED_TOTAL),
+        }
+    }
+
+    /// A gRPC call ended with `code`; counts it if that is a rejection.
+    pub fn grpc_status(&self, code: tonic::Code) {
+        if let Some(rejection) = Rejection::of(code) {
+            self.rejected[rejection as usize].increment(1);
+        }
+    }
+
+    /// A call was shed by admission control (its RESOURCE_EXHAUSTED is
+    /// counted by [`GrpcMetrics::grpc_status`] too).
+    pub fn shed(&self) {
+        self.shed.increment(1);
+    }
+
+    /// A connection was closed on accept.
+    pub fn connection_refused(&self) {
+        self.connections_refused.increment(1);
     }
 }
 
@@ -636,6 +756,10 @@ pub fn install(address: SocketAddr) -> Result<(), InstallError> {
         .set_buckets_for_metric(
             Matcher::Full(DECIDE_DURATION_SECONDS.to_owned()),
             &DECIDE_DURATION_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(STORAGE_COMMIT_SECONDS.to_owned()),
+            &STORAGE_COMMIT_BUCKETS,
         )?
         .build()
         .map_err(|error| match error {
@@ -830,9 +954,12 @@ mod tests {
             let metrics = Metrics::new();
             metrics.record_decision(&catalog, "home_banner", "default", &decision);
             metrics.decided("home_banner", true, Duration::from_micros(120));
-            metrics.grpc_status(tonic::Code::InvalidArgument);
-            metrics.grpc_status(tonic::Code::NotFound);
-            metrics.grpc_status(tonic::Code::PermissionDenied);
+            let grpc = GrpcMetrics::new();
+            grpc.grpc_status(tonic::Code::InvalidArgument);
+            grpc.grpc_status(tonic::Code::NotFound);
+            grpc.grpc_status(tonic::Code::PermissionDenied);
+            grpc.grpc_status(tonic::Code::ResourceExhausted);
+            grpc.shed();
         });
         let text = handle.render();
         for (series, value) in [
@@ -852,6 +979,9 @@ mod tests {
             (r#"nudge_grpc_rejected_total{reason="invalid"}"#, 1.0),
             (r#"nudge_grpc_rejected_total{reason="deadline"}"#, 0.0),
             (r#"nudge_grpc_rejected_total{reason="unauthorized"}"#, 1.0),
+            (r#"nudge_grpc_rejected_total{reason="overloaded"}"#, 1.0),
+            ("nudge_grpc_shed_total", 1.0),
+            ("nudge_grpc_connections_refused_total", 0.0),
             (
                 r#"nudge_decide_duration_seconds_bucket{placement="home_banner",fallback="yes",le="0.00015"}"#,
                 1.0,

@@ -326,20 +326,60 @@ fn sighup_reloads_the_catalog_file_and_keeps_the_running_one_when_invalid() {
     assert_eq!(server.catalog_version(), "hup-5");
 }
 
-/// Starts a server, makes it hold a live customer, then stops it with `signal`.
+/// Starts a server, makes it hold a live customer, stops it with `signal`,
+/// and starts it again on the same data directory: every acknowledged
+/// change is there, and the start needs no repair.
 fn stops_cleanly_on(signal: &str) {
     let dir = TempDir::new(signal.trim_start_matches('-'));
     let server = Server::start(&dir, &[]);
-    server.ok(&[
+    let decision = server.json(&[
         "decide",
         "--customer",
         "c-stop",
         "--placement",
         "onboarding_sidebar",
     ]);
+    server.ok(&[
+        "track",
+        "--customer",
+        "c-stop",
+        "--event",
+        "login",
+        "--id",
+        "stop-e1",
+    ]);
+    server.ok(&[
+        "consent",
+        "--customer",
+        "c-stop",
+        "--channel",
+        "sms",
+        "--state",
+        "opted-in",
+    ]);
     let log = server.stop_with(signal);
     assert!(log.contains("shutting down"), "{log}");
+    assert!(log.contains("store flushed"), "{log}");
     assert!(log.contains("stopped"), "{log}");
+
+    let server = Server::start(&dir, &[]);
+    let profile = server.json(&["profile", "c-stop"]);
+    let text = profile.to_string();
+    let decision_id = decision["decision_id"].as_str().expect("a decision id");
+    assert!(text.contains(decision_id), "the decision survived: {text}");
+    assert!(text.contains("\"sms\""), "the consent survived: {text}");
+    let again = server.json(&[
+        "track",
+        "--customer",
+        "c-stop",
+        "--event",
+        "login",
+        "--id",
+        "stop-e1",
+    ]);
+    assert_eq!(again["duplicate"], true, "the event survived: {again}");
+    let log = server.stop_with(signal);
+    assert!(!log.to_lowercase().contains("repair"), "{log}");
 }
 
 #[test]

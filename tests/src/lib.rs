@@ -12,7 +12,7 @@ use nudge_proto::v1::profiles_client::ProfilesClient;
 use nudge_service::clock::ManualClock;
 use nudge_service::config::Config;
 use nudge_service::engine::Engine;
-use nudge_service::store::MemoryStore;
+use nudge_service::store::{CustomerStore, RedbStore, StoreOptions};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -50,6 +50,16 @@ impl TestServer {
     /// deadlines set `budget_ms` / `fallback_headroom_ms` themselves or use a
     /// client deadline (the shorter of the two applies).
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let store = Arc::new(RedbStore::in_memory(StoreOptions::default()));
+        Self::start_with_store(store, configure).await
+    }
+
+    /// Starts a server on `store` (e.g. a durable store in a temporary
+    /// directory, which the test can then read directly).
+    pub async fn start_with_store(
+        store: Arc<dyn CustomerStore>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             budget_ms: 10_000,
@@ -58,12 +68,8 @@ impl TestServer {
         configure(&mut config);
         let clock = ManualClock::new(Timestamp::from_millis(NOON));
         let engine = Arc::new(
-            nudge_service::start(
-                config,
-                Arc::new(MemoryStore::default()),
-                Arc::new(clock.clone()),
-            )
-            .expect("the demo configuration starts"),
+            nudge_service::start(config, store, Arc::new(clock.clone()))
+                .expect("the demo configuration starts"),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -130,6 +136,14 @@ impl TestServer {
     /// An Admin client.
     pub async fn admin(&self) -> AdminClient<Channel> {
         AdminClient::new(self.channel().await)
+    }
+
+    /// Begins shutdown without waiting: health turns NOT_SERVING and calls in
+    /// flight drain; [`TestServer::stop`] then waits for the server to end.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
     }
 
     /// Stops the server and waits for it to drain.

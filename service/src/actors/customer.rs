@@ -4,6 +4,7 @@
 
 use crate::engine::{DecideInput, DecideReply, Shared};
 use crate::error::ServiceError;
+use crate::store::{Commit, DecisionRecord, Erased, LogEntry, OutcomeRecord};
 use actix::prelude::*;
 use nudge_models::customer::{
     ConsentState, CustomerState, OutcomeResult, SuppressionReason, TrackResult,
@@ -13,7 +14,7 @@ use nudge_models::pipeline::{self, DecisionRequest, Environment, FallbackReason,
 use nudge_models::profile::Event;
 use nudge_models::time::Timestamp;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// The experiment variant of every decision (experiments are not built yet).
@@ -29,13 +30,25 @@ pub struct Activity {
     /// Set once the actor has been asked to passivate, so that eviction does
     /// not count it as live nor pick it again.
     pub passivating: AtomicBool,
+    /// Its place in the registry's recency order (0: not in it).
+    pub lru_tick: AtomicU64,
+}
+
+/// An answer that may be given only once its write is durable.
+#[derive(Debug)]
+pub struct Durable<T> {
+    /// The answer.
+    pub value: T,
+    /// The write of the change behind it.
+    pub commit: Commit,
 }
 
 /// The actor of one customer.
 pub struct CustomerActor {
     /// Whose state this is.
     customer_id: Arc<str>,
-    /// The customer's state, saved to the store when the actor stops.
+    /// The customer's state; every change is written to the store before it
+    /// is acknowledged, so stopping the actor loses nothing.
     state: CustomerState,
     /// Catalog, model, budgets, store, clock, config.
     shared: Arc<Shared>,
@@ -44,7 +57,7 @@ pub struct CustomerActor {
     /// Identifies this activation in the registry, so a stopping actor only
     /// removes its own entry.
     generation: u64,
-    /// Called when the actor stops, after its state is saved.
+    /// Called when the actor stops.
     on_stop: Option<Box<dyn FnOnce() + Send>>,
 }
 
@@ -97,6 +110,17 @@ impl CustomerActor {
                 });
         now
     }
+
+    /// Refuses a change up front while the store refuses writes, so a
+    /// refused call changes nothing.
+    fn check_writable(&self) -> Result<(), ServiceError> {
+        Ok(self.shared.store.check_writable()?)
+    }
+
+    /// Queues the customer's state, with `log`, for a durable write.
+    fn persist(&self, log: Vec<LogEntry>) -> Commit {
+        self.shared.store.write(&self.customer_id, &self.state, log)
+    }
 }
 
 impl Actor for CustomerActor {
@@ -107,9 +131,6 @@ impl Actor for CustomerActor {
     }
 
     fn stopped(&mut self, _context: &mut Self::Context) {
-        if let Err(error) = self.shared.store.save(&self.customer_id, &self.state) {
-            tracing::error!(%error, "failed to save customer state on passivation");
-        }
         self.shared.record_passivation();
         if let Some(on_stop) = self.on_stop.take() {
             on_stop();
@@ -119,7 +140,7 @@ impl Actor for CustomerActor {
 
 /// Decide for this customer.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<DecideReply, ServiceError>")]
+#[rtype(result = "Result<Durable<DecideReply>, ServiceError>")]
 pub struct Decide {
     /// The validated request.
     pub input: Arc<DecideInput>,
@@ -132,7 +153,7 @@ pub struct Decide {
 }
 
 impl Handler<Decide> for CustomerActor {
-    type Result = Result<DecideReply, ServiceError>;
+    type Result = Result<Durable<DecideReply>, ServiceError>;
 
     fn handle(&mut self, message: Decide, _context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
@@ -141,6 +162,9 @@ impl Handler<Decide> for CustomerActor {
             return Err(ServiceError::DeadlineExceeded {
                 budget_ms: message.budget_ms,
             });
+        }
+        if !message.input.dry_run {
+            self.check_writable()?;
         }
         let headroom = std::time::Duration::from_millis(self.shared.config.fallback_headroom_ms);
         let scoring = match message.scoring {
@@ -187,18 +211,41 @@ impl Handler<Decide> for CustomerActor {
                 budget_ms: message.budget_ms,
             });
         }
-        if let Some(decision_id) = &decision_id {
-            self.state
-                .record_decision(decision_id, &decision, &catalog, now);
-        }
+        let commit = match &decision_id {
+            Some(decision_id) => {
+                self.state
+                    .record_decision(decision_id, &decision, &catalog, now);
+                let record = DecisionRecord::new(
+                    decision_id,
+                    &self.customer_id,
+                    now,
+                    &input.placement,
+                    &catalog,
+                    DEFAULT_VARIANT,
+                    &decision,
+                );
+                let feature_names = model
+                    .as_deref()
+                    .filter(|_| decision.model_version.is_some())
+                    .map(|model| model.feature_names());
+                self.persist(vec![LogEntry::Decision {
+                    record,
+                    feature_names,
+                }])
+            }
+            None => Commit::done(Ok(Erased::default())),
+        };
         self.shared
             .record_decision(&catalog, &input.placement, DEFAULT_VARIANT, &decision);
-        Ok(DecideReply {
-            decision_id,
-            decision,
-            catalog_version: catalog.version.clone(),
-            variant: DEFAULT_VARIANT.to_owned(),
-            dry_run: input.dry_run,
+        Ok(Durable {
+            value: DecideReply {
+                decision_id,
+                decision,
+                catalog_version: catalog.version.clone(),
+                variant: DEFAULT_VARIANT.to_owned(),
+                dry_run: input.dry_run,
+            },
+            commit,
         })
     }
 }
@@ -214,19 +261,20 @@ fn seed_of(text: &str, now: Timestamp) -> u64 {
 
 /// Apply events.
 #[derive(Debug, Message)]
-#[rtype(result = "Vec<TrackResult>")]
+#[rtype(result = "Result<Durable<Vec<TrackResult>>, ServiceError>")]
 pub struct Track {
     /// Validated events of this customer, in order.
     pub events: Vec<Event>,
 }
 
 impl Handler<Track> for CustomerActor {
-    type Result = Vec<TrackResult>;
+    type Result = Result<Durable<Vec<TrackResult>>, ServiceError>;
 
     fn handle(&mut self, message: Track, _context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
+        self.check_writable()?;
         let catalog = self.shared.catalog.load();
-        message
+        let results = message
             .events
             .iter()
             .map(|event| {
@@ -234,13 +282,19 @@ impl Handler<Track> for CustomerActor {
                 self.shared.record_event(&catalog, &event.name, result);
                 result
             })
-            .collect()
+            .collect();
+        // Duplicates are written too: their first delivery may still be
+        // queued, and an acknowledgement promises durability.
+        Ok(Durable {
+            value: results,
+            commit: self.persist(Vec::new()),
+        })
     }
 }
 
 /// Apply an outcome of a served action.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<OutcomeResult, ServiceError>")]
+#[rtype(result = "Result<Durable<OutcomeResult>, ServiceError>")]
 pub struct ReportOutcome {
     /// The decision.
     pub decision_id: String,
@@ -255,28 +309,53 @@ pub struct ReportOutcome {
 }
 
 impl Handler<ReportOutcome> for CustomerActor {
-    type Result = Result<OutcomeResult, ServiceError>;
+    type Result = Result<Durable<OutcomeResult>, ServiceError>;
 
     fn handle(&mut self, message: ReportOutcome, _context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
+        self.check_writable()?;
+        let at = message.at.unwrap_or(now);
         let result = self.state.report_outcome(
             &message.decision_id,
             &message.action_id,
             message.outcome,
             message.reward,
-            message.at.unwrap_or(now),
+            at,
             &self.shared.budgets,
         )?;
+        let mut log = Vec::new();
         if result.applied {
             self.shared.record_outcome(message.outcome);
+            let decision_at = self
+                .state
+                .ledger
+                .contacts()
+                .rev()
+                .find(|contact| {
+                    contact.decision_id == message.decision_id
+                        && contact.action_id == message.action_id
+                })
+                .map_or(at, |contact| contact.at);
+            log.push(LogEntry::Outcome(OutcomeRecord {
+                decision_id: message.decision_id,
+                decision_at,
+                customer_id: self.customer_id.to_string(),
+                action_id: message.action_id,
+                outcome: message.outcome.name().to_owned(),
+                at,
+                reward: message.reward,
+            }));
         }
-        Ok(result)
+        Ok(Durable {
+            value: result,
+            commit: self.persist(log),
+        })
     }
 }
 
 /// Record consent for one channel (`None` clears it); replies the previous state.
 #[derive(Debug, Message)]
-#[rtype(result = "Option<ConsentState>")]
+#[rtype(result = "Result<Durable<Option<ConsentState>>, ServiceError>")]
 pub struct SetConsent {
     /// The channel.
     pub channel: String,
@@ -285,17 +364,22 @@ pub struct SetConsent {
 }
 
 impl Handler<SetConsent> for CustomerActor {
-    type Result = Option<ConsentState>;
+    type Result = Result<Durable<Option<ConsentState>>, ServiceError>;
 
     fn handle(&mut self, message: SetConsent, _context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
-        self.state.set_consent(&message.channel, message.state, now)
+        self.check_writable()?;
+        let previous = self.state.set_consent(&message.channel, message.state, now);
+        Ok(Durable {
+            value: previous,
+            commit: self.persist(Vec::new()),
+        })
     }
 }
 
 /// Add (`lift = false`) or lift a suppression; replies whether anything changed.
 #[derive(Debug, Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Result<Durable<bool>, ServiceError>")]
 pub struct ChangeSuppression {
     /// The channel, `None` for all channels.
     pub channel: Option<String>,
@@ -308,16 +392,46 @@ pub struct ChangeSuppression {
 }
 
 impl Handler<ChangeSuppression> for CustomerActor {
-    type Result = bool;
+    type Result = Result<Durable<bool>, ServiceError>;
 
     fn handle(&mut self, message: ChangeSuppression, _context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
+        self.check_writable()?;
         let channel = message.channel.as_deref();
-        match (message.lift, message.reason) {
+        let changed = match (message.lift, message.reason) {
             (true, reason) => self.state.unsuppress(channel, reason),
             (false, Some(reason)) => self.state.suppress(channel, reason, &message.note, now),
             (false, None) => false,
-        }
+        };
+        Ok(Durable {
+            value: changed,
+            // Written even when unchanged: an earlier identical change may
+            // still be queued.
+            commit: self.persist(Vec::new()),
+        })
+    }
+}
+
+/// Erase the customer everywhere and stop; replies whether any state was live.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Durable<bool>, ServiceError>")]
+pub struct Forget;
+
+impl Handler<Forget> for CustomerActor {
+    type Result = Result<Durable<bool>, ServiceError>;
+
+    fn handle(&mut self, _message: Forget, context: &mut Self::Context) -> Self::Result {
+        self.touch();
+        self.check_writable()?;
+        let had_state = !self.state.is_empty();
+        self.state = CustomerState::default();
+        let commit = self.shared.store.forget(&self.customer_id);
+        // Later calls reach a new activation, which finds nothing stored.
+        context.stop();
+        Ok(Durable {
+            value: had_state,
+            commit,
+        })
     }
 }
 
@@ -335,8 +449,9 @@ impl Handler<Snapshot> for CustomerActor {
     }
 }
 
-/// Save and stop (idle, evicted, or shutting down). Queued messages before it
-/// are handled first; later ones are refused and retried on a new activation.
+/// Stop (idle, evicted, or shutting down); the state is already stored.
+/// Queued messages before it are handled first; later ones are refused and
+/// retried on a new activation.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Passivate;

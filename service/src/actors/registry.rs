@@ -1,5 +1,11 @@
 //! `CustomerRegistry`: finds a customer's live actor or activates one from the
-//! store, passivates idle actors, and bounds how many are live.
+//! store, passivates idle actors, and bounds how many are live, evicting the
+//! least recently used.
+//!
+//! Recency is exact: every call routed to an actor takes a fresh tick from a
+//! counter and moves the actor to that tick in an ordered map (one short lock
+//! and two O(log n) map operations), so eviction pops the oldest tick instead
+//! of scanning every live actor.
 
 use super::customer::{Activity, CustomerActor, Passivate};
 use super::system::ActorSystem;
@@ -9,9 +15,10 @@ use actix::prelude::*;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use nudge_models::time::Timestamp;
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// A live actor as the registry knows it.
 #[derive(Debug, Clone)]
@@ -24,10 +31,60 @@ pub struct RegistryEntry {
     pub activity: Arc<Activity>,
 }
 
+/// Live actors in order of last use: tick → customer id. Actors asked to
+/// passivate are no longer in it.
+#[derive(Debug, Default)]
+struct Recency {
+    ticks: Mutex<BTreeMap<u64, Arc<str>>>,
+    next_tick: AtomicU64,
+}
+
+impl Recency {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<str>>> {
+        self.ticks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves `entry` to the newest tick, unless it was asked to passivate.
+    fn touch(&self, key: &Arc<str>, activity: &Activity) {
+        let tick = self.next_tick.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut ticks = self.lock();
+        if activity.passivating.load(Ordering::Acquire) {
+            return;
+        }
+        let previous = activity.lru_tick.swap(tick, Ordering::AcqRel);
+        if previous != 0 {
+            ticks.remove(&previous);
+        }
+        ticks.insert(tick, key.clone());
+    }
+
+    /// Forgets the actor whose activity this is.
+    fn remove(&self, activity: &Activity) {
+        let tick = activity.lru_tick.swap(0, Ordering::AcqRel);
+        if tick != 0 {
+            self.lock().remove(&tick);
+        }
+    }
+
+    /// The least recently used actor's id, taken out of the order.
+    fn pop_oldest(&self, at_least: usize) -> Option<(u64, Arc<str>)> {
+        let mut ticks = self.lock();
+        if ticks.len() < at_least {
+            return None;
+        }
+        ticks.pop_first()
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
 /// Live customer actors by customer id.
 #[derive(Debug)]
 pub struct CustomerRegistry {
     entries: Arc<DashMap<Arc<str>, RegistryEntry>>,
+    recency: Arc<Recency>,
     system: ActorSystem,
     shared: Arc<Shared>,
     next_generation: AtomicU64,
@@ -39,6 +96,7 @@ impl CustomerRegistry {
     pub fn new(system: ActorSystem, shared: Arc<Shared>) -> Self {
         Self {
             entries: Arc::new(DashMap::new()),
+            recency: Arc::new(Recency::default()),
             system,
             shared,
             next_generation: AtomicU64::new(1),
@@ -60,15 +118,23 @@ impl CustomerRegistry {
     /// Racing activations resolve to one actor: the first to take the map entry
     /// loads the state and starts it; the others find it there.
     pub fn get_or_activate(&self, customer_id: &str) -> Result<RegistryEntry, ServiceError> {
-        if let Some(entry) = self.get(customer_id) {
+        if let Some((key, entry)) = self
+            .entries
+            .get(customer_id)
+            .map(|entry| (entry.key().clone(), entry.value().clone()))
+        {
+            self.recency.touch(&key, &entry.activity);
             return Ok(entry);
         }
-        if self.entries.len() >= self.shared.config.actors.max_live_customers {
-            self.make_room();
-        }
+        self.make_room();
         let key: Arc<str> = Arc::from(customer_id);
         match self.entries.entry(key.clone()) {
-            Entry::Occupied(occupied) => Ok(occupied.get().clone()),
+            Entry::Occupied(occupied) => {
+                let entry = occupied.get().clone();
+                drop(occupied);
+                self.recency.touch(&key, &entry.activity);
+                Ok(entry)
+            }
             Entry::Vacant(vacant) => {
                 // Loaded while holding the entry, so no other activation of
                 // this customer can save newer state in between.
@@ -84,14 +150,20 @@ impl CustomerRegistry {
                     .last_active_ms
                     .store(self.shared.clock.now().millis(), Ordering::Relaxed);
                 let entries = Arc::downgrade(&self.entries);
+                let recency = Arc::downgrade(&self.recency);
                 let stop_key = key.clone();
+                let stop_activity = activity.clone();
                 let on_stop = Box::new(move || {
+                    if let Some(recency) = recency.upgrade() {
+                        recency.remove(&stop_activity);
+                    }
                     if let Some(entries) = entries.upgrade() {
                         entries.remove_if(&stop_key, |_, entry| entry.generation == generation);
                     }
                 });
                 let shared = self.shared.clone();
                 let actor_activity = activity.clone();
+                let recency_key = key.clone();
                 let arbiter = self.system.arbiter(self.shard_of(customer_id));
                 let addr = CustomerActor::start_in_arbiter(arbiter, move |_| {
                     CustomerActor::new(key, state, shared, actor_activity, generation, on_stop)
@@ -103,6 +175,7 @@ impl CustomerRegistry {
                     activity,
                 };
                 vacant.insert(entry.clone());
+                self.recency.touch(&recency_key, &entry.activity);
                 Ok(entry)
             }
         }
@@ -133,7 +206,7 @@ impl CustomerRegistry {
             .map(|entry| entry.value().clone())
             .collect();
         idle.iter()
-            .filter(|entry| Self::ask_to_passivate(entry))
+            .filter(|entry| self.ask_to_passivate(entry))
             .count()
     }
 
@@ -144,44 +217,33 @@ impl CustomerRegistry {
         }
     }
 
-    /// Asks the least recently active actors to passivate until fewer than
-    /// `max_live_customers` remain that were not already asked. Skipping those
-    /// already asked makes concurrent activations evict distinct actors (they
-    /// used to all pick the same least recent one, leaving the rest live).
+    /// Asks the least recently used actors to passivate until fewer than
+    /// `max_live_customers` remain that were not already asked. Each eviction
+    /// pops its victim out of the recency order, so concurrent activations
+    /// evict distinct actors.
     fn make_room(&self) {
         let max_live = self.shared.config.actors.max_live_customers;
-        loop {
-            let mut active = 0_usize;
-            let mut oldest: Option<(i64, RegistryEntry)> = None;
-            for entry in self.entries.iter() {
-                let activity = &entry.value().activity;
-                if activity.passivating.load(Ordering::Acquire) {
-                    continue;
-                }
-                active += 1;
-                let last_active = activity.last_active_ms.load(Ordering::Relaxed);
-                if oldest
-                    .as_ref()
-                    .is_none_or(|(oldest, _)| last_active < *oldest)
-                {
-                    oldest = Some((last_active, entry.value().clone()));
-                }
-            }
-            match oldest {
-                // Whoever flips the flag, the count drops: the loop ends.
-                Some((_, entry)) if active >= max_live => {
-                    Self::ask_to_passivate(&entry);
-                }
-                _ => return,
+        while let Some((tick, key)) = self.recency.pop_oldest(max_live) {
+            if let Some(entry) = self.get(&key)
+                && entry.activity.lru_tick.load(Ordering::Acquire) == tick
+            {
+                entry.activity.lru_tick.store(0, Ordering::Release);
+                self.ask_to_passivate(&entry);
             }
         }
     }
 
+    /// Live actors not asked to passivate.
+    pub fn active(&self) -> usize {
+        self.recency.len()
+    }
+
     /// Sends `Passivate` unless the actor was already asked; true if sent.
-    fn ask_to_passivate(entry: &RegistryEntry) -> bool {
+    fn ask_to_passivate(&self, entry: &RegistryEntry) -> bool {
         if entry.activity.passivating.swap(true, Ordering::AcqRel) {
             return false;
         }
+        self.recency.remove(&entry.activity);
         entry.addr.do_send(Passivate);
         true
     }

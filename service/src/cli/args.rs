@@ -5,14 +5,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use nudge_proto::v1::{
-    ConsentState, DecideRequest, Event, GetProfileRequest, Outcome, ReloadCatalogRequest,
-    ReportOutcomeRequest, SetConsentRequest, SuppressRequest, SuppressionReason, UnsuppressRequest,
+    ConsentState, DecideRequest, Event, ExportDecisionsRequest, ForgetRequest, GetProfileRequest,
+    Outcome, ReloadCatalogRequest, ReportOutcomeRequest, SetConsentRequest, SuppressRequest,
+    SuppressionReason, UnsuppressRequest,
 };
 use prost_types::Timestamp;
 
+use super::export::ExportFormat;
+use super::names::rfc3339;
 use super::parse::{
-    KeyValue, into_map, parse_finite, parse_interval, parse_key_value, parse_timestamp,
+    KeyValue, TimeBound, into_map, parse_finite, parse_interval, parse_key_value, parse_time_bound,
+    parse_timestamp,
 };
 
 /// Arguments of `nudge decide`.
@@ -233,6 +238,70 @@ impl ProfileArgs {
     }
 }
 
+/// Arguments of `nudge forget`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ForgetArgs {
+    /// The customer to erase: state, consent, suppressions, contacts, and
+    /// their decisions and outcomes in the decision log.
+    #[arg(value_name = "ID")]
+    pub customer: String,
+}
+
+impl ForgetArgs {
+    /// The `Forget` request.
+    pub fn request(&self) -> ForgetRequest {
+        ForgetRequest {
+            customer_id: self.customer.clone(),
+        }
+    }
+}
+
+/// Arguments of `nudge export`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportArgs {
+    /// The file to write. It appears only once complete: rows go to a
+    /// temporary file beside it, renamed over FILE at the end.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Only decisions made at or after TIME: RFC 3339
+    /// (2026-11-01T00:00:00Z), a date (2026-11-01, midnight UTC) or an age
+    /// (7d, 12h: that long before now). Default: the oldest logged.
+    #[arg(long, value_name = "TIME", value_parser = parse_time_bound)]
+    pub since: Option<TimeBound>,
+    /// Only decisions made before TIME (same forms as --since). Default: now.
+    #[arg(long, value_name = "TIME", value_parser = parse_time_bound)]
+    pub until: Option<TimeBound>,
+    /// The file format. Default: from the extension of FILE (.jsonl or
+    /// .ndjson: jsonl), else parquet.
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
+}
+
+impl ExportArgs {
+    /// The `ExportDecisions` request, with ages counted back from `now`;
+    /// refuses an empty range.
+    pub fn request(&self, now: DateTime<Utc>) -> anyhow::Result<ExportDecisionsRequest> {
+        let since = self.since.map(|bound| bound.resolve(now));
+        let until = self.until.map(|bound| bound.resolve(now));
+        if let (Some(since), Some(until)) = (&since, &until)
+            && (since.seconds, since.nanos) >= (until.seconds, until.nanos)
+        {
+            anyhow::bail!(
+                "--since {} is not before --until {}: the range is empty",
+                rfc3339(since),
+                rfc3339(until)
+            );
+        }
+        Ok(ExportDecisionsRequest { since, until })
+    }
+
+    /// The format to write: `--format`, else the one FILE's extension names.
+    pub fn format(&self) -> ExportFormat {
+        self.format
+            .unwrap_or_else(|| ExportFormat::from_path(&self.out))
+    }
+}
+
 /// Arguments of `nudge reload`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReloadArgs {
@@ -439,6 +508,64 @@ mod tests {
             ..StatsArgs::default()
         };
         assert!(!once.live(false, true));
+    }
+
+    #[test]
+    fn export_resolves_bounds_and_refuses_an_empty_range() {
+        let now = DateTime::<Utc>::from_timestamp(1_793_491_200 + 7 * 86_400, 0)
+            .expect("valid test time");
+        let args = ExportArgs {
+            out: PathBuf::from("decisions.parquet"),
+            since: Some(parse_time_bound("7d").expect("an age")),
+            until: Some(parse_time_bound("2026-11-08").expect("a date")),
+            format: None,
+        };
+        let request = args.request(now).expect("a valid range");
+        assert_eq!(request.since.map(|t| t.seconds), Some(1_793_491_200));
+        assert_eq!(
+            request.until.map(|t| t.seconds),
+            Some(1_793_491_200 + 7 * 86_400)
+        );
+        let open = ExportArgs {
+            since: None,
+            until: None,
+            ..args.clone()
+        };
+        assert_eq!(
+            open.request(now).expect("no bounds"),
+            ExportDecisionsRequest::default()
+        );
+        let backwards = ExportArgs {
+            since: Some(parse_time_bound("2026-11-08").expect("a date")),
+            until: Some(parse_time_bound("2026-11-01").expect("a date")),
+            ..args.clone()
+        };
+        let err = backwards.request(now).expect_err("empty range");
+        assert!(
+            err.to_string()
+                .contains("--since 2026-11-08T00:00:00Z is not before --until"),
+            "{err}"
+        );
+        assert_eq!(args.format(), ExportFormat::Parquet);
+        let jsonl = ExportArgs {
+            out: PathBuf::from("out/decisions.ndjson"),
+            ..args.clone()
+        };
+        assert_eq!(jsonl.format(), ExportFormat::Jsonl);
+        let forced = ExportArgs {
+            format: Some(ExportFormat::Parquet),
+            ..jsonl
+        };
+        assert_eq!(forced.format(), ExportFormat::Parquet);
+    }
+
+    #[test]
+    fn forget_names_the_customer() {
+        let request = ForgetArgs {
+            customer: "c-9".into(),
+        }
+        .request();
+        assert_eq!(request.customer_id, "c-9");
     }
 
     #[test]

@@ -5,11 +5,14 @@
 use std::path::Path;
 
 use nudge_proto::v1::{
-    CatalogSummary, DecideResponse, Event, Profile, ReloadCatalogResponse, ReportOutcomeRequest,
-    ReportOutcomeResponse, SetConsentRequest, SetConsentResponse, StatsResponse, SuppressRequest,
-    SuppressResponse, TrackResponse, UnsuppressRequest,
+    CatalogSummary, DecideResponse, Event, ForgetRequest, ForgetResponse, Profile,
+    ReloadCatalogResponse, ReportOutcomeRequest, ReportOutcomeResponse, SetConsentRequest,
+    SetConsentResponse, StatsResponse, SuppressRequest, SuppressResponse, TrackResponse,
+    UnsuppressRequest,
 };
 use serde_json::{Map, Value as Json, json};
+
+use super::export::ExportSummary;
 
 use super::names::{
     consent_state_name, fallback_reason_name, filter_reason_name, outcome_name,
@@ -264,6 +267,26 @@ pub fn profile(p: &Profile) -> Json {
     })
 }
 
+/// What `forget` erased.
+pub fn forget(request: &ForgetRequest, r: &ForgetResponse) -> Json {
+    json!({
+        "customer_id": request.customer_id,
+        "state_erased": r.state_erased,
+        "decisions_erased": r.decisions_erased,
+        "outcomes_erased": r.outcomes_erased,
+    })
+}
+
+/// The file an export wrote, its format, and how much it holds.
+pub fn export(summary: &ExportSummary) -> Json {
+    json!({
+        "file": summary.path.display().to_string(),
+        "format": summary.format.name(),
+        "decisions": summary.decisions,
+        "rows": summary.rows,
+    })
+}
+
 fn summary(s: Option<&CatalogSummary>) -> Json {
     s.map_or(Json::Null, |s| {
         json!({
@@ -465,6 +488,30 @@ mod tests {
         );
         assert_eq!(j["reason"], Json::Null);
         assert_eq!(j["changed"], false);
+        let j = forget(
+            &ForgetRequest {
+                customer_id: "c".into(),
+            },
+            &ForgetResponse {
+                state_erased: true,
+                decisions_erased: 3,
+                outcomes_erased: 1,
+            },
+        );
+        assert_eq!(
+            j,
+            json!({"customer_id": "c", "state_erased": true, "decisions_erased": 3, "outcomes_erased": 1})
+        );
+        let j = export(&ExportSummary {
+            path: "out/d.parquet".into(),
+            format: super::super::export::ExportFormat::Parquet,
+            decisions: 2,
+            rows: 5,
+        });
+        assert_eq!(
+            j,
+            json!({"file": "out/d.parquet", "format": "parquet", "decisions": 2, "rows": 5})
+        );
         let j = reload(None, &ReloadCatalogResponse::default());
         assert_eq!(j["file"], Json::Null);
         assert_eq!(j["summary"], Json::Null);

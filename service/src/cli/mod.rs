@@ -1,18 +1,22 @@
 //! The client side of the `nudge` command-line tool: subcommands that talk to a
 //! running nudge server over gRPC (`decide`, `track`, `outcome`, `consent`,
-//! `suppress`, `unsuppress`, `profile`, `reload`, `stats`) and print the answer
-//! as text for a person or, with `--json`, as one JSON object.
+//! `suppress`, `unsuppress`, `profile`, `forget`, `reload`, `stats`, `export`)
+//! and print the answer as text for a person or, with `--json`, as one JSON
+//! object.
 //!
 //! - `args`: the clap arguments of each subcommand and the requests they build.
 //! - `parse`: typed `KEY=VALUE` pairs, RFC 3339 times, finite numbers.
 //! - `client`: connecting (TLS, client certificate, bearer token), and readable
 //!   gRPC / connection errors.
 //! - `output` / `json`: rendering responses as text or JSON.
+//! - `export`: writing the streamed decision log to a Parquet or JSON lines
+//!   file, complete or not at all.
 //! - `names`: lowercase enum names, timestamps and number formats they share.
 //! - `watch`: the live, redrawn view of `stats` on a terminal.
 
 mod args;
 mod client;
+mod export;
 mod json;
 mod names;
 mod output;
@@ -27,10 +31,12 @@ use nudge_proto::v1::{
 };
 
 pub use args::{
-    ConsentArg, ConsentArgs, DecideArgs, OutcomeArg, OutcomeArgs, ProfileArgs, ReloadArgs,
-    StatsArgs, SuppressArgs, SuppressionReasonArg, TrackArgs, UnsuppressArgs,
+    ConsentArg, ConsentArgs, DecideArgs, ExportArgs, ForgetArgs, OutcomeArg, OutcomeArgs,
+    ProfileArgs, ReloadArgs, StatsArgs, SuppressArgs, SuppressionReasonArg, TrackArgs,
+    UnsuppressArgs,
 };
-pub use parse::KeyValue;
+pub use export::{ExportFormat, ExportSummary, ROWS_PER_GROUP};
+pub use parse::{KeyValue, TimeBound};
 
 use client::status_error;
 
@@ -51,11 +57,17 @@ pub enum ClientCommand {
     Unsuppress(UnsuppressArgs),
     /// Show a customer's live profile, consent, suppressions and contacts.
     Profile(ProfileArgs),
+    /// Erase everything stored about a customer, their decision log entries
+    /// included.
+    Forget(ForgetArgs),
     /// Replace the server's running catalog with FILE, or make it re-read its own.
     Reload(ReloadArgs),
     /// Watch the server's traffic, latency, serves, filters and fallbacks live
     /// (one snapshot when stdout is not a terminal, or with --once or --json).
     Stats(StatsArgs),
+    /// Write the decision log, outcomes joined, to a Parquet or JSON lines
+    /// file (the training input).
+    Export(ExportArgs),
 }
 
 /// Global client options, flattened into the top-level CLI by main.rs.
@@ -73,8 +85,8 @@ pub struct ClientOptions {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true, display_order = 100)]
     pub json: bool,
-    /// Bearer token for the protected calls (reload, stats, consent,
-    /// suppress, unsuppress); prefer NUDGE_TOKEN to keep it out of `ps`.
+    /// Bearer token for the protected calls (reload, stats, export, consent,
+    /// suppress, unsuppress, forget); prefer NUDGE_TOKEN to keep it out of `ps`.
     #[arg(
         long,
         global = true,
@@ -137,6 +149,25 @@ pub async fn run(command: ClientCommand, options: &ClientOptions) -> anyhow::Res
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// Streams the decision log from `Admin.ExportDecisions` into `args.out`, as
+/// `nudge export` does: the file appears only once complete. Time bounds
+/// given as ages (`7d`) count back from now.
+pub async fn export_decisions(
+    args: &ExportArgs,
+    options: &ClientOptions,
+) -> anyhow::Result<ExportSummary> {
+    let request = args.request(chrono::Utc::now())?;
+    // Before connecting, so a bad path is reported before the server works.
+    let writer = export::ExportWriter::create(&args.out, args.format())?;
+    let mut client = AdminClient::new(client::connect(options).await?);
+    let decisions = client
+        .export_decisions(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    export::write_stream(decisions, writer).await
 }
 
 /// Either rendering of a response, chosen by `--json`.
@@ -252,6 +283,20 @@ async fn execute(command: ClientCommand, options: &ClientOptions) -> anyhow::Res
                 || output::profile(&profile, chrono::Utc::now()),
             )
         }
+        ClientCommand::Forget(args) => {
+            let request = args.request();
+            let mut client = ProfilesClient::new(client::connect(options).await?);
+            let response = client
+                .forget(request.clone())
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            render(
+                options,
+                || json::forget(&request, &response),
+                || output::forget(&request, &response),
+            )
+        }
         ClientCommand::Reload(args) => {
             let request = args.request()?;
             let mut client = AdminClient::new(client::connect(options).await?);
@@ -278,6 +323,14 @@ async fn execute(command: ClientCommand, options: &ClientOptions) -> anyhow::Res
                 options,
                 || json::stats(&response),
                 || output::stats(None, &response, std::time::Duration::ZERO),
+            )
+        }
+        ClientCommand::Export(args) => {
+            let summary = export_decisions(&args, options).await?;
+            render(
+                options,
+                || json::export(&summary),
+                || output::export(&summary),
             )
         }
     }
@@ -427,6 +480,42 @@ mod tests {
         );
         assert!(parse(&["unsuppress", "--customer", "c"]).is_ok());
         assert!(parse(&["profile", "c-42"]).is_ok());
+        let cli = parse(&["forget", "c-42", "--json"]).expect("valid forget");
+        assert!(matches!(
+            cli.command,
+            ClientCommand::Forget(ForgetArgs { ref customer }) if customer == "c-42"
+        ));
+        assert!(parse(&["forget"]).is_err(), "the customer is required");
+        let cli = parse(&[
+            "export",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-11-02T00:00:00Z",
+            "--out",
+            "decisions.out",
+            "--format",
+            "jsonl",
+        ])
+        .expect("valid export");
+        let ClientCommand::Export(args) = cli.command else {
+            panic!("expected export");
+        };
+        assert_eq!(args.format(), ExportFormat::Jsonl);
+        assert!(matches!(args.since, Some(TimeBound::At(_))));
+        let cli = parse(&["export", "--since", "7d", "--out", "d.parquet"]).expect("an age");
+        let ClientCommand::Export(args) = cli.command else {
+            panic!("expected export");
+        };
+        assert!(matches!(args.since, Some(TimeBound::Ago(_))));
+        assert_eq!(args.format(), ExportFormat::Parquet);
+        assert!(parse(&["export"]).is_err(), "--out is required");
+        let err =
+            parse(&["export", "--out", "d.parquet", "--since", "last week"]).expect_err("bad time");
+        assert!(err.to_string().contains("--since"), "{err}");
+        let err =
+            parse(&["export", "--out", "d.parquet", "--format", "csv"]).expect_err("bad format");
+        assert!(err.to_string().contains("parquet"), "{err}");
         assert!(parse(&["reload"]).is_ok());
         assert!(parse(&["reload", "catalog.toml"]).is_ok());
         assert!(parse(&["stats"]).is_ok());
@@ -474,6 +563,30 @@ mod tests {
         ])
         .expect_err("bad outcome");
         assert!(err.to_string().contains("click"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_export_to_an_unreachable_server_leaves_no_file() {
+        let directory =
+            std::env::temp_dir().join(format!("nudge-export-unreachable-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).expect("a scratch directory");
+        let options = ClientOptions {
+            server: "http://127.0.0.1:1".into(),
+            ..ClientOptions::default()
+        };
+        let args = ExportArgs {
+            out: directory.join("decisions.parquet"),
+            since: None,
+            until: None,
+            format: None,
+        };
+        let err = export_decisions(&args, &options)
+            .await
+            .expect_err("nothing listens on port 1");
+        assert!(err.to_string().contains("http://127.0.0.1:1"), "{err}");
+        let left = std::fs::read_dir(&directory).expect("readable").count();
+        assert_eq!(left, 0, "the temporary file is removed");
+        std::fs::remove_dir_all(&directory).expect("cleanup");
     }
 
     #[tokio::test]

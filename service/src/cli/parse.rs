@@ -1,8 +1,10 @@
-//! Parsers for command-line values: typed `KEY=VALUE` pairs, RFC 3339 times and
-//! finite numbers. Each returns a `String` error that clap shows next to the
+//! Parsers for command-line values: typed `KEY=VALUE` pairs, RFC 3339 times,
+//! export time bounds (a time, a date or an age such as `7d`) and finite
+//! numbers. Each returns a `String` error that clap shows next to the
 //! offending argument.
 
-use chrono::DateTime;
+use chrono::{DateTime, NaiveDate, Utc};
+use nudge_models::time::Span;
 use nudge_proto::v1::{Value, value::Kind};
 use prost_types::Timestamp;
 use std::collections::HashMap;
@@ -103,6 +105,51 @@ pub fn parse_timestamp(arg: &str) -> Result<Timestamp, String> {
         })
 }
 
+/// A bound of a time range as written on the command line: an instant, or an
+/// age resolved against the current time when the request is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeBound {
+    /// A fixed instant (`2026-11-01T00:00:00Z`, or `2026-11-01` for midnight UTC).
+    At(Timestamp),
+    /// This long before now (`7d`, `12h`).
+    Ago(Span),
+}
+
+impl TimeBound {
+    /// The instant this bound stands for, with ages counted back from `now`.
+    pub fn resolve(self, now: DateTime<Utc>) -> Timestamp {
+        match self {
+            Self::At(at) => at,
+            Self::Ago(span) => {
+                let millis = now.timestamp_millis().saturating_sub(span.millis());
+                from_datetime(DateTime::from_timestamp_millis(millis).unwrap_or(now))
+            }
+        }
+    }
+}
+
+/// Parses a time-range bound: an RFC 3339 time (`2026-11-01T00:00:00Z`), a
+/// date (`2026-11-01`, midnight UTC) or an age (`7d`, `12h`, `30m`: that long
+/// before now; units `s`, `m`, `h`, `d`, `w`).
+pub fn parse_time_bound(arg: &str) -> Result<TimeBound, String> {
+    let text = arg.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(TimeBound::At(from_datetime(at.to_utc())));
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(TimeBound::At(from_datetime(
+            date.and_time(chrono::NaiveTime::MIN).and_utc(),
+        )));
+    }
+    if text.starts_with(|character: char| character.is_ascii_digit()) && !text.contains(['-', ':'])
+    {
+        return Span::parse(text).map(TimeBound::Ago);
+    }
+    Err(format!(
+        "expected an RFC 3339 time (2026-11-01T00:00:00Z), a date (2026-11-01) or an age such as 7d or 12h, got '{arg}'"
+    ))
+}
+
 /// Collects parsed pairs into a map, refusing a key given twice. `flag` names
 /// the argument in the error, e.g. `--context`.
 pub fn into_map(pairs: &[KeyValue], flag: &str) -> anyhow::Result<HashMap<String, Value>> {
@@ -193,6 +240,37 @@ mod tests {
         for bad in ["0", "0.01", "-1", "inf", "NaN", "soon", "7200"] {
             let err = parse_interval(bad).expect_err(bad);
             assert!(err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn time_bounds_accept_times_dates_and_ages() {
+        let midnight = Timestamp {
+            seconds: 1_793_491_200,
+            nanos: 0,
+        };
+        assert_eq!(
+            parse_time_bound("2026-11-01T00:00:00Z"),
+            Ok(TimeBound::At(midnight))
+        );
+        assert_eq!(
+            parse_time_bound("2026-11-01T01:00:00+01:00"),
+            Ok(TimeBound::At(midnight))
+        );
+        assert_eq!(parse_time_bound("2026-11-01"), Ok(TimeBound::At(midnight)));
+        assert_eq!(parse_time_bound(" 7d "), Ok(TimeBound::Ago(Span::days(7))));
+        let now = DateTime::<Utc>::from_timestamp(1_793_491_200 + 7 * 86_400, 0)
+            .expect("valid test time");
+        assert_eq!(
+            parse_time_bound("7d").expect("an age").resolve(now),
+            midnight
+        );
+        assert_eq!(TimeBound::At(midnight).resolve(now), midnight);
+        let err = parse_time_bound("7x").expect_err("unknown unit");
+        assert!(err.contains("unknown unit"), "{err}");
+        for bad in ["yesterday", "2026-13-01", "2026-11-01 10:00", ""] {
+            let err = parse_time_bound(bad).expect_err(bad);
+            assert!(err.contains("RFC 3339"), "{err}");
         }
     }
 }

@@ -4,7 +4,11 @@ use crate::convert;
 use crate::engine::Engine;
 use nudge_proto::v1 as proto;
 use std::sync::Arc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+
+/// Decisions an export stream holds ahead of the client.
+const EXPORT_BUFFER: usize = 256;
 
 /// The Admin service over an [`Engine`].
 #[derive(Debug, Clone)]
@@ -58,5 +62,29 @@ impl proto::admin_server::Admin for AdminService {
         _request: Request<proto::StatsRequest>,
     ) -> Result<Response<proto::StatsResponse>, Status> {
         Ok(Response::new(convert::stats(self.engine.stats())))
+    }
+
+    type ExportDecisionsStream = ReceiverStream<Result<proto::LoggedDecision, Status>>;
+
+    async fn export_decisions(
+        &self,
+        request: Request<proto::ExportDecisionsRequest>,
+    ) -> Result<Response<Self::ExportDecisionsStream>, Status> {
+        let range = convert::export_range(request.into_inner())?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
+        let engine = self.engine.clone();
+        // The store reads one snapshot on a blocking thread; the bounded
+        // channel holds it back while the client is slower than the disk.
+        tokio::task::spawn_blocking(move || {
+            let result = engine.export_blocking(range, &mut |decision| {
+                sender
+                    .blocking_send(Ok(convert::logged_decision(decision)))
+                    .is_ok()
+            });
+            if let Err(error) = result {
+                let _ = sender.blocking_send(Err(error.into()));
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
     }
 }

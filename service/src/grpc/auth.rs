@@ -33,11 +33,12 @@ use tower::{Layer, Service};
 /// every method of that service. A new method that changes state (such as an
 /// erase call) belongs here; a unit test fails until every `nudge.v1` method
 /// is listed either here or in [`OPEN`].
-pub const PROTECTED: [&str; 4] = [
+pub const PROTECTED: [&str; 5] = [
     "/nudge.v1.Admin/",
     "/nudge.v1.Profiles/SetConsent",
     "/nudge.v1.Profiles/Suppress",
     "/nudge.v1.Profiles/Unsuppress",
+    "/nudge.v1.Profiles/Forget",
 ];
 
 /// The `nudge.v1` methods that stay open whatever is configured.
@@ -203,6 +204,16 @@ pub struct Refuse<B, E> {
     types: PhantomData<fn() -> (B, E)>,
 }
 
+impl<B, E> Refuse<B, E> {
+    /// Answers with `status`.
+    pub fn new(status: tonic::Status) -> Self {
+        Self {
+            status,
+            types: PhantomData,
+        }
+    }
+}
+
 impl<B: Default, E, Request> Service<Request> for Refuse<B, E> {
     type Response = http::Response<B>;
     type Error = E;
@@ -240,10 +251,7 @@ where
             Ok(()) => Either::Left(&mut self.inner),
             Err(error) => {
                 tracing::debug!(path = request.uri().path(), %error, "refused a protected call");
-                Either::Right(Refuse {
-                    status: tonic::Status::from(error),
-                    types: PhantomData,
-                })
+                Either::Right(Refuse::new(tonic::Status::from(error)))
             }
         };
         route.call(request)

@@ -1,34 +1,43 @@
 //! The gRPC adapters: one thin service per `nudge.v1` service, plus health and
 //! reflection, assembled by [`serve`] on an already-bound listener (tests bind
 //! `127.0.0.1:0` and call the same function as `main`). [`serve`] also applies,
-//! to every service, TLS ([`tls`]), the authorization of the protected calls
-//! ([`auth`]) and the message size limit.
+//! to every service:
+//!
+//! - [`calls`]: the outermost layer: one log span per call, admission control
+//!   ([`admission`]: calls beyond `grpc.max_concurrent_requests` are shed with
+//!   RESOURCE_EXHAUSTED), refusals counted in the metrics, status and latency
+//!   logged;
+//! - [`auth`]: the authorization of the protected calls;
+//! - TLS ([`tls`]), the message size limit, HTTP/2 keepalive, streams per
+//!   connection, and the connection limit ([`admission::limit_connections`]);
+//! - [`readiness`]: health NOT_SERVING and `nudge.v1` UNAVAILABLE until the
+//!   engine has started ([`serve_until_ready`]), NOT_SERVING again as soon as
+//!   shutdown begins.
 
 mod admin;
+pub mod admission;
 pub mod auth;
+pub mod calls;
 mod decisions;
 mod events;
 mod profiles;
+pub mod readiness;
 pub mod tls;
 
 pub use admin::AdminService;
 pub use decisions::DecisionsService;
 pub use events::EventsService;
 pub use profiles::ProfilesService;
+pub use readiness::Readiness;
 
-use crate::config::ConfigError;
-use crate::engine::{Engine, Shared};
-use nudge_proto::v1::{
-    admin_server::AdminServer, decisions_server::DecisionsServer, events_server::EventsServer,
-    profiles_server::ProfilesServer,
-};
+use crate::config::{Config, ConfigError};
+use crate::engine::Engine;
+use crate::metrics::GrpcMetrics;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::metadata::MetadataMap;
-use tonic_health::ServingStatus;
-use tower::util::MapResponseLayer;
 
 /// The client's deadline from the `grpc-timeout` header, if any.
 pub fn client_deadline(metadata: &MetadataMap) -> Option<Duration> {
@@ -55,26 +64,6 @@ fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
         .with_keepalive(Some(Duration::from_secs(60)))
 }
 
-/// An HTTP response of the gRPC server.
-type HttpResponse = tonic::codegen::http::Response<tonic::body::Body>;
-
-/// Counts refused calls for the metrics, once for every service: an error a
-/// handler (or tonic, e.g. on an undecodable message) returns before any
-/// response message is a trailers-only response whose headers carry its
-/// `grpc-status`.
-fn rejections(
-    shared: Arc<Shared>,
-) -> MapResponseLayer<impl Fn(HttpResponse) -> HttpResponse + Clone> {
-    MapResponseLayer::new(move |response: HttpResponse| {
-        if let Some(status) = response.headers().get("grpc-status") {
-            shared
-                .metrics
-                .grpc_status(tonic::Code::from_bytes(status.as_bytes()));
-        }
-        response
-    })
-}
-
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -92,14 +81,31 @@ pub enum ServeError {
 /// Serves every nudge service, health and reflection on `listener` until
 /// `shutdown` completes, then drains in-flight calls. With `tls.*` set the
 /// listener speaks TLS only; with `auth.token` or mTLS the calls in
-/// [`auth::PROTECTED`] need credentials.
+/// [`auth::PROTECTED`] need credentials. Calls and connections beyond the
+/// `grpc.*` limits are refused at once ([`admission`]).
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let config = &engine.shared().config;
+    let readiness = Readiness::new();
+    let config = engine.shared().config.clone();
+    readiness.ready(engine).await;
+    serve_until_ready(listener, &config, readiness, shutdown).await
+}
+
+/// Like [`serve`], for an engine that is still starting: health and
+/// reflection answer at once, health NOT_SERVING and every `nudge.v1` call
+/// UNAVAILABLE until [`Readiness::ready`] hands `readiness` the engine.
+/// `config` gives the transport settings (the engine's own configuration).
+pub async fn serve_until_ready(
+    listener: TcpListener,
+    config: &Config,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let max_message = config.limits.max_message_bytes;
+    let grpc = &config.grpc;
     let tls = config
         .tls_files()?
         .map(|files| tls::server_config(&files))
@@ -111,16 +117,7 @@ pub async fn serve(
         token = config.auth.token.is_some() || config.auth.token_file.is_some(),
         "transport security"
     );
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<DecisionsServer<DecisionsService>>()
-        .await;
-    health.set_serving::<EventsServer<EventsService>>().await;
-    health
-        .set_serving::<ProfilesServer<ProfilesService>>()
-        .await;
-    health.set_serving::<AdminServer<AdminService>>().await;
-    health.set_service_status("", ServingStatus::Serving).await;
+    let metrics = Arc::new(GrpcMetrics::new());
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(nudge_proto::FILE_DESCRIPTOR_SET)
@@ -132,45 +129,42 @@ pub async fn serve(
     let reflection_v1alpha = reflection()
         .build_v1alpha()?
         .max_decoding_message_size(max_message);
-    let health_service = health_service.max_decoding_message_size(max_message);
-    let drain_health = health.clone();
+    let health_service = readiness
+        .health_service()
+        .await
+        .max_decoding_message_size(max_message);
+    let draining = readiness.clone();
     let shutdown = async move {
         shutdown.await;
-        drain_health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
+        // Before tonic stops accepting: probes see NOT_SERVING at once.
+        draining.drain().await;
     };
+    let connections =
+        admission::limit_connections(incoming(listener), grpc.max_connections, metrics.clone());
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         server = server.tls_config(tls)?;
     }
     server
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        // Outermost first: refusals by `auth` are counted too.
-        .layer(rejections(engine.shared().clone()))
+        .http2_keepalive_interval(Some(Duration::from_secs(grpc.keepalive_interval_secs)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(grpc.keepalive_timeout_secs)))
+        .max_concurrent_streams(grpc.max_concurrent_streams)
+        // Outermost first: shed and unauthorized calls are logged and counted too.
+        .layer(calls::CallLayer::new(
+            admission::Admission::new(grpc.max_concurrent_requests),
+            metrics,
+        ))
         .layer(auth::AuthLayer::new(authorizer))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(
-            DecisionsServer::new(DecisionsService::new(engine.clone()))
-                .max_decoding_message_size(max_message),
-        )
-        .add_service(
-            EventsServer::new(EventsService::new(engine.clone()))
-                .max_decoding_message_size(max_message),
-        )
-        .add_service(
-            ProfilesServer::new(ProfilesService::new(engine.clone()))
-                .max_decoding_message_size(max_message),
-        )
-        .add_service(
-            AdminServer::new(AdminService::new(engine)).max_decoding_message_size(max_message),
-        )
+        .add_service(readiness.decisions())
+        .add_service(readiness.events())
+        .add_service(readiness.profiles())
+        .add_service(readiness.admin())
         // `serve_with_incoming*` ignores the builder's `tcp_nodelay`: the
         // accepted sockets get it from `incoming`.
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(connections, shutdown)
         .await?;
     Ok(())
 }

@@ -68,4 +68,22 @@ impl proto::profiles_server::Profiles for ProfilesService {
         let changed = self.engine.change_suppression(input).await?;
         Ok(Response::new(proto::SuppressResponse { changed }))
     }
+
+    async fn forget(
+        &self,
+        request: Request<proto::ForgetRequest>,
+    ) -> Result<Response<proto::ForgetResponse>, Status> {
+        let request = request.into_inner();
+        convert::id(
+            "customer_id",
+            &request.customer_id,
+            &self.engine.shared().config.limits,
+        )?;
+        let erased = self.engine.forget(&request.customer_id).await?;
+        Ok(Response::new(proto::ForgetResponse {
+            state_erased: erased.state,
+            decisions_erased: erased.decisions,
+            outcomes_erased: erased.outcomes,
+        }))
+    }
 }

@@ -56,10 +56,22 @@ pub fn nudge_command(args: &[&str]) -> Command {
     for name in NUDGE_ENV {
         command.env_remove(name);
     }
+    // Any other NUDGE_* of the developer's shell too: unknown ones are errors.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("NUDGE_") {
+            command.env_remove(name);
+        }
+    }
     command
         // No metrics listener unless a test asks for one with --metrics-listen:
         // servers running in parallel would all want the default port.
         .env("NUDGE_METRICS_LISTEN", "off")
+        // A server that a test starts without a data directory of its own
+        // must not leave one in the source tree.
+        .env(
+            "NUDGE_STORAGE_DATA_DIR",
+            std::env::temp_dir().join(format!("nudge-binary-{}-default-data", std::process::id())),
+        )
         .env("NUDGE_LOG", "info")
         .env("NO_COLOR", "1")
         // Error messages without an anyhow backtrace (panics still get one).
@@ -265,6 +277,13 @@ impl Server {
             let log = dir.join(&format!("server-{port}.log"));
             let log_file = fs::File::create(&log).expect("create the server log file");
             let mut args = vec!["serve", "--listen", &listen, "--budget-ms", "10000"];
+            // Every server keeps its data in the test's folder, unless the
+            // test names a data directory itself.
+            let data_dir = dir.join("data");
+            let data_dir = data_dir.to_str().expect("a UTF-8 temp path");
+            if !extra.contains(&"--data-dir") {
+                args.extend_from_slice(&["--data-dir", data_dir]);
+            }
             if let Some(metrics) = &metrics {
                 args.extend_from_slice(&["--metrics-listen", metrics]);
             }

@@ -1,12 +1,13 @@
 //! Text for the commands whose answer is one sentence: `track`, `outcome`,
-//! `consent`, `suppress` and `unsuppress`.
+//! `consent`, `suppress`, `unsuppress` and `forget`.
 
 use nudge_proto::v1::{
-    Event, ReportOutcomeRequest, ReportOutcomeResponse, SetConsentRequest, SetConsentResponse,
-    SuppressRequest, SuppressResponse, TrackResponse, UnsuppressRequest,
+    Event, ForgetRequest, ForgetResponse, ReportOutcomeRequest, ReportOutcomeResponse,
+    SetConsentRequest, SetConsentResponse, SuppressRequest, SuppressResponse, TrackResponse,
+    UnsuppressRequest,
 };
 
-use super::consent_words;
+use super::{consent_words, plural};
 use crate::cli::names::{number_text, outcome_name, rfc3339, suppression_reason_name};
 
 /// A channel for sentences: `email`, or `every channel` when empty.
@@ -121,6 +122,24 @@ pub fn unsuppress(request: &UnsuppressRequest, r: &SuppressResponse) -> String {
     }
 }
 
+/// What was erased, or that nothing was stored.
+pub fn forget(request: &ForgetRequest, r: &ForgetResponse) -> String {
+    let customer = &request.customer_id;
+    if !r.state_erased && r.decisions_erased == 0 && r.outcomes_erased == 0 {
+        return format!("Nothing was stored about {customer}; nothing erased.");
+    }
+    let state = if r.state_erased {
+        "their profile, consent, suppressions and contacts"
+    } else {
+        "no customer state (none was stored)"
+    };
+    format!(
+        "Forgot {customer}: erased {state}, and {} and {} from the decision log.",
+        plural(r.decisions_erased, "decision"),
+        plural(r.outcomes_erased, "outcome")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +215,34 @@ mod tests {
             "Tracked login for c at 1970-01-01T00:00:00Z (event id e-1)."
         );
         assert!(track(&event, &TrackResponse { duplicate: true }).starts_with("Duplicate"));
+        let request = ForgetRequest {
+            customer_id: "c".into(),
+        };
+        assert_eq!(
+            forget(
+                &request,
+                &ForgetResponse {
+                    state_erased: true,
+                    decisions_erased: 1,
+                    outcomes_erased: 2,
+                }
+            ),
+            "Forgot c: erased their profile, consent, suppressions and contacts, and 1 decision and 2 outcomes from the decision log."
+        );
+        assert_eq!(
+            forget(&request, &ForgetResponse::default()),
+            "Nothing was stored about c; nothing erased."
+        );
+        assert!(
+            forget(
+                &request,
+                &ForgetResponse {
+                    state_erased: false,
+                    decisions_erased: 4,
+                    outcomes_erased: 0,
+                }
+            )
+            .contains("erased no customer state (none was stored), and 4 decisions and 0 outcomes")
+        );
     }
 }

@@ -1,10 +1,22 @@
-//! Text for the admin command `reload` (`stats` has its own dashboard module).
+//! Text for the admin commands `reload` and `export` (`stats` has its own
+//! dashboard module).
 
 use std::path::Path;
 
 use nudge_proto::v1::ReloadCatalogResponse;
 
-use super::or_dash;
+use super::{or_dash, plural};
+use crate::cli::export::ExportSummary;
+
+/// How many decisions and rows an export wrote, and where.
+pub fn export(summary: &ExportSummary) -> String {
+    format!(
+        "wrote {} ({}) to {}",
+        plural(summary.decisions, "decision"),
+        plural(summary.rows, "row"),
+        summary.path.display()
+    )
+}
 
 /// The catalog now running and the version it replaced. `source` is the file
 /// sent, `None` if the server re-read its own file.
@@ -33,7 +45,22 @@ pub fn reload(source: Option<&Path>, r: &ReloadCatalogResponse) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::export::ExportFormat;
     use nudge_proto::v1::CatalogSummary;
+
+    #[test]
+    fn export_counts_decisions_and_rows() {
+        let summary = ExportSummary {
+            path: "decisions.parquet".into(),
+            format: ExportFormat::Parquet,
+            decisions: 1_204,
+            rows: 1,
+        };
+        assert_eq!(
+            export(&summary),
+            "wrote 1204 decisions (1 row) to decisions.parquet"
+        );
+    }
 
     #[test]
     fn reload_names_the_file_and_both_versions() {

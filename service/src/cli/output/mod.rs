@@ -4,9 +4,9 @@
 //!
 //! - `decide`: the decision, with rationale and what was not served.
 //! - `acks`: the one-sentence answers to `track`, `outcome`, `consent`,
-//!   `suppress` and `unsuppress`.
+//!   `suppress`, `unsuppress` and `forget`.
 //! - `profile`: a customer's profile, section by section.
-//! - `admin`: `reload`.
+//! - `admin`: `reload` and `export`.
 //! - `stats`: the `stats` dashboard, from two snapshots and the time between.
 //!
 //! This file holds the table layout and small formats they share.
@@ -19,8 +19,8 @@ mod stats;
 
 use super::names::consent_state_name;
 
-pub use acks::{consent, outcome, suppress, track, unsuppress};
-pub use admin::reload;
+pub use acks::{consent, forget, outcome, suppress, track, unsuppress};
+pub use admin::{export, reload};
 pub use decide::decide;
 pub use profile::profile;
 pub use stats::{live_footer, stats};
@@ -74,6 +74,15 @@ fn table(headers: &[(&str, Align)], rows: &[Vec<String>], indent: &str) -> Vec<S
 /// `text`, or `-` if it is empty.
 fn or_dash(text: &str) -> &str {
     if text.is_empty() { "-" } else { text }
+}
+
+/// `1 decision`, `0 decisions`, `3 decisions`.
+fn plural(count: u64, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
 }
 
 /// A consent state in words: `opted in`, `opted out`, `unset`.

@@ -1,0 +1,276 @@
+//! Durable state through the real server: forget erases a customer from the
+//! store itself, a failing disk refuses writes with a clear error while
+//! reads keep working (and the service recovers by itself), and a passivated
+//! customer comes back exactly as it was.
+
+use nudge_models::time::{Span, Timestamp};
+use nudge_proto::v1::{
+    ConsentState, ForgetRequest, GetProfileRequest, Outcome, ReportOutcomeRequest,
+    SetConsentRequest,
+};
+use nudge_service::clock::Clock;
+use nudge_service::store::{CustomerStore, FaultSwitch, RedbStore, StoreOptions};
+use nudge_tests::{HOUR_MS, MINUTE_MS, NOON, TestServer, decide_request, event, probe_request};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tonic::Code;
+
+/// A fresh data directory, removed on drop.
+struct DataDir(PathBuf);
+
+impl DataDir {
+    fn new(tag: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "nudge-durability-{}-{tag}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        Self(path)
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A customer with events, a served decision and its outcomes.
+async fn make_history(server: &TestServer, customer: &str) -> String {
+    for (index, minutes) in [90, 30, 5].into_iter().enumerate() {
+        server
+            .track(event(
+                customer,
+                &format!("{customer}-e{index}"),
+                "pricing_page_view",
+                NOON - minutes * MINUTE_MS,
+            ))
+            .await;
+    }
+    let decision = server.decide(decide_request(customer, "home_banner")).await;
+    let action = decision.served[0].action_id.clone();
+    for outcome in [Outcome::Impression, Outcome::Click] {
+        server
+            .decisions()
+            .await
+            .report_outcome(ReportOutcomeRequest {
+                customer_id: customer.into(),
+                decision_id: decision.decision_id.clone(),
+                action_id: action.clone(),
+                outcome: outcome.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("outcome recorded");
+    }
+    decision.decision_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_erases_every_trace_of_the_customer_from_the_store() {
+    let dir = DataDir::new("forget");
+    let store = Arc::new(RedbStore::open(&dir.0, StoreOptions::default()).expect("open"));
+    let server = TestServer::start_with_store(store.clone(), |_| {}).await;
+    let alice_decision = make_history(&server, "alice").await;
+    make_history(&server, "bob").await;
+    assert!(!store.traces_of("alice").expect("readable").is_empty());
+
+    let mut profiles = server.profiles().await;
+    let erased = profiles
+        .forget(ForgetRequest {
+            customer_id: "alice".into(),
+        })
+        .await
+        .expect("forgotten")
+        .into_inner();
+    assert!(erased.state_erased);
+    assert_eq!(erased.decisions_erased, 1);
+    assert_eq!(erased.outcomes_erased, 2);
+
+    // Read the store itself: nothing about alice in any table.
+    assert_eq!(
+        store.traces_of("alice").expect("readable"),
+        Vec::<String>::new()
+    );
+    assert_eq!(store.load("alice").expect("readable"), None);
+    let status = profiles
+        .get_profile(GetProfileRequest {
+            customer_id: "alice".into(),
+        })
+        .await
+        .expect_err("alice is unknown now");
+    assert_eq!(status.code(), Code::NotFound);
+    // Her old decision is unknown too: its outcome has nothing to attach to.
+    let status = server
+        .decisions()
+        .await
+        .report_outcome(ReportOutcomeRequest {
+            customer_id: "alice".into(),
+            decision_id: alice_decision,
+            action_id: "welcome_tour".into(),
+            outcome: Outcome::Conversion.into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("the decision was erased");
+    assert_eq!(status.code(), Code::NotFound);
+    // Bob is untouched.
+    assert!(
+        store
+            .traces_of("bob")
+            .expect("readable")
+            .iter()
+            .any(|trace| trace.starts_with("decisions")),
+    );
+    assert!(server.profile("bob").await.is_ok());
+
+    // Forgetting again, or someone never seen, erases nothing and succeeds.
+    let again = profiles
+        .forget(ForgetRequest {
+            customer_id: "alice".into(),
+        })
+        .await
+        .expect("idempotent")
+        .into_inner();
+    assert!(!again.state_erased && again.decisions_erased == 0 && again.outcomes_erased == 0);
+    let status = profiles
+        .forget(ForgetRequest {
+            customer_id: String::new(),
+        })
+        .await
+        .expect_err("an empty id");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("customer_id"), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_disk_refuses_writes_keeps_reads_and_recovers_without_restart() {
+    let dir = DataDir::new("faults");
+    let switch = FaultSwitch::default();
+    let store = Arc::new(
+        RedbStore::open_with_faults(&dir.0, StoreOptions::default(), switch.clone()).expect("open"),
+    );
+    let server = TestServer::start_with_store(store, |_| {}).await;
+    server
+        .track(event("carol", "c-1", "login", NOON - HOUR_MS))
+        .await;
+    let before = server.profile("carol").await.expect("known");
+
+    switch.set(true);
+    let mut events = server.events().await;
+    // The first write finds the disk full when it commits; the ones after are
+    // refused before they change anything.
+    for id in ["c-2", "c-3"] {
+        let status = events
+            .track(event("carol", id, "login", NOON - MINUTE_MS))
+            .await
+            .expect_err("the disk is full");
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains("storage is full"), "{status:?}");
+    }
+    let status = server
+        .decisions()
+        .await
+        .decide(decide_request("carol", "home_banner"))
+        .await
+        .expect_err("a decision is a write");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let status = server
+        .profiles()
+        .await
+        .set_consent(SetConsentRequest {
+            customer_id: "carol".into(),
+            channel: "email".into(),
+            state: ConsentState::OptedOut.into(),
+        })
+        .await
+        .expect_err("consent is a write");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    // Reads keep working, and the refused calls changed nothing.
+    let during = server.profile("carol").await.expect("reads work");
+    assert_eq!(during.consent, before.consent);
+    assert_eq!(during.contacts, before.contacts);
+    let probe = server
+        .decide(probe_request("carol", "home_banner", &[]))
+        .await;
+    assert!(!probe.served.is_empty(), "dry runs need no write");
+
+    switch.set(false);
+    let mut recovered = false;
+    for _ in 0..400 {
+        match events
+            .track(event("carol", "c-4", "login", NOON - MINUTE_MS))
+            .await
+        {
+            Ok(_) => {
+                recovered = true;
+                break;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+        }
+    }
+    assert!(recovered, "writes are accepted again once space is back");
+    let decision = server.decide(decide_request("carol", "home_banner")).await;
+    assert!(!decision.decision_id.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passivated_customer_comes_back_exactly_as_it_was() {
+    let dir = DataDir::new("passivation");
+    let store = Arc::new(RedbStore::open(&dir.0, StoreOptions::default()).expect("open"));
+    let server =
+        TestServer::start_with_store(store, |config| config.actors.idle_timeout_secs = 60).await;
+    let customer = "dave";
+    make_history(&server, customer).await;
+    // A dismissed action: its cooldown must survive passivation.
+    let decision = server.decide(decide_request(customer, "home_banner")).await;
+    server
+        .decisions()
+        .await
+        .report_outcome(ReportOutcomeRequest {
+            customer_id: customer.into(),
+            decision_id: decision.decision_id.clone(),
+            action_id: decision.served[0].action_id.clone(),
+            outcome: Outcome::Dismiss.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("dismissed");
+    server.clock.advance(Span(2 * HOUR_MS));
+    let state_before = server.engine.profile(customer).await.expect("live");
+    let probe_before = server
+        .decide(probe_request(customer, "home_banner", &[]))
+        .await;
+
+    server.clock.advance(Span(61_000));
+    assert_eq!(server.engine.passivate_idle(), 1);
+    server
+        .eventually("the actor has stopped", |engine| {
+            engine.registry().live() == 0
+        })
+        .await;
+    let state_after = server.engine.profile(customer).await.expect("stored");
+    assert_eq!(state_after, state_before, "read back from the store");
+
+    // Reactivated by a dry run at the same time: the same answer, the same
+    // filters (caps, the dismiss cooldown), the same windowed counts.
+    server
+        .clock
+        .set(Timestamp::from_millis(server.clock.now().millis() - 61_000));
+    let probe_after = server
+        .decide(probe_request(customer, "home_banner", &[]))
+        .await;
+    assert_eq!(server.engine.registry().live(), 1);
+    assert_eq!(probe_after.served, probe_before.served);
+    assert_eq!(probe_after.filtered, probe_before.filtered);
+    assert_eq!(
+        server.engine.profile(customer).await.expect("live"),
+        state_before
+    );
+}
