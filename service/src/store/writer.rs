@@ -13,7 +13,8 @@
 
 use super::records::{decode, encode};
 use super::redb_store::{
-    CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, Inner, META, MODEL_FEATURES, OUTCOMES, SCHEMA_VERSION,
+    CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, Inner, META, MODEL_FEATURES, OUTCOMES,
+    SCHEMA_VERSION, Source,
 };
 use super::{DecisionRecord, Erased, LogEntry, StoreError};
 use nudge_models::time::Timestamp;
@@ -239,7 +240,8 @@ fn reopen(inner: &Inner) -> Result<Arc<redb::Database>, StoreError> {
 /// `bench/results/storage.md`).
 fn begin(inner: &Inner, database: &redb::Database) -> Result<WriteTransaction, StoreError> {
     let mut transaction = database.begin_write().map_err(|error| inner.error(error))?;
-    transaction.set_quick_repair(true);
+    // In memory there is no crash to recover from.
+    transaction.set_quick_repair(!matches!(inner.source, Source::Memory));
     transaction
         .set_durability(Durability::Immediate)
         .map_err(|error| StoreError::Unavailable(error.to_string()))?;
