@@ -38,11 +38,15 @@ pub enum RequestKind {
     Unsuppress,
     /// `Admin.ValidateCatalog` / `Admin.ReloadCatalog`.
     Catalog,
+    /// `Profiles.Forget`.
+    Forget,
+    /// `Admin.ExportDecisions`.
+    ExportDecisions,
 }
 
 impl RequestKind {
     /// Every kind.
-    pub const ALL: [RequestKind; 8] = [
+    pub const ALL: [RequestKind; 10] = [
         RequestKind::Decide,
         RequestKind::ReportOutcome,
         RequestKind::Track,
@@ -51,6 +55,8 @@ impl RequestKind {
         RequestKind::Suppress,
         RequestKind::Unsuppress,
         RequestKind::Catalog,
+        RequestKind::Forget,
+        RequestKind::ExportDecisions,
     ];
 
     /// The kind a fuzz input's first byte selects.
@@ -159,6 +165,14 @@ pub fn exercise_request(kind: RequestKind, bytes: &[u8]) -> Verdict {
             &limits,
         )),
         RequestKind::Catalog => exercise_catalog(&decode!(proto::ValidateCatalogRequest).toml),
+        RequestKind::Forget => verdict(convert::id(
+            "customer_id",
+            &decode!(proto::ForgetRequest).customer_id,
+            &limits,
+        )),
+        RequestKind::ExportDecisions => verdict(convert::export_range(decode!(
+            proto::ExportDecisionsRequest
+        ))),
     }
 }
 
@@ -302,6 +316,24 @@ pub fn seed_requests() -> Vec<(RequestKind, Vec<u8>)> {
             RequestKind::Catalog,
             proto::ValidateCatalogRequest {
                 toml: nudge_models::demo::CATALOG_TOML.to_owned(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            RequestKind::Forget,
+            proto::ForgetRequest {
+                customer_id: "c1".into(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            RequestKind::ExportDecisions,
+            proto::ExportDecisionsRequest {
+                since: Some(prost_types::Timestamp {
+                    seconds: 1_795_000_000,
+                    nanos: 0,
+                }),
+                until: None,
             }
             .encode_to_vec(),
         ),

@@ -523,3 +523,34 @@ fn serve_refuses_to_start_on_an_invalid_catalog() {
         output.describe()
     );
 }
+
+#[test]
+fn serve_refuses_a_damaged_data_file_with_one_clear_line() {
+    let dir = TempDir::new("damaged");
+    let data = dir.join("data");
+    fs::create_dir_all(&data).expect("create the data directory");
+    fs::write(data.join("nudge.redb"), vec![0x42_u8; 32 * 1024]).expect("write garbage");
+    let output = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().expect("temp path is UTF-8"),
+    ]);
+    assert!(!output.status.success(), "{}", output.describe());
+    assert!(
+        output.stderr.contains("error: cannot open the store in")
+            && output.stderr.contains("storage corrupted")
+            && output.stderr.contains("nudge.redb"),
+        "{}",
+        output.describe()
+    );
+    assert!(!output.stderr.contains("panicked"), "{}", output.describe());
+    // The file is left as it was, for the operator to inspect or restore.
+    assert_eq!(
+        fs::read(data.join("nudge.redb"))
+            .expect("still there")
+            .len(),
+        32 * 1024
+    );
+}
