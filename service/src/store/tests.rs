@@ -427,3 +427,44 @@ fn damaged_files_are_refused_with_a_clear_error() {
     );
     assert!(error.to_string().contains(DATA_FILE), "{error}");
 }
+
+#[test]
+fn under_steady_load_with_retention_the_file_stops_growing() {
+    let dir = TempDir::new("retention-size");
+    let store = RedbStore::open(dir.path(), StoreOptions::default()).unwrap();
+    let state = state_with(&["e1"]);
+    let file = dir.path().join(DATA_FILE);
+    let mut sizes = Vec::new();
+    // Each round logs a day's decisions and retention deletes the previous
+    // day's: the log always holds about one round.
+    for round in 0..8_i64 {
+        let day = round * 86_400_000;
+        let commits: Vec<Commit> = (0..500)
+            .map(|index| {
+                let customer: Arc<str> = Arc::from(format!("c{index}"));
+                store.write(
+                    &customer,
+                    &state,
+                    vec![decision(
+                        &customer,
+                        &format!("d{round}-{index}"),
+                        day + index,
+                    )],
+                )
+            })
+            .collect();
+        block_on(async {
+            for commit in commits {
+                commit.wait().await.unwrap();
+            }
+        });
+        block_on(store.compact(at(day)).wait()).unwrap();
+        sizes.push(std::fs::metadata(&file).unwrap().len());
+    }
+    assert_eq!(exported(&store, EVERYTHING).len(), 500, "one round is kept");
+    // Freed pages are reused: after the first rounds the file does not grow.
+    assert!(
+        sizes[7] <= sizes[3],
+        "the data file keeps growing under steady load: {sizes:?}"
+    );
+}
