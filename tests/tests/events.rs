@@ -174,3 +174,55 @@ async fn identify_sets_attributes() {
     assert_eq!(profile.first_seen, Some(at(NOON - DAY_MS)));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_interleaved_stream_applies_each_event_once_in_order() {
+    let server = TestServer::start().await;
+    // 3,000 events over 40 customers, one per customer per round; every
+    // tenth round repeats the previous round's ids: applied in chunks,
+    // customers in parallel.
+    let mut stream = Vec::new();
+    let mut expected_accepted = 0;
+    let mut expected_duplicates = 0;
+    for index in 0..3_000_i64 {
+        let customer = format!("bulk-{}", index % 40);
+        if (index / 40) % 10 == 9 {
+            expected_duplicates += 1;
+            let earlier = index - 40;
+            stream.push(event(
+                &customer,
+                &format!("bulk-e{earlier}"),
+                "page_view",
+                NOON - HOUR_MS,
+            ));
+        } else {
+            expected_accepted += 1;
+            stream.push(event(
+                &customer,
+                &format!("bulk-e{index}"),
+                "page_view",
+                NOON - HOUR_MS,
+            ));
+        }
+    }
+    let summary = server
+        .events()
+        .await
+        .track_stream(tokio_stream::iter(stream))
+        .await
+        .expect("summarized")
+        .into_inner();
+    assert_eq!(summary.accepted, expected_accepted, "{summary:?}");
+    assert_eq!(summary.duplicates, expected_duplicates, "{summary:?}");
+    assert_eq!(summary.rejected, 0, "{summary:?}");
+    let mut total = 0;
+    for customer in 0..40 {
+        let profile = server
+            .profile(&format!("bulk-{customer}"))
+            .await
+            .expect("known");
+        total += counter(&profile, "page_view").map_or(0, |counter| counter.last_1d);
+    }
+    assert_eq!(u64::from(total), expected_accepted);
+    server.stop().await;
+}

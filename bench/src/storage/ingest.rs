@@ -47,6 +47,9 @@ pub struct IngestArgs {
     /// Which scenarios to run.
     #[arg(long, value_enum, default_value_t = Transport::Both)]
     transport: Transport,
+    /// Concurrent `TrackStream` calls of the stream scenario.
+    #[arg(long, default_value_t = 4)]
+    streams: u64,
     /// Most writes per commit (`storage.max_batch_writes`).
     #[arg(long, default_value_t = StoreOptions::default().max_batch_writes)]
     max_batch_writes: usize,
@@ -65,7 +68,9 @@ enum Transport {
     Engine,
     /// `Events.Track` over loopback gRPC.
     Grpc,
-    /// Both, one after the other, on the same engine.
+    /// `Events.TrackStream` over loopback gRPC, `--streams` streams at once.
+    Stream,
+    /// All three, one after the other, on the same engine.
     Both,
 }
 
@@ -128,7 +133,11 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         offset += args.events;
     }
     let mut server = None;
-    if matches!(args.transport, Transport::Grpc | Transport::Both) {
+    let mut stream_rows = Vec::new();
+    if matches!(
+        args.transport,
+        Transport::Grpc | Transport::Stream | Transport::Both
+    ) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let serving = engine.clone();
@@ -143,9 +152,48 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))?
             .connect()
             .await?;
-        let sender = GrpcSender(EventsClient::new(channel));
-        let measured = measure(&sender, &commit_stats, &args, offset).await?;
-        rows.push(("grpc: Events.Track unary, loopback", measured));
+        let client = EventsClient::new(channel);
+        if args.transport != Transport::Stream {
+            let sender = GrpcSender(client.clone());
+            let measured = measure(&sender, &commit_stats, &args, offset).await?;
+            rows.push(("grpc: Events.Track unary, loopback", measured));
+            offset += args.events;
+        }
+        if matches!(args.transport, Transport::Stream | Transport::Both) {
+            let before = commit_stats.snapshot();
+            let started = Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            let per_stream = args.events / args.streams.max(1);
+            for stream in 0..args.streams.max(1) {
+                let mut client = client.clone();
+                let customers = args.customers;
+                let first = offset + stream * per_stream;
+                tasks.spawn(async move {
+                    let events = (first..first + per_stream).map(move |index| {
+                        let mut random = Random::new(index);
+                        nudge_proto::v1::Event {
+                            customer_id: customer_id(random.below(customers)),
+                            event_id: format!("bench-{index}"),
+                            name: NAMES[(index % NAMES.len() as u64) as usize].to_owned(),
+                            timestamp: None,
+                            properties: Default::default(),
+                        }
+                    });
+                    let summary = client
+                        .track_stream(tokio_stream::iter(events))
+                        .await?
+                        .into_inner();
+                    anyhow::Ok(summary.accepted)
+                });
+            }
+            let mut accepted = 0;
+            while let Some(result) = tasks.join_next().await {
+                accepted += result??;
+            }
+            let wall = started.elapsed();
+            let (commits, writes, durations) = commit_stats.snapshot().since(&before);
+            stream_rows.push((accepted, wall, commits, writes, durations));
+        }
     }
     if let Some((stop, task)) = server {
         let _ = stop.send(());
@@ -169,30 +217,51 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         super::mib(file_bytes),
         machine(),
     )?;
-    writeln!(report, "{LATENCY_HEADER}")?;
-    for (name, measured) in &rows {
-        writeln!(report, "{}", row(name, &measured.latency, measured.wall))?;
-    }
-    writeln!(report)?;
-    writeln!(
-        report,
-        "| scenario | events/s | vs target 20,000/s | ack p99 ms | vs target 10 ms | commits/s | writes per commit (mean) | commit p50 ms | commit p99 ms |"
-    )?;
-    writeln!(report, "|---|---|---|---|---|---|---|---|---|")?;
-    for (name, measured) in &rows {
-        let seconds = measured.wall.as_secs_f64();
-        let rate = measured.latency.len() as f64 / seconds;
-        let p99 = measured.latency.value_at_quantile(0.99);
+    if !rows.is_empty() {
+        writeln!(report, "{LATENCY_HEADER}")?;
+        for (name, measured) in &rows {
+            writeln!(report, "{}", row(name, &measured.latency, measured.wall))?;
+        }
+        writeln!(report)?;
         writeln!(
             report,
-            "| {name} | {rate:.0} | {:.2}× | {} | {:.2}× | {:.0} | {:.1} | {} | {} |",
-            rate / 20_000.0,
-            millis(p99),
-            p99 as f64 / 10_000.0,
-            measured.commits as f64 / seconds,
-            measured.writes as f64 / measured.commits.max(1) as f64,
-            millis(measured.commit_durations.value_at_quantile(0.50)),
-            millis(measured.commit_durations.value_at_quantile(0.99)),
+            "| scenario | events/s | vs target 20,000/s | ack p99 ms | vs target 10 ms | commits/s | writes per commit (mean) | commit p50 ms | commit p99 ms |"
+        )?;
+        writeln!(report, "|---|---|---|---|---|---|---|---|---|")?;
+        for (name, measured) in &rows {
+            let seconds = measured.wall.as_secs_f64();
+            let rate = measured.latency.len() as f64 / seconds;
+            let p99 = measured.latency.value_at_quantile(0.99);
+            writeln!(
+                report,
+                "| {name} | {rate:.0} | {:.2}× | {} | {:.2}× | {:.0} | {:.1} | {} | {} |",
+                rate / 20_000.0,
+                millis(p99),
+                p99 as f64 / 10_000.0,
+                measured.commits as f64 / seconds,
+                measured.writes as f64 / measured.commits.max(1) as f64,
+                millis(measured.commit_durations.value_at_quantile(0.50)),
+                millis(measured.commit_durations.value_at_quantile(0.99)),
+            )?;
+        }
+    }
+    for (accepted, wall, commits, writes, durations) in &stream_rows {
+        let seconds = wall.as_secs_f64();
+        writeln!(report)?;
+        writeln!(
+            report,
+            "| scenario | events acknowledged | events/s | vs target 20,000/s | commits/s | writes per commit (mean) | commit p99 ms |"
+        )?;
+        writeln!(report, "|---|---|---|---|---|---|---|")?;
+        writeln!(
+            report,
+            "| grpc: Events.TrackStream, {} streams, loopback | {accepted} | {:.0} | {:.2}× | {:.0} | {:.1} | {} |",
+            args.streams,
+            *accepted as f64 / seconds,
+            *accepted as f64 / seconds / 20_000.0,
+            *commits as f64 / seconds,
+            *writes as f64 / (*commits).max(1) as f64,
+            millis(durations.value_at_quantile(0.99)),
         )?;
     }
     crate::report::emit(&report, args.out.as_deref())?;
