@@ -235,12 +235,28 @@ impl Source {
 /// Bytes the write probe writes: a few pages, as a small commit needs.
 const PROBE_BYTES: usize = 256 * 1024;
 
-/// Runs `open` with panics caught and the panic message kept off stderr.
+thread_local! {
+    /// Set while this thread opens a database: its panics are caught and
+    /// reported as errors, so their message stays off stderr.
+    static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `open` with panics caught and the panic message kept off stderr. The
+/// process's panic hook is wrapped once; it stays silent only for the thread
+/// inside `open`, so other threads' panics are reported as usual.
 fn quietly_catch_panic<T>(open: impl FnOnce() -> T) -> Result<T, String> {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    static WRAP_HOOK: std::sync::Once = std::sync::Once::new();
+    WRAP_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET_PANICS.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET_PANICS.with(|quiet| quiet.set(true));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(open));
-    std::panic::set_hook(previous);
+    QUIET_PANICS.with(|quiet| quiet.set(false));
     result.map_err(|panic| {
         panic
             .downcast_ref::<String>()
