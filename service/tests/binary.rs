@@ -554,3 +554,51 @@ fn serve_refuses_a_damaged_data_file_with_one_clear_line() {
         32 * 1024
     );
 }
+
+#[test]
+fn export_reads_the_data_directory_of_a_stopped_server() {
+    let dir = TempDir::new("offline-export");
+    let data = dir.join("offline-data");
+    let data = data.to_str().expect("temp path is UTF-8").to_owned();
+    let server = Server::start(&dir, &["--data-dir", &data]);
+    let decision = server.json(&[
+        "decide",
+        "--customer",
+        "c-offline",
+        "--placement",
+        "home_banner",
+    ]);
+    let decision_id = decision["decision_id"].as_str().expect("a decision id");
+    let out = dir.join("log.jsonl");
+    let out = out.to_str().expect("temp path is UTF-8");
+    // While the server runs, its data directory is locked: the export says so.
+    let busy = run(&["export", "--data-dir", &data, "--out", out]);
+    assert!(
+        !busy.status.success() && busy.stderr.contains("in use by another nudge process"),
+        "{}",
+        busy.describe()
+    );
+    server.stop_with("-TERM");
+
+    let output = run(&["export", "--data-dir", &data, "--out", out]);
+    assert!(output.status.success(), "{}", output.describe());
+    let text = fs::read_to_string(out).expect("the export file");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains(decision_id), "{text}");
+    assert!(text.contains("c-offline"), "{text}");
+
+    let nowhere = dir.join("not-a-data-dir");
+    fs::create_dir_all(&nowhere).expect("create a directory");
+    let output = run(&[
+        "export",
+        "--data-dir",
+        nowhere.to_str().expect("temp path is UTF-8"),
+        "--out",
+        out,
+    ]);
+    assert!(
+        !output.status.success() && output.stderr.contains("not a nudge data directory"),
+        "{}",
+        output.describe()
+    );
+}

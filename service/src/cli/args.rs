@@ -275,6 +275,10 @@ pub struct ExportArgs {
     /// .ndjson: jsonl), else parquet.
     #[arg(long, value_enum)]
     pub format: Option<ExportFormat>,
+    /// Read the decision log from this data directory (of a stopped server,
+    /// or a copy of one) instead of asking the running server.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 impl ExportArgs {

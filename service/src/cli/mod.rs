@@ -161,6 +161,9 @@ pub async fn export_decisions(
     let request = args.request(chrono::Utc::now())?;
     // Before connecting, so a bad path is reported before the server works.
     let writer = export::ExportWriter::create(&args.out, args.format())?;
+    if let Some(data_dir) = &args.data_dir {
+        return export_offline(data_dir, request, writer).await;
+    }
     let mut client = AdminClient::new(client::connect(options).await?);
     let decisions = client
         .export_decisions(request)
@@ -168,6 +171,46 @@ pub async fn export_decisions(
         .map_err(status_error)?
         .into_inner();
     export::write_stream(decisions, writer).await
+}
+
+/// `nudge export --data-dir`: reads the decision log straight from a data
+/// directory no server has open, through the same store and conversions the
+/// server uses.
+async fn export_offline(
+    data_dir: &std::path::Path,
+    request: nudge_proto::v1::ExportDecisionsRequest,
+    writer: export::ExportWriter,
+) -> anyhow::Result<ExportSummary> {
+    use crate::store::{CustomerStore, RedbStore, StoreOptions};
+    use anyhow::Context as _;
+    let range = crate::convert::export_range(request)?;
+    if !data_dir.join(crate::store::DATA_FILE).is_file() {
+        anyhow::bail!(
+            "{} holds no {}: not a nudge data directory",
+            data_dir.display(),
+            crate::store::DATA_FILE
+        );
+    }
+    let store = RedbStore::open(data_dir, StoreOptions::default())
+        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let (sender, receiver) = tokio::sync::mpsc::channel(256);
+    let reader = tokio::task::spawn_blocking(move || {
+        let result = store.export(range, &mut |decision| {
+            sender
+                .blocking_send(Ok(crate::convert::logged_decision(decision)))
+                .is_ok()
+        });
+        if let Err(error) = result {
+            let _ = sender.blocking_send(Err(tonic::Status::unavailable(error.to_string())));
+        }
+    });
+    let summary = export::write_stream(
+        tokio_stream::wrappers::ReceiverStream::new(receiver),
+        writer,
+    )
+    .await;
+    reader.await.context("the store reader failed")?;
+    summary
 }
 
 /// Either rendering of a response, chosen by `--json`.
