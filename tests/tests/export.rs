@@ -188,6 +188,7 @@ async fn export_writes_logged_decisions_with_outcomes_as_parquet() {
         ..ClientOptions::default()
     };
     let args = ExportArgs {
+        data_dir: None,
         out: directory.join("decisions.parquet"),
         since: None,
         until: None,
@@ -279,6 +280,7 @@ async fn export_writes_logged_decisions_with_outcomes_as_parquet() {
 
     // --since keeps the decisions made at or after it.
     let later = ExportArgs {
+        data_dir: None,
         out: directory.join("later.jsonl"),
         since: Some(TimeBound::At(at(decisions[1].1))),
         until: Some(TimeBound::At(at(decisions[2].1))),

@@ -519,6 +519,7 @@ mod tests {
         let now = DateTime::<Utc>::from_timestamp(1_793_491_200 + 7 * 86_400, 0)
             .expect("valid test time");
         let args = ExportArgs {
+            data_dir: None,
             out: PathBuf::from("decisions.parquet"),
             since: Some(parse_time_bound("7d").expect("an age")),
             until: Some(parse_time_bound("2026-11-08").expect("a date")),

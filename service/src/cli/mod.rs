@@ -618,6 +618,7 @@ mod tests {
             ..ClientOptions::default()
         };
         let args = ExportArgs {
+            data_dir: None,
             out: directory.join("decisions.parquet"),
             since: None,
             until: None,
