@@ -10,33 +10,11 @@ use nudge_proto::v1::{
 };
 use nudge_service::clock::Clock;
 use nudge_service::store::{CustomerStore, FaultSwitch, RedbStore, StoreOptions};
-use nudge_tests::{HOUR_MS, MINUTE_MS, NOON, TestServer, decide_request, event, probe_request};
-use std::path::PathBuf;
+use nudge_tests::{
+    HOUR_MS, MINUTE_MS, NOON, TempDir, TestServer, decide_request, event, probe_request,
+};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use tonic::Code;
-
-/// A fresh data directory, removed on drop.
-struct DataDir(PathBuf);
-
-impl DataDir {
-    fn new(tag: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "nudge-durability-{}-{tag}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        Self(path)
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A customer with events, a served decision and its outcomes.
 async fn make_history(server: &TestServer, customer: &str) -> String {
@@ -71,8 +49,8 @@ async fn make_history(server: &TestServer, customer: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forget_erases_every_trace_of_the_customer_from_the_store() {
-    let dir = DataDir::new("forget");
-    let store = Arc::new(RedbStore::open(&dir.0, StoreOptions::default()).expect("open"));
+    let dir = TempDir::new("forget");
+    let store = Arc::new(RedbStore::open(dir.path(), StoreOptions::default()).expect("open"));
     let server = TestServer::start_with_store(store.clone(), |_| {}).await;
     let alice_decision = make_history(&server, "alice").await;
     make_history(&server, "bob").await;
@@ -148,10 +126,11 @@ async fn forget_erases_every_trace_of_the_customer_from_the_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_disk_refuses_writes_keeps_reads_and_recovers_without_restart() {
-    let dir = DataDir::new("faults");
+    let dir = TempDir::new("faults");
     let switch = FaultSwitch::default();
     let store = Arc::new(
-        RedbStore::open_with_faults(&dir.0, StoreOptions::default(), switch.clone()).expect("open"),
+        RedbStore::open_with_faults(dir.path(), StoreOptions::default(), switch.clone())
+            .expect("open"),
     );
     let server = TestServer::start_with_store(store, |_| {}).await;
     server
@@ -222,8 +201,8 @@ async fn a_failing_disk_refuses_writes_keeps_reads_and_recovers_without_restart(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passivated_customer_comes_back_exactly_as_it_was() {
-    let dir = DataDir::new("passivation");
-    let store = Arc::new(RedbStore::open(&dir.0, StoreOptions::default()).expect("open"));
+    let dir = TempDir::new("passivation");
+    let store = Arc::new(RedbStore::open(dir.path(), StoreOptions::default()).expect("open"));
     let server =
         TestServer::start_with_store(store, |config| config.actors.idle_timeout_secs = 60).await;
     let customer = "dave";

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow_array::cast::AsArray as _;
 use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt32Type};
@@ -13,7 +13,7 @@ use nudge_models::time::Span;
 use nudge_proto::v1::{DecideResponse, Outcome, ReportOutcomeRequest};
 use nudge_service::cli::{ClientOptions, ExportArgs, TimeBound, export_decisions};
 use nudge_service::clock::Clock as _;
-use nudge_tests::{TestServer, at, decide_request, probe_request};
+use nudge_tests::{TempDir, TestServer, at, decide_request, probe_request};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// One exported Parquet row, the columns this test checks.
@@ -114,15 +114,6 @@ fn read_rows(path: &Path) -> Vec<Row> {
     rows
 }
 
-/// A scratch directory for this test binary, emptied first.
-fn scratch(test: &str) -> PathBuf {
-    let directory =
-        std::env::temp_dir().join(format!("nudge-e2e-export-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&directory);
-    std::fs::create_dir_all(&directory).expect("a scratch directory");
-    directory
-}
-
 fn outcome(
     customer: &str,
     decision: &DecideResponse,
@@ -182,7 +173,8 @@ async fn export_writes_logged_decisions_with_outcomes_as_parquet() {
     }
     server.clock.advance(second);
 
-    let directory = scratch("parquet");
+    let scratch = TempDir::new("export");
+    let directory = scratch.path().to_owned();
     let options = ClientOptions {
         server: format!("http://{}", server.addr),
         ..ClientOptions::default()

@@ -10,13 +10,12 @@ use nudge_proto::v1::{
     SuppressRequest, SuppressionReason, UnsuppressRequest,
 };
 use nudge_service::config::{Config, Secret};
-use nudge_tests::{NOON, TestServer, decide_request, event, text, with_token};
+use nudge_tests::{NOON, TempDir, TestServer, decide_request, event, text, with_token};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use tonic::Code;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 use tonic_health::pb::HealthCheckRequest;
@@ -95,41 +94,17 @@ impl Leaf {
     }
 }
 
-/// A fresh folder for PEM files, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "nudge-security-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temp folder");
-        Self(path)
-    }
-
-    fn write(&self, name: &str, content: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, content).expect("write a temp file");
-        path
-    }
+/// Writes `content` to `name` in `dir`.
+fn write_file(dir: &TempDir, name: &str, content: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).expect("write a temp file");
+    path
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Sets `tls.cert` / `tls.key` to `server`, and `tls.client_ca` to
-/// `client_ca` when given.
 fn configure_tls(config: &mut Config, dir: &TempDir, server: &Leaf, client_ca: Option<&Ca>) {
-    config.tls.cert = Some(dir.write("server.pem", &server.cert));
-    config.tls.key = Some(dir.write("server.key", &server.key));
-    config.tls.client_ca = client_ca.map(|ca| dir.write("client-ca.pem", &ca.pem));
+    config.tls.cert = Some(write_file(dir, "server.pem", &server.cert));
+    config.tls.key = Some(write_file(dir, "server.key", &server.key));
+    config.tls.client_ca = client_ca.map(|ca| write_file(dir, "client-ca.pem", &ca.pem));
 }
 
 /// Connects with `tls` and makes one open call (a health check): an error
@@ -351,7 +326,7 @@ async fn decisions_events_outcomes_and_profile_reads_stay_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_handshake_needs_the_servers_ca() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("security");
     let ca = Ca::new("server CA");
     let other = Ca::new("another CA");
     let leaf = ca.server();
@@ -379,7 +354,7 @@ async fn tls_handshake_needs_the_servers_ca() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_accepts_only_certificates_of_the_client_ca() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("security");
     let server_ca = Ca::new("server CA");
     let client_ca = Ca::new("client CA");
     let stranger_ca = Ca::new("stranger CA");
@@ -406,7 +381,7 @@ async fn mtls_accepts_only_certificates_of_the_client_ca() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verified_client_certificate_stands_in_for_the_token() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("security");
     let server_ca = Ca::new("server CA");
     let client_ca = Ca::new("client CA");
     let leaf = server_ca.server();
