@@ -164,23 +164,7 @@ fn non_empty(text: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(millis: i64) -> Option<Timestamp> {
-        Some(Timestamp {
-            seconds: millis.div_euclid(1_000),
-            nanos: i32::try_from(millis.rem_euclid(1_000) * 1_000_000).expect("small"),
-        })
-    }
-
-    fn outcome(action_id: &str, kind: &str, millis: i64, reward: Option<f64>) -> LoggedOutcome {
-        LoggedOutcome {
-            action_id: action_id.into(),
-            outcome: kind.into(),
-            at: at(millis),
-            reward: reward.unwrap_or(0.0),
-            has_reward: reward.is_some(),
-        }
-    }
+    use crate::cli::export::tests::{at, outcome};
 
     #[test]
     fn one_row_per_served_action_with_its_outcomes() {

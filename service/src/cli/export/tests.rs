@@ -43,14 +43,20 @@ fn listing(directory: &Path) -> Vec<String> {
 /// 2026-11-23T12:00:00Z in milliseconds.
 const NOON: i64 = 1_795_435_200_000;
 
-fn at(millis: i64) -> Option<Timestamp> {
-    Some(Timestamp {
-        seconds: millis.div_euclid(1_000),
-        nanos: i32::try_from(millis.rem_euclid(1_000) * 1_000_000).expect("small"),
-    })
+/// The wire timestamp `millis` ms after the epoch.
+pub(super) fn at(millis: i64) -> Option<Timestamp> {
+    Some(crate::convert::to_proto_timestamp(
+        nudge_models::time::Timestamp::from_millis(millis),
+    ))
 }
 
-fn outcome(action_id: &str, kind: &str, millis: i64, reward: Option<f64>) -> LoggedOutcome {
+/// A logged outcome of `action_id`.
+pub(super) fn outcome(
+    action_id: &str,
+    kind: &str,
+    millis: i64,
+    reward: Option<f64>,
+) -> LoggedOutcome {
     LoggedOutcome {
         action_id: action_id.into(),
         outcome: kind.into(),
