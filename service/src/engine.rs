@@ -407,11 +407,9 @@ impl Engine {
         customer_id: &str,
         events: Vec<Event>,
     ) -> Result<Vec<TrackResult>, ServiceError> {
-        let events = Arc::new(events);
-        self.call_durable(customer_id, |_| Track {
-            events: events.as_ref().clone(),
-        })
-        .await
+        let (results, commit) = self.track_deferred(customer_id, events).await?;
+        commit.wait().await?;
+        Ok(results)
     }
 
     /// Applies events of one customer, in order, without waiting for them to
@@ -422,10 +420,10 @@ impl Engine {
         customer_id: &str,
         events: Vec<Event>,
     ) -> Result<(Vec<TrackResult>, Commit), ServiceError> {
-        let events = Arc::new(events);
+        let events: Arc<[Event]> = events.into();
         let durable = self
             .call(customer_id, |_| Track {
-                events: events.as_ref().clone(),
+                events: events.clone(),
             })
             .await??;
         Ok((durable.value, durable.commit))

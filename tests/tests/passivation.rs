@@ -199,3 +199,32 @@ async fn concurrent_activations_stay_bounded() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_least_recently_used_actor_is_the_one_evicted() {
+    let server = TestServer::start_with(|config| config.actors.max_live_customers = 3).await;
+    // The clock stands still: recency is the order of calls, not of times.
+    for customer in ["lru-a", "lru-b", "lru-c"] {
+        server
+            .decide(probe_request(customer, "home_banner", &[]))
+            .await;
+    }
+    // a is used again, so b is now the least recently used.
+    server
+        .decide(probe_request("lru-a", "home_banner", &[]))
+        .await;
+    server
+        .decide(probe_request("lru-d", "home_banner", &[]))
+        .await;
+    server
+        .eventually("the evicted actor has stopped", |engine| {
+            engine.registry().live() == 3
+        })
+        .await;
+    let registry = server.engine.registry();
+    assert!(registry.get("lru-b").is_none(), "b was evicted");
+    for customer in ["lru-a", "lru-c", "lru-d"] {
+        assert!(registry.get(customer).is_some(), "{customer} is live");
+    }
+    server.stop().await;
+}

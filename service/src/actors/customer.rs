@@ -263,8 +263,9 @@ fn seed_of(text: &str, now: Timestamp) -> u64 {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Durable<Vec<TrackResult>>, ServiceError>")]
 pub struct Track {
-    /// Validated events of this customer, in order.
-    pub events: Vec<Event>,
+    /// Validated events of this customer, in order (shared, so a retried
+    /// send does not copy them).
+    pub events: Arc<[Event]>,
 }
 
 impl Handler<Track> for CustomerActor {

@@ -74,10 +74,6 @@ impl Recency {
         }
         ticks.pop_first()
     }
-
-    fn len(&self) -> usize {
-        self.lock().len()
-    }
 }
 
 /// Live customer actors by customer id.
@@ -231,11 +227,6 @@ impl CustomerRegistry {
                 self.ask_to_passivate(&entry);
             }
         }
-    }
-
-    /// Live actors not asked to passivate.
-    pub fn active(&self) -> usize {
-        self.recency.len()
     }
 
     /// Sends `Passivate` unless the actor was already asked; true if sent.
