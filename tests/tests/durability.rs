@@ -5,8 +5,8 @@
 
 use nudge_models::time::{Span, Timestamp};
 use nudge_proto::v1::{
-    ConsentState, ForgetRequest, GetProfileRequest, Outcome, ReportOutcomeRequest,
-    SetConsentRequest,
+    ConsentState, ExportDecisionsRequest, ForgetRequest, GetProfileRequest, Outcome,
+    ReportOutcomeRequest, SetConsentRequest,
 };
 use nudge_service::clock::Clock;
 use nudge_service::store::{CustomerStore, FaultSwitch, RedbStore, StoreOptions};
@@ -252,4 +252,44 @@ async fn a_passivated_customer_comes_back_exactly_as_it_was() {
         server.engine.profile(customer).await.expect("live"),
         state_before
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_range_that_cannot_be_read_is_refused_naming_the_bound() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    let refusal = |request: ExportDecisionsRequest| {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .export_decisions(request)
+                .await
+                .expect_err("an unusable range")
+        }
+    };
+    let backwards = refusal(ExportDecisionsRequest {
+        since: Some(nudge_tests::at(NOON)),
+        until: Some(nudge_tests::at(NOON - HOUR_MS)),
+    })
+    .await;
+    assert_eq!(backwards.code(), Code::InvalidArgument, "{backwards:?}");
+    assert!(backwards.message().starts_with("until:"), "{backwards:?}");
+    let bad_nanos = refusal(ExportDecisionsRequest {
+        since: Some(prost_types::Timestamp {
+            seconds: 1,
+            nanos: -5,
+        }),
+        until: None,
+    })
+    .await;
+    assert_eq!(bad_nanos.code(), Code::InvalidArgument, "{bad_nanos:?}");
+    assert!(bad_nanos.message().starts_with("since:"), "{bad_nanos:?}");
+    // An empty log is an empty stream, not an error.
+    let mut stream = admin
+        .export_decisions(ExportDecisionsRequest::default())
+        .await
+        .expect("an export")
+        .into_inner();
+    assert!(stream.message().await.expect("a clean end").is_none());
+    server.stop().await;
 }
