@@ -23,22 +23,7 @@ use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 async fn health_reports_serving() {
     let server = TestServer::start().await;
     let mut health = HealthClient::new(server.channel().await);
-    for service in [
-        "",
-        "nudge.v1.Decisions",
-        "nudge.v1.Events",
-        "nudge.v1.Profiles",
-        "nudge.v1.Admin",
-    ] {
-        let response = health
-            .check(HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .unwrap_or_else(|status| panic!("{service:?}: {status:?}"))
-            .into_inner();
-        assert_eq!(response.status(), ServingStatus::Serving, "{service:?}");
-    }
+    assert_eq!(statuses(&mut health).await, [ServingStatus::Serving; 5]);
     let unknown = health
         .check(HealthCheckRequest {
             service: "nudge.v1.Nope".into(),
