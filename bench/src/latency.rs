@@ -16,7 +16,7 @@ use nudge_proto::v1::decisions_client::DecisionsClient;
 use nudge_service::clock::SystemClock;
 use nudge_service::config::Config;
 use nudge_service::engine::{DecideInput, Engine};
-use nudge_service::store::{CustomerStore, RedbStore, StoreOptions};
+use nudge_service::store::{RedbStore, StoreOptions};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,7 +69,7 @@ pub async fn run(args: LatencyArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let store: Arc<dyn CustomerStore> = match &data_dir {
+    let store: Arc<RedbStore> = match &data_dir {
         Some(dir) => Arc::new(RedbStore::open(dir.path(), StoreOptions::default())?),
         None => Arc::new(RedbStore::in_memory(StoreOptions::default())),
     };

@@ -295,7 +295,15 @@ fn benches(criterion: &mut Criterion) {
     criterion.bench_function("record/record_decision", |bencher| {
         bencher.iter_batched_ref(
             || state.clone(),
-            |fresh| fresh.record_decision("decision-bench", black_box(&served), &catalog, later),
+            |fresh| {
+                nudge_models::pipeline::record(
+                    fresh,
+                    "decision-bench",
+                    black_box(&served),
+                    &catalog,
+                    later,
+                )
+            },
             BatchSize::SmallInput,
         )
     });

@@ -16,6 +16,12 @@ impl BudgetCounters {
         self.lock().get(action_id).copied().unwrap_or(0)
     }
 
+    /// Sets the units of `action_id` used so far, as a durable ledger holds
+    /// them (at start).
+    pub fn restore(&self, action_id: &str, used: u64) {
+        self.lock().insert(action_id.to_owned(), used);
+    }
+
     /// Takes one unit of `action_id`'s budget if fewer than `limit` are used.
     pub fn try_reserve(&self, action_id: &str, limit: u64) -> bool {
         let mut used = self.lock();
@@ -57,5 +63,8 @@ mod tests {
         budgets.release("coupon");
         assert!(budgets.try_reserve("coupon", 2));
         assert_eq!(budgets.used("other"), 0);
+        budgets.restore("other", 5);
+        assert_eq!(budgets.used("other"), 5);
+        assert!(!budgets.try_reserve("other", 5));
     }
 }

@@ -4,9 +4,7 @@
 
 use crate::Error;
 use crate::budget::BudgetCounters;
-use crate::catalog::Catalog;
-use crate::ledger::{Contact, Ledger, OutcomeKind};
-use crate::pipeline::Decision;
+use crate::ledger::{Ledger, OutcomeKind};
 use crate::profile::{Event, Profile};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -202,27 +200,6 @@ impl CustomerState {
                 .as_deref()
                 .is_none_or(|suppressed| suppressed == channel)
         })
-    }
-
-    /// Records what a (non-dry-run) decision served: ledger entries, sends.
-    pub fn record_decision(
-        &mut self,
-        decision_id: &str,
-        decision: &Decision,
-        catalog: &Catalog,
-        now: Timestamp,
-    ) {
-        self.ledger.prune(catalog.ledger_horizon(), now);
-        for served in &decision.served {
-            self.ledger.push(Contact::new(
-                decision_id,
-                &served.action_id,
-                &served.channel,
-                &served.category,
-                now,
-            ));
-            self.profile.engagement_mut(&served.channel).sends += 1;
-        }
     }
 
     /// Applies an outcome of an action served by `decision_id`, with an

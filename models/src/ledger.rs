@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 
 /// What happened to a served action, as reported by `ReportOutcome`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OutcomeKind {
     /// Shown to the customer.
     Impression,

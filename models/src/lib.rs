@@ -8,6 +8,8 @@
 //!   attributes, engagement) and its view for CEL rules.
 //! - [`ledger`]: the contact ledger that caps and cooldowns count from.
 //! - [`customer`]: one customer's whole state and every change to it.
+//! - [`log`]: the decision log's typed records (decisions, outcomes) and the
+//!   join that turns them into training rows.
 //! - [`catalog`]: actions, channels, placements and policy from the TOML file,
 //!   validated with field-and-line errors; CEL rules compiled once.
 //! - [`features`]: feature specs and extraction (the same code at training time).
@@ -26,6 +28,7 @@ pub mod demo;
 mod error;
 pub mod features;
 pub mod ledger;
+pub mod log;
 pub mod model;
 pub mod pipeline;
 pub mod profile;

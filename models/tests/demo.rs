@@ -591,7 +591,13 @@ fn the_in_app_cap_stops_the_home_banner_at_five_a_week() {
                 "total cap 8 per 7d reached",
             );
         }
-        state.record_decision(&format!("d{round}"), &decision, &demo.catalog, now);
+        nudge_models::pipeline::record(
+            &mut state,
+            &format!("d{round}"),
+            &decision,
+            &demo.catalog,
+            now,
+        );
         now = later(now, 5 * MINUTE_MS);
     }
     assert_eq!(in_app_served.len(), 5, "{in_app_served:?}");
@@ -620,7 +626,7 @@ fn serving_starts_a_cooldown_and_dismissing_a_longer_one() {
     let mut state = CustomerState::default();
     let first = demo.at(&state, "home_banner", NOW);
     assert_eq!(served_ids(&first), ["connect_first_integration"]);
-    state.record_decision("d1", &first, &demo.catalog, NOW);
+    nudge_models::pipeline::record(&mut state, "d1", &first, &demo.catalog, NOW);
 
     let soon = demo.at(&state, "home_banner", later(NOW, 5 * MINUTE_MS));
     assert_filtered(
@@ -810,7 +816,13 @@ fn the_coupon_budget_and_the_upsell_cap_are_enforced() {
             ["upgrade_to_pro_banner"],
             "round {round}"
         );
-        state.record_decision(&format!("u{round}"), &decision, &demo.catalog, now);
+        nudge_models::pipeline::record(
+            &mut state,
+            &format!("u{round}"),
+            &decision,
+            &demo.catalog,
+            now,
+        );
         now = later(now, HOUR_MS + MINUTE_MS);
     }
     let capped = demo.at(&state, "home_banner", now);

@@ -226,7 +226,7 @@ impl World {
         now: Timestamp,
     ) -> Decision {
         let decision = self.decide(state, placement, candidates, now);
-        state.record_decision(decision_id, &decision, &self.catalog, now);
+        nudge_models::pipeline::record(state, decision_id, &decision, &self.catalog, now);
         decision
     }
 }
@@ -1209,7 +1209,7 @@ fn the_fallback_ladder_is_still_filtered_by_policy() {
             .text
             .contains("default for segment everyone")
     );
-    state.record_decision("d1", &decision, &world.catalog, noon());
+    nudge_models::pipeline::record(&mut state, "d1", &decision, &world.catalog, noon());
     // An hour later l_cool is cooling down: the ladder continues below it.
     ask.now = plus(noon(), HOUR_MS);
     let decision = world.run(&state, &ask);

@@ -379,7 +379,8 @@ impl Sim {
                     decide(&self.env(), &self.customers[customer], &request).expect("decides");
                 if !ask.dry_run {
                     let decision_id = format!("d{}", self.step);
-                    self.customers[customer].record_decision(
+                    nudge_models::pipeline::record(
+                        &mut self.customers[customer],
                         &decision_id,
                         &decision,
                         catalog(),

@@ -4,7 +4,8 @@
 
 use crate::config::Limits;
 use crate::engine::{
-    ConsentInput, DecideInput, DecideReply, OutcomeInput, StatsSnapshot, SuppressionInput,
+    ConsentInput, DecideInput, DecideReply, IngestSummary, OutcomeInput, StatsSnapshot,
+    SuppressionInput,
 };
 use crate::error::ServiceError;
 use crate::store::{LoggedDecision, TimeRange};
@@ -710,6 +711,24 @@ pub fn export_range(request: proto::ExportDecisionsRequest) -> Result<TimeRange,
     Ok(TimeRange { since, until })
 }
 
+/// The wire form of a stream's ingestion summary.
+pub fn track_stream_summary(summary: IngestSummary) -> proto::TrackStreamResponse {
+    proto::TrackStreamResponse {
+        accepted: summary.accepted,
+        duplicates: summary.duplicates,
+        rejected: summary.rejected,
+        rejections: summary
+            .rejections
+            .into_iter()
+            .map(|rejection| proto::EventRejection {
+                index: rejection.index,
+                event_id: rejection.event_id,
+                message: rejection.message,
+            })
+            .collect(),
+    }
+}
+
 /// The wire form of a logged decision.
 pub fn logged_decision(logged: LoggedDecision) -> proto::LoggedDecision {
     let LoggedDecision {
@@ -725,7 +744,10 @@ pub fn logged_decision(logged: LoggedDecision) -> proto::LoggedDecision {
         catalog_version: record.catalog_version,
         model_version: record.model_version.unwrap_or_default(),
         variant: record.variant,
-        fallback: record.fallback.unwrap_or_default(),
+        fallback: record
+            .fallback
+            .map(|reason| reason.code().to_owned())
+            .unwrap_or_default(),
         feature_names,
         served: record
             .served
@@ -745,7 +767,7 @@ pub fn logged_decision(logged: LoggedDecision) -> proto::LoggedDecision {
             .into_iter()
             .map(|outcome| proto::LoggedOutcome {
                 action_id: outcome.action_id,
-                outcome: outcome.outcome,
+                outcome: outcome.outcome.name().to_owned(),
                 at: Some(to_proto_timestamp(outcome.at)),
                 reward: outcome.reward.unwrap_or(0.0),
                 has_reward: outcome.reward.is_some(),

@@ -1,5 +1,6 @@
 //! The service's one error type and its one mapping to gRPC status codes.
 
+use crate::store::StoreError;
 use tonic::{Code, Status};
 
 /// Everything a service call can fail with.
@@ -16,33 +17,76 @@ pub enum ServiceError {
     /// A domain rule refused the call.
     #[error(transparent)]
     Domain(#[from] nudge_models::Error),
-    /// The customer (or another named thing) is unknown.
-    #[error("{0}")]
-    NotFound(String),
+    /// nudge has never heard of the customer.
+    #[error("customer '{0}' is not known")]
+    UnknownCustomer(String),
     /// The call's time budget ran out before an answer.
     #[error("decision budget of {budget_ms} ms exceeded")]
     DeadlineExceeded {
         /// The budget that applied, in milliseconds.
         budget_ms: u64,
     },
-    /// Too much load: the call was shed.
-    #[error("overloaded: {0}")]
-    Overloaded(String),
-    /// The call cannot be served in the service's current state.
-    #[error("{0}")]
-    FailedPrecondition(String),
-    /// The actor system or another internal part is unavailable.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
+    /// A file the call needs (the catalog or model file) cannot be read.
+    #[error("cannot read {what} {}: {source}", path.display())]
+    CannotRead {
+        /// What the file is, e.g. `catalog file`.
+        what: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The customer's actor did not answer in time.
+    #[error("unavailable: the actor of customer '{customer_id}' timed out")]
+    ActorTimedOut {
+        /// The customer.
+        customer_id: String,
+    },
+    /// The customer's actor kept stopping while the call was routed to it.
+    #[error(
+        "unavailable: customer '{customer_id}' could not be activated after {attempts} attempts"
+    )]
+    NotActivated {
+        /// The customer.
+        customer_id: String,
+        /// How many times routing was tried.
+        attempts: usize,
+    },
+    /// An internal task failed (panicked); nothing it did was acknowledged.
+    #[error("internal error: {task}{}", if *panicked { " (it panicked)" } else { " (it was cancelled)" })]
+    TaskFailed {
+        /// What the task was doing.
+        task: &'static str,
+        /// Whether it panicked (otherwise it was cancelled).
+        panicked: bool,
+    },
     /// The store failed or refuses writes (e.g. the disk is full).
     #[error(transparent)]
-    Storage(#[from] crate::store::StoreError),
+    Storage(#[from] StoreError),
     /// A protected call came without credentials.
-    #[error("{0}")]
-    Unauthenticated(String),
+    #[error("missing {0}")]
+    Unauthenticated(Credential),
     /// A protected call came with credentials that are not accepted.
-    #[error("{0}")]
-    PermissionDenied(String),
+    #[error("invalid {0}")]
+    PermissionDenied(Credential),
+}
+
+/// What a protected call authenticates with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// `authorization: Bearer <token>`.
+    BearerToken,
+    /// A client certificate verified by mutual TLS.
+    ClientCertificate,
+}
+
+impl std::fmt::Display for Credential {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Credential::BearerToken => "bearer token",
+            Credential::ClientCertificate => "client certificate",
+        })
+    }
 }
 
 impl ServiceError {
@@ -69,13 +113,20 @@ impl ServiceError {
                 Domain::UnknownServedAction { .. } => Code::NotFound,
                 Domain::RuleFailed { .. } => Code::Internal,
             },
-            ServiceError::NotFound(_) => Code::NotFound,
+            ServiceError::UnknownCustomer(_) => Code::NotFound,
             ServiceError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
-            ServiceError::Overloaded(_) => Code::ResourceExhausted,
-            ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
-            ServiceError::Unavailable(_) => Code::Unavailable,
-            ServiceError::Storage(crate::store::StoreError::Full(_)) => Code::ResourceExhausted,
-            ServiceError::Storage(_) => Code::Unavailable,
+            ServiceError::CannotRead { .. } => Code::FailedPrecondition,
+            ServiceError::ActorTimedOut { .. } | ServiceError::NotActivated { .. } => {
+                Code::Unavailable
+            }
+            ServiceError::TaskFailed { .. } => Code::Internal,
+            ServiceError::Storage(storage) => match storage {
+                StoreError::Full(_) => Code::ResourceExhausted,
+                StoreError::Unavailable(_)
+                | StoreError::Corrupted(_)
+                | StoreError::Encode(_)
+                | StoreError::Closed => Code::Unavailable,
+            },
             ServiceError::Unauthenticated(_) => Code::Unauthenticated,
             ServiceError::PermissionDenied(_) => Code::PermissionDenied,
         }

@@ -1,15 +1,20 @@
 //! The nudge server: gRPC adapters over customer actors over the domain crate.
 //!
 //! - [`config`]: the typed configuration (defaults → file → env → flags).
-//! - [`engine`]: the service as a Rust API; shared state; routing to actors.
+//! - [`engine`]: the service as a Rust API: routing to actors, stream
+//!   ingestion, admin operations.
+//! - [`shared`]: what every actor reads (catalog, model, budgets, stores,
+//!   clock, counters) and where observable events are recorded.
+//! - [`requests`]: the calls and answers as plain Rust types.
 //! - [`actors`]: `CustomerActor` per customer, `CustomerRegistry`, the actix system.
 //! - [`convert`]: wire ↔ domain conversions and input validation, in one place.
 //! - [`grpc`]: thin tonic services, health, reflection; [`grpc::serve`].
 //! - [`fuzzing`]: untrusted bytes through decode → validate → decide, for the
 //!   fuzz targets and their property-test twins.
 //! - [`error`]: `ServiceError` and its one mapping to gRPC status codes.
-//! - [`store`]: customer state and the decision log: the storage trait and the
-//!   embedded redb store with group commit.
+//! - [`store`]: the storage seams (`StateStore`, `DecisionLog`,
+//!   `BudgetLedger`), their contract suite, and the embedded redb store with
+//!   group commit.
 //! - [`clock`]: system and manual clocks.
 //! - [`stats`]: counters behind `Admin.Stats`.
 //! - [`logging`]: the log subscriber (text or JSON lines) and customer ids
@@ -33,13 +38,15 @@ pub mod fuzzing;
 pub mod grpc;
 pub mod logging;
 pub mod metrics;
+pub mod requests;
+pub mod shared;
 pub mod stats;
 pub mod store;
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
-use crate::engine::{CatalogSource, Engine};
-use crate::store::{CustomerStore, RedbStore, StoreOptions};
+use crate::engine::{CatalogSource, Engine, EngineStartError};
+use crate::store::{RedbStore, StoreOptions, Stores};
 use nudge_models::catalog::{Catalog, CatalogProblems};
 use nudge_models::model::Model;
 use std::path::PathBuf;
@@ -83,9 +90,9 @@ pub enum StartError {
         /// Why.
         source: crate::store::StoreError,
     },
-    /// The actor system could not start.
-    #[error("cannot start the actor system: {0}")]
-    Actors(std::io::Error),
+    /// The engine could not start.
+    #[error(transparent)]
+    Engine(#[from] EngineStartError),
 }
 
 fn read(path: &PathBuf) -> Result<String, StartError> {
@@ -95,17 +102,17 @@ fn read(path: &PathBuf) -> Result<String, StartError> {
     })
 }
 
-/// Opens the configured customer store: in memory with `storage.in_memory`,
+/// Opens the configured stores: in memory with `storage.in_memory`,
 /// otherwise the durable store in `storage.data_dir`. Blocking; may take a
 /// few seconds on a large data directory.
-pub fn open_store(config: &Config) -> Result<Arc<dyn CustomerStore>, StartError> {
+pub fn open_store(config: &Config) -> Result<Stores, StartError> {
     let options = StoreOptions {
         max_batch_writes: config.storage.max_batch_writes,
         ..StoreOptions::default()
     };
     if config.storage.in_memory {
         tracing::warn!("storage.in_memory is set: nothing survives a restart");
-        return Ok(Arc::new(RedbStore::in_memory(options)));
+        return Ok(Stores::from(Arc::new(RedbStore::in_memory(options))));
     }
     let data_dir = &config.storage.data_dir;
     let started = std::time::Instant::now();
@@ -118,14 +125,14 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn CustomerStore>, StartError>
         elapsed_ms = started.elapsed().as_millis() as u64,
         "store opened"
     );
-    Ok(Arc::new(store))
+    Ok(Stores::from(Arc::new(store)))
 }
 
 /// Validates `config`, loads the catalog and model (or the embedded demo), and
 /// starts an engine.
 pub fn start(
     config: Config,
-    store: Arc<dyn CustomerStore>,
+    stores: impl Into<Stores>,
     clock: Arc<dyn Clock>,
 ) -> Result<Engine, StartError> {
     config.validate()?;
@@ -153,5 +160,12 @@ pub fn start(
     let model = Model::from_json(model_text.as_bytes())
         .map_err(|error| StartError::Model { origin, error })?;
     tracing::info!(catalog = %catalog.version, model = %model.version(), "loaded catalog and model");
-    Engine::start(config, catalog, source, Some(model), store, clock).map_err(StartError::Actors)
+    Ok(Engine::start(
+        config,
+        catalog,
+        source,
+        Some(model),
+        stores.into(),
+        clock,
+    )?)
 }

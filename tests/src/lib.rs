@@ -12,7 +12,7 @@ use nudge_proto::v1::profiles_client::ProfilesClient;
 use nudge_service::clock::ManualClock;
 use nudge_service::config::Config;
 use nudge_service::engine::Engine;
-use nudge_service::store::{CustomerStore, RedbStore, StoreOptions};
+use nudge_service::store::{RedbStore, StoreOptions, Stores};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -92,7 +92,7 @@ impl TestServer {
     /// Starts a server on `store` (e.g. a durable store in a temporary
     /// directory, which the test can then read directly).
     pub async fn start_with_store(
-        store: Arc<dyn CustomerStore>,
+        store: impl Into<Stores>,
         configure: impl FnOnce(&mut Config),
     ) -> Self {
         let mut config = Config {

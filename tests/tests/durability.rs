@@ -9,7 +9,7 @@ use nudge_proto::v1::{
     ReportOutcomeRequest, SetConsentRequest,
 };
 use nudge_service::clock::Clock;
-use nudge_service::store::{CustomerStore, FaultSwitch, RedbStore, StoreOptions};
+use nudge_service::store::{FaultSwitch, RedbStore, StoreOptions};
 use nudge_tests::{
     HOUR_MS, MINUTE_MS, NOON, TempDir, TestServer, decide_request, event, probe_request,
 };
@@ -73,7 +73,7 @@ async fn forget_erases_every_trace_of_the_customer_from_the_store() {
         store.traces_of("alice").expect("readable"),
         Vec::<String>::new()
     );
-    assert_eq!(store.load("alice").expect("readable"), None);
+    assert_eq!(store.load_now("alice").expect("readable"), None);
     let status = profiles
         .get_profile(GetProfileRequest {
             customer_id: "alice".into(),

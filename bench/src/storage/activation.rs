@@ -2,7 +2,7 @@
 //! live, right after a restart (rehydration).
 //!
 //! A store is populated with `--customers` customers of `--events` typical
-//! events each (written straight through `CustomerStore::write`, batched by
+//! events each (written straight through `StateStore::write`, batched by
 //! group commit) and closed; the data file is dropped from the OS page cache
 //! (unless `--keep-os-cache`), so the first reads go to the disk as after a
 //! reboot; then a new store and engine open on it, as a restart does.

@@ -4,7 +4,7 @@
 //! A store is populated with `--stored` customers of `--events` typical
 //! events each. The engine opens it in-process (`actors.max_live_customers`
 //! above everything activated here, a one-day idle timeout, no sweeper), then:
-//! 1. every stored customer is read once through `CustomerStore::load`, which
+//! 1. every stored customer is read once through `StateStore::load`, which
 //!    fills redb's page cache (`--cache-mib`, 128 MiB by default, as `nudge
 //!    serve` uses) to its bound before anything is measured; redb keeps its
 //!    read cache and write buffer together under that bound, so the cache
@@ -29,7 +29,7 @@ use crate::report::machine;
 use nudge_service::clock::SystemClock;
 use nudge_service::config::Config;
 use nudge_service::engine::Engine;
-use nudge_service::store::{CustomerStore, RedbStore, StoreOptions};
+use nudge_service::store::{RedbStore, StoreOptions};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -103,7 +103,7 @@ pub async fn run(args: MemoryArgs) -> anyhow::Result<()> {
     let read = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
         let mut found = 0;
         for customer in 0..stored {
-            found += u64::from(reader.load(&customer_id(customer))?.is_some());
+            found += u64::from(reader.load_now(&customer_id(customer))?.is_some());
         }
         Ok(found)
     })

@@ -26,7 +26,7 @@ use nudge_models::profile::Event;
 use nudge_models::time::{HOUR_MS, Timestamp};
 use nudge_models::value::AttrValue;
 use nudge_service::clock::{Clock as _, SystemClock};
-use nudge_service::store::{Commit, CustomerStore, DATA_FILE, RedbStore, StoreOptions};
+use nudge_service::store::{Commit, DATA_FILE, RedbStore, StateStore, StoreOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -170,7 +170,7 @@ pub struct Populated {
 
 /// Ensures the store in `dir` holds customers `0..customers`, each with the
 /// state of `events` typical events: writes them through
-/// [`CustomerStore::write`], queueing a chunk while the previous one commits so
+/// [`StateStore::write`], queueing a chunk while the previous one commits so
 /// group commit makes few large transactions. A store that already holds at
 /// least `customers` customers is left as it is (a reused `--data-dir`).
 pub async fn populate(dir: &Path, customers: u64, events: u64) -> anyhow::Result<Populated> {
@@ -181,7 +181,7 @@ pub async fn populate(dir: &Path, customers: u64, events: u64) -> anyhow::Result
             ..StoreOptions::default()
         },
     )?;
-    let already = store.len()?;
+    let already = StateStore::len(&store)?;
     if already >= customers {
         store.close()?;
         return Ok(Populated {
@@ -199,7 +199,11 @@ pub async fn populate(dir: &Path, customers: u64, events: u64) -> anyhow::Result
         let mut commit = None;
         for customer in first..last {
             let id: Arc<str> = Arc::from(customer_id(customer));
-            commit = Some(store.write(&id, &typical_state(customer, events, now), Vec::new()));
+            commit = Some(StateStore::write(
+                &store,
+                &id,
+                &typical_state(customer, events, now),
+            ));
         }
         // Writes commit in queue order: once the previous chunk's last write
         // is durable, the whole chunk is.
@@ -216,7 +220,7 @@ pub async fn populate(dir: &Path, customers: u64, events: u64) -> anyhow::Result
         commit.wait().await?;
     }
     let elapsed = started.elapsed();
-    let stored = store.len()?;
+    let stored = StateStore::len(&store)?;
     store.close()?;
     Ok(Populated {
         written: customers - already,

@@ -2,7 +2,7 @@
 //! gRPC health `Check` answering SERVING, on a data directory holding
 //! `--customers` customers.
 //!
-//! The store is populated first (straight through `CustomerStore::write`,
+//! The store is populated first (straight through `StateStore::write`,
 //! batched by group commit). Then `nudge serve --data-dir DIR` (the release
 //! binary next to this one unless `--nudge-bin`) is started `--runs` times,
 //! each stopped cleanly with SIGTERM once SERVING; one more start follows

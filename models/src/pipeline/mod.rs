@@ -3,13 +3,15 @@
 //! one-per-category diversity → rationale. Every candidate not served carries a
 //! [`FilterReason`] and a message saying exactly what stopped it.
 //!
-//! [`decide`] only reads the customer's state; the caller records a served,
-//! non-dry-run decision with [`CustomerState::record_decision`]. The one shared
+//! [`decide`] only reads the customer's state; [`decide_and_record`]
+//! (`record.rs`) also records a served, non-dry-run decision in the ledger and
+//! makes its decision-log entry: the step callers use. The one shared
 //! effect is the global budget: a served budgeted action takes a unit at once
 //! (unless `dry_run`), so two customers can never both take the last one.
 
 mod filters;
 mod ranking;
+mod record;
 mod rules;
 
 use crate::Error;
@@ -25,6 +27,8 @@ use filters::{Filters, candidate_ids};
 use ranking::Selection;
 use rules::RuleScope;
 use std::collections::BTreeMap;
+
+pub use record::{RecordAs, Recorded, budgeted_actions, decide_and_record, record};
 
 /// How many feature contributions explain a served action.
 pub const RATIONALE_SIZE: usize = 3;
@@ -138,7 +142,8 @@ impl FilterReason {
 }
 
 /// Why a decision came from the fallback ladder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FallbackReason {
     /// No model is loaded.
     ModelMissing,

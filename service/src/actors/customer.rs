@@ -1,16 +1,24 @@
 //! `CustomerActor`: one per active customer. It owns the customer's state and
 //! applies every decision, event, outcome and consent change in turn, so no two
 //! concurrent calls can both take the last slot of a cap.
+//!
+//! An actor loads its own state when it starts (the registry only starts it),
+//! and handles no message before the load is done; if the load fails, every
+//! message it holds is answered with the storage error and the actor stops,
+//! so the next call activates it afresh.
 
-use crate::engine::{DecideInput, DecideReply, Shared};
 use crate::error::ServiceError;
-use crate::store::{Commit, DecisionRecord, Erased, LogEntry, OutcomeRecord};
+use crate::requests::{DecideInput, DecideReply};
+use crate::shared::Shared;
+use crate::store::{BudgetChange, Commit, LogEntry, OutcomeRecord, StoreError};
 use actix::prelude::*;
 use nudge_models::customer::{
     ConsentState, CustomerState, OutcomeResult, SuppressionReason, TrackResult,
 };
 use nudge_models::ledger::OutcomeKind;
-use nudge_models::pipeline::{self, DecisionRequest, Environment, FallbackReason, Scoring};
+use nudge_models::pipeline::{
+    self, DecisionRequest, Environment, FallbackReason, RecordAs, Recorded, Scoring,
+};
 use nudge_models::profile::Event;
 use nudge_models::time::Timestamp;
 use std::sync::Arc;
@@ -50,6 +58,8 @@ pub struct CustomerActor {
     /// The customer's state; every change is written to the store before it
     /// is acknowledged, so stopping the actor loses nothing.
     state: CustomerState,
+    /// Set when loading the state failed: every message is refused with it.
+    load_error: Option<Box<StoreError>>,
     /// Catalog, model, budgets, store, clock, config.
     shared: Arc<Shared>,
     /// Shared with the registry entry.
@@ -72,10 +82,10 @@ impl std::fmt::Debug for CustomerActor {
 }
 
 impl CustomerActor {
-    /// An actor holding `state`.
+    /// An actor for `customer_id`; it loads the customer's state when it
+    /// starts.
     pub fn new(
         customer_id: Arc<str>,
-        state: CustomerState,
         shared: Arc<Shared>,
         activity: Arc<Activity>,
         generation: u64,
@@ -83,7 +93,8 @@ impl CustomerActor {
     ) -> Self {
         Self {
             customer_id,
-            state,
+            state: CustomerState::default(),
+            load_error: None,
             shared,
             activity,
             generation,
@@ -111,16 +122,42 @@ impl CustomerActor {
         now
     }
 
-    /// Refuses a change up front while the store refuses writes, so a
-    /// refused call changes nothing.
-    fn check_writable(&self) -> Result<(), ServiceError> {
-        Ok(self.shared.store.check_writable()?)
+    /// Refuses every message when the state could not be loaded, and stops
+    /// so that the next call activates the customer afresh.
+    fn check_loaded(&self, context: &mut Context<Self>) -> Result<(), ServiceError> {
+        match &self.load_error {
+            None => Ok(()),
+            Some(error) => {
+                context.stop();
+                Err(ServiceError::Storage(error.as_ref().clone()))
+            }
+        }
     }
 
-    /// Queues the customer's state, with `log`, for a durable write.
-    fn persist(&self, log: Vec<LogEntry>) -> Commit {
-        self.shared.store.write(&self.customer_id, &self.state, log)
+    /// Refuses a change up front while a store refuses writes, so a refused
+    /// call changes nothing.
+    fn check_writable(&self) -> Result<(), ServiceError> {
+        Ok(self.shared.stores.check_writable()?)
     }
+
+    /// Queues the customer's state, with decision-log entries and budget
+    /// changes, for a durable write: the commit resolves when all are.
+    fn persist(&self, log: Vec<LogEntry>, budget: Vec<BudgetChange>) -> Commit {
+        let stores = &self.shared.stores;
+        stores
+            .state
+            .write(&self.customer_id, &self.state)
+            .and(stores.log.append(log))
+            .and(stores.budgets.record(budget))
+    }
+}
+
+/// The budget ledger's changes for units taken (+1) or given back (-1).
+fn budget_changes(action_ids: Vec<String>, delta: i64) -> Vec<BudgetChange> {
+    action_ids
+        .into_iter()
+        .map(|action_id| BudgetChange { action_id, delta })
+        .collect()
 }
 
 impl Actor for CustomerActor {
@@ -128,6 +165,21 @@ impl Actor for CustomerActor {
 
     fn started(&mut self, context: &mut Self::Context) {
         context.set_mailbox_capacity(self.shared.config.actors.mailbox_capacity);
+        // No message is handled before the state is loaded.
+        let store = self.shared.stores.state.clone();
+        let customer_id = self.customer_id.clone();
+        let load = async move { store.load(&customer_id).await };
+        context.wait(load.into_actor(self).map(|loaded, actor, _| match loaded {
+            Ok(state) => actor.state = state.unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(
+                    customer = %crate::logging::customer(&actor.customer_id),
+                    %error,
+                    "customer state not loaded; its calls are refused"
+                );
+                actor.load_error = Some(Box::new(error));
+            }
+        }));
     }
 
     fn stopped(&mut self, _context: &mut Self::Context) {
@@ -155,8 +207,9 @@ pub struct Decide {
 impl Handler<Decide> for CustomerActor {
     type Result = Result<Durable<DecideReply>, ServiceError>;
 
-    fn handle(&mut self, message: Decide, _context: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, message: Decide, context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
+        self.check_loaded(context)?;
         let arrived = Instant::now();
         if arrived >= message.deadline {
             return Err(ServiceError::DeadlineExceeded {
@@ -193,47 +246,34 @@ impl Handler<Decide> for CustomerActor {
             seed,
             now,
         };
-        let decision = pipeline::decide(&environment, &self.state, &request)?;
-        if Instant::now() >= message.deadline {
-            // The caller has given up: record nothing, and give back the
-            // budget units the decision took, so a late answer changes nothing.
-            if !input.dry_run {
-                for served in &decision.served {
-                    if catalog
-                        .action(&served.action_id)
-                        .is_some_and(|action| action.budget.is_some())
-                    {
-                        self.shared.budgets.release(&served.action_id);
-                    }
-                }
-            }
+        let record_as = decision_id.as_deref().map(|decision_id| RecordAs {
+            decision_id,
+            customer_id: &self.customer_id,
+            variant: DEFAULT_VARIANT,
+        });
+        // A caller that has given up gets nothing recorded, and the budget
+        // units the decision took are given back: a late answer changes
+        // nothing.
+        let recorded = pipeline::decide_and_record(
+            &environment,
+            &mut self.state,
+            &request,
+            record_as,
+            || Instant::now() < message.deadline,
+        )?;
+        let Some(Recorded {
+            decision,
+            log,
+            budget_taken,
+        }) = recorded
+        else {
             return Err(ServiceError::DeadlineExceeded {
                 budget_ms: message.budget_ms,
             });
-        }
-        let commit = match &decision_id {
-            Some(decision_id) => {
-                self.state
-                    .record_decision(decision_id, &decision, &catalog, now);
-                let record = DecisionRecord::new(
-                    decision_id,
-                    &self.customer_id,
-                    now,
-                    &input.placement,
-                    &catalog,
-                    DEFAULT_VARIANT,
-                    &decision,
-                );
-                let feature_names = model
-                    .as_deref()
-                    .filter(|_| decision.model_version.is_some())
-                    .map(|model| model.feature_names());
-                self.persist(vec![LogEntry::Decision {
-                    record,
-                    feature_names,
-                }])
-            }
-            None => Commit::done(Ok(Erased::default())),
+        };
+        let commit = match log {
+            Some(log) => self.persist(vec![log], budget_changes(budget_taken, 1)),
+            None => Commit::none(),
         };
         self.shared
             .record_decision(&catalog, &input.placement, DEFAULT_VARIANT, &decision);
@@ -271,8 +311,9 @@ pub struct Track {
 impl Handler<Track> for CustomerActor {
     type Result = Result<Durable<Vec<TrackResult>>, ServiceError>;
 
-    fn handle(&mut self, message: Track, _context: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, message: Track, context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
+        self.check_loaded(context)?;
         self.check_writable()?;
         let catalog = self.shared.catalog.load();
         let results = message
@@ -288,7 +329,7 @@ impl Handler<Track> for CustomerActor {
         // queued, and an acknowledgement promises durability.
         Ok(Durable {
             value: results,
-            commit: self.persist(Vec::new()),
+            commit: self.persist(Vec::new(), Vec::new()),
         })
     }
 }
@@ -312,8 +353,9 @@ pub struct ReportOutcome {
 impl Handler<ReportOutcome> for CustomerActor {
     type Result = Result<Durable<OutcomeResult>, ServiceError>;
 
-    fn handle(&mut self, message: ReportOutcome, _context: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, message: ReportOutcome, context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
+        self.check_loaded(context)?;
         self.check_writable()?;
         let at = message.at.unwrap_or(now);
         let result = self.state.report_outcome(
@@ -325,6 +367,17 @@ impl Handler<ReportOutcome> for CustomerActor {
             &self.shared.budgets,
         )?;
         let mut log = Vec::new();
+        let mut budget = Vec::new();
+        if result.slot_released
+            && self
+                .shared
+                .catalog
+                .load()
+                .action(&message.action_id)
+                .is_some_and(|action| action.budget.is_some())
+        {
+            budget = budget_changes(vec![message.action_id.clone()], -1);
+        }
         if result.applied {
             self.shared.record_outcome(message.outcome);
             let decision_at = self
@@ -342,14 +395,14 @@ impl Handler<ReportOutcome> for CustomerActor {
                 decision_at,
                 customer_id: self.customer_id.to_string(),
                 action_id: message.action_id,
-                outcome: message.outcome.name().to_owned(),
+                outcome: message.outcome,
                 at,
                 reward: message.reward,
             }));
         }
         Ok(Durable {
             value: result,
-            commit: self.persist(log),
+            commit: self.persist(log, budget),
         })
     }
 }
@@ -367,13 +420,14 @@ pub struct SetConsent {
 impl Handler<SetConsent> for CustomerActor {
     type Result = Result<Durable<Option<ConsentState>>, ServiceError>;
 
-    fn handle(&mut self, message: SetConsent, _context: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, message: SetConsent, context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
+        self.check_loaded(context)?;
         self.check_writable()?;
         let previous = self.state.set_consent(&message.channel, message.state, now);
         Ok(Durable {
             value: previous,
-            commit: self.persist(Vec::new()),
+            commit: self.persist(Vec::new(), Vec::new()),
         })
     }
 }
@@ -395,8 +449,9 @@ pub struct ChangeSuppression {
 impl Handler<ChangeSuppression> for CustomerActor {
     type Result = Result<Durable<bool>, ServiceError>;
 
-    fn handle(&mut self, message: ChangeSuppression, _context: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, message: ChangeSuppression, context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
+        self.check_loaded(context)?;
         self.check_writable()?;
         let channel = message.channel.as_deref();
         let changed = match (message.lift, message.reason) {
@@ -408,7 +463,7 @@ impl Handler<ChangeSuppression> for CustomerActor {
             value: changed,
             // Written even when unchanged: an earlier identical change may
             // still be queued.
-            commit: self.persist(Vec::new()),
+            commit: self.persist(Vec::new(), Vec::new()),
         })
     }
 }
@@ -423,10 +478,15 @@ impl Handler<Forget> for CustomerActor {
 
     fn handle(&mut self, _message: Forget, context: &mut Self::Context) -> Self::Result {
         self.touch();
+        self.check_loaded(context)?;
         self.check_writable()?;
         let had_state = !self.state.is_empty();
         self.state = CustomerState::default();
-        let commit = self.shared.store.forget(&self.customer_id);
+        let stores = &self.shared.stores;
+        let commit = stores
+            .state
+            .forget(&self.customer_id)
+            .and(stores.log.forget(&self.customer_id));
         // Later calls reach a new activation, which finds nothing stored.
         context.stop();
         Ok(Durable {
@@ -438,15 +498,16 @@ impl Handler<Forget> for CustomerActor {
 
 /// A copy of the customer's state.
 #[derive(Debug, Message)]
-#[rtype(result = "CustomerState")]
+#[rtype(result = "Result<CustomerState, ServiceError>")]
 pub struct Snapshot;
 
 impl Handler<Snapshot> for CustomerActor {
-    type Result = MessageResult<Snapshot>;
+    type Result = Result<CustomerState, ServiceError>;
 
-    fn handle(&mut self, _message: Snapshot, _context: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _message: Snapshot, context: &mut Self::Context) -> Self::Result {
         self.touch();
-        MessageResult(self.state.clone())
+        self.check_loaded(context)?;
+        Ok(self.state.clone())
     }
 }
 

@@ -1,5 +1,5 @@
-//! `CustomerRegistry`: finds a customer's live actor or activates one from the
-//! store, passivates idle actors, and bounds how many are live, evicting the
+//! `CustomerRegistry`: finds a customer's live actor or activates one (which
+//! loads its state from the store), passivates idle actors, and bounds how many are live, evicting the
 //! least recently used.
 //!
 //! Recency is exact: every call routed to an actor takes a fresh tick from a
@@ -9,8 +9,7 @@
 
 use super::customer::{Activity, CustomerActor, Passivate};
 use super::system::ActorSystem;
-use crate::engine::Shared;
-use crate::error::ServiceError;
+use crate::shared::Shared;
 use actix::prelude::*;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -110,17 +109,19 @@ impl CustomerRegistry {
         self.entries.get(customer_id).map(|entry| entry.clone())
     }
 
-    /// The actor of `customer_id`, activated from the store if it is not live.
-    /// Racing activations resolve to one actor: the first to take the map entry
-    /// loads the state and starts it; the others find it there.
-    pub fn get_or_activate(&self, customer_id: &str) -> Result<RegistryEntry, ServiceError> {
+    /// The actor of `customer_id`, activated if it is not live. Racing
+    /// activations resolve to one actor: the first to take the map entry
+    /// starts it; the others find it there. No disk is read while the entry
+    /// is held: the new actor loads its own state before it handles a
+    /// message.
+    pub fn get_or_activate(&self, customer_id: &str) -> RegistryEntry {
         if let Some((key, entry)) = self
             .entries
             .get(customer_id)
             .map(|entry| (entry.key().clone(), entry.value().clone()))
         {
             self.recency.touch(&key, &entry.activity);
-            return Ok(entry);
+            return entry;
         }
         self.make_room();
         let key: Arc<str> = Arc::from(customer_id);
@@ -129,17 +130,12 @@ impl CustomerRegistry {
                 let entry = occupied.get().clone();
                 drop(occupied);
                 self.recency.touch(&key, &entry.activity);
-                Ok(entry)
+                entry
             }
             Entry::Vacant(vacant) => {
-                // Loaded while holding the entry, so no other activation of
-                // this customer can save newer state in between.
-                let state = self
-                    .shared
-                    .store
-                    .load(customer_id)
-                    .map_err(|error| ServiceError::Unavailable(error.to_string()))?
-                    .unwrap_or_default();
+                // The previous activation (if any) removed its entry only
+                // once stopped, after queueing its last write, and the store
+                // returns queued writes: the new actor loads the newest state.
                 let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
                 let activity = Arc::new(Activity::default());
                 activity
@@ -162,7 +158,7 @@ impl CustomerRegistry {
                 let recency_key = key.clone();
                 let arbiter = self.system.arbiter(self.shard_of(customer_id));
                 let addr = CustomerActor::start_in_arbiter(arbiter, move |_| {
-                    CustomerActor::new(key, state, shared, actor_activity, generation, on_stop)
+                    CustomerActor::new(key, shared, actor_activity, generation, on_stop)
                 });
                 self.shared.record_activation();
                 let entry = RegistryEntry {
@@ -172,7 +168,7 @@ impl CustomerRegistry {
                 };
                 vacant.insert(entry.clone());
                 self.recency.touch(&recency_key, &entry.activity);
-                Ok(entry)
+                entry
             }
         }
     }

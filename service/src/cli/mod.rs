@@ -181,7 +181,7 @@ async fn export_offline(
     request: nudge_proto::v1::ExportDecisionsRequest,
     writer: export::ExportWriter,
 ) -> anyhow::Result<ExportSummary> {
-    use crate::store::{CustomerStore, RedbStore, StoreOptions};
+    use crate::store::{DecisionLog as _, RedbStore, StoreOptions};
     use anyhow::Context as _;
     let range = crate::convert::export_range(request)?;
     if !data_dir.join(crate::store::DATA_FILE).is_file() {

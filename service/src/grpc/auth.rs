@@ -19,7 +19,7 @@
 //! mTLS configured, nothing is protected.
 
 use crate::config::Secret;
-use crate::error::ServiceError;
+use crate::error::{Credential, ServiceError};
 use std::future::{Ready, ready};
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -111,18 +111,16 @@ impl Authorizer {
             return if constant_time_eq(expected.expose().as_bytes(), presented) {
                 Ok(())
             } else {
-                Err(ServiceError::PermissionDenied(
-                    "invalid bearer token".to_owned(),
-                ))
+                Err(ServiceError::PermissionDenied(Credential::BearerToken))
             };
         }
         if self.client_certificates && has_client_certificate(extensions) {
             return Ok(());
         }
         Err(ServiceError::Unauthenticated(if self.token.is_some() {
-            "missing bearer token".to_owned()
+            Credential::BearerToken
         } else {
-            "missing client certificate".to_owned()
+            Credential::ClientCertificate
         }))
     }
 }

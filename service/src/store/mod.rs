@@ -1,34 +1,58 @@
-//! Customer state and the decision log behind one narrow trait,
-//! [`CustomerStore`]: the seam for the embedded durable store and, later, a
-//! Redis-backed cluster mode.
+//! Durable state behind three narrow traits, one per responsibility:
 //!
-//! The embedded store ([`RedbStore`]) keeps everything in one redb file in the
-//! data directory. Writes are queued by the customer actors and committed by
-//! one writer thread in groups: every write queued while a commit runs goes
-//! into the next transaction, so one fsync acknowledges many customers' writes
-//! ([`writer`]). A caller is answered only when its write is durable
-//! ([`Commit::wait`]). Until then the queued state is what [`CustomerStore::load`]
-//! returns, so a customer reactivated right after passivation never sees older
-//! state.
+//! - [`StateStore`]: one customer's state, loaded when its actor activates and
+//!   written after every change;
+//! - [`DecisionLog`]: the decision and outcome records ([`nudge_models::log`]),
+//!   appended, exported by time range, compacted by retention, erased by
+//!   `forget`;
+//! - [`BudgetLedger`]: the global per-action budget counters shared by every
+//!   customer, changed by deltas.
+//!
+//! Each is a seam for another backend (Redis Cluster later): none needs a
+//! transaction spanning customers nor a snapshot of the whole database, and
+//! every write answers with a [`Commit`] that resolves once it is durable. A
+//! caller acknowledges a change only after its commits resolve. [`contract`]
+//! holds the behaviour every implementation must show, as functions generic
+//! over the traits; each backend's tests run them.
+//!
+//! The embedded backend, [`RedbStore`], implements all three over one redb
+//! file in the data directory. Writes are queued and committed by one writer
+//! thread in groups: everything queued while a commit runs goes into the next
+//! transaction, so one fsync acknowledges many customers' writes
+//! ([`writer`]). Until then a queued state is what [`StateStore::load`]
+//! returns, so a customer reactivated right after passivation never sees
+//! older state.
 
+mod commit;
+pub mod contract;
 mod records;
 mod redb_store;
+mod source;
 mod writer;
 
 #[cfg(test)]
 mod tests;
 
-pub use records::{DecisionRecord, LogEntry, LoggedDecision, OutcomeRecord, ServedRecord};
-pub use redb_store::{DATA_FILE, FaultSwitch, RedbStore, StoreOptions};
-pub use writer::COMPACTION_CHUNK;
+pub use commit::{Commit, Erased};
+pub use nudge_models::log::{
+    DecisionRecord, LogEntry, LoggedDecision, OutcomeRecord, ServedRecord,
+};
+pub use redb_store::{DATA_FILE, RedbStore, StoreOptions};
+pub use source::FaultSwitch;
 
 use nudge_models::customer::CustomerState;
 use nudge_models::time::Timestamp;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::oneshot;
 
-/// Why a storage call failed.
+/// Most decisions one [`DecisionLog::compact`] call deletes by default, so
+/// that a retention pass never holds writes up for long.
+pub const COMPACTION_CHUNK: usize = 10_000;
+
+/// Why a storage call failed. The kinds matter to callers: a full disk is
+/// answered RESOURCE_EXHAUSTED, the others UNAVAILABLE.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
     /// The disk (or the backend) has no space left: writes are refused until
@@ -49,46 +73,8 @@ pub enum StoreError {
     Closed,
 }
 
-/// What a committed write did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Erased {
-    /// Whether customer state was stored.
-    pub state: bool,
-    /// Decision log entries deleted.
-    pub decisions: u64,
-    /// Outcome log entries deleted.
-    pub outcomes: u64,
-}
-
-/// The acknowledgement of a queued write: resolves once it is durable.
-#[derive(Debug)]
-pub struct Commit(CommitState);
-
-#[derive(Debug)]
-enum CommitState {
-    Done(Result<Erased, StoreError>),
-    Pending(oneshot::Receiver<Result<Erased, StoreError>>),
-}
-
-impl Commit {
-    /// An already committed (or failed) write.
-    pub fn done(result: Result<Erased, StoreError>) -> Self {
-        Self(CommitState::Done(result))
-    }
-
-    /// A write resolved by the writer through `receiver`.
-    pub(crate) fn pending(receiver: oneshot::Receiver<Result<Erased, StoreError>>) -> Self {
-        Self(CommitState::Pending(receiver))
-    }
-
-    /// Waits until the write is durable; what it erased (for a forget).
-    pub async fn wait(self) -> Result<Erased, StoreError> {
-        match self.0 {
-            CommitState::Done(result) => result,
-            CommitState::Pending(receiver) => receiver.await.unwrap_or(Err(StoreError::Closed)),
-        }
-    }
-}
+/// A future of a storage call.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// A range of decision times, `since` inclusive, `until` exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,47 +85,132 @@ pub struct TimeRange {
     pub until: Option<Timestamp>,
 }
 
-/// Where customer state and the decision log live.
-pub trait CustomerStore: Send + Sync + fmt::Debug {
+/// One customer's state, by customer id.
+pub trait StateStore: Send + Sync + fmt::Debug {
     /// The state of `customer_id`, including writes queued but not yet
-    /// committed.
-    fn load(&self, customer_id: &str) -> Result<Option<CustomerState>, StoreError>;
+    /// committed; `None` if nothing is stored.
+    fn load<'a>(&'a self, customer_id: &'a str) -> StoreFuture<'a, Option<CustomerState>>;
 
-    /// Queues the customer's new state with its decision-log entries, in one
-    /// atomic write. Writes of one customer commit in the order they were
-    /// queued. Fails at once, queueing nothing, while the store refuses
-    /// writes (see [`CustomerStore::check_writable`]).
-    fn write(&self, customer_id: &Arc<str>, state: &CustomerState, log: Vec<LogEntry>) -> Commit;
+    /// Queues the customer's new state. Writes of one customer commit in the
+    /// order they were queued. Fails at once, queueing nothing, while the
+    /// store refuses writes (see [`StateStore::check_writable`]).
+    fn write(&self, customer_id: &Arc<str>, state: &CustomerState) -> Commit;
 
-    /// Queues the erasure of everything about `customer_id`: state, decisions
-    /// and outcomes.
+    /// Queues the erasure of the customer's state; the commit says whether
+    /// any was stored ([`Erased::state`]).
     fn forget(&self, customer_id: &Arc<str>) -> Commit;
 
     /// Whether writes are accepted now; the error says why not (e.g. the disk
     /// is full). Checked before a call changes anything.
     fn check_writable(&self) -> Result<(), StoreError>;
 
+    /// Waits until every write queued so far is durable. Blocking.
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// Number of stored customers. Blocking.
+    fn len(&self) -> Result<u64, StoreError>;
+
+    /// Whether no customer is stored. Blocking.
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len()? == 0)
+    }
+}
+
+/// The decision log: decisions and their outcomes, ordered by decision time.
+pub trait DecisionLog: Send + Sync + fmt::Debug {
+    /// Queues log entries. An outcome is joined to its decision by
+    /// (decision time, decision id).
+    fn append(&self, entries: Vec<LogEntry>) -> Commit;
+
     /// Calls `visit` with every logged decision in `range`, oldest first,
-    /// joined with its outcomes, from one consistent snapshot; stops early when
-    /// `visit` returns false. Returns how many were visited.
+    /// joined with its outcomes (in the order they happened), until it returns
+    /// false; returns how many were visited. Streams: memory does not grow
+    /// with the range. Blocking: run it off the async runtime's threads.
     fn export(
         &self,
         range: TimeRange,
         visit: &mut dyn FnMut(LoggedDecision) -> bool,
     ) -> Result<u64, StoreError>;
 
-    /// Deletes decisions made before `before`, with their outcomes; returns how
-    /// many decisions were deleted.
-    fn compact(&self, before: Timestamp) -> Commit;
+    /// Deletes at most `max` decisions made before `before`, oldest first,
+    /// with their outcomes; the commit counts them ([`Erased::decisions`]).
+    /// Fewer than `max` means none older is left.
+    fn compact(&self, before: Timestamp, max: usize) -> Commit;
 
-    /// Waits until every write queued so far is durable.
+    /// Queues the erasure of every decision and outcome of `customer_id`; the
+    /// commit counts them.
+    fn forget(&self, customer_id: &Arc<str>) -> Commit;
+
+    /// Whether appends are accepted now.
+    fn check_writable(&self) -> Result<(), StoreError>;
+
+    /// Waits until every entry queued so far is durable. Blocking.
     fn flush(&self) -> Result<(), StoreError>;
+}
 
-    /// Number of stored customers.
-    fn len(&self) -> Result<u64, StoreError>;
+/// One change of a global budget counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetChange {
+    /// The budgeted action.
+    pub action_id: String,
+    /// +1 for a unit taken by a served decision, -1 for one given back by a
+    /// `failed` outcome.
+    pub delta: i64,
+}
 
-    /// Whether no customer is stored.
-    fn is_empty(&self) -> Result<bool, StoreError> {
-        Ok(self.len()? == 0)
+/// The global per-action budget counters: units used so far across every
+/// customer. Changes are deltas, so they commute and need no transaction
+/// spanning customers.
+pub trait BudgetLedger: Send + Sync + fmt::Debug {
+    /// Every counter, as stored (queued changes included). Read once at start.
+    /// Blocking.
+    fn load(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Queues changes; a counter never goes below zero.
+    fn record(&self, changes: Vec<BudgetChange>) -> Commit;
+
+    /// Whether changes are accepted now.
+    fn check_writable(&self) -> Result<(), StoreError>;
+
+    /// Waits until every change queued so far is durable. Blocking.
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// The three stores the service runs on.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// Customer state.
+    pub state: Arc<dyn StateStore>,
+    /// The decision log.
+    pub log: Arc<dyn DecisionLog>,
+    /// Global budgets.
+    pub budgets: Arc<dyn BudgetLedger>,
+}
+
+impl Stores {
+    /// Whether every store accepts writes now: a change is refused before it
+    /// changes anything when one does not.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        self.state.check_writable()?;
+        self.log.check_writable()?;
+        self.budgets.check_writable()
+    }
+
+    /// Waits until everything queued in every store is durable. Blocking.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.state.flush()?;
+        self.log.flush()?;
+        self.budgets.flush()
+    }
+}
+
+impl From<Arc<RedbStore>> for Stores {
+    /// The embedded store serves all three roles.
+    fn from(store: Arc<RedbStore>) -> Self {
+        Self {
+            state: store.clone(),
+            log: store.clone(),
+            budgets: store,
+        }
     }
 }

@@ -1,6 +1,8 @@
-//! [`RedbStore`]: customer state, decision log and outcomes in one redb file
+//! [`RedbStore`]: customer state, decision log and budgets in one redb file
 //! (`nudge.redb` in the data directory), written by the group-commit writer
-//! ([`super::writer`]).
+//! ([`super::writer`]). It implements [`StateStore`], [`DecisionLog`] and
+//! [`BudgetLedger`]; all three share the writer, so one fsync commits a
+//! decision's state, log entry and budget change together.
 //!
 //! Tables:
 //! - `customers`: customer id → state (MessagePack);
@@ -11,22 +13,22 @@
 //! - `customer_decisions`: (customer id, decision time ms, decision id) → (),
 //!   the index `forget` erases a customer's log entries by;
 //! - `model_features`: model version → its feature specs;
+//! - `budgets`: budgeted action id → units used so far (added in layout
+//!   version 1 without a migration: opening an older file creates it empty);
 //! - `meta`: `schema_version`.
 
 use super::records::{decode, encode};
+use super::source::{FaultSwitch, Source, io_error};
 use super::writer::{self, Op, Pending};
 use super::{
-    Commit, CustomerStore, DecisionRecord, LogEntry, LoggedDecision, OutcomeRecord, StoreError,
-    TimeRange,
+    BudgetChange, BudgetLedger, Commit, DecisionLog, DecisionRecord, LogEntry, LoggedDecision,
+    OutcomeRecord, StateStore, StoreError, StoreFuture, TimeRange,
 };
 use crate::metrics::StorageMetrics;
 use dashmap::DashMap;
 use nudge_models::customer::CustomerState;
 use nudge_models::time::Timestamp;
-use redb::{
-    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    StorageBackend, TableDefinition,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -42,6 +44,7 @@ pub(super) const CUSTOMER_DECISIONS: TableDefinition<(&str, i64, &str), ()> =
     TableDefinition::new("customer_decisions");
 pub(super) const MODEL_FEATURES: TableDefinition<&str, &[u8]> =
     TableDefinition::new("model_features");
+pub(super) const BUDGETS: TableDefinition<&str, u64> = TableDefinition::new("budgets");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// The layout version this code reads and writes.
@@ -68,213 +71,6 @@ impl Default for StoreOptions {
     }
 }
 
-/// A switch that makes a [`RedbStore`] opened with
-/// [`RedbStore::open_with_faults`] fail every write to its file as if the disk
-/// were full, until switched off: how the failure behaviour is tested.
-#[derive(Debug, Clone, Default)]
-pub struct FaultSwitch(Arc<AtomicBool>);
-
-impl FaultSwitch {
-    /// Whether writes fail now.
-    pub fn is_on(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-
-    /// Makes writes fail (`true`) or succeed again (`false`).
-    pub fn set(&self, failing: bool) {
-        self.0.store(failing, Ordering::SeqCst);
-    }
-}
-
-/// A file backend whose writes fail with "no space left on device" while its
-/// [`FaultSwitch`] is on.
-#[derive(Debug)]
-struct FaultyFile {
-    file: redb::backends::FileBackend,
-    switch: FaultSwitch,
-}
-
-impl FaultyFile {
-    fn check(&self) -> std::io::Result<()> {
-        if self.switch.is_on() {
-            return Err(std::io::Error::from_raw_os_error(28));
-        }
-        Ok(())
-    }
-}
-
-impl StorageBackend for FaultyFile {
-    fn len(&self) -> std::io::Result<u64> {
-        self.file.len()
-    }
-
-    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-        self.file.read(offset, out)
-    }
-
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.check()?;
-        self.file.set_len(len)
-    }
-
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.check()?;
-        self.file.sync_data()
-    }
-
-    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.check()?;
-        self.file.write(offset, data)
-    }
-
-    fn close(&self) -> std::io::Result<()> {
-        self.file.close()
-    }
-}
-
-/// Where the database lives, so the writer can reopen it after an I/O error.
-#[derive(Debug, Clone)]
-pub(super) enum Source {
-    /// A file.
-    File(PathBuf),
-    /// A file behind a fault switch.
-    Faulty(PathBuf, FaultSwitch),
-    /// Memory only.
-    Memory,
-}
-
-impl Source {
-    /// Opens (or creates) the database; a damaged file is a clear error, never
-    /// a panic.
-    pub(super) fn open(&self, cache_bytes: usize) -> Result<Database, StoreError> {
-        let mut builder = Database::builder();
-        builder.set_cache_size(cache_bytes);
-        let path = match self {
-            Source::Memory => {
-                return builder
-                    .create_with_backend(redb::backends::InMemoryBackend::new())
-                    .map_err(|error| StoreError::Unavailable(error.to_string()));
-            }
-            Source::File(path) | Source::Faulty(path, _) => path,
-        };
-        if std::fs::metadata(path).is_ok_and(|metadata| metadata.len() == 0) {
-            return Err(StoreError::Corrupted(format!(
-                "{} is empty (truncated?); move it away to start with an empty store",
-                path.display()
-            )));
-        }
-        // redb may panic on a damaged file instead of returning an error:
-        // turn that into the same clear error.
-        let opened = quietly_catch_panic(|| match self {
-            Source::Faulty(path, switch) => {
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)
-                    .map_err(|error| DatabaseError::Storage(redb::StorageError::Io(error)))?;
-                let file = redb::backends::FileBackend::new(file)?;
-                builder.create_with_backend(FaultyFile {
-                    file,
-                    switch: switch.clone(),
-                })
-            }
-            _ => builder.create(path),
-        });
-        match opened {
-            Ok(Ok(database)) => Ok(database),
-            Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::Unavailable(format!(
-                "{} is in use by another nudge process",
-                path.display()
-            ))),
-            Ok(Err(DatabaseError::Storage(redb::StorageError::Io(error))))
-                if error.kind() != std::io::ErrorKind::InvalidData =>
-            {
-                Err(io_error(path, &error))
-            }
-            Ok(Err(error)) => Err(StoreError::Corrupted(format!(
-                "{} cannot be opened: {error}; restore it from a backup or move it away to start with an empty store",
-                path.display()
-            ))),
-            Err(panic) => Err(StoreError::Corrupted(format!(
-                "{} is damaged ({panic}); restore it from a backup or move it away to start with an empty store",
-                path.display()
-            ))),
-        }
-    }
-}
-
-impl Source {
-    /// Whether writing works now: a small file written and synced next to
-    /// the data file (for a faulty file, the switch).
-    pub(super) fn probe_writable(&self) -> Result<(), StoreError> {
-        match self {
-            Source::Memory => Ok(()),
-            Source::Faulty(path, switch) => {
-                if switch.is_on() {
-                    Err(io_error(path, &std::io::Error::from_raw_os_error(28)))
-                } else {
-                    Ok(())
-                }
-            }
-            Source::File(path) => {
-                use std::io::Write as _;
-                let probe = path.with_extension("probe");
-                let written = std::fs::File::create(&probe).and_then(|mut file| {
-                    file.write_all(&[0_u8; PROBE_BYTES])?;
-                    file.sync_all()
-                });
-                let _ = std::fs::remove_file(&probe);
-                written.map_err(|error| io_error(path, &error))
-            }
-        }
-    }
-}
-
-/// Bytes the write probe writes: a few pages, as a small commit needs.
-const PROBE_BYTES: usize = 256 * 1024;
-
-thread_local! {
-    /// Set while this thread opens a database: its panics are caught and
-    /// reported as errors, so their message stays off stderr.
-    static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `open` with panics caught and the panic message kept off stderr. The
-/// process's panic hook is wrapped once; it stays silent only for the thread
-/// inside `open`, so other threads' panics are reported as usual.
-fn quietly_catch_panic<T>(open: impl FnOnce() -> T) -> Result<T, String> {
-    static WRAP_HOOK: std::sync::Once = std::sync::Once::new();
-    WRAP_HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !QUIET_PANICS.with(std::cell::Cell::get) {
-                previous(info);
-            }
-        }));
-    });
-    QUIET_PANICS.with(|quiet| quiet.set(true));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(open));
-    QUIET_PANICS.with(|quiet| quiet.set(false));
-    result.map_err(|panic| {
-        panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
-            .unwrap_or_else(|| "redb panicked".to_owned())
-    })
-}
-
-/// A store error for an I/O error at `path`: a full disk is [`StoreError::Full`].
-fn io_error(path: &Path, error: &std::io::Error) -> StoreError {
-    if error.raw_os_error() == Some(28) {
-        StoreError::Full(format!("{}: {error}", path.display()))
-    } else {
-        StoreError::Unavailable(format!("{}: {error}", path.display()))
-    }
-}
-
 /// The database shared by readers and the writer; `None` while the writer
 /// reopens it after an I/O error.
 pub(super) type SharedDatabase = RwLock<Option<Arc<Database>>>;
@@ -287,8 +83,13 @@ pub(super) struct Inner {
     pub(super) options: StoreOptions,
     /// Queued, not yet committed state per customer (`None`: forgotten).
     pub(super) pending: DashMap<Arc<str>, Pending>,
-    /// Set while writes fail; cleared when the writer recovers.
+    /// Queued, not yet committed budget deltas per action.
+    pub(super) pending_budgets: Mutex<HashMap<String, i64>>,
+    /// Set while writes fail; cleared when the writer recovers. Change it
+    /// with [`Inner::set_failure`] only.
     pub(super) failure: Mutex<Option<StoreError>>,
+    /// Whether `failure` is set: the lock-free check every change makes.
+    pub(super) failing: AtomicBool,
     /// Orders the writes of the pending map.
     pub(super) sequence: AtomicU64,
     /// Commit latency and failures.
@@ -306,7 +107,26 @@ impl Inner {
     }
 
     pub(super) fn current_failure(&self) -> Option<StoreError> {
+        if !self.failing.load(Ordering::Acquire) {
+            return None;
+        }
         self.failure.lock().ok().and_then(|failure| failure.clone())
+    }
+
+    /// Records that writes fail (`Some`) or work again (`None`).
+    pub(super) fn set_failure(&self, failure: Option<StoreError>) {
+        if let Ok(mut current) = self.failure.lock() {
+            self.failing.store(failure.is_some(), Ordering::Release);
+            *current = failure;
+        }
+    }
+
+    /// Whether writes are accepted now.
+    pub(super) fn check_writable(&self) -> Result<(), StoreError> {
+        match self.current_failure() {
+            Some(failure) => Err(failure),
+            None => Ok(()),
+        }
     }
 
     /// A store error for a redb error: a full disk is [`StoreError::Full`].
@@ -382,7 +202,9 @@ impl RedbStore {
             source,
             options,
             pending: DashMap::new(),
+            pending_budgets: Mutex::new(HashMap::new()),
             failure: Mutex::new(None),
+            failing: AtomicBool::new(false),
             sequence: AtomicU64::new(1),
             metrics: StorageMetrics::new(),
         });
@@ -411,12 +233,25 @@ impl RedbStore {
             .map_err(|_| StoreError::Closed)
     }
 
-    fn queue(
-        &self,
-        customer_id: &Arc<str>,
-        state: Option<Arc<[u8]>>,
-        log: Vec<LogEntry>,
-    ) -> Commit {
+    /// Queues an op made by `make` with the sender of its answer, unless the
+    /// store refuses writes.
+    fn submit(&self, make: impl FnOnce(writer::Done) -> Op) -> Commit {
+        if let Err(error) = self.inner.check_writable() {
+            return Commit::done(Err(error));
+        }
+        let (done, receiver) = oneshot::channel();
+        match self.send(make(done)) {
+            Ok(()) => Commit::pending(receiver),
+            Err(error) => Commit::done(Err(error)),
+        }
+    }
+
+    /// Queues the customer's state (`None`: its erasure), visible to `load`
+    /// at once.
+    fn queue_state(&self, customer_id: &Arc<str>, state: Option<Arc<[u8]>>) -> Commit {
+        if let Err(error) = self.inner.check_writable() {
+            return Commit::done(Err(error));
+        }
         let sequence = self.inner.sequence.fetch_add(1, Ordering::Relaxed);
         self.inner.pending.insert(
             customer_id.clone(),
@@ -425,23 +260,18 @@ impl RedbStore {
                 state: state.clone(),
             },
         );
-        let (done, receiver) = oneshot::channel();
-        match self.send(Op::Write {
+        self.submit(|done| Op::State {
             sequence,
             customer_id: customer_id.clone(),
             state,
-            log,
             done,
-        }) {
-            Ok(()) => Commit::pending(receiver),
-            Err(error) => Commit::done(Err(error)),
-        }
+        })
     }
 
     /// Commits what is queued and stops the writer; later writes fail with
     /// [`StoreError::Closed`].
     pub fn close(&self) -> Result<(), StoreError> {
-        let result = self.flush();
+        let result = self.flush_queue();
         if let Ok(mut queue) = self.queue.lock() {
             queue.take();
         }
@@ -449,6 +279,25 @@ impl RedbStore {
             let _ = writer.join();
         }
         result
+    }
+
+    /// Waits until everything queued so far (state, log, budgets) is durable.
+    fn flush_queue(&self) -> Result<(), StoreError> {
+        let (done, receiver) = mpsc::channel();
+        self.send(Op::Flush(done))?;
+        receiver.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// The state of `customer_id`, queued writes included.
+    pub fn load_now(&self, customer_id: &str) -> Result<Option<CustomerState>, StoreError> {
+        if let Some(pending) = self.inner.pending.get(customer_id) {
+            let bytes = pending.state.clone();
+            drop(pending);
+            return bytes
+                .map(|bytes| decode("customer state", &bytes))
+                .transpose();
+        }
+        self.committed_state(customer_id)
     }
 
     /// Reads the stored (committed) state of `customer_id`, ignoring queued
@@ -518,40 +367,53 @@ impl Drop for RedbStore {
     }
 }
 
-impl CustomerStore for RedbStore {
-    fn load(&self, customer_id: &str) -> Result<Option<CustomerState>, StoreError> {
-        if let Some(pending) = self.inner.pending.get(customer_id) {
-            let bytes = pending.state.clone();
-            drop(pending);
-            return bytes
-                .map(|bytes| decode("customer state", &bytes))
-                .transpose();
-        }
-        self.committed_state(customer_id)
+impl StateStore for RedbStore {
+    /// Reads on the calling thread (a page-cache hit costs microseconds): the
+    /// future is ready when returned.
+    fn load<'a>(&'a self, customer_id: &'a str) -> StoreFuture<'a, Option<CustomerState>> {
+        Box::pin(std::future::ready(self.load_now(customer_id)))
     }
 
-    fn write(&self, customer_id: &Arc<str>, state: &CustomerState, log: Vec<LogEntry>) -> Commit {
-        if let Err(error) = self.check_writable() {
+    fn write(&self, customer_id: &Arc<str>, state: &CustomerState) -> Commit {
+        if let Err(error) = self.inner.check_writable() {
             return Commit::done(Err(error));
         }
         match encode(state) {
-            Ok(bytes) => self.queue(customer_id, Some(Arc::from(bytes)), log),
+            Ok(bytes) => self.queue_state(customer_id, Some(Arc::from(bytes))),
             Err(error) => Commit::done(Err(error)),
         }
     }
 
     fn forget(&self, customer_id: &Arc<str>) -> Commit {
-        if let Err(error) = self.check_writable() {
-            return Commit::done(Err(error));
-        }
-        self.queue(customer_id, None, Vec::new())
+        self.queue_state(customer_id, None)
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {
-        match self.inner.current_failure() {
-            Some(failure) => Err(failure),
-            None => Ok(()),
+        self.inner.check_writable()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.flush_queue()
+    }
+
+    fn len(&self) -> Result<u64, StoreError> {
+        let database = self.inner.database()?;
+        let read = database
+            .begin_read()
+            .map_err(|error| self.inner.error(error))?;
+        let table = read
+            .open_table(CUSTOMERS)
+            .map_err(|error| self.inner.error(error))?;
+        table.len().map_err(|error| self.inner.error(error))
+    }
+}
+
+impl DecisionLog for RedbStore {
+    fn append(&self, entries: Vec<LogEntry>) -> Commit {
+        if entries.is_empty() {
+            return Commit::none();
         }
+        self.submit(|done| Op::Log { entries, done })
     }
 
     fn export(
@@ -613,28 +475,72 @@ impl CustomerStore for RedbStore {
         Ok(visited)
     }
 
-    fn compact(&self, before: Timestamp) -> Commit {
-        let (done, receiver) = oneshot::channel();
-        match self.send(Op::Compact { before, done }) {
-            Ok(()) => Commit::pending(receiver),
-            Err(error) => Commit::done(Err(error)),
-        }
+    fn compact(&self, before: Timestamp, max: usize) -> Commit {
+        self.submit(|done| Op::Compact { before, max, done })
+    }
+
+    fn forget(&self, customer_id: &Arc<str>) -> Commit {
+        self.submit(|done| Op::ForgetLog {
+            customer_id: customer_id.clone(),
+            done,
+        })
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.inner.check_writable()
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        let (done, receiver) = mpsc::channel();
-        self.send(Op::Flush(done))?;
-        receiver.recv().unwrap_or(Err(StoreError::Closed))
+        self.flush_queue()
     }
+}
 
-    fn len(&self) -> Result<u64, StoreError> {
+impl BudgetLedger for RedbStore {
+    fn load(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let database = self.inner.database()?;
         let read = database
             .begin_read()
             .map_err(|error| self.inner.error(error))?;
         let table = read
-            .open_table(CUSTOMERS)
+            .open_table(BUDGETS)
             .map_err(|error| self.inner.error(error))?;
-        table.len().map_err(|error| self.inner.error(error))
+        let mut used: HashMap<String, u64> = HashMap::new();
+        for entry in table.iter().map_err(|error| self.inner.error(error))? {
+            let (key, value) = entry.map_err(|error| self.inner.error(error))?;
+            used.insert(key.value().to_owned(), value.value());
+        }
+        // Changes queued but not yet committed count too.
+        if let Ok(pending) = self.inner.pending_budgets.lock() {
+            for (action_id, delta) in pending.iter() {
+                let count = used.entry(action_id.clone()).or_insert(0);
+                *count = count.saturating_add_signed(*delta);
+            }
+        }
+        let mut used: Vec<(String, u64)> = used.into_iter().filter(|(_, n)| *n > 0).collect();
+        used.sort();
+        Ok(used)
+    }
+
+    fn record(&self, changes: Vec<BudgetChange>) -> Commit {
+        if changes.is_empty() {
+            return Commit::none();
+        }
+        if let Err(error) = self.inner.check_writable() {
+            return Commit::done(Err(error));
+        }
+        if let Ok(mut pending) = self.inner.pending_budgets.lock() {
+            for change in &changes {
+                *pending.entry(change.action_id.clone()).or_insert(0) += change.delta;
+            }
+        }
+        self.submit(|done| Op::Budget { changes, done })
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.inner.check_writable()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.flush_queue()
     }
 }

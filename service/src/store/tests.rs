@@ -6,6 +6,7 @@
 
 use super::*;
 use nudge_models::customer::{ConsentState, CustomerState};
+use nudge_models::ledger::OutcomeKind;
 use nudge_models::profile::Event;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -62,44 +63,17 @@ fn state_with(event_ids: &[&str]) -> CustomerState {
 }
 
 fn decision(customer: &str, id: &str, offset_ms: i64) -> LogEntry {
-    LogEntry::Decision {
-        record: DecisionRecord {
-            decision_id: id.to_owned(),
-            customer_id: customer.to_owned(),
-            at: at(offset_ms),
-            placement: "home_banner".to_owned(),
-            catalog_version: "c1".to_owned(),
-            model_version: Some("m1".to_owned()),
-            variant: "default".to_owned(),
-            fallback: None,
-            served: vec![ServedRecord {
-                action_id: "upsell".to_owned(),
-                channel: "in_app".to_owned(),
-                category: "growth".to_owned(),
-                rank: 1,
-                score: 0.5,
-                propensity: 0.25,
-                selection_probability: 0.9,
-                features: vec![1.0, 2.0],
-            }],
-        },
-        feature_names: Some(Arc::from(vec![
-            "bias".to_owned(),
-            "count(login,7d)".to_owned(),
-        ])),
-    }
+    contract::sample_decision(customer, id, offset_ms)
 }
 
-fn outcome(customer: &str, id: &str, decision_offset: i64, kind: &str, offset_ms: i64) -> LogEntry {
-    LogEntry::Outcome(OutcomeRecord {
-        decision_id: id.to_owned(),
-        decision_at: at(decision_offset),
-        customer_id: customer.to_owned(),
-        action_id: "upsell".to_owned(),
-        outcome: kind.to_owned(),
-        at: at(offset_ms),
-        reward: (kind == "conversion").then_some(12.5),
-    })
+fn outcome(
+    customer: &str,
+    id: &str,
+    decision_offset: i64,
+    kind: OutcomeKind,
+    offset_ms: i64,
+) -> LogEntry {
+    contract::sample_outcome(customer, id, decision_offset, kind, offset_ms)
 }
 
 fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
@@ -109,8 +83,18 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
         .block_on(future)
 }
 
+/// The customer's state and log entries, as an actor writes them.
+fn write_both(
+    store: &RedbStore,
+    customer: &str,
+    state: &CustomerState,
+    log: Vec<LogEntry>,
+) -> Commit {
+    StateStore::write(store, &Arc::from(customer), state).and(store.append(log))
+}
+
 fn write(store: &RedbStore, customer: &str, state: &CustomerState, log: Vec<LogEntry>) {
-    block_on(store.write(&Arc::from(customer), state, log).wait()).unwrap();
+    block_on(write_both(store, customer, state, log).wait()).unwrap();
 }
 
 fn exported(store: &RedbStore, range: TimeRange) -> Vec<LoggedDecision> {
@@ -129,6 +113,31 @@ const EVERYTHING: TimeRange = TimeRange {
     until: None,
 };
 
+fn stores(store: RedbStore) -> Stores {
+    Stores::from(Arc::new(store))
+}
+
+#[test]
+fn the_in_memory_store_keeps_the_contract() {
+    contract::state_store(&stores(RedbStore::in_memory(StoreOptions::default())).state);
+    contract::decision_log(&stores(RedbStore::in_memory(StoreOptions::default())).log);
+    contract::budget_ledger(&stores(RedbStore::in_memory(StoreOptions::default())).budgets);
+}
+
+#[test]
+fn the_durable_store_keeps_the_contract() {
+    let open =
+        |dir: &TempDir| stores(RedbStore::open(dir.path(), StoreOptions::default()).unwrap());
+    let dir = TempDir::new("contract-state");
+    contract::state_store(&open(&dir).state);
+    let dir = TempDir::new("contract-log");
+    contract::decision_log(&open(&dir).log);
+    let dir = TempDir::new("contract-budgets");
+    contract::budget_ledger(&open(&dir).budgets);
+    let dir = TempDir::new("contract-reopen");
+    contract::survives_reopen(&|| open(&dir));
+}
+
 #[test]
 fn state_and_log_are_read_back_after_close_and_reopen() {
     let dir = TempDir::new("roundtrip");
@@ -140,12 +149,12 @@ fn state_and_log_are_read_back_after_close_and_reopen() {
             &store,
             "alice",
             &state,
-            vec![outcome("alice", "d1", 0, "click", 5_000)],
+            vec![outcome("alice", "d1", 0, OutcomeKind::Click, 5_000)],
         );
         store.close().unwrap();
     }
     let store = RedbStore::open(dir.path(), StoreOptions::default()).unwrap();
-    let loaded = store.load("alice").unwrap().unwrap();
+    let loaded = store.load_now("alice").unwrap().unwrap();
     assert_eq!(loaded, state);
     assert!(loaded.has_seen("e2"));
     assert_eq!(store.len().unwrap(), 1);
@@ -154,110 +163,7 @@ fn state_and_log_are_read_back_after_close_and_reopen() {
     assert_eq!(log[0].record.decision_id, "d1");
     assert_eq!(log[0].feature_names, vec!["bias", "count(login,7d)"]);
     assert_eq!(log[0].outcomes.len(), 1);
-    assert_eq!(log[0].outcomes[0].outcome, "click");
-}
-
-#[test]
-fn a_queued_write_is_what_load_returns() {
-    let store = RedbStore::in_memory(StoreOptions::default());
-    let customer: Arc<str> = Arc::from("bob");
-    let first = state_with(&["e1"]);
-    let second = state_with(&["e1", "e2", "e3"]);
-    // Not awaited: still queued or just committed, load sees the newest.
-    let commit_1 = store.write(&customer, &first, Vec::new());
-    let commit_2 = store.write(&customer, &second, Vec::new());
-    assert_eq!(store.load("bob").unwrap(), Some(second.clone()));
-    block_on(async {
-        commit_1.wait().await.unwrap();
-        commit_2.wait().await.unwrap();
-    });
-    store.flush().unwrap();
-    assert_eq!(store.committed_state("bob").unwrap(), Some(second));
-}
-
-#[test]
-fn many_concurrent_writers_are_all_acknowledged_and_stored() {
-    let store = Arc::new(RedbStore::in_memory(StoreOptions {
-        max_batch_writes: 64,
-        ..StoreOptions::default()
-    }));
-    let threads: Vec<_> = (0..4)
-        .map(|thread| {
-            let store = store.clone();
-            std::thread::spawn(move || {
-                let commits: Vec<Commit> = (0..250)
-                    .map(|index| {
-                        let customer: Arc<str> = Arc::from(format!("c{thread}-{index}"));
-                        store.write(
-                            &customer,
-                            &state_with(&[&format!("e{index}")]),
-                            vec![decision(&customer, &format!("d{thread}-{index}"), index)],
-                        )
-                    })
-                    .collect();
-                block_on(async {
-                    for commit in commits {
-                        commit.wait().await.unwrap();
-                    }
-                });
-            })
-        })
-        .collect();
-    for thread in threads {
-        thread.join().unwrap();
-    }
-    assert_eq!(store.len().unwrap(), 1_000);
-    assert_eq!(exported(&store, EVERYTHING).len(), 1_000);
-}
-
-#[test]
-fn export_joins_outcomes_orders_by_time_and_honours_the_range() {
-    let store = RedbStore::in_memory(StoreOptions::default());
-    let state = state_with(&["e1"]);
-    write(
-        &store,
-        "alice",
-        &state,
-        vec![decision("alice", "late", 60_000)],
-    );
-    write(&store, "alice", &state, vec![decision("alice", "early", 0)]);
-    write(
-        &store,
-        "alice",
-        &state,
-        vec![
-            outcome("alice", "early", 0, "conversion", 9_000),
-            outcome("alice", "early", 0, "impression", 1_000),
-        ],
-    );
-    let all = exported(&store, EVERYTHING);
-    let ids: Vec<&str> = all.iter().map(|d| d.record.decision_id.as_str()).collect();
-    assert_eq!(ids, ["early", "late"]);
-    let kinds: Vec<&str> = all[0].outcomes.iter().map(|o| o.outcome.as_str()).collect();
-    assert_eq!(
-        kinds,
-        ["impression", "conversion"],
-        "in the order they happened"
-    );
-    assert_eq!(all[0].outcomes[1].reward, Some(12.5));
-    assert!(all[1].outcomes.is_empty());
-    let window = exported(
-        &store,
-        TimeRange {
-            since: Some(at(1)),
-            until: Some(at(60_001)),
-        },
-    );
-    assert_eq!(window.len(), 1);
-    assert_eq!(window[0].record.decision_id, "late");
-    let mut seen = 0;
-    let visited = store
-        .export(EVERYTHING, &mut |_| {
-            seen += 1;
-            false
-        })
-        .unwrap();
-    assert_eq!((visited, seen), (1, 1), "the visitor can stop the export");
+    assert_eq!(log[0].outcomes[0].outcome, OutcomeKind::Click);
 }
 
 #[test]
@@ -277,12 +183,18 @@ fn forget_erases_every_trace_and_nothing_else() {
             customer,
             &state,
             vec![
-                outcome(customer, &id, offset, "impression", 2_000),
-                outcome(customer, &id, offset, "click", 3_000),
+                outcome(customer, &id, offset, OutcomeKind::Impression, 2_000),
+                outcome(customer, &id, offset, OutcomeKind::Click, 3_000),
             ],
         );
     }
-    let erased = block_on(store.forget(&Arc::from("alice")).wait()).unwrap();
+    let alice: Arc<str> = Arc::from("alice");
+    let erased = block_on(
+        StateStore::forget(&store, &alice)
+            .and(DecisionLog::forget(&store, &alice))
+            .wait(),
+    )
+    .unwrap();
     assert_eq!(
         erased,
         Erased {
@@ -291,14 +203,19 @@ fn forget_erases_every_trace_and_nothing_else() {
             outcomes: 2
         }
     );
-    assert_eq!(store.load("alice").unwrap(), None);
+    assert_eq!(store.load_now("alice").unwrap(), None);
     assert_eq!(store.traces_of("alice").unwrap(), Vec::<String>::new());
     assert!(!store.traces_of("bob").unwrap().is_empty());
     let left = exported(&store, EVERYTHING);
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].record.customer_id, "bob");
     assert_eq!(left[0].outcomes.len(), 2);
-    let again = block_on(store.forget(&Arc::from("alice")).wait()).unwrap();
+    let again = block_on(
+        StateStore::forget(&store, &alice)
+            .and(DecisionLog::forget(&store, &alice))
+            .wait(),
+    )
+    .unwrap();
     assert_eq!(
         again,
         Erased::default(),
@@ -316,10 +233,10 @@ fn retention_deletes_old_decisions_with_their_outcomes() {
             &store,
             "alice",
             &state,
-            vec![outcome("alice", id, offset, "click", offset + 5)],
+            vec![outcome("alice", id, offset, OutcomeKind::Click, offset + 5)],
         );
     }
-    let deleted = block_on(store.compact(at(50_000)).wait()).unwrap();
+    let deleted = block_on(store.compact(at(50_000), COMPACTION_CHUNK).wait()).unwrap();
     assert_eq!(deleted.decisions, 2);
     let left = exported(&store, EVERYTHING);
     assert_eq!(left.len(), 1);
@@ -330,7 +247,11 @@ fn retention_deletes_old_decisions_with_their_outcomes() {
         traces.iter().all(|trace| !trace.contains("old")),
         "{traces:?}"
     );
-    assert_eq!(store.load("alice").unwrap(), Some(state), "state is kept");
+    assert_eq!(
+        store.load_now("alice").unwrap(),
+        Some(state),
+        "state is kept"
+    );
 }
 
 fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
@@ -352,28 +273,40 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers_by_itself() {
 
     switch.set(true);
     let during = state_with(&["e1", "e2"]);
-    let error = block_on(store.write(&Arc::from("alice"), &during, Vec::new()).wait())
+    let error = block_on(StateStore::write(&store, &Arc::from("alice"), &during).wait())
         .expect_err("the disk is full");
     assert!(matches!(error, StoreError::Full(_)), "{error:?}");
     assert!(error.to_string().contains("No space left"), "{error}");
-    assert!(matches!(store.check_writable(), Err(StoreError::Full(_))));
+    assert!(matches!(
+        StateStore::check_writable(&store),
+        Err(StoreError::Full(_))
+    ));
+    let budget = block_on(
+        store
+            .record(vec![BudgetChange {
+                action_id: "coupon".to_owned(),
+                delta: 1,
+            }])
+            .wait(),
+    );
+    assert!(matches!(budget, Err(StoreError::Full(_))), "{budget:?}");
     // Refused at once while failing: nothing is queued.
-    let refused = block_on(store.write(&Arc::from("bob"), &before, Vec::new()).wait());
+    let refused = block_on(StateStore::write(&store, &Arc::from("bob"), &before).wait());
     assert!(matches!(refused, Err(StoreError::Full(_))), "{refused:?}");
-    assert_eq!(store.load("bob").unwrap(), None);
+    assert_eq!(store.load_now("bob").unwrap(), None);
     // Reads keep working.
-    assert!(store.load("alice").unwrap().is_some());
+    assert!(store.load_now("alice").unwrap().is_some());
 
     switch.set(false);
     wait_until("the store accepts writes again", || {
-        store.check_writable().is_ok()
+        StateStore::check_writable(&store).is_ok()
     });
     // The state that failed to commit was retried and is durable now.
     assert_eq!(store.committed_state("alice").unwrap(), Some(during));
     write(&store, "bob", &before, Vec::new());
     store.close().unwrap();
     let reopened = RedbStore::open(dir.path(), StoreOptions::default()).unwrap();
-    assert_eq!(reopened.load("bob").unwrap(), Some(before));
+    assert_eq!(reopened.load_now("bob").unwrap(), Some(before));
 }
 
 fn open_error(dir: &TempDir) -> StoreError {
@@ -442,7 +375,8 @@ fn under_steady_load_with_retention_the_file_stops_growing() {
         let commits: Vec<Commit> = (0..500)
             .map(|index| {
                 let customer: Arc<str> = Arc::from(format!("c{index}"));
-                store.write(
+                write_both(
+                    &store,
                     &customer,
                     &state,
                     vec![decision(
@@ -458,7 +392,7 @@ fn under_steady_load_with_retention_the_file_stops_growing() {
                 commit.wait().await.unwrap();
             }
         });
-        block_on(store.compact(at(day)).wait()).unwrap();
+        block_on(store.compact(at(day), COMPACTION_CHUNK).wait()).unwrap();
         sizes.push(std::fs::metadata(&file).unwrap().len());
     }
     assert_eq!(exported(&store, EVERYTHING).len(), 500, "one round is kept");

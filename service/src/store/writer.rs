@@ -13,10 +13,11 @@
 
 use super::records::{decode, encode};
 use super::redb_store::{
-    CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, Inner, META, MODEL_FEATURES, OUTCOMES,
-    SCHEMA_VERSION, Source,
+    BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, Inner, META, MODEL_FEATURES, OUTCOMES,
+    SCHEMA_VERSION,
 };
-use super::{DecisionRecord, Erased, LogEntry, StoreError};
+use super::source::Source;
+use super::{BudgetChange, DecisionRecord, Erased, LogEntry, StoreError};
 use nudge_models::time::Timestamp;
 use redb::{Durability, ReadableTable, Table, WriteTransaction};
 use std::collections::{HashMap, HashSet};
@@ -27,9 +28,6 @@ use tokio::sync::oneshot;
 /// How often a failed store retries its queued writes.
 pub(super) const RETRY_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Most decisions one compaction call deletes, so writes are not held up long.
-pub const COMPACTION_CHUNK: usize = 10_000;
-
 /// The latest queued state of a customer.
 #[derive(Debug, Clone)]
 pub(crate) struct Pending {
@@ -39,21 +37,33 @@ pub(crate) struct Pending {
     pub(crate) state: Option<Arc<[u8]>>,
 }
 
+/// Where a queued write is answered.
+pub(super) type Done = oneshot::Sender<Result<Erased, StoreError>>;
+
 /// What the writer is asked to do.
 #[derive(Debug)]
 pub(super) enum Op {
-    /// Store (or, with `state: None`, forget) a customer, with log entries.
-    Write {
+    /// Store (or, with `state: None`, erase) a customer's state.
+    State {
         sequence: u64,
         customer_id: Arc<str>,
         state: Option<Arc<[u8]>>,
-        log: Vec<LogEntry>,
-        done: oneshot::Sender<Result<Erased, StoreError>>,
+        done: Done,
     },
-    /// Delete decisions before `before` (at most [`COMPACTION_CHUNK`]).
+    /// Append decision-log entries.
+    Log { entries: Vec<LogEntry>, done: Done },
+    /// Erase a customer's decisions and outcomes.
+    ForgetLog { customer_id: Arc<str>, done: Done },
+    /// Change budget counters.
+    Budget {
+        changes: Vec<BudgetChange>,
+        done: Done,
+    },
+    /// Delete at most `max` decisions before `before`.
     Compact {
         before: Timestamp,
-        done: oneshot::Sender<Result<Erased, StoreError>>,
+        max: usize,
+        done: Done,
     },
     /// Answer once everything queued before is durable.
     Flush(mpsc::Sender<Result<(), StoreError>>),
@@ -75,6 +85,7 @@ pub(super) fn initialize(inner: &Inner) -> Result<(), StoreError> {
         transaction
             .open_table(MODEL_FEATURES)
             .map_err(table_error)?;
+        transaction.open_table(BUDGETS).map_err(table_error)?;
         let mut meta = transaction.open_table(META).map_err(table_error)?;
         let version = meta
             .get("schema_version")
@@ -97,16 +108,36 @@ pub(super) fn initialize(inner: &Inner) -> Result<(), StoreError> {
     transaction.commit().map_err(|error| inner.error(error))
 }
 
-/// A write that failed and waits to be retried: the customer's latest state.
-#[derive(Debug)]
+/// What a failed commit leaves to retry: each customer's latest state and
+/// the budget deltas, committed as soon as the store works again.
+#[derive(Debug, Default)]
 struct Retained {
+    states: HashMap<Arc<str>, RetainedState>,
+    budgets: HashMap<String, i64>,
+}
+
+impl Retained {
+    fn is_empty(&self) -> bool {
+        self.states.is_empty() && self.budgets.is_empty()
+    }
+
+    fn keep_budgets(&mut self, changes: &[BudgetChange]) {
+        for change in changes {
+            *self.budgets.entry(change.action_id.clone()).or_insert(0) += change.delta;
+        }
+    }
+}
+
+/// A customer's state write that failed and waits to be retried.
+#[derive(Debug)]
+struct RetainedState {
     sequence: u64,
     state: Option<Arc<[u8]>>,
 }
 
 /// The writer thread's loop; returns when the queue is closed.
 pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>) {
-    let mut retained: HashMap<Arc<str>, Retained> = HashMap::new();
+    let mut retained = Retained::default();
     let mut models: HashSet<String> = HashSet::new();
     loop {
         let first = if retained.is_empty() {
@@ -143,29 +174,35 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>) {
     }
 }
 
-/// Answers `op` with the current failure, keeping a write's state for retry.
-fn refuse(inner: &Inner, op: Op, retained: &mut HashMap<Arc<str>, Retained>) {
+/// Answers `op` with the current failure, keeping a state write and budget
+/// changes for the retry.
+fn refuse(inner: &Inner, op: Op, retained: &mut Retained) {
     let failure = inner
         .current_failure()
         .unwrap_or_else(|| StoreError::Unavailable("storage is recovering".to_owned()));
-    match op {
-        Op::Write {
+    let done = match op {
+        Op::State {
             sequence,
             customer_id,
             state,
             done,
-            ..
         } => {
-            retained.insert(customer_id, Retained { sequence, state });
-            let _ = done.send(Err(failure));
+            retained
+                .states
+                .insert(customer_id, RetainedState { sequence, state });
+            done
         }
-        Op::Compact { done, .. } => {
-            let _ = done.send(Err(failure));
+        Op::Budget { changes, done } => {
+            retained.keep_budgets(&changes);
+            done
         }
+        Op::Log { done, .. } | Op::ForgetLog { done, .. } | Op::Compact { done, .. } => done,
         Op::Flush(done) => {
             let _ = done.send(Err(failure));
+            return;
         }
-    }
+    };
+    let _ = done.send(Err(failure));
 }
 
 /// Tries to commit the retained writes; true when the store works again.
@@ -174,7 +211,7 @@ fn refuse(inner: &Inner, op: Op, retained: &mut HashMap<Arc<str>, Retained>) {
 /// database is opened again. Readers keep the old handle until a probe shows
 /// that writing works again (space was freed); only then is the database
 /// reopened and the retained writes committed.
-fn recover(inner: &Inner, retained: &mut HashMap<Arc<str>, Retained>) -> bool {
+fn recover(inner: &Inner, retained: &mut Retained) -> bool {
     let attempt = || -> Result<(), StoreError> {
         inner.source.probe_writable()?;
         close_database(inner);
@@ -182,35 +219,49 @@ fn recover(inner: &Inner, retained: &mut HashMap<Arc<str>, Retained>) -> bool {
         let transaction = begin(inner, &database)?;
         {
             let mut tables = Tables::open(inner, &transaction)?;
-            for (customer_id, write) in retained.iter() {
+            for (customer_id, write) in &retained.states {
                 match &write.state {
                     Some(state) => tables.put_state(customer_id, state)?,
                     None => {
-                        tables.forget(customer_id)?;
+                        tables.forget_state(customer_id)?;
                     }
                 }
+            }
+            for (action_id, delta) in &retained.budgets {
+                tables.change_budget(action_id, *delta)?;
             }
         }
         transaction.commit().map_err(|error| inner.error(error))
     };
     match attempt() {
         Ok(()) => {
-            for (customer_id, write) in retained.drain() {
+            for (customer_id, write) in retained.states.drain() {
                 inner.pending.remove_if(&customer_id, |_, pending| {
                     pending.sequence == write.sequence
                 });
             }
-            if let Ok(mut failure) = inner.failure.lock() {
-                *failure = None;
-            }
+            settle_budgets(inner, retained.budgets.drain());
+            inner.set_failure(None);
             tracing::info!("storage recovered: writes are accepted again");
             true
         }
         Err(error) => {
-            if let Ok(mut failure) = inner.failure.lock() {
-                *failure = Some(error);
-            }
+            inner.set_failure(Some(error));
             false
+        }
+    }
+}
+
+/// Takes committed budget deltas out of the pending ones.
+fn settle_budgets(inner: &Inner, committed: impl IntoIterator<Item = (String, i64)>) {
+    if let Ok(mut pending) = inner.pending_budgets.lock() {
+        for (action_id, delta) in committed {
+            if let Some(left) = pending.get_mut(&action_id) {
+                *left -= delta;
+                if *left == 0 {
+                    pending.remove(&action_id);
+                }
+            }
         }
     }
 }
@@ -252,14 +303,14 @@ fn begin(inner: &Inner, database: &redb::Database) -> Result<WriteTransaction, S
 fn commit_batch(
     inner: &Inner,
     batch: Vec<Op>,
-    retained: &mut HashMap<Arc<str>, Retained>,
+    retained: &mut Retained,
     models: &mut HashSet<String>,
 ) {
     let started = Instant::now();
-    let mut answers: Vec<(oneshot::Sender<Result<Erased, StoreError>>, Erased)> =
-        Vec::with_capacity(batch.len());
+    let mut answers: Vec<(Done, Erased)> = Vec::with_capacity(batch.len());
     let mut flushes = Vec::new();
-    let mut states: HashMap<Arc<str>, Retained> = HashMap::new();
+    let mut states: HashMap<Arc<str>, RetainedState> = HashMap::new();
+    let mut budgets: HashMap<String, i64> = HashMap::new();
     let mut new_models = Vec::new();
     let mut writes = 0;
     let applied = (|| -> Result<(), StoreError> {
@@ -269,28 +320,42 @@ fn commit_batch(
             let mut tables = Tables::open(inner, &transaction)?;
             for op in batch {
                 match op {
-                    Op::Write {
+                    Op::State {
                         sequence,
                         customer_id,
                         state,
-                        log,
                         done,
                     } => {
                         let mut erased = Erased::default();
                         if state.is_none() {
-                            erased = tables.forget(&customer_id)?;
+                            erased.state = tables.forget_state(&customer_id)?;
                         }
-                        writes += 1 + log.len();
-                        for entry in log {
+                        writes += 1;
+                        states.insert(customer_id, RetainedState { sequence, state });
+                        answers.push((done, erased));
+                    }
+                    Op::Log { entries, done } => {
+                        writes += entries.len();
+                        for entry in entries {
                             if let Some(version) = tables.append(entry, models)? {
                                 new_models.push(version);
                             }
                         }
-                        states.insert(customer_id, Retained { sequence, state });
+                        answers.push((done, Erased::default()));
+                    }
+                    Op::ForgetLog { customer_id, done } => {
+                        let erased = tables.forget_log(&customer_id)?;
                         answers.push((done, erased));
                     }
-                    Op::Compact { before, done } => {
-                        let deleted = tables.compact(before)?;
+                    Op::Budget { changes, done } => {
+                        writes += changes.len();
+                        for change in changes {
+                            *budgets.entry(change.action_id).or_insert(0) += change.delta;
+                        }
+                        answers.push((done, Erased::default()));
+                    }
+                    Op::Compact { before, max, done } => {
+                        let deleted = tables.compact(before, max)?;
                         answers.push((
                             done,
                             Erased {
@@ -302,10 +367,14 @@ fn commit_batch(
                     Op::Flush(done) => flushes.push(done),
                 }
             }
+            // A customer written several times in the batch is stored once.
             for (customer_id, write) in &states {
                 if let Some(state) = &write.state {
                     tables.put_state(customer_id, state)?;
                 }
+            }
+            for (action_id, delta) in &budgets {
+                tables.change_budget(action_id, *delta)?;
             }
         }
         transaction.commit().map_err(|error| inner.error(error))
@@ -317,6 +386,7 @@ fn commit_batch(
                     pending.sequence == write.sequence
                 });
             }
+            settle_budgets(inner, budgets);
             for (done, erased) in answers {
                 let _ = done.send(Ok(erased));
             }
@@ -328,11 +398,12 @@ fn commit_batch(
         Err(error) => {
             models.retain(|version| !new_models.contains(version));
             tracing::error!(%error, "storage commit failed; writes are refused until it recovers");
-            if let Ok(mut failure) = inner.failure.lock() {
-                *failure = Some(error.clone());
-            }
+            inner.set_failure(Some(error.clone()));
             inner.metrics.failed();
-            retained.extend(states);
+            retained.states.extend(states);
+            for (action_id, delta) in budgets {
+                *retained.budgets.entry(action_id).or_insert(0) += delta;
+            }
             for (done, _) in answers {
                 let _ = done.send(Err(error.clone()));
             }
@@ -351,6 +422,7 @@ struct Tables<'t> {
     outcomes: Table<'t, (i64, &'static str, &'static str, &'static str), &'static [u8]>,
     index: Table<'t, (&'static str, i64, &'static str), ()>,
     models: Table<'t, &'static str, &'static [u8]>,
+    budgets: Table<'t, &'static str, u64>,
 }
 
 impl<'t> Tables<'t> {
@@ -367,11 +439,30 @@ impl<'t> Tables<'t> {
             models: transaction
                 .open_table(MODEL_FEATURES)
                 .map_err(table_error)?,
+            budgets: transaction.open_table(BUDGETS).map_err(table_error)?,
         })
     }
 
     fn error(&self, error: redb::StorageError) -> StoreError {
         self.inner.error(error)
+    }
+
+    /// Adds `delta` to an action's budget counter, never below zero.
+    fn change_budget(&mut self, action_id: &str, delta: i64) -> Result<(), StoreError> {
+        let inner = self.inner;
+        let error = |error: redb::StorageError| inner.error(error);
+        let used = self
+            .budgets
+            .get(action_id)
+            .map_err(error)?
+            .map_or(0, |value| value.value());
+        let used = used.saturating_add_signed(delta);
+        if used == 0 {
+            self.budgets.remove(action_id).map_err(error)?;
+        } else {
+            self.budgets.insert(action_id, used).map_err(error)?;
+        }
+        Ok(())
     }
 
     fn put_state(&mut self, customer_id: &str, state: &[u8]) -> Result<(), StoreError> {
@@ -428,7 +519,7 @@ impl<'t> Tables<'t> {
                             record.decision_at.millis(),
                             record.decision_id.as_str(),
                             record.action_id.as_str(),
-                            record.outcome.as_str(),
+                            record.outcome.name(),
                         ),
                         bytes.as_slice(),
                     )
@@ -482,14 +573,21 @@ impl<'t> Tables<'t> {
         Ok((removed, outcomes))
     }
 
-    /// Erases the customer's state and log entries.
-    fn forget(&mut self, customer_id: &str) -> Result<Erased, StoreError> {
+    /// Erases the customer's state; whether any was stored.
+    fn forget_state(&mut self, customer_id: &str) -> Result<bool, StoreError> {
+        let inner = self.inner;
+        Ok(self
+            .customers
+            .remove(customer_id)
+            .map_err(|error| inner.error(error))?
+            .is_some())
+    }
+
+    /// Erases the customer's decisions and outcomes.
+    fn forget_log(&mut self, customer_id: &str) -> Result<Erased, StoreError> {
         let inner = self.inner;
         let error = |error: redb::StorageError| inner.error(error);
-        let mut erased = Erased {
-            state: self.customers.remove(customer_id).map_err(error)?.is_some(),
-            ..Erased::default()
-        };
+        let mut erased = Erased::default();
         let mut logged: Vec<(i64, String)> = Vec::new();
         for entry in self
             .index
@@ -511,9 +609,9 @@ impl<'t> Tables<'t> {
         Ok(erased)
     }
 
-    /// Deletes up to [`COMPACTION_CHUNK`] decisions made before `before`, with
-    /// their outcomes and index entries; returns how many decisions.
-    fn compact(&mut self, before: Timestamp) -> Result<u64, StoreError> {
+    /// Deletes up to `max` decisions made before `before`, with their
+    /// outcomes and index entries; returns how many decisions.
+    fn compact(&mut self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
         let inner = self.inner;
         let error = |error: redb::StorageError| inner.error(error);
         let mut old: Vec<(i64, String, String)> = Vec::new();
@@ -521,7 +619,7 @@ impl<'t> Tables<'t> {
             .decisions
             .range(..(before.millis(), ""))
             .map_err(error)?
-            .take(COMPACTION_CHUNK)
+            .take(max)
         {
             let (key, value) = entry.map_err(error)?;
             let (at, decision_id) = key.value();

@@ -1,0 +1,343 @@
+//! The decision log's records, shared by the service (which writes them), its
+//! exports and the training jobs (which read them): one [`DecisionRecord`] per
+//! recorded (non-dry-run) decision, one [`OutcomeRecord`] per applied outcome,
+//! joined as a [`LoggedDecision`], and the join that turns one logged decision
+//! into training rows ([`LoggedDecision::training_rows`]).
+//!
+//! Records are serde types: the embedded store keeps them as MessagePack with
+//! field names, so a field can be added later without rewriting old entries.
+//! Outcome kinds and fallback reasons are enums written as their lowercase
+//! codes (`click`, `model_missing`).
+
+use crate::catalog::Catalog;
+use crate::ledger::OutcomeKind;
+use crate::pipeline::{Decision, FallbackReason};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// One served action, as logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServedRecord {
+    /// The action.
+    pub action_id: String,
+    /// Its channel.
+    pub channel: String,
+    /// Its category.
+    pub category: String,
+    /// 1-based rank.
+    pub rank: u32,
+    /// Priority P·V·L·C.
+    pub score: f64,
+    /// Model propensity (0 in a fallback).
+    pub propensity: f64,
+    /// Probability that the logging policy chose it for its slot: what
+    /// off-policy evaluation divides by.
+    pub selection_probability: f64,
+    /// The feature values the model scored (empty in a fallback), in the
+    /// order of the model's feature specs.
+    pub features: Vec<f64>,
+}
+
+/// One recorded decision, as logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// The decision id.
+    pub decision_id: String,
+    /// The customer.
+    pub customer_id: String,
+    /// When it was made.
+    pub at: Timestamp,
+    /// The placement.
+    pub placement: String,
+    /// The catalog version used.
+    pub catalog_version: String,
+    /// The model that scored, `None` for the fallback ladder.
+    pub model_version: Option<String>,
+    /// The experiment variant.
+    pub variant: String,
+    /// Why the fallback ladder answered, if it did.
+    pub fallback: Option<FallbackReason>,
+    /// The served actions, best first.
+    pub served: Vec<ServedRecord>,
+}
+
+impl DecisionRecord {
+    /// The log record of `decision`, made for `customer_id` at `at`.
+    pub fn new(
+        decision_id: &str,
+        customer_id: &str,
+        at: Timestamp,
+        placement: &str,
+        catalog: &Catalog,
+        variant: &str,
+        decision: &Decision,
+    ) -> Self {
+        Self {
+            decision_id: decision_id.to_owned(),
+            customer_id: customer_id.to_owned(),
+            at,
+            placement: placement.to_owned(),
+            catalog_version: catalog.version.clone(),
+            model_version: decision.model_version.clone(),
+            variant: variant.to_owned(),
+            fallback: decision.fallback,
+            served: decision
+                .served
+                .iter()
+                .map(|served| ServedRecord {
+                    action_id: served.action_id.clone(),
+                    channel: served.channel.clone(),
+                    category: served.category.clone(),
+                    rank: served.rank,
+                    score: served.score,
+                    propensity: served.propensity,
+                    selection_probability: served.selection_probability,
+                    features: served.features.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One applied outcome, as logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeRecord {
+    /// The decision that served the action.
+    pub decision_id: String,
+    /// When that decision was made (the log is ordered by it).
+    pub decision_at: Timestamp,
+    /// The customer.
+    pub customer_id: String,
+    /// The action.
+    pub action_id: String,
+    /// What happened.
+    pub outcome: OutcomeKind,
+    /// When it happened.
+    pub at: Timestamp,
+    /// The reward reported with it.
+    pub reward: Option<f64>,
+}
+
+/// An entry for the decision log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogEntry {
+    /// A decision, and the feature specs of the model that scored it (so the
+    /// log can name the features of every model version it holds).
+    Decision {
+        /// The decision.
+        record: DecisionRecord,
+        /// The scoring model's feature specs, in order; `None` for a fallback.
+        feature_names: Option<Arc<[String]>>,
+    },
+    /// An outcome.
+    Outcome(OutcomeRecord),
+}
+
+impl LogEntry {
+    /// The customer the entry is about.
+    pub fn customer_id(&self) -> &str {
+        match self {
+            LogEntry::Decision { record, .. } => &record.customer_id,
+            LogEntry::Outcome(record) => &record.customer_id,
+        }
+    }
+}
+
+/// A decision joined with its outcomes: what an export holds and training
+/// reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedDecision {
+    /// The decision.
+    pub record: DecisionRecord,
+    /// The feature specs of its model (empty for a fallback).
+    pub feature_names: Vec<String>,
+    /// Its outcomes, in the order they happened.
+    pub outcomes: Vec<OutcomeRecord>,
+}
+
+/// The outcomes reported for one served action, one field per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct JoinedOutcomes {
+    /// The earliest impression.
+    pub impression_at: Option<Timestamp>,
+    /// The earliest click.
+    pub click_at: Option<Timestamp>,
+    /// The earliest conversion.
+    pub conversion_at: Option<Timestamp>,
+    /// The earliest dismissal.
+    pub dismiss_at: Option<Timestamp>,
+    /// The earliest delivery.
+    pub delivered_at: Option<Timestamp>,
+    /// The earliest delivery failure.
+    pub failed_at: Option<Timestamp>,
+    /// The sum of the rewards reported with any of them; 0 when none was.
+    pub reward: f64,
+    /// Whether a conversion was reported: the training label.
+    pub converted: bool,
+}
+
+impl JoinedOutcomes {
+    /// Joins the outcomes of `action_id` among `outcomes` (all of one
+    /// decision); outcomes of other actions are skipped.
+    pub fn join(action_id: &str, outcomes: &[OutcomeRecord]) -> Self {
+        let mut joined = Self::default();
+        for outcome in outcomes.iter().filter(|o| o.action_id == action_id) {
+            joined.reward += outcome.reward.unwrap_or(0.0);
+            if outcome.outcome == OutcomeKind::Conversion {
+                joined.converted = true;
+            }
+            let slot = joined.slot(outcome.outcome);
+            *slot = Some(slot.map_or(outcome.at, |first| first.min(outcome.at)));
+        }
+        joined
+    }
+
+    /// The time of `kind`, if it was reported.
+    pub fn at(&self, kind: OutcomeKind) -> Option<Timestamp> {
+        match kind {
+            OutcomeKind::Impression => self.impression_at,
+            OutcomeKind::Click => self.click_at,
+            OutcomeKind::Conversion => self.conversion_at,
+            OutcomeKind::Dismiss => self.dismiss_at,
+            OutcomeKind::Delivered => self.delivered_at,
+            OutcomeKind::Failed => self.failed_at,
+        }
+    }
+
+    fn slot(&mut self, kind: OutcomeKind) -> &mut Option<Timestamp> {
+        match kind {
+            OutcomeKind::Impression => &mut self.impression_at,
+            OutcomeKind::Click => &mut self.click_at,
+            OutcomeKind::Conversion => &mut self.conversion_at,
+            OutcomeKind::Dismiss => &mut self.dismiss_at,
+            OutcomeKind::Delivered => &mut self.delivered_at,
+            OutcomeKind::Failed => &mut self.failed_at,
+        }
+    }
+}
+
+/// One served action of a logged decision with what came of it: a row of the
+/// export and of the training data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingRow<'a> {
+    /// The decision.
+    pub decision: &'a DecisionRecord,
+    /// The feature specs naming [`ServedRecord::features`].
+    pub feature_names: &'a [String],
+    /// The served action.
+    pub served: &'a ServedRecord,
+    /// Its outcomes.
+    pub outcomes: JoinedOutcomes,
+}
+
+impl TrainingRow<'_> {
+    /// The label: 1 if the action converted.
+    pub fn label(&self) -> f64 {
+        if self.outcomes.converted { 1.0 } else { 0.0 }
+    }
+}
+
+impl LoggedDecision {
+    /// One row per served action, in rank order (none if nothing was served).
+    pub fn training_rows(&self) -> impl Iterator<Item = TrainingRow<'_>> {
+        self.record.served.iter().map(|served| TrainingRow {
+            decision: &self.record,
+            feature_names: &self.feature_names,
+            served,
+            outcomes: JoinedOutcomes::join(&served.action_id, &self.outcomes),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(action: &str, kind: OutcomeKind, at: i64, reward: Option<f64>) -> OutcomeRecord {
+        OutcomeRecord {
+            decision_id: "d1".to_owned(),
+            decision_at: Timestamp::from_millis(1_000),
+            customer_id: "alice".to_owned(),
+            action_id: action.to_owned(),
+            outcome: kind,
+            at: Timestamp::from_millis(at),
+            reward,
+        }
+    }
+
+    fn served(action: &str, rank: u32) -> ServedRecord {
+        ServedRecord {
+            action_id: action.to_owned(),
+            channel: "in_app".to_owned(),
+            category: "upsell".to_owned(),
+            rank,
+            score: 0.5,
+            propensity: 0.25,
+            selection_probability: 0.9,
+            features: vec![1.0, 2.0],
+        }
+    }
+
+    fn logged(outcomes: Vec<OutcomeRecord>) -> LoggedDecision {
+        LoggedDecision {
+            record: DecisionRecord {
+                decision_id: "d1".to_owned(),
+                customer_id: "alice".to_owned(),
+                at: Timestamp::from_millis(1_000),
+                placement: "home_banner".to_owned(),
+                catalog_version: "v1".to_owned(),
+                model_version: Some("m1".to_owned()),
+                variant: "default".to_owned(),
+                fallback: None,
+                served: vec![served("a", 1), served("b", 2)],
+            },
+            feature_names: vec!["f1".to_owned(), "f2".to_owned()],
+            outcomes,
+        }
+    }
+
+    #[test]
+    fn rows_join_each_actions_own_outcomes_earliest_time_and_summed_reward() {
+        let decision = logged(vec![
+            outcome("a", OutcomeKind::Impression, 1_500, None),
+            outcome("a", OutcomeKind::Conversion, 3_500, Some(5.0)),
+            outcome("a", OutcomeKind::Conversion, 3_000, Some(20.0)),
+            outcome("b", OutcomeKind::Dismiss, 2_000, None),
+        ]);
+        let rows: Vec<_> = decision.training_rows().collect();
+        assert_eq!(rows.len(), 2);
+        let a = rows[0].outcomes;
+        assert_eq!(a.impression_at, Some(Timestamp::from_millis(1_500)));
+        assert_eq!(a.conversion_at, Some(Timestamp::from_millis(3_000)));
+        assert_eq!(a.at(OutcomeKind::Conversion), a.conversion_at);
+        assert!((a.reward - 25.0).abs() < 1e-12);
+        assert!(a.converted);
+        assert!((rows[0].label() - 1.0).abs() < f64::EPSILON);
+        let b = rows[1].outcomes;
+        assert_eq!(b.dismiss_at, Some(Timestamp::from_millis(2_000)));
+        assert!(!b.converted);
+        assert_eq!(rows[1].label(), 0.0);
+        assert_eq!(rows[1].served.rank, 2);
+        assert_eq!(rows[1].feature_names, ["f1", "f2"]);
+    }
+
+    #[test]
+    fn a_decision_that_served_nothing_has_no_training_rows() {
+        let mut decision = logged(Vec::new());
+        decision.record.served.clear();
+        assert_eq!(decision.training_rows().count(), 0);
+    }
+
+    #[test]
+    fn kinds_and_reasons_are_stored_as_their_lowercase_codes() {
+        for kind in OutcomeKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", kind.name()));
+        }
+        for reason in FallbackReason::ALL {
+            let json = serde_json::to_string(&reason).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", reason.code()));
+        }
+    }
+}

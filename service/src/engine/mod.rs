@@ -1,0 +1,239 @@
+//! The decision service as a plain Rust API: every gRPC handler is a thin
+//! translation into one of [`Engine`]'s methods, and tests can call them too.
+//!
+//! An `Engine` owns the [`Shared`] state every actor reads (catalog and model
+//! behind atomic swaps, global budgets, the stores, the clock, counters) and
+//! the [`CustomerRegistry`] that routes each call to the customer's actor.
+//!
+//! - this file: start, routing (`call`, `call_durable`) and `decide`;
+//! - `changes.rs`: events, outcomes, consent, suppression, forget;
+//! - `ingest.rs`: a stream of events grouped by customer ([`Ingestion`]);
+//! - `admin.rs`: export, retention, profiles, reloads, stats, shutdown.
+
+mod admin;
+mod changes;
+mod ingest;
+
+pub use crate::requests::{
+    ConsentInput, DecideInput, DecideReply, OutcomeInput, StatsSnapshot, SuppressionInput,
+};
+pub use crate::shared::Shared;
+pub use ingest::{IngestSummary, Ingestion, Rejection};
+
+use crate::actors::customer::{Decide, Durable};
+use crate::actors::{ActorSystem, CustomerActor, CustomerRegistry, RegistryEntry};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::ServiceError;
+use crate::metrics::Metrics;
+use crate::stats::{Stats, bump};
+use crate::store::{StoreError, Stores};
+use actix::dev::ToEnvelope;
+use actix::{Handler, MailboxError, Message};
+use arc_swap::{ArcSwap, ArcSwapOption};
+use nudge_models::budget::BudgetCounters;
+use nudge_models::catalog::Catalog;
+use nudge_models::model::Model;
+use nudge_models::pipeline::{FallbackReason, Scoring};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How many times a call is retried when it reaches an actor that is stopping.
+const MAX_ROUTING_ATTEMPTS: usize = 200;
+
+/// Where the catalog came from, for reloads.
+#[derive(Debug, Clone)]
+pub enum CatalogSource {
+    /// The embedded demo.
+    Demo,
+    /// A file.
+    File(PathBuf),
+}
+
+/// Why an engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineStartError {
+    /// The budget ledger could not be read.
+    #[error("cannot read the global budgets: {0}")]
+    Budgets(#[from] StoreError),
+    /// The actor system could not start.
+    #[error("cannot start the actor system: {0}")]
+    Actors(std::io::Error),
+}
+
+/// The running decision service.
+#[derive(Debug)]
+pub struct Engine {
+    shared: Arc<Shared>,
+    registry: CustomerRegistry,
+    catalog_source: CatalogSource,
+}
+
+impl Engine {
+    /// Starts the actor system and an engine over it. The global budget
+    /// counters start from what the budget ledger holds, so a restart keeps
+    /// every unit already used.
+    pub fn start(
+        config: Config,
+        catalog: Catalog,
+        catalog_source: CatalogSource,
+        model: Option<Model>,
+        stores: Stores,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, EngineStartError> {
+        let budgets = BudgetCounters::default();
+        for (action_id, used) in stores.budgets.load()? {
+            budgets.restore(&action_id, used);
+        }
+        let system =
+            ActorSystem::start(config.actors.arbiters).map_err(EngineStartError::Actors)?;
+        let metrics = Metrics::new();
+        metrics.catalog_loaded(&catalog.version);
+        metrics.model_loaded(model.as_ref().map(Model::version));
+        let shared = Arc::new(Shared {
+            config,
+            catalog: ArcSwap::from_pointee(catalog),
+            model: ArcSwapOption::from_pointee(model),
+            budgets,
+            stores,
+            clock,
+            stats: Stats::default(),
+            metrics,
+        });
+        let registry = CustomerRegistry::new(system, shared.clone());
+        Ok(Self {
+            shared,
+            registry,
+            catalog_source,
+        })
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The registry of live actors.
+    pub fn registry(&self) -> &CustomerRegistry {
+        &self.registry
+    }
+
+    /// The running catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.shared.catalog.load_full()
+    }
+
+    /// Sends a message to the customer's actor, activating it if needed, and
+    /// retrying when it reaches an actor that is passivating.
+    async fn call<M>(
+        &self,
+        customer_id: &str,
+        make: impl Fn(&RegistryEntry) -> M,
+    ) -> Result<M::Result, ServiceError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        CustomerActor: Handler<M>,
+        <CustomerActor as actix::Actor>::Context: ToEnvelope<CustomerActor, M>,
+    {
+        for _ in 0..MAX_ROUTING_ATTEMPTS {
+            let entry = self.registry.get_or_activate(customer_id);
+            let message = make(&entry);
+            entry.activity.pending.fetch_add(1, Ordering::AcqRel);
+            match entry.addr.send(message).await {
+                Ok(result) => return Ok(result),
+                Err(MailboxError::Closed) => tokio::time::sleep(Duration::from_micros(200)).await,
+                Err(MailboxError::Timeout) => {
+                    return Err(ServiceError::ActorTimedOut {
+                        customer_id: customer_id.to_owned(),
+                    });
+                }
+            }
+        }
+        Err(ServiceError::NotActivated {
+            customer_id: customer_id.to_owned(),
+            attempts: MAX_ROUTING_ATTEMPTS,
+        })
+    }
+
+    /// Like [`Engine::call`] for a change: answers once the change is durable.
+    async fn call_durable<M, T>(
+        &self,
+        customer_id: &str,
+        make: impl Fn(&RegistryEntry) -> M,
+    ) -> Result<T, ServiceError>
+    where
+        M: Message<Result = Result<Durable<T>, ServiceError>> + Send + 'static,
+        T: Send + 'static,
+        CustomerActor: Handler<M>,
+        <CustomerActor as actix::Actor>::Context: ToEnvelope<CustomerActor, M>,
+    {
+        let durable = self.call(customer_id, make).await??;
+        durable.commit.wait().await?;
+        Ok(durable.value)
+    }
+
+    /// Decides for one customer within the smaller of `client_deadline` and the
+    /// service budget.
+    pub async fn decide(
+        &self,
+        input: DecideInput,
+        client_deadline: Option<Duration>,
+    ) -> Result<DecideReply, ServiceError> {
+        let started = Instant::now();
+        let budget = client_deadline.map_or(self.shared.config.budget(), |client| {
+            client.min(self.shared.config.budget())
+        });
+        let budget_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
+        let deadline = started + budget;
+        let catalog = self.catalog();
+        if catalog.placement(&input.placement).is_none() {
+            bump(&self.shared.stats.rejected);
+            return Err(ServiceError::invalid(
+                "placement",
+                format!("'{}' is not in the catalog", input.placement),
+            ));
+        }
+        if let Some(unknown) = input
+            .candidates
+            .iter()
+            .find(|id| catalog.action(id).is_none())
+        {
+            bump(&self.shared.stats.rejected);
+            return Err(ServiceError::invalid(
+                "candidate_action_ids",
+                format!("candidate '{unknown}' is not in the catalog"),
+            ));
+        }
+        let input = Arc::new(input);
+        let threshold = self.shared.config.actors.overload_threshold;
+        let customer_id = input.customer_id.clone();
+        // The answer waits for its decision to be durable, within the budget.
+        let call = self.call_durable(&customer_id, |entry| Decide {
+            input: input.clone(),
+            deadline,
+            budget_ms,
+            scoring: if entry.activity.pending.load(Ordering::Acquire) >= threshold {
+                Scoring::Fallback(FallbackReason::Overloaded)
+            } else {
+                Scoring::Model
+            },
+        });
+        let reply = match tokio::time::timeout_at(deadline.into(), call).await {
+            Ok(result) => result?,
+            Err(_) => {
+                bump(&self.shared.stats.rejected);
+                return Err(ServiceError::DeadlineExceeded { budget_ms });
+            }
+        };
+        let finished = Instant::now();
+        let elapsed = finished.saturating_duration_since(started);
+        self.shared
+            .metrics
+            .decided(&input.placement, reply.decision.fallback.is_some(), elapsed);
+        self.shared.stats.latency.record(finished, elapsed);
+        Ok(reply)
+    }
+}

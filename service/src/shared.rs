@@ -1,0 +1,90 @@
+//! [`Shared`]: what every customer actor and the engine read — the
+//! configuration, the running catalog and model, the global budgets, the
+//! stores, the clock, counters and metrics — and the one place each
+//! observable event is recorded into both the `Admin.Stats` counters and the
+//! Prometheus metrics.
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::stats::{Stats, bump};
+use crate::store::Stores;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use nudge_models::budget::BudgetCounters;
+use nudge_models::catalog::Catalog;
+use nudge_models::customer::TrackResult;
+use nudge_models::ledger::OutcomeKind;
+use nudge_models::model::Model;
+use nudge_models::pipeline::Decision;
+use std::sync::Arc;
+
+/// What every customer actor reads.
+#[derive(Debug)]
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Config,
+    /// The running catalog; a reload swaps it atomically.
+    pub catalog: ArcSwap<Catalog>,
+    /// The running model; `None` means every decision uses the fallback ladder.
+    pub model: ArcSwapOption<Model>,
+    /// Global per-action budgets: the live counters every decision reserves
+    /// from, rebuilt from [`Stores::budgets`] at start.
+    pub budgets: BudgetCounters,
+    /// Customer state, the decision log and the budget ledger.
+    pub stores: Stores,
+    /// The service's time.
+    pub clock: Arc<dyn Clock>,
+    /// Counters.
+    pub stats: Stats,
+    /// Prometheus metric handles.
+    pub metrics: Metrics,
+}
+
+/// Each observable event is recorded once here, into both the `Admin.Stats`
+/// counters and the Prometheus metrics, so the two never drift apart.
+impl Shared {
+    /// A customer actor was started.
+    pub fn record_activation(&self) {
+        bump(&self.stats.activations);
+        self.metrics.activated();
+    }
+
+    /// A customer actor stopped (idle, evicted or shutting down).
+    pub fn record_passivation(&self) {
+        bump(&self.stats.passivations);
+        self.metrics.passivated();
+    }
+
+    /// An event was applied, or acknowledged as a duplicate.
+    pub fn record_event(&self, catalog: &Catalog, name: &str, result: TrackResult) {
+        match result {
+            TrackResult::Applied => {
+                bump(&self.stats.events);
+                self.metrics.event_applied(catalog, name);
+            }
+            TrackResult::Duplicate => {
+                bump(&self.stats.duplicate_events);
+                self.metrics.duplicate_event();
+            }
+        }
+    }
+
+    /// An outcome was applied.
+    pub fn record_outcome(&self, outcome: OutcomeKind) {
+        bump(&self.stats.outcomes);
+        self.metrics.outcome(outcome);
+    }
+
+    /// A decision was answered (dry runs included).
+    pub fn record_decision(
+        &self,
+        catalog: &Catalog,
+        placement: &str,
+        variant: &str,
+        decision: &Decision,
+    ) {
+        self.stats.record_decision(variant, decision);
+        self.metrics
+            .record_decision(catalog, placement, variant, decision);
+    }
+}
