@@ -47,6 +47,11 @@ impl OutcomeKind {
         }
     }
 
+    /// The kind named `name` (`click`), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
     fn bit(self) -> u8 {
         1 << (self as u8)
     }

@@ -137,7 +137,10 @@ fn a_recorded_decision_takes_its_cap_slots_and_makes_its_log_entry() {
     assert_eq!(record.fallback, None);
     assert_eq!(record.served.len(), 2);
     assert_eq!(record.served[0].features.len(), 1);
-    assert_eq!(feature_names.as_deref(), Some(&["action_value".to_owned()][..]));
+    assert_eq!(
+        feature_names.as_deref(),
+        Some(&["action_value".to_owned()][..])
+    );
 }
 
 #[test]

@@ -173,6 +173,11 @@ impl FallbackReason {
             FallbackReason::ModelError => "model_error",
         }
     }
+
+    /// The reason whose code is `code`, if any.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.code() == code)
+    }
 }
 
 /// Whether to score with the model or answer from the fallback ladder.

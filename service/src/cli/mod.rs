@@ -196,15 +196,13 @@ async fn export_offline(
     let (sender, receiver) = tokio::sync::mpsc::channel(256);
     let reader = tokio::task::spawn_blocking(move || {
         let result = store.export(range, &mut |decision| {
-            sender
-                .blocking_send(Ok(crate::convert::logged_decision(decision)))
-                .is_ok()
+            sender.blocking_send(Ok(decision)).is_ok()
         });
         if let Err(error) = result {
-            let _ = sender.blocking_send(Err(tonic::Status::unavailable(error.to_string())));
+            let _ = sender.blocking_send(Err(anyhow::Error::from(error)));
         }
     });
-    let summary = export::write_stream(
+    let summary = export::write_decisions(
         tokio_stream::wrappers::ReceiverStream::new(receiver),
         writer,
     )

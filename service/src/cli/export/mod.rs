@@ -1,5 +1,8 @@
-//! `nudge export`: the decision log, streamed from `Admin.ExportDecisions`,
-//! written to a file as Parquet (the training input) or JSON lines.
+//! `nudge export`: the decision log, streamed from `Admin.ExportDecisions`
+//! (or read from a stopped server's data directory), written to a file as
+//! Parquet (the training input) or JSON lines. Both paths write the domain's
+//! records ([`nudge_models::log::LoggedDecision`]); the stream's wire records
+//! are converted first, the data directory's never become wire records.
 //!
 //! - `rows`: one logged decision flattened into Parquet rows, one per served
 //!   action, outcomes joined (pure).
@@ -21,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context as _, bail};
-use nudge_proto::v1::LoggedDecision;
+use nudge_models::log::LoggedDecision;
+use nudge_proto::v1 as proto;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::Status;
 
@@ -207,7 +211,7 @@ impl ExportWriter {
     pub fn push(&mut self, decision: &LoggedDecision) -> anyhow::Result<()> {
         let rows = match &mut self.sink {
             Sink::Parquet(sink) => {
-                let rows = rows::rows(decision)?;
+                let rows = rows::rows(decision);
                 sink.push(&rows)?;
                 rows.len()
             }
@@ -248,19 +252,32 @@ impl ExportWriter {
     }
 }
 
-/// Writes every decision of `decisions` with `writer` and renames the file
-/// into place; on a stream or write error, nothing is left under the file's
-/// name and the error says how far the export got.
+/// Writes every decision of the server's stream `decisions` with `writer`
+/// and renames the file into place; on a stream or write error, nothing is
+/// left under the file's name and the error says how far the export got.
 pub async fn write_stream(
-    decisions: impl Stream<Item = Result<LoggedDecision, Status>>,
+    decisions: impl Stream<Item = Result<proto::LoggedDecision, Status>>,
+    writer: ExportWriter,
+) -> anyhow::Result<ExportSummary> {
+    let decisions = decisions.map(|decision| {
+        let decision = decision.map_err(status_error)?;
+        Ok(crate::convert::logged_decision_from_proto(decision)?)
+    });
+    write_decisions(decisions, writer).await
+}
+
+/// Writes every decision of `decisions` with `writer` and renames the file
+/// into place; on an error, nothing is left under the file's name and the
+/// error says how far the export got.
+pub async fn write_decisions(
+    decisions: impl Stream<Item = anyhow::Result<LoggedDecision>>,
     mut writer: ExportWriter,
 ) -> anyhow::Result<ExportSummary> {
     let destination = writer.destination.clone();
     let copied = async {
         let mut decisions = std::pin::pin!(decisions);
         while let Some(decision) = decisions.next().await {
-            let decision = decision.map_err(status_error)?;
-            writer.push(&decision)?;
+            writer.push(&decision?)?;
         }
         anyhow::Ok(())
     }

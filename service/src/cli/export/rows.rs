@@ -1,9 +1,10 @@
 //! The flattening of one logged decision into the rows of the Parquet export:
 //! one row per served action, with the decision's columns repeated and the
-//! outcomes reported for that action joined in. Pure: no Arrow, no I/O.
+//! outcomes reported for that action joined in (the domain's
+//! [`LoggedDecision::training_rows`] join). Pure: no Arrow, no I/O, no wire
+//! types.
 
-use nudge_proto::v1::{LoggedDecision, LoggedOutcome, LoggedServe};
-use prost_types::Timestamp;
+use nudge_models::log::{JoinedOutcomes, LoggedDecision};
 
 /// One row of the Parquet export, borrowing its text from the decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,8 +28,8 @@ pub struct DecisionColumns<'a> {
     /// `None` when no model scored (the fallback ladder answered).
     pub model_version: Option<&'a str>,
     pub variant: &'a str,
-    /// The fallback reason; `None` when the model scored.
-    pub fallback: Option<&'a str>,
+    /// The fallback reason's code; `None` when the model scored.
+    pub fallback: Option<&'static str>,
     /// The model's feature specs, in the order of [`ServeColumns::features`].
     pub feature_names: &'a [String],
 }
@@ -48,165 +49,114 @@ pub struct ServeColumns<'a> {
     pub outcomes: JoinedOutcomes,
 }
 
-/// The outcomes reported for one served action, one column per kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct JoinedOutcomes {
-    /// The earliest time of each kind, in milliseconds since the epoch.
-    pub impression_at: Option<i64>,
-    pub click_at: Option<i64>,
-    pub conversion_at: Option<i64>,
-    pub dismiss_at: Option<i64>,
-    pub delivered_at: Option<i64>,
-    pub failed_at: Option<i64>,
-    /// The sum of the rewards reported with any of them; 0 when none was.
-    pub reward: f64,
-    /// Whether a conversion was reported.
-    pub converted: bool,
-}
-
-impl JoinedOutcomes {
-    /// Joins `outcomes` (all of one decision) for the action `action_id`.
-    /// Outcomes of another action are skipped, and so are the times of kinds
-    /// this client does not know (a newer server); their rewards still count.
-    pub fn join(action_id: &str, outcomes: &[LoggedOutcome]) -> Self {
-        let mut joined = Self::default();
-        for outcome in outcomes.iter().filter(|o| o.action_id == action_id) {
-            joined.reward += outcome.reward;
-            let slot = match outcome.outcome.as_str() {
-                "impression" => &mut joined.impression_at,
-                "click" => &mut joined.click_at,
-                "conversion" => {
-                    joined.converted = true;
-                    &mut joined.conversion_at
-                }
-                "dismiss" => &mut joined.dismiss_at,
-                "delivered" => &mut joined.delivered_at,
-                "failed" => &mut joined.failed_at,
-                _ => continue,
-            };
-            if let Some(at) = outcome.at.as_ref().map(millis) {
-                *slot = Some(slot.map_or(at, |first| first.min(at)));
-            }
-        }
-        joined
-    }
-}
-
-/// A protobuf timestamp in whole milliseconds since the Unix epoch.
-pub fn millis(ts: &Timestamp) -> i64 {
-    ts.seconds
-        .saturating_mul(1_000)
-        .saturating_add(i64::from(ts.nanos.div_euclid(1_000_000)))
-}
-
-/// Why a decision cannot be exported.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RowError {
-    /// The server sent a decision without its time.
-    #[error("decision '{0}' has no decided_at")]
-    MissingDecidedAt(String),
-}
-
 /// The Parquet rows of one decision: one per served action in rank order, or
 /// a single row with null action columns if it served nothing.
-pub fn rows(decision: &LoggedDecision) -> Result<Vec<ExportRow<'_>>, RowError> {
-    let decided_at = decision
-        .decided_at
-        .as_ref()
-        .map(millis)
-        .ok_or_else(|| RowError::MissingDecidedAt(decision.decision_id.clone()))?;
+pub fn rows(decision: &LoggedDecision) -> Vec<ExportRow<'_>> {
+    let record = &decision.record;
     let columns = DecisionColumns {
-        decision_id: &decision.decision_id,
-        customer_id: &decision.customer_id,
-        decided_at,
-        placement: &decision.placement,
-        catalog_version: &decision.catalog_version,
-        model_version: non_empty(&decision.model_version),
-        variant: &decision.variant,
-        fallback: non_empty(&decision.fallback),
+        decision_id: &record.decision_id,
+        customer_id: &record.customer_id,
+        decided_at: record.at.millis(),
+        placement: &record.placement,
+        catalog_version: &record.catalog_version,
+        model_version: record.model_version.as_deref(),
+        variant: &record.variant,
+        fallback: record.fallback.map(|reason| reason.code()),
         feature_names: &decision.feature_names,
     };
-    if decision.served.is_empty() {
-        return Ok(vec![ExportRow {
+    if record.served.is_empty() {
+        return vec![ExportRow {
             decision: columns,
             serve: None,
-        }]);
+        }];
     }
-    Ok(decision
-        .served
-        .iter()
-        .map(|serve| ExportRow {
+    decision
+        .training_rows()
+        .map(|row| ExportRow {
             decision: columns,
-            serve: Some(serve_columns(serve, &decision.outcomes)),
+            serve: Some(ServeColumns {
+                rank: row.served.rank,
+                action_id: &row.served.action_id,
+                channel: &row.served.channel,
+                category: &row.served.category,
+                score: row.served.score,
+                propensity: row.served.propensity,
+                selection_probability: row.served.selection_probability,
+                features: &row.served.features,
+                outcomes: row.outcomes,
+            }),
         })
-        .collect())
-}
-
-fn serve_columns<'a>(serve: &'a LoggedServe, outcomes: &[LoggedOutcome]) -> ServeColumns<'a> {
-    ServeColumns {
-        rank: serve.rank,
-        action_id: &serve.action_id,
-        channel: &serve.channel,
-        category: &serve.category,
-        score: serve.score,
-        propensity: serve.propensity,
-        selection_probability: serve.selection_probability,
-        features: &serve.features,
-        outcomes: JoinedOutcomes::join(&serve.action_id, outcomes),
-    }
-}
-
-/// `text`, or `None` if it is empty (fields where empty means "none").
-fn non_empty(text: &str) -> Option<&str> {
-    if text.is_empty() { None } else { Some(text) }
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::export::tests::{at, outcome};
+    use nudge_models::ledger::OutcomeKind;
+    use nudge_models::log::{DecisionRecord, OutcomeRecord, ServedRecord};
+    use nudge_models::pipeline::FallbackReason;
+    use nudge_models::time::Timestamp;
+
+    fn outcome(action: &str, kind: OutcomeKind, at: i64, reward: Option<f64>) -> OutcomeRecord {
+        OutcomeRecord {
+            decision_id: "d-1".into(),
+            decision_at: Timestamp::from_millis(1_000_500),
+            customer_id: "c-1".into(),
+            action_id: action.into(),
+            outcome: kind,
+            at: Timestamp::from_millis(at),
+            reward,
+        }
+    }
+
+    fn served(action: &str, rank: u32, features: Vec<f64>) -> ServedRecord {
+        ServedRecord {
+            action_id: action.into(),
+            channel: "in_app".into(),
+            category: "upsell".into(),
+            rank,
+            score: 2.5,
+            propensity: 0.25,
+            selection_probability: 0.9,
+            features,
+        }
+    }
+
+    fn record(served: Vec<ServedRecord>, fallback: Option<FallbackReason>) -> DecisionRecord {
+        DecisionRecord {
+            decision_id: "d-1".into(),
+            customer_id: "c-1".into(),
+            at: Timestamp::from_millis(1_000_500),
+            placement: "home".into(),
+            catalog_version: "cat-1".into(),
+            model_version: fallback.is_none().then(|| "m-1".into()),
+            variant: "default".into(),
+            fallback,
+            served,
+        }
+    }
 
     #[test]
     fn one_row_per_served_action_with_its_outcomes() {
         let decision = LoggedDecision {
-            decision_id: "d-1".into(),
-            customer_id: "c-1".into(),
-            decided_at: at(1_000_500),
-            placement: "home".into(),
-            catalog_version: "cat-1".into(),
-            model_version: "m-1".into(),
-            variant: "default".into(),
-            fallback: String::new(),
+            record: record(
+                vec![
+                    served("a", 1, vec![1.0, 3.0]),
+                    served("b", 2, vec![1.0, 0.0]),
+                ],
+                None,
+            ),
             feature_names: vec!["bias".into(), "x".into()],
-            served: vec![
-                LoggedServe {
-                    action_id: "a".into(),
-                    channel: "in_app".into(),
-                    category: "upsell".into(),
-                    rank: 1,
-                    score: 2.5,
-                    propensity: 0.25,
-                    selection_probability: 0.9,
-                    features: vec![1.0, 3.0],
-                },
-                LoggedServe {
-                    action_id: "b".into(),
-                    rank: 2,
-                    features: vec![1.0, 0.0],
-                    ..Default::default()
-                },
-            ],
             outcomes: vec![
-                outcome("a", "click", 2_000_000, None),
-                outcome("a", "impression", 1_500_000, None),
-                outcome("a", "click", 1_800_000, None),
-                outcome("a", "conversion", 3_000_000, Some(20.0)),
-                outcome("a", "conversion", 3_500_000, Some(5.0)),
-                outcome("a", "teleported", 3_600_000, Some(1.0)),
-                outcome("zzz", "click", 1_000_000, Some(7.0)),
+                outcome("a", OutcomeKind::Impression, 1_500_000, None),
+                outcome("a", OutcomeKind::Click, 1_800_000, None),
+                outcome("a", OutcomeKind::Click, 2_000_000, None),
+                outcome("a", OutcomeKind::Conversion, 3_000_000, Some(20.0)),
+                outcome("a", OutcomeKind::Conversion, 3_500_000, Some(5.0)),
+                outcome("zzz", OutcomeKind::Click, 1_000_000, Some(7.0)),
             ],
         };
-        let rows = rows(&decision).expect("complete decision");
+        let rows = rows(&decision);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].decision.decided_at, 1_000_500);
         assert_eq!(rows[0].decision.model_version, Some("m-1"));
@@ -217,10 +167,10 @@ mod tests {
         assert_eq!(
             a.outcomes,
             JoinedOutcomes {
-                impression_at: Some(1_500_000),
-                click_at: Some(1_800_000),
-                conversion_at: Some(3_000_000),
-                reward: 26.0,
+                impression_at: Some(Timestamp::from_millis(1_500_000)),
+                click_at: Some(Timestamp::from_millis(1_800_000)),
+                conversion_at: Some(Timestamp::from_millis(3_000_000)),
+                reward: 25.0,
                 converted: true,
                 ..JoinedOutcomes::default()
             }
@@ -233,43 +183,14 @@ mod tests {
     #[test]
     fn a_decision_that_served_nothing_is_one_row_without_action() {
         let decision = LoggedDecision {
-            decision_id: "d-2".into(),
-            decided_at: at(0),
-            fallback: "model_missing".into(),
-            ..Default::default()
+            record: record(Vec::new(), Some(FallbackReason::ModelMissing)),
+            feature_names: Vec::new(),
+            outcomes: Vec::new(),
         };
-        let rows = rows(&decision).expect("complete decision");
+        let rows = rows(&decision);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].serve, None);
         assert_eq!(rows[0].decision.model_version, None);
         assert_eq!(rows[0].decision.fallback, Some("model_missing"));
-    }
-
-    #[test]
-    fn a_decision_without_time_is_refused() {
-        let decision = LoggedDecision {
-            decision_id: "d-3".into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            rows(&decision).map(|rows| rows.len()),
-            Err(RowError::MissingDecidedAt("d-3".into()))
-        );
-    }
-
-    #[test]
-    fn timestamps_become_whole_milliseconds() {
-        let ts = Timestamp {
-            seconds: 1_714_557_600,
-            nanos: 250_999_999,
-        };
-        assert_eq!(millis(&ts), 1_714_557_600_250);
-        assert_eq!(
-            millis(&Timestamp {
-                seconds: -1,
-                nanos: 500_000_000
-            }),
-            -500
-        );
     }
 }

@@ -7,7 +7,7 @@ use arrow_array::Array;
 use arrow_array::cast::AsArray as _;
 use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt32Type};
 use arrow_schema::{DataType, TimeUnit};
-use nudge_proto::v1::{LoggedOutcome, LoggedServe};
+use nudge_proto::v1::{LoggedDecision, LoggedOutcome, LoggedServe};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use prost_types::Timestamp;

@@ -5,25 +5,19 @@
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 
-use nudge_proto::v1::LoggedDecision;
+use nudge_models::log::LoggedDecision;
 use serde_json::{Value as Json, json};
 
 use crate::cli::names::timestamp_json;
+use crate::convert::to_proto_timestamp;
 
-/// `text`, or `null` if it is empty (fields where empty means "none").
-fn string_or_null(text: &str) -> Json {
-    if text.is_empty() {
-        Json::Null
-    } else {
-        text.into()
-    }
-}
-
-/// One decision as a JSON object: the proto's fields by name, `model_version`
-/// and `fallback` `null` when empty, an outcome's `reward` `null` when none was
-/// reported.
+/// One decision as a JSON object: the log record's fields by name,
+/// `model_version` and `fallback` `null` when there is none, an outcome's
+/// `reward` `null` when none was reported.
 pub fn record(decision: &LoggedDecision) -> Json {
-    let served: Vec<Json> = decision
+    let record = &decision.record;
+    let time = |at| timestamp_json(Some(&to_proto_timestamp(at)));
+    let served: Vec<Json> = record
         .served
         .iter()
         .map(|serve| {
@@ -45,21 +39,21 @@ pub fn record(decision: &LoggedDecision) -> Json {
         .map(|outcome| {
             json!({
                 "action_id": outcome.action_id,
-                "outcome": outcome.outcome,
-                "at": timestamp_json(outcome.at.as_ref()),
-                "reward": outcome.has_reward.then_some(outcome.reward),
+                "outcome": outcome.outcome.name(),
+                "at": time(outcome.at),
+                "reward": outcome.reward,
             })
         })
         .collect();
     json!({
-        "decision_id": decision.decision_id,
-        "customer_id": decision.customer_id,
-        "decided_at": timestamp_json(decision.decided_at.as_ref()),
-        "placement": decision.placement,
-        "catalog_version": decision.catalog_version,
-        "model_version": string_or_null(&decision.model_version),
-        "variant": decision.variant,
-        "fallback": string_or_null(&decision.fallback),
+        "decision_id": record.decision_id,
+        "customer_id": record.customer_id,
+        "decided_at": time(record.at),
+        "placement": record.placement,
+        "catalog_version": record.catalog_version,
+        "model_version": record.model_version,
+        "variant": record.variant,
+        "fallback": record.fallback.map(|reason| reason.code()),
         "feature_names": decision.feature_names,
         "served": served,
         "outcomes": outcomes,

@@ -16,7 +16,9 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use super::rows::{ExportRow, JoinedOutcomes};
+use super::rows::ExportRow;
+use nudge_models::log::JoinedOutcomes;
+use nudge_models::time::Timestamp;
 
 /// A UTC timestamp in milliseconds.
 fn timestamp() -> DataType {
@@ -181,7 +183,9 @@ impl Columns {
     }
 
     fn append_outcomes(&mut self, outcomes: Option<&JoinedOutcomes>) {
-        let time = |pick: fn(&JoinedOutcomes) -> Option<i64>| outcomes.and_then(pick);
+        let time = |pick: fn(&JoinedOutcomes) -> Option<Timestamp>| {
+            outcomes.and_then(pick).map(Timestamp::millis)
+        };
         self.impression_at.append_option(time(|o| o.impression_at));
         self.click_at.append_option(time(|o| o.click_at));
         self.conversion_at.append_option(time(|o| o.conversion_at));

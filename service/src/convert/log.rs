@@ -1,0 +1,154 @@
+//! The decision log on the wire: export ranges, and logged decisions in both
+//! directions (the server sends them, `nudge export` reads them back).
+
+use super::*;
+use crate::error::ServiceError;
+use crate::store::{LoggedDecision, TimeRange};
+use nudge_models::ledger::OutcomeKind;
+use nudge_models::log;
+use nudge_models::pipeline::FallbackReason;
+use nudge_proto::v1 as proto;
+
+/// Validates an export request: well-formed bounds, `since` before `until`.
+pub fn export_range(request: proto::ExportDecisionsRequest) -> Result<TimeRange, ServiceError> {
+    let since = request
+        .since
+        .map(|since| any_timestamp("since", since))
+        .transpose()?;
+    let until = request
+        .until
+        .map(|until| any_timestamp("until", until))
+        .transpose()?;
+    if let (Some(since), Some(until)) = (since, until)
+        && since >= until
+    {
+        return Err(ServiceError::invalid(
+            "until",
+            format!("{until} is not after since ({since})"),
+        ));
+    }
+    Ok(TimeRange { since, until })
+}
+
+/// A logged decision as the server sent it, back in the domain's types (the
+/// client side of `nudge export`). Outcomes of a kind this client does not
+/// know (sent by a newer server) are left out.
+pub fn logged_decision_from_proto(
+    logged: proto::LoggedDecision,
+) -> Result<log::LoggedDecision, ServiceError> {
+    let decision_id = logged.decision_id;
+    let at = logged
+        .decided_at
+        .map(|at| any_timestamp("decided_at", at))
+        .transpose()?
+        .ok_or_else(|| {
+            ServiceError::invalid(
+                "decided_at",
+                format!("decision '{decision_id}' has no decided_at"),
+            )
+        })?;
+    let fallback = match logged.fallback.as_str() {
+        "" => None,
+        code => Some(FallbackReason::from_code(code).ok_or_else(|| {
+            ServiceError::invalid(
+                "fallback",
+                format!("decision '{decision_id}' has an unknown fallback reason '{code}'"),
+            )
+        })?),
+    };
+    let mut outcomes = Vec::with_capacity(logged.outcomes.len());
+    for outcome in logged.outcomes {
+        let Some(kind) = OutcomeKind::from_name(&outcome.outcome) else {
+            continue;
+        };
+        let outcome_at = outcome
+            .at
+            .map(|at| any_timestamp("outcomes.at", at))
+            .transpose()?
+            .unwrap_or(at);
+        outcomes.push(log::OutcomeRecord {
+            decision_id: decision_id.clone(),
+            decision_at: at,
+            customer_id: logged.customer_id.clone(),
+            action_id: outcome.action_id,
+            outcome: kind,
+            at: outcome_at,
+            reward: outcome.has_reward.then_some(outcome.reward),
+        });
+    }
+    Ok(log::LoggedDecision {
+        record: log::DecisionRecord {
+            decision_id,
+            customer_id: logged.customer_id,
+            at,
+            placement: logged.placement,
+            catalog_version: logged.catalog_version,
+            model_version: (!logged.model_version.is_empty()).then_some(logged.model_version),
+            variant: logged.variant,
+            fallback,
+            served: logged
+                .served
+                .into_iter()
+                .map(|served| log::ServedRecord {
+                    action_id: served.action_id,
+                    channel: served.channel,
+                    category: served.category,
+                    rank: served.rank,
+                    score: served.score,
+                    propensity: served.propensity,
+                    selection_probability: served.selection_probability,
+                    features: served.features,
+                })
+                .collect(),
+        },
+        feature_names: logged.feature_names,
+        outcomes,
+    })
+}
+
+/// The wire form of a logged decision.
+pub fn logged_decision(logged: LoggedDecision) -> proto::LoggedDecision {
+    let LoggedDecision {
+        record,
+        feature_names,
+        outcomes,
+    } = logged;
+    proto::LoggedDecision {
+        decision_id: record.decision_id,
+        customer_id: record.customer_id,
+        decided_at: Some(to_proto_timestamp(record.at)),
+        placement: record.placement,
+        catalog_version: record.catalog_version,
+        model_version: record.model_version.unwrap_or_default(),
+        variant: record.variant,
+        fallback: record
+            .fallback
+            .map(|reason| reason.code().to_owned())
+            .unwrap_or_default(),
+        feature_names,
+        served: record
+            .served
+            .into_iter()
+            .map(|served| proto::LoggedServe {
+                action_id: served.action_id,
+                channel: served.channel,
+                category: served.category,
+                rank: served.rank,
+                score: served.score,
+                propensity: served.propensity,
+                selection_probability: served.selection_probability,
+                features: served.features,
+            })
+            .collect(),
+        outcomes: outcomes
+            .into_iter()
+            .map(|outcome| proto::LoggedOutcome {
+                action_id: outcome.action_id,
+                outcome: outcome.outcome.name().to_owned(),
+                at: Some(to_proto_timestamp(outcome.at)),
+                reward: outcome.reward.unwrap_or(0.0),
+                has_reward: outcome.reward.is_some(),
+            })
+            .collect(),
+    }
+}
