@@ -121,10 +121,16 @@ impl ServiceError {
             }
             ServiceError::TaskFailed { .. } => Code::Internal,
             ServiceError::Storage(storage) => match storage {
-                StoreError::Full(_) => Code::ResourceExhausted,
-                StoreError::Unavailable(_)
-                | StoreError::Corrupted(_)
-                | StoreError::Encode(_)
+                StoreError::Full { .. } => Code::ResourceExhausted,
+                StoreError::Io { .. }
+                | StoreError::InUse { .. }
+                | StoreError::Reopening { .. }
+                | StoreError::Backend { .. }
+                | StoreError::Damaged { .. }
+                | StoreError::Undecodable { .. }
+                | StoreError::Unencodable { .. }
+                | StoreError::UnknownLayout { .. }
+                | StoreError::NoWriter { .. }
                 | StoreError::Closed => Code::Unavailable,
             },
             ServiceError::Unauthenticated(_) => Code::Unauthenticated,

@@ -369,7 +369,12 @@ async fn verify_restart(
     seed: u64,
 ) {
     for (ack, all) in last_cycle.iter().zip(acknowledged.iter_mut()) {
-        let observed = verify(url, ack, seed).await;
+        // The last acknowledged consent of a customer may come from an
+        // earlier cycle: one whose only change in this cycle was not
+        // acknowledged (and not stored) still has the older one.
+        let mut ack = ack.clone();
+        ack.consent = all.consent.clone();
+        let observed = verify(url, &ack, seed).await;
         all.consent.extend(observed);
     }
 }

@@ -127,10 +127,16 @@ mod tests {
         let (sender, receiver) = oneshot::channel::<Result<Erased, StoreError>>();
         drop(sender);
         let commit = Commit::done(Ok(Erased::default())).and(Commit::pending(receiver));
-        assert_eq!(block_on(commit.wait()), Err(StoreError::Closed));
-        let full = Commit::done(Err(StoreError::Full("disk".to_owned())))
-            .and(Commit::done(Ok(Erased::default())));
-        assert!(matches!(block_on(full.wait()), Err(StoreError::Full(_))));
-        assert_eq!(block_on(Commit::none().wait()), Ok(Erased::default()));
+        assert!(matches!(block_on(commit.wait()), Err(StoreError::Closed)));
+        let full = Commit::done(Err(StoreError::Full {
+            location: "disk".into(),
+            source: std::sync::Arc::new(std::io::Error::from_raw_os_error(28)),
+        }))
+        .and(Commit::done(Ok(Erased::default())));
+        assert!(matches!(
+            block_on(full.wait()),
+            Err(StoreError::Full { .. })
+        ));
+        assert_eq!(block_on(Commit::none().wait()).unwrap(), Erased::default());
     }
 }

@@ -25,6 +25,7 @@
 
 mod commit;
 pub mod contract;
+mod error;
 mod records;
 mod redb_store;
 mod source;
@@ -34,6 +35,7 @@ mod writer;
 mod tests;
 
 pub use commit::{Commit, Erased};
+pub use error::{Cause, Damage, StoreError};
 pub use nudge_models::log::{
     DecisionRecord, LogEntry, LoggedDecision, OutcomeRecord, ServedRecord,
 };
@@ -50,28 +52,6 @@ use std::sync::Arc;
 /// Most decisions one [`DecisionLog::compact`] call deletes by default, so
 /// that a retention pass never holds writes up for long.
 pub const COMPACTION_CHUNK: usize = 10_000;
-
-/// Why a storage call failed. The kinds matter to callers: a full disk is
-/// answered RESOURCE_EXHAUSTED, the others UNAVAILABLE.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum StoreError {
-    /// The disk (or the backend) has no space left: writes are refused until
-    /// space is freed; reads keep working.
-    #[error("storage is full, writes are refused until space is freed: {0}")]
-    Full(String),
-    /// The backend failed to read or write.
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-    /// Stored data cannot be read back.
-    #[error("storage corrupted: {0}")]
-    Corrupted(String),
-    /// A record could not be encoded.
-    #[error("storage encoding failed: {0}")]
-    Encode(String),
-    /// The store is shut down.
-    #[error("storage is closed")]
-    Closed,
-}
 
 /// A future of a storage call.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

@@ -8,14 +8,18 @@ use serde::{Deserialize, Serialize};
 
 /// MessagePack with field names.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    rmp_serde::to_vec_named(value).map_err(|error| StoreError::Encode(error.to_string()))
+    rmp_serde::to_vec_named(value).map_err(|error| StoreError::Unencodable {
+        source: std::sync::Arc::new(error),
+    })
 }
 
 /// The inverse of [`encode`]; `what` names the record in the error.
 pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
-    what: &str,
+    what: &'static str,
     bytes: &[u8],
 ) -> Result<T, StoreError> {
-    rmp_serde::from_slice(bytes)
-        .map_err(|error| StoreError::Corrupted(format!("{what} cannot be decoded: {error}")))
+    rmp_serde::from_slice(bytes).map_err(|error| StoreError::Undecodable {
+        what,
+        source: std::sync::Arc::new(error),
+    })
 }

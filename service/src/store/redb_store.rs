@@ -21,8 +21,8 @@ use super::records::{decode, encode};
 use super::source::{FaultSwitch, Source, io_error};
 use super::writer::{self, Op, Pending};
 use super::{
-    BudgetChange, BudgetLedger, Commit, DecisionLog, DecisionRecord, LogEntry, LoggedDecision,
-    OutcomeRecord, StateStore, StoreError, StoreFuture, TimeRange,
+    BudgetChange, BudgetLedger, Commit, Damage, DecisionLog, DecisionRecord, LogEntry,
+    LoggedDecision, OutcomeRecord, StateStore, StoreError, StoreFuture, TimeRange,
 };
 use crate::metrics::StorageMetrics;
 use dashmap::DashMap;
@@ -102,7 +102,9 @@ impl Inner {
         let guard = self.database.read().map_err(|_| StoreError::Closed)?;
         guard.clone().ok_or_else(|| {
             self.current_failure()
-                .unwrap_or_else(|| StoreError::Unavailable("the database is reopening".to_owned()))
+                .unwrap_or_else(|| StoreError::Reopening {
+                    location: self.source.location(),
+                })
         })
     }
 
@@ -131,20 +133,18 @@ impl Inner {
 
     /// A store error for a redb error: a full disk is [`StoreError::Full`].
     pub(super) fn error(&self, error: impl Into<redb::Error>) -> StoreError {
-        let path = match &self.source {
-            Source::File(path) | Source::Faulty(path, _) => path.clone(),
-            Source::Memory => PathBuf::from("(memory)"),
-        };
+        let location = self.source.location();
         match error.into() {
-            redb::Error::Io(error) => io_error(&path, &error),
-            redb::Error::Corrupted(message) => {
-                StoreError::Corrupted(format!("{}: {message}", path.display()))
-            }
-            redb::Error::PreviousIo => StoreError::Unavailable(format!(
-                "{}: a previous write failed; the store reopens it",
-                path.display()
-            )),
-            error => StoreError::Unavailable(format!("{}: {error}", path.display())),
+            redb::Error::Io(error) => io_error(&location, error),
+            error @ redb::Error::Corrupted(_) => StoreError::Damaged {
+                location,
+                damage: Damage::Found(Arc::new(error)),
+            },
+            redb::Error::PreviousIo => StoreError::Reopening { location },
+            error => StoreError::Backend {
+                location,
+                source: Arc::new(error),
+            },
         }
     }
 }
@@ -191,7 +191,7 @@ impl RedbStore {
 
     /// The data file in `data_dir`, creating the directory.
     fn prepare(data_dir: &Path) -> Result<PathBuf, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|error| io_error(data_dir, &error))?;
+        std::fs::create_dir_all(data_dir).map_err(|error| io_error(data_dir, error))?;
         Ok(data_dir.join(DATA_FILE))
     }
 
@@ -214,8 +214,8 @@ impl RedbStore {
         let writer = std::thread::Builder::new()
             .name("nudge-store-writer".to_owned())
             .spawn(move || writer::run(&thread_inner, &receiver))
-            .map_err(|error| {
-                StoreError::Unavailable(format!("cannot start the writer: {error}"))
+            .map_err(|error| StoreError::NoWriter {
+                source: Arc::new(error),
             })?;
         Ok(Self {
             inner,

@@ -3,7 +3,7 @@
 //! a damaged file, and the write probe that tells when a full disk has space
 //! again.
 
-use super::StoreError;
+use super::{Damage, StoreError};
 use redb::{Database, DatabaseError, StorageBackend};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,15 +94,18 @@ impl Source {
             Source::Memory => {
                 return builder
                     .create_with_backend(redb::backends::InMemoryBackend::new())
-                    .map_err(|error| StoreError::Unavailable(error.to_string()));
+                    .map_err(|error| StoreError::Backend {
+                        location: self.location(),
+                        source: Arc::new(error),
+                    });
             }
             Source::File(path) | Source::Faulty(path, _) => path,
         };
         if std::fs::metadata(path).is_ok_and(|metadata| metadata.len() == 0) {
-            return Err(StoreError::Corrupted(format!(
-                "{} is empty (truncated?); move it away to start with an empty store",
-                path.display()
-            )));
+            return Err(StoreError::Damaged {
+                location: path.clone(),
+                damage: Damage::Empty,
+            });
         }
         // redb may panic on a damaged file instead of returning an error:
         // turn that into the same clear error.
@@ -125,23 +128,22 @@ impl Source {
         });
         match opened {
             Ok(Ok(database)) => Ok(database),
-            Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::Unavailable(format!(
-                "{} is in use by another nudge process",
-                path.display()
-            ))),
+            Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::InUse {
+                location: path.clone(),
+            }),
             Ok(Err(DatabaseError::Storage(redb::StorageError::Io(error))))
                 if error.kind() != std::io::ErrorKind::InvalidData =>
             {
-                Err(io_error(path, &error))
+                Err(io_error(path, error))
             }
-            Ok(Err(error)) => Err(StoreError::Corrupted(format!(
-                "{} cannot be opened: {error}; restore it from a backup or move it away to start with an empty store",
-                path.display()
-            ))),
-            Err(panic) => Err(StoreError::Corrupted(format!(
-                "{} is damaged ({panic}); restore it from a backup or move it away to start with an empty store",
-                path.display()
-            ))),
+            Ok(Err(error)) => Err(StoreError::Damaged {
+                location: path.clone(),
+                damage: Damage::Unopenable(Arc::new(error)),
+            }),
+            Err(panic) => Err(StoreError::Damaged {
+                location: path.clone(),
+                damage: Damage::Panicked(panic),
+            }),
         }
     }
 }
@@ -154,7 +156,7 @@ impl Source {
             Source::Memory => Ok(()),
             Source::Faulty(path, switch) => {
                 if switch.is_on() {
-                    Err(io_error(path, &std::io::Error::from_raw_os_error(28)))
+                    Err(io_error(path, std::io::Error::from_raw_os_error(28)))
                 } else {
                     Ok(())
                 }
@@ -167,7 +169,7 @@ impl Source {
                     file.sync_all()
                 });
                 let _ = std::fs::remove_file(&probe);
-                written.map_err(|error| io_error(path, &error))
+                written.map_err(|error| io_error(path, error))
             }
         }
     }
@@ -208,10 +210,22 @@ fn quietly_catch_panic<T>(open: impl FnOnce() -> T) -> Result<T, String> {
 }
 
 /// A store error for an I/O error at `path`: a full disk is [`StoreError::Full`].
-pub(crate) fn io_error(path: &Path, error: &std::io::Error) -> StoreError {
-    if error.raw_os_error() == Some(28) {
-        StoreError::Full(format!("{}: {error}", path.display()))
+pub(crate) fn io_error(path: &Path, error: std::io::Error) -> StoreError {
+    let location = path.to_path_buf();
+    let source = Arc::new(error);
+    if source.raw_os_error() == Some(28) {
+        StoreError::Full { location, source }
     } else {
-        StoreError::Unavailable(format!("{}: {error}", path.display()))
+        StoreError::Io { location, source }
+    }
+}
+
+impl Source {
+    /// Where the database lives, for error messages.
+    pub(crate) fn location(&self) -> PathBuf {
+        match self {
+            Source::File(path) | Source::Faulty(path, _) => path.clone(),
+            Source::Memory => PathBuf::from("(memory)"),
+        }
     }
 }

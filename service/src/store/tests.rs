@@ -275,11 +275,11 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers_by_itself() {
     let during = state_with(&["e1", "e2"]);
     let error = block_on(StateStore::write(&store, &Arc::from("alice"), &during).wait())
         .expect_err("the disk is full");
-    assert!(matches!(error, StoreError::Full(_)), "{error:?}");
+    assert!(matches!(error, StoreError::Full { .. }), "{error:?}");
     assert!(error.to_string().contains("No space left"), "{error}");
     assert!(matches!(
         StateStore::check_writable(&store),
-        Err(StoreError::Full(_))
+        Err(StoreError::Full { .. })
     ));
     let budget = block_on(
         store
@@ -289,10 +289,13 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers_by_itself() {
             }])
             .wait(),
     );
-    assert!(matches!(budget, Err(StoreError::Full(_))), "{budget:?}");
+    assert!(matches!(budget, Err(StoreError::Full { .. })), "{budget:?}");
     // Refused at once while failing: nothing is queued.
     let refused = block_on(StateStore::write(&store, &Arc::from("bob"), &before).wait());
-    assert!(matches!(refused, Err(StoreError::Full(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::Full { .. })),
+        "{refused:?}"
+    );
     assert_eq!(store.load_now("bob").unwrap(), None);
     // Reads keep working.
     assert!(store.load_now("alice").unwrap().is_some());
@@ -320,7 +323,7 @@ fn damaged_files_are_refused_with_a_clear_error() {
     std::fs::create_dir_all(dir.path()).unwrap();
     std::fs::write(dir.path().join(DATA_FILE), vec![0x5a_u8; 64 * 1024]).unwrap();
     let error = open_error(&dir);
-    assert!(matches!(error, StoreError::Corrupted(_)), "{error:?}");
+    assert!(matches!(error, StoreError::Damaged { .. }), "{error:?}");
     assert!(error.to_string().contains(DATA_FILE), "{error}");
 
     // Emptied.
@@ -355,7 +358,7 @@ fn damaged_files_are_refused_with_a_clear_error() {
         .unwrap();
     let error = open_error(&dir);
     assert!(
-        matches!(error, StoreError::Corrupted(_) | StoreError::Unavailable(_)),
+        matches!(error, StoreError::Damaged { .. } | StoreError::Io { .. }),
         "{error:?}"
     );
     assert!(error.to_string().contains(DATA_FILE), "{error}");

@@ -98,10 +98,10 @@ pub(super) fn initialize(inner: &Inner) -> Result<(), StoreError> {
             }
             Some(version) if version == SCHEMA_VERSION => {}
             Some(version) => {
-                return Err(StoreError::Corrupted(format!(
-                    "the data file has layout version {version}; this nudge reads version {}",
-                    SCHEMA_VERSION
-                )));
+                return Err(StoreError::UnknownLayout {
+                    found: version,
+                    supported: SCHEMA_VERSION,
+                });
             }
         }
     }
@@ -179,7 +179,9 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>) {
 fn refuse(inner: &Inner, op: Op, retained: &mut Retained) {
     let failure = inner
         .current_failure()
-        .unwrap_or_else(|| StoreError::Unavailable("storage is recovering".to_owned()));
+        .unwrap_or_else(|| StoreError::Reopening {
+            location: inner.source.location(),
+        });
     let done = match op {
         Op::State {
             sequence,
@@ -295,7 +297,10 @@ fn begin(inner: &Inner, database: &redb::Database) -> Result<WriteTransaction, S
     transaction.set_quick_repair(!matches!(inner.source, Source::Memory));
     transaction
         .set_durability(Durability::Immediate)
-        .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        .map_err(|error| StoreError::Backend {
+            location: inner.source.location(),
+            source: Arc::new(error),
+        })?;
     Ok(transaction)
 }
 
