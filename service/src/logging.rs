@@ -4,6 +4,8 @@
 //! - [`init`] installs the process-global subscriber from the configuration:
 //!   lines on stderr, filtered by `log` (`NUDGE_LOG`, e.g. `info` or
 //!   `nudge_service=debug,info`), as text or as JSON lines (`log_format`).
+//!   Text is coloured only when stderr is a terminal (and `NO_COLOR` is
+//!   unset): a log file or a pipe gets no ANSI escape codes.
 //! - Every gRPC call runs in a `grpc` span with its method and the client's
 //!   `x-request-id` (see [`crate::grpc`]); its status and latency are logged
 //!   at debug, or at error for a server fault.
@@ -17,6 +19,7 @@
 use crate::config::{Config, LogFormat};
 use ring::hmac;
 use std::fmt;
+use std::io::IsTerminal as _;
 use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -113,18 +116,21 @@ pub enum LoggingError {
     AlreadyInstalled,
 }
 
-/// A subscriber writing lines that pass `filter` to `writer` in `format`.
-/// [`init`] installs one on stderr; tests write into a buffer.
+/// A subscriber writing lines that pass `filter` to `writer` in `format`,
+/// with ANSI colour codes in text lines only when `ansi` is set. [`init`]
+/// installs one on stderr; tests write into a buffer.
 pub fn subscriber<W>(
     filter: EnvFilter,
     format: LogFormat,
     writer: W,
+    ansi: bool,
 ) -> Box<dyn tracing::Subscriber + Send + Sync>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer);
     match format {
         LogFormat::Text => Box::new(builder.finish()),
@@ -153,8 +159,21 @@ pub fn init(config: &Config) -> Result<(), LoggingError> {
     CUSTOMER_IDS
         .set(CustomerIds::from_config(config))
         .map_err(|_| LoggingError::AlreadyInstalled)?;
-    tracing::subscriber::set_global_default(subscriber(filter, config.log_format, std::io::stderr))
-        .map_err(|_| LoggingError::AlreadyInstalled)
+    tracing::subscriber::set_global_default(subscriber(
+        filter,
+        config.log_format,
+        std::io::stderr,
+        colour_on_stderr(),
+    ))
+    .map_err(|_| LoggingError::AlreadyInstalled)
+}
+
+/// Whether log lines on stderr may carry ANSI colour codes: only on a
+/// terminal, and not when `NO_COLOR` is set (<https://no-color.org>). A file or
+/// a pipe (a log collector, `2>nudge.log`) gets plain text.
+fn colour_on_stderr() -> bool {
+    std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
 }
 
 /// Text logs on stderr for the client subcommands, filtered by `NUDGE_LOG`
@@ -166,6 +185,7 @@ pub fn init_for_client() {
         filter,
         LogFormat::Text,
         std::io::stderr,
+        colour_on_stderr(),
     ));
 }
 
@@ -265,10 +285,38 @@ mod tests {
         }
     }
 
+    /// What `format` writes for one info line, with or without colour.
+    fn one_line(format: LogFormat, ansi: bool) -> String {
+        let buffer = Buffer::default();
+        let subscriber = subscriber(EnvFilter::new("info"), format, buffer.clone(), ansi);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(status = "Ok", "call finished");
+        });
+        let bytes = buffer
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        String::from_utf8(bytes).expect("UTF-8")
+    }
+
+    #[test]
+    fn text_logs_are_coloured_only_when_asked() {
+        let plain = one_line(LogFormat::Text, false);
+        assert!(plain.contains("call finished"), "{plain:?}");
+        assert!(!plain.contains("\x1b["), "{plain:?}");
+        assert!(one_line(LogFormat::Text, true).contains("\x1b["));
+    }
+
     #[test]
     fn json_logs_are_one_object_per_line() {
         let buffer = Buffer::default();
-        let subscriber = subscriber(EnvFilter::new("debug"), LogFormat::Json, buffer.clone());
+        let subscriber = subscriber(
+            EnvFilter::new("debug"),
+            LogFormat::Json,
+            buffer.clone(),
+            false,
+        );
         let policy = CustomerIds::hashed(b"test");
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!(

@@ -407,6 +407,35 @@ fn unreachable_server_exits_non_zero_naming_the_address() {
     );
 }
 
+#[test]
+fn only_the_client_subcommands_list_the_client_options() {
+    const CLIENT_FLAGS: [&str; 5] = [
+        "--server",
+        "--token",
+        "--ca-cert",
+        "--client-cert",
+        "--json",
+    ];
+    let help = |command: &str| {
+        let output = run(&[command, "--help"]);
+        assert!(output.status.success(), "{}", output.describe());
+        output.stdout
+    };
+    let serve = help("serve");
+    assert!(serve.contains("--listen"), "{serve}");
+    let listed: Vec<&str> = CLIENT_FLAGS
+        .into_iter()
+        .filter(|flag| serve.contains(flag))
+        .collect();
+    assert!(listed.is_empty(), "serve lists {listed:?}:\n{serve}");
+    let decide = help("decide");
+    let missing: Vec<&str> = CLIENT_FLAGS
+        .into_iter()
+        .filter(|flag| !decide.contains(flag))
+        .collect();
+    assert!(missing.is_empty(), "decide misses {missing:?}:\n{decide}");
+}
+
 /// The demo catalog with the first action's channel replaced by an undeclared
 /// one; returns the text, the 1-based line of the change, the line of that
 /// action's `[[actions]]` header and the action's index.

@@ -1,11 +1,12 @@
 //! Operations of the real `nudge serve`: configuration layering as the binary
 //! applies it (environment, `--set`, flags; errors that name the variable or
-//! setting), and JSON logs (valid JSON lines, one span per call with the
-//! client's request id, no customer ids).
+//! setting; the client's own variables in the same shell are no settings),
+//! JSON logs (valid JSON lines, one span per call with the client's request
+//! id, no customer ids), and text logs without colour codes in a file.
 
 mod common;
 
-use common::{Server, TempDir, run_with_env};
+use common::{Access, Server, TempDir, run_with_env};
 use nudge_proto::v1::decisions_client::DecisionsClient;
 use serde_json::Value as Json;
 
@@ -59,6 +60,45 @@ fn configuration_errors_name_the_variable_or_setting() {
     );
     let stderr = refused(&[], &[("NUDGE_LOG", "nudge_service=loud")]);
     assert!(stderr.contains("config: log:"), "{stderr}");
+}
+
+#[test]
+fn the_clients_variables_do_not_stop_the_server_but_a_misspelt_setting_does() {
+    let client_env = [
+        ("NUDGE_SERVER", "http://127.0.0.1:1"),
+        ("NUDGE_TOKEN", "a-client-token"),
+    ];
+    let stderr = refused(
+        &[],
+        &[client_env[0], client_env[1], ("NUDGE_BUDGETMS", "50")],
+    );
+    assert!(
+        stderr.contains("environment variable NUDGE_BUDGETMS"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("NUDGE_SERVER") && !stderr.contains("NUDGE_TOKEN"),
+        "{stderr}"
+    );
+
+    let dir = TempDir::new("client-env");
+    // Colours allowed (an empty NO_COLOR is unset), yet the log is a file.
+    let mut server_env = vec![("NO_COLOR".to_owned(), String::new())];
+    server_env.extend(client_env.map(|(name, value)| (name.to_owned(), value.to_owned())));
+    let server = Server::start_with_access(
+        &dir,
+        &[],
+        Access {
+            server_env,
+            ..Access::default()
+        },
+    );
+    let log = server.stop_with("-TERM");
+    assert!(log.contains("nudge is serving"), "{log}");
+    assert!(
+        !log.contains("\x1b["),
+        "colour codes in a log file:\n{log:?}"
+    );
 }
 
 /// Every line of `log` as JSON; panics on a line that is not.

@@ -11,7 +11,7 @@ use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt32Type};
 use arrow_array::{Array, RecordBatch};
 use nudge_models::time::Span;
 use nudge_proto::v1::{DecideResponse, Outcome, ReportOutcomeRequest};
-use nudge_service::cli::{ClientOptions, ExportArgs, TimeBound, export_decisions};
+use nudge_service::cli::{ClientArgs, ExportArgs, TimeBound, export_decisions};
 use nudge_service::clock::Clock as _;
 use nudge_tests::{TempDir, TestServer, at, decide_request, probe_request};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -175,9 +175,9 @@ async fn export_writes_logged_decisions_with_outcomes_as_parquet() {
 
     let scratch = TempDir::new("export");
     let directory = scratch.path().to_owned();
-    let options = ClientOptions {
+    let options = ClientArgs {
         server: format!("http://{}", server.addr),
-        ..ClientOptions::default()
+        ..ClientArgs::default()
     };
     let args = ExportArgs {
         data_dir: None,

@@ -1,18 +1,27 @@
 //! The connection to a running nudge server (plain or TLS, with a client
-//! certificate and a bearer token when given), and the conversion of gRPC and
-//! transport failures into errors a person can act on.
+//! certificate and a bearer token when given), the one way every subcommand
+//! calls it ([`Rpc`], [`ask`]), and the conversion of gRPC and transport
+//! failures into errors a person can act on.
 
 use std::error::Error as StdError;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
+use nudge_proto::v1::{
+    DecideRequest, DecideResponse, Event, ExportDecisionsRequest, ForgetRequest, ForgetResponse,
+    GetProfileRequest, LoggedDecision, Profile, ReloadCatalogRequest, ReloadCatalogResponse,
+    ReportOutcomeRequest, ReportOutcomeResponse, SetConsentRequest, SetConsentResponse,
+    StatsRequest, StatsResponse, SuppressRequest, SuppressResponse, TrackResponse,
+    UnsuppressRequest, admin_client::AdminClient, decisions_client::DecisionsClient,
+    events_client::EventsClient, profiles_client::ProfilesClient,
+};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::{Interceptor, interceptor::InterceptedService};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Status};
 
-use super::ClientOptions;
+use super::ClientArgs;
 
 /// How long to wait for the TCP/HTTP2 connection before giving up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -85,7 +94,7 @@ fn read_pem(flag: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// The TLS settings for an `https://` address: the server's CA from
 /// `--ca-cert`, and the client's certificate and key when given.
-fn tls_config(address: &str, options: &ClientOptions) -> anyhow::Result<ClientTlsConfig> {
+fn tls_config(address: &str, options: &ClientArgs) -> anyhow::Result<ClientTlsConfig> {
     let Some(ca_cert) = &options.ca_cert else {
         bail!(
             "{address} uses TLS: give --ca-cert FILE, the CA certificate (PEM) that signed the server's certificate"
@@ -109,7 +118,7 @@ fn tls_config(address: &str, options: &ClientOptions) -> anyhow::Result<ClientTl
 
 /// Connects to the server in `options`; the error names the address that could
 /// not be reached and why.
-pub async fn connect(options: &ClientOptions) -> anyhow::Result<Connection> {
+pub async fn connect(options: &ClientArgs) -> anyhow::Result<Connection> {
     let server = options.server.as_str();
     let credentials = Credentials::new(options.token.as_deref())?;
     let address = normalize_address(server);
@@ -136,6 +145,64 @@ pub async fn connect(options: &ClientOptions) -> anyhow::Result<Connection> {
         )
     })?;
     Ok(InterceptedService::new(channel, credentials))
+}
+
+/// A request of one `nudge.v1` method: the client and method that send it.
+pub trait Rpc {
+    /// What the server answers.
+    type Response;
+
+    /// Sends the request over `connection`.
+    fn send(
+        self,
+        connection: Connection,
+    ) -> impl Future<Output = Result<tonic::Response<Self::Response>, Status>>;
+}
+
+/// One [`Rpc`] implementation per line: request => response: client::method.
+macro_rules! rpc {
+    ($($request:ty => $response:ty: $client:ident::$method:ident;)*) => {$(
+        impl Rpc for $request {
+            type Response = $response;
+
+            async fn send(
+                self,
+                connection: Connection,
+            ) -> Result<tonic::Response<$response>, Status> {
+                $client::new(connection).$method(self).await
+            }
+        }
+    )*};
+}
+
+rpc! {
+    DecideRequest => DecideResponse: DecisionsClient::decide;
+    ReportOutcomeRequest => ReportOutcomeResponse: DecisionsClient::report_outcome;
+    Event => TrackResponse: EventsClient::track;
+    GetProfileRequest => Profile: ProfilesClient::get_profile;
+    SetConsentRequest => SetConsentResponse: ProfilesClient::set_consent;
+    SuppressRequest => SuppressResponse: ProfilesClient::suppress;
+    UnsuppressRequest => SuppressResponse: ProfilesClient::unsuppress;
+    ForgetRequest => ForgetResponse: ProfilesClient::forget;
+    ReloadCatalogRequest => ReloadCatalogResponse: AdminClient::reload_catalog;
+    StatsRequest => StatsResponse: AdminClient::stats;
+    ExportDecisionsRequest => tonic::Streaming<LoggedDecision>: AdminClient::export_decisions;
+}
+
+/// Sends `request` over `connection`; a refusal reads `server said CODE:
+/// message` (see [`status_error`]).
+pub async fn answer<R: Rpc>(connection: Connection, request: R) -> anyhow::Result<R::Response> {
+    Ok(request
+        .send(connection)
+        .await
+        .map_err(status_error)?
+        .into_inner())
+}
+
+/// Connects to the server in `options` and sends `request`: the one path of
+/// every call the subcommands make.
+pub async fn ask<R: Rpc>(options: &ClientArgs, request: R) -> anyhow::Result<R::Response> {
+    answer(connect(options).await?, request).await
 }
 
 /// A gRPC status as an error showing its code name and message, e.g.
@@ -231,10 +298,10 @@ mod tests {
         );
     }
 
-    fn options(server: &str) -> ClientOptions {
-        ClientOptions {
+    fn options(server: &str) -> ClientArgs {
+        ClientArgs {
             server: server.to_owned(),
-            ..ClientOptions::default()
+            ..ClientArgs::default()
         }
     }
 
@@ -257,7 +324,7 @@ mod tests {
             .await
             .expect_err("https without a CA");
         assert!(err.to_string().contains("--ca-cert"), "{err}");
-        let plain_with_ca = ClientOptions {
+        let plain_with_ca = ClientArgs {
             ca_cert: Some("ca.pem".into()),
             ..options("http://127.0.0.1:1")
         };
@@ -265,7 +332,7 @@ mod tests {
             .await
             .expect_err("a CA for a plain address");
         assert!(err.to_string().contains("https://"), "{err}");
-        let err = connect(&ClientOptions {
+        let err = connect(&ClientArgs {
             token: Some("two words".into()),
             ..options("http://127.0.0.1:1")
         })

@@ -4,10 +4,16 @@
 //! and print the answer as text for a person or, with `--json`, as one JSON
 //! object.
 //!
+//! Every subcommand runs the same path ([`run`]): its arguments build the
+//! request (argument problems are reported before connecting), [`client::ask`]
+//! connects with the [`ClientArgs`] and sends it, and [`call`] prints the
+//! answer with the subcommand's two renderings, JSON or text.
+//!
 //! - `args`: the clap arguments of each subcommand and the requests they build.
 //! - `parse`: typed `KEY=VALUE` pairs, RFC 3339 times, finite numbers.
-//! - `client`: connecting (TLS, client certificate, bearer token), and readable
-//!   gRPC / connection errors.
+//! - `client`: connecting (TLS, client certificate, bearer token), the one
+//!   call path ([`client::Rpc`]: which client and method send each request),
+//!   and readable gRPC / connection errors.
 //! - `output` / `json`: rendering responses as text or JSON.
 //! - `export`: writing the streamed decision log to a Parquet or JSON lines
 //!   file, complete or not at all.
@@ -24,11 +30,10 @@ mod parse;
 mod watch;
 
 use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
 
-use nudge_proto::v1::{
-    StatsRequest, admin_client::AdminClient, decisions_client::DecisionsClient,
-    events_client::EventsClient, profiles_client::ProfilesClient,
-};
+use nudge_proto::v1::StatsRequest;
+use serde_json::Value as Json;
 
 pub use args::{
     ConsentArg, ConsentArgs, DecideArgs, ExportArgs, ForgetArgs, OutcomeArg, OutcomeArgs,
@@ -38,111 +43,179 @@ pub use args::{
 pub use export::{ExportFormat, ExportSummary, ROWS_PER_GROUP};
 pub use parse::{KeyValue, TimeBound};
 
-use client::status_error;
+use client::Rpc;
 
-/// Client subcommands: talk to a running nudge server.
+/// Client subcommands: talk to a running nudge server. Each takes its own
+/// arguments and the [`ClientArgs`] (server, credentials, `--json`).
 #[derive(Debug, clap::Subcommand)]
 pub enum ClientCommand {
     /// Ask which actions to show or send a customer now, and why.
-    Decide(DecideArgs),
+    Decide(WithClient<DecideArgs>),
     /// Track a behavioural event for a customer.
-    Track(TrackArgs),
+    Track(WithClient<TrackArgs>),
     /// Report what happened to an action served by a decision.
-    Outcome(OutcomeArgs),
+    Outcome(WithClient<OutcomeArgs>),
     /// Record a customer's consent for one channel.
-    Consent(ConsentArgs),
+    Consent(WithClient<ConsentArgs>),
     /// Suppress a customer on one channel, or on every channel.
-    Suppress(SuppressArgs),
+    Suppress(WithClient<SuppressArgs>),
     /// Lift a customer's suppression.
-    Unsuppress(UnsuppressArgs),
+    Unsuppress(WithClient<UnsuppressArgs>),
     /// Show a customer's live profile, consent, suppressions and contacts.
-    Profile(ProfileArgs),
+    Profile(WithClient<ProfileArgs>),
     /// Erase everything stored about a customer, their decision log entries
     /// included.
-    Forget(ForgetArgs),
+    Forget(WithClient<ForgetArgs>),
     /// Replace the server's running catalog with FILE, or make it re-read its own.
-    Reload(ReloadArgs),
+    Reload(WithClient<ReloadArgs>),
     /// Watch the server's traffic, latency, serves, filters and fallbacks live
     /// (one snapshot when stdout is not a terminal, or with --once or --json).
-    Stats(StatsArgs),
+    Stats(WithClient<StatsArgs>),
     /// Write the decision log, outcomes joined, to a Parquet or JSON lines
     /// file (the training input).
-    Export(ExportArgs),
+    Export(WithClient<ExportArgs>),
 }
 
-/// Global client options, flattened into the top-level CLI by main.rs.
-#[derive(Debug, Default, clap::Args)]
-pub struct ClientOptions {
+impl ClientCommand {
+    /// The options every client subcommand takes, as given to this one.
+    fn client(&self) -> &ClientArgs {
+        match self {
+            Self::Decide(command) => &command.client,
+            Self::Track(command) => &command.client,
+            Self::Outcome(command) => &command.client,
+            Self::Consent(command) => &command.client,
+            Self::Suppress(command) => &command.client,
+            Self::Unsuppress(command) => &command.client,
+            Self::Profile(command) => &command.client,
+            Self::Forget(command) => &command.client,
+            Self::Reload(command) => &command.client,
+            Self::Stats(command) => &command.client,
+            Self::Export(command) => &command.client,
+        }
+    }
+}
+
+/// A client subcommand's own arguments, and the options every client
+/// subcommand takes (listed last in its help).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WithClient<A: clap::Args> {
+    /// The subcommand's own arguments.
+    #[command(flatten)]
+    pub args: A,
+    /// The server, the credentials and the output format.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// The options of every client subcommand: where the server is, how to
+/// authenticate, and whether to print JSON. They belong to the client
+/// subcommands only, so `nudge serve --help` does not list them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClientArgs {
     /// Address of the nudge server.
     #[arg(
         long,
-        global = true,
         env = "NUDGE_SERVER",
         default_value = "http://127.0.0.1:50051",
         display_order = 100
     )]
     pub server: String,
     /// Print machine-readable JSON instead of text.
-    #[arg(long, global = true, display_order = 100)]
+    #[arg(long, display_order = 100)]
     pub json: bool,
     /// Bearer token for the protected calls (reload, stats, export, consent,
     /// suppress, unsuppress, forget); prefer NUDGE_TOKEN to keep it out of `ps`.
-    #[arg(
-        long,
-        global = true,
-        env = "NUDGE_TOKEN",
-        hide_env_values = true,
-        display_order = 101
-    )]
+    #[arg(long, env = "NUDGE_TOKEN", hide_env_values = true, display_order = 101)]
     pub token: Option<String>,
     /// CA certificate (PEM) that signed the server's certificate; needed for
     /// an https:// server.
-    #[arg(
-        long,
-        global = true,
-        env = "NUDGE_CA_CERT",
-        value_name = "FILE",
-        display_order = 102
-    )]
-    pub ca_cert: Option<std::path::PathBuf>,
+    #[arg(long, env = "NUDGE_CA_CERT", value_name = "FILE", display_order = 102)]
+    pub ca_cert: Option<PathBuf>,
     /// Client certificate (PEM), for a server that requires one (mTLS).
     #[arg(
         long,
-        global = true,
         env = "NUDGE_CLIENT_CERT",
         value_name = "FILE",
         display_order = 102
     )]
-    pub client_cert: Option<std::path::PathBuf>,
+    pub client_cert: Option<PathBuf>,
     /// The client certificate's private key (PEM).
     #[arg(
         long,
-        global = true,
         env = "NUDGE_CLIENT_KEY",
         value_name = "FILE",
         display_order = 102
     )]
-    pub client_key: Option<std::path::PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
-/// Runs one client subcommand against the server in `options` and prints the
-/// answer to stdout. Argument problems are reported before connecting; gRPC
-/// failures read `server said CODE: message`.
-pub async fn run(command: ClientCommand, options: &ClientOptions) -> anyhow::Result<()> {
-    if let ClientCommand::Stats(args) = &command
-        && args.live(options.json, std::io::stdout().is_terminal())
+/// The [`ClientArgs`] given before the subcommand, as in `nudge --server URL
+/// stats`, which `nudge` has always accepted; main.rs flattens them into the
+/// top level. Hidden from every help text (the subcommands list their own),
+/// and without environment variables or defaults: those come with the
+/// subcommand's. An option given here wins over the subcommand's.
+#[derive(Debug, Default, clap::Args)]
+pub struct ClientOptions {
+    /// Address of the nudge server.
+    #[arg(long, hide = true)]
+    pub server: Option<String>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, hide = true)]
+    pub json: bool,
+    /// Bearer token for the protected calls.
+    #[arg(long, hide = true)]
+    pub token: Option<String>,
+    /// CA certificate (PEM) that signed the server's certificate.
+    #[arg(long, hide = true)]
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM).
+    #[arg(long, hide = true)]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, hide = true)]
+    pub client_key: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// These options with the ones given before the subcommand in `earlier`
+    /// in their place.
+    fn with_earlier(&self, earlier: &ClientOptions) -> Self {
+        let ClientOptions {
+            server,
+            json,
+            token,
+            ca_cert,
+            client_cert,
+            client_key,
+        } = earlier;
+        Self {
+            server: server.clone().unwrap_or_else(|| self.server.clone()),
+            json: *json || self.json,
+            token: token.clone().or_else(|| self.token.clone()),
+            ca_cert: ca_cert.clone().or_else(|| self.ca_cert.clone()),
+            client_cert: client_cert.clone().or_else(|| self.client_cert.clone()),
+            client_key: client_key.clone().or_else(|| self.client_key.clone()),
+        }
+    }
+}
+
+/// Runs one client subcommand and prints the answer to stdout; `earlier` are
+/// client options given before the subcommand. Argument problems are
+/// reported before connecting; gRPC failures read `server said CODE: message`.
+pub async fn run(command: ClientCommand, earlier: &ClientOptions) -> anyhow::Result<()> {
+    let options = command.client().with_earlier(earlier);
+    if let ClientCommand::Stats(stats) = &command
+        && stats
+            .args
+            .live(options.json, std::io::stdout().is_terminal())
     {
-        let mut client = AdminClient::new(client::connect(options).await?);
-        return watch::watch(args.interval, async || {
-            Ok(client
-                .stats(StatsRequest {})
-                .await
-                .map_err(status_error)?
-                .into_inner())
+        let connection = client::connect(&options).await?;
+        return watch::watch(stats.args.interval, async || {
+            client::answer(connection.clone(), StatsRequest {}).await
         })
         .await;
     }
-    let text = execute(command, options).await?;
+    let text = execute(command, &options).await?;
     let mut stdout = std::io::stdout().lock();
     match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
         // `nudge stats | head -1` closes the pipe early: not an error.
@@ -156,7 +229,7 @@ pub async fn run(command: ClientCommand, options: &ClientOptions) -> anyhow::Res
 /// given as ages (`7d`) count back from now.
 pub async fn export_decisions(
     args: &ExportArgs,
-    options: &ClientOptions,
+    options: &ClientArgs,
 ) -> anyhow::Result<ExportSummary> {
     let request = args.request(chrono::Utc::now())?;
     // Before connecting, so a bad path is reported before the server works.
@@ -164,13 +237,7 @@ pub async fn export_decisions(
     if let Some(data_dir) = &args.data_dir {
         return export_offline(data_dir, request, writer).await;
     }
-    let mut client = AdminClient::new(client::connect(options).await?);
-    let decisions = client
-        .export_decisions(request)
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    export::write_stream(decisions, writer).await
+    export::write_stream(client::ask(options, request).await?, writer).await
 }
 
 /// `nudge export --data-dir`: reads the decision log straight from a data
@@ -211,10 +278,10 @@ async fn export_offline(
     summary
 }
 
-/// Either rendering of a response, chosen by `--json`.
+/// Either rendering of an answer, chosen by `--json`.
 fn render(
-    options: &ClientOptions,
-    json: impl FnOnce() -> serde_json::Value,
+    options: &ClientArgs,
+    json: impl FnOnce() -> Json,
     text: impl FnOnce() -> String,
 ) -> anyhow::Result<String> {
     if options.json {
@@ -224,150 +291,74 @@ fn render(
     }
 }
 
-/// Sends the command's request and renders the response.
-async fn execute(command: ClientCommand, options: &ClientOptions) -> anyhow::Result<String> {
+/// Sends `request` to the server in `options` and renders the answer, as
+/// JSON or text, from the request and the response.
+async fn call<R: Rpc + Clone>(
+    options: &ClientArgs,
+    request: R,
+    json: impl FnOnce(&R, &R::Response) -> Json,
+    text: impl FnOnce(&R, &R::Response) -> String,
+) -> anyhow::Result<String> {
+    let response = client::ask(options, request.clone()).await?;
+    render(
+        options,
+        || json(&request, &response),
+        || text(&request, &response),
+    )
+}
+
+/// Builds the command's request, sends it and renders the answer: what each
+/// subcommand sends and how its answer reads.
+async fn execute(command: ClientCommand, options: &ClientArgs) -> anyhow::Result<String> {
+    use ClientCommand as C;
     match command {
-        ClientCommand::Decide(args) => {
-            let request = args.request()?;
-            let mut client = DecisionsClient::new(client::connect(options).await?);
-            let response = client
-                .decide(request)
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            render(
+        C::Decide(c) => {
+            let request = c.args.request()?;
+            call(
                 options,
-                || json::decide(&response),
-                || output::decide(&response),
+                request,
+                |_, r| json::decide(r),
+                |_, r| output::decide(r),
             )
+            .await
         }
-        ClientCommand::Track(args) => {
-            let event = args.event()?;
-            let mut client = EventsClient::new(client::connect(options).await?);
-            let response = client
-                .track(event.clone())
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            render(
+        C::Track(c) => call(options, c.args.event()?, json::track, output::track).await,
+        C::Outcome(c) => call(options, c.args.request(), json::outcome, output::outcome).await,
+        C::Consent(c) => call(options, c.args.request(), json::consent, output::consent).await,
+        C::Suppress(c) => call(options, c.args.request(), json::suppress, output::suppress).await,
+        C::Unsuppress(c) => {
+            call(
                 options,
-                || json::track(&event, &response),
-                || output::track(&event, &response),
+                c.args.request(),
+                json::unsuppress,
+                output::unsuppress,
             )
+            .await
         }
-        ClientCommand::Outcome(args) => {
-            let request = args.request();
-            let mut client = DecisionsClient::new(client::connect(options).await?);
-            let response = client
-                .report_outcome(request.clone())
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            render(
+        C::Forget(c) => call(options, c.args.request(), json::forget, output::forget).await,
+        C::Profile(c) => {
+            let text = |_: &_, profile: &_| output::profile(profile, chrono::Utc::now());
+            call(
                 options,
-                || json::outcome(&request, &response),
-                || output::outcome(&request, &response),
+                c.args.request(),
+                |_, profile| json::profile(profile),
+                text,
             )
+            .await
         }
-        ClientCommand::Consent(args) => {
-            let request = args.request();
-            let mut client = ProfilesClient::new(client::connect(options).await?);
-            let response = client
-                .set_consent(request.clone())
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            render(
-                options,
-                || json::consent(&request, &response),
-                || output::consent(&request, &response),
-            )
+        C::Reload(c) => {
+            let source = c.args.file.as_deref();
+            let json = |_: &_, response: &_| json::reload(source, response);
+            let text = |_: &_, response: &_| output::reload(source, response);
+            call(options, c.args.request()?, json, text).await
         }
-        ClientCommand::Suppress(args) => {
-            let request = args.request();
-            let mut client = ProfilesClient::new(client::connect(options).await?);
-            let response = client
-                .suppress(request.clone())
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            render(
-                options,
-                || json::suppress(&request, &response),
-                || output::suppress(&request, &response),
-            )
+        C::Stats(_) => {
+            let text =
+                |_: &_, response: &_| output::stats(None, response, std::time::Duration::ZERO);
+            call(options, StatsRequest {}, |_, r| json::stats(r), text).await
         }
-        ClientCommand::Unsuppress(args) => {
-            let request = args.request();
-            let mut client = ProfilesClient::new(client::connect(options).await?);
-            let response = client
-                .unsuppress(request.clone())
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            render(
-                options,
-                || json::unsuppress(&request, &response),
-                || output::unsuppress(&request, &response),
-            )
-        }
-        ClientCommand::Profile(args) => {
-            let mut client = ProfilesClient::new(client::connect(options).await?);
-            let profile = client
-                .get_profile(args.request())
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            render(
-                options,
-                || json::profile(&profile),
-                || output::profile(&profile, chrono::Utc::now()),
-            )
-        }
-        ClientCommand::Forget(args) => {
-            let request = args.request();
-            let mut client = ProfilesClient::new(client::connect(options).await?);
-            let response = client
-                .forget(request.clone())
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            render(
-                options,
-                || json::forget(&request, &response),
-                || output::forget(&request, &response),
-            )
-        }
-        ClientCommand::Reload(args) => {
-            let request = args.request()?;
-            let mut client = AdminClient::new(client::connect(options).await?);
-            let response = client
-                .reload_catalog(request)
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            let source = args.file.as_deref();
-            render(
-                options,
-                || json::reload(source, &response),
-                || output::reload(source, &response),
-            )
-        }
-        ClientCommand::Stats(_) => {
-            let mut client = AdminClient::new(client::connect(options).await?);
-            let response = client
-                .stats(StatsRequest {})
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            render(
-                options,
-                || json::stats(&response),
-                || output::stats(None, &response, std::time::Duration::ZERO),
-            )
-        }
-        ClientCommand::Export(args) => {
-            let summary = export_decisions(&args, options).await?;
+        C::Export(c) => {
+            let summary = export_decisions(&c.args, options).await?;
             render(
                 options,
                 || json::export(&summary),
@@ -383,7 +374,8 @@ mod tests {
     use clap::{CommandFactory as _, Parser};
     use nudge_proto::v1::value::Kind;
 
-    /// The shape main.rs gives the client commands.
+    /// The shape main.rs gives the client commands: the options before the
+    /// subcommand flattened into the top level.
     #[derive(Debug, Parser)]
     #[command(name = "nudge")]
     struct Cli {
@@ -429,12 +421,12 @@ mod tests {
             "http://example:1",
         ])
         .expect("valid command line");
-        assert!(cli.options.json);
-        assert_eq!(cli.options.server, "http://example:1");
-        let ClientCommand::Decide(args) = cli.command else {
+        let ClientCommand::Decide(decide) = cli.command else {
             panic!("expected decide");
         };
-        let request = args.request().expect("valid request");
+        assert!(decide.client.json);
+        assert_eq!(decide.client.server, "http://example:1");
+        let request = decide.args.request().expect("valid request");
         assert_eq!(request.customer_id, "c-1");
         assert_eq!(request.candidate_action_ids, ["a", "b"]);
         assert_eq!(request.limit, 2);
@@ -479,11 +471,11 @@ mod tests {
             "-1.5",
         ])
         .expect("valid outcome");
-        let ClientCommand::Outcome(args) = cli.command else {
+        let ClientCommand::Outcome(outcome) = cli.command else {
             panic!("expected outcome");
         };
-        assert_eq!(args.outcome, OutcomeArg::Conversion);
-        assert_eq!(args.reward, Some(-1.5));
+        assert_eq!(outcome.args.outcome, OutcomeArg::Conversion);
+        assert_eq!(outcome.args.reward, Some(-1.5));
 
         let cli = parse(&[
             "consent",
@@ -497,8 +489,11 @@ mod tests {
         .expect("valid consent");
         assert!(matches!(
             cli.command,
-            ClientCommand::Consent(ConsentArgs {
-                state: ConsentArg::OptedOut,
+            ClientCommand::Consent(WithClient {
+                args: ConsentArgs {
+                    state: ConsentArg::OptedOut,
+                    ..
+                },
                 ..
             })
         ));
@@ -524,7 +519,8 @@ mod tests {
         let cli = parse(&["forget", "c-42", "--json"]).expect("valid forget");
         assert!(matches!(
             cli.command,
-            ClientCommand::Forget(ForgetArgs { ref customer }) if customer == "c-42"
+            ClientCommand::Forget(WithClient { args: ForgetArgs { ref customer }, .. })
+                if customer == "c-42"
         ));
         assert!(parse(&["forget"]).is_err(), "the customer is required");
         let cli = parse(&[
@@ -539,13 +535,13 @@ mod tests {
             "jsonl",
         ])
         .expect("valid export");
-        let ClientCommand::Export(args) = cli.command else {
+        let ClientCommand::Export(WithClient { args, .. }) = cli.command else {
             panic!("expected export");
         };
         assert_eq!(args.format(), ExportFormat::Jsonl);
         assert!(matches!(args.since, Some(TimeBound::At(_))));
         let cli = parse(&["export", "--since", "7d", "--out", "d.parquet"]).expect("an age");
-        let ClientCommand::Export(args) = cli.command else {
+        let ClientCommand::Export(WithClient { args, .. }) = cli.command else {
             panic!("expected export");
         };
         assert!(matches!(args.since, Some(TimeBound::Ago(_))));
@@ -561,7 +557,7 @@ mod tests {
         assert!(parse(&["reload", "catalog.toml"]).is_ok());
         assert!(parse(&["stats"]).is_ok());
         let cli = parse(&["stats", "--once", "--interval", "0.5"]).expect("valid stats");
-        let ClientCommand::Stats(args) = cli.command else {
+        let ClientCommand::Stats(WithClient { args, .. }) = cli.command else {
             panic!("expected stats");
         };
         assert!(args.once);
@@ -611,9 +607,9 @@ mod tests {
         let directory =
             std::env::temp_dir().join(format!("nudge-export-unreachable-{}", std::process::id()));
         std::fs::create_dir_all(&directory).expect("a scratch directory");
-        let options = ClientOptions {
+        let options = ClientArgs {
             server: "http://127.0.0.1:1".into(),
-            ..ClientOptions::default()
+            ..ClientArgs::default()
         };
         let args = ExportArgs {
             data_dir: None,
@@ -633,13 +629,46 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_server_is_reported_with_its_address() {
-        let options = ClientOptions {
-            server: "http://127.0.0.1:1".into(),
-            ..ClientOptions::default()
+        let stats = WithClient {
+            args: StatsArgs::default(),
+            client: ClientArgs {
+                server: "http://127.0.0.1:1".into(),
+                ..ClientArgs::default()
+            },
         };
-        let err = run(ClientCommand::Stats(StatsArgs::default()), &options)
+        let err = run(ClientCommand::Stats(stats), &ClientOptions::default())
             .await
             .expect_err("nothing listens on port 1");
         assert!(err.to_string().contains("http://127.0.0.1:1"), "{err}");
+    }
+
+    #[test]
+    fn client_options_belong_to_the_client_subcommands() {
+        let mut cli = Cli::command();
+        let decide = cli
+            .find_subcommand_mut("decide")
+            .expect("decide")
+            .render_help();
+        for flag in ["--server", "--token", "--json", "--ca-cert"] {
+            assert!(decide.to_string().contains(flag), "{flag}: {decide}");
+        }
+        let top = cli.render_help().to_string();
+        assert!(
+            !top.contains("--server") && !top.contains("--token"),
+            "{top}"
+        );
+    }
+
+    #[test]
+    fn options_before_the_subcommand_still_apply_and_win() {
+        let cli = parse(&["--server", "http://before:1", "--json", "stats"]).expect("valid");
+        let options = cli.command.client().with_earlier(&cli.options);
+        assert_eq!(options.server, "http://before:1");
+        assert!(options.json);
+        let cli = parse(&["stats", "--server", "http://after:1", "--token", "t"]).expect("valid");
+        let options = cli.command.client().with_earlier(&cli.options);
+        assert_eq!(options.server, "http://after:1");
+        assert_eq!(options.token.as_deref(), Some("t"));
+        assert!(!options.json);
     }
 }

@@ -1,0 +1,431 @@
+//! One typed configuration, validated once at start-up. Layers, each
+//! overriding the one before: built-in defaults, then a TOML file (unknown keys
+//! are errors), then `NUDGE_*` environment variables, then command-line flags.
+//!
+//! Every setting has an environment variable, by one rule: `NUDGE_` and the
+//! key in upper case with `.` as `_` (`actors.max_live_customers` is
+//! `NUDGE_ACTORS_MAX_LIVE_CUSTOMERS`). [`Config::load`] overlays those
+//! variables, and `--set key=value` flags, on the file's TOML document before
+//! it is deserialized, so there is no per-setting code: a value is read as a
+//! TOML value (`50`, `true`, `[1, 2]`) when the setting takes one, otherwise
+//! as the literal string. A variable whose name is no setting, or whose value
+//! does not fit, is an error that names the variable.
+//!
+//! - this file: the types of every setting, their defaults, [`ConfigError`];
+//! - `layers`: [`Config::load`], the file and the environment / `--set`
+//!   overlay, and [`environment`];
+//! - `validate`: [`Config::validate`] and the settings read from files
+//!   ([`Config::auth_token`], [`Config::tls_files`]).
+
+mod layers;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use layers::{ENV_PREFIX, env_name, environment};
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The service configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Where Prometheus metrics are served (`/metrics`), or `off`.
+    pub metrics_listen: MetricsListen,
+    /// Catalog file; the embedded demo catalog when absent.
+    pub catalog: Option<PathBuf>,
+    /// Model artifact; the embedded demo model when absent.
+    pub model: Option<PathBuf>,
+    /// Service time budget of one Decide, in milliseconds; the client's gRPC
+    /// deadline applies when shorter.
+    pub budget_ms: u64,
+    /// Below this much remaining budget (ms) a Decide answers from the fallback
+    /// ladder instead of scoring.
+    pub fallback_headroom_ms: u64,
+    /// Customer actors.
+    pub actors: ActorConfig,
+    /// Input limits.
+    pub limits: Limits,
+    /// Who may make the protected calls (see [`crate::grpc::auth`]).
+    pub auth: AuthConfig,
+    /// TLS, and client certificates (mTLS), on the gRPC listener.
+    pub tls: TlsConfig,
+    /// Durable customer state and the decision log.
+    pub storage: StorageConfig,
+    /// Transport limits and admission control of the gRPC listener.
+    pub grpc: GrpcConfig,
+    /// Which logs are written: a `tracing` filter directive such as `info`,
+    /// `debug` or `nudge_service=debug,info` (the `NUDGE_LOG` variable).
+    pub log: String,
+    /// How log lines are written to stderr.
+    pub log_format: LogFormat,
+    /// Write customer ids in logs as they are. Off: a customer id appears only
+    /// as a keyed hash (`cust#3f9a1c2b`), because it is personal data.
+    pub log_customer_ids: bool,
+    /// The key of that hash. The same key on every instance gives a customer
+    /// the same hash in all their logs, across restarts; unset, each process
+    /// draws a random key.
+    pub log_customer_id_key: Option<Secret>,
+}
+
+/// Transport limits and admission control of the gRPC listener (see
+/// [`crate::grpc::serve`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Most calls in flight at once, over every connection. A call beyond it
+    /// is refused at once with RESOURCE_EXHAUSTED instead of waiting in a
+    /// queue past its budget. Health and reflection calls are not counted.
+    pub max_concurrent_requests: usize,
+    /// Most client connections open at once; a connection beyond it is
+    /// closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams (calls) one connection may open.
+    pub max_concurrent_streams: u32,
+    /// Seconds between HTTP/2 keepalive pings on an idle connection.
+    pub keepalive_interval_secs: u64,
+    /// Seconds to wait for a keepalive ping's answer before the connection is
+    /// closed.
+    pub keepalive_timeout_secs: u64,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_requests: 1_024,
+            max_connections: 1_024,
+            max_concurrent_streams: 256,
+            keepalive_interval_secs: 30,
+            keepalive_timeout_secs: 10,
+        }
+    }
+}
+
+/// How log lines are written: `text` for people, `json` (one object per
+/// line) for log collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("'{other}' is neither 'text' nor 'json'")),
+        }
+    }
+}
+
+/// Where and how customer state, the decision log and outcomes are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The data directory (created if missing); holds `nudge.redb`.
+    pub data_dir: PathBuf,
+    /// Keep everything in memory instead: nothing survives a restart. For
+    /// trials and tests only.
+    pub in_memory: bool,
+    /// Most writes committed in one transaction (one fsync). Writes queue
+    /// while a commit runs and go together in the next one.
+    pub max_batch_writes: usize,
+    /// Decision and outcome log entries older than this many days are
+    /// deleted by compaction; 0 keeps them forever.
+    pub decision_retention_days: u64,
+    /// How often compaction runs (seconds).
+    pub compaction_interval_secs: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("nudge-data"),
+            in_memory: false,
+            max_batch_writes: 4_096,
+            decision_retention_days: 90,
+            compaction_interval_secs: 3_600,
+        }
+    }
+}
+
+/// The bearer token that guards the protected calls: every `nudge.v1.Admin`
+/// call and the Profiles calls that change state. Neither set: no token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The token itself (`NUDGE_AUTH_TOKEN` overrides the file's settings).
+    pub token: Option<Secret>,
+    /// A file whose content (surrounding whitespace trimmed) is the token,
+    /// read once at start.
+    pub token_file: Option<PathBuf>,
+}
+
+/// TLS on the gRPC listener: `cert` and `key` turn it on; `client_ca` also
+/// requires every client to present a certificate signed by that CA (mTLS).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The server's certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    pub key: Option<PathBuf>,
+    /// The CA certificate(s) (PEM) that client certificates must chain to.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// A secret string: its `Debug` form never shows it, so the configuration can
+/// be logged.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The PEM files of [`TlsConfig`], read.
+#[derive(Clone)]
+pub struct TlsFiles {
+    /// The server's certificate chain.
+    pub cert: Vec<u8>,
+    /// The server's private key.
+    pub key: Vec<u8>,
+    /// The client CA, when client certificates are required.
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("TlsFiles")
+            .field("cert", &format_args!("{} bytes", self.cert.len()))
+            .field("key", &format_args!("<redacted>"))
+            .field("mtls", &self.client_ca.is_some())
+            .finish()
+    }
+}
+
+/// Where the Prometheus exporter listens: an address, or `off` for no
+/// exporter. Written `127.0.0.1:9464` or `off` in the file, the
+/// `--metrics-listen` flag and `NUDGE_METRICS_LISTEN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum MetricsListen {
+    /// No exporter.
+    Off,
+    /// Serve `/metrics` over HTTP on this address.
+    On(SocketAddr),
+}
+
+impl MetricsListen {
+    /// The default: 127.0.0.1:9464, loopback only.
+    pub const DEFAULT: MetricsListen = MetricsListen::On(SocketAddr::V4(
+        std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9464),
+    ));
+}
+
+impl std::str::FromStr for MetricsListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(MetricsListen::Off);
+        }
+        text.parse()
+            .map(MetricsListen::On)
+            .map_err(|_| format!("'{text}' is neither an address such as 127.0.0.1:9464 nor 'off'"))
+    }
+}
+
+impl TryFrom<String> for MetricsListen {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl std::fmt::Display for MetricsListen {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetricsListen::Off => formatter.write_str("off"),
+            MetricsListen::On(address) => address.fmt(formatter),
+        }
+    }
+}
+
+/// Customer actors: threads, mailboxes, passivation, bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActorConfig {
+    /// Actor threads (arbiters); customers are sharded over them by id hash.
+    pub arbiters: usize,
+    /// Mailbox capacity of each customer actor.
+    pub mailbox_capacity: usize,
+    /// Queued calls for one customer beyond which a Decide answers from the
+    /// fallback ladder (marked `overloaded`).
+    pub overload_threshold: usize,
+    /// An actor idle this long (seconds) is passivated.
+    pub idle_timeout_secs: u64,
+    /// How often idle actors are looked for (seconds).
+    pub sweep_interval_secs: u64,
+    /// Most customers held live at once; the least recently active are
+    /// passivated beyond it.
+    pub max_live_customers: usize,
+}
+
+/// Limits on every input, each refused with INVALID_ARGUMENT naming the field.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Longest id (customer, action, event, decision, placement, channel), bytes.
+    pub max_id_bytes: usize,
+    /// Most candidate ids in one Decide.
+    pub max_candidates: usize,
+    /// Most context entries in one Decide.
+    pub max_context_entries: usize,
+    /// Most properties on one event.
+    pub max_event_properties: usize,
+    /// Longest string value or key, bytes.
+    pub max_string_bytes: usize,
+    /// Most actions served by one Decide.
+    pub max_limit: u32,
+    /// How far in the future an event or outcome timestamp may be (seconds).
+    pub max_future_skew_secs: u64,
+    /// How far in the past an event or outcome timestamp may be (days).
+    pub max_past_days: u64,
+    /// Largest gRPC message accepted, bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_listen: MetricsListen::DEFAULT,
+            catalog: None,
+            model: None,
+            budget_ms: 100,
+            fallback_headroom_ms: 2,
+            actors: ActorConfig::default(),
+            limits: Limits::default(),
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
+            storage: StorageConfig::default(),
+            grpc: GrpcConfig::default(),
+            log: "info".to_owned(),
+            log_format: LogFormat::Text,
+            log_customer_ids: false,
+            log_customer_id_key: None,
+        }
+    }
+}
+
+impl Default for ActorConfig {
+    fn default() -> Self {
+        Self {
+            arbiters: 2,
+            mailbox_capacity: 64,
+            overload_threshold: 32,
+            idle_timeout_secs: 300,
+            sweep_interval_secs: 10,
+            max_live_customers: 100_000,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_id_bytes: 256,
+            max_candidates: 1_000,
+            max_context_entries: 256,
+            max_event_properties: 64,
+            max_string_bytes: 4_096,
+            max_limit: 50,
+            max_future_skew_secs: 300,
+            max_past_days: 365,
+            max_message_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for [`Config`].
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong, with the line when known.
+        message: String,
+    },
+    /// A `NUDGE_*` environment variable names no setting, or its value does
+    /// not fit the setting.
+    #[error("environment variable {variable}: {message}")]
+    Env {
+        /// The variable.
+        variable: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A `--set key=value` flag names no setting, or its value does not fit.
+    #[error("--set {setting}: {message}")]
+    Set {
+        /// The setting as written.
+        setting: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("config: {field}: {reason}")]
+    Invalid {
+        /// The setting.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// The Decide budget.
+    pub fn budget(&self) -> Duration {
+        Duration::from_millis(self.budget_ms)
+    }
+}

@@ -1,0 +1,187 @@
+//! [`Config::validate`]: every value checked once at start-up, and the
+//! settings read from files (the token, the TLS certificates and keys).
+
+use super::{Config, ConfigError, Secret, TlsFiles};
+
+impl Config {
+    /// Checks every value; the first problem is the error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let grpc = &self.grpc;
+        let checks: [(&'static str, bool, String); 14] = [
+            (
+                "budget_ms",
+                (1..=60_000).contains(&self.budget_ms),
+                format!("{} must be 1..=60000", self.budget_ms),
+            ),
+            (
+                "actors.arbiters",
+                (1..=256).contains(&self.actors.arbiters),
+                format!("{} must be 1..=256", self.actors.arbiters),
+            ),
+            (
+                "actors.mailbox_capacity",
+                self.actors.mailbox_capacity >= 1,
+                "must be at least 1".to_owned(),
+            ),
+            (
+                "actors.overload_threshold",
+                (1..=self.actors.mailbox_capacity).contains(&self.actors.overload_threshold),
+                format!(
+                    "{} must be 1..=mailbox_capacity",
+                    self.actors.overload_threshold
+                ),
+            ),
+            (
+                "actors.max_live_customers",
+                self.actors.max_live_customers >= 1,
+                "must be at least 1".to_owned(),
+            ),
+            (
+                "actors.idle_timeout_secs",
+                self.actors.idle_timeout_secs >= 1,
+                "must be at least 1".to_owned(),
+            ),
+            (
+                "limits.max_message_bytes",
+                self.limits.max_message_bytes >= 1024,
+                "must be at least 1024".to_owned(),
+            ),
+            (
+                "storage.max_batch_writes",
+                (1..=1_000_000).contains(&self.storage.max_batch_writes),
+                format!("{} must be 1..=1000000", self.storage.max_batch_writes),
+            ),
+            (
+                "storage.compaction_interval_secs",
+                self.storage.compaction_interval_secs >= 1,
+                "must be at least 1".to_owned(),
+            ),
+            (
+                "grpc.max_concurrent_requests",
+                (1..=1_000_000).contains(&grpc.max_concurrent_requests),
+                format!("{} must be 1..=1000000", grpc.max_concurrent_requests),
+            ),
+            (
+                "grpc.max_connections",
+                (1..=1_000_000).contains(&grpc.max_connections),
+                format!("{} must be 1..=1000000", grpc.max_connections),
+            ),
+            (
+                "grpc.max_concurrent_streams",
+                grpc.max_concurrent_streams >= 1,
+                "must be at least 1".to_owned(),
+            ),
+            (
+                "grpc.keepalive_interval_secs",
+                (1..=86_400).contains(&grpc.keepalive_interval_secs),
+                format!("{} must be 1..=86400", grpc.keepalive_interval_secs),
+            ),
+            (
+                "grpc.keepalive_timeout_secs",
+                (1..=3_600).contains(&grpc.keepalive_timeout_secs),
+                format!("{} must be 1..=3600", grpc.keepalive_timeout_secs),
+            ),
+        ];
+        for (field, ok, reason) in checks {
+            if !ok {
+                return Err(ConfigError::Invalid { field, reason });
+            }
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::builder().parse(&self.log) {
+            return Err(ConfigError::Invalid {
+                field: "log",
+                reason: format!("'{}' is not a log filter: {error}", self.log),
+            });
+        }
+        if self
+            .log_customer_id_key
+            .as_ref()
+            .is_some_and(|key| key.expose().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                field: "log_customer_id_key",
+                reason: "the key is empty".to_owned(),
+            });
+        }
+        self.auth_token()?;
+        self.tls_files()?;
+        Ok(())
+    }
+
+    /// The bearer token from `auth.token` or `auth.token_file` (read now),
+    /// checked: it must be usable as gRPC metadata.
+    pub fn auth_token(&self) -> Result<Option<Secret>, ConfigError> {
+        let (field, token) = match (&self.auth.token, &self.auth.token_file) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    field: "auth.token_file",
+                    reason: "set either auth.token or auth.token_file, not both".to_owned(),
+                });
+            }
+            (Some(token), None) => ("auth.token", token.clone()),
+            (None, Some(path)) => {
+                let text = read_setting("auth.token_file", path)?;
+                let text = String::from_utf8(text).map_err(|_| ConfigError::Invalid {
+                    field: "auth.token_file",
+                    reason: format!("{} is not UTF-8 text", path.display()),
+                })?;
+                ("auth.token_file", Secret::new(text.trim()))
+            }
+        };
+        // Never echo the token itself in the reason.
+        if token.expose().is_empty() {
+            return Err(ConfigError::Invalid {
+                field,
+                reason: "the token is empty".to_owned(),
+            });
+        }
+        if !token.expose().bytes().all(|byte| byte.is_ascii_graphic()) {
+            return Err(ConfigError::Invalid {
+                field,
+                reason: "the token must be printable ASCII without spaces".to_owned(),
+            });
+        }
+        Ok(Some(token))
+    }
+
+    /// The PEM files of `tls.*`, read now; `None` when TLS is off.
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>, ConfigError> {
+        let tls = &self.tls;
+        match (&tls.cert, &tls.key) {
+            (None, None) => match &tls.client_ca {
+                None => Ok(None),
+                Some(_) => Err(ConfigError::Invalid {
+                    field: "tls.client_ca",
+                    reason: "client certificates (mTLS) need TLS: set tls.cert and tls.key too"
+                        .to_owned(),
+                }),
+            },
+            (None, Some(_)) => Err(ConfigError::Invalid {
+                field: "tls.key",
+                reason: "set tls.cert too (the certificate of this key)".to_owned(),
+            }),
+            (Some(_), None) => Err(ConfigError::Invalid {
+                field: "tls.cert",
+                reason: "set tls.key too (the certificate's private key)".to_owned(),
+            }),
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+                cert: read_setting("tls.cert", cert)?,
+                key: read_setting("tls.key", key)?,
+                client_ca: tls
+                    .client_ca
+                    .as_ref()
+                    .map(|path| read_setting("tls.client_ca", path))
+                    .transpose()?,
+            })),
+        }
+    }
+}
+
+/// The content of the file a setting names; the error names the setting.
+fn read_setting(field: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|error| ConfigError::Invalid {
+        field,
+        reason: format!("cannot read {}: {error}", path.display()),
+    })
+}

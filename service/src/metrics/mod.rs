@@ -1,0 +1,329 @@
+//! Prometheus metrics, declared in one place: every metric's name
+//! (`nudge_<subsystem>_<name>`), labels, description and histogram buckets are
+//! here, and the engine, the actors and the gRPC layer record through the
+//! handle structs of this module only ([`Metrics`], [`GrpcMetrics`]); no
+//! metric name or label key is written anywhere else.
+//!
+//! The recorder is process-global. `nudge serve` installs it with [`install`]
+//! (which also starts the `/metrics` HTTP listener) **before** it starts the
+//! engine: [`Metrics::new`] registers its handles with whatever recorder is
+//! installed at that moment. Without a recorder (library use, the in-process
+//! tests) every handle is a no-op.
+//!
+//! Recording is cheap on the hot path. Handles whose labels come from fixed
+//! sets (filter and fallback reasons, outcomes, rejection reasons) are
+//! registered once, when the engine starts, and are then a plain atomic add.
+//! Handles labelled by catalog ids (placement, action, channel, event name) are
+//! registered on first use and found afterwards by one hash lookup on the id,
+//! without allocating. Every label value comes from the catalog (bounded) or
+//! from a fixed set: event names outside the catalog's `events` list count as
+//! `other`, so a client cannot grow the number of series.
+//!
+//! - this file: the names, label keys, buckets and [`DECLARATIONS`], and the
+//!   fixed label sets;
+//! - `engine`: [`Metrics`], the handles of the engine and the actors;
+//! - `grpc`: [`GrpcMetrics`] and [`Rejection`], for the gRPC layer;
+//! - `storage`: [`StorageMetrics`], for the store's group commits;
+//! - `install`: [`install`], the process-global recorder and its listener.
+
+mod engine;
+mod grpc;
+mod install;
+mod storage;
+#[cfg(test)]
+mod tests;
+
+pub use engine::Metrics;
+pub use grpc::{GrpcMetrics, Rejection};
+pub use install::{InstallError, install};
+pub use storage::StorageMetrics;
+
+use nudge_models::ledger::OutcomeKind;
+use nudge_models::pipeline::{FallbackReason, FilterReason};
+
+// ── Names ────────────────────────────────────────────────────────────────────
+
+/// Histogram: seconds from the engine receiving a valid Decide to its answer
+/// (routing, the actor's mailbox, the pipeline); labels `placement`, `fallback`.
+pub const DECIDE_DURATION_SECONDS: &str = "nudge_decide_duration_seconds";
+/// Counter: actions served; labels `action`, `placement`, `variant`.
+pub const DECIDE_SERVED_TOTAL: &str = "nudge_decide_served_total";
+/// Counter: candidates not served; label `reason` (the filter reason code).
+pub const DECIDE_FILTERED_TOTAL: &str = "nudge_decide_filtered_total";
+/// Counter: candidates stopped by a frequency cap; labels `scope`, `channel`.
+pub const DECIDE_CAP_HITS_TOTAL: &str = "nudge_decide_cap_hits_total";
+/// Counter: decisions answered from the fallback ladder; label `reason`.
+pub const DECIDE_FALLBACKS_TOTAL: &str = "nudge_decide_fallbacks_total";
+/// Gauge: live customer actors.
+pub const ACTORS_LIVE: &str = "nudge_actors_live";
+/// Counter: customer actors activated.
+pub const ACTORS_ACTIVATIONS_TOTAL: &str = "nudge_actors_activations_total";
+/// Counter: customer actors passivated.
+pub const ACTORS_PASSIVATIONS_TOTAL: &str = "nudge_actors_passivations_total";
+/// Counter: decisions answered as `overloaded` (the customer's mailbox was saturated).
+pub const ACTORS_MAILBOX_SATURATED_TOTAL: &str = "nudge_actors_mailbox_saturated_total";
+/// Counter: events applied; label `event` (catalog event name or `other`).
+pub const EVENTS_INGESTED_TOTAL: &str = "nudge_events_ingested_total";
+/// Counter: events acknowledged as duplicates and not applied again.
+pub const EVENTS_DUPLICATES_TOTAL: &str = "nudge_events_duplicates_total";
+/// Counter: outcomes applied; label `outcome`.
+pub const OUTCOMES_REPORTED_TOTAL: &str = "nudge_outcomes_reported_total";
+/// Gauge: 1 for the running catalog's version; label `version`.
+pub const CATALOG_INFO: &str = "nudge_catalog_info";
+/// Gauge: 1 for the running model's version; label `version`.
+pub const MODEL_INFO: &str = "nudge_model_info";
+/// Counter: gRPC calls refused; label `reason` (`invalid`, `deadline`,
+/// `overloaded`, `unauthorized`).
+pub const GRPC_REJECTED_TOTAL: &str = "nudge_grpc_rejected_total";
+/// Counter: calls shed by admission control (`grpc.max_concurrent_requests`
+/// in flight already), answered RESOURCE_EXHAUSTED before any handler ran.
+pub const GRPC_SHED_TOTAL: &str = "nudge_grpc_shed_total";
+/// Counter: connections closed on accept because `grpc.max_connections` were
+/// open.
+pub const GRPC_CONNECTIONS_REFUSED_TOTAL: &str = "nudge_grpc_connections_refused_total";
+/// Histogram: seconds one group commit of the store took (apply + fsync).
+pub const STORAGE_COMMIT_SECONDS: &str = "nudge_storage_commit_duration_seconds";
+/// Counter: writes (customer changes, log entries) made durable.
+pub const STORAGE_WRITES_TOTAL: &str = "nudge_storage_writes_total";
+/// Counter: store commits that failed (writes refused until it recovers).
+pub const STORAGE_FAILURES_TOTAL: &str = "nudge_storage_failures_total";
+
+// ── Label keys ───────────────────────────────────────────────────────────────
+
+const PLACEMENT: &str = "placement";
+const FALLBACK: &str = "fallback";
+const ACTION: &str = "action";
+const VARIANT: &str = "variant";
+const REASON: &str = "reason";
+const SCOPE: &str = "scope";
+const CHANNEL: &str = "channel";
+const EVENT: &str = "event";
+const OUTCOME: &str = "outcome";
+const VERSION: &str = "version";
+
+/// The `event` label of event names that are not in the catalog's `events`.
+pub const OTHER_EVENT: &str = "other";
+
+/// Upper bounds (seconds) of the storage commit buckets: 100 µs to 1 s.
+pub const STORAGE_COMMIT_BUCKETS: [f64; 12] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// Upper bounds (seconds) of the Decide latency buckets: 25 µs to 250 ms, dense
+/// between 50 µs and 1 ms where decisions normally land, up to the 100 ms
+/// budget and a little past it.
+pub const DECIDE_DURATION_BUCKETS: [f64; 17] = [
+    0.000_025, 0.000_05, 0.000_075, 0.000_1, 0.000_15, 0.000_2, 0.000_3, 0.000_5, 0.000_75, 0.001,
+    0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+];
+
+// ── Declarations ─────────────────────────────────────────────────────────────
+
+/// A metric's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Observations in buckets.
+    Histogram,
+}
+
+/// One metric as exposed: name, type, labels and description.
+#[derive(Debug, Clone, Copy)]
+pub struct Declaration {
+    /// The exposed name.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+    /// Its label keys.
+    pub labels: &'static [&'static str],
+    /// The `# HELP` text.
+    pub help: &'static str,
+}
+
+/// Every metric nudge exposes.
+pub const DECLARATIONS: [Declaration; 20] = [
+    Declaration {
+        name: DECIDE_DURATION_SECONDS,
+        kind: Kind::Histogram,
+        labels: &[PLACEMENT, FALLBACK],
+        help: "Seconds from a valid Decide reaching the engine to its answer (routing, actor mailbox, pipeline); fallback is yes or no.",
+    },
+    Declaration {
+        name: DECIDE_SERVED_TOTAL,
+        kind: Kind::Counter,
+        labels: &[ACTION, PLACEMENT, VARIANT],
+        help: "Actions served by decisions (dry runs included).",
+    },
+    Declaration {
+        name: DECIDE_FILTERED_TOTAL,
+        kind: Kind::Counter,
+        labels: &[REASON],
+        help: "Candidates not served, by filter reason code.",
+    },
+    Declaration {
+        name: DECIDE_CAP_HITS_TOTAL,
+        kind: Kind::Counter,
+        labels: &[SCOPE, CHANNEL],
+        help: "Candidates stopped by a frequency cap, by cap scope (channel, total, action, category) and the candidate's channel.",
+    },
+    Declaration {
+        name: DECIDE_FALLBACKS_TOTAL,
+        kind: Kind::Counter,
+        labels: &[REASON],
+        help: "Decisions answered from the fallback ladder, by reason.",
+    },
+    Declaration {
+        name: ACTORS_LIVE,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Live customer actors.",
+    },
+    Declaration {
+        name: ACTORS_ACTIVATIONS_TOTAL,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Customer actors activated.",
+    },
+    Declaration {
+        name: ACTORS_PASSIVATIONS_TOTAL,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Customer actors passivated (idle, evicted or shut down).",
+    },
+    Declaration {
+        name: ACTORS_MAILBOX_SATURATED_TOTAL,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Decisions answered from the fallback ladder as overloaded because the customer's mailbox was saturated.",
+    },
+    Declaration {
+        name: EVENTS_INGESTED_TOTAL,
+        kind: Kind::Counter,
+        labels: &[EVENT],
+        help: "Events applied, by name; names not in the catalog's events list count as other.",
+    },
+    Declaration {
+        name: EVENTS_DUPLICATES_TOTAL,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Events acknowledged as duplicates and not applied again.",
+    },
+    Declaration {
+        name: OUTCOMES_REPORTED_TOTAL,
+        kind: Kind::Counter,
+        labels: &[OUTCOME],
+        help: "Outcomes applied, by type.",
+    },
+    Declaration {
+        name: CATALOG_INFO,
+        kind: Kind::Gauge,
+        labels: &[VERSION],
+        help: "1 for the running catalog's version, 0 for versions it replaced.",
+    },
+    Declaration {
+        name: MODEL_INFO,
+        kind: Kind::Gauge,
+        labels: &[VERSION],
+        help: "1 for the running model's version, 0 for versions it replaced.",
+    },
+    Declaration {
+        name: GRPC_REJECTED_TOTAL,
+        kind: Kind::Counter,
+        labels: &[REASON],
+        help: "gRPC calls refused: invalid (INVALID_ARGUMENT, OUT_OF_RANGE), deadline (DEADLINE_EXCEEDED), overloaded (RESOURCE_EXHAUSTED), unauthorized (UNAUTHENTICATED, PERMISSION_DENIED).",
+    },
+    Declaration {
+        name: GRPC_SHED_TOTAL,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "gRPC calls shed by admission control: answered RESOURCE_EXHAUSTED at once because grpc.max_concurrent_requests calls were in flight.",
+    },
+    Declaration {
+        name: GRPC_CONNECTIONS_REFUSED_TOTAL,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Client connections closed on accept because grpc.max_connections were open.",
+    },
+    Declaration {
+        name: STORAGE_COMMIT_SECONDS,
+        kind: Kind::Histogram,
+        labels: &[],
+        help: "Seconds one group commit of the store took: applying a batch of writes and its fsync.",
+    },
+    Declaration {
+        name: STORAGE_WRITES_TOTAL,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Writes made durable by the store (each acknowledged event, outcome, consent change, decision).",
+    },
+    Declaration {
+        name: STORAGE_FAILURES_TOTAL,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Store commits that failed; writes are refused until a retry succeeds.",
+    },
+];
+
+/// Sends every declaration's description to the installed recorder.
+pub fn describe() {
+    for declaration in DECLARATIONS {
+        let (name, help) = (declaration.name, declaration.help);
+        match declaration.kind {
+            Kind::Counter => metrics::describe_counter!(name, help),
+            Kind::Gauge => metrics::describe_gauge!(name, help),
+            Kind::Histogram => {
+                metrics::describe_histogram!(name, metrics::Unit::Seconds, help)
+            }
+        }
+    }
+}
+
+// ── Fixed label sets ─────────────────────────────────────────────────────────
+
+/// Every fallback reason, in the order of [`fallback_index`].
+const FALLBACK_REASONS: [FallbackReason; 4] = [
+    FallbackReason::ModelMissing,
+    FallbackReason::Deadline,
+    FallbackReason::Overloaded,
+    FallbackReason::ModelError,
+];
+
+/// Position of `reason` in [`FALLBACK_REASONS`] (exhaustive: a new reason does
+/// not compile until it is listed).
+fn fallback_index(reason: FallbackReason) -> usize {
+    match reason {
+        FallbackReason::ModelMissing => 0,
+        FallbackReason::Deadline => 1,
+        FallbackReason::Overloaded => 2,
+        FallbackReason::ModelError => 3,
+    }
+}
+
+/// Cap scopes, in the order of [`cap_scope_index`].
+const CAP_SCOPES: [&str; 4] = ["channel", "total", "action", "category"];
+
+/// Position in [`CAP_SCOPES`] of a cap reason's scope; `None` if not a cap.
+fn cap_scope_index(reason: FilterReason) -> Option<usize> {
+    match reason {
+        FilterReason::CapChannel => Some(0),
+        FilterReason::CapTotal => Some(1),
+        FilterReason::CapAction => Some(2),
+        FilterReason::CapCategory => Some(3),
+        _ => None,
+    }
+}
+
+fn filter_index(reason: FilterReason) -> Option<usize> {
+    FilterReason::ALL
+        .iter()
+        .position(|candidate| *candidate == reason)
+}
+
+fn outcome_index(outcome: OutcomeKind) -> Option<usize> {
+    OutcomeKind::ALL
+        .iter()
+        .position(|candidate| *candidate == outcome)
+}

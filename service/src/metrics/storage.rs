@@ -1,0 +1,41 @@
+//! The store's handles: group commit latency, writes made durable, failures.
+
+use super::{STORAGE_COMMIT_SECONDS, STORAGE_FAILURES_TOTAL, STORAGE_WRITES_TOTAL};
+use metrics::{Counter, Histogram};
+use std::time::Duration;
+
+/// The store's handles: registered when the store opens.
+#[derive(Debug, Clone)]
+pub struct StorageMetrics {
+    commit: Histogram,
+    writes: Counter,
+    failures: Counter,
+}
+
+impl StorageMetrics {
+    /// Handles on the installed recorder (no-ops without one).
+    pub fn new() -> Self {
+        Self {
+            commit: metrics::histogram!(STORAGE_COMMIT_SECONDS),
+            writes: metrics::counter!(STORAGE_WRITES_TOTAL),
+            failures: metrics::counter!(STORAGE_FAILURES_TOTAL),
+        }
+    }
+
+    /// A commit of `writes` writes took `duration`.
+    pub fn committed(&self, writes: usize, duration: Duration) {
+        self.commit.record(duration.as_secs_f64());
+        self.writes.increment(writes as u64);
+    }
+
+    /// A commit failed.
+    pub fn failed(&self) {
+        self.failures.increment(1);
+    }
+}
+
+impl Default for StorageMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
