@@ -4,13 +4,16 @@
 //! - [`engine`]: the service as a Rust API; shared state; routing to actors.
 //! - [`actors`]: `CustomerActor` per customer, `CustomerRegistry`, the actix system.
 //! - [`convert`]: wire ↔ domain conversions and input validation, in one place.
+//! - [`server`]: the whole server in one call, [`server::run`]: gRPC,
+//!   start-up, the background tasks (idle sweeper, retention, reloads) on the
+//!   service clock, graceful shutdown; `nudge serve` and the tests both run it.
 //! - [`grpc`]: thin tonic services, health, reflection; [`grpc::serve`].
 //! - [`fuzzing`]: untrusted bytes through decode → validate → decide, for the
 //!   fuzz targets and their property-test twins.
 //! - [`error`]: `ServiceError` and its one mapping to gRPC status codes.
 //! - [`store`]: customer state and the decision log: the storage trait and the
 //!   embedded redb store with group commit.
-//! - [`clock`]: system and manual clocks.
+//! - [`clock`]: system and manual clocks, and waiting on them.
 //! - [`stats`]: counters behind `Admin.Stats`.
 //! - [`logging`]: the log subscriber (text or JSON lines) and customer ids
 //!   in logs (hashed unless configured otherwise).
@@ -33,6 +36,7 @@ pub mod fuzzing;
 pub mod grpc;
 pub mod logging;
 pub mod metrics;
+pub mod server;
 pub mod stats;
 pub mod store;
 
