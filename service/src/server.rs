@@ -150,8 +150,10 @@ pub async fn run(
         },
         stopped = &mut server => {
             tracing::info!("stopped before the service was ready");
-            if let Ok(Ok(engine)) = starting.await {
-                engine.shutdown(SHUTDOWN_GRACE).await;
+            match starting.await {
+                Ok(Ok(engine)) => engine.shutdown(SHUTDOWN_GRACE).await,
+                Ok(Err(error)) => tracing::warn!(%error, "the engine did not start"),
+                Err(error) => tracing::warn!(%error, "the start-up task failed"),
             }
             stopped.map_err(RunError::ServerTask)??;
             return Ok(());
