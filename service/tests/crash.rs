@@ -369,7 +369,13 @@ async fn verify_restart(
     seed: u64,
 ) {
     for (ack, all) in last_cycle.iter().zip(acknowledged.iter_mut()) {
-        let observed = verify(url, ack, seed).await;
+        // A customer's last acknowledged consent may come from an earlier
+        // cycle: `all` holds it (it has absorbed this cycle's as well).
+        let reference = Acknowledged {
+            consent: all.consent.clone(),
+            ..ack.clone()
+        };
+        let observed = verify(url, &reference, seed).await;
         all.consent.extend(observed);
     }
 }
