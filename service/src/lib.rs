@@ -8,6 +8,9 @@
 //! - [`requests`]: the calls and answers as plain Rust types.
 //! - [`actors`]: `CustomerActor` per customer, `CustomerRegistry`, the actix system.
 //! - [`convert`]: wire ↔ domain conversions and input validation, in one place.
+//! - [`server`]: the whole server in one call, [`server::run`]: gRPC,
+//!   start-up, the background tasks (idle sweeper, retention, reloads) on the
+//!   service clock, graceful shutdown; `nudge serve` and the tests both run it.
 //! - [`grpc`]: thin tonic services, health, reflection; [`grpc::serve`].
 //! - [`fuzzing`]: untrusted bytes through decode → validate → decide, for the
 //!   fuzz targets and their property-test twins.
@@ -15,7 +18,7 @@
 //! - [`store`]: the storage seams (`StateStore`, `DecisionLog`,
 //!   `BudgetLedger`), their contract suite, and the embedded redb store with
 //!   group commit.
-//! - [`clock`]: system and manual clocks.
+//! - [`clock`]: system and manual clocks, and waiting on them.
 //! - [`stats`]: counters behind `Admin.Stats`.
 //! - [`logging`]: the log subscriber (text or JSON lines) and customer ids
 //!   in logs (hashed unless configured otherwise).
@@ -39,6 +42,7 @@ pub mod grpc;
 pub mod logging;
 pub mod metrics;
 pub mod requests;
+pub mod server;
 pub mod shared;
 pub mod stats;
 pub mod store;

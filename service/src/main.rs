@@ -4,13 +4,12 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use nudge_service::cli::{ClientCommand, ClientOptions};
-use nudge_service::clock::SystemClock;
 use nudge_service::config::{Config, LogFormat, MetricsListen};
+use nudge_service::server;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
+use tokio_stream::wrappers::SignalStream;
 
 /// nudge: real-time next-best-action decisions over gRPC.
 #[derive(Debug, Parser)]
@@ -188,12 +187,9 @@ fn validate(file: &PathBuf) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     // Signal handlers first, so a signal during start-up is not fatal.
     use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = signal(SignalKind::hangup())?;
+    let hangups = SignalStream::new(signal(SignalKind::hangup())?);
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    let listen = config.listen;
-    let on_demo_catalog = config.catalog.is_none();
-    let sweep = Duration::from_secs(config.actors.sweep_interval_secs.max(1));
     // The recorder first: the gRPC layer and the engine register their metric
     // handles when they start.
     if let MetricsListen::On(address) = config.metrics_listen {
@@ -204,93 +200,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // Listen before the slow part: health answers NOT_SERVING while the store
     // opens and the catalog and model load.
+    let listen = config.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let address = listener.local_addr()?;
-    tracing::info!(%address, "listening; starting (health: NOT_SERVING until ready)");
-    let readiness = nudge_service::grpc::Readiness::new();
     let shutdown = async move {
         tokio::select! {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-        tracing::info!("shutting down: draining in-flight calls");
     };
-    let server_config = config.clone();
-    let serving = readiness.clone();
-    let mut server = tokio::spawn(async move {
-        nudge_service::grpc::serve_until_ready(listener, &server_config, serving, shutdown).await
-    });
-    let starting = tokio::task::spawn_blocking(move || {
-        let store = nudge_service::open_store(&config)?;
-        nudge_service::start(config, store, Arc::new(SystemClock))
-    });
-    let engine = tokio::select! {
-        started = starting => Arc::new(started.context("the start-up task failed")??),
-        stopped = &mut server => {
-            stopped.context("the server task failed")??;
-            tracing::info!("stopped before the service was ready");
-            return Ok(());
-        }
+    let options = server::Options {
+        reloads: Box::pin(hangups),
+        ..server::Options::default()
     };
-    readiness.ready(engine.clone()).await;
-    tracing::info!(%address, "nudge is serving");
-    if on_demo_catalog {
-        tracing::info!(
-            "running the embedded demo; try: nudge decide --customer demo-1 --placement home_banner --explain{}",
-            if address.port() == 50051 {
-                String::new()
-            } else {
-                format!(" --server http://{address}")
-            }
-        );
-    }
-
-    let sweeper = engine.clone();
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(sweep);
-        loop {
-            ticks.tick().await;
-            sweeper.passivate_idle();
-        }
-    });
-    let retention = engine.clone();
-    let compaction = Duration::from_secs(engine.shared().config.storage.compaction_interval_secs);
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(compaction);
-        loop {
-            ticks.tick().await;
-            match retention.apply_retention().await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, "decision log retention applied"),
-                Err(error) => tracing::warn!(%error, "decision log retention not applied"),
-            }
-        }
-    });
-    let reloader = engine.clone();
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            match reloader.reload_catalog(None) {
-                Ok((summary, previous)) => {
-                    tracing::info!(version = %summary.version, %previous, "SIGHUP: catalog reloaded")
-                }
-                Err(error) => {
-                    tracing::error!(%error, "SIGHUP: catalog not reloaded; the running catalog stays")
-                }
-            }
-            match reloader.reload_model(None) {
-                Ok((version, previous)) => {
-                    tracing::info!(%version, %previous, "SIGHUP: model reloaded")
-                }
-                Err(error) => {
-                    tracing::error!(%error, "SIGHUP: model not reloaded; the running model stays")
-                }
-            }
-        }
-    });
-    server.await.context("the server task failed")??;
-    engine.shutdown(Duration::from_secs(5)).await;
-    tracing::info!("stopped");
+    server::run(config, listener, options, shutdown).await?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! loopback port, the client subcommands against it, SIGHUP catalog reloads,
 //! SIGTERM/SIGINT shutdown, and `nudge catalog validate`.
 //!
-//! The in-process tests (the `tests` package) drive `grpc::serve` directly;
+//! The in-process tests (the `tests` package) drive `server::run` directly;
 //! these cover what only the binary does: argument parsing, signal handling,
 //! exit codes, and what the client prints.
 //!

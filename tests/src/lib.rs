@@ -1,6 +1,10 @@
-//! Test harness: starts the real nudge server (the same `grpc::serve` that
-//! `nudge serve` runs) on an ephemeral loopback port, with a controllable
-//! clock, and hands out generated gRPC clients.
+//! Test harness: starts the real nudge server (the same `server::run` that
+//! `nudge serve` runs, background tasks included) on an ephemeral loopback
+//! port, with a controllable clock, and hands out generated gRPC clients.
+//!
+//! The background tasks wait on the manual clock: the idle sweeper and
+//! decision-log retention only run when a test moves time past their next
+//! due instant, and a reload only when the test asks ([`TestServer::reload`]).
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,11 +16,14 @@ use nudge_proto::v1::profiles_client::ProfilesClient;
 use nudge_service::clock::ManualClock;
 use nudge_service::config::Config;
 use nudge_service::engine::Engine;
+use nudge_service::grpc::Readiness;
+use nudge_service::server::{self, RunError};
 use nudge_service::store::{RedbStore, StoreOptions, Stores};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::{Channel, ClientTlsConfig};
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -66,8 +73,10 @@ pub struct TestServer {
     pub engine: Arc<Engine>,
     /// The service clock; tests move it.
     pub clock: ManualClock,
+    /// The server's reload trigger (SIGHUP in `nudge serve`).
+    reloads: mpsc::UnboundedSender<()>,
     shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    task: Option<JoinHandle<Result<(), RunError>>>,
 }
 
 impl TestServer {
@@ -102,29 +111,42 @@ impl TestServer {
         };
         configure(&mut config);
         let clock = ManualClock::new(Timestamp::from_millis(NOON));
-        let engine = Arc::new(
-            nudge_service::start(config, store, Arc::new(clock.clone()))
-                .expect("the demo configuration starts"),
-        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let (reloads, reload_requests) = mpsc::unbounded_channel();
+        let readiness = Readiness::new();
+        let options = server::Options {
+            clock: Arc::new(clock.clone()),
+            store: Some(store.into()),
+            reloads: Box::pin(UnboundedReceiverStream::new(reload_requests)),
+            readiness: readiness.clone(),
+        };
         let (shutdown, signal) = oneshot::channel::<()>();
-        let serving = engine.clone();
-        let task = tokio::spawn(async move {
-            let signal = async move {
-                let _ = signal.await;
-            };
-            nudge_service::grpc::serve(listener, serving, signal)
-                .await
-                .unwrap();
-        });
+        let signal = async move {
+            let _ = signal.await;
+        };
+        let mut task = tokio::spawn(server::run(config, listener, options, signal));
+        let engine = tokio::select! {
+            engine = readiness.engine() => engine,
+            ended = &mut task => panic!("the server stopped before it was ready: {ended:?}"),
+        };
         Self {
             addr,
             engine,
             clock,
+            reloads,
             shutdown: Some(shutdown),
             task: Some(task),
         }
+    }
+
+    /// Asks the server to re-read its catalog and model, as SIGHUP does for
+    /// `nudge serve`. Returns at once: the reload happens on the server's
+    /// task (wait for its effect with [`TestServer::eventually`]).
+    pub fn reload(&self) {
+        self.reloads
+            .send(())
+            .expect("the server is running and takes reload requests");
     }
 
     /// A channel to the server.
@@ -181,13 +203,16 @@ impl TestServer {
         }
     }
 
-    /// Stops the server and waits for it to drain.
+    /// Stops the server and waits for it to drain, stop its actors and flush
+    /// its store; panics if it does not stop cleanly.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         if let Some(task) = self.task.take() {
-            let _ = task.await;
+            task.await
+                .expect("the server task does not panic")
+                .expect("the server stops cleanly");
         }
     }
 }

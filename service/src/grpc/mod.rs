@@ -1,7 +1,7 @@
 //! The gRPC adapters: one thin service per `nudge.v1` service, plus health and
-//! reflection, assembled by [`serve`] on an already-bound listener (tests bind
-//! `127.0.0.1:0` and call the same function as `main`). [`serve`] also applies,
-//! to every service:
+//! reflection, assembled by [`serve`] on an already-bound listener
+//! ([`crate::server::run`], which `nudge serve` and the tests run, calls its
+//! twin [`serve_until_ready`]). [`serve`] also applies, to every service:
 //!
 //! - [`calls`]: the outermost layer: one log span per call, admission control
 //!   ([`admission`]: calls beyond `grpc.max_concurrent_requests` are shed with

@@ -8,6 +8,8 @@
 //! started engine: the `nudge.v1` services answer from then on and health
 //! turns SERVING. When shutdown begins, [`Readiness::drain`] turns health
 //! NOT_SERVING at once, while in-flight calls finish; that is final.
+//! [`Readiness::engine`] waits for the started engine, for whoever holds a
+//! clone (the test harness reaches the engine `server::run` started).
 
 use super::auth::Refuse;
 use super::{AdminService, DecisionsService, EventsService, ProfilesService};
@@ -79,6 +81,9 @@ struct Inner {
     /// `drain`.
     phase: tokio::sync::Mutex<Phase>,
     services: OnceLock<Services>,
+    /// The engine the services answer from, once started; a watch so that
+    /// [`Readiness::engine`] can wait for it.
+    engine: tokio::sync::watch::Sender<Option<Arc<Engine>>>,
 }
 
 /// Whether the `nudge.v1` services can answer, and what health reports.
@@ -102,6 +107,7 @@ impl Readiness {
                 health: HealthReporter::new(),
                 phase: tokio::sync::Mutex::new(Phase::Starting),
                 services: OnceLock::new(),
+                engine: tokio::sync::watch::Sender::new(None),
             }),
         }
     }
@@ -110,11 +116,33 @@ impl Readiness {
     /// shutdown already began). Only the first engine is used.
     pub async fn ready(&self, engine: Arc<Engine>) {
         let mut phase = self.inner.phase.lock().await;
-        let _ = self.inner.services.set(Services::new(engine));
+        if self
+            .inner
+            .services
+            .set(Services::new(engine.clone()))
+            .is_ok()
+        {
+            self.inner.engine.send_replace(Some(engine));
+        }
         if *phase == Phase::Starting {
             *phase = Phase::Serving;
         }
         self.publish(*phase).await;
+    }
+
+    /// The engine handed to [`Readiness::ready`], waiting until it is. Never
+    /// completes if the engine does not start.
+    pub async fn engine(&self) -> Arc<Engine> {
+        let mut started = self.inner.engine.subscribe();
+        loop {
+            if let Some(engine) = started.borrow_and_update().clone() {
+                return engine;
+            }
+            // `self` holds the sender: the channel cannot close under us.
+            if started.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Health turns NOT_SERVING for good; in-flight calls still finish.

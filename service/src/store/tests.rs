@@ -312,6 +312,34 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers_by_itself() {
     assert_eq!(reopened.load_now("bob").unwrap(), Some(before));
 }
 
+#[test]
+fn a_compaction_that_fails_on_a_full_disk_does_not_leave_the_store_refusing_writes() {
+    let dir = TempDir::new("compaction-fault");
+    let switch = FaultSwitch::default();
+    let store =
+        RedbStore::open_with_faults(dir.path(), StoreOptions::default(), switch.clone()).unwrap();
+    write(
+        &store,
+        "alice",
+        &state_with(&["e1"]),
+        vec![decision("alice", "d1", 0)],
+    );
+    switch.set(true);
+    let failed = block_on(store.compact(at(100_000), COMPACTION_CHUNK).wait());
+    assert!(matches!(failed, Err(StoreError::Full { .. })), "{failed:?}");
+    assert!(StateStore::check_writable(&store).is_err());
+    switch.set(false);
+    wait_until("the store accepts writes again", || {
+        StateStore::check_writable(&store).is_ok()
+    });
+    write(&store, "bob", &state_with(&["e2"]), Vec::new());
+    let deleted = block_on(store.compact(at(100_000), COMPACTION_CHUNK).wait()).unwrap();
+    assert_eq!(
+        deleted.decisions, 1,
+        "the compaction runs once space is back"
+    );
+}
+
 fn open_error(dir: &TempDir) -> StoreError {
     RedbStore::open(dir.path(), StoreOptions::default()).expect_err("a damaged file")
 }

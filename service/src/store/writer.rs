@@ -6,7 +6,7 @@
 //!
 //! When a commit fails (a full disk, an I/O error) every write in the batch is
 //! answered with the error, the store refuses new writes
-//! ([`super::CustomerStore::check_writable`]), and the customers' latest
+//! ([`super::StateStore::check_writable`]), and the customers' latest
 //! states stay queued: the writer retries them every [`RETRY_INTERVAL`],
 //! reopening the database if redb asks for it, and accepts writes again once
 //! a commit succeeds. Reads are served meanwhile.
@@ -140,7 +140,11 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>) {
     let mut retained = Retained::default();
     let mut models: HashSet<String> = HashSet::new();
     loop {
-        let first = if retained.is_empty() {
+        // A failed commit leaves the store refusing writes until a retry
+        // succeeds, whether or not it held customer writes to retry (a failed
+        // compaction holds none).
+        let failing = !retained.is_empty() || inner.current_failure().is_some();
+        let first = if !failing {
             match queue.recv() {
                 Ok(op) => Some(op),
                 Err(_) => return,
@@ -152,7 +156,7 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>) {
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
         };
-        if !retained.is_empty() && !recover(inner, &mut retained) {
+        if failing && !recover(inner, &mut retained) {
             // Still failing: answer what came in without touching the disk.
             if let Some(op) = first {
                 refuse(inner, op, &mut retained);

@@ -1,0 +1,323 @@
+//! The whole server behind one call: [`run`] is what `nudge serve` runs and
+//! what the end-to-end tests start, background tasks included.
+//!
+//! On an already-bound listener, [`run`]:
+//!
+//! 1. serves gRPC at once ([`grpc::serve_until_ready`]): health NOT_SERVING,
+//!    `nudge.v1` UNAVAILABLE while the engine starts;
+//! 2. opens the store (unless given one) and starts the engine on a blocking
+//!    thread, then hands the engine to the [`Readiness`];
+//! 3. runs the background tasks on the service clock: the idle sweeper
+//!    (`actors.sweep_interval_secs`), decision-log retention
+//!    (`storage.compaction_interval_secs`), and a reload of the catalog and
+//!    model on each item of [`Options::reloads`] (SIGHUP in `nudge serve`);
+//! 4. when `shutdown` completes: drains in-flight calls, stops the background
+//!    tasks, passivates every actor and flushes the store.
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::grpc::{self, Readiness, ServeError};
+use crate::store::Stores;
+use crate::{StartError, open_store, start};
+use nudge_models::time::Span;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::{JoinError, JoinSet};
+use tokio_stream::{Stream, StreamExt as _};
+
+/// How long shutdown waits for the actors to stop before flushing the store.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The port the `nudge` client subcommands use when `--server` is not given.
+const CLIENT_DEFAULT_PORT: u16 = 50051;
+
+/// A stream of reload requests: each item re-reads the catalog and model files
+/// (or the embedded demo's), as `nudge reload` would.
+pub type Reloads = Pin<Box<dyn Stream<Item = ()> + Send + 'static>>;
+
+/// What [`run`] needs besides the configuration, the listener and the
+/// shutdown signal. The default is production's: the system clock, the
+/// configured store, no reloads, a fresh [`Readiness`].
+pub struct Options {
+    /// The service clock: decisions read it, and the background tasks wait on
+    /// it (tests pass a `ManualClock` and move time themselves).
+    pub clock: Arc<dyn Clock>,
+    /// The store to serve from; `None` opens the configured one
+    /// ([`open_store`]) on the start-up thread.
+    pub store: Option<Stores>,
+    /// Reload requests: `nudge serve` passes its SIGHUPs, tests their own
+    /// trigger.
+    pub reloads: Reloads,
+    /// Health and the `nudge.v1` services' state; a clone kept by the caller
+    /// reaches the engine once started ([`Readiness::engine`]).
+    pub readiness: Readiness,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            store: None,
+            reloads: Box::pin(tokio_stream::pending()),
+            readiness: Readiness::new(),
+        }
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Options")
+            .field("clock", &self.clock)
+            .field("store", &self.store.as_ref().map(|_| "(given)"))
+            .field("readiness", &self.readiness)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The listener has no local address.
+    #[error("cannot read the listener's address: {0}")]
+    Listener(std::io::Error),
+    /// The store, catalog, model or actor system could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The gRPC server failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The start-up thread panicked.
+    #[error("the start-up task failed: {0}")]
+    StartTask(JoinError),
+    /// The gRPC server task panicked.
+    #[error("the server task failed: {0}")]
+    ServerTask(JoinError),
+}
+
+/// Runs the whole server on `listener` until `shutdown` completes (see the
+/// module documentation), then shuts down gracefully. An error if the engine
+/// cannot start or the transport fails; shutdown during start-up waits for
+/// the engine to start and stops it at once.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let Options {
+        clock,
+        store,
+        reloads,
+        readiness,
+    } = options;
+    let address = listener.local_addr().map_err(RunError::Listener)?;
+    let hint = demo_hint(&config, address);
+    tracing::info!(%address, "listening; starting (health: NOT_SERVING until ready)");
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight calls");
+    };
+    let server_config = config.clone();
+    let serving = readiness.clone();
+    let mut server = tokio::spawn(async move {
+        grpc::serve_until_ready(listener, &server_config, serving, shutdown).await
+    });
+    let mut starting = tokio::task::spawn_blocking(move || {
+        let store = match store {
+            Some(store) => store,
+            None => open_store(&config)?,
+        };
+        start(config, store, clock)
+    });
+    let engine = tokio::select! {
+        started = &mut starting => match started {
+            Ok(Ok(engine)) => Arc::new(engine),
+            Ok(Err(error)) => {
+                server.abort();
+                return Err(error.into());
+            }
+            Err(error) => {
+                server.abort();
+                return Err(RunError::StartTask(error));
+            }
+        },
+        stopped = &mut server => {
+            tracing::info!("stopped before the service was ready");
+            match starting.await {
+                Ok(Ok(engine)) => engine.shutdown(SHUTDOWN_GRACE).await,
+                Ok(Err(error)) => tracing::warn!(%error, "the engine did not start"),
+                Err(error) => tracing::warn!(%error, "the start-up task failed"),
+            }
+            stopped.map_err(RunError::ServerTask)??;
+            return Ok(());
+        }
+    };
+    readiness.ready(engine.clone()).await;
+    tracing::info!(%address, "nudge is serving");
+    if let Some(hint) = hint {
+        tracing::info!("{hint}");
+    }
+
+    let mut background = JoinSet::new();
+    background.spawn(sweep_idle(engine.clone()));
+    background.spawn(apply_retention(engine.clone()));
+    background.spawn(reload_on_request(engine.clone(), reloads));
+    let served = server.await;
+    // Drained: nothing calls the engine any more.
+    background.shutdown().await;
+    engine.shutdown(SHUTDOWN_GRACE).await;
+    tracing::info!("stopped");
+    served.map_err(RunError::ServerTask)??;
+    Ok(())
+}
+
+/// Runs `work` now and then every `interval` of the service clock. After a
+/// jump of the clock past several intervals, `work` runs once, not once per
+/// missed interval.
+async fn every<Work, Done>(clock: Arc<dyn Clock>, interval: Span, mut work: Work)
+where
+    Work: FnMut() -> Done,
+    Done: Future<Output = ()>,
+{
+    let mut due = clock.now();
+    loop {
+        clock.sleep_until(due).await;
+        // The next run is due one interval after this one began: time that
+        // passes while `work` runs is not skipped.
+        let began = clock.now();
+        work().await;
+        due = due.plus(interval);
+        if due <= began {
+            due = began.plus(interval);
+        }
+    }
+}
+
+/// Passivates idle actors every `actors.sweep_interval_secs`.
+async fn sweep_idle(engine: Arc<Engine>) {
+    let config = &engine.shared().config.actors;
+    let interval = seconds(config.sweep_interval_secs.max(1));
+    every(engine.shared().clock.clone(), interval, || {
+        let passivated = engine.passivate_idle();
+        if passivated > 0 {
+            tracing::debug!(passivated, "idle actors passivated");
+        }
+        std::future::ready(())
+    })
+    .await;
+}
+
+/// Deletes decision-log entries older than `storage.decision_retention_days`
+/// every `storage.compaction_interval_secs`.
+async fn apply_retention(engine: Arc<Engine>) {
+    let interval = seconds(engine.shared().config.storage.compaction_interval_secs);
+    let engine = &engine;
+    every(
+        engine.shared().clock.clone(),
+        interval,
+        move || async move {
+            match engine.apply_retention().await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "decision log retention applied"),
+                Err(error) => tracing::warn!(%error, "decision log retention not applied"),
+            }
+        },
+    )
+    .await;
+}
+
+/// Reloads the catalog and then the model on each request; an invalid one is
+/// refused and the running one stays. The log lines name SIGHUP, the trigger
+/// operators use (tests send the same requests through their own trigger).
+async fn reload_on_request(engine: Arc<Engine>, mut reloads: Reloads) {
+    while reloads.next().await.is_some() {
+        match engine.reload_catalog(None) {
+            Ok((summary, previous)) => {
+                tracing::info!(version = %summary.version, %previous, "SIGHUP: catalog reloaded");
+            }
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: catalog not reloaded; the running catalog stays");
+            }
+        }
+        match engine.reload_model(None) {
+            Ok((version, previous)) => {
+                tracing::info!(%version, %previous, "SIGHUP: model reloaded");
+            }
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: model not reloaded; the running model stays");
+            }
+        }
+    }
+}
+
+/// `secs` seconds as a [`Span`] (saturating).
+fn seconds(secs: u64) -> Span {
+    Span(i64::try_from(secs.saturating_mul(1_000)).unwrap_or(i64::MAX))
+}
+
+/// On the embedded demo, a first command to try against this server: the
+/// client's default address is `http://127.0.0.1:50051`, so `--server` is
+/// added when the port differs or the server speaks TLS.
+fn demo_hint(config: &Config, address: SocketAddr) -> Option<String> {
+    if config.catalog.is_some() {
+        return None;
+    }
+    let server = if config.tls.cert.is_some() {
+        format!(" --server https://{address} --ca-cert CA.pem")
+    } else if address.port() == CLIENT_DEFAULT_PORT {
+        String::new()
+    } else {
+        format!(" --server http://{address}")
+    };
+    Some(format!(
+        "running the embedded demo; try: nudge decide --customer demo-1 --placement home_banner --explain{server}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hint(configure: impl FnOnce(&mut Config), address: &str) -> Option<String> {
+        let mut config = Config::default();
+        configure(&mut config);
+        demo_hint(&config, address.parse().expect("an address"))
+    }
+
+    #[test]
+    fn the_demo_hint_names_the_server_only_when_the_client_default_does_not_reach_it() {
+        let plain = hint(|_| {}, "127.0.0.1:50051").expect("on the demo");
+        assert!(plain.ends_with("--explain"), "{plain}");
+        let other_port = hint(|_| {}, "127.0.0.1:6000").expect("on the demo");
+        assert!(
+            other_port.ends_with("--server http://127.0.0.1:6000"),
+            "{other_port}"
+        );
+        let tls = hint(
+            |config| {
+                config.tls.cert = Some("cert.pem".into());
+                config.tls.key = Some("key.pem".into());
+            },
+            "127.0.0.1:50051",
+        )
+        .expect("on the demo");
+        assert!(
+            tls.contains("--server https://127.0.0.1:50051 --ca-cert"),
+            "{tls}"
+        );
+        assert_eq!(
+            hint(
+                |config| config.catalog = Some("catalog.toml".into()),
+                "127.0.0.1:50051"
+            ),
+            None
+        );
+    }
+}
