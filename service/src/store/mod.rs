@@ -25,21 +25,24 @@
 
 mod commit;
 pub mod contract;
+mod database;
 mod error;
 mod records;
 mod redb_store;
 mod source;
+mod tables;
 mod writer;
 
 #[cfg(test)]
 mod tests;
 
 pub use commit::{Commit, Erased};
+pub use database::StoreOptions;
 pub use error::{Cause, Damage, StoreError};
 pub use nudge_models::log::{
     DecisionRecord, LogEntry, LoggedDecision, OutcomeRecord, ServedRecord,
 };
-pub use redb_store::{DATA_FILE, RedbStore, StoreOptions};
+pub use redb_store::{DATA_FILE, RedbStore};
 pub use source::FaultSwitch;
 
 use nudge_models::customer::CustomerState;

@@ -1,0 +1,132 @@
+//! The embedded store's database and what its readers, its writers and the
+//! writer thread share ([`Inner`]): the table layout, the options, the
+//! pending (queued, not yet committed) states and budget deltas, and the
+//! failure that makes the store refuse writes.
+
+use super::source::{Source, io_error};
+use super::{Damage, StoreError};
+use crate::metrics::StorageMetrics;
+use dashmap::DashMap;
+use redb::{Database, TableDefinition};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+pub(super) const CUSTOMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("customers");
+pub(super) const DECISIONS: TableDefinition<(i64, &str), &[u8]> = TableDefinition::new("decisions");
+pub(super) const OUTCOMES: TableDefinition<(i64, &str, &str, &str), &[u8]> =
+    TableDefinition::new("outcomes");
+pub(super) const CUSTOMER_DECISIONS: TableDefinition<(&str, i64, &str), ()> =
+    TableDefinition::new("customer_decisions");
+pub(super) const MODEL_FEATURES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("model_features");
+pub(super) const BUDGETS: TableDefinition<&str, u64> = TableDefinition::new("budgets");
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The layout version this code reads and writes.
+pub(super) const SCHEMA_VERSION: u64 = 1;
+
+/// How the store is tuned.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most writes in one transaction.
+    pub max_batch_writes: usize,
+    /// redb's page cache, bytes.
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_batch_writes: 4_096,
+            cache_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+/// The database shared by readers and the writer; `None` while the writer
+/// reopens it after an I/O error.
+pub(super) type SharedDatabase = RwLock<Option<Arc<Database>>>;
+
+/// What readers, writers and the writer thread share.
+#[derive(Debug)]
+pub(super) struct Inner {
+    pub(super) database: SharedDatabase,
+    pub(super) source: Source,
+    pub(super) options: StoreOptions,
+    /// Queued, not yet committed state per customer (`None`: forgotten).
+    pub(super) pending: DashMap<Arc<str>, Pending>,
+    /// Queued, not yet committed budget deltas per action.
+    pub(super) pending_budgets: Mutex<HashMap<String, i64>>,
+    /// Set while writes fail; cleared when the writer recovers. Change it
+    /// with [`Inner::set_failure`] only.
+    pub(super) failure: Mutex<Option<StoreError>>,
+    /// Whether `failure` is set: the lock-free check every change makes.
+    pub(super) failing: AtomicBool,
+    /// Orders the writes of the pending map.
+    pub(super) sequence: AtomicU64,
+    /// Commit latency and failures.
+    pub(super) metrics: StorageMetrics,
+}
+
+impl Inner {
+    /// The open database, or the error that keeps it closed.
+    pub(super) fn database(&self) -> Result<Arc<Database>, StoreError> {
+        let guard = self.database.read().map_err(|_| StoreError::Closed)?;
+        guard.clone().ok_or_else(|| {
+            self.current_failure()
+                .unwrap_or_else(|| StoreError::Reopening {
+                    location: self.source.location(),
+                })
+        })
+    }
+
+    pub(super) fn current_failure(&self) -> Option<StoreError> {
+        if !self.failing.load(Ordering::Acquire) {
+            return None;
+        }
+        self.failure.lock().ok().and_then(|failure| failure.clone())
+    }
+
+    /// Records that writes fail (`Some`) or work again (`None`).
+    pub(super) fn set_failure(&self, failure: Option<StoreError>) {
+        if let Ok(mut current) = self.failure.lock() {
+            self.failing.store(failure.is_some(), Ordering::Release);
+            *current = failure;
+        }
+    }
+
+    /// Whether writes are accepted now.
+    pub(super) fn check_writable(&self) -> Result<(), StoreError> {
+        match self.current_failure() {
+            Some(failure) => Err(failure),
+            None => Ok(()),
+        }
+    }
+
+    /// A store error for a redb error: a full disk is [`StoreError::Full`].
+    pub(super) fn error(&self, error: impl Into<redb::Error>) -> StoreError {
+        let location = self.source.location();
+        match error.into() {
+            redb::Error::Io(error) => io_error(&location, error),
+            error @ redb::Error::Corrupted(_) => StoreError::Damaged {
+                location,
+                damage: Damage::Found(Arc::new(error)),
+            },
+            redb::Error::PreviousIo => StoreError::Reopening { location },
+            error => StoreError::Backend {
+                location,
+                source: Arc::new(error),
+            },
+        }
+    }
+}
+
+/// The latest queued state of a customer.
+#[derive(Debug, Clone)]
+pub(super) struct Pending {
+    /// Queue order.
+    pub(super) sequence: u64,
+    /// The encoded state; `None` when the customer is being forgotten.
+    pub(super) state: Option<Arc<[u8]>>,
+}

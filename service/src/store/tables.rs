@@ -1,0 +1,238 @@
+//! Every table of the embedded store, opened once per write transaction,
+//! and the writes the writer thread makes to them: states, log entries,
+//! budget deltas, forget and compaction.
+
+use super::database::{
+    BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, Inner, MODEL_FEATURES, OUTCOMES,
+};
+use super::records::{decode, encode};
+use super::{DecisionRecord, Erased, LogEntry, StoreError};
+use nudge_models::time::Timestamp;
+use redb::{ReadableTable, Table, WriteTransaction};
+use std::collections::HashSet;
+
+/// Every table, opened once per transaction.
+pub(super) struct Tables<'t> {
+    inner: &'t Inner,
+    customers: Table<'t, &'static str, &'static [u8]>,
+    decisions: Table<'t, (i64, &'static str), &'static [u8]>,
+    outcomes: Table<'t, (i64, &'static str, &'static str, &'static str), &'static [u8]>,
+    index: Table<'t, (&'static str, i64, &'static str), ()>,
+    models: Table<'t, &'static str, &'static [u8]>,
+    budgets: Table<'t, &'static str, u64>,
+}
+
+impl<'t> Tables<'t> {
+    pub(super) fn open(
+        inner: &'t Inner,
+        transaction: &'t WriteTransaction,
+    ) -> Result<Self, StoreError> {
+        let table_error = |error: redb::TableError| inner.error(error);
+        Ok(Self {
+            inner,
+            customers: transaction.open_table(CUSTOMERS).map_err(table_error)?,
+            decisions: transaction.open_table(DECISIONS).map_err(table_error)?,
+            outcomes: transaction.open_table(OUTCOMES).map_err(table_error)?,
+            index: transaction
+                .open_table(CUSTOMER_DECISIONS)
+                .map_err(table_error)?,
+            models: transaction
+                .open_table(MODEL_FEATURES)
+                .map_err(table_error)?,
+            budgets: transaction.open_table(BUDGETS).map_err(table_error)?,
+        })
+    }
+
+    pub(super) fn error(&self, error: redb::StorageError) -> StoreError {
+        self.inner.error(error)
+    }
+
+    /// Adds `delta` to an action's budget counter, never below zero.
+    pub(super) fn change_budget(&mut self, action_id: &str, delta: i64) -> Result<(), StoreError> {
+        let inner = self.inner;
+        let error = |error: redb::StorageError| inner.error(error);
+        let used = self
+            .budgets
+            .get(action_id)
+            .map_err(error)?
+            .map_or(0, |value| value.value());
+        let used = used.saturating_add_signed(delta);
+        if used == 0 {
+            self.budgets.remove(action_id).map_err(error)?;
+        } else {
+            self.budgets.insert(action_id, used).map_err(error)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn put_state(&mut self, customer_id: &str, state: &[u8]) -> Result<(), StoreError> {
+        self.customers
+            .insert(customer_id, state)
+            .map_err(|error| self.inner.error(error))?;
+        Ok(())
+    }
+
+    /// Adds one log entry; returns a model version whose feature names were
+    /// stored for the first time.
+    pub(super) fn append(
+        &mut self,
+        entry: LogEntry,
+        models: &mut HashSet<String>,
+    ) -> Result<Option<String>, StoreError> {
+        let inner = self.inner;
+        let error = |error: redb::StorageError| inner.error(error);
+        match entry {
+            LogEntry::Decision {
+                record,
+                feature_names,
+            } => {
+                let at = record.at.millis();
+                let bytes = encode(&record)?;
+                self.decisions
+                    .insert((at, record.decision_id.as_str()), bytes.as_slice())
+                    .map_err(error)?;
+                self.index
+                    .insert(
+                        (record.customer_id.as_str(), at, record.decision_id.as_str()),
+                        (),
+                    )
+                    .map_err(error)?;
+                match (&record.model_version, feature_names) {
+                    (Some(version), Some(names)) if !models.contains(version) => {
+                        if self.models.get(version.as_str()).map_err(error)?.is_none() {
+                            let bytes = encode(&names.to_vec())?;
+                            self.models
+                                .insert(version.as_str(), bytes.as_slice())
+                                .map_err(error)?;
+                        }
+                        models.insert(version.clone());
+                        Ok(Some(version.clone()))
+                    }
+                    _ => Ok(None),
+                }
+            }
+            LogEntry::Outcome(record) => {
+                let bytes = encode(&record)?;
+                self.outcomes
+                    .insert(
+                        (
+                            record.decision_at.millis(),
+                            record.decision_id.as_str(),
+                            record.action_id.as_str(),
+                            record.outcome.name(),
+                        ),
+                        bytes.as_slice(),
+                    )
+                    .map_err(error)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Deletes the outcomes of the decision at (`at`, `decision_id`); returns
+    /// how many.
+    pub(super) fn delete_outcomes(
+        &mut self,
+        at: i64,
+        decision_id: &str,
+    ) -> Result<u64, StoreError> {
+        let mut keys: Vec<(String, String)> = Vec::new();
+        for entry in self
+            .outcomes
+            .range((at, decision_id, "", "")..)
+            .map_err(|error| self.error(error))?
+        {
+            let (key, _) = entry.map_err(|error| self.error(error))?;
+            let (outcome_at, outcome_decision, action, outcome) = key.value();
+            if outcome_at != at || outcome_decision != decision_id {
+                break;
+            }
+            keys.push((action.to_owned(), outcome.to_owned()));
+        }
+        for (action, outcome) in &keys {
+            self.outcomes
+                .remove((at, decision_id, action.as_str(), outcome.as_str()))
+                .map_err(|error| self.inner.error(error))?;
+        }
+        Ok(keys.len() as u64)
+    }
+
+    /// Deletes one decision with its outcomes and index entry.
+    pub(super) fn delete_decision(
+        &mut self,
+        at: i64,
+        decision_id: &str,
+        customer_id: &str,
+    ) -> Result<(bool, u64), StoreError> {
+        let inner = self.inner;
+        let removed = self
+            .decisions
+            .remove((at, decision_id))
+            .map_err(|error| inner.error(error))?
+            .is_some();
+        let outcomes = self.delete_outcomes(at, decision_id)?;
+        self.index
+            .remove((customer_id, at, decision_id))
+            .map_err(|error| inner.error(error))?;
+        Ok((removed, outcomes))
+    }
+
+    /// Erases the customer's state; whether any was stored.
+    pub(super) fn forget_state(&mut self, customer_id: &str) -> Result<bool, StoreError> {
+        let inner = self.inner;
+        Ok(self
+            .customers
+            .remove(customer_id)
+            .map_err(|error| inner.error(error))?
+            .is_some())
+    }
+
+    /// Erases the customer's decisions and outcomes.
+    pub(super) fn forget_log(&mut self, customer_id: &str) -> Result<Erased, StoreError> {
+        let inner = self.inner;
+        let error = |error: redb::StorageError| inner.error(error);
+        let mut erased = Erased::default();
+        let mut logged: Vec<(i64, String)> = Vec::new();
+        for entry in self
+            .index
+            .range((customer_id, i64::MIN, "")..)
+            .map_err(error)?
+        {
+            let (key, _) = entry.map_err(error)?;
+            let (customer, at, decision_id) = key.value();
+            if customer != customer_id {
+                break;
+            }
+            logged.push((at, decision_id.to_owned()));
+        }
+        for (at, decision_id) in &logged {
+            let (removed, outcomes) = self.delete_decision(*at, decision_id, customer_id)?;
+            erased.decisions += u64::from(removed);
+            erased.outcomes += outcomes;
+        }
+        Ok(erased)
+    }
+
+    /// Deletes up to `max` decisions made before `before`, with their
+    /// outcomes and index entries; returns how many decisions.
+    pub(super) fn compact(&mut self, before: Timestamp, max: usize) -> Result<u64, StoreError> {
+        let inner = self.inner;
+        let error = |error: redb::StorageError| inner.error(error);
+        let mut old: Vec<(i64, String, String)> = Vec::new();
+        for entry in self
+            .decisions
+            .range(..(before.millis(), ""))
+            .map_err(error)?
+            .take(max)
+        {
+            let (key, value) = entry.map_err(error)?;
+            let (at, decision_id) = key.value();
+            let record: DecisionRecord = decode("decision", value.value())?;
+            old.push((at, decision_id.to_owned(), record.customer_id));
+        }
+        for (at, decision_id, customer_id) in &old {
+            self.delete_decision(*at, decision_id, customer_id)?;
+        }
+        Ok(old.len() as u64)
+    }
+}
