@@ -47,6 +47,20 @@ impl OutcomeKind {
         }
     }
 
+    /// What the kind means, in a few words (for help texts).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            OutcomeKind::Impression => "the action was shown to the customer",
+            OutcomeKind::Click => "the customer clicked or tapped it",
+            OutcomeKind::Conversion => "the customer did what the action asked",
+            OutcomeKind::Dismiss => "the customer dismissed it (a longer cooldown applies)",
+            OutcomeKind::Delivered => "a delivery service delivered it",
+            OutcomeKind::Failed => {
+                "a delivery service failed to deliver it (its cap slot is given back)"
+            }
+        }
+    }
+
     /// The kind named `name` (`click`), if any.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.name() == name)

@@ -8,10 +8,12 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use nudge_proto::v1::{
     ConsentState, DecideRequest, Event, ExportDecisionsRequest, ForgetRequest, GetProfileRequest,
-    Outcome, ReloadCatalogRequest, ReportOutcomeRequest, SetConsentRequest, SuppressRequest,
+    ReloadCatalogRequest, ReportOutcomeRequest, SetConsentRequest, SuppressRequest,
     SuppressionReason, UnsuppressRequest,
 };
 use prost_types::Timestamp;
+
+use nudge_models::ledger::OutcomeKind;
 
 use super::export::ExportFormat;
 use super::names::rfc3339;
@@ -118,8 +120,8 @@ pub struct OutcomeArgs {
     #[arg(long, value_name = "ID")]
     pub action: String,
     /// What happened.
-    #[arg(long, value_enum)]
-    pub outcome: OutcomeArg,
+    #[arg(long, value_parser = outcome_parser())]
+    pub outcome: OutcomeKind,
     /// Optional reward, e.g. the revenue of a conversion.
     #[arg(long, value_name = "X", value_parser = parse_finite, allow_negative_numbers = true)]
     pub reward: Option<f64>,
@@ -132,7 +134,7 @@ impl OutcomeArgs {
             customer_id: self.customer.clone(),
             decision_id: self.decision.clone(),
             action_id: self.action.clone(),
-            outcome: Outcome::from(self.outcome) as i32,
+            outcome: crate::convert::outcome_to_proto(self.outcome) as i32,
             reward: self.reward,
             timestamp: None,
         }
@@ -364,34 +366,16 @@ impl StatsArgs {
     }
 }
 
-/// An outcome as written on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutcomeArg {
-    /// The action was shown to the customer.
-    Impression,
-    /// The customer clicked or tapped it.
-    Click,
-    /// The customer did what the action asked.
-    Conversion,
-    /// The customer dismissed it (a longer cooldown applies).
-    Dismiss,
-    /// A delivery service delivered it.
-    Delivered,
-    /// A delivery service failed to deliver it (its cap slot is given back).
-    Failed,
-}
-
-impl From<OutcomeArg> for Outcome {
-    fn from(arg: OutcomeArg) -> Self {
-        match arg {
-            OutcomeArg::Impression => Self::Impression,
-            OutcomeArg::Click => Self::Click,
-            OutcomeArg::Conversion => Self::Conversion,
-            OutcomeArg::Dismiss => Self::Dismiss,
-            OutcomeArg::Delivered => Self::Delivered,
-            OutcomeArg::Failed => Self::Failed,
-        }
-    }
+/// The parser of an outcome on the command line: one of the domain's
+/// outcome kinds by name, each listed with its meaning in `--help`.
+fn outcome_parser() -> impl clap::builder::TypedValueParser<Value = OutcomeKind> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
+    PossibleValuesParser::new(
+        OutcomeKind::ALL.map(|kind| PossibleValue::new(kind.name()).help(kind.meaning())),
+    )
+    .try_map(|name| {
+        OutcomeKind::from_name(&name).ok_or_else(|| format!("'{name}' is not an outcome"))
+    })
 }
 
 /// A consent state as written on the command line.
@@ -448,8 +432,14 @@ mod tests {
 
     #[test]
     fn enum_names_parse() {
-        assert_eq!(OutcomeArg::from_str("click", false), Ok(OutcomeArg::Click));
-        assert!(OutcomeArg::from_str("clicked", false).is_err());
+        use clap::builder::TypedValueParser as _;
+        let command = clap::Command::new("nudge");
+        let parse = |text: &str| outcome_parser().parse_ref(&command, None, text.as_ref());
+        assert_eq!(parse("click").ok(), Some(OutcomeKind::Click));
+        assert!(parse("clicked").is_err());
+        for kind in OutcomeKind::ALL {
+            assert_eq!(parse(kind.name()).ok(), Some(kind), "every kind parses");
+        }
         assert_eq!(
             ConsentArg::from_str("opted-in", false),
             Ok(ConsentArg::OptedIn)
@@ -467,7 +457,10 @@ mod tests {
 
     #[test]
     fn enum_args_map_to_proto_codes() {
-        assert_eq!(Outcome::from(OutcomeArg::Failed), Outcome::Failed);
+        assert_eq!(
+            crate::convert::outcome_to_proto(OutcomeKind::Failed),
+            nudge_proto::v1::Outcome::Failed
+        );
         assert_eq!(
             ConsentState::from(ConsentArg::Unset),
             ConsentState::Unspecified

@@ -38,9 +38,8 @@ use nudge_proto::v1::StatsRequest;
 use serde_json::Value as Json;
 
 pub use args::{
-    ConsentArg, ConsentArgs, DecideArgs, ExportArgs, ForgetArgs, OutcomeArg, OutcomeArgs,
-    ProfileArgs, ReloadArgs, StatsArgs, SuppressArgs, SuppressionReasonArg, TrackArgs,
-    UnsuppressArgs,
+    ConsentArg, ConsentArgs, DecideArgs, ExportArgs, ForgetArgs, OutcomeArgs, ProfileArgs,
+    ReloadArgs, StatsArgs, SuppressArgs, SuppressionReasonArg, TrackArgs, UnsuppressArgs,
 };
 pub use export::{ExportFormat, ExportSummary, ROWS_PER_GROUP};
 pub use parse::{KeyValue, TimeBound};

@@ -105,7 +105,10 @@ fn other_subcommands_parse() {
     let ClientCommand::Outcome(outcome) = cli.command else {
         panic!("expected outcome");
     };
-    assert_eq!(outcome.args.outcome, OutcomeArg::Conversion);
+    assert_eq!(
+        outcome.args.outcome,
+        nudge_models::ledger::OutcomeKind::Conversion
+    );
     assert_eq!(outcome.args.reward, Some(-1.5));
 
     let cli = parse(&[

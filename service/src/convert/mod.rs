@@ -15,7 +15,8 @@ mod responses;
 
 pub use log::{export_range, logged_decision, logged_decision_from_proto};
 pub use requests::{
-    consent, decide_input, event, outcome, report_outcome, set_consent, suppress, unsuppress,
+    consent, decide_input, event, outcome, outcome_to_proto, report_outcome, set_consent, suppress,
+    unsuppress,
 };
 pub use responses::{
     catalog_problems, catalog_summary, consent_response, decide_response, filter_reason_to_proto,

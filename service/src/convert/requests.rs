@@ -191,6 +191,18 @@ pub fn unsuppress(
     })
 }
 
+/// The wire form of an outcome kind.
+pub fn outcome_to_proto(kind: OutcomeKind) -> proto::Outcome {
+    match kind {
+        OutcomeKind::Impression => proto::Outcome::Impression,
+        OutcomeKind::Click => proto::Outcome::Click,
+        OutcomeKind::Conversion => proto::Outcome::Conversion,
+        OutcomeKind::Dismiss => proto::Outcome::Dismiss,
+        OutcomeKind::Delivered => proto::Outcome::Delivered,
+        OutcomeKind::Failed => proto::Outcome::Failed,
+    }
+}
+
 /// The domain outcome of a wire outcome.
 pub fn outcome(value: i32) -> Result<OutcomeKind, ServiceError> {
     match proto::Outcome::try_from(value) {
@@ -219,5 +231,18 @@ pub fn consent(value: i32) -> Result<Option<ConsentState>, ServiceError> {
             "state",
             format!("{value} is not a consent state"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_kind_goes_to_the_wire_and_back() {
+        for kind in OutcomeKind::ALL {
+            let wire = outcome_to_proto(kind) as i32;
+            assert_eq!(outcome(wire).ok(), Some(kind), "{}", kind.name());
+        }
     }
 }
