@@ -9,8 +9,10 @@
 //!    thread, then hands the engine to the [`Readiness`];
 //! 3. runs the background tasks on the service clock: the idle sweeper
 //!    (`actors.sweep_interval_secs`), decision-log retention
-//!    (`storage.compaction_interval_secs`), and a reload of the catalog and
-//!    model on each item of [`Options::reloads`] (SIGHUP in `nudge serve`);
+//!    (`storage.compaction_interval_secs`), the storage probe (every 250 ms
+//!    while a store refuses writes, e.g. on a full disk), and a reload of the
+//!    catalog and model on each item of [`Options::reloads`] (SIGHUP in
+//!    `nudge serve`);
 //! 4. when `shutdown` completes: drains in-flight calls, stops the background
 //!    tasks, passivates every actor and flushes the store.
 
@@ -169,6 +171,7 @@ pub async fn run(
     background.spawn(sweep_idle(engine.clone()));
     background.spawn(apply_retention(engine.clone()));
     background.spawn(reload_on_request(engine.clone(), reloads));
+    background.spawn(probe_storage(engine.clone()));
     let served = server.await;
     // Drained: nothing calls the engine any more.
     background.shutdown().await;
@@ -228,6 +231,26 @@ async fn apply_retention(engine: Arc<Engine>) {
                 Ok(deleted) => tracing::info!(deleted, "decision log retention applied"),
                 Err(error) => tracing::warn!(%error, "decision log retention not applied"),
             }
+        },
+    )
+    .await;
+}
+
+/// How often, on the service clock, a store that refuses writes is asked to
+/// check whether they work again.
+const STORAGE_PROBE_INTERVAL: Span = Span(250);
+
+/// While a store refuses writes (a full disk), asks it every
+/// [`STORAGE_PROBE_INTERVAL`] whether writing works again; the store then
+/// commits what it retained and accepts writes, without a restart.
+async fn probe_storage(engine: Arc<Engine>) {
+    let stores = engine.shared().stores.clone();
+    every(
+        engine.shared().clock.clone(),
+        STORAGE_PROBE_INTERVAL,
+        || {
+            stores.probe();
+            std::future::ready(())
         },
     )
     .await;

@@ -63,6 +63,9 @@ pub(super) struct Inner {
     pub(super) failure: Mutex<Option<StoreError>>,
     /// Whether `failure` is set: the lock-free check every change makes.
     pub(super) failing: AtomicBool,
+    /// Whether a probe is queued for the writer (so that asking several
+    /// times queues one).
+    pub(super) probe_queued: AtomicBool,
     /// Orders the writes of the pending map.
     pub(super) sequence: AtomicU64,
     /// Commit latency and failures.

@@ -97,6 +97,12 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     fn is_empty(&self) -> Result<bool, StoreError> {
         Ok(self.len()? == 0)
     }
+
+    /// While writes are refused, asks the store (without waiting) to check
+    /// whether they work again, and if so to commit what it retained and
+    /// accept writes. Whoever owns the store calls it periodically: the
+    /// server does so on its clock while [`Stores::check_writable`] fails.
+    fn probe(&self) {}
 }
 
 /// The decision log: decisions and their outcomes, ordered by decision time.
@@ -129,6 +135,12 @@ pub trait DecisionLog: Send + Sync + fmt::Debug {
 
     /// Waits until every entry queued so far is durable. Blocking.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// While writes are refused, asks the store (without waiting) to check
+    /// whether they work again, and if so to commit what it retained and
+    /// accept writes. Whoever owns the store calls it periodically: the
+    /// server does so on its clock while [`Stores::check_writable`] fails.
+    fn probe(&self) {}
 }
 
 /// One change of a global budget counter.
@@ -157,6 +169,12 @@ pub trait BudgetLedger: Send + Sync + fmt::Debug {
 
     /// Waits until every change queued so far is durable. Blocking.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// While writes are refused, asks the store (without waiting) to check
+    /// whether they work again, and if so to commit what it retained and
+    /// accept writes. Whoever owns the store calls it periodically: the
+    /// server does so on its clock while [`Stores::check_writable`] fails.
+    fn probe(&self) {}
 }
 
 /// The three stores the service runs on.
@@ -177,6 +195,20 @@ impl Stores {
         self.state.check_writable()?;
         self.log.check_writable()?;
         self.budgets.check_writable()
+    }
+
+    /// Asks every store that refuses writes to check whether they work
+    /// again (see [`StateStore::probe`]).
+    pub fn probe(&self) {
+        if self.state.check_writable().is_err() {
+            self.state.probe();
+        }
+        if self.log.check_writable().is_err() {
+            self.log.probe();
+        }
+        if self.budgets.check_writable().is_err() {
+            self.budgets.probe();
+        }
     }
 
     /// Waits until everything queued in every store is durable. Blocking.

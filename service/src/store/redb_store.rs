@@ -99,6 +99,7 @@ impl RedbStore {
             pending_budgets: Mutex::new(HashMap::new()),
             failure: Mutex::new(None),
             failing: AtomicBool::new(false),
+            probe_queued: AtomicBool::new(false),
             sequence: AtomicU64::new(1),
             metrics: StorageMetrics::new(),
         });
@@ -173,6 +174,13 @@ impl RedbStore {
             let _ = writer.join();
         }
         result
+    }
+
+    /// Queues a probe for the writer unless one is queued already.
+    fn queue_probe(&self) {
+        if !self.inner.probe_queued.swap(true, Ordering::AcqRel) && self.send(Op::Probe).is_err() {
+            self.inner.probe_queued.store(false, Ordering::Release);
+        }
     }
 
     /// Waits until everything queued so far (state, log, budgets) is durable.
@@ -300,6 +308,10 @@ impl StateStore for RedbStore {
             .map_err(|error| self.inner.error(error))?;
         table.len().map_err(|error| self.inner.error(error))
     }
+
+    fn probe(&self) {
+        self.queue_probe();
+    }
 }
 
 impl DecisionLog for RedbStore {
@@ -387,6 +399,10 @@ impl DecisionLog for RedbStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.flush_queue()
     }
+
+    fn probe(&self) {
+        self.queue_probe();
+    }
 }
 
 impl BudgetLedger for RedbStore {
@@ -436,5 +452,9 @@ impl BudgetLedger for RedbStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.flush_queue()
+    }
+
+    fn probe(&self) {
+        self.queue_probe();
     }
 }

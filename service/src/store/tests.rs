@@ -301,7 +301,13 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers_by_itself() {
     assert!(store.load_now("alice").unwrap().is_some());
 
     switch.set(false);
+    assert!(
+        StateStore::check_writable(&store).is_err(),
+        "nothing retries before a probe"
+    );
     wait_until("the store accepts writes again", || {
+        // The server probes on its clock; here the test does.
+        StateStore::probe(&store);
         StateStore::check_writable(&store).is_ok()
     });
     // The state that failed to commit was retried and is durable now.
@@ -330,6 +336,8 @@ fn a_compaction_that_fails_on_a_full_disk_does_not_leave_the_store_refusing_writ
     assert!(StateStore::check_writable(&store).is_err());
     switch.set(false);
     wait_until("the store accepts writes again", || {
+        // The server probes on its clock; here the test does.
+        StateStore::probe(&store);
         StateStore::check_writable(&store).is_ok()
     });
     write(&store, "bob", &state_with(&["e2"]), Vec::new());

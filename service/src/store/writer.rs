@@ -7,7 +7,8 @@
 //! When a commit fails (a full disk, an I/O error) every write in the batch is
 //! answered with the error, the store refuses new writes
 //! ([`super::StateStore::check_writable`]), and the customers' latest
-//! states stay queued: the writer retries them every [`RETRY_INTERVAL`],
+//! states stay queued: the writer retries them when asked to probe
+//! ([`Op::Probe`]: the server does so on its clock while the store fails),
 //! reopening the database if redb asks for it, and accepts writes again once
 //! a commit succeeds. Reads are served meanwhile.
 
@@ -21,12 +22,10 @@ use super::{BudgetChange, Erased, LogEntry, StoreError};
 use nudge_models::time::Timestamp;
 use redb::{Durability, ReadableTable, WriteTransaction};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::oneshot;
-
-/// How often a failed store retries its queued writes.
-pub(super) const RETRY_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Where a queued write is answered.
 pub(super) type Done = oneshot::Sender<Result<Erased, StoreError>>;
@@ -58,6 +57,9 @@ pub(super) enum Op {
     },
     /// Answer once everything queued before is durable.
     Flush(mpsc::Sender<Result<(), StoreError>>),
+    /// While writes fail: check whether they work again, and if so commit
+    /// what was retained and accept writes.
+    Probe,
 }
 
 /// Creates the tables and checks the schema version.
@@ -135,29 +137,21 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>) {
         // succeeds, whether or not it held customer writes to retry (a failed
         // compaction holds none).
         let failing = !retained.is_empty() || inner.current_failure().is_some();
-        let first = if !failing {
-            match queue.recv() {
-                Ok(op) => Some(op),
-                Err(_) => return,
-            }
-        } else {
-            match queue.recv_timeout(RETRY_INTERVAL) {
-                Ok(op) => Some(op),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-        };
+        let Ok(first) = queue.recv() else { return };
+        if matches!(first, Op::Probe) {
+            inner.probe_queued.store(false, Ordering::Release);
+        }
         if failing && !recover(inner, &mut retained) {
             // Still failing: answer what came in without touching the disk.
-            if let Some(op) = first {
-                refuse(inner, op, &mut retained);
-            }
+            refuse(inner, first, &mut retained);
             while let Ok(op) = queue.try_recv() {
                 refuse(inner, op, &mut retained);
             }
             continue;
         }
-        let Some(first) = first else { continue };
+        if matches!(first, Op::Probe) {
+            continue;
+        }
         let mut batch = vec![first];
         while batch.len() < inner.options.max_batch_writes {
             match queue.try_recv() {
@@ -196,6 +190,10 @@ fn refuse(inner: &Inner, op: Op, retained: &mut Retained) {
         Op::Log { done, .. } | Op::ForgetLog { done, .. } | Op::Compact { done, .. } => done,
         Op::Flush(done) => {
             let _ = done.send(Err(failure));
+            return;
+        }
+        Op::Probe => {
+            inner.probe_queued.store(false, Ordering::Release);
             return;
         }
     };
@@ -365,6 +363,7 @@ fn commit_batch(
                         ));
                     }
                     Op::Flush(done) => flushes.push(done),
+                    Op::Probe => inner.probe_queued.store(false, Ordering::Release),
                 }
             }
             // A customer written several times in the batch is stored once.
