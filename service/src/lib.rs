@@ -9,8 +9,9 @@
 //! - [`actors`]: `CustomerActor` per customer, `CustomerRegistry`, the actix system.
 //! - [`convert`]: wire ↔ domain conversions and input validation, in one place.
 //! - [`server`]: the whole server in one call, [`server::run`]: gRPC,
-//!   start-up, the background tasks (idle sweeper, retention, reloads) on the
-//!   service clock, graceful shutdown; `nudge serve` and the tests both run it.
+//!   start-up, the background tasks (idle sweeper, retention, storage probe,
+//!   reloads) on the service clock, graceful shutdown; `nudge serve` and the
+//!   tests both run it.
 //! - [`grpc`]: thin tonic services, health, reflection; [`grpc::serve`].
 //! - [`fuzzing`]: untrusted bytes through decode → validate → decide, for the
 //!   fuzz targets and their property-test twins.
