@@ -134,16 +134,6 @@ pub enum LogEntry {
     Outcome(OutcomeRecord),
 }
 
-impl LogEntry {
-    /// The customer the entry is about.
-    pub fn customer_id(&self) -> &str {
-        match self {
-            LogEntry::Decision { record, .. } => &record.customer_id,
-            LogEntry::Outcome(record) => &record.customer_id,
-        }
-    }
-}
-
 /// A decision joined with its outcomes: what an export holds and training
 /// reads.
 #[derive(Debug, Clone, PartialEq)]
@@ -193,18 +183,6 @@ impl JoinedOutcomes {
         joined
     }
 
-    /// The time of `kind`, if it was reported.
-    pub fn at(&self, kind: OutcomeKind) -> Option<Timestamp> {
-        match kind {
-            OutcomeKind::Impression => self.impression_at,
-            OutcomeKind::Click => self.click_at,
-            OutcomeKind::Conversion => self.conversion_at,
-            OutcomeKind::Dismiss => self.dismiss_at,
-            OutcomeKind::Delivered => self.delivered_at,
-            OutcomeKind::Failed => self.failed_at,
-        }
-    }
-
     fn slot(&mut self, kind: OutcomeKind) -> &mut Option<Timestamp> {
         match kind {
             OutcomeKind::Impression => &mut self.impression_at,
@@ -229,13 +207,6 @@ pub struct TrainingRow<'a> {
     pub served: &'a ServedRecord,
     /// Its outcomes.
     pub outcomes: JoinedOutcomes,
-}
-
-impl TrainingRow<'_> {
-    /// The label: 1 if the action converted.
-    pub fn label(&self) -> f64 {
-        if self.outcomes.converted { 1.0 } else { 0.0 }
-    }
 }
 
 impl LoggedDecision {
@@ -310,14 +281,11 @@ mod tests {
         let a = rows[0].outcomes;
         assert_eq!(a.impression_at, Some(Timestamp::from_millis(1_500)));
         assert_eq!(a.conversion_at, Some(Timestamp::from_millis(3_000)));
-        assert_eq!(a.at(OutcomeKind::Conversion), a.conversion_at);
         assert!((a.reward - 25.0).abs() < 1e-12);
         assert!(a.converted);
-        assert!((rows[0].label() - 1.0).abs() < f64::EPSILON);
         let b = rows[1].outcomes;
         assert_eq!(b.dismiss_at, Some(Timestamp::from_millis(2_000)));
         assert!(!b.converted);
-        assert_eq!(rows[1].label(), 0.0);
         assert_eq!(rows[1].served.rank, 2);
         assert_eq!(rows[1].feature_names, ["f1", "f2"]);
     }

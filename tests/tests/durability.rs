@@ -1,19 +1,24 @@
 //! Durable state through the real server: forget erases a customer from the
 //! store itself, a failing disk refuses writes with a clear error while
-//! reads keep working (and the service recovers by itself), and a passivated
-//! customer comes back exactly as it was.
+//! reads keep working (and the service recovers by itself), a customer whose
+//! state cannot be loaded gets the storage error and nothing applied, and a
+//! passivated customer comes back exactly as it was.
 
+use nudge_models::customer::CustomerState;
 use nudge_models::time::{Span, Timestamp};
 use nudge_proto::v1::{
     ConsentState, ExportDecisionsRequest, ForgetRequest, GetProfileRequest, Outcome,
     ReportOutcomeRequest, SetConsentRequest,
 };
 use nudge_service::clock::Clock;
-use nudge_service::store::{FaultSwitch, RedbStore, StoreOptions};
+use nudge_service::store::{
+    Commit, FaultSwitch, RedbStore, StateStore, StoreError, StoreFuture, StoreOptions, Stores,
+};
 use nudge_tests::{
     HOUR_MS, MINUTE_MS, NOON, TempDir, TestServer, decide_request, event, probe_request,
 };
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tonic::Code;
 
 /// A customer with events, a served decision and its outcomes.
@@ -300,4 +305,80 @@ async fn an_export_range_that_cannot_be_read_is_refused_naming_the_bound() {
         .into_inner();
     assert!(stream.message().await.expect("a clean end").is_none());
     server.stop().await;
+}
+
+/// A state store whose loads fail while its switch is on; everything else
+/// is the in-memory store's.
+#[derive(Debug)]
+struct FailingLoads {
+    store: Arc<RedbStore>,
+    failing: Arc<AtomicBool>,
+}
+
+impl StateStore for FailingLoads {
+    fn load<'a>(&'a self, customer_id: &'a str) -> StoreFuture<'a, Option<CustomerState>> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Box::pin(std::future::ready(Err(StoreError::Io {
+                location: "(test store)".into(),
+                source: Arc::new(std::io::Error::other("the read failed")),
+            })));
+        }
+        StateStore::load(self.store.as_ref(), customer_id)
+    }
+
+    fn write(&self, customer_id: &Arc<str>, state: &CustomerState) -> Commit {
+        StateStore::write(self.store.as_ref(), customer_id, state)
+    }
+
+    fn forget(&self, customer_id: &Arc<str>) -> Commit {
+        StateStore::forget(self.store.as_ref(), customer_id)
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        StateStore::check_writable(self.store.as_ref())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        StateStore::flush(self.store.as_ref())
+    }
+
+    fn len(&self) -> Result<u64, StoreError> {
+        StateStore::len(self.store.as_ref())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_activation_refuses_the_call_with_the_storage_error_and_changes_nothing() {
+    let store = Arc::new(RedbStore::in_memory(StoreOptions::default()));
+    let failing = Arc::new(AtomicBool::new(true));
+    let stores = Stores {
+        state: Arc::new(FailingLoads {
+            store: store.clone(),
+            failing: failing.clone(),
+        }),
+        log: store.clone(),
+        budgets: store,
+    };
+    let server = TestServer::start_with_store(stores, |_| {}).await;
+    let login = || event("dave", "d-1", "login", NOON - MINUTE_MS);
+
+    // The actor cannot load dave's state: the call is refused, not applied
+    // to an empty state.
+    let status = server
+        .events()
+        .await
+        .track(login())
+        .await
+        .expect_err("the state cannot be loaded");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("the read failed"), "{status:?}");
+
+    // Once loads work, the next call activates dave afresh; the refused
+    // event was not applied, so it is new now, and a duplicate after.
+    failing.store(false, Ordering::SeqCst);
+    assert!(
+        !server.track(login()).await,
+        "the refused event was not applied"
+    );
+    assert!(server.track(login()).await, "applied once");
 }

@@ -152,3 +152,64 @@ pub fn logged_decision(logged: LoggedDecision) -> proto::LoggedDecision {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::contract::{sample_decision, sample_outcome};
+    use nudge_models::ledger::OutcomeKind;
+
+    fn logged() -> LoggedDecision {
+        let log::LogEntry::Decision { record, .. } = sample_decision("alice", "d1", 0) else {
+            unreachable!("a decision entry")
+        };
+        let outcomes = [OutcomeKind::Impression, OutcomeKind::Conversion]
+            .into_iter()
+            .map(|kind| match sample_outcome("alice", "d1", 0, kind, 5_000) {
+                log::LogEntry::Outcome(outcome) => outcome,
+                log::LogEntry::Decision { .. } => unreachable!("an outcome entry"),
+            })
+            .collect();
+        LoggedDecision {
+            record: log::DecisionRecord {
+                fallback: Some(FallbackReason::Deadline),
+                ..record
+            },
+            feature_names: vec!["bias".to_owned(), "count(login,7d)".to_owned()],
+            outcomes,
+        }
+    }
+
+    #[test]
+    fn a_logged_decision_goes_to_the_wire_and_back_unchanged() {
+        let original = logged();
+        let back = logged_decision_from_proto(logged_decision(original.clone())).unwrap();
+        assert_eq!(back, original);
+    }
+
+    #[test]
+    fn a_wire_decision_without_time_or_with_an_unknown_fallback_is_refused() {
+        let mut wire = logged_decision(logged());
+        wire.decided_at = None;
+        let error = logged_decision_from_proto(wire).unwrap_err().to_string();
+        assert!(error.contains("decision 'd1' has no decided_at"), "{error}");
+
+        let mut wire = logged_decision(logged());
+        wire.fallback = "teleported".to_owned();
+        let error = logged_decision_from_proto(wire).unwrap_err().to_string();
+        assert!(
+            error.contains("unknown fallback reason 'teleported'"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn outcomes_of_a_kind_this_client_does_not_know_are_left_out() {
+        let mut wire = logged_decision(logged());
+        wire.outcomes[0].outcome = "teleported".to_owned();
+        let back = logged_decision_from_proto(wire).unwrap();
+        let kinds: Vec<OutcomeKind> = back.outcomes.iter().map(|o| o.outcome).collect();
+        assert_eq!(kinds, [OutcomeKind::Conversion]);
+    }
+}

@@ -111,10 +111,3 @@ pub enum Damage {
     #[error("is damaged ({0})")]
     Panicked(String),
 }
-
-impl StoreError {
-    /// Whether this is a full disk.
-    pub fn is_full(&self) -> bool {
-        matches!(self, StoreError::Full { .. })
-    }
-}
