@@ -134,6 +134,12 @@ impl RedbStore {
         if let Err(error) = self.inner.check_writable() {
             return Commit::done(Err(error));
         }
+        self.enqueue(make)
+    }
+
+    /// Queues an op made by `make` with the sender of its answer; the caller
+    /// has checked that the store accepts writes.
+    fn enqueue(&self, make: impl FnOnce(writer::Done) -> Op) -> Commit {
         let (done, receiver) = oneshot::channel();
         match self.send(make(done)) {
             Ok(()) => Commit::pending(receiver),
@@ -142,11 +148,8 @@ impl RedbStore {
     }
 
     /// Queues the customer's state (`None`: its erasure), visible to `load`
-    /// at once.
+    /// at once; the caller has checked that the store accepts writes.
     fn queue_state(&self, customer_id: &Arc<str>, state: Option<Arc<[u8]>>) -> Commit {
-        if let Err(error) = self.inner.check_writable() {
-            return Commit::done(Err(error));
-        }
         let sequence = self.inner.sequence.fetch_add(1, Ordering::Relaxed);
         self.inner.pending.insert(
             customer_id.clone(),
@@ -155,7 +158,7 @@ impl RedbStore {
                 state: state.clone(),
             },
         );
-        self.submit(|done| Op::State {
+        self.enqueue(|done| Op::State {
             sequence,
             customer_id: customer_id.clone(),
             state,
@@ -287,6 +290,9 @@ impl StateStore for RedbStore {
     }
 
     fn forget(&self, customer_id: &Arc<str>) -> Commit {
+        if let Err(error) = self.inner.check_writable() {
+            return Commit::done(Err(error));
+        }
         self.queue_state(customer_id, None)
     }
 
@@ -443,7 +449,7 @@ impl BudgetLedger for RedbStore {
                 *pending.entry(change.action_id.clone()).or_insert(0) += change.delta;
             }
         }
-        self.submit(|done| Op::Budget { changes, done })
+        self.enqueue(|done| Op::Budget { changes, done })
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {
