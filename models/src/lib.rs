@@ -18,6 +18,8 @@
 //! - `rule_vars`: the lazy `profile`, `context` and `action` views CEL rules read.
 //! - [`budget`]: global per-action budgets shared across customers.
 //! - [`demo`]: the embedded demo catalog and model.
+//! - [`synthetic`]: a generated 50-action × 64-feature catalog, model and
+//!   customer that the pipeline benches and the load bench share.
 
 #![forbid(unsafe_code)]
 
@@ -34,6 +36,7 @@ pub mod pipeline;
 pub mod profile;
 mod rule_vars;
 pub mod small_map;
+pub mod synthetic;
 pub mod time;
 pub mod value;
 
