@@ -1,26 +1,14 @@
-//! `nudge-bench`: measures nudge on this machine.
-//!
-//! - `latency` ([`latency`]): sequential Decide latency, in-process and over
-//!   loopback gRPC, on an in-memory store;
-//! - `ingest`, `activation`, `restart`, `memory` ([`storage`]): the durable
-//!   store: event ingest with group commit, first calls to stored customers
-//!   after a restart, `nudge serve` restart time on a large data directory,
-//!   memory per live actor.
-//!
-//! Each prints a Markdown report and, with `--out FILE`, appends it to FILE
-//! (the reports in `bench/results/` are made that way). [`report`] holds
-//! what they share: histograms, table rows, the machine's description.
-
-mod latency;
-mod report;
-mod storage;
+//! `nudge-bench`: measures nudge on this machine (see the library's map).
 
 use clap::Parser;
+use nudge_bench::{latency, load, storage};
 
 /// Benches for nudge.
 #[derive(Debug, Parser)]
 #[command(name = "nudge-bench", about)]
 enum Cli {
+    /// Open-loop load on the release server: rate sweep, knees, CPU and disk per call, plot.
+    Load(load::LoadArgs),
     /// Sequential latency of the engine, an empty gRPC call, and gRPC Decide.
     Latency(latency::LatencyArgs),
     /// Durable event ingest: events/s and acknowledgement latency with group commit.
@@ -40,6 +28,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         match cli {
+            Cli::Load(args) => load::run(args).await,
             Cli::Latency(args) => latency::run(args).await,
             Cli::Ingest(args) => storage::ingest::run(args).await,
             Cli::Activation(args) => storage::activation::run(args).await,

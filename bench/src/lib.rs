@@ -1,0 +1,22 @@
+//! Benches for nudge: how fast and how big it is on this machine.
+//!
+//! - [`load`] (`nudge-bench load`): the release server under open-loop load
+//!   — a rate sweep to the knee of Decide and of an empty call on the same
+//!   server, Zipf customers, durable events alongside, server CPU, memory and
+//!   disk writes per call, a plot; `--smoke` is the correctness check CI runs;
+//! - [`latency`]: sequential Decide latency, in-process and over loopback
+//!   gRPC, on an in-memory store;
+//! - [`storage`]: the durable store — event ingest with group commit, first
+//!   calls to stored customers after a restart, `nudge serve` restart time on
+//!   a large data directory, memory per live actor.
+//!
+//! Each prints a Markdown report (and writes its files where `--out` says;
+//! the reports in `bench/results/` are made that way). [`report`] holds what
+//! they share: histograms, table rows, the machine's description.
+
+#![forbid(unsafe_code)]
+
+pub mod latency;
+pub mod load;
+pub mod report;
+pub mod storage;
