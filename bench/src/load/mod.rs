@@ -430,6 +430,7 @@ fn summarize(
 ) -> StepSummary {
     let kinds: BTreeMap<Kind, KindSummary> = tallies
         .iter()
+        .filter(|(_, tally)| tally.sent > 0 || tally.skipped > 0)
         .map(|(kind, tally)| (*kind, KindSummary::of(tally, seconds)))
         .collect();
     let main = if phase == "check" {
