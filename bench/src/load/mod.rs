@@ -465,7 +465,7 @@ pub struct Report {
     pub machine: String,
     /// When it ran (UTC).
     pub date: String,
-    /// Durable or in-memory store.
+    /// What was loaded: the durable or in-memory store, or a `--target`.
     pub store: String,
     /// The steps in order.
     pub steps: Vec<StepSummary>,
@@ -503,7 +503,11 @@ impl Report {
             command: std::env::args().collect::<Vec<_>>().join(" "),
             machine: crate::report::machine(),
             date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
-            store: if args.memory { "in-memory" } else { "durable" }.to_owned(),
+            store: match (args.target, args.memory) {
+                (Some(target), _) => format!("the server at {target}"),
+                (None, true) => "in-memory store".to_owned(),
+                (None, false) => "durable store".to_owned(),
+            },
             steps,
             knees,
             knee_ratio,
@@ -517,7 +521,7 @@ impl Report {
             serde_json::to_string_pretty(self)?,
         )?;
         std::fs::write(dir.join("results.md"), self.text())?;
-        let title = format!("nudge-bench load, {} store — {}", self.store, self.machine);
+        let title = format!("nudge-bench load, {} — {}", self.store, self.machine);
         output::plot(dir, &self.steps, &title)?;
         Ok(())
     }
@@ -525,7 +529,7 @@ impl Report {
     /// The Markdown report: command, machine, table, knees and ratios.
     pub fn text(&self) -> String {
         let mut text = format!(
-            "`{}`\n\n{} — {}, {} store\n\n{}\n",
+            "`{}`\n\n{} — {}, {}\n\n{}\n",
             self.command,
             self.date,
             self.machine,
