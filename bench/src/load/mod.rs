@@ -39,6 +39,9 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 use traffic::{Population, Sampler};
 
+/// The lowest rate a sweep goes down to looking for a knee.
+pub const LOWEST_RATE: f64 = 25.0;
+
 /// The p99 a step may have and still be within the knee.
 pub const KNEE_P99: Duration = Duration::from_millis(10);
 
@@ -130,6 +133,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         None => std::env::temp_dir().join(format!("nudge-bench-load-{}", std::process::id())),
     };
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    // Described before pinning, which leaves this process one core to see.
+    let machine = crate::report::machine();
     if args.pin {
         process::pin_self(1)?;
     }
@@ -192,7 +197,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     if let Some(server) = server {
         server.stop().await?;
     }
-    let report = Report::new(&args, steps);
+    let report = Report::new(&args, machine, steps);
     report.write(&out)?;
     println!("{}", report.text());
     println!("results, .hgrm files and latency.svg in {}", out.display());
@@ -284,13 +289,21 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    /// Rising rates from `--start-rate` until `--past-knee` steps after the
-    /// first one outside the knee.
+    /// Rising rates from `--start-rate` until `--past-knee` steps outside
+    /// the knee. When the first steps are already outside it, the rate is
+    /// halved (down to [`LOWEST_RATE`]) until one is within, so a sweep
+    /// always finds a knee if there is one.
     async fn sweep(&mut self, phase: &str) -> anyhow::Result<()> {
         let mut rate = self.args.start_rate;
         let mut past = None::<usize>;
+        let mut found = false;
         while rate <= self.args.max_rate {
             let within = self.step(phase, rate).await?;
+            found |= within;
+            if !found && rate / 2.0 >= LOWEST_RATE {
+                rate = (rate / 2.0).round();
+                continue;
+            }
             if !within {
                 let beyond = past.map_or(0, |steps| steps + 1);
                 if beyond >= self.args.past_knee {
@@ -478,7 +491,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn new(args: &LoadArgs, steps: Vec<StepSummary>) -> Self {
+    fn new(args: &LoadArgs, machine: String, steps: Vec<StepSummary>) -> Self {
         let mut knees = BTreeMap::new();
         for step in steps.iter().filter(|step| step.within_knee) {
             let knee = knees.entry(step.phase.clone()).or_insert(0.0_f64);
@@ -501,7 +514,7 @@ impl Report {
             .map(|(decide, check)| decide / check);
         Self {
             command: std::env::args().collect::<Vec<_>>().join(" "),
-            machine: crate::report::machine(),
+            machine,
             date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
             store: match (args.target, args.memory) {
                 (Some(target), _) => format!("the server at {target}"),
