@@ -180,9 +180,10 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    drop(channels);
     let mut runner = Runner {
         args: &args,
-        channels,
+        address,
         pid,
         next_run: 0,
         steps: Vec::new(),
@@ -282,7 +283,7 @@ pub async fn smoke(channels: &[Channel]) -> anyhow::Result<Tallies> {
 /// Runs steps and keeps their summaries.
 struct Runner<'a> {
     args: &'a LoadArgs,
-    channels: Vec<Channel>,
+    address: SocketAddr,
     pid: Option<u32>,
     next_run: u64,
     steps: Vec<StepSummary>,
@@ -300,7 +301,11 @@ impl Runner<'_> {
         while rate <= self.args.max_rate {
             let within = self.step(phase, rate).await?;
             found |= within;
-            if !found && rate / 2.0 >= LOWEST_RATE {
+            if !found {
+                anyhow::ensure!(
+                    rate / 2.0 >= LOWEST_RATE,
+                    "{phase}: no rate down to {LOWEST_RATE}/s is within the knee"
+                );
                 rate = (rate / 2.0).round();
                 continue;
             }
@@ -363,9 +368,13 @@ impl Runner<'_> {
         let samples = Arc::new(Mutex::new((None, None)));
         let pid = self.pid;
         let (at_start, at_end) = (samples.clone(), samples.clone());
+        // Fresh connections for every step: no step inherits another's
+        // HTTP/2 state, and a server that stopped taking connections ends
+        // the run with an error here instead of a step of failures.
+        let channels = connect(self.address, args.connections).await?;
         let tallies = generator::run(
             &step,
-            &self.channels,
+            &channels,
             sampler,
             self.next_run,
             move || lock(&at_start).0 = pid.and_then(ProcessSample::read),
@@ -373,6 +382,16 @@ impl Runner<'_> {
         )
         .await?;
         self.next_run += 1;
+        let answered: u64 = tallies.values().map(|tally| tally.ok).sum();
+        let unavailable: u64 = tallies
+            .values()
+            .filter_map(|tally| tally.errors.get("Unavailable"))
+            .sum();
+        anyhow::ensure!(
+            answered > 0 || unavailable == 0,
+            "{phase} at {rate:.0}/s: the server answered nothing ({unavailable} calls UNAVAILABLE); \
+             its log is in the run's server/ directory"
+        );
         let (before, after) = *lock(&samples);
         let seconds = step.duration.as_secs_f64();
         let server = before
