@@ -33,7 +33,9 @@ const DEFAULT_VARIANT: &str = "default";
 pub struct Activity {
     /// When the actor last handled a message (ms since epoch, service clock).
     pub last_active_ms: AtomicI64,
-    /// Messages sent but not yet handled.
+    /// Messages sent whose answer the engine still waits for (counted by the
+    /// engine, so a message abandoned at its deadline, which the actor then
+    /// skips, is not counted for ever).
     pub pending: AtomicUsize,
     /// Set once the actor has been asked to passivate, so that eviction does
     /// not count it as live nor pick it again.
@@ -113,12 +115,6 @@ impl CustomerActor {
         self.activity
             .last_active_ms
             .store(now.millis(), Ordering::Relaxed);
-        let _ =
-            self.activity
-                .pending
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |pending| {
-                    Some(pending.saturating_sub(1))
-                });
         now
     }
 

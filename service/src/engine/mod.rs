@@ -35,6 +35,7 @@ use nudge_models::budget::BudgetCounters;
 use nudge_models::catalog::Catalog;
 use nudge_models::model::Model;
 use nudge_models::pipeline::{FallbackReason, Scoring};
+use crate::actors::customer::Activity;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -141,7 +142,10 @@ impl Engine {
         for _ in 0..MAX_ROUTING_ATTEMPTS {
             let entry = self.registry.get_or_activate(customer_id);
             let message = make(&entry);
-            entry.activity.pending.fetch_add(1, Ordering::AcqRel);
+            // Counted until the answer comes or the caller gives up: an
+            // abandoned message is skipped by the actor, and must not leave
+            // the customer counted as busy.
+            let _pending = Pending::count(&entry.activity);
             match entry.addr.send(message).await {
                 Ok(result) => return Ok(result),
                 Err(MailboxError::Closed) => tokio::time::sleep(Duration::from_micros(200)).await,
@@ -235,5 +239,21 @@ impl Engine {
             .decided(&input.placement, reply.decision.fallback.is_some(), elapsed);
         self.shared.stats.latency.record(finished, elapsed);
         Ok(reply)
+    }
+}
+
+/// One message counted in [`Activity::pending`] while this lives.
+struct Pending<'activity>(&'activity Activity);
+
+impl<'activity> Pending<'activity> {
+    fn count(activity: &'activity Activity) -> Self {
+        activity.pending.fetch_add(1, Ordering::AcqRel);
+        Self(activity)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }
