@@ -41,8 +41,10 @@ pub struct Config {
     pub catalog: Option<PathBuf>,
     /// Model artifact; the embedded demo model when absent.
     pub model: Option<PathBuf>,
-    /// Service time budget of one Decide, in milliseconds; the client's gRPC
-    /// deadline applies when shorter.
+    /// Service time budget of one Decide, Track or ReportOutcome, in
+    /// milliseconds; the client's gRPC deadline applies when shorter. When the
+    /// budget (not the client's deadline) runs out, the call is answered with
+    /// RESOURCE_EXHAUSTED or UNAVAILABLE, never DEADLINE_EXCEEDED.
     pub budget_ms: u64,
     /// Below this much remaining budget (ms) a Decide answers from the fallback
     /// ladder instead of scoring.
@@ -424,7 +426,7 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// The Decide budget.
+    /// The budget of a Decide, Track or ReportOutcome.
     pub fn budget(&self) -> Duration {
         Duration::from_millis(self.budget_ms)
     }

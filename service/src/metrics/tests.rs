@@ -182,6 +182,10 @@ fn cap_hits_are_labelled_by_scope_and_channel() {
         grpc.grpc_status(tonic::Code::PermissionDenied);
         grpc.grpc_status(tonic::Code::ResourceExhausted);
         grpc.shed();
+        metrics.budget_exhausted(
+            crate::error::BudgetedCall::Track,
+            crate::error::Stage::Storing,
+        );
     });
     let text = handle.render();
     for (series, value) in [
@@ -203,6 +207,14 @@ fn cap_hits_are_labelled_by_scope_and_channel() {
         (r#"nudge_grpc_rejected_total{reason="unauthorized"}"#, 1.0),
         (r#"nudge_grpc_rejected_total{reason="overloaded"}"#, 1.0),
         ("nudge_grpc_shed_total", 1.0),
+        (
+            r#"nudge_budget_exhausted_total{call="track",stage="storing"}"#,
+            1.0,
+        ),
+        (
+            r#"nudge_budget_exhausted_total{call="decide",stage="queued"}"#,
+            0.0,
+        ),
         ("nudge_grpc_connections_refused_total", 0.0),
         (
             r#"nudge_decide_duration_seconds_bucket{placement="home_banner",fallback="yes",le="0.00015"}"#,
