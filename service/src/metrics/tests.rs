@@ -181,7 +181,8 @@ fn cap_hits_are_labelled_by_scope_and_channel() {
         grpc.grpc_status(tonic::Code::NotFound);
         grpc.grpc_status(tonic::Code::PermissionDenied);
         grpc.grpc_status(tonic::Code::ResourceExhausted);
-        grpc.shed();
+        grpc.shed(crate::queueing::Shed::QueueDelay);
+        grpc.concurrency_limit(12);
         metrics.budget_exhausted(
             crate::error::BudgetedCall::Track,
             crate::error::Stage::Storing,
@@ -206,7 +207,9 @@ fn cap_hits_are_labelled_by_scope_and_channel() {
         (r#"nudge_grpc_rejected_total{reason="deadline"}"#, 0.0),
         (r#"nudge_grpc_rejected_total{reason="unauthorized"}"#, 1.0),
         (r#"nudge_grpc_rejected_total{reason="overloaded"}"#, 1.0),
-        ("nudge_grpc_shed_total", 1.0),
+        (r#"nudge_grpc_shed_total{reason="queue_delay"}"#, 1.0),
+        (r#"nudge_grpc_shed_total{reason="concurrency"}"#, 0.0),
+        ("nudge_grpc_concurrency_limit", 12.0),
         (
             r#"nudge_budget_exhausted_total{call="track",stage="storing"}"#,
             1.0,
