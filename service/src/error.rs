@@ -20,11 +20,24 @@ pub enum ServiceError {
     /// nudge has never heard of the customer.
     #[error("customer '{0}' is not known")]
     UnknownCustomer(String),
-    /// The call's time budget ran out before an answer.
-    #[error("decision budget of {budget_ms} ms exceeded")]
+    /// The client's own deadline passed before an answer (the client has
+    /// given up, so nothing more is done for the call).
+    #[error("deadline exceeded: the client's deadline of {deadline_ms} ms passed before an answer")]
     DeadlineExceeded {
-        /// The budget that applied, in milliseconds.
+        /// The client's deadline, in milliseconds from the call's start.
+        deadline_ms: u64,
+    },
+    /// The service budget (`budget_ms`, shorter than the client's deadline)
+    /// ran out before an answer: the service is overloaded. Queued, the call
+    /// was not applied; storing, its write may still become durable.
+    #[error("{}", budget_message(*.budget_ms, *.call, *.stage))]
+    BudgetExhausted {
+        /// The budget, in milliseconds.
         budget_ms: u64,
+        /// Which call.
+        call: BudgetedCall,
+        /// Where the call was when the budget ran out.
+        stage: Stage,
     },
     /// A file the call needs (the catalog or model file) cannot be read.
     #[error("cannot read {what} {}: {source}", path.display())]
@@ -71,6 +84,100 @@ pub enum ServiceError {
     PermissionDenied(Credential),
 }
 
+/// A call that runs within the service budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetedCall {
+    /// `Decisions.Decide`.
+    Decide,
+    /// `Events.Track`.
+    Track,
+    /// `Decisions.ReportOutcome`.
+    Outcome,
+}
+
+impl BudgetedCall {
+    /// Every call, in the order of [`BudgetedCall::index`].
+    pub const ALL: [BudgetedCall; 3] = [
+        BudgetedCall::Decide,
+        BudgetedCall::Track,
+        BudgetedCall::Outcome,
+    ];
+
+    /// Its position in [`BudgetedCall::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            BudgetedCall::Decide => 0,
+            BudgetedCall::Track => 1,
+            BudgetedCall::Outcome => 2,
+        }
+    }
+
+    /// The `call` metric label.
+    pub fn code(self) -> &'static str {
+        match self {
+            BudgetedCall::Decide => "decide",
+            BudgetedCall::Track => "track",
+            BudgetedCall::Outcome => "outcome",
+        }
+    }
+}
+
+/// Where a call was when its time ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Waiting for the customer's actor, or being applied by it: nothing was
+    /// recorded.
+    Queued,
+    /// Applied, its write not yet durable: it may still be stored.
+    Storing,
+}
+
+impl Stage {
+    /// Every stage, in the order of [`Stage::index`].
+    pub const ALL: [Stage; 2] = [Stage::Queued, Stage::Storing];
+
+    /// Its position in [`Stage::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Stage::Queued => 0,
+            Stage::Storing => 1,
+        }
+    }
+
+    /// The `stage` metric label.
+    pub fn code(self) -> &'static str {
+        match self {
+            Stage::Queued => "queued",
+            Stage::Storing => "storing",
+        }
+    }
+}
+
+/// The message of [`ServiceError::BudgetExhausted`]: what happened to the
+/// call, and how to retry it safely.
+fn budget_message(budget_ms: u64, call: BudgetedCall, stage: Stage) -> String {
+    match (stage, call) {
+        (Stage::Queued, BudgetedCall::Decide) => format!(
+            "nudge is overloaded: the {budget_ms} ms budget ran out before a decision was recorded; retry with backoff"
+        ),
+        (Stage::Queued, BudgetedCall::Track) => format!(
+            "nudge is overloaded: the {budget_ms} ms budget ran out before the event was applied; retry with backoff (an event id is applied once)"
+        ),
+        (Stage::Queued, BudgetedCall::Outcome) => format!(
+            "nudge is overloaded: the {budget_ms} ms budget ran out before the outcome was applied; retry with backoff (an outcome is applied once per decision and action)"
+        ),
+        (Stage::Storing, BudgetedCall::Decide) => format!(
+            "unavailable: the {budget_ms} ms budget ran out while the decision was being stored; it may still be stored: treat it as not shown"
+        ),
+        (Stage::Storing, BudgetedCall::Track) => format!(
+            "unavailable: the {budget_ms} ms budget ran out while the event was being stored; it may still be stored: retry with the same event id (applied once)"
+        ),
+        (Stage::Storing, BudgetedCall::Outcome) => format!(
+            "unavailable: the {budget_ms} ms budget ran out while the outcome was being stored; it may still be stored: retry it (applied once per decision and action)"
+        ),
+    }
+}
+
 /// What a protected call authenticates with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential {
@@ -115,6 +222,10 @@ impl ServiceError {
             },
             ServiceError::UnknownCustomer(_) => Code::NotFound,
             ServiceError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+            ServiceError::BudgetExhausted { stage, .. } => match stage {
+                Stage::Queued => Code::ResourceExhausted,
+                Stage::Storing => Code::Unavailable,
+            },
             ServiceError::CannotRead { .. } => Code::FailedPrecondition,
             ServiceError::ActorTimedOut { .. } | ServiceError::NotActivated { .. } => {
                 Code::Unavailable

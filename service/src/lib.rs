@@ -12,7 +12,10 @@
 //!   start-up, the background tasks (idle sweeper, retention, storage probe,
 //!   reloads) on the service clock, graceful shutdown; `nudge serve` and the
 //!   tests both run it.
-//! - [`grpc`]: thin tonic services, health, reflection; [`grpc::serve`].
+//! - [`grpc`]: thin tonic services, health, reflection, admission control;
+//!   [`grpc::serve`].
+//! - [`queueing`]: where calls wait, measured, and the controller that sheds
+//!   calls while a queue stands.
 //! - [`fuzzing`]: untrusted bytes through decode → validate → decide, for the
 //!   fuzz targets and their property-test twins.
 //! - [`error`]: `ServiceError` and its one mapping to gRPC status codes.
@@ -42,6 +45,7 @@ pub mod fuzzing;
 pub mod grpc;
 pub mod logging;
 pub mod metrics;
+pub mod queueing;
 pub mod requests;
 pub mod server;
 pub mod shared;

@@ -3,6 +3,7 @@
 //! Shared by the engine, which routes them, and the customer actor, which
 //! applies them.
 
+use crate::error::{BudgetedCall, ServiceError, Stage};
 use crate::stats::LatencySummary;
 use nudge_models::customer::{ConsentState, SuppressionReason};
 use nudge_models::ledger::OutcomeKind;
@@ -10,6 +11,63 @@ use nudge_models::pipeline::Decision;
 use nudge_models::time::Timestamp;
 use nudge_models::value::AttrValue;
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// When a call's answer is due: the sooner of the client's deadline and the
+/// service budget, and which of the two it is. Only the client's own
+/// deadline passing is DEADLINE_EXCEEDED; the budget running out is
+/// overload ([`ServiceError::BudgetExhausted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// The instant.
+    pub at: Instant,
+    /// Its distance from the call's start, in milliseconds.
+    pub ms: u64,
+    /// Whether it is the client's deadline (otherwise the budget, shorter).
+    pub client: bool,
+}
+
+impl Deadline {
+    /// The deadline of a call that started at `started`: the client's
+    /// (`client`, from its `grpc-timeout`) when no longer than `budget`,
+    /// else the budget.
+    pub fn new(started: Instant, client: Option<Duration>, budget: Duration) -> Self {
+        let (length, client) = match client {
+            Some(client) if client <= budget => (client, true),
+            _ => (budget, false),
+        };
+        Self {
+            at: started + length,
+            ms: u64::try_from(length.as_millis()).unwrap_or(u64::MAX),
+            client,
+        }
+    }
+
+    /// Whether it has passed at `now`.
+    pub fn passed(&self, now: Instant) -> bool {
+        now >= self.at
+    }
+
+    /// The time left at `now`.
+    pub fn remaining(&self, now: Instant) -> Duration {
+        self.at.saturating_duration_since(now)
+    }
+
+    /// The error of `call` when this deadline passed at `stage`.
+    pub fn exceeded(&self, call: BudgetedCall, stage: Stage) -> ServiceError {
+        if self.client {
+            ServiceError::DeadlineExceeded {
+                deadline_ms: self.ms,
+            }
+        } else {
+            ServiceError::BudgetExhausted {
+                budget_ms: self.ms,
+                call,
+                stage,
+            }
+        }
+    }
+}
 
 /// A validated Decide call.
 #[derive(Debug, Clone)]
@@ -127,4 +185,41 @@ pub struct StatsSnapshot {
     pub passivations: u64,
     /// Refused calls.
     pub rejected: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn only_the_clients_own_deadline_passing_is_deadline_exceeded() {
+        let started = Instant::now();
+        let budget = Duration::from_millis(100);
+        // The client waits longer than the budget: the budget applies, and
+        // running out of it is overload, never DEADLINE_EXCEEDED.
+        let budgeted = Deadline::new(started, Some(Duration::from_secs(10)), budget);
+        assert_eq!((budgeted.ms, budgeted.client), (100, false));
+        assert_eq!(budgeted.at, started + budget);
+        let queued = budgeted.exceeded(BudgetedCall::Decide, Stage::Queued);
+        assert_eq!(queued.code(), Code::ResourceExhausted, "{queued}");
+        let storing = budgeted.exceeded(BudgetedCall::Track, Stage::Storing);
+        assert_eq!(storing.code(), Code::Unavailable, "{storing}");
+        assert!(storing.to_string().contains("same event id"), "{storing}");
+        // No client deadline: the budget too.
+        assert!(!Deadline::new(started, None, budget).client);
+        // The client's deadline is the shorter: its passing is the client's.
+        let client = Deadline::new(started, Some(Duration::from_millis(30)), budget);
+        assert_eq!((client.ms, client.client), (30, true));
+        for stage in Stage::ALL {
+            let error = client.exceeded(BudgetedCall::Outcome, stage);
+            assert_eq!(error.code(), Code::DeadlineExceeded, "{error}");
+        }
+        assert!(client.passed(started + Duration::from_millis(30)));
+        assert!(!client.passed(started + Duration::from_millis(29)));
+        assert_eq!(
+            client.remaining(started + Duration::from_millis(10)),
+            Duration::from_millis(20)
+        );
+    }
 }

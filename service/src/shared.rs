@@ -6,6 +6,7 @@
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::error::{BudgetedCall, Stage};
 use crate::metrics::Metrics;
 use crate::stats::{Stats, bump};
 use crate::store::Stores;
@@ -67,6 +68,17 @@ impl Shared {
                 self.metrics.duplicate_event();
             }
         }
+    }
+
+    /// A call's service budget ran out at `stage` (a client's own deadline
+    /// passing is not counted here).
+    pub fn record_budget_exhausted(&self, call: BudgetedCall, stage: Stage) {
+        self.metrics.budget_exhausted(call, stage);
+        tracing::debug!(
+            call = call.code(),
+            stage = stage.code(),
+            "service budget ran out before the answer"
+        );
     }
 
     /// An outcome was applied.

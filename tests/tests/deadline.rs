@@ -51,6 +51,55 @@ async fn a_one_millisecond_deadline_answers_or_fails_cleanly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_shorter_than_the_clients_deadline_never_answers_deadline_exceeded() {
+    // A 1 ms budget with no fallback headroom: many calls cannot finish in
+    // it. The clients wait 10 s, so the budget running out is the service's
+    // overload, answered RESOURCE_EXHAUSTED (not applied) or UNAVAILABLE (may
+    // still be stored), never DEADLINE_EXCEEDED.
+    let server = TestServer::start_with(|config| {
+        config.budget_ms = 1;
+        config.fallback_headroom_ms = 0;
+    })
+    .await;
+    let mut decisions = server.decisions().await;
+    let mut events = server.events().await;
+    let check = |what: &str, status: tonic::Status| match status.code() {
+        tonic::Code::ResourceExhausted => {
+            assert!(
+                status.message().contains("1 ms budget"),
+                "{what}: {status:?}"
+            )
+        }
+        tonic::Code::Unavailable => assert!(
+            status.message().contains("may still be stored"),
+            "{what}: {status:?}"
+        ),
+        _ => panic!("{what}: {status:?}"),
+    };
+    for attempt in 0..20 {
+        let mut request = tonic::Request::new(decide_request(
+            &format!("c-budget-{attempt}"),
+            "home_banner",
+        ));
+        request.set_timeout(Duration::from_secs(10));
+        if let Err(status) = decisions.decide(request).await {
+            check("decide", status);
+        }
+        let mut request = tonic::Request::new(event(
+            &format!("c-budget-{attempt}"),
+            &format!("budget-{attempt}"),
+            "login",
+            NOON,
+        ));
+        request.set_timeout(Duration::from_secs(10));
+        if let Err(status) = events.track(request).await {
+            check("track", status);
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generous_client_deadline_is_scored_normally() {
     let server = TestServer::start().await;
     let mut decisions = server.decisions().await;

@@ -1,7 +1,8 @@
 //! Admission control: calls beyond `grpc.max_concurrent_requests` are refused
-//! at once with RESOURCE_EXHAUSTED (health is never refused), connections
-//! beyond `grpc.max_connections` are closed, and the server answers normally
-//! once the load is gone.
+//! at once with RESOURCE_EXHAUSTED (health is never refused), a flood against
+//! a short budget and a queueing-delay limit is answered or refused but never
+//! left to the client's deadline, connections beyond `grpc.max_connections`
+//! are closed, and the server answers normally once the load is gone.
 
 use nudge_proto::v1::decisions_client::DecisionsClient;
 use nudge_proto::v1::events_client::EventsClient;
@@ -121,6 +122,132 @@ async fn a_burst_far_above_the_limit_is_answered_or_refused_and_never_hangs() {
         .await;
     assert!(!response.served.is_empty());
     assert!(!response.fallback);
+    server.stop().await;
+}
+
+/// How a call of the flood ended.
+#[derive(Debug, Default)]
+struct Ends {
+    answered: usize,
+    fallbacks: usize,
+    refused: usize,
+    not_stored_yet: usize,
+}
+
+impl Ends {
+    /// Counts one end; fails the test on anything but an answer, a refusal
+    /// (RESOURCE_EXHAUSTED), or the budget running out while the call was
+    /// being stored (UNAVAILABLE, "may still be stored").
+    fn count(&mut self, result: Result<bool, tonic::Status>) {
+        match result {
+            Ok(fallback) => {
+                self.answered += 1;
+                self.fallbacks += usize::from(fallback);
+            }
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                assert!(status.message().contains("overloaded"), "{status:?}");
+                self.refused += 1;
+            }
+            Err(status)
+                if status.code() == tonic::Code::Unavailable
+                    && status.message().contains("may still be stored") =>
+            {
+                self.not_stored_yet += 1;
+            }
+            Err(status) => panic!("neither answered nor refused: {status:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_is_answered_or_refused_and_never_waits_for_the_clients_deadline() {
+    const CALLS: usize = 1_000;
+    // A short service budget and a queueing-delay limit that reacts within
+    // milliseconds; the clients wait 10 s. Whatever the machine's speed,
+    // every call must end with an answer (perhaps a fallback) or a refusal
+    // well before that, never with DEADLINE_EXCEEDED.
+    let server = TestServer::start_with(|config| {
+        config.budget_ms = 25;
+        config.grpc.max_concurrent_requests = 64;
+        config.grpc.min_concurrent_requests = 1;
+        config.grpc.queue_delay_target_ms = 1;
+        config.grpc.queue_delay_interval_ms = 10;
+    })
+    .await;
+    let mut channels = Vec::new();
+    for _ in 0..4 {
+        channels.push(server.channel().await);
+    }
+    // Calls one at a time first: what a call takes without a queue.
+    let mut ends = Ends::default();
+    for index in 0..20 {
+        let mut request =
+            tonic::Request::new(decide_request(&format!("calm-{index}"), "home_banner"));
+        request.set_timeout(std::time::Duration::from_secs(10));
+        let result = DecisionsClient::new(channels[0].clone())
+            .decide(request)
+            .await;
+        ends.count(result.map(|response| response.into_inner().fallback));
+    }
+
+    let mut calls = tokio::task::JoinSet::new();
+    for index in 0..CALLS {
+        let channel = channels[index % channels.len()].clone();
+        calls.spawn(async move {
+            let customer = format!("flood-{}", index % 100);
+            if index % 5 == 0 {
+                let mut request = tonic::Request::new(event(
+                    &customer,
+                    &format!("flood-event-{index}"),
+                    "login",
+                    NOON,
+                ));
+                request.set_timeout(std::time::Duration::from_secs(10));
+                EventsClient::new(channel)
+                    .track(request)
+                    .await
+                    .map(|_| false)
+            } else {
+                let mut request = tonic::Request::new(decide_request(&customer, "home_banner"));
+                request.set_timeout(std::time::Duration::from_secs(10));
+                DecisionsClient::new(channel)
+                    .decide(request)
+                    .await
+                    .map(|response| response.into_inner().fallback)
+            }
+        });
+    }
+    while let Some(result) = calls.join_next().await {
+        ends.count(result.expect("the call task did not panic"));
+    }
+    assert_eq!(
+        ends.answered + ends.refused + ends.not_stored_yet,
+        CALLS + 20,
+        "{ends:?}"
+    );
+
+    // After the flood, calls are admitted again (the limit recovers within
+    // intervals of 10 ms; a slow machine may still refuse a few).
+    let mut decisions = DecisionsClient::new(channels[0].clone());
+    let mut admitted = None;
+    for attempt in 0..200 {
+        let mut request =
+            tonic::Request::new(decide_request(&format!("after-{attempt}"), "home_banner"));
+        request.set_timeout(std::time::Duration::from_secs(10));
+        match decisions.decide(request).await {
+            Ok(response) => {
+                admitted = Some(response.into_inner());
+                break;
+            }
+            Err(status) => ends.count(Err(status)),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let admitted = admitted.expect("a call is admitted again after the flood");
+    assert!(
+        !admitted.served.is_empty() || admitted.fallback,
+        "{admitted:?}"
+    );
     server.stop().await;
 }
 

@@ -7,8 +7,8 @@
 //! message it holds is answered with the storage error and the actor stops,
 //! so the next call activates it afresh.
 
-use crate::error::ServiceError;
-use crate::requests::{DecideInput, DecideReply};
+use crate::error::{BudgetedCall, ServiceError, Stage};
+use crate::requests::{Deadline, DecideInput, DecideReply};
 use crate::shared::Shared;
 use crate::store::{BudgetChange, Commit, LogEntry, OutcomeRecord, StoreError};
 use actix::prelude::*;
@@ -33,7 +33,9 @@ const DEFAULT_VARIANT: &str = "default";
 pub struct Activity {
     /// When the actor last handled a message (ms since epoch, service clock).
     pub last_active_ms: AtomicI64,
-    /// Messages sent but not yet handled.
+    /// Messages sent whose answer the engine still waits for (counted by the
+    /// engine, so a message abandoned at its deadline, which the actor then
+    /// skips, is not counted for ever).
     pub pending: AtomicUsize,
     /// Set once the actor has been asked to passivate, so that eviction does
     /// not count it as live nor pick it again.
@@ -113,12 +115,6 @@ impl CustomerActor {
         self.activity
             .last_active_ms
             .store(now.millis(), Ordering::Relaxed);
-        let _ =
-            self.activity
-                .pending
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |pending| {
-                    Some(pending.saturating_sub(1))
-                });
         now
     }
 
@@ -196,10 +192,8 @@ impl Actor for CustomerActor {
 pub struct Decide {
     /// The validated request.
     pub input: Arc<DecideInput>,
-    /// When the answer is due.
-    pub deadline: Instant,
-    /// The budget that set the deadline, for the error message.
-    pub budget_ms: u64,
+    /// When the answer is due, and whose deadline that is.
+    pub deadline: Deadline,
     /// Model, or fallback because the mailbox was saturated.
     pub scoring: Scoring,
 }
@@ -209,19 +203,18 @@ impl Handler<Decide> for CustomerActor {
 
     fn handle(&mut self, message: Decide, context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
-        self.check_loaded(context)?;
         let arrived = Instant::now();
-        if arrived >= message.deadline {
-            return Err(ServiceError::DeadlineExceeded {
-                budget_ms: message.budget_ms,
-            });
+        self.check_loaded(context)?;
+        let deadline = message.deadline;
+        if deadline.passed(arrived) {
+            return Err(deadline.exceeded(BudgetedCall::Decide, Stage::Queued));
         }
         if !message.input.dry_run {
             self.check_writable()?;
         }
         let headroom = std::time::Duration::from_millis(self.shared.config.fallback_headroom_ms);
         let scoring = match message.scoring {
-            Scoring::Model if message.deadline - arrived < headroom => {
+            Scoring::Model if deadline.remaining(arrived) < headroom => {
                 Scoring::Fallback(FallbackReason::Deadline)
             }
             scoring => scoring,
@@ -259,7 +252,7 @@ impl Handler<Decide> for CustomerActor {
             &mut self.state,
             &request,
             record_as,
-            || Instant::now() < message.deadline,
+            || !deadline.passed(Instant::now()),
         )?;
         let Some(Recorded {
             decision,
@@ -267,9 +260,7 @@ impl Handler<Decide> for CustomerActor {
             budget_taken,
         }) = recorded
         else {
-            return Err(ServiceError::DeadlineExceeded {
-                budget_ms: message.budget_ms,
-            });
+            return Err(deadline.exceeded(BudgetedCall::Decide, Stage::Queued));
         };
         let commit = match log {
             Some(log) => self.persist(vec![log], budget_changes(budget_taken, 1)),
@@ -306,6 +297,8 @@ pub struct Track {
     /// Validated events of this customer, in order (shared, so a retried
     /// send does not copy them).
     pub events: Arc<[Event]>,
+    /// When the events must be applied by (none for a stream's).
+    pub deadline: Option<Deadline>,
 }
 
 impl Handler<Track> for CustomerActor {
@@ -313,7 +306,13 @@ impl Handler<Track> for CustomerActor {
 
     fn handle(&mut self, message: Track, context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
+        let arrived = Instant::now();
         self.check_loaded(context)?;
+        if let Some(deadline) = message.deadline
+            && deadline.passed(arrived)
+        {
+            return Err(deadline.exceeded(BudgetedCall::Track, Stage::Queued));
+        }
         self.check_writable()?;
         let catalog = self.shared.catalog.load();
         let results = message
@@ -348,6 +347,8 @@ pub struct ReportOutcome {
     pub reward: Option<f64>,
     /// When (the service's time if the client gave none).
     pub at: Option<Timestamp>,
+    /// When the outcome must be applied by.
+    pub deadline: Deadline,
 }
 
 impl Handler<ReportOutcome> for CustomerActor {
@@ -355,7 +356,13 @@ impl Handler<ReportOutcome> for CustomerActor {
 
     fn handle(&mut self, message: ReportOutcome, context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
+        let arrived = Instant::now();
         self.check_loaded(context)?;
+        if message.deadline.passed(arrived) {
+            return Err(message
+                .deadline
+                .exceeded(BudgetedCall::Outcome, Stage::Queued));
+        }
         self.check_writable()?;
         let at = message.at.unwrap_or(now);
         let result = self.state.report_outcome(

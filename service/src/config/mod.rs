@@ -41,8 +41,10 @@ pub struct Config {
     pub catalog: Option<PathBuf>,
     /// Model artifact; the embedded demo model when absent.
     pub model: Option<PathBuf>,
-    /// Service time budget of one Decide, in milliseconds; the client's gRPC
-    /// deadline applies when shorter.
+    /// Service time budget of one Decide, Track or ReportOutcome, in
+    /// milliseconds; the client's gRPC deadline applies when shorter. When the
+    /// budget (not the client's deadline) runs out, the call is answered with
+    /// RESOURCE_EXHAUSTED or UNAVAILABLE, never DEADLINE_EXCEEDED.
     pub budget_ms: u64,
     /// Below this much remaining budget (ms) a Decide answers from the fallback
     /// ladder instead of scoring.
@@ -81,7 +83,21 @@ pub struct GrpcConfig {
     /// Most calls in flight at once, over every connection. A call beyond it
     /// is refused at once with RESOURCE_EXHAUSTED instead of waiting in a
     /// queue past its budget. Health and reflection calls are not counted.
+    /// While calls queue, admission holds a lower limit (see
+    /// `queue_delay_target_ms`).
     pub max_concurrent_requests: usize,
+    /// The lowest the queueing-delay limit on calls in flight goes, so that
+    /// some calls are always admitted (never above `max_concurrent_requests`).
+    pub min_concurrent_requests: usize,
+    /// The queueing delay tolerated (ms): when even the fastest call of a
+    /// whole `queue_delay_interval_ms` took this much longer than calls take
+    /// without a queue, the limit on calls in flight is lowered and the
+    /// excess shed at once. 0 turns this off (only `max_concurrent_requests`
+    /// applies).
+    pub queue_delay_target_ms: u64,
+    /// How long (ms) the queueing delay must stay above the target before
+    /// the limit is lowered, and how often the limit is adjusted.
+    pub queue_delay_interval_ms: u64,
     /// Most client connections open at once; a connection beyond it is
     /// closed as soon as it is accepted.
     pub max_connections: usize,
@@ -98,6 +114,9 @@ impl Default for GrpcConfig {
     fn default() -> Self {
         Self {
             max_concurrent_requests: 1_024,
+            min_concurrent_requests: 4,
+            queue_delay_target_ms: 10,
+            queue_delay_interval_ms: 100,
             max_connections: 1_024,
             max_concurrent_streams: 256,
             keepalive_interval_secs: 30,
@@ -424,7 +443,7 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// The Decide budget.
+    /// The budget of a Decide, Track or ReportOutcome.
     pub fn budget(&self) -> Duration {
         Duration::from_millis(self.budget_ms)
     }

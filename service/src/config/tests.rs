@@ -297,9 +297,18 @@ fn an_unknown_variable_or_a_bad_value_names_the_variable() {
 fn out_of_range_operations_settings_are_named() {
     /// Puts one setting out of its range.
     type Break = fn(&mut Config);
-    let cases: [(&str, Break); 7] = [
+    let cases: [(&str, Break); 10] = [
         ("grpc.max_concurrent_requests", |c| {
             c.grpc.max_concurrent_requests = 0
+        }),
+        ("grpc.min_concurrent_requests", |c| {
+            c.grpc.min_concurrent_requests = 0
+        }),
+        ("grpc.queue_delay_target_ms", |c| {
+            c.grpc.queue_delay_target_ms = 60_001
+        }),
+        ("grpc.queue_delay_interval_ms", |c| {
+            c.grpc.queue_delay_interval_ms = 9
         }),
         ("grpc.max_connections", |c| c.grpc.max_connections = 0),
         ("grpc.max_concurrent_streams", |c| {

@@ -7,7 +7,7 @@ impl Config {
     /// Checks every value; the first problem is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let grpc = &self.grpc;
-        let checks: [(&'static str, bool, String); 14] = [
+        let checks: [(&'static str, bool, String); 17] = [
             (
                 "budget_ms",
                 (1..=60_000).contains(&self.budget_ms),
@@ -60,6 +60,21 @@ impl Config {
                 "grpc.max_concurrent_requests",
                 (1..=1_000_000).contains(&grpc.max_concurrent_requests),
                 format!("{} must be 1..=1000000", grpc.max_concurrent_requests),
+            ),
+            (
+                "grpc.min_concurrent_requests",
+                (1..=1_000_000).contains(&grpc.min_concurrent_requests),
+                format!("{} must be 1..=1000000", grpc.min_concurrent_requests),
+            ),
+            (
+                "grpc.queue_delay_target_ms",
+                grpc.queue_delay_target_ms <= 60_000,
+                format!("{} must be 0 (off) ..=60000", grpc.queue_delay_target_ms),
+            ),
+            (
+                "grpc.queue_delay_interval_ms",
+                (10..=60_000).contains(&grpc.queue_delay_interval_ms),
+                format!("{} must be 10..=60000", grpc.queue_delay_interval_ms),
             ),
             (
                 "grpc.max_connections",

@@ -3,15 +3,40 @@
 
 use super::Engine;
 use crate::actors::customer::{ChangeSuppression, Forget, ReportOutcome, SetConsent, Track};
-use crate::error::ServiceError;
-use crate::requests::{OutcomeInput, SuppressionInput};
+use crate::error::{BudgetedCall, ServiceError};
+use crate::requests::{Deadline, OutcomeInput, SuppressionInput};
 use crate::store::{Commit, Erased};
 use nudge_models::customer::{ConsentState, OutcomeResult, TrackResult};
 use nudge_models::profile::Event;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 impl Engine {
-    /// Applies events of one customer, in order; answers once they are durable.
+    /// Applies events of one customer, in order, within the smaller of
+    /// `client_deadline` and the service budget; answers once they are
+    /// durable. When the budget runs out first the error is
+    /// [`ServiceError::BudgetExhausted`]: RESOURCE_EXHAUSTED while the events
+    /// were not applied, UNAVAILABLE while they were being stored (they may
+    /// still be). Either way a retry with the same event ids is safe: an
+    /// event id is applied once.
+    pub async fn track_within(
+        &self,
+        customer_id: &str,
+        events: Vec<Event>,
+        client_deadline: Option<Duration>,
+    ) -> Result<Vec<TrackResult>, ServiceError> {
+        let deadline = Deadline::new(Instant::now(), client_deadline, self.shared.config.budget());
+        let events: Arc<[Event]> = events.into();
+        self.call_durable_within(customer_id, deadline, BudgetedCall::Track, |_| Track {
+            events: events.clone(),
+            deadline: Some(deadline),
+        })
+        .await
+    }
+
+    /// Applies events of one customer, in order; answers once they are
+    /// durable, however long that takes (no budget: for library callers;
+    /// the `Track` call uses [`Engine::track_within`]).
     pub async fn track(
         &self,
         customer_id: &str,
@@ -34,13 +59,22 @@ impl Engine {
         let durable = self
             .call(customer_id, |_| Track {
                 events: events.clone(),
+                deadline: None,
             })
             .await??;
         Ok((durable.value, durable.commit))
     }
 
-    /// Applies an outcome.
-    pub async fn report_outcome(&self, input: OutcomeInput) -> Result<OutcomeResult, ServiceError> {
+    /// Applies an outcome within the smaller of `client_deadline` and the
+    /// service budget; answers once it is durable. When the budget runs out
+    /// first, the error is as for [`Engine::track_within`], and a retry is
+    /// safe: an outcome is applied once per decision, action and kind.
+    pub async fn report_outcome(
+        &self,
+        input: OutcomeInput,
+        client_deadline: Option<Duration>,
+    ) -> Result<OutcomeResult, ServiceError> {
+        let deadline = Deadline::new(Instant::now(), client_deadline, self.shared.config.budget());
         let OutcomeInput {
             customer_id,
             decision_id,
@@ -49,12 +83,15 @@ impl Engine {
             reward,
             at,
         } = input;
-        self.call_durable(&customer_id, |_| ReportOutcome {
-            decision_id: decision_id.clone(),
-            action_id: action_id.clone(),
-            outcome,
-            reward,
-            at,
+        self.call_durable_within(&customer_id, deadline, BudgetedCall::Outcome, |_| {
+            ReportOutcome {
+                decision_id: decision_id.clone(),
+                action_id: action_id.clone(),
+                outcome,
+                reward,
+                at,
+                deadline,
+            }
         })
         .await
     }

@@ -15,16 +15,17 @@ mod changes;
 mod ingest;
 
 pub use crate::requests::{
-    ConsentInput, DecideInput, DecideReply, OutcomeInput, StatsSnapshot, SuppressionInput,
+    ConsentInput, Deadline, DecideInput, DecideReply, OutcomeInput, StatsSnapshot, SuppressionInput,
 };
 pub use crate::shared::Shared;
 pub use ingest::{IngestSummary, Ingestion, Rejection};
 
+use crate::actors::customer::Activity;
 use crate::actors::customer::{Decide, Durable};
 use crate::actors::{ActorSystem, CustomerActor, CustomerRegistry, RegistryEntry};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::error::ServiceError;
+use crate::error::{BudgetedCall, ServiceError, Stage};
 use crate::metrics::Metrics;
 use crate::stats::{Stats, bump};
 use crate::store::{StoreError, Stores};
@@ -35,6 +36,7 @@ use nudge_models::budget::BudgetCounters;
 use nudge_models::catalog::Catalog;
 use nudge_models::model::Model;
 use nudge_models::pipeline::{FallbackReason, Scoring};
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -141,7 +143,10 @@ impl Engine {
         for _ in 0..MAX_ROUTING_ATTEMPTS {
             let entry = self.registry.get_or_activate(customer_id);
             let message = make(&entry);
-            entry.activity.pending.fetch_add(1, Ordering::AcqRel);
+            // Counted until the answer comes or the caller gives up: an
+            // abandoned message is skipped by the actor, and must not leave
+            // the customer counted as busy.
+            let _pending = Pending::count(&entry.activity);
             match entry.addr.send(message).await {
                 Ok(result) => return Ok(result),
                 Err(MailboxError::Closed) => tokio::time::sleep(Duration::from_micros(200)).await,
@@ -156,6 +161,53 @@ impl Engine {
             customer_id: customer_id.to_owned(),
             attempts: MAX_ROUTING_ATTEMPTS,
         })
+    }
+
+    /// `work` within `deadline`: when it passes first, the error says
+    /// whose deadline it was and that `call` was at `stage`. A service
+    /// budget running out is counted, whichever step noticed it.
+    async fn within<T>(
+        &self,
+        deadline: Deadline,
+        call: BudgetedCall,
+        stage: Stage,
+        work: impl Future<Output = Result<T, ServiceError>>,
+    ) -> Result<T, ServiceError> {
+        let result = tokio::time::timeout_at(deadline.at.into(), work)
+            .await
+            .unwrap_or_else(|_| Err(deadline.exceeded(call, stage)));
+        if let Err(ServiceError::BudgetExhausted { call, stage, .. }) = &result {
+            self.shared.record_budget_exhausted(*call, *stage);
+        }
+        result
+    }
+
+    /// Like [`Engine::call_durable`], within `deadline`: an error once it
+    /// passes, saying whether the change was still queued (not applied) or
+    /// being stored (it may still become durable).
+    async fn call_durable_within<M, T>(
+        &self,
+        customer_id: &str,
+        deadline: Deadline,
+        call: BudgetedCall,
+        make: impl Fn(&RegistryEntry) -> M,
+    ) -> Result<T, ServiceError>
+    where
+        M: Message<Result = Result<Durable<T>, ServiceError>> + Send + 'static,
+        T: Send + 'static,
+        CustomerActor: Handler<M>,
+        <CustomerActor as actix::Actor>::Context: ToEnvelope<CustomerActor, M>,
+    {
+        let durable = self
+            .within(deadline, call, Stage::Queued, async {
+                self.call(customer_id, make).await?
+            })
+            .await?;
+        self.within(deadline, call, Stage::Storing, async {
+            Ok(durable.commit.wait().await?)
+        })
+        .await?;
+        Ok(durable.value)
     }
 
     /// Like [`Engine::call`] for a change: answers once the change is durable.
@@ -176,18 +228,19 @@ impl Engine {
     }
 
     /// Decides for one customer within the smaller of `client_deadline` and the
-    /// service budget.
+    /// service budget. When the client's deadline passes first the error is
+    /// DEADLINE_EXCEEDED; when the budget runs out first (the client would
+    /// still wait) it is [`ServiceError::BudgetExhausted`], RESOURCE_EXHAUSTED
+    /// while the decision was not recorded, UNAVAILABLE while it was being
+    /// stored. Close to the deadline the actor answers from the fallback
+    /// ladder instead (`fallback_headroom_ms`).
     pub async fn decide(
         &self,
         input: DecideInput,
         client_deadline: Option<Duration>,
     ) -> Result<DecideReply, ServiceError> {
         let started = Instant::now();
-        let budget = client_deadline.map_or(self.shared.config.budget(), |client| {
-            client.min(self.shared.config.budget())
-        });
-        let budget_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
-        let deadline = started + budget;
+        let deadline = Deadline::new(started, client_deadline, self.shared.config.budget());
         let catalog = self.catalog();
         if catalog.placement(&input.placement).is_none() {
             bump(&self.shared.stats.rejected);
@@ -210,24 +263,28 @@ impl Engine {
         let input = Arc::new(input);
         let threshold = self.shared.config.actors.overload_threshold;
         let customer_id = input.customer_id.clone();
-        // The answer waits for its decision to be durable, within the budget.
-        let call = self.call_durable(&customer_id, |entry| Decide {
-            input: input.clone(),
-            deadline,
-            budget_ms,
-            scoring: if entry.activity.pending.load(Ordering::Acquire) >= threshold {
-                Scoring::Fallback(FallbackReason::Overloaded)
-            } else {
-                Scoring::Model
-            },
-        });
-        let reply = match tokio::time::timeout_at(deadline.into(), call).await {
-            Ok(result) => result?,
-            Err(_) => {
-                bump(&self.shared.stats.rejected);
-                return Err(ServiceError::DeadlineExceeded { budget_ms });
-            }
-        };
+        // The answer waits for its decision to be durable, within the deadline.
+        let reply = self
+            .call_durable_within(&customer_id, deadline, BudgetedCall::Decide, |entry| {
+                Decide {
+                    input: input.clone(),
+                    deadline,
+                    scoring: if entry.activity.pending.load(Ordering::Acquire) >= threshold {
+                        Scoring::Fallback(FallbackReason::Overloaded)
+                    } else {
+                        Scoring::Model
+                    },
+                }
+            })
+            .await
+            .inspect_err(|error| {
+                if matches!(
+                    error,
+                    ServiceError::DeadlineExceeded { .. } | ServiceError::BudgetExhausted { .. }
+                ) {
+                    bump(&self.shared.stats.rejected);
+                }
+            })?;
         let finished = Instant::now();
         let elapsed = finished.saturating_duration_since(started);
         self.shared
@@ -235,5 +292,21 @@ impl Engine {
             .decided(&input.placement, reply.decision.fallback.is_some(), elapsed);
         self.shared.stats.latency.record(finished, elapsed);
         Ok(reply)
+    }
+}
+
+/// One message counted in [`Activity::pending`] while this lives.
+struct Pending<'activity>(&'activity Activity);
+
+impl<'activity> Pending<'activity> {
+    fn count(activity: &'activity Activity) -> Self {
+        activity.pending.fetch_add(1, Ordering::AcqRel);
+        Self(activity)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -4,7 +4,9 @@
 //! 1. opens the call's `grpc` span: the method path, and the client's
 //!    `x-request-id` when it sent a usable one (printable ASCII, at most
 //!    [`MAX_REQUEST_ID_BYTES`]); everything the handler logs is inside it;
-//! 2. admits the call or sheds it with RESOURCE_EXHAUSTED ([`Admission`]);
+//! 2. admits the call or sheds it with RESOURCE_EXHAUSTED ([`Admission`]),
+//!    before the request is decoded; an admitted call's time in the server
+//!    is what admission control goes by;
 //! 3. when the answer is ready, reads its `grpc-status`, counts refusals in
 //!    the metrics, and logs the status and latency: at debug, or at error
 //!    for a server fault (INTERNAL, UNKNOWN, DATA_LOSS).
@@ -17,6 +19,7 @@
 
 use super::admission::{Admission, Admit};
 use crate::metrics::GrpcMetrics;
+use crate::queueing::Shed;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,11 +41,8 @@ pub struct CallLayer {
 
 impl CallLayer {
     /// A layer admitting calls with `admission` and counting in `metrics`.
-    pub fn new(admission: Admission, metrics: Arc<GrpcMetrics>) -> Self {
-        Self {
-            admission: Arc::new(admission),
-            metrics,
-        }
+    pub fn new(admission: Arc<Admission>, metrics: Arc<GrpcMetrics>) -> Self {
+        Self { admission, metrics }
     }
 }
 
@@ -139,13 +139,15 @@ where
         let permit = match self.admission.admit(request.uri().path()) {
             Admit::Exempt => None,
             Admit::Admitted(permit) => Some(permit),
-            Admit::Shed => {
-                metrics.shed();
-                let limit = self.admission.limit();
-                let response = tonic::Status::resource_exhausted(format!(
-                    "nudge is overloaded: {limit} calls in flight (grpc.max_concurrent_requests); retry with backoff"
-                ))
-                .into_http();
+            Admit::Shed(reason) => {
+                metrics.shed(reason);
+                let gate = self.admission.gate();
+                let (limit, in_flight) = (gate.limit(), gate.in_flight());
+                let response = {
+                    let _entered = span.enter();
+                    tracing::debug!(reason = reason.code(), limit, in_flight, "call shed");
+                    tonic::Status::resource_exhausted(shed_message(reason, limit)).into_http()
+                };
                 return Box::pin(
                     async move {
                         finished(&metrics, tonic::Code::ResourceExhausted, started);
@@ -159,10 +161,14 @@ where
             let _entered = span.enter();
             self.inner.call(request)
         };
+        let admission = self.admission.clone();
         Box::pin(
             async move {
                 let result = answer.await;
-                // The slot is free once the answer is ready.
+                // The place is free once the answer is ready.
+                if permit.is_some() {
+                    admission.gate().answered(started.elapsed());
+                }
                 drop(permit);
                 if let Ok(response) = &result {
                     finished(&metrics, status_of(response), started);
@@ -171,6 +177,18 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// The message of a call shed for `reason` with `limit` calls in flight.
+fn shed_message(reason: Shed, limit: usize) -> String {
+    match reason {
+        Shed::Concurrency => format!(
+            "nudge is overloaded: {limit} calls in flight (grpc.max_concurrent_requests); retry with backoff"
+        ),
+        Shed::QueueDelay => format!(
+            "nudge is overloaded: calls are queueing, so at most {limit} are taken at once for now; retry with backoff"
+        ),
     }
 }
 

@@ -47,12 +47,13 @@ impl proto::decisions_server::Decisions for DecisionsService {
         request: Request<proto::ReportOutcomeRequest>,
     ) -> Result<Response<proto::ReportOutcomeResponse>, Status> {
         let shared = self.engine.shared();
+        let deadline = client_deadline(request.metadata());
         let input = convert::report_outcome(
             request.into_inner(),
             shared.clock.now(),
             &shared.config.limits,
         )?;
-        let result = self.engine.report_outcome(input).await?;
+        let result = self.engine.report_outcome(input, deadline).await?;
         Ok(Response::new(proto::ReportOutcomeResponse {
             applied: result.applied,
             slot_released: result.slot_released,

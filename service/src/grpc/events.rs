@@ -34,12 +34,16 @@ impl proto::events_server::Events for EventsService {
         request: Request<proto::Event>,
     ) -> Result<Response<proto::TrackResponse>, Status> {
         let shared = self.engine.shared();
+        let deadline = super::client_deadline(request.metadata());
         let (customer_id, event) = convert::event(
             request.into_inner(),
             shared.clock.now(),
             &shared.config.limits,
         )?;
-        let results = self.engine.track(&customer_id, vec![event]).await?;
+        let results = self
+            .engine
+            .track_within(&customer_id, vec![event], deadline)
+            .await?;
         let duplicate = results.first() == Some(&TrackResult::Duplicate);
         Ok(Response::new(proto::TrackResponse { duplicate }))
     }

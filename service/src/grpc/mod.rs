@@ -4,9 +4,10 @@
 //! twin [`serve_until_ready`]). [`serve`] also applies, to every service:
 //!
 //! - [`calls`]: the outermost layer: one log span per call, admission control
-//!   ([`admission`]: calls beyond `grpc.max_concurrent_requests` are shed with
-//!   RESOURCE_EXHAUSTED), refusals counted in the metrics, status and latency
-//!   logged;
+//!   ([`admission`]: calls beyond a limit that queueing delay lowers and
+//!   `grpc.max_concurrent_requests` caps are shed with RESOURCE_EXHAUSTED
+//!   before they are decoded; [`admission::control`] adjusts the limit),
+//!   refusals counted in the metrics, status and latency logged;
 //! - [`auth`]: the authorization of the protected calls;
 //! - TLS ([`tls`]), the message size limit, HTTP/2 keepalive, streams per
 //!   connection, and the connection limit ([`admission::limit_connections`]);
@@ -139,8 +140,18 @@ pub async fn serve_until_ready(
         // Before tonic stops accepting: probes see NOT_SERVING at once.
         draining.drain().await;
     };
-    let connections =
-        admission::limit_connections(incoming(listener), grpc.max_connections, metrics.clone());
+    let admission = Arc::new(admission::Admission::new(grpc));
+    let connections = admission::limit_connections(
+        incoming(listener),
+        grpc.max_connections,
+        admission.gate().clone(),
+        metrics.clone(),
+    );
+    // Stopped when serving ends, however it ends.
+    let _control = AbortOnDrop(tokio::spawn(admission::control(
+        admission.clone(),
+        metrics.clone(),
+    )));
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         server = server.tls_config(tls)?;
@@ -150,10 +161,7 @@ pub async fn serve_until_ready(
         .http2_keepalive_timeout(Some(Duration::from_secs(grpc.keepalive_timeout_secs)))
         .max_concurrent_streams(grpc.max_concurrent_streams)
         // Outermost first: shed and unauthorized calls are logged and counted too.
-        .layer(calls::CallLayer::new(
-            admission::Admission::new(grpc.max_concurrent_requests),
-            metrics,
-        ))
+        .layer(calls::CallLayer::new(admission, metrics))
         .layer(auth::AuthLayer::new(authorizer))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -167,6 +175,15 @@ pub async fn serve_until_ready(
         .serve_with_incoming_shutdown(connections, shutdown)
         .await?;
     Ok(())
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! outcomes, and the running catalog's and model's versions.
 
 use super::*;
+use crate::error::{BudgetedCall, Stage};
 use metrics::{Counter, Gauge, Histogram};
 use nudge_models::catalog::Catalog;
 use nudge_models::pipeline::Decision;
@@ -90,6 +91,8 @@ pub struct Metrics {
     cap_hits: ByLabel<[Counter; CAP_SCOPES.len()]>,
     fallbacks: [Counter; FALLBACK_REASONS.len()],
     mailbox_saturated: Counter,
+    /// By call, then by stage.
+    budget_exhausted: [[Counter; Stage::ALL.len()]; BudgetedCall::ALL.len()],
     live: Gauge,
     activations: Counter,
     passivations: Counter,
@@ -119,6 +122,11 @@ impl Metrics {
             fallbacks: FALLBACK_REASONS
                 .map(|reason| metrics::counter!(DECIDE_FALLBACKS_TOTAL, REASON => reason.code())),
             mailbox_saturated: metrics::counter!(ACTORS_MAILBOX_SATURATED_TOTAL),
+            budget_exhausted: BudgetedCall::ALL.map(|call| {
+                Stage::ALL.map(|stage| {
+                    metrics::counter!(BUDGET_EXHAUSTED_TOTAL, CALL => call.code(), STAGE => stage.code())
+                })
+            }),
             live: metrics::gauge!(ACTORS_LIVE),
             activations: metrics::counter!(ACTORS_ACTIVATIONS_TOTAL),
             passivations: metrics::counter!(ACTORS_PASSIVATIONS_TOTAL),
@@ -224,6 +232,11 @@ impl Metrics {
             },
             |counters| counters[scope].increment(1),
         );
+    }
+
+    /// A call's service budget ran out at `stage`.
+    pub fn budget_exhausted(&self, call: BudgetedCall, stage: Stage) {
+        self.budget_exhausted[call.index()][stage.index()].increment(1);
     }
 
     /// An actor was activated.

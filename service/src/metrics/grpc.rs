@@ -1,8 +1,12 @@
-//! The gRPC layer's handles: calls refused by reason, calls shed, connections
-//! refused.
+//! The gRPC layer's handles: calls refused by reason, calls shed by reason,
+//! the admission limit, connections refused.
 
-use super::{GRPC_CONNECTIONS_REFUSED_TOTAL, GRPC_REJECTED_TOTAL, GRPC_SHED_TOTAL, REASON};
-use metrics::Counter;
+use super::{
+    GRPC_CONCURRENCY_LIMIT, GRPC_CONNECTIONS_REFUSED_TOTAL, GRPC_REJECTED_TOTAL, GRPC_SHED_TOTAL,
+    REASON,
+};
+use crate::queueing::Shed;
+use metrics::{Counter, Gauge};
 
 /// Why a gRPC call was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +60,8 @@ impl Rejection {
 #[derive(Debug)]
 pub struct GrpcMetrics {
     rejected: [Counter; Rejection::ALL.len()],
-    shed: Counter,
+    shed: [Counter; Shed::ALL.len()],
+    concurrency_limit: Gauge,
     connections_refused: Counter,
 }
 
@@ -73,7 +78,9 @@ impl GrpcMetrics {
             rejected: Rejection::ALL.map(
                 |rejection| metrics::counter!(GRPC_REJECTED_TOTAL, REASON => rejection.code()),
             ),
-            shed: metrics::counter!(GRPC_SHED_TOTAL),
+            shed: Shed::ALL
+                .map(|reason| metrics::counter!(GRPC_SHED_TOTAL, REASON => reason.code())),
+            concurrency_limit: metrics::gauge!(GRPC_CONCURRENCY_LIMIT),
             connections_refused: metrics::counter!(GRPC_CONNECTIONS_REFUSED_TOTAL),
         }
     }
@@ -87,8 +94,14 @@ impl GrpcMetrics {
 
     /// A call was shed by admission control (its RESOURCE_EXHAUSTED is
     /// counted by [`GrpcMetrics::grpc_status`] too).
-    pub fn shed(&self) {
-        self.shed.increment(1);
+    pub fn shed(&self, reason: Shed) {
+        self.shed[reason.index()].increment(1);
+    }
+
+    /// The admission limit on calls in flight is now `limit`.
+    pub fn concurrency_limit(&self, limit: usize) {
+        #[allow(clippy::cast_precision_loss)] // limits are far below 2^52
+        self.concurrency_limit.set(limit as f64);
     }
 
     /// A connection was closed on accept.

@@ -75,9 +75,18 @@ pub const MODEL_INFO: &str = "nudge_model_info";
 /// Counter: gRPC calls refused; label `reason` (`invalid`, `deadline`,
 /// `overloaded`, `unauthorized`).
 pub const GRPC_REJECTED_TOTAL: &str = "nudge_grpc_rejected_total";
-/// Counter: calls shed by admission control (`grpc.max_concurrent_requests`
-/// in flight already), answered RESOURCE_EXHAUSTED before any handler ran.
+/// Counter: calls shed by admission control, answered RESOURCE_EXHAUSTED
+/// before any handler ran; label `reason` (`concurrency`: the configured
+/// `grpc.max_concurrent_requests` were in flight; `queue_delay`: the limit,
+/// lowered because calls queued, was).
 pub const GRPC_SHED_TOTAL: &str = "nudge_grpc_shed_total";
+/// Gauge: the admission limit on calls in flight, as queueing delay adjusts it.
+pub const GRPC_CONCURRENCY_LIMIT: &str = "nudge_grpc_concurrency_limit";
+/// Counter: admitted calls whose service budget ran out before their answer;
+/// labels `call` (`decide`, `track`, `outcome`) and `stage` (`queued`: before
+/// the actor applied it, answered RESOURCE_EXHAUSTED; `storing`: while its
+/// write was pending, answered UNAVAILABLE).
+pub const BUDGET_EXHAUSTED_TOTAL: &str = "nudge_budget_exhausted_total";
 /// Counter: connections closed on accept because `grpc.max_connections` were
 /// open.
 pub const GRPC_CONNECTIONS_REFUSED_TOTAL: &str = "nudge_grpc_connections_refused_total";
@@ -100,6 +109,8 @@ const CHANNEL: &str = "channel";
 const EVENT: &str = "event";
 const OUTCOME: &str = "outcome";
 const VERSION: &str = "version";
+const CALL: &str = "call";
+const STAGE: &str = "stage";
 
 /// The `event` label of event names that are not in the catalog's `events`.
 pub const OTHER_EVENT: &str = "other";
@@ -144,7 +155,7 @@ pub struct Declaration {
 }
 
 /// Every metric nudge exposes.
-pub const DECLARATIONS: [Declaration; 20] = [
+pub const DECLARATIONS: [Declaration; 22] = [
     Declaration {
         name: DECIDE_DURATION_SECONDS,
         kind: Kind::Histogram,
@@ -238,8 +249,20 @@ pub const DECLARATIONS: [Declaration; 20] = [
     Declaration {
         name: GRPC_SHED_TOTAL,
         kind: Kind::Counter,
+        labels: &[REASON],
+        help: "gRPC calls shed by admission control, answered RESOURCE_EXHAUSTED before any handler ran: concurrency (grpc.max_concurrent_requests in flight) or queue_delay (the limit lowered because calls queued).",
+    },
+    Declaration {
+        name: GRPC_CONCURRENCY_LIMIT,
+        kind: Kind::Gauge,
         labels: &[],
-        help: "gRPC calls shed by admission control: answered RESOURCE_EXHAUSTED at once because grpc.max_concurrent_requests calls were in flight.",
+        help: "The admission limit on gRPC calls in flight: grpc.max_concurrent_requests, lowered while calls queue.",
+    },
+    Declaration {
+        name: BUDGET_EXHAUSTED_TOTAL,
+        kind: Kind::Counter,
+        labels: &[CALL, STAGE],
+        help: "Admitted calls whose service budget (budget_ms) ran out before their answer: queued (RESOURCE_EXHAUSTED, not applied) or storing (UNAVAILABLE, its write pending).",
     },
     Declaration {
         name: GRPC_CONNECTIONS_REFUSED_TOTAL,

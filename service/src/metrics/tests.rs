@@ -181,7 +181,12 @@ fn cap_hits_are_labelled_by_scope_and_channel() {
         grpc.grpc_status(tonic::Code::NotFound);
         grpc.grpc_status(tonic::Code::PermissionDenied);
         grpc.grpc_status(tonic::Code::ResourceExhausted);
-        grpc.shed();
+        grpc.shed(crate::queueing::Shed::QueueDelay);
+        grpc.concurrency_limit(12);
+        metrics.budget_exhausted(
+            crate::error::BudgetedCall::Track,
+            crate::error::Stage::Storing,
+        );
     });
     let text = handle.render();
     for (series, value) in [
@@ -202,7 +207,17 @@ fn cap_hits_are_labelled_by_scope_and_channel() {
         (r#"nudge_grpc_rejected_total{reason="deadline"}"#, 0.0),
         (r#"nudge_grpc_rejected_total{reason="unauthorized"}"#, 1.0),
         (r#"nudge_grpc_rejected_total{reason="overloaded"}"#, 1.0),
-        ("nudge_grpc_shed_total", 1.0),
+        (r#"nudge_grpc_shed_total{reason="queue_delay"}"#, 1.0),
+        (r#"nudge_grpc_shed_total{reason="concurrency"}"#, 0.0),
+        ("nudge_grpc_concurrency_limit", 12.0),
+        (
+            r#"nudge_budget_exhausted_total{call="track",stage="storing"}"#,
+            1.0,
+        ),
+        (
+            r#"nudge_budget_exhausted_total{call="decide",stage="queued"}"#,
+            0.0,
+        ),
         ("nudge_grpc_connections_refused_total", 0.0),
         (
             r#"nudge_decide_duration_seconds_bucket{placement="home_banner",fallback="yes",le="0.00015"}"#,

@@ -1,0 +1,629 @@
+//! Queueing delay: how much longer than usual calls take in the server, and
+//! the controller that turns a standing delay into a lower limit on the
+//! calls in flight, so the excess is refused at once instead of queueing.
+//!
+//! **What is measured.** Two things, because calls queue in two ways.
+//! Every admitted call's time in the server, from the outermost gRPC layer
+//! taking it to its answer being ready: past saturation the server behaves
+//! like a processor-sharing queue, hundreds of calls in flight, each waiting
+//! its turn on the two runtime threads again at every step (decode, the
+//! actor, the commit, the encode). No single wait is long — measured under
+//! an open-loop overload, a call's first poll (tokio runs a task spawned by
+//! the connection in its LIFO slot, next), a yield on the runtime and an
+//! actor's mailbox each had a minimum of a few microseconds while answers
+//! took ten times their budget — but every call's total time grows. So the
+//! delay is the call's time beyond the **baseline**: the shortest time of
+//! the last [`BASELINE_INTERVALS`] intervals in which the limit did not hold
+//! calls back (what a call takes without a queue, fsync included). An
+//! interval that reached the limit does not move the baseline, so a long
+//! overload cannot pass itself off as the new normal; one at the floor does
+//! (what is left there is not queueing), so a slower disk or a costlier mix
+//! of calls becomes the baseline instead of being shed for ever.
+//! And the wait of each connection's task between its socket turning
+//! readable and the task reading it ([`Gate::connection_waited`]): calls
+//! queue there, in the HTTP/2 connections, before any layer sees them, when
+//! the runtime is saturated (measured: refusals that cost the server
+//! microseconds reached clients after most of a second).
+//!
+//! **When it counts.** Each interval keeps the *shortest* time of the calls
+//! that ended in it, and the shortest connection wait ([`MinDelay`]). A
+//! burst that drains within the interval leaves some call with a short time
+//! and some connection read at once; only a queue that stands for the whole
+//! interval keeps even the shortest above the target (for calls: above
+//! baseline + target). That is CoDel's test (Nichols and Jacobson,
+//! "Controlling Queue Delay", 2012); the minimum also ignores long calls
+//! such as streams. The standing delay is the larger of the two.
+//!
+//! **What it does.** The [`Controller`] acts once per interval on a limit of
+//! calls in flight: a standing delay above the target lowers the limit below
+//! the calls that were in flight, in proportion to how far above it was
+//! (target / delay, between ×0.5 and ×0.9); each calm interval raises it by
+//! a quarter, back up to the configured maximum (from the floor of 4 to
+//! 1,024 in about 2.5 s of 100 ms intervals). It never goes below its floor,
+//! so some calls are always admitted and shedding ends once the queue is
+//! gone. A limit rather than CoDel's schedule of drops, because that
+//! schedule is made for TCP flows, which halve their rate at each drop; RPC
+//! clients do not, and a limit bounds the work and memory taken on directly,
+//! with `grpc.max_concurrent_requests` as its ceiling. A cut in proportion
+//! to the delay (a gradient, as in Netflix's concurrency-limits) reaches the
+//! right limit in a few intervals where a fixed step would take many.
+//!
+//! [`Gate`] holds the limit where every call reads it (atomics, no lock on a
+//! call's path) and runs the controller on [`Gate::end_interval`], which the
+//! gRPC layer ([`crate::grpc::admission::control`]) calls every interval.
+//! Nothing here reads a clock: tests drive it interval by interval with
+//! made-up times.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How many intervals the baseline (the shortest time of a call) is the
+/// minimum of: with 100 ms intervals, the last 5 s that were not held back
+/// by the limit.
+pub const BASELINE_INTERVALS: usize = 50;
+
+/// No sample since the last read.
+const NO_SAMPLE: u64 = u64::MAX;
+
+/// The minimum duration recorded since it was last taken; lock-free, so every
+/// call can record into it.
+#[derive(Debug)]
+pub struct MinDelay {
+    /// Microseconds, or [`NO_SAMPLE`].
+    micros: AtomicU64,
+}
+
+impl Default for MinDelay {
+    fn default() -> Self {
+        Self {
+            micros: AtomicU64::new(NO_SAMPLE),
+        }
+    }
+}
+
+impl MinDelay {
+    /// Records one duration.
+    pub fn record(&self, duration: Duration) {
+        let micros = u64::try_from(duration.as_micros()).unwrap_or(NO_SAMPLE - 1);
+        self.micros.fetch_min(micros, Ordering::Relaxed);
+    }
+
+    /// The minimum since the last call, and starts afresh; `None` when
+    /// nothing was recorded.
+    pub fn take(&self) -> Option<Duration> {
+        match self.micros.swap(NO_SAMPLE, Ordering::Relaxed) {
+            NO_SAMPLE => None,
+            micros => Some(Duration::from_micros(micros)),
+        }
+    }
+}
+
+/// How the controller behaves (from `grpc.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// The standing queueing delay tolerated; `None` turns the control off
+    /// (the limit stays at `max_limit`).
+    pub target: Option<Duration>,
+    /// How long the delay must stand before the limit drops, and how often
+    /// the limit is adjusted.
+    pub interval: Duration,
+    /// The lowest the limit goes.
+    pub min_limit: usize,
+    /// The configured most calls in flight; the limit starts there.
+    pub max_limit: usize,
+}
+
+/// What one interval showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Window {
+    /// The shortest time in the server of a call that ended in the interval;
+    /// `None` when none did.
+    pub fastest: Option<Duration>,
+    /// The shortest wait of a connection's task, from its socket turning
+    /// readable to the task reading it; `None` when no connection waited.
+    pub connection_wait: Option<Duration>,
+    /// The most calls in flight at once during the interval.
+    pub peak_in_flight: usize,
+}
+
+/// The limit after an interval, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Adjustment {
+    /// The limit before.
+    pub before: usize,
+    /// The limit from now on.
+    pub limit: usize,
+    /// The interval's standing delay: the longer of its fastest call beyond
+    /// the baseline and its shortest connection wait.
+    pub standing: Option<Duration>,
+    /// The baseline it was measured from.
+    pub baseline: Option<Duration>,
+    /// Whether the standing delay was above the target.
+    pub overloaded: bool,
+}
+
+/// The adaptive limit on calls in flight: lowered while a queue stands,
+/// raised while none does (see the module documentation). A pure state
+/// machine.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    settings: Settings,
+    limit: usize,
+    /// The fastest call of each of the last intervals that had one and were
+    /// not held back by the limit, oldest overwritten first.
+    recent: [Option<Duration>; BASELINE_INTERVALS],
+    /// Where the next interval's fastest call goes in `recent`.
+    next: usize,
+}
+
+/// The smallest and largest share of the calls in flight kept when a queue
+/// stands.
+const MIN_KEEP: f64 = 0.5;
+const MAX_KEEP: f64 = 0.9;
+
+impl Controller {
+    /// A controller at the maximum limit, with no baseline yet.
+    pub fn new(settings: Settings) -> Self {
+        debug_assert!(1 <= settings.min_limit && settings.min_limit <= settings.max_limit);
+        Self {
+            settings,
+            limit: settings.max_limit,
+            recent: [None; BASELINE_INTERVALS],
+            next: 0,
+        }
+    }
+
+    /// The current limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The baseline: the fastest call of the last [`BASELINE_INTERVALS`]
+    /// intervals.
+    pub fn baseline(&self) -> Option<Duration> {
+        self.recent.iter().flatten().min().copied()
+    }
+
+    /// Adjusts the limit at the end of an interval that showed `window`.
+    pub fn end_interval(&mut self, window: Window) -> Adjustment {
+        let before = self.limit;
+        let Settings {
+            target,
+            min_limit,
+            max_limit,
+            ..
+        } = self.settings;
+        let held_back = window.peak_in_flight >= before && before > min_limit;
+        if let Some(fastest) = window.fastest
+            && !held_back
+        {
+            self.recent[self.next] = Some(fastest);
+            self.next = (self.next + 1) % BASELINE_INTERVALS;
+        }
+        let baseline = self.baseline();
+        let beyond_baseline = window
+            .fastest
+            .zip(baseline)
+            .map(|(fastest, baseline)| fastest.saturating_sub(baseline));
+        let standing = beyond_baseline.max(window.connection_wait);
+        let overload = match (target, standing) {
+            (Some(target), Some(standing)) if standing > target => Some((target, standing)),
+            _ => None,
+        };
+        self.limit = match (target, overload) {
+            (None, _) => max_limit,
+            (Some(_), Some((target, standing))) => {
+                // Below what was actually in flight, so the cut bites at once
+                // even when the limit was far above it.
+                let base = before.min(window.peak_in_flight.max(min_limit));
+                let keep =
+                    (target.as_secs_f64() / standing.as_secs_f64()).clamp(MIN_KEEP, MAX_KEEP);
+                // Truncation is the point: a cut always lowers the limit.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let cut = (base as f64 * keep) as usize;
+                cut.max(min_limit)
+            }
+            (Some(_), None) => before.saturating_add((before / 4).max(1)).min(max_limit),
+        };
+        Adjustment {
+            before,
+            limit: self.limit,
+            standing,
+            baseline,
+            overloaded: overload.is_some(),
+        }
+    }
+}
+
+/// Why a call was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    /// `grpc.max_concurrent_requests` calls were in flight.
+    Concurrency,
+    /// The limit, lowered because calls queued, was reached.
+    QueueDelay,
+}
+
+impl Shed {
+    /// Every reason, in the order of [`Shed::index`].
+    pub const ALL: [Shed; 2] = [Shed::Concurrency, Shed::QueueDelay];
+
+    /// The reason's position in [`Shed::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Shed::Concurrency => 0,
+            Shed::QueueDelay => 1,
+        }
+    }
+
+    /// The `reason` label and log field.
+    pub fn code(self) -> &'static str {
+        match self {
+            Shed::Concurrency => "concurrency",
+            Shed::QueueDelay => "queue_delay",
+        }
+    }
+}
+
+/// The calls in flight against the controller's limit, and the fastest call
+/// since the last interval ended.
+#[derive(Debug)]
+pub struct Gate {
+    /// Calls admitted and not yet answered.
+    in_flight: AtomicUsize,
+    /// The most calls in flight since the last interval ended.
+    peak: AtomicUsize,
+    /// The controller's limit, read by every call.
+    limit: AtomicUsize,
+    /// The configured maximum.
+    max_limit: usize,
+    /// The shortest time in the server of a call answered since the last
+    /// interval ended.
+    fastest: MinDelay,
+    /// The shortest wait of a connection's task since the last interval
+    /// ended.
+    connection_wait: MinDelay,
+    /// Adjusted once per interval.
+    controller: Mutex<Controller>,
+}
+
+/// One admitted call: it counts as in flight until dropped.
+#[derive(Debug)]
+pub struct Permit {
+    gate: Arc<Gate>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.gate.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Gate {
+    /// A gate at the maximum limit.
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            limit: AtomicUsize::new(settings.max_limit),
+            max_limit: settings.max_limit,
+            fastest: MinDelay::default(),
+            connection_wait: MinDelay::default(),
+            controller: Mutex::new(Controller::new(settings)),
+        }
+    }
+
+    /// Admits one call, or says why not; never waits.
+    pub fn try_enter(gate: &Arc<Gate>) -> Result<Permit, Shed> {
+        let limit = gate.limit.load(Ordering::Acquire);
+        let entered =
+            gate.in_flight
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_flight| {
+                    (in_flight < limit).then_some(in_flight + 1)
+                });
+        match entered {
+            Ok(before) => {
+                gate.peak.fetch_max(before + 1, Ordering::Relaxed);
+                Ok(Permit { gate: gate.clone() })
+            }
+            Err(_) if limit >= gate.max_limit => Err(Shed::Concurrency),
+            Err(_) => Err(Shed::QueueDelay),
+        }
+    }
+
+    /// An admitted call was answered after `elapsed` in the server.
+    pub fn answered(&self, elapsed: Duration) {
+        self.fastest.record(elapsed);
+    }
+
+    /// A connection's task read its socket `waited` after it turned
+    /// readable.
+    pub fn connection_waited(&self, waited: Duration) {
+        self.connection_wait.record(waited);
+    }
+
+    /// The calls in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// The current limit.
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Acquire)
+    }
+
+    /// Ends an interval: the controller adjusts the limit from the calls
+    /// answered since the last one.
+    pub fn end_interval(&self) -> Adjustment {
+        let window = Window {
+            fastest: self.fastest.take(),
+            connection_wait: self.connection_wait.take(),
+            peak_in_flight: self
+                .peak
+                .swap(self.in_flight.load(Ordering::Acquire), Ordering::Relaxed),
+        };
+        let mut controller = self
+            .controller
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let adjustment = controller.end_interval(window);
+        self.limit.store(adjustment.limit, Ordering::Release);
+        adjustment
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            target: Some(ms(5)),
+            interval: ms(100),
+            min_limit: 2,
+            max_limit: 100,
+        }
+    }
+
+    fn ms(millis: u64) -> Duration {
+        Duration::from_millis(millis)
+    }
+
+    fn window(fastest_ms: Option<u64>, peak_in_flight: usize) -> Window {
+        Window {
+            fastest: fastest_ms.map(ms),
+            connection_wait: None,
+            peak_in_flight,
+        }
+    }
+
+    /// A controller whose baseline is `baseline_ms` (one calm interval).
+    fn with_baseline(baseline_ms: u64) -> Controller {
+        let mut controller = Controller::new(settings());
+        let calm = controller.end_interval(window(Some(baseline_ms), 1));
+        assert!(!calm.overloaded);
+        controller
+    }
+
+    #[test]
+    fn the_minimum_is_kept_until_taken() {
+        let times = MinDelay::default();
+        assert_eq!(times.take(), None);
+        for millis in [7, 3, 9] {
+            times.record(ms(millis));
+        }
+        assert_eq!(times.take(), Some(ms(3)));
+        assert_eq!(times.take(), None, "taking starts afresh");
+    }
+
+    #[test]
+    fn a_standing_queue_cuts_the_limit_below_what_was_in_flight() {
+        let mut controller = with_baseline(2);
+        assert_eq!(controller.limit(), 100);
+        // The fastest call took 52 ms, 50 ms beyond the baseline: ten times
+        // the target, so the largest cut, ×0.5 of the 40 calls in flight
+        // (not of the limit of 100).
+        let cut = controller.end_interval(window(Some(52), 40));
+        assert!(cut.overloaded);
+        assert_eq!(cut.baseline, Some(ms(2)));
+        assert_eq!(cut.standing, Some(ms(50)));
+        assert_eq!((cut.before, cut.limit), (100, 20));
+        // 6 ms beyond: ×5/6 of the 20 in flight.
+        let cut = controller.end_interval(window(Some(8), 20));
+        assert_eq!(cut.limit, 16);
+        // Just beyond the target: the smallest cut, ×0.9.
+        let cut = controller.end_interval(Window {
+            fastest: Some(ms(2) + Duration::from_micros(5_100)),
+            connection_wait: None,
+            peak_in_flight: 16,
+        });
+        assert_eq!(cut.limit, 14);
+        // A cut never goes below the floor.
+        for _ in 0..20 {
+            controller.end_interval(window(Some(500), 100));
+        }
+        assert_eq!(controller.limit(), 2);
+    }
+
+    #[test]
+    fn connections_waiting_to_be_read_are_a_standing_queue_too() {
+        // Calls are fast once taken, but the connections' tasks wait 30 ms
+        // to read what clients sent: the queue is before the calls.
+        let gate = Arc::new(Gate::new(settings()));
+        gate.answered(ms(1));
+        gate.end_interval();
+        let calls: Vec<_> = (0..10)
+            .map(|_| Gate::try_enter(&gate).expect("admitted"))
+            .collect();
+        gate.answered(ms(1));
+        for millis in [30, 45, 60] {
+            gate.connection_waited(ms(millis));
+        }
+        let adjustment = gate.end_interval();
+        assert!(adjustment.overloaded);
+        assert_eq!(adjustment.standing, Some(ms(30)));
+        assert_eq!(adjustment.limit, 5);
+        drop(calls);
+        // Once one connection is read at once, the queue is gone.
+        gate.connection_waited(ms(0));
+        gate.connection_waited(ms(50));
+        assert!(!gate.end_interval().overloaded);
+    }
+
+    #[test]
+    fn slow_calls_without_a_queue_are_no_overload() {
+        // Every call takes 30 ms (a slow disk's fsync), well above the 5 ms
+        // target, but none takes longer than the others: no queue.
+        let mut controller = Controller::new(settings());
+        for _ in 0..10 {
+            let adjustment = controller.end_interval(window(Some(30), 50));
+            assert!(!adjustment.overloaded, "{adjustment:?}");
+        }
+        assert_eq!(controller.limit(), 100);
+        // Nothing answered in an interval: nothing to go by, no cut.
+        assert!(!controller.end_interval(window(None, 100)).overloaded);
+    }
+
+    #[test]
+    fn a_burst_that_drains_within_the_interval_is_no_standing_queue() {
+        let gate = Arc::new(Gate::new(settings()));
+        gate.answered(ms(1));
+        gate.end_interval();
+        // A burst: calls took long, but the queue emptied once (one call as
+        // fast as ever).
+        for millis in [40, 80, 30, 1, 60] {
+            gate.answered(ms(millis));
+        }
+        let adjustment = gate.end_interval();
+        assert!(!adjustment.overloaded);
+        assert_eq!(adjustment.limit, 100);
+    }
+
+    #[test]
+    fn calls_beyond_a_lowered_limit_are_shed_then_admitted_once_calm() {
+        let gate = Arc::new(Gate::new(settings()));
+        gate.answered(ms(1));
+        gate.end_interval();
+        let mut calls: Vec<_> = (0..8)
+            .map(|_| Gate::try_enter(&gate).expect("admitted"))
+            .collect();
+        gate.answered(ms(60));
+        let adjustment = gate.end_interval();
+        assert!(adjustment.overloaded);
+        assert_eq!(adjustment.limit, 4, "×0.5 of the 8 in flight");
+        assert_eq!(Gate::try_enter(&gate).err(), Some(Shed::QueueDelay));
+        // Calls end; below the limit a call is admitted again, even before
+        // the queue is known to be gone.
+        calls.truncate(3);
+        let fourth = Gate::try_enter(&gate).expect("below the lowered limit");
+        assert_eq!(Gate::try_enter(&gate).err(), Some(Shed::QueueDelay));
+        drop(fourth);
+        drop(calls);
+
+        // Calm intervals (calls as fast as the baseline, or none at all)
+        // raise the limit back to the maximum: no shedding outlives the queue.
+        let mut limits = Vec::new();
+        for interval in 0..60 {
+            if interval % 2 == 0 {
+                gate.answered(ms(2));
+            }
+            limits.push(gate.end_interval().limit);
+        }
+        assert!(limits.is_sorted(), "{limits:?}");
+        assert_eq!(gate.limit(), 100);
+        let all: Vec<_> = (0..100)
+            .map(|_| Gate::try_enter(&gate).expect("admitted"))
+            .collect();
+        assert_eq!(Gate::try_enter(&gate).err(), Some(Shed::Concurrency));
+        assert_eq!(all.len(), gate.in_flight());
+    }
+
+    #[test]
+    fn the_controller_settles_where_the_queue_stops_standing() {
+        // A synthetic server: calls take 2 ms alone, and each call in flight
+        // beyond 12 adds 1 ms (more work admitted than it can do). 80 calls
+        // are offered at once, whatever the answers.
+        let mut controller = with_baseline(2);
+        let mut history = Vec::new();
+        for _ in 0..200 {
+            let in_flight = controller.limit().min(80);
+            let fastest = 2 + in_flight.saturating_sub(12) as u64;
+            controller.end_interval(window(Some(fastest), in_flight));
+            history.push(controller.limit());
+        }
+        let settled = &history[100..];
+        assert!(
+            settled.iter().all(|limit| (8..=18).contains(limit)),
+            "{settled:?}"
+        );
+    }
+
+    #[test]
+    fn a_long_overload_does_not_become_the_baseline() {
+        let mut controller = with_baseline(2);
+        // 80 calls offered at once, for a long time: a call takes 2 ms
+        // alone, and 2 ms more per call in flight beyond 4.
+        let mut limits = Vec::new();
+        for _ in 0..10 * BASELINE_INTERVALS {
+            let in_flight = controller.limit().min(80);
+            let fastest = 2 + 2 * in_flight.saturating_sub(4) as u64;
+            controller.end_interval(window(Some(fastest), in_flight));
+            limits.push(controller.limit());
+        }
+        // Only the intervals at the floor, without a queue, reach the
+        // baseline; the queue never does, so the limit stays low.
+        assert!(
+            controller.baseline() <= Some(ms(2)),
+            "{:?}",
+            controller.baseline()
+        );
+        assert!(limits[100..].iter().all(|limit| *limit <= 12), "{limits:?}");
+    }
+
+    #[test]
+    fn a_slower_floor_becomes_the_baseline_and_the_limit_recovers() {
+        let mut controller = with_baseline(2);
+        // The disk slows down: even alone a call now takes 20 ms. At first
+        // that looks like a queue, and the limit drops to the floor; there,
+        // the calls' time becomes the baseline and the limit climbs back.
+        let mut limits = Vec::new();
+        for _ in 0..3 * BASELINE_INTERVALS {
+            let limit = controller.limit();
+            controller.end_interval(window(Some(20), limit.min(30)));
+            limits.push(controller.limit());
+        }
+        assert!(limits.contains(&2), "{limits:?}");
+        assert_eq!(controller.baseline(), Some(ms(20)));
+        assert_eq!(controller.limit(), 100, "{limits:?}");
+    }
+
+    #[test]
+    fn the_baseline_forgets_what_is_older_than_its_window() {
+        let mut controller = Controller::new(settings());
+        controller.end_interval(window(Some(1), 1));
+        for _ in 0..BASELINE_INTERVALS - 1 {
+            controller.end_interval(window(Some(4), 1));
+        }
+        assert_eq!(controller.baseline(), Some(ms(1)));
+        controller.end_interval(window(Some(4), 1));
+        assert_eq!(controller.baseline(), Some(ms(4)));
+    }
+
+    #[test]
+    fn without_a_target_the_limit_is_the_configured_one() {
+        let mut controller = Controller::new(Settings {
+            target: None,
+            ..settings()
+        });
+        controller.end_interval(window(Some(1), 1));
+        let adjustment = controller.end_interval(window(Some(10_000), 100));
+        assert!(!adjustment.overloaded);
+        assert_eq!(adjustment.limit, 100);
+    }
+}
