@@ -116,7 +116,7 @@ pub struct LoadArgs {
     /// Server on core 0, this generator on core 1 (`taskset`).
     #[arg(long)]
     pub pin: bool,
-    /// Where the server's directory and the outputs go [default: a new
+    /// Where the outputs (and the server log) go [default: a new
     /// directory under the system temp dir; outputs are kept].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -146,7 +146,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                     Some(binary) => binary.clone(),
                     None => process::sibling_binary()?,
                 },
-                dir: out.join("server"),
+                // Outside --out: a durable run's data file can grow to GBs.
+                dir: std::env::temp_dir()
+                    .join(format!("nudge-bench-server-{}", std::process::id())),
                 in_memory: args.memory,
                 core: args.pin.then_some(0),
                 settings: args.settings.clone(),
@@ -196,7 +198,10 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     }
     let steps = runner.steps;
     if let Some(server) = server {
+        let _ = std::fs::copy(&server.log, out.join("server.log"));
+        let dir = server.dir.clone();
         server.stop().await?;
+        let _ = std::fs::remove_dir_all(dir);
     }
     let report = Report::new(&args, machine, steps);
     report.write(&out)?;
@@ -302,10 +307,10 @@ impl Runner<'_> {
             let within = self.step(phase, rate).await?;
             found |= within;
             if !found {
-                anyhow::ensure!(
-                    rate / 2.0 >= LOWEST_RATE,
-                    "{phase}: no rate down to {LOWEST_RATE}/s is within the knee"
-                );
+                if rate / 2.0 < LOWEST_RATE {
+                    eprintln!("{phase}: no rate down to {LOWEST_RATE}/s is within the knee");
+                    break;
+                }
                 rate = (rate / 2.0).round();
                 continue;
             }

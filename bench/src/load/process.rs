@@ -35,6 +35,8 @@ pub struct ServerProcess {
     pub address: SocketAddr,
     /// Its stdout and stderr.
     pub log: PathBuf,
+    /// Its directory: catalog, model, data, log.
+    pub dir: PathBuf,
 }
 
 /// The `nudge` binary next to this executable.
@@ -108,6 +110,7 @@ impl ServerProcess {
             child,
             address,
             log,
+            dir: spec.dir.clone(),
         };
         server.wait_serving().await?;
         Ok(server)
