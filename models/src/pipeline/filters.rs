@@ -64,6 +64,24 @@ pub(super) fn candidate_ids<'a>(
         .collect()
 }
 
+/// The eligibility rule of `action`, if it has one: the last hard filter.
+pub(super) fn check_rule(
+    rules: &mut RuleScope<'_>,
+    action: &Action,
+) -> Result<(), (FilterReason, String)> {
+    let Some(rule) = &action.rule else {
+        return Ok(());
+    };
+    match rules.evaluate(rule, Some(action)) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err((
+            FilterReason::NotEligible,
+            format!("rule is false: {}", rule.source()),
+        )),
+        Err(error) => Err((FilterReason::RuleError, error.to_string())),
+    }
+}
+
 /// Everything the filters of one decision read, and the running cap counts
 /// that the selection updates as it serves.
 pub(super) struct Filters<'c> {
@@ -113,6 +131,17 @@ impl<'c> Filters<'c> {
     pub(super) fn check(
         &self,
         rules: &mut RuleScope<'_>,
+        id: &str,
+        action: Option<&'c Action>,
+    ) -> Result<&'c Action, (FilterReason, String)> {
+        let action = self.check_policy(id, action)?;
+        check_rule(rules, action)?;
+        Ok(action)
+    }
+
+    /// The policy filters (every hard filter but the rule), cheapest first.
+    pub(super) fn check_policy(
+        &self,
         id: &str,
         action: Option<&'c Action>,
     ) -> Result<&'c Action, (FilterReason, String)> {
@@ -245,18 +274,6 @@ impl<'c> Filters<'c> {
                 FilterReason::BudgetExhausted,
                 format!("global budget of {budget} is used up"),
             ));
-        }
-        if let Some(rule) = &action.rule {
-            match rules.evaluate(rule, Some(action)) {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err((
-                        FilterReason::NotEligible,
-                        format!("rule is false: {}", rule.source()),
-                    ));
-                }
-                Err(error) => return Err((FilterReason::RuleError, error.to_string())),
-            }
         }
         Ok(action)
     }
