@@ -48,6 +48,9 @@ pub struct Catalog {
     pub segments: Vec<Segment>,
     /// The CEL environment the rules were compiled in.
     cel_env: RuleEnv,
+    /// How many distinct rules do not read `action` (see [`Rule`]): the
+    /// verdicts one decision keeps.
+    shared_rules: usize,
     /// Unique per loaded catalog, so derived data (such as a model's
     /// action-side features) can be cached against it.
     instance: u64,
@@ -327,6 +330,11 @@ impl Catalog {
     /// A number no other catalog loaded by this process has.
     pub fn instance(&self) -> u64 {
         self.instance
+    }
+
+    /// How many distinct rules of the catalog do not read `action`.
+    pub(crate) fn shared_rules(&self) -> usize {
+        self.shared_rules
     }
 
     /// The CEL environment for evaluating this catalog's rules.
