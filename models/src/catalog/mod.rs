@@ -118,6 +118,8 @@ pub struct Action {
     pub name: String,
     /// Channel id.
     pub channel: String,
+    /// Position of the channel in [`Catalog::channels`] (in id order).
+    pub channel_position: usize,
     /// Category, e.g. `onboarding`, `upsell`, `retention`.
     pub category: String,
     /// Business value (the V of P·V·L·C).
@@ -186,6 +188,9 @@ pub struct Placement {
     /// Positions in [`Catalog::actions`] of the active actions this placement
     /// allows: the candidates when a request names none.
     pub candidates: Vec<usize>,
+    /// Whether the placement allows each catalog action's channel and
+    /// category ([`Placement::allows`]), by the action's position.
+    allowed: Vec<bool>,
 }
 
 impl Placement {
@@ -193,6 +198,22 @@ impl Placement {
     pub fn allows(&self, action: &Action) -> bool {
         self.channels.contains(&action.channel)
             && (self.categories.is_empty() || self.categories.contains(&action.category))
+    }
+
+    /// Derives what the placement allows of the catalog's `actions`: the
+    /// candidates and the allowed mask.
+    fn set_actions(&mut self, actions: &[Action]) {
+        self.allowed = actions.iter().map(|action| self.allows(action)).collect();
+        self.candidates = actions
+            .iter()
+            .filter(|action| action.active && self.allowed[action.index])
+            .map(|action| action.index)
+            .collect();
+    }
+
+    /// [`Placement::allows`] for the catalog action at `position`.
+    pub(crate) fn allows_position(&self, position: usize) -> bool {
+        self.allowed.get(position).copied().unwrap_or(false)
     }
 
     /// The context weight of `category` (1.0 when not configured).

@@ -60,7 +60,7 @@ pub fn policy_filters<'c>(
 ) -> Result<Screened<'c>, Error> {
     let catalog = env.catalog;
     let placement = placement_of(catalog, request)?;
-    let filters = Filters::new(catalog, placement, state, env.budgets, request.now);
+    let mut filters = Filters::new(catalog, placement, state, env.budgets, request.now);
     let candidates = candidate_ids(catalog, placement, request.candidates);
     Ok(Screened::screen(candidates.into_iter(), |id, action| {
         filters.check_policy(id, action)

@@ -275,11 +275,7 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
     }
 
     for placement in placements.values_mut() {
-        placement.candidates = actions
-            .iter()
-            .filter(|action| action.active && placement.allows(action))
-            .map(|action| action.index)
-            .collect();
+        placement.set_actions(&actions);
     }
     let blackouts = compile_blackouts(&mut checker, &file, &channels);
     let category_levers = compile_levers(&mut checker, &file);

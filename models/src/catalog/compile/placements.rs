@@ -115,5 +115,6 @@ pub(super) fn compile_placement(
         context_weights,
         exploration,
         candidates: Vec::new(),
+        allowed: Vec::new(),
     })
 }
