@@ -117,7 +117,16 @@ impl CandidateScores {
     /// The feature values of one candidate: the same numbers as its row of
     /// [`FeatureSet::extract`].
     pub fn features(&self, action: &Action) -> Array1<f64> {
-        &self.customer * &self.bound.factors.row(action.index)
+        Array1::from(self.feature_values(action))
+    }
+
+    /// [`CandidateScores::features`] as a vector.
+    pub fn feature_values(&self, action: &Action) -> Vec<f64> {
+        self.customer
+            .iter()
+            .zip(self.bound.factors.row(action.index))
+            .map(|(customer, action)| customer * action)
+            .collect()
     }
 }
 
@@ -304,6 +313,9 @@ impl Model {
                 .then(a.feature.cmp(&b.feature))
         };
         let mut top: Vec<Contribution> = Vec::with_capacity(limit + 1);
+        if limit == 0 {
+            return top;
+        }
         for (feature, (value, weight)) in row.iter().zip(self.weights.iter()).enumerate() {
             if *value == 0.0 || *weight == 0.0 {
                 continue;
@@ -313,6 +325,14 @@ impl Model {
                 value: *value,
                 contribution: value * weight,
             };
+            // Not before the last of a full list: it would not get in.
+            if top.len() == limit
+                && top
+                    .last()
+                    .is_some_and(|last| before(last, &candidate).is_le())
+            {
+                continue;
+            }
             let position = top.partition_point(|kept| before(kept, &candidate).is_le());
             if position < limit {
                 top.insert(position, candidate);

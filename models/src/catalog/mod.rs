@@ -191,6 +191,9 @@ pub struct Placement {
     /// Whether the placement allows each catalog action's channel and
     /// category ([`Placement::allows`]), by the action's position.
     allowed: Vec<bool>,
+    /// V·L·C of each catalog action here (its value × its lever × this
+    /// placement's context weight of its category), by the action's position.
+    value_lever_context: Vec<f64>,
 }
 
 impl Placement {
@@ -202,13 +205,27 @@ impl Placement {
 
     /// Derives what the placement allows of the catalog's `actions`: the
     /// candidates and the allowed mask.
-    fn set_actions(&mut self, actions: &[Action]) {
+    fn set_actions(&mut self, actions: &[Action], category_levers: &BTreeMap<String, f64>) {
         self.allowed = actions.iter().map(|action| self.allows(action)).collect();
+        self.value_lever_context = actions
+            .iter()
+            .map(|action| {
+                action.value
+                    * lever(category_levers, action)
+                    * self.context_weight(&action.category)
+            })
+            .collect();
         self.candidates = actions
             .iter()
             .filter(|action| action.active && self.allowed[action.index])
             .map(|action| action.index)
             .collect();
+    }
+
+    /// P·V·L·C without the P for the catalog action at `position`: its value
+    /// × [`Catalog::lever`] × the context weight of its category.
+    pub(crate) fn value_lever_context(&self, position: usize) -> f64 {
+        self.value_lever_context[position]
     }
 
     /// [`Placement::allows`] for the catalog action at `position`.
@@ -299,6 +316,16 @@ pub struct Segment {
     pub actions: Vec<String>,
 }
 
+/// The lever of `action` under `category_levers`: its own times its
+/// category's (1.0 when absent).
+fn lever(category_levers: &BTreeMap<String, f64>, action: &Action) -> f64 {
+    action.lever
+        * category_levers
+            .get(&action.category)
+            .copied()
+            .unwrap_or(1.0)
+}
+
 /// Counts shown after a load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogSummary {
@@ -340,12 +367,7 @@ impl Catalog {
 
     /// The lever of `action`: its own times its category's.
     pub fn lever(&self, action: &Action) -> f64 {
-        action.lever
-            * self
-                .category_levers
-                .get(&action.category)
-                .copied()
-                .unwrap_or(1.0)
+        lever(&self.category_levers, action)
     }
 
     /// A number no other catalog loaded by this process has.

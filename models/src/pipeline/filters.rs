@@ -42,27 +42,58 @@ pub(super) fn local_time(catalog: &Catalog, state: &CustomerState, now: Timestam
 /// placement allows; each with its action when the catalog has it.
 pub(super) fn candidate_ids<'a>(
     catalog: &'a Catalog,
-    placement: &Placement,
+    placement: &'a Placement,
     requested: &'a [String],
-) -> Vec<(&'a str, Option<&'a Action>)> {
+) -> Candidates<'a> {
     if requested.is_empty() {
-        return placement
-            .candidates
-            .iter()
-            .map(|&position| {
-                let action = &catalog.actions[position];
-                (action.id.as_str(), Some(action))
-            })
-            .collect();
+        return Candidates::Placement {
+            catalog,
+            positions: placement.candidates.iter(),
+        };
     }
     let mut seen = BTreeSet::new();
-    requested
+    let requested: Vec<(&str, Option<&Action>)> = requested
         .iter()
         .map(String::as_str)
         .filter(|id| seen.insert(*id))
         .map(|id| (id, catalog.action(id)))
-        .collect()
+        .collect();
+    Candidates::Requested(requested.into_iter())
 }
+
+/// The candidates of one decision: [`candidate_ids`].
+pub(super) enum Candidates<'a> {
+    /// The placement's own (the request named none).
+    Placement {
+        catalog: &'a Catalog,
+        positions: std::slice::Iter<'a, usize>,
+    },
+    /// Those the request named.
+    Requested(std::vec::IntoIter<(&'a str, Option<&'a Action>)>),
+}
+
+impl<'a> Iterator for Candidates<'a> {
+    type Item = (&'a str, Option<&'a Action>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Candidates::Placement { catalog, positions } => positions.next().map(|&position| {
+                let action = &catalog.actions[position];
+                (action.id.as_str(), Some(action))
+            }),
+            Candidates::Requested(requested) => requested.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Candidates::Placement { positions, .. } => positions.size_hint(),
+            Candidates::Requested(requested) => requested.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for Candidates<'_> {}
 
 /// The eligibility rule of `action`, if it has one: the last hard filter.
 pub(super) fn check_rule(
@@ -172,6 +203,14 @@ impl<'c> Filters<'c> {
         for &position in &action.caps {
             self.cap_counts[position] += 1;
         }
+    }
+
+    /// Whether one of `action`'s caps is reached.
+    pub(super) fn fills_a_cap(&self, action: &Action) -> bool {
+        action
+            .caps
+            .iter()
+            .any(|&position| self.cap_counts[position] >= self.catalog.caps[position].limit)
     }
 
     /// The hard filters, cheapest first; the rule last.

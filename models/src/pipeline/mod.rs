@@ -338,7 +338,7 @@ pub fn decide(
     let Screened {
         passed: survivors,
         mut filtered,
-    } = Screened::screen(candidates.into_iter(), |id, action| {
+    } = Screened::screen(candidates, |id, action| {
         filters.check(&mut rules, id, action)
     });
 

@@ -62,7 +62,7 @@ pub fn policy_filters<'c>(
     let placement = placement_of(catalog, request)?;
     let mut filters = Filters::new(catalog, placement, state, env.budgets, request.now);
     let candidates = candidate_ids(catalog, placement, request.candidates);
-    Ok(Screened::screen(candidates.into_iter(), |id, action| {
+    Ok(Screened::screen(candidates, |id, action| {
         filters.check_policy(id, action)
     }))
 }

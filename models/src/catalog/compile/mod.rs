@@ -274,11 +274,11 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
             .collect();
     }
 
-    for placement in placements.values_mut() {
-        placement.set_actions(&actions);
-    }
     let blackouts = compile_blackouts(&mut checker, &file, &channels);
     let category_levers = compile_levers(&mut checker, &file);
+    for placement in placements.values_mut() {
+        placement.set_actions(&actions, &category_levers);
+    }
     let mut segments = compile_segments(&mut checker, &env, &file, &action_index);
 
     if actions.is_empty() && checker.problems.is_empty() {

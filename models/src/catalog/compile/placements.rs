@@ -116,5 +116,6 @@ pub(super) fn compile_placement(
         exploration,
         candidates: Vec::new(),
         allowed: Vec::new(),
+        value_lever_context: Vec::new(),
     })
 }
