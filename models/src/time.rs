@@ -51,9 +51,41 @@ impl Timestamp {
 
     /// Parses an RFC 3339 date-time such as `2026-11-23T09:00:00Z`.
     pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        // Instants are mostly stored in UTC to the second, and some (a
+        // `signup_at` attribute) are read in every decision: that one shape
+        // is read directly, to the same instant chrono would read.
+        if let Some(instant) = Self::parse_utc_seconds(text) {
+            return Some(instant);
+        }
         chrono::DateTime::parse_from_rfc3339(text)
             .ok()
             .map(|instant| Self(instant.timestamp_millis()))
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SSZ`, a valid date and time of day; `None` for
+    /// anything else (a leap second included), which chrono then reads.
+    fn parse_utc_seconds(text: &str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        let shape_ok = bytes.len() == 20
+            && bytes[4] == b'-'
+            && bytes[7] == b'-'
+            && bytes[10] == b'T'
+            && bytes[13] == b':'
+            && bytes[16] == b':'
+            && bytes[19] == b'Z';
+        if !shape_ok {
+            return None;
+        }
+        let number = |range: std::ops::Range<usize>| -> Option<u32> {
+            bytes[range].iter().try_fold(0_u32, |number, byte| {
+                byte.is_ascii_digit()
+                    .then(|| number * 10 + u32::from(byte - b'0'))
+            })
+        };
+        let year = i32::try_from(number(0..4)?).ok()?;
+        let date = chrono::NaiveDate::from_ymd_opt(year, number(5..7)?, number(8..10)?)?;
+        let time = date.and_hms_opt(number(11..13)?, number(14..16)?, number(17..19)?)?;
+        Some(Self(time.and_utc().timestamp_millis()))
     }
 
     /// The instant as a UTC chrono date-time, if representable.
@@ -147,6 +179,34 @@ impl fmt::Display for Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_instants_to_the_second_read_as_chrono_reads_them() {
+        for text in [
+            "2026-11-23T12:00:00Z",
+            "1970-01-01T00:00:00Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "2024-02-29T10:00:00Z",
+            "2023-02-29T10:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-23T24:00:00Z",
+            "2026-12-31T23:59:60Z",
+            "2026-11-23t12:00:00z",
+            "2026-11-23T12:00:00+02:00",
+            "2026-11-23T12:00:00.250Z",
+            "2026-11-23 12:00:00Z",
+            "2026-1a-23T12:00:00Z",
+            "+026-11-23T12:00:00Z",
+            "2026-11-23T12:00:00",
+            "",
+        ] {
+            let chrono = chrono::DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|instant| Timestamp(instant.timestamp_millis()));
+            assert_eq!(Timestamp::parse_rfc3339(text), chrono, "{text}");
+        }
+    }
 
     #[test]
     fn spans_parse_every_unit_and_print_back() {
