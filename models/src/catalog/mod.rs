@@ -8,6 +8,7 @@
 
 mod compile;
 mod file;
+mod native;
 mod rule;
 
 pub use compile::{CatalogProblem, CatalogProblems};

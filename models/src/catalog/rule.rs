@@ -1,5 +1,6 @@
 //! CEL rules, compiled once when the catalog loads and evaluated per decision.
 
+use super::native::Plan;
 use crate::Error;
 use std::collections::HashMap;
 use std::fmt;
@@ -16,6 +17,8 @@ pub struct Rule {
     /// catalog's distinct such rules (rules with the same text share one),
     /// so a decision evaluates each of them once.
     shared: Option<usize>,
+    /// The rule evaluated directly, when it has one of the common shapes.
+    plan: Option<Plan>,
 }
 
 impl fmt::Debug for Rule {
@@ -39,11 +42,13 @@ impl Rule {
             .variables()
             .iter()
             .any(|name| name.trim_start_matches('.') == ACTION_VARIABLE);
+        let plan = Plan::of(program.expression());
         Ok(Self {
             source: source.to_owned(),
             program,
             reads_action,
             shared: None,
+            plan,
         })
     }
 
@@ -61,6 +66,15 @@ impl Rule {
     /// read `action` (its verdict is one per decision), if it is one.
     pub(crate) fn shared(&self) -> Option<usize> {
         self.shared
+    }
+
+    /// The verdict of a rule of one of the common shapes, read directly
+    /// from the variables `vars` resolves: the verdict
+    /// [`Rule::evaluate`] would give with `vars` as the context's resolver.
+    /// `None` when the rule has another shape or a step fails: then only
+    /// [`Rule::evaluate`] can say (and say why).
+    pub(crate) fn direct_verdict(&self, vars: &dyn cel::context::VariableResolver) -> Option<bool> {
+        self.plan.as_ref()?.verdict(vars)
     }
 
     /// Evaluates the rule; it must yield a boolean.

@@ -34,7 +34,7 @@ impl<'a> RuleScope<'a> {
     pub(super) fn evaluate(&mut self, rule: &Rule, action: Option<&Action>) -> Result<bool, Error> {
         let Some(place) = rule.shared() else {
             self.vars.bind(action);
-            return rule.evaluate(&self.context);
+            return self.run(rule);
         };
         if self.verdicts.is_empty() {
             self.verdicts.resize(self.shared_rules, None);
@@ -42,8 +42,17 @@ impl<'a> RuleScope<'a> {
         if let Some(verdict) = &self.verdicts[place] {
             return verdict.clone();
         }
-        let verdict = rule.evaluate(&self.context);
+        let verdict = self.run(rule);
         self.verdicts[place] = Some(verdict.clone());
         verdict
+    }
+
+    /// The rule's verdict with the variables as bound: read directly when
+    /// it has a common shape, else from the CEL interpreter.
+    fn run(&self, rule: &Rule) -> Result<bool, Error> {
+        match rule.direct_verdict(self.vars) {
+            Some(verdict) => Ok(verdict),
+            None => rule.evaluate(&self.context),
+        }
     }
 }
