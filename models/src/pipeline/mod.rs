@@ -8,6 +8,9 @@
 //! makes its decision-log entry: the step callers use. The one shared
 //! effect is the global budget: a served budgeted action takes a unit at once
 //! (unless `dry_run`), so two customers can never both take the last one.
+//!
+//! [`stages`] runs one stage alone, the way [`decide`] runs it, for the
+//! criterion benches (`models/benches/`).
 
 mod filters;
 mod ranking;
