@@ -97,14 +97,49 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.to_utc() {
-            Some(instant) => write!(
-                formatter,
-                "{}",
-                instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            ),
+            Some(instant) => match rfc3339_millis(&instant) {
+                // Filter messages print instants: the common years directly.
+                Some(text) => {
+                    formatter.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+                }
+                None => write!(
+                    formatter,
+                    "{}",
+                    instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                ),
+            },
             None => write!(formatter, "{}ms", self.0),
         }
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, as chrono's RFC 3339 with milliseconds writes
+/// it, for years 0 to 9999 (chrono writes others with a sign and more
+/// digits) outside leap seconds; `None` otherwise.
+fn rfc3339_millis(instant: &chrono::DateTime<chrono::Utc>) -> Option<[u8; 24]> {
+    use chrono::{Datelike, Timelike};
+    let year = u32::try_from(instant.year())
+        .ok()
+        .filter(|year| *year <= 9999)?;
+    let nanosecond = instant.nanosecond();
+    if nanosecond >= 1_000_000_000 {
+        return None;
+    }
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |end: usize, digits: usize, mut number: u32| {
+        for position in (end - digits..end).rev() {
+            text[position] = b'0' + (number % 10) as u8;
+            number /= 10;
+        }
+    };
+    put(4, 4, year);
+    put(7, 2, instant.month());
+    put(10, 2, instant.day());
+    put(13, 2, instant.hour());
+    put(16, 2, instant.minute());
+    put(19, 2, instant.second());
+    put(23, 3, nanosecond / 1_000_000);
+    Some(text)
 }
 
 /// A length of time in milliseconds, written in the catalog as `<n><unit>` with
@@ -179,6 +214,40 @@ impl fmt::Display for Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instants_print_as_chrono_prints_them() {
+        let chrono = |millis: i64| {
+            chrono::DateTime::from_timestamp_millis(millis)
+                .map(|instant| instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        };
+        // From before year 0 to after year 9999.
+        let (first, span) = (-63_000_000_000_000_i64, 317_000_000_000_000_u64);
+        let mut state: u64 = 7;
+        let edges = [
+            0,
+            -1,
+            1_795_435_200_000,
+            253_402_300_799_999,
+            253_402_300_800_000,
+            -62_167_219_200_000,
+            -62_167_219_200_001,
+            i64::MAX,
+            i64::MIN,
+        ];
+        for &edge in &edges {
+            let expected = chrono(edge).unwrap_or_else(|| format!("{edge}ms"));
+            assert_eq!(Timestamp(edge).to_string(), expected);
+        }
+        for _ in 0..20_000 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let millis = first + ((state >> 11) % span) as i64;
+            let expected = chrono(millis).unwrap_or_else(|| format!("{millis}ms"));
+            assert_eq!(Timestamp(millis).to_string(), expected, "{millis}");
+        }
+    }
 
     #[test]
     fn utc_instants_to_the_second_read_as_chrono_reads_them() {
