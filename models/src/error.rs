@@ -4,7 +4,7 @@ use crate::catalog::CatalogProblems;
 
 /// Everything that can go wrong in the domain, each variant naming the
 /// offending value.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The catalog file has problems; every one is listed.
     #[error("invalid catalog: {0}")]

@@ -25,7 +25,7 @@
 
 use crate::Error;
 use crate::catalog::Action;
-use crate::profile::{Profile, Window};
+use crate::profile::{EventStats, Profile, Window, days_since_last};
 use crate::time::Timestamp;
 use crate::value::AttrValue;
 use ndarray::Array2;
@@ -222,15 +222,33 @@ impl Term {
         )
     }
 
+    /// The event a customer term reads, if it reads one.
+    fn event(&self) -> Option<&str> {
+        match self {
+            Term::Count { event, .. }
+            | Term::LogCount { event, .. }
+            | Term::DaysSince { event } => Some(event),
+            _ => None,
+        }
+    }
+
     /// The value of a customer/context term.
     fn customer_value(&self, input: &FeatureInput<'_>) -> f64 {
+        let stats = self
+            .event()
+            .and_then(|event| input.profile.events.get(event));
+        self.customer_value_of(input, stats)
+    }
+
+    /// The value of a customer/context term, given the stats of the event it
+    /// reads (`None` if the customer never had it, or the term reads none).
+    fn customer_value_of(&self, input: &FeatureInput<'_>, stats: Option<&EventStats>) -> f64 {
         let profile = input.profile;
+        let count = |window: Window| stats.map_or(0, |stats| stats.count(window, input.now));
         match self {
-            Term::Count { event, window } => f64::from(profile.count(event, *window, input.now)),
-            Term::LogCount { event, window } => {
-                f64::from(profile.count(event, *window, input.now)).ln_1p()
-            }
-            Term::DaysSince { event } => profile.days_since(event, input.now).min(MAX_DAYS),
+            Term::Count { window, .. } => f64::from(count(*window)),
+            Term::LogCount { window, .. } => f64::from(count(*window)).ln_1p(),
+            Term::DaysSince { .. } => days_since_last(stats, input.now).min(MAX_DAYS),
             Term::Tenure => profile.tenure_days(input.now).min(MAX_DAYS),
             Term::Attr { name } => profile
                 .attribute(name)
@@ -346,6 +364,73 @@ impl fmt::Display for Term {
     }
 }
 
+/// The customer side of a feature set, planned once when it is parsed: each
+/// distinct customer term is computed once per decision, and each event the
+/// terms read is looked up once.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct CustomerPlan {
+    /// The events the customer terms read, each once.
+    events: Vec<String>,
+    /// The distinct customer terms, each with the position in `events` of the
+    /// event it reads.
+    terms: Vec<(Term, Option<usize>)>,
+    /// For each feature, the positions in `terms` of its customer terms, in
+    /// written order: its customer factor is their product.
+    features: Vec<Vec<usize>>,
+}
+
+impl CustomerPlan {
+    fn new(specs: &[FeatureSpec]) -> Self {
+        let mut plan = Self::default();
+        for spec in specs {
+            let mut positions = Vec::new();
+            for term in spec.terms.iter().filter(|term| !term.is_action_term()) {
+                let position = match plan.terms.iter().position(|(known, _)| known == term) {
+                    Some(position) => position,
+                    None => {
+                        let event = term.event().map(|event| {
+                            match plan.events.iter().position(|known| known == event) {
+                                Some(position) => position,
+                                None => {
+                                    plan.events.push(event.to_owned());
+                                    plan.events.len() - 1
+                                }
+                            }
+                        });
+                        plan.terms.push((term.clone(), event));
+                        plan.terms.len() - 1
+                    }
+                };
+                positions.push(position);
+            }
+            plan.features.push(positions);
+        }
+        plan
+    }
+
+    /// The customer factor of every feature: the same numbers as
+    /// [`FeatureSpec::customer_factor`], with the same products in the same
+    /// order.
+    fn factors(&self, input: &FeatureInput<'_>) -> Vec<f64> {
+        let stats: Vec<Option<&EventStats>> = self
+            .events
+            .iter()
+            .map(|event| input.profile.events.get(event))
+            .collect();
+        let values: Vec<f64> = self
+            .terms
+            .iter()
+            .map(|(term, event)| {
+                term.customer_value_of(input, event.and_then(|position| stats[position]))
+            })
+            .collect();
+        self.features
+            .iter()
+            .map(|terms| terms.iter().map(|&position| values[position]).product())
+            .collect()
+    }
+}
+
 /// One feature: a product of terms.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureSpec {
@@ -436,6 +521,8 @@ impl fmt::Display for FeatureSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureSet {
     specs: Vec<FeatureSpec>,
+    /// How the customer factors are computed (derived from `specs`).
+    customer: CustomerPlan,
 }
 
 impl FeatureSet {
@@ -445,7 +532,8 @@ impl FeatureSet {
             .iter()
             .map(|spec| FeatureSpec::parse(spec.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { specs })
+        let customer = CustomerPlan::new(&specs);
+        Ok(Self { specs, customer })
     }
 
     /// The specs, in column order.
@@ -466,10 +554,7 @@ impl FeatureSet {
     /// The customer/context factor of every feature (1 for features with only
     /// action terms).
     pub fn customer_factors(&self, input: &FeatureInput<'_>) -> Vec<f64> {
-        self.specs
-            .iter()
-            .map(|spec| spec.customer_factor(input))
-            .collect()
+        self.customer.factors(input)
     }
 
     /// The action factor of every feature (1 for features with only customer
@@ -484,11 +569,7 @@ impl FeatureSet {
     /// The feature matrix: one row per action, one column per feature. Customer
     /// terms are computed once for all rows.
     pub fn extract(&self, input: &FeatureInput<'_>, actions: &[&Action]) -> Array2<f64> {
-        let factors: Vec<f64> = self
-            .specs
-            .iter()
-            .map(|spec| spec.customer_factor(input))
-            .collect();
+        let factors = self.customer_factors(input);
         let mut matrix = Array2::zeros((actions.len(), self.specs.len()));
         for (mut row, action) in matrix.rows_mut().into_iter().zip(actions) {
             for ((cell, spec), factor) in row.iter_mut().zip(&self.specs).zip(&factors) {

@@ -14,7 +14,8 @@
 //!   validated with field-and-line errors; CEL rules compiled once.
 //! - [`features`]: feature specs and extraction (the same code at training time).
 //! - [`model`]: the versioned logistic-regression artifact and scoring.
-//! - [`pipeline`]: the decision pipeline — filters, scoring, arbitration, rationale.
+//! - [`pipeline`]: the decision pipeline — filters, scoring, arbitration, rationale
+//!   — and its stages one at a time ([`pipeline::stages`], for the benches).
 //! - `rule_vars`: the lazy `profile`, `context` and `action` views CEL rules read.
 //! - [`budget`]: global per-action budgets shared across customers.
 //! - [`demo`]: the embedded demo catalog and model.

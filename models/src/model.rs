@@ -117,7 +117,16 @@ impl CandidateScores {
     /// The feature values of one candidate: the same numbers as its row of
     /// [`FeatureSet::extract`].
     pub fn features(&self, action: &Action) -> Array1<f64> {
-        &self.customer * &self.bound.factors.row(action.index)
+        Array1::from(self.feature_values(action))
+    }
+
+    /// [`CandidateScores::features`] as a vector.
+    pub fn feature_values(&self, action: &Action) -> Vec<f64> {
+        self.customer
+            .iter()
+            .zip(self.bound.factors.row(action.index))
+            .map(|(customer, action)| customer * action)
+            .collect()
     }
 }
 
@@ -296,30 +305,11 @@ impl Model {
 
     /// The `limit` largest contributions (by magnitude) of one row, non-zero only.
     pub fn top_contributions(&self, row: ArrayView1<'_, f64>, limit: usize) -> Vec<Contribution> {
-        // Larger magnitude first; ties by column, so the order is deterministic.
-        let before = |a: &Contribution, b: &Contribution| {
-            b.contribution
-                .abs()
-                .total_cmp(&a.contribution.abs())
-                .then(a.feature.cmp(&b.feature))
-        };
-        let mut top: Vec<Contribution> = Vec::with_capacity(limit + 1);
-        for (feature, (value, weight)) in row.iter().zip(self.weights.iter()).enumerate() {
-            if *value == 0.0 || *weight == 0.0 {
-                continue;
-            }
-            let candidate = Contribution {
-                feature,
-                value: *value,
-                contribution: value * weight,
-            };
-            let position = top.partition_point(|kept| before(kept, &candidate).is_le());
-            if position < limit {
-                top.insert(position, candidate);
-                top.truncate(limit);
-            }
+        // Contiguous rows (all of them in practice) are read as slices.
+        match (row.as_slice(), self.weights.as_slice()) {
+            (Some(values), Some(weights)) => top_contributions(values.iter().zip(weights), limit),
+            _ => top_contributions(row.iter().zip(self.weights.iter()), limit),
         }
-        top
     }
 
     /// How much evidence backs scores of `action_id`, in [0, 1): n / (n + 100)
@@ -335,6 +325,49 @@ impl Model {
             }) as f64;
         examples / (examples + CONFIDENCE_HALF_EVIDENCE)
     }
+}
+
+/// The `limit` largest contributions (by magnitude) of `(value, weight)`
+/// pairs in column order, non-zero only.
+fn top_contributions<'a>(
+    pairs: impl Iterator<Item = (&'a f64, &'a f64)>,
+    limit: usize,
+) -> Vec<Contribution> {
+    // Larger magnitude first; ties by column, so the order is deterministic.
+    let before = |a: &Contribution, b: &Contribution| {
+        b.contribution
+            .abs()
+            .total_cmp(&a.contribution.abs())
+            .then(a.feature.cmp(&b.feature))
+    };
+    let mut top: Vec<Contribution> = Vec::with_capacity(limit + 1);
+    if limit == 0 {
+        return top;
+    }
+    for (feature, (value, weight)) in pairs.enumerate() {
+        if *value == 0.0 || *weight == 0.0 {
+            continue;
+        }
+        let candidate = Contribution {
+            feature,
+            value: *value,
+            contribution: value * weight,
+        };
+        // Not before the last of a full list: it would not get in.
+        if top.len() == limit
+            && top
+                .last()
+                .is_some_and(|last| before(last, &candidate).is_le())
+        {
+            continue;
+        }
+        let position = top.partition_point(|kept| before(kept, &candidate).is_le());
+        if position < limit {
+            top.insert(position, candidate);
+            top.truncate(limit);
+        }
+    }
+    top
 }
 
 /// The logistic function, stable for large |x|.

@@ -140,6 +140,14 @@ impl EventStats {
     }
 }
 
+/// Days since the last occurrence `stats` recorded, or [`NEVER_DAYS`] when
+/// there is none.
+pub fn days_since_last(stats: Option<&EventStats>, now: Timestamp) -> f64 {
+    stats
+        .and_then(|stats| stats.last_seen)
+        .map_or(NEVER_DAYS, |last| now.days_since(last).max(0.0))
+}
+
 /// Contacts and responses on one channel.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelEngagement {
@@ -243,10 +251,7 @@ impl Profile {
 
     /// Days since `event` last happened, or [`NEVER_DAYS`].
     pub fn days_since(&self, event: &str, now: Timestamp) -> f64 {
-        self.events
-            .get(event)
-            .and_then(|stats| stats.last_seen)
-            .map_or(NEVER_DAYS, |last| now.days_since(last).max(0.0))
+        days_since_last(self.events.get(event), now)
     }
 
     /// Days since signup: the `signup_at` attribute (RFC 3339 or epoch

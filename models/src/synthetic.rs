@@ -55,6 +55,21 @@ pub const RULES: [&str; 5] = [
     "profile.engagement.in_app.click_rate < 0.9 || profile.count_7d.search > 2",
 ];
 
+/// The instant the benches decide at: Monday 2026-11-23, 12:00 UTC.
+pub fn now() -> Timestamp {
+    Timestamp::parse_rfc3339("2026-11-23T12:00:00Z").expect("a valid instant")
+}
+
+/// The request context the benches decide with: a mobile device at 13:00 on
+/// the home page.
+pub fn context() -> BTreeMap<String, AttrValue> {
+    BTreeMap::from([
+        ("device".to_owned(), AttrValue::from("mobile")),
+        ("hour".to_owned(), AttrValue::Num(13.0)),
+        ("page".to_owned(), AttrValue::from("home")),
+    ])
+}
+
 /// The catalog (TOML): [`ACTIONS`] in_app/content actions with cooldowns,
 /// the usual caps (per channel, total, upsell), a category lever, and the
 /// 3-slot [`PLACEMENT`] with 5 % exploration. With `with_rules`, every fifth

@@ -51,9 +51,41 @@ impl Timestamp {
 
     /// Parses an RFC 3339 date-time such as `2026-11-23T09:00:00Z`.
     pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        // Instants are mostly stored in UTC to the second, and some (a
+        // `signup_at` attribute) are read in every decision: that one shape
+        // is read directly, to the same instant chrono would read.
+        if let Some(instant) = Self::parse_utc_seconds(text) {
+            return Some(instant);
+        }
         chrono::DateTime::parse_from_rfc3339(text)
             .ok()
             .map(|instant| Self(instant.timestamp_millis()))
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SSZ`, a valid date and time of day; `None` for
+    /// anything else (a leap second included), which chrono then reads.
+    fn parse_utc_seconds(text: &str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        let shape_ok = bytes.len() == 20
+            && bytes[4] == b'-'
+            && bytes[7] == b'-'
+            && bytes[10] == b'T'
+            && bytes[13] == b':'
+            && bytes[16] == b':'
+            && bytes[19] == b'Z';
+        if !shape_ok {
+            return None;
+        }
+        let number = |range: std::ops::Range<usize>| -> Option<u32> {
+            bytes[range].iter().try_fold(0_u32, |number, byte| {
+                byte.is_ascii_digit()
+                    .then(|| number * 10 + u32::from(byte - b'0'))
+            })
+        };
+        let year = i32::try_from(number(0..4)?).ok()?;
+        let date = chrono::NaiveDate::from_ymd_opt(year, number(5..7)?, number(8..10)?)?;
+        let time = date.and_hms_opt(number(11..13)?, number(14..16)?, number(17..19)?)?;
+        Some(Self(time.and_utc().timestamp_millis()))
     }
 
     /// The instant as a UTC chrono date-time, if representable.
@@ -65,14 +97,49 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.to_utc() {
-            Some(instant) => write!(
-                formatter,
-                "{}",
-                instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            ),
+            Some(instant) => match rfc3339_millis(&instant) {
+                // Filter messages print instants: the common years directly.
+                Some(text) => {
+                    formatter.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+                }
+                None => write!(
+                    formatter,
+                    "{}",
+                    instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                ),
+            },
             None => write!(formatter, "{}ms", self.0),
         }
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, as chrono's RFC 3339 with milliseconds writes
+/// it, for years 0 to 9999 (chrono writes others with a sign and more
+/// digits) outside leap seconds; `None` otherwise.
+fn rfc3339_millis(instant: &chrono::DateTime<chrono::Utc>) -> Option<[u8; 24]> {
+    use chrono::{Datelike, Timelike};
+    let year = u32::try_from(instant.year())
+        .ok()
+        .filter(|year| *year <= 9999)?;
+    let nanosecond = instant.nanosecond();
+    if nanosecond >= 1_000_000_000 {
+        return None;
+    }
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |end: usize, digits: usize, mut number: u32| {
+        for position in (end - digits..end).rev() {
+            text[position] = b'0' + (number % 10) as u8;
+            number /= 10;
+        }
+    };
+    put(4, 4, year);
+    put(7, 2, instant.month());
+    put(10, 2, instant.day());
+    put(13, 2, instant.hour());
+    put(16, 2, instant.minute());
+    put(19, 2, instant.second());
+    put(23, 3, nanosecond / 1_000_000);
+    Some(text)
 }
 
 /// A length of time in milliseconds, written in the catalog as `<n><unit>` with
@@ -147,6 +214,68 @@ impl fmt::Display for Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instants_print_as_chrono_prints_them() {
+        let chrono = |millis: i64| {
+            chrono::DateTime::from_timestamp_millis(millis)
+                .map(|instant| instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        };
+        // From before year 0 to after year 9999.
+        let (first, span) = (-63_000_000_000_000_i64, 317_000_000_000_000_u64);
+        let mut state: u64 = 7;
+        let edges = [
+            0,
+            -1,
+            1_795_435_200_000,
+            253_402_300_799_999,
+            253_402_300_800_000,
+            -62_167_219_200_000,
+            -62_167_219_200_001,
+            i64::MAX,
+            i64::MIN,
+        ];
+        for &edge in &edges {
+            let expected = chrono(edge).unwrap_or_else(|| format!("{edge}ms"));
+            assert_eq!(Timestamp(edge).to_string(), expected);
+        }
+        for _ in 0..20_000 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let millis = first + ((state >> 11) % span) as i64;
+            let expected = chrono(millis).unwrap_or_else(|| format!("{millis}ms"));
+            assert_eq!(Timestamp(millis).to_string(), expected, "{millis}");
+        }
+    }
+
+    #[test]
+    fn utc_instants_to_the_second_read_as_chrono_reads_them() {
+        for text in [
+            "2026-11-23T12:00:00Z",
+            "1970-01-01T00:00:00Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "2024-02-29T10:00:00Z",
+            "2023-02-29T10:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-23T24:00:00Z",
+            "2026-12-31T23:59:60Z",
+            "2026-11-23t12:00:00z",
+            "2026-11-23T12:00:00+02:00",
+            "2026-11-23T12:00:00.250Z",
+            "2026-11-23 12:00:00Z",
+            "2026-1a-23T12:00:00Z",
+            "+026-11-23T12:00:00Z",
+            "2026-11-23T12:00:00",
+            "",
+        ] {
+            let chrono = chrono::DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|instant| Timestamp(instant.timestamp_millis()));
+            assert_eq!(Timestamp::parse_rfc3339(text), chrono, "{text}");
+        }
+    }
 
     #[test]
     fn spans_parse_every_unit_and_print_back() {

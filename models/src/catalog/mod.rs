@@ -8,6 +8,7 @@
 
 mod compile;
 mod file;
+mod native;
 mod rule;
 
 pub use compile::{CatalogProblem, CatalogProblems};
@@ -48,6 +49,9 @@ pub struct Catalog {
     pub segments: Vec<Segment>,
     /// The CEL environment the rules were compiled in.
     cel_env: RuleEnv,
+    /// How many distinct rules do not read `action` (see [`Rule`]): the
+    /// verdicts one decision keeps.
+    shared_rules: usize,
     /// Unique per loaded catalog, so derived data (such as a model's
     /// action-side features) can be cached against it.
     instance: u64,
@@ -115,6 +119,8 @@ pub struct Action {
     pub name: String,
     /// Channel id.
     pub channel: String,
+    /// Position of the channel in [`Catalog::channels`] (in id order).
+    pub channel_position: usize,
     /// Category, e.g. `onboarding`, `upsell`, `retention`.
     pub category: String,
     /// Business value (the V of P·V·L·C).
@@ -183,6 +189,12 @@ pub struct Placement {
     /// Positions in [`Catalog::actions`] of the active actions this placement
     /// allows: the candidates when a request names none.
     pub candidates: Vec<usize>,
+    /// Whether the placement allows each catalog action's channel and
+    /// category ([`Placement::allows`]), by the action's position.
+    allowed: Vec<bool>,
+    /// V·L·C of each catalog action here (its value × its lever × this
+    /// placement's context weight of its category), by the action's position.
+    value_lever_context: Vec<f64>,
 }
 
 impl Placement {
@@ -190,6 +202,36 @@ impl Placement {
     pub fn allows(&self, action: &Action) -> bool {
         self.channels.contains(&action.channel)
             && (self.categories.is_empty() || self.categories.contains(&action.category))
+    }
+
+    /// Derives what the placement allows of the catalog's `actions`: the
+    /// candidates and the allowed mask.
+    fn set_actions(&mut self, actions: &[Action], category_levers: &BTreeMap<String, f64>) {
+        self.allowed = actions.iter().map(|action| self.allows(action)).collect();
+        self.value_lever_context = actions
+            .iter()
+            .map(|action| {
+                action.value
+                    * lever(category_levers, action)
+                    * self.context_weight(&action.category)
+            })
+            .collect();
+        self.candidates = actions
+            .iter()
+            .filter(|action| action.active && self.allowed[action.index])
+            .map(|action| action.index)
+            .collect();
+    }
+
+    /// P·V·L·C without the P for the catalog action at `position`: its value
+    /// × [`Catalog::lever`] × the context weight of its category.
+    pub(crate) fn value_lever_context(&self, position: usize) -> f64 {
+        self.value_lever_context[position]
+    }
+
+    /// [`Placement::allows`] for the catalog action at `position`.
+    pub(crate) fn allows_position(&self, position: usize) -> bool {
+        self.allowed.get(position).copied().unwrap_or(false)
     }
 
     /// The context weight of `category` (1.0 when not configured).
@@ -275,6 +317,16 @@ pub struct Segment {
     pub actions: Vec<String>,
 }
 
+/// The lever of `action` under `category_levers`: its own times its
+/// category's (1.0 when absent).
+fn lever(category_levers: &BTreeMap<String, f64>, action: &Action) -> f64 {
+    action.lever
+        * category_levers
+            .get(&action.category)
+            .copied()
+            .unwrap_or(1.0)
+}
+
 /// Counts shown after a load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogSummary {
@@ -316,17 +368,17 @@ impl Catalog {
 
     /// The lever of `action`: its own times its category's.
     pub fn lever(&self, action: &Action) -> f64 {
-        action.lever
-            * self
-                .category_levers
-                .get(&action.category)
-                .copied()
-                .unwrap_or(1.0)
+        lever(&self.category_levers, action)
     }
 
     /// A number no other catalog loaded by this process has.
     pub fn instance(&self) -> u64 {
         self.instance
+    }
+
+    /// How many distinct rules of the catalog do not read `action`.
+    pub(crate) fn shared_rules(&self) -> usize {
+        self.shared_rules
     }
 
     /// The CEL environment for evaluating this catalog's rules.

@@ -1,6 +1,8 @@
 //! CEL rules, compiled once when the catalog loads and evaluated per decision.
 
+use super::native::Plan;
 use crate::Error;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -8,6 +10,15 @@ use std::sync::Arc;
 pub struct Rule {
     source: String,
     program: cel::Program,
+    /// Whether the rule reads `action`: one that does not gives the same
+    /// verdict for every candidate of a decision.
+    reads_action: bool,
+    /// For a rule that does not read `action`, its place among the
+    /// catalog's distinct such rules (rules with the same text share one),
+    /// so a decision evaluates each of them once.
+    shared: Option<usize>,
+    /// The rule evaluated directly, when it has one of the common shapes.
+    plan: Option<Plan>,
 }
 
 impl fmt::Debug for Rule {
@@ -25,15 +36,45 @@ impl Rule {
         let program = env
             .compile(source)
             .map_err(|errors| errors.to_string().replace('\n', " "))?;
+        // `.action` (an absolute name) is `action` too.
+        let reads_action = program
+            .references()
+            .variables()
+            .iter()
+            .any(|name| name.trim_start_matches('.') == ACTION_VARIABLE);
+        let plan = Plan::of(program.expression());
         Ok(Self {
             source: source.to_owned(),
             program,
+            reads_action,
+            shared: None,
+            plan,
         })
     }
 
     /// The rule as written.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// Whether the rule reads the `action` variable.
+    pub fn reads_action(&self) -> bool {
+        self.reads_action
+    }
+
+    /// The place of this rule among the catalog's distinct rules that do not
+    /// read `action` (its verdict is one per decision), if it is one.
+    pub(crate) fn shared(&self) -> Option<usize> {
+        self.shared
+    }
+
+    /// The verdict of a rule of one of the common shapes, read directly
+    /// from the variables `vars` resolves: the verdict
+    /// [`Rule::evaluate`] would give with `vars` as the context's resolver.
+    /// `None` when the rule has another shape or a step fails: then only
+    /// [`Rule::evaluate`] can say (and say why).
+    pub(crate) fn direct_verdict(&self, vars: &dyn cel::context::VariableResolver) -> Option<bool> {
+        self.plan.as_ref()?.verdict(vars)
     }
 
     /// Evaluates the rule; it must yield a boolean.
@@ -52,6 +93,21 @@ impl Rule {
     }
 }
 
+/// The variable a rule reads the candidate action from.
+const ACTION_VARIABLE: &str = "action";
+
+/// Numbers the distinct rules (by text) among `rules` that do not read
+/// `action`, from 0, and returns how many there are. A decision evaluates
+/// each of them at most once, whichever candidates or segments carry it.
+pub(crate) fn share_rules<'r>(rules: impl Iterator<Item = &'r mut Rule>) -> usize {
+    let mut places: HashMap<String, usize> = HashMap::new();
+    for rule in rules.filter(|rule| !rule.reads_action) {
+        let next = places.len();
+        rule.shared = Some(*places.entry(rule.source.clone()).or_insert(next));
+    }
+    places.len()
+}
+
 /// The CEL environment every rule of a catalog is compiled and run in.
 #[derive(Clone)]
 pub struct RuleEnv(pub Arc<cel::Env>);
@@ -66,5 +122,29 @@ impl RuleEnv {
 impl fmt::Debug for RuleEnv {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("RuleEnv(stdlib)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(source: &str) -> Rule {
+        Rule::compile(&RuleEnv::standard().0, source).expect("compiles")
+    }
+
+    #[test]
+    fn rules_that_do_not_read_the_action_share_a_place_by_text() {
+        let mut rules = [
+            compile("profile.count_7d.login >= 1"),
+            compile("action.value > 2.0"),
+            compile("has(.action.id)"),
+            compile("context.page == 'home'"),
+            compile("profile.count_7d.login >= 1"),
+        ];
+        assert_eq!(share_rules(rules.iter_mut()), 2);
+        let places: Vec<Option<usize>> = rules.iter().map(Rule::shared).collect();
+        assert_eq!(places, [Some(0), None, None, Some(1), Some(0)]);
+        assert!(rules[1].reads_action() && rules[2].reads_action());
     }
 }

@@ -42,26 +42,75 @@ pub(super) fn local_time(catalog: &Catalog, state: &CustomerState, now: Timestam
 /// placement allows; each with its action when the catalog has it.
 pub(super) fn candidate_ids<'a>(
     catalog: &'a Catalog,
-    placement: &Placement,
+    placement: &'a Placement,
     requested: &'a [String],
-) -> Vec<(&'a str, Option<&'a Action>)> {
+) -> Candidates<'a> {
     if requested.is_empty() {
-        return placement
-            .candidates
-            .iter()
-            .map(|&position| {
-                let action = &catalog.actions[position];
-                (action.id.as_str(), Some(action))
-            })
-            .collect();
+        return Candidates::Placement {
+            catalog,
+            positions: placement.candidates.iter(),
+        };
     }
     let mut seen = BTreeSet::new();
-    requested
+    let requested: Vec<(&str, Option<&Action>)> = requested
         .iter()
         .map(String::as_str)
         .filter(|id| seen.insert(*id))
         .map(|id| (id, catalog.action(id)))
-        .collect()
+        .collect();
+    Candidates::Requested(requested.into_iter())
+}
+
+/// The candidates of one decision: [`candidate_ids`].
+pub(super) enum Candidates<'a> {
+    /// The placement's own (the request named none).
+    Placement {
+        catalog: &'a Catalog,
+        positions: std::slice::Iter<'a, usize>,
+    },
+    /// Those the request named.
+    Requested(std::vec::IntoIter<(&'a str, Option<&'a Action>)>),
+}
+
+impl<'a> Iterator for Candidates<'a> {
+    type Item = (&'a str, Option<&'a Action>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Candidates::Placement { catalog, positions } => positions.next().map(|&position| {
+                let action = &catalog.actions[position];
+                (action.id.as_str(), Some(action))
+            }),
+            Candidates::Requested(requested) => requested.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Candidates::Placement { positions, .. } => positions.size_hint(),
+            Candidates::Requested(requested) => requested.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for Candidates<'_> {}
+
+/// The eligibility rule of `action`, if it has one: the last hard filter.
+pub(super) fn check_rule(
+    rules: &mut RuleScope<'_>,
+    action: &Action,
+) -> Result<(), (FilterReason, String)> {
+    let Some(rule) = &action.rule else {
+        return Ok(());
+    };
+    match rules.evaluate(rule, Some(action)) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err((
+            FilterReason::NotEligible,
+            format!("rule is false: {}", rule.source()),
+        )),
+        Err(error) => Err((FilterReason::RuleError, error.to_string())),
+    }
 }
 
 /// Everything the filters of one decision read, and the running cap counts
@@ -75,6 +124,51 @@ pub(super) struct Filters<'c> {
     now: Timestamp,
     /// Contacts per catalog cap, from the ledger plus this decision's serves.
     pub(super) cap_counts: Vec<u32>,
+    /// The verdict of the channel filters (suppression, consent, quiet hours,
+    /// blackouts) on each catalog channel, by position: they depend on the
+    /// channel alone, so each is decided once, for the first candidate on it.
+    channel_verdicts: Vec<Option<Result<(), (FilterReason, String)>>>,
+    /// When each action in the ledger was last served and last dismissed, so
+    /// the cooldowns need not scan the ledger per candidate.
+    recent: Vec<RecentContact>,
+}
+
+/// The ledger's last serve and last dismissal of one catalog action.
+struct RecentContact {
+    /// Position of the action in the catalog.
+    action: usize,
+    /// [`Ledger::last_served`](crate::ledger::Ledger::last_served).
+    served: Option<Timestamp>,
+    /// [`Ledger::last_dismissed`](crate::ledger::Ledger::last_dismissed).
+    dismissed: Option<Timestamp>,
+}
+
+/// The last serve and dismissal of every catalog action in `state`'s ledger.
+fn recent_contacts(catalog: &Catalog, state: &CustomerState) -> Vec<RecentContact> {
+    let mut recent: Vec<RecentContact> = Vec::new();
+    // Oldest first: a later serve replaces an earlier one.
+    for contact in state.ledger.contacts() {
+        let Some(action) = catalog.action(&contact.action_id) else {
+            continue;
+        };
+        let entry = match recent.iter().position(|entry| entry.action == action.index) {
+            Some(position) => &mut recent[position],
+            None => {
+                recent.push(RecentContact {
+                    action: action.index,
+                    served: None,
+                    dismissed: None,
+                });
+                let last = recent.len() - 1;
+                &mut recent[last]
+            }
+        };
+        if !contact.released {
+            entry.served = Some(contact.at);
+        }
+        entry.dismissed = entry.dismissed.max(contact.dismissed_at);
+    }
+    recent
 }
 
 impl<'c> Filters<'c> {
@@ -99,6 +193,8 @@ impl<'c> Filters<'c> {
             budgets,
             now,
             cap_counts,
+            channel_verdicts: vec![None; catalog.channels.len()],
+            recent: recent_contacts(catalog, state),
         }
     }
 
@@ -109,20 +205,33 @@ impl<'c> Filters<'c> {
         }
     }
 
+    /// Whether one of `action`'s caps is reached.
+    pub(super) fn fills_a_cap(&self, action: &Action) -> bool {
+        action
+            .caps
+            .iter()
+            .any(|&position| self.cap_counts[position] >= self.catalog.caps[position].limit)
+    }
+
     /// The hard filters, cheapest first; the rule last.
     pub(super) fn check(
-        &self,
+        &mut self,
         rules: &mut RuleScope<'_>,
         id: &str,
         action: Option<&'c Action>,
     ) -> Result<&'c Action, (FilterReason, String)> {
-        let (catalog, placement, state, local, now) = (
-            self.catalog,
-            self.placement,
-            self.state,
-            &self.local,
-            self.now,
-        );
+        let action = self.check_policy(id, action)?;
+        check_rule(rules, action)?;
+        Ok(action)
+    }
+
+    /// The policy filters (every hard filter but the rule), cheapest first.
+    pub(super) fn check_policy(
+        &mut self,
+        id: &str,
+        action: Option<&'c Action>,
+    ) -> Result<&'c Action, (FilterReason, String)> {
+        let (catalog, placement, now) = (self.catalog, self.placement, self.now);
         let action = action.ok_or_else(|| {
             (
                 FilterReason::UnknownAction,
@@ -141,99 +250,44 @@ impl<'c> Filters<'c> {
         if let Some(until) = action.valid_until.filter(|until| now > *until) {
             return Err((FilterReason::OutsideValidity, format!("expired at {until}")));
         }
-        if !placement.channels.contains(&action.channel) {
-            return Err((
-                FilterReason::ChannelNotAllowed,
-                format!(
-                    "placement {} does not allow channel {}",
-                    placement.id, action.channel
-                ),
+        if !placement.allows_position(action.index) {
+            return Err(placement_refusal(placement, action));
+        }
+        let verdict = &mut self.channel_verdicts[action.channel_position];
+        if verdict.is_none() {
+            *verdict = Some(channel_verdict(
+                catalog,
+                self.state,
+                &self.local,
+                &action.channel,
             ));
         }
-        if !placement.categories.is_empty() && !placement.categories.contains(&action.category) {
-            return Err((
-                FilterReason::CategoryNotAllowed,
-                format!(
-                    "placement {} does not allow category {}",
-                    placement.id, action.category
-                ),
-            ));
+        if let Some(Err(refusal)) = verdict {
+            return Err(refusal.clone());
         }
-        if let Some(suppression) = state.suppression_of(&action.channel) {
-            let scope = suppression.channel.as_deref().unwrap_or("every channel");
-            return Err((
-                FilterReason::Suppressed,
-                format!(
-                    "{scope} suppressed ({}) since {}",
-                    suppression.reason.name(),
-                    suppression.since
-                ),
-            ));
-        }
-        let channel = catalog.channel(&action.channel);
-        match (
-            state.consent(&action.channel),
-            channel.map(|channel| channel.consent),
-        ) {
-            (Some(ConsentState::OptedOut), _) => {
+        if action.cooldown.is_some() || action.dismiss_cooldown.is_some() {
+            let recent = self
+                .recent
+                .iter()
+                .find(|entry| entry.action == action.index);
+            if let Some(cooldown) = action.cooldown
+                && let Some(last) = recent.and_then(|entry| entry.served)
+                && now < last.plus(cooldown)
+            {
                 return Err((
-                    FilterReason::OptedOut,
-                    format!("customer opted out of {}", action.channel),
+                    FilterReason::Cooldown,
+                    format!("served at {last}; cooldown {cooldown}"),
                 ));
             }
-            (None, Some(ConsentPolicy::OptIn)) => {
+            if let Some(cooldown) = action.dismiss_cooldown.or(action.cooldown)
+                && let Some(dismissed) = recent.and_then(|entry| entry.dismissed)
+                && now < dismissed.plus(cooldown)
+            {
                 return Err((
-                    FilterReason::NoConsent,
-                    format!(
-                        "{} requires an opt-in the customer has not given",
-                        action.channel
-                    ),
+                    FilterReason::Cooldown,
+                    format!("dismissed at {dismissed}; dismiss cooldown {cooldown}"),
                 ));
             }
-            _ => {}
-        }
-        if let Some(quiet) = channel.and_then(|channel| channel.quiet_hours)
-            && quiet.contains(local.minute_of_day)
-        {
-            return Err((
-                FilterReason::QuietHours,
-                format!(
-                    "{} quiet hours {} (it is {:02}:{:02} in {})",
-                    action.channel,
-                    quiet.describe(),
-                    local.minute_of_day / 60,
-                    local.minute_of_day % 60,
-                    local.timezone
-                ),
-            ));
-        }
-        if let Some(blackout) = catalog
-            .blackouts
-            .iter()
-            .find(|blackout| blackout.closes(&action.channel, local.date))
-        {
-            return Err((
-                FilterReason::Blackout,
-                format!("{} is a blackout date ({})", local.date, blackout.name),
-            ));
-        }
-        if let Some(cooldown) = action.cooldown
-            && let Some(last) = state.ledger.last_served(&action.id)
-            && now < last.plus(cooldown)
-        {
-            return Err((
-                FilterReason::Cooldown,
-                format!("served at {last}; cooldown {cooldown}"),
-            ));
-        }
-        if let Some(cooldown) = action.dismiss_cooldown.or(action.cooldown)
-            && let Some(dismissed) = state.ledger.last_dismissed(&action.id)
-            && now < dismissed.plus(cooldown)
-        {
-            return Err((
-                FilterReason::Cooldown,
-                format!("dismissed at {dismissed}; dismiss cooldown {cooldown}"),
-            ));
         }
         if let Some(blocked) = self.capped(action) {
             return Err(blocked);
@@ -245,18 +299,6 @@ impl<'c> Filters<'c> {
                 FilterReason::BudgetExhausted,
                 format!("global budget of {budget} is used up"),
             ));
-        }
-        if let Some(rule) = &action.rule {
-            match rules.evaluate(rule, Some(action)) {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err((
-                        FilterReason::NotEligible,
-                        format!("rule is false: {}", rule.source()),
-                    ));
-                }
-                Err(error) => return Err((FilterReason::RuleError, error.to_string())),
-            }
         }
         Ok(action)
     }
@@ -282,4 +324,89 @@ impl<'c> Filters<'c> {
                 )
             })
     }
+}
+
+/// Why `placement` does not allow `action`: its channel, else its category.
+fn placement_refusal(placement: &Placement, action: &Action) -> (FilterReason, String) {
+    if !placement.channels.contains(&action.channel) {
+        return (
+            FilterReason::ChannelNotAllowed,
+            format!(
+                "placement {} does not allow channel {}",
+                placement.id, action.channel
+            ),
+        );
+    }
+    (
+        FilterReason::CategoryNotAllowed,
+        format!(
+            "placement {} does not allow category {}",
+            placement.id, action.category
+        ),
+    )
+}
+
+/// The filters that depend on the channel alone, in order: suppression,
+/// consent, quiet hours, blackouts.
+fn channel_verdict(
+    catalog: &Catalog,
+    state: &CustomerState,
+    local: &LocalTime,
+    channel_id: &str,
+) -> Result<(), (FilterReason, String)> {
+    if let Some(suppression) = state.suppression_of(channel_id) {
+        let scope = suppression.channel.as_deref().unwrap_or("every channel");
+        return Err((
+            FilterReason::Suppressed,
+            format!(
+                "{scope} suppressed ({}) since {}",
+                suppression.reason.name(),
+                suppression.since
+            ),
+        ));
+    }
+    let channel = catalog.channel(channel_id);
+    match (
+        state.consent(channel_id),
+        channel.map(|channel| channel.consent),
+    ) {
+        (Some(ConsentState::OptedOut), _) => {
+            return Err((
+                FilterReason::OptedOut,
+                format!("customer opted out of {channel_id}"),
+            ));
+        }
+        (None, Some(ConsentPolicy::OptIn)) => {
+            return Err((
+                FilterReason::NoConsent,
+                format!("{channel_id} requires an opt-in the customer has not given"),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(quiet) = channel.and_then(|channel| channel.quiet_hours)
+        && quiet.contains(local.minute_of_day)
+    {
+        return Err((
+            FilterReason::QuietHours,
+            format!(
+                "{channel_id} quiet hours {} (it is {:02}:{:02} in {})",
+                quiet.describe(),
+                local.minute_of_day / 60,
+                local.minute_of_day % 60,
+                local.timezone
+            ),
+        ));
+    }
+    if let Some(blackout) = catalog
+        .blackouts
+        .iter()
+        .find(|blackout| blackout.closes(channel_id, local.date))
+    {
+        return Err((
+            FilterReason::Blackout,
+            format!("{} is a blackout date ({})", local.date, blackout.name),
+        ));
+    }
+    Ok(())
 }

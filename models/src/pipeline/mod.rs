@@ -8,15 +8,19 @@
 //! makes its decision-log entry: the step callers use. The one shared
 //! effect is the global budget: a served budgeted action takes a unit at once
 //! (unless `dry_run`), so two customers can never both take the last one.
+//!
+//! [`stages`] runs one stage alone, the way [`decide`] runs it, for the
+//! criterion benches (`models/benches/`).
 
 mod filters;
 mod ranking;
 mod record;
 mod rules;
+pub mod stages;
 
 use crate::Error;
 use crate::budget::BudgetCounters;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Placement};
 use crate::customer::CustomerState;
 use crate::features::FeatureInput;
 use crate::model::Model;
@@ -26,6 +30,7 @@ use crate::value::AttrValue;
 use filters::{Filters, candidate_ids};
 use ranking::Selection;
 use rules::RuleScope;
+use stages::Screened;
 use std::collections::BTreeMap;
 
 pub use record::{RecordAs, Recorded, budgeted_actions, decide_and_record, record};
@@ -302,6 +307,16 @@ pub struct Environment<'a> {
     pub budgets: &'a BudgetCounters,
 }
 
+/// The placement `request` names.
+fn placement_of<'c>(
+    catalog: &'c Catalog,
+    request: &DecisionRequest<'_>,
+) -> Result<&'c Placement, Error> {
+    catalog
+        .placement(request.placement)
+        .ok_or_else(|| Error::UnknownPlacement(request.placement.to_owned()))
+}
+
 /// Runs the pipeline for one customer.
 pub fn decide(
     env: &Environment<'_>,
@@ -309,9 +324,7 @@ pub fn decide(
     request: &DecisionRequest<'_>,
 ) -> Result<Decision, Error> {
     let catalog = env.catalog;
-    let placement = catalog
-        .placement(request.placement)
-        .ok_or_else(|| Error::UnknownPlacement(request.placement.to_owned()))?;
+    let placement = placement_of(catalog, request)?;
     let now = request.now;
     let vars = RuleVars::new(
         &state.profile,
@@ -324,20 +337,13 @@ pub fn decide(
     let mut filters = Filters::new(catalog, placement, state, env.budgets, now);
 
     // Hard filters.
-    let mut filtered = Vec::new();
-    let mut survivors = Vec::new();
-    for (id, action) in candidate_ids(catalog, placement, request.candidates) {
-        match filters.check(&mut rules, id, action) {
-            Ok(action) => survivors.push(action),
-            Err((reason, message)) => filtered.push(Filtered {
-                action_id: id.to_owned(),
-                reason,
-                message,
-                score: None,
-                propensity: None,
-            }),
-        }
-    }
+    let candidates = candidate_ids(catalog, placement, request.candidates);
+    let Screened {
+        passed: survivors,
+        mut filtered,
+    } = Screened::screen(candidates, |id, action| {
+        filters.check(&mut rules, id, action)
+    });
 
     // Score and rank, or fall back.
     let scoring = match (request.scoring, env.model) {

@@ -12,9 +12,10 @@ use super::{
 use crate::catalog::{Action, Catalog, Exploration, Placement};
 use crate::features::FeatureInput;
 use crate::model::CandidateScores;
+use ndarray::ArrayView1;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 /// A candidate that passed the hard filters, on its way to a slot.
 pub(super) struct Entry<'c> {
@@ -35,11 +36,6 @@ pub(super) struct Ranking<'c> {
     pub(super) fallback: Option<FallbackReason>,
     /// Where each ladder action came from, for its rationale.
     sources: HashMap<&'c str, String>,
-}
-
-/// P·V·L·C without the P.
-fn value_lever_context(catalog: &Catalog, placement: &Placement, action: &Action) -> f64 {
-    action.value * catalog.lever(action) * placement.context_weight(&action.category)
 }
 
 /// Scores the survivors with the model and sorts them by priority; or, for a
@@ -68,10 +64,12 @@ pub(super) fn rank<'c>(
                 .map(|(action, propensity)| Entry {
                     action,
                     propensity: Some(*propensity),
-                    priority: propensity * value_lever_context(catalog, placement, action),
+                    priority: propensity * placement.value_lever_context(action.index),
                 })
                 .collect();
-            entries.sort_by(|a, b| {
+            // Ids are unique, so the order is total and an unstable sort
+            // gives the one order there is.
+            entries.sort_unstable_by(|a, b| {
                 b.priority
                     .total_cmp(&a.priority)
                     .then_with(|| a.action.id.cmp(&b.action.id))
@@ -93,7 +91,7 @@ pub(super) fn rank<'c>(
             Some((_, source)) => {
                 sources.insert(action.id.as_str(), source.clone());
                 // Ladder order decides; the priority only reports V·L·C.
-                let priority = value_lever_context(catalog, placement, action);
+                let priority = placement.value_lever_context(action.index);
                 entries.push(Entry {
                     action,
                     propensity: None,
@@ -145,37 +143,45 @@ impl<'c> Selection<'_, 'c> {
             placement.exploration
         };
         let mut rng = SmallRng::seed_from_u64(self.request.seed);
-        let mut served: Vec<Served> = Vec::new();
-        let mut served_categories: BTreeSet<&str> = BTreeSet::new();
+        let mut served: Vec<Served> = Vec::with_capacity(self.limit.min(ranking.entries.len()));
+        // Kept only for one-per-category placements.
+        let mut served_categories: Vec<&str> = Vec::new();
+        // Every entry passed the cap filters with the counts before this
+        // decision's serves, and a serve raises only the counts of its own
+        // caps: the caps need checking again only after a serve filled one.
+        let mut cap_filled = false;
         let mut pool = ranking.entries;
         while served.len() < self.limit {
-            pool.retain(|entry| {
-                let action = entry.action;
-                let blocked = if placement.one_per_category
-                    && served_categories.contains(action.category.as_str())
-                {
-                    Some((
-                        FilterReason::Diversity,
-                        format!(
-                            "an action of category {} was already served",
-                            action.category
-                        ),
-                    ))
-                } else {
-                    filters.capped(action)
-                };
-                let Some((reason, message)) = blocked else {
-                    return true;
-                };
-                filtered.push(Filtered {
-                    action_id: action.id.clone(),
-                    reason,
-                    message,
-                    score: Some(entry.priority),
-                    propensity: entry.propensity,
+            if cap_filled || !served_categories.is_empty() {
+                pool.retain(|entry| {
+                    let action = entry.action;
+                    let blocked = if served_categories.contains(&action.category.as_str()) {
+                        Some((
+                            FilterReason::Diversity,
+                            format!(
+                                "an action of category {} was already served",
+                                action.category
+                            ),
+                        ))
+                    } else if cap_filled {
+                        filters.capped(action)
+                    } else {
+                        None
+                    };
+                    let Some((reason, message)) = blocked else {
+                        return true;
+                    };
+                    filtered.push(Filtered {
+                        action_id: action.id.clone(),
+                        reason,
+                        message,
+                        score: Some(entry.priority),
+                        propensity: entry.propensity,
+                    });
+                    false
                 });
-                false
-            });
+                cap_filled = false;
+            }
             if pool.is_empty() {
                 break;
             }
@@ -201,7 +207,10 @@ impl<'c> Selection<'_, 'c> {
                 }
             }
             filters.count_serve(action);
-            served_categories.insert(&action.category);
+            cap_filled = filters.fills_a_cap(action);
+            if placement.one_per_category {
+                served_categories.push(&action.category);
+            }
             let (rationale, features, confidence) =
                 self.explain(&ranking.scores, &ranking.sources, ranking.fallback, action);
             served.push(Served {
@@ -242,9 +251,9 @@ impl<'c> Selection<'_, 'c> {
         action: &Action,
     ) -> (Vec<Reason>, Vec<f64>, f64) {
         if let (Some(scores), Some(model)) = (scores, self.env.model) {
-            let row = scores.features(action);
+            let features = scores.feature_values(action);
             let rationale = model
-                .top_contributions(row.view(), RATIONALE_SIZE)
+                .top_contributions(ArrayView1::from(&features[..]), RATIONALE_SIZE)
                 .into_iter()
                 .map(|contribution| {
                     let spec = &model.features().specs()[contribution.feature];
@@ -257,7 +266,7 @@ impl<'c> Selection<'_, 'c> {
                 })
                 .collect();
             let confidence = model.confidence(&action.id, self.env.catalog.actions.len());
-            return (rationale, row.to_vec(), confidence);
+            return (rationale, features, confidence);
         }
         let source = sources.get(action.id.as_str()).map_or("", String::as_str);
         let text = format!(

@@ -150,6 +150,8 @@ pub(super) fn compile_actions(
                 def.name.clone()
             },
             channel: channel.clone(),
+            // An undeclared channel is a problem already reported.
+            channel_position: channels.keys().position(|id| id == channel).unwrap_or(0),
             category: def.category.get_ref().clone(),
             value,
             lever,

@@ -13,7 +13,7 @@ mod policy;
 
 use super::Catalog;
 use super::file::CatalogFile;
-use super::rule::{Rule, RuleEnv};
+use super::rule::{Rule, RuleEnv, share_rules};
 use crate::time::{Span, Timestamp};
 use actions::{compile_actions, compile_channels};
 use placements::compile_placement;
@@ -274,16 +274,12 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
             .collect();
     }
 
-    for placement in placements.values_mut() {
-        placement.candidates = actions
-            .iter()
-            .filter(|action| action.active && placement.allows(action))
-            .map(|action| action.index)
-            .collect();
-    }
     let blackouts = compile_blackouts(&mut checker, &file, &channels);
     let category_levers = compile_levers(&mut checker, &file);
-    let segments = compile_segments(&mut checker, &env, &file, &action_index);
+    for placement in placements.values_mut() {
+        placement.set_actions(&actions, &category_levers);
+    }
+    let mut segments = compile_segments(&mut checker, &env, &file, &action_index);
 
     if actions.is_empty() && checker.problems.is_empty() {
         checker.report("actions", None, "the catalog has no [[actions]]");
@@ -294,6 +290,9 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
     if !checker.problems.is_empty() {
         return Err(CatalogProblems(checker.problems));
     }
+    let action_rules = actions.iter_mut().filter_map(|action| action.rule.as_mut());
+    let segment_rules = segments.iter_mut().map(|segment| &mut segment.rule);
+    let shared_rules = share_rules(action_rules.chain(segment_rules));
     let mut known_events = file.catalog.events.clone();
     known_events.sort();
     known_events.dedup();
@@ -315,6 +314,7 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
         category_levers,
         segments,
         cel_env: rule_env,
+        shared_rules,
         instance: NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     })
 }

@@ -115,5 +115,7 @@ pub(super) fn compile_placement(
         context_weights,
         exploration,
         candidates: Vec::new(),
+        allowed: Vec::new(),
+        value_lever_context: Vec::new(),
     })
 }

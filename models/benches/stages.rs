@@ -1,0 +1,92 @@
+//! Each stage of the decision pipeline alone, on the inputs of
+//! `benches/decide.rs` (`nudge_models::synthetic`: 50 candidates × 64
+//! features, 10 CEL rules), so a change to one stage shows where it lands.
+//!
+//! - `features/customer_64`: the customer side of the 64 features (what a
+//!   decision computes once; the action side is cached per catalog).
+//! - `score/score_candidates_50x64`: the serving path, features and
+//!   propensities of the 50 candidates.
+//! - `score/extract_and_score_50x64`: the training path, the full feature
+//!   matrix, then the propensities.
+//! - `filters/policy_50`: the hard filters without the rules (placement,
+//!   consent, quiet hours, blackouts, cooldowns, caps, budgets).
+//! - `rules/eligibility_10`: the 10 CEL rules alone, in the one CEL scope a
+//!   decision's rules share.
+//!
+//! Run: `cargo bench -p nudge-models --bench stages`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use nudge_models::budget::BudgetCounters;
+use nudge_models::catalog::Action;
+use nudge_models::features::FeatureInput;
+use nudge_models::model::Model;
+use nudge_models::pipeline::stages::{eligibility_rules, policy_filters};
+use nudge_models::pipeline::{DecisionRequest, Environment, Scoring};
+use nudge_models::synthetic;
+use std::hint::black_box;
+
+fn benches(criterion: &mut Criterion) {
+    let now = synthetic::now();
+    let catalog = synthetic::catalog(true);
+    let model = Model::from_artifact(synthetic::model_artifact()).expect("the model is valid");
+    let budgets = BudgetCounters::default();
+    let state = synthetic::customer(&catalog, now);
+    let context = synthetic::context();
+    let request = DecisionRequest {
+        placement: synthetic::PLACEMENT,
+        context: &context,
+        candidates: &[],
+        limit: 0,
+        dry_run: true,
+        scoring: Scoring::Model,
+        seed: 7,
+        now,
+    };
+    let env = Environment {
+        catalog: &catalog,
+        model: Some(&model),
+        budgets: &budgets,
+    };
+    let input = FeatureInput {
+        profile: &state.profile,
+        context: &context,
+        now,
+    };
+    let actions: Vec<&Action> = catalog.actions.iter().collect();
+
+    // Sanity: each stage does the work it is named for.
+    let policy = policy_filters(&env, &state, &request).expect("filters");
+    assert_eq!(
+        policy.passed.len() + policy.filtered.len(),
+        synthetic::ACTIONS
+    );
+    let rules = eligibility_rules(&env, &state, &request).expect("evaluates");
+    assert_eq!(rules.passed.len() + rules.filtered.len(), 10);
+    eprintln!(
+        "bench stages: policy passes {} of {}, rules pass {} of 10",
+        policy.passed.len(),
+        synthetic::ACTIONS,
+        rules.passed.len()
+    );
+
+    criterion.bench_function("features/customer_64", |bencher| {
+        bencher.iter(|| model.features().customer_factors(black_box(&input)))
+    });
+    criterion.bench_function("score/score_candidates_50x64", |bencher| {
+        bencher.iter(|| {
+            model.score_candidates(black_box(&catalog), black_box(&input), black_box(&actions))
+        })
+    });
+    criterion.bench_function("score/extract_and_score_50x64", |bencher| {
+        bencher.iter(|| model.score_actions(black_box(&input), black_box(&actions)))
+    });
+    criterion.bench_function("filters/policy_50", |bencher| {
+        bencher.iter(|| policy_filters(black_box(&env), black_box(&state), black_box(&request)))
+    });
+    criterion.bench_function("rules/eligibility_10", |bencher| {
+        bencher.iter(|| eligibility_rules(black_box(&env), black_box(&state), black_box(&request)))
+    });
+}
+
+criterion_group!(stage_benches, benches);
+criterion_main!(stage_benches);
