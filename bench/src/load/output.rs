@@ -108,6 +108,9 @@ pub struct StepSummary {
     pub kinds: BTreeMap<Kind, KindSummary>,
     /// The server, when its process could be read.
     pub server: Option<ServerSummary>,
+    /// With `--repeat`: the main kind's p99 of every run of the step,
+    /// lowest first (the step's figures are the median run's), µs.
+    pub repeat_p99_us: Vec<u64>,
 }
 
 /// Writes `histogram` (µs) as an `.hgrm` percentile distribution in
