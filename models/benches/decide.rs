@@ -13,7 +13,7 @@
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use nudge_models::budget::BudgetCounters;
 use nudge_models::model::Model;
-use nudge_models::pipeline::{DecisionRequest, Environment, Scoring, decide, record};
+use nudge_models::pipeline::{Environment, decide, record};
 use nudge_models::synthetic;
 use nudge_models::time::{HOUR_MS, Timestamp};
 use std::hint::black_box;
@@ -26,16 +26,7 @@ fn benches(criterion: &mut Criterion) {
     let budgets = BudgetCounters::default();
     let state = synthetic::customer(&catalog, now);
     let context = synthetic::context();
-    let request = DecisionRequest {
-        placement: synthetic::PLACEMENT,
-        context: &context,
-        candidates: &[],
-        limit: 0,
-        dry_run: true,
-        scoring: Scoring::Model,
-        seed: 7,
-        now,
-    };
+    let request = synthetic::request(&context, now);
     let env = Environment {
         catalog: &catalog,
         model: Some(&model),

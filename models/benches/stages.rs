@@ -20,8 +20,8 @@ use nudge_models::budget::BudgetCounters;
 use nudge_models::catalog::Action;
 use nudge_models::features::FeatureInput;
 use nudge_models::model::Model;
+use nudge_models::pipeline::Environment;
 use nudge_models::pipeline::stages::{eligibility_rules, policy_filters};
-use nudge_models::pipeline::{DecisionRequest, Environment, Scoring};
 use nudge_models::synthetic;
 use std::hint::black_box;
 
@@ -32,16 +32,7 @@ fn benches(criterion: &mut Criterion) {
     let budgets = BudgetCounters::default();
     let state = synthetic::customer(&catalog, now);
     let context = synthetic::context();
-    let request = DecisionRequest {
-        placement: synthetic::PLACEMENT,
-        context: &context,
-        candidates: &[],
-        limit: 0,
-        dry_run: true,
-        scoring: Scoring::Model,
-        seed: 7,
-        now,
-    };
+    let request = synthetic::request(&context, now);
     let env = Environment {
         catalog: &catalog,
         model: Some(&model),

@@ -10,6 +10,7 @@ use crate::catalog::Catalog;
 use crate::customer::CustomerState;
 use crate::ledger::Contact;
 use crate::model::{MODEL_FORMAT, ModelArtifact};
+use crate::pipeline::{DecisionRequest, Scoring};
 use crate::profile::Event;
 use crate::time::{DAY_MS, HOUR_MS, Timestamp};
 use crate::value::AttrValue;
@@ -58,6 +59,21 @@ pub const RULES: [&str; 5] = [
 /// The instant the benches decide at: Monday 2026-11-23, 12:00 UTC.
 pub fn now() -> Timestamp {
     Timestamp::parse_rfc3339("2026-11-23T12:00:00Z").expect("a valid instant")
+}
+
+/// The request the benches decide with: a dry run on [`PLACEMENT`] over
+/// every action, scored by the model, with a fixed exploration seed.
+pub fn request(context: &BTreeMap<String, AttrValue>, now: Timestamp) -> DecisionRequest<'_> {
+    DecisionRequest {
+        placement: PLACEMENT,
+        context,
+        candidates: &[],
+        limit: 0,
+        dry_run: true,
+        scoring: Scoring::Model,
+        seed: 7,
+        now,
+    }
 }
 
 /// The request context the benches decide with: a mobile device at 13:00 on
