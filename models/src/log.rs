@@ -35,8 +35,43 @@ pub struct ServedRecord {
     /// off-policy evaluation divides by.
     pub selection_probability: f64,
     /// The feature values the model scored (empty in a fallback), in the
-    /// order of the model's feature specs.
+    /// order of the model's feature specs. Stored in the narrowest form that
+    /// keeps each value exactly ([`narrow_floats`]).
+    #[serde(serialize_with = "narrow_floats")]
     pub features: Vec<f64>,
+}
+
+/// Serializes floats in the narrowest form that reads back as the same
+/// `f64`: a whole number as an integer (one byte for 0 to 127 in
+/// MessagePack, against nine for a double), a value a single-precision float
+/// holds exactly as one, anything else as a double. Features are mostly
+/// counts, flags and days, so a decision's log record shrinks from ~2.3 KB
+/// to well under 1 KB; reading needs nothing special, since a double field
+/// accepts integers and single-precision floats. Text formats (JSON) get
+/// plain doubles: their shortest decimal form of a single-precision float
+/// need not read back as the same double.
+fn narrow_floats<S: serde::Serializer>(values: &[f64], serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    if serializer.is_human_readable() {
+        return values.serialize(serializer);
+    }
+    /// Beyond 2^53 not every whole number is a double.
+    const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+    let mut sequence = serializer.serialize_seq(Some(values.len()))?;
+    for &value in values {
+        let negative_zero = value == 0.0 && value.is_sign_negative();
+        if value.fract() == 0.0 && value.abs() < EXACT_INTEGERS && !negative_zero {
+            // Exact: a whole number below 2^53 in magnitude.
+            #[allow(clippy::cast_possible_truncation)]
+            sequence.serialize_element(&(value as i64))?;
+        } else if f64::from(value as f32) == value {
+            #[allow(clippy::cast_possible_truncation)]
+            sequence.serialize_element(&(value as f32))?;
+        } else {
+            sequence.serialize_element(&value)?;
+        }
+    }
+    sequence.end()
 }
 
 /// One recorded decision, as logged.
@@ -248,6 +283,16 @@ mod tests {
             selection_probability: 0.9,
             features: vec![1.0, 2.0],
         }
+    }
+
+    #[test]
+    fn text_formats_keep_features_as_plain_doubles() {
+        let mut record = served("a", 1);
+        record.features = vec![0.0, 1.0, 0.30000001192092896, 0.1];
+        let json = serde_json::to_string(&record).expect("encodes");
+        assert!(json.contains("[0.0,1.0,0.30000001192092896,0.1]"), "{json}");
+        let back: ServedRecord = serde_json::from_str(&json).expect("decodes");
+        assert_eq!(back, record);
     }
 
     fn logged(outcomes: Vec<OutcomeRecord>) -> LoggedDecision {

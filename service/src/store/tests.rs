@@ -441,3 +441,55 @@ fn under_steady_load_with_retention_the_file_stops_growing() {
         "the data file keeps growing under steady load: {sizes:?}"
     );
 }
+
+#[test]
+fn the_log_keeps_feature_values_exactly_in_fewer_bytes() {
+    let store = RedbStore::in_memory(StoreOptions::default());
+    let features = vec![
+        0.0,
+        1.0,
+        -3.0,
+        365.0,
+        0.5,
+        0.300_000_011_920_928_96,
+        3.367_295_829_986_474,
+        -0.0,
+        1e300,
+        9_007_199_254_740_993.0,
+        f64::MIN_POSITIVE,
+    ];
+    let LogEntry::Decision {
+        mut record,
+        feature_names,
+    } = decision("alice", "d1", 0)
+    else {
+        unreachable!("a decision")
+    };
+    record.served[0].features = features.clone();
+    let encoded = records::encode(&record).unwrap().len();
+    let mut wide = record.clone();
+    wide.served[0].features = vec![0.1; features.len()];
+    // Six of the eleven are whole numbers (one to three bytes instead of
+    // nine), one is a single-precision float (five).
+    assert!(
+        encoded + 40 <= records::encode(&wide).unwrap().len(),
+        "{encoded} bytes"
+    );
+    block_on(
+        store
+            .append(vec![LogEntry::Decision {
+                record,
+                feature_names,
+            }])
+            .wait(),
+    )
+    .unwrap();
+    let logged = exported(&store, EVERYTHING);
+    let read: Vec<u64> = logged[0].record.served[0]
+        .features
+        .iter()
+        .map(|value| value.to_bits())
+        .collect();
+    let written: Vec<u64> = features.iter().map(|value| value.to_bits()).collect();
+    assert_eq!(read, written, "every value reads back bit for bit");
+}
