@@ -117,6 +117,7 @@ fn read(path: &PathBuf) -> Result<String, StartError> {
 pub fn open_store(config: &Config) -> Result<Stores, StartError> {
     let options = StoreOptions {
         max_batch_writes: config.storage.max_batch_writes,
+        journal_records: config.storage.journal_records,
         ..StoreOptions::default()
     };
     if config.storage.in_memory {

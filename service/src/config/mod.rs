@@ -161,6 +161,11 @@ pub struct StorageConfig {
     /// Most writes committed in one transaction (one fsync). Writes queue
     /// while a commit runs and go together in the next one.
     pub max_batch_writes: usize,
+    /// Most records the state journal holds: each commit appends one per
+    /// customer it changed, and past this bound the customers with the
+    /// oldest records are folded into their snapshots. More means fewer
+    /// random writes per change; the start after a crash reads them all.
+    pub journal_records: usize,
     /// Decision and outcome log entries older than this many days are
     /// deleted by compaction; 0 keeps them forever.
     pub decision_retention_days: u64,
@@ -174,6 +179,7 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("nudge-data"),
             in_memory: false,
             max_batch_writes: 4_096,
+            journal_records: 100_000,
             decision_retention_days: 90,
             compaction_interval_secs: 3_600,
         }

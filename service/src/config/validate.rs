@@ -7,7 +7,7 @@ impl Config {
     /// Checks every value; the first problem is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let grpc = &self.grpc;
-        let checks: [(&'static str, bool, String); 17] = [
+        let checks: [(&'static str, bool, String); 18] = [
             (
                 "budget_ms",
                 (1..=60_000).contains(&self.budget_ms),
@@ -50,6 +50,11 @@ impl Config {
                 "storage.max_batch_writes",
                 (1..=1_000_000).contains(&self.storage.max_batch_writes),
                 format!("{} must be 1..=1000000", self.storage.max_batch_writes),
+            ),
+            (
+                "storage.journal_records",
+                (1..=10_000_000).contains(&self.storage.journal_records),
+                format!("{} must be 1..=10000000", self.storage.journal_records),
             ),
             (
                 "storage.compaction_interval_secs",

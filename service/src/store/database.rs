@@ -22,9 +22,11 @@ pub(super) const MODEL_FEATURES: TableDefinition<&str, &[u8]> =
     TableDefinition::new("model_features");
 pub(super) const BUDGETS: TableDefinition<&str, u64> = TableDefinition::new("budgets");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(super) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 
-/// The layout version this code reads and writes.
-pub(super) const SCHEMA_VERSION: u64 = 1;
+/// The layout version this code reads and writes. Version 2 added the
+/// journal; a version 1 file is opened as it is (its journal is empty).
+pub(super) const SCHEMA_VERSION: u64 = 2;
 
 /// How the store is tuned.
 #[derive(Debug, Clone)]
@@ -33,6 +35,10 @@ pub struct StoreOptions {
     pub max_batch_writes: usize,
     /// redb's page cache, bytes.
     pub cache_bytes: usize,
+    /// Most records the state journal holds before customers are settled
+    /// into their snapshots, oldest first ([`super::journal`]): more means
+    /// fewer snapshot writes per change and a longer read at open.
+    pub journal_records: usize,
 }
 
 impl Default for StoreOptions {
@@ -40,6 +46,7 @@ impl Default for StoreOptions {
         Self {
             max_batch_writes: 4_096,
             cache_bytes: 128 * 1024 * 1024,
+            journal_records: 100_000,
         }
     }
 }
@@ -56,6 +63,11 @@ pub(super) struct Inner {
     pub(super) options: StoreOptions,
     /// Queued, not yet committed state per customer (`None`: forgotten).
     pub(super) pending: DashMap<Arc<str>, Pending>,
+    /// The key of each customer's latest journal record holding a state,
+    /// for customers not settled since: where [`super::StateStore::load`]
+    /// reads it. Changed by the writer after a commit, before the commit's
+    /// entries leave `pending`.
+    pub(super) journaled: DashMap<Arc<str>, u64>,
     /// Queued, not yet committed budget deltas per action.
     pub(super) pending_budgets: Mutex<HashMap<String, i64>>,
     /// Set while writes fail; cleared when the writer recovers. Change it

@@ -27,6 +27,7 @@ mod commit;
 pub mod contract;
 mod database;
 mod error;
+mod journal;
 mod records;
 mod redb_store;
 mod source;

@@ -5,7 +5,8 @@
 //! decision's state, log entry and budget change together.
 //!
 //! Tables:
-//! - `customers`: customer id → state (MessagePack);
+//! - `customers`: customer id → state (MessagePack) as of its last
+//!   settling; newer states are in the journal;
 //! - `decisions`: (decision time ms, decision id) → [`DecisionRecord`];
 //! - `outcomes`: (decision time ms, decision id, action id, outcome) →
 //!   [`OutcomeRecord`], so a decision's outcomes sit next to each other and
@@ -15,12 +16,16 @@
 //! - `model_features`: model version → its feature specs;
 //! - `budgets`: budgeted action id → units used so far (added in layout
 //!   version 1 without a migration: opening an older file creates it empty);
+//! - `journal`: key → one customer's changes in one commit (its state, the
+//!   decisions logged for it), not yet settled into `customers` and
+//!   `customer_decisions` ([`super::journal`]; added in layout version 2);
 //! - `meta`: `schema_version`.
 
 use super::database::{
-    BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, Inner, MODEL_FEATURES, OUTCOMES, Pending,
-    StoreOptions,
+    BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, Inner, JOURNAL, MODEL_FEATURES, OUTCOMES,
+    Pending, StoreOptions,
 };
+use super::journal;
 use super::records::{decode, encode};
 use super::source::{FaultSwitch, Source, io_error};
 use super::writer::{self, Op};
@@ -96,6 +101,7 @@ impl RedbStore {
             source,
             options,
             pending: DashMap::new(),
+            journaled: DashMap::new(),
             pending_budgets: Mutex::new(HashMap::new()),
             failure: Mutex::new(None),
             failing: AtomicBool::new(false),
@@ -103,12 +109,12 @@ impl RedbStore {
             sequence: AtomicU64::new(1),
             metrics: StorageMetrics::new(),
         });
-        writer::initialize(&inner)?;
+        let journal = writer::initialize(&inner)?;
         let (sender, receiver) = mpsc::channel();
         let thread_inner = inner.clone();
         let writer = std::thread::Builder::new()
             .name("nudge-store-writer".to_owned())
-            .spawn(move || writer::run(&thread_inner, &receiver))
+            .spawn(move || writer::run(&thread_inner, &receiver, journal))
             .map_err(|error| StoreError::NoWriter {
                 source: Arc::new(error),
             })?;
@@ -206,20 +212,33 @@ impl RedbStore {
     }
 
     /// Reads the stored (committed) state of `customer_id`, ignoring queued
-    /// writes: what a restart would see.
+    /// writes: what a restart would see. Its latest journal record if it has
+    /// one, else its snapshot.
     pub fn committed_state(&self, customer_id: &str) -> Result<Option<CustomerState>, StoreError> {
         let database = self.inner.database()?;
         let read = database
             .begin_read()
             .map_err(|error| self.inner.error(error))?;
+        let error = |error: redb::StorageError| self.inner.error(error);
+        let journaled = self.inner.journaled.get(customer_id).map(|key| *key);
+        if let Some(key) = journaled {
+            let journal = read
+                .open_table(JOURNAL)
+                .map_err(|error| self.inner.error(error))?;
+            // Gone if the customer was settled since the key was read: then
+            // its snapshot, read in the same transaction, is up to date.
+            if let Some(record) = journal.get(key).map_err(error)?
+                && let Some(state) = journal::decode(record.value())?.state
+            {
+                return decode("customer state", state).map(Some);
+            }
+        }
         let table = match read.open_table(CUSTOMERS) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(error) => return Err(self.inner.error(error)),
         };
-        let value = table
-            .get(customer_id)
-            .map_err(|error| self.inner.error(error))?;
+        let value = table.get(customer_id).map_err(error)?;
         value
             .map(|value| decode("customer state", value.value()))
             .transpose()
@@ -260,6 +279,13 @@ impl RedbStore {
             let (key, _) = entry.map_err(error)?;
             if key.value().0 == customer_id {
                 traces.push(format!("customer_decisions[{}]", key.value().2));
+            }
+        }
+        let journal = read.open_table(JOURNAL).map_err(table_error)?;
+        for entry in journal.iter().map_err(error)? {
+            let (key, value) = entry.map_err(error)?;
+            if journal::decode(value.value())?.customer_id == customer_id {
+                traces.push(format!("journal[{}]", key.value()));
             }
         }
         Ok(traces)
@@ -312,7 +338,19 @@ impl StateStore for RedbStore {
         let table = read
             .open_table(CUSTOMERS)
             .map_err(|error| self.inner.error(error))?;
-        table.len().map_err(|error| self.inner.error(error))
+        let error = |error: redb::StorageError| self.inner.error(error);
+        let mut stored = table.len().map_err(error)?;
+        // Customers whose only state so far is in the journal.
+        for journaled in self.inner.journaled.iter() {
+            if table
+                .get(journaled.key().as_ref())
+                .map_err(error)?
+                .is_none()
+            {
+                stored += 1;
+            }
+        }
+        Ok(stored)
     }
 
     fn probe(&self) {

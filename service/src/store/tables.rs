@@ -1,15 +1,27 @@
 //! Every table of the embedded store, opened once per write transaction,
-//! and the writes the writer thread makes to them: states, log entries,
-//! budget deltas, forget and compaction.
+//! and the writes the writer thread makes to them: journal records and
+//! settling, log entries, budget deltas, forget and compaction.
 
 use super::database::{
-    BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, Inner, MODEL_FEATURES, OUTCOMES,
+    BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, Inner, JOURNAL, MODEL_FEATURES, OUTCOMES,
 };
+use super::journal::{self, Journal};
 use super::records::{decode, encode};
 use super::{DecisionRecord, Erased, LogEntry, StoreError};
 use nudge_models::time::Timestamp;
 use redb::{ReadableTable, Table, WriteTransaction};
 use std::collections::HashSet;
+
+/// A journal record the bookkeeping names is not in the table.
+fn missing_record(key: u64) -> StoreError {
+    #[derive(Debug, thiserror::Error)]
+    #[error("journal record {0} with a state is missing")]
+    struct Missing(u64);
+    StoreError::Undecodable {
+        what: "state journal",
+        source: std::sync::Arc::new(Missing(key)),
+    }
+}
 
 /// Every table, opened once per transaction.
 pub(super) struct Tables<'t> {
@@ -20,6 +32,7 @@ pub(super) struct Tables<'t> {
     index: Table<'t, (&'static str, i64, &'static str), ()>,
     models: Table<'t, &'static str, &'static [u8]>,
     budgets: Table<'t, &'static str, u64>,
+    journal: Table<'t, u64, &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -40,6 +53,7 @@ impl<'t> Tables<'t> {
                 .open_table(MODEL_FEATURES)
                 .map_err(table_error)?,
             budgets: transaction.open_table(BUDGETS).map_err(table_error)?,
+            journal: transaction.open_table(JOURNAL).map_err(table_error)?,
         })
     }
 
@@ -65,7 +79,66 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    pub(super) fn put_state(&mut self, customer_id: &str, state: &[u8]) -> Result<(), StoreError> {
+    /// Appends a journal record ([`journal::encode`]).
+    pub(super) fn append_record(&mut self, key: u64, record: &[u8]) -> Result<(), StoreError> {
+        self.journal
+            .insert(key, record)
+            .map_err(|error| self.inner.error(error))?;
+        Ok(())
+    }
+
+    /// Settles `customer_id`: writes its latest state — `latest` if given
+    /// (newer than any record), else its latest journal record's — to its
+    /// snapshot, its logged decisions (the journal's and `decisions`) that
+    /// still exist to the index, and deletes its journal records. Nothing
+    /// to settle is not an error.
+    pub(super) fn settle(
+        &mut self,
+        journal: &mut Journal,
+        customer_id: &str,
+        latest: Option<&[u8]>,
+        decisions: Vec<(i64, Box<str>)>,
+    ) -> Result<(), StoreError> {
+        let inner = self.inner;
+        let error = |error: redb::StorageError| inner.error(error);
+        let unsettled = journal.take(customer_id).unwrap_or_default();
+        match (latest, unsettled.state) {
+            (Some(state), _) => self.put_state(customer_id, state)?,
+            (None, Some(key)) => {
+                let record = self
+                    .journal
+                    .get(key)
+                    .map_err(error)?
+                    .ok_or_else(|| missing_record(key))?;
+                let state = journal::decode(record.value())?
+                    .state
+                    .ok_or_else(|| missing_record(key))?
+                    .to_vec();
+                drop(record);
+                self.put_state(customer_id, &state)?;
+            }
+            (None, None) => {}
+        }
+        for (at, decision_id) in unsettled.decisions.iter().chain(&decisions) {
+            // Compaction may have deleted it since.
+            if self
+                .decisions
+                .get((*at, decision_id.as_ref()))
+                .map_err(error)?
+                .is_some()
+            {
+                self.index
+                    .insert((customer_id, *at, decision_id.as_ref()), ())
+                    .map_err(error)?;
+            }
+        }
+        for key in unsettled.keys {
+            self.journal.remove(key).map_err(error)?;
+        }
+        Ok(())
+    }
+
+    fn put_state(&mut self, customer_id: &str, state: &[u8]) -> Result<(), StoreError> {
         self.customers
             .insert(customer_id, state)
             .map_err(|error| self.inner.error(error))?;
@@ -88,14 +161,10 @@ impl<'t> Tables<'t> {
             } => {
                 let at = record.at.millis();
                 let bytes = encode(&record)?;
+                // Its index entry waits in the journal until its customer
+                // is settled.
                 self.decisions
                     .insert((at, record.decision_id.as_str()), bytes.as_slice())
-                    .map_err(error)?;
-                self.index
-                    .insert(
-                        (record.customer_id.as_str(), at, record.decision_id.as_str()),
-                        (),
-                    )
                     .map_err(error)?;
                 match (&record.model_version, feature_names) {
                     (Some(version), Some(names)) if !models.contains(version) => {

@@ -139,6 +139,168 @@ fn the_durable_store_keeps_the_contract() {
 }
 
 #[test]
+fn the_durable_store_keeps_the_contract_when_every_commit_settles() {
+    // A journal bound of one record settles customers on nearly every
+    // commit: the contract holds whichever path a state takes.
+    let open = |dir: &TempDir| {
+        let options = StoreOptions {
+            journal_records: 1,
+            ..StoreOptions::default()
+        };
+        stores(RedbStore::open(dir.path(), options).unwrap())
+    };
+    let dir = TempDir::new("settling-state");
+    contract::state_store(&open(&dir).state);
+    let dir = TempDir::new("settling-log");
+    contract::decision_log(&open(&dir).log);
+    let dir = TempDir::new("settling-reopen");
+    contract::survives_reopen(&|| open(&dir));
+}
+
+/// The number of journal records and the customers with a snapshot in the
+/// closed store in `dir`.
+fn journal_and_snapshots(dir: &TempDir) -> (usize, Vec<String>) {
+    let database = redb::Database::open(dir.path().join(DATA_FILE)).unwrap();
+    let read = redb::ReadableDatabase::begin_read(&database).unwrap();
+    let journal = read.open_table(database::JOURNAL).unwrap();
+    let records = redb::ReadableTable::iter(&journal).unwrap().count();
+    let customers = read.open_table(database::CUSTOMERS).unwrap();
+    let snapshots = redb::ReadableTable::iter(&customers)
+        .unwrap()
+        .map(|entry| entry.unwrap().0.value().to_owned())
+        .collect();
+    (records, snapshots)
+}
+
+#[test]
+fn the_journal_is_read_back_at_open_and_settled_past_its_bound() {
+    let dir = TempDir::new("journal");
+    let options = StoreOptions {
+        journal_records: 4,
+        ..StoreOptions::default()
+    };
+    let states: Vec<CustomerState> = (1..=6)
+        .map(|count| state_with(&["e1", "e2", "e3", "e4", "e5", "e6"][..count]))
+        .collect();
+    {
+        let store = RedbStore::open(dir.path(), options.clone()).unwrap();
+        // Three customers: three to six records (a state and its decision
+        // may commit apart), nothing settled yet.
+        for (index, customer) in ["alice", "bob", "carol"].iter().enumerate() {
+            write(
+                &store,
+                customer,
+                &states[index],
+                vec![decision(customer, &format!("d-{customer}"), index as i64)],
+            );
+        }
+        assert_eq!(store.len().unwrap(), 3, "journaled customers count");
+        store.close().unwrap();
+    }
+    let (records, snapshots) = journal_and_snapshots(&dir);
+    assert!((3..=6).contains(&records), "{records} records");
+    assert!(snapshots.is_empty(), "close does not settle: {snapshots:?}");
+    {
+        let store = RedbStore::open(dir.path(), options.clone()).unwrap();
+        assert_eq!(store.load_now("bob").unwrap(), Some(states[1].clone()));
+        assert_eq!(store.len().unwrap(), 3);
+        // More records pass the bound of four: the oldest customers are
+        // settled into their snapshots in the same commit.
+        write(&store, "bob", &states[4], Vec::new());
+        write(&store, "dave", &states[5], Vec::new());
+        assert_eq!(
+            store.committed_state("alice").unwrap(),
+            Some(states[0].clone())
+        );
+        assert_eq!(
+            store.committed_state("bob").unwrap(),
+            Some(states[4].clone())
+        );
+        assert_eq!(store.len().unwrap(), 4);
+        store.close().unwrap();
+    }
+    let (records, snapshots) = journal_and_snapshots(&dir);
+    assert!(records <= 4, "{records} records");
+    assert!(snapshots.contains(&"alice".to_owned()), "{snapshots:?}");
+    let store = RedbStore::open(dir.path(), options).unwrap();
+    for (customer, state) in [
+        ("alice", &states[0]),
+        ("bob", &states[4]),
+        ("carol", &states[2]),
+        ("dave", &states[5]),
+    ] {
+        assert_eq!(
+            store.load_now(customer).unwrap().as_ref(),
+            Some(state),
+            "{customer}"
+        );
+    }
+    // Settled or not, forget finds every decision and leaves no trace.
+    for customer in ["alice", "carol"] {
+        let erased = block_on(
+            StateStore::forget(&store, &Arc::from(customer))
+                .and(DecisionLog::forget(&store, &Arc::from(customer)))
+                .wait(),
+        )
+        .unwrap();
+        assert!(erased.state, "{customer}");
+        assert_eq!(erased.decisions, 1, "{customer}");
+        assert!(store.traces_of(customer).unwrap().is_empty(), "{customer}");
+        assert_eq!(store.load_now(customer).unwrap(), None);
+    }
+    assert_eq!(store.load_now("bob").unwrap(), Some(states[4].clone()));
+    assert_eq!(store.len().unwrap(), 2);
+    assert_eq!(
+        ids_of(&exported(&store, EVERYTHING)),
+        ["d-bob"],
+        "only bob's decision is left"
+    );
+}
+
+fn ids_of(log: &[LoggedDecision]) -> Vec<&str> {
+    log.iter()
+        .map(|logged| logged.record.decision_id.as_str())
+        .collect()
+}
+
+#[test]
+fn a_file_of_the_previous_layout_opens_with_its_customers() {
+    let dir = TempDir::new("layout-1");
+    let state = state_with(&["e1", "e2"]);
+    std::fs::create_dir_all(dir.path()).unwrap();
+    {
+        // What layout version 1 wrote: no journal, states in `customers`.
+        let database = redb::Database::create(dir.path().join(DATA_FILE)).unwrap();
+        let transaction = database.begin_write().unwrap();
+        {
+            let mut customers = transaction.open_table(database::CUSTOMERS).unwrap();
+            let bytes = records::encode(&state).unwrap();
+            customers.insert("alice", bytes.as_slice()).unwrap();
+            let mut meta = transaction.open_table(database::META).unwrap();
+            meta.insert("schema_version", 1).unwrap();
+        }
+        transaction.commit().unwrap();
+    }
+    let store = RedbStore::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(store.load_now("alice").unwrap(), Some(state.clone()));
+    write(
+        &store,
+        "alice",
+        &state_with(&["e1", "e2", "e3"]),
+        Vec::new(),
+    );
+    store.close().unwrap();
+    drop(store);
+    let database = redb::Database::open(dir.path().join(DATA_FILE)).unwrap();
+    let read = redb::ReadableDatabase::begin_read(&database).unwrap();
+    let meta = read.open_table(database::META).unwrap();
+    assert_eq!(
+        meta.get("schema_version").unwrap().unwrap().value(),
+        database::SCHEMA_VERSION
+    );
+}
+
+#[test]
 fn state_and_log_are_read_back_after_close_and_reopen() {
     let dir = TempDir::new("roundtrip");
     let state = state_with(&["e1", "e2"]);
@@ -403,7 +565,13 @@ fn damaged_files_are_refused_with_a_clear_error() {
 #[test]
 fn under_steady_load_with_retention_the_file_stops_growing() {
     let dir = TempDir::new("retention-size");
-    let store = RedbStore::open(dir.path(), StoreOptions::default()).unwrap();
+    // The journal grows to its bound, then stays there: a bound of two
+    // rounds' records makes the steady state come within the test.
+    let options = StoreOptions {
+        journal_records: 1_000,
+        ..StoreOptions::default()
+    };
+    let store = RedbStore::open(dir.path(), options).unwrap();
     let state = state_with(&["e1"]);
     let file = dir.path().join(DATA_FILE);
     let mut sizes = Vec::new();

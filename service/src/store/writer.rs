@@ -13,14 +13,15 @@
 //! a commit succeeds. Reads are served meanwhile.
 
 use super::database::{
-    BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, Inner, META, MODEL_FEATURES, OUTCOMES,
-    SCHEMA_VERSION,
+    BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, Inner, JOURNAL, META, MODEL_FEATURES,
+    OUTCOMES, SCHEMA_VERSION,
 };
+use super::journal::{self, Journal};
 use super::source::Source;
 use super::tables::Tables;
 use super::{BudgetChange, Erased, LogEntry, StoreError};
 use nudge_models::time::Timestamp;
-use redb::{Durability, ReadableTable, WriteTransaction};
+use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
@@ -62,8 +63,9 @@ pub(super) enum Op {
     Probe,
 }
 
-/// Creates the tables and checks the schema version.
-pub(super) fn initialize(inner: &Inner) -> Result<(), StoreError> {
+/// Creates the tables, checks the schema version (bringing a version 1 file
+/// to the current one), and reads the journal back.
+pub(super) fn initialize(inner: &Inner) -> Result<Journal, StoreError> {
     let database = inner.database()?;
     let mut transaction = database.begin_write().map_err(|error| inner.error(error))?;
     transaction.set_quick_repair(true);
@@ -79,13 +81,15 @@ pub(super) fn initialize(inner: &Inner) -> Result<(), StoreError> {
             .open_table(MODEL_FEATURES)
             .map_err(table_error)?;
         transaction.open_table(BUDGETS).map_err(table_error)?;
+        transaction.open_table(JOURNAL).map_err(table_error)?;
         let mut meta = transaction.open_table(META).map_err(table_error)?;
         let version = meta
             .get("schema_version")
             .map_err(|error| inner.error(error))?
             .map(|value| value.value());
         match version {
-            None => {
+            // Version 1 differs by the journal only, created empty above.
+            None | Some(1) => {
                 meta.insert("schema_version", SCHEMA_VERSION)
                     .map_err(|error| inner.error(error))?;
             }
@@ -98,7 +102,45 @@ pub(super) fn initialize(inner: &Inner) -> Result<(), StoreError> {
             }
         }
     }
-    transaction.commit().map_err(|error| inner.error(error))
+    transaction.commit().map_err(|error| inner.error(error))?;
+    read_journal(inner, &database)
+}
+
+/// Reads the journal table back into the writer's bookkeeping and the
+/// readers' map of journaled states.
+fn read_journal(inner: &Inner, database: &redb::Database) -> Result<Journal, StoreError> {
+    let read = database.begin_read().map_err(|error| inner.error(error))?;
+    let table = read
+        .open_table(JOURNAL)
+        .map_err(|error| inner.error(error))?;
+    let mut journal = Journal::starting_at(1);
+    let mut names: HashMap<String, Arc<str>> = HashMap::new();
+    inner.journaled.clear();
+    for entry in table.iter().map_err(|error| inner.error(error))? {
+        let (key, value) = entry.map_err(|error| inner.error(error))?;
+        let key = key.value();
+        let record = journal::decode(value.value())?;
+        let customer_id = names
+            .entry(record.customer_id.to_owned())
+            .or_insert_with(|| Arc::from(record.customer_id))
+            .clone();
+        if record.state.is_some() {
+            inner.journaled.insert(customer_id.clone(), key);
+        }
+        let decisions = record
+            .decisions
+            .iter()
+            .map(|(at, decision_id)| (*at, Box::from(*decision_id)));
+        journal.note(key, &customer_id, record.state.is_some(), decisions);
+    }
+    if journal.records() > 0 {
+        tracing::info!(
+            records = journal.records(),
+            customers = journal.customers(),
+            "state journal read back"
+        );
+    }
+    Ok(journal)
 }
 
 /// What a failed commit leaves to retry: each customer's latest state and
@@ -129,7 +171,7 @@ struct RetainedState {
 }
 
 /// The writer thread's loop; returns when the queue is closed.
-pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>) {
+pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, mut journal: Journal) {
     let mut retained = Retained::default();
     let mut models: HashSet<String> = HashSet::new();
     loop {
@@ -141,7 +183,7 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>) {
         if matches!(first, Op::Probe) {
             inner.probe_queued.store(false, Ordering::Release);
         }
-        if failing && !recover(inner, &mut retained) {
+        if failing && !recover(inner, &mut retained, &mut journal) {
             // Still failing: answer what came in without touching the disk.
             refuse(inner, first, &mut retained);
             while let Ok(op) = queue.try_recv() {
@@ -159,7 +201,7 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
-        commit_batch(inner, batch, &mut retained, &mut models);
+        commit_batch(inner, batch, &mut retained, &mut models, &mut journal);
     }
 }
 
@@ -206,30 +248,34 @@ fn refuse(inner: &Inner, op: Op, retained: &mut Retained) {
 /// database is opened again. Readers keep the old handle until a probe shows
 /// that writing works again (space was freed); only then is the database
 /// reopened and the retained writes committed.
-fn recover(inner: &Inner, retained: &mut Retained) -> bool {
-    let attempt = || -> Result<(), StoreError> {
+fn recover(inner: &Inner, retained: &mut Retained, journal: &mut Journal) -> bool {
+    let mut attempt = || -> Result<Vec<Journaled>, StoreError> {
         inner.source.probe_writable()?;
         close_database(inner);
         let database = reopen(inner)?;
+        // The failed commit's records were noted but not written.
+        *journal = read_journal(inner, &database)?;
         let transaction = begin(inner, &database)?;
+        let mut journaled = Vec::new();
         {
             let mut tables = Tables::open(inner, &transaction)?;
             for (customer_id, write) in &retained.states {
-                match &write.state {
-                    Some(state) => tables.put_state(customer_id, state)?,
-                    None => {
-                        tables.forget_state(customer_id)?;
-                    }
+                tables.settle(journal, customer_id, write.state.as_deref(), Vec::new())?;
+                journaled.push(Journaled::Settled(customer_id.clone()));
+                if write.state.is_none() {
+                    tables.forget_state(customer_id)?;
                 }
             }
             for (action_id, delta) in &retained.budgets {
                 tables.change_budget(action_id, *delta)?;
             }
         }
-        transaction.commit().map_err(|error| inner.error(error))
+        transaction.commit().map_err(|error| inner.error(error))?;
+        Ok(journaled)
     };
     match attempt() {
-        Ok(()) => {
+        Ok(journaled) => {
+            publish(inner, journaled);
             for (customer_id, write) in retained.states.drain() {
                 inner.pending.remove_if(&customer_id, |_, pending| {
                     pending.sequence == write.sequence
@@ -245,6 +291,39 @@ fn recover(inner: &Inner, retained: &mut Retained) -> bool {
             false
         }
     }
+}
+
+/// A change of where readers find a customer's latest state, made visible
+/// once its commit is durable ([`publish`]).
+#[derive(Debug)]
+enum Journaled {
+    /// Its latest state is the journal record under this key.
+    Recorded(Arc<str>, u64),
+    /// Its snapshot holds its latest state (or it was forgotten).
+    Settled(Arc<str>),
+}
+
+/// Makes a commit's changes of [`Inner::journaled`] visible, in order.
+fn publish(inner: &Inner, changes: Vec<Journaled>) {
+    for change in changes {
+        match change {
+            Journaled::Recorded(customer_id, key) => {
+                inner.journaled.insert(customer_id, key);
+            }
+            Journaled::Settled(customer_id) => {
+                inner.journaled.remove(&customer_id);
+            }
+        }
+    }
+}
+
+/// One customer's changes in the batch being committed.
+#[derive(Debug, Default)]
+struct Change {
+    /// Its latest state in the batch, if it was written.
+    state: Option<Arc<[u8]>>,
+    /// Decisions logged for it.
+    decisions: Vec<(i64, Box<str>)>,
 }
 
 /// Takes committed budget deltas out of the pending ones.
@@ -297,12 +376,23 @@ fn begin(inner: &Inner, database: &redb::Database) -> Result<WriteTransaction, S
     Ok(transaction)
 }
 
+/// Most customers settled by one commit beyond those its own records add:
+/// keeps a commit that brings the journal back under its bound short.
+const SETTLE_PER_COMMIT: usize = 256;
+
 /// Commits one batch and answers its writers.
+///
+/// Each customer changed in the batch gets one journal record (its last
+/// state, its logged decisions); while the journal holds more records than
+/// its bound, the customers with the oldest records are settled in the same
+/// transaction. A forget settles its customer first, then erases the
+/// snapshot or the indexed decisions.
 fn commit_batch(
     inner: &Inner,
     batch: Vec<Op>,
     retained: &mut Retained,
     models: &mut HashSet<String>,
+    journal: &mut Journal,
 ) {
     let started = Instant::now();
     let mut answers: Vec<(Done, Erased)> = Vec::with_capacity(batch.len());
@@ -310,12 +400,28 @@ fn commit_batch(
     let mut states: HashMap<Arc<str>, RetainedState> = HashMap::new();
     let mut budgets: HashMap<String, i64> = HashMap::new();
     let mut new_models = Vec::new();
+    let mut journaled = Vec::new();
     let mut writes = 0;
     let applied = (|| -> Result<(), StoreError> {
         let database = inner.database()?;
         let transaction = begin(inner, &database)?;
         {
             let mut tables = Tables::open(inner, &transaction)?;
+            let mut changes: HashMap<Arc<str>, Change> = HashMap::new();
+            let mut settle = |tables: &mut Tables<'_>,
+                              changes: &mut HashMap<Arc<str>, Change>,
+                              customer_id: &Arc<str>|
+             -> Result<(), StoreError> {
+                let change = changes.remove(customer_id).unwrap_or_default();
+                tables.settle(
+                    journal,
+                    customer_id,
+                    change.state.as_deref(),
+                    change.decisions,
+                )?;
+                journaled.push(Journaled::Settled(customer_id.clone()));
+                Ok(())
+            };
             for op in batch {
                 match op {
                     Op::State {
@@ -325,8 +431,15 @@ fn commit_batch(
                         done,
                     } => {
                         let mut erased = Erased::default();
-                        if state.is_none() {
-                            erased.state = tables.forget_state(&customer_id)?;
+                        match &state {
+                            Some(state) => {
+                                changes.entry(customer_id.clone()).or_default().state =
+                                    Some(state.clone());
+                            }
+                            None => {
+                                settle(&mut tables, &mut changes, &customer_id)?;
+                                erased.state = tables.forget_state(&customer_id)?;
+                            }
                         }
                         writes += 1;
                         states.insert(customer_id, RetainedState { sequence, state });
@@ -335,6 +448,15 @@ fn commit_batch(
                     Op::Log { entries, done } => {
                         writes += entries.len();
                         for entry in entries {
+                            if let LogEntry::Decision { record, .. } = &entry {
+                                let change = changes
+                                    .entry(Arc::from(record.customer_id.as_str()))
+                                    .or_default();
+                                change.decisions.push((
+                                    record.at.millis(),
+                                    Box::from(record.decision_id.as_str()),
+                                ));
+                            }
                             if let Some(version) = tables.append(entry, models)? {
                                 new_models.push(version);
                             }
@@ -342,6 +464,7 @@ fn commit_batch(
                         answers.push((done, Erased::default()));
                     }
                     Op::ForgetLog { customer_id, done } => {
+                        settle(&mut tables, &mut changes, &customer_id)?;
                         let erased = tables.forget_log(&customer_id)?;
                         answers.push((done, erased));
                     }
@@ -366,11 +489,26 @@ fn commit_batch(
                     Op::Probe => inner.probe_queued.store(false, Ordering::Release),
                 }
             }
-            // A customer written several times in the batch is stored once.
-            for (customer_id, write) in &states {
-                if let Some(state) = &write.state {
-                    tables.put_state(customer_id, state)?;
+            // One record per customer changed, with its last state.
+            let appended = changes.len();
+            for (customer_id, change) in changes {
+                let key = journal.next_key();
+                let record =
+                    journal::encode(&customer_id, change.state.as_deref(), &change.decisions);
+                tables.append_record(key, &record)?;
+                if change.state.is_some() {
+                    journaled.push(Journaled::Recorded(customer_id.clone(), key));
                 }
+                journal.note(key, &customer_id, change.state.is_some(), change.decisions);
+            }
+            let mut budget = appended + SETTLE_PER_COMMIT;
+            while journal.records() > inner.options.journal_records && budget > 0 {
+                let Some(customer_id) = journal.oldest() else {
+                    break;
+                };
+                tables.settle(journal, &customer_id, None, Vec::new())?;
+                journaled.push(Journaled::Settled(customer_id));
+                budget -= 1;
             }
             for (action_id, delta) in &budgets {
                 tables.change_budget(action_id, *delta)?;
@@ -380,6 +518,7 @@ fn commit_batch(
     })();
     match applied {
         Ok(()) => {
+            publish(inner, journaled);
             for (customer_id, write) in states {
                 inner.pending.remove_if(&customer_id, |_, pending| {
                     pending.sequence == write.sequence
