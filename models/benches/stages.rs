@@ -12,16 +12,21 @@
 //!   consent, quiet hours, blackouts, cooldowns, caps, budgets).
 //! - `rules/eligibility_10`: the 10 CEL rules alone, in the one CEL scope a
 //!   decision's rules share.
+//! - `delta/between_decision`, `delta/apply_decision`: after the step that
+//!   follows the pipeline (a recorded decision serving 3 actions), the
+//!   change it made to the customer's state found, and applied to the state
+//!   before it: what the store journals instead of the whole state.
 //!
 //! Run: `cargo bench -p nudge-models --bench stages`.
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use nudge_models::budget::BudgetCounters;
 use nudge_models::catalog::Action;
+use nudge_models::delta::StateDelta;
 use nudge_models::features::FeatureInput;
 use nudge_models::model::Model;
-use nudge_models::pipeline::Environment;
 use nudge_models::pipeline::stages::{eligibility_rules, policy_filters};
+use nudge_models::pipeline::{DecisionRequest, Environment, RecordAs, decide_and_record};
 use nudge_models::synthetic;
 use std::hint::black_box;
 
@@ -53,6 +58,29 @@ fn benches(criterion: &mut Criterion) {
     );
     let rules = eligibility_rules(&env, &state, &request).expect("evaluates");
     assert_eq!(rules.passed.len() + rules.filtered.len(), 10);
+    let mut decided = state.clone();
+    let record_as = RecordAs {
+        decision_id: "decision-bench",
+        customer_id: "customer-bench",
+        variant: "control",
+    };
+    let recorded = decide_and_record(
+        &env,
+        &mut decided,
+        &DecisionRequest {
+            dry_run: false,
+            ..request.clone()
+        },
+        Some(record_as),
+        || true,
+    )
+    .expect("decides")
+    .expect("still wanted");
+    assert_eq!(recorded.decision.served.len(), 3);
+    let delta = StateDelta::between(&state, &decided);
+    let mut rebuilt = state.clone();
+    delta.apply(&mut rebuilt).expect("the delta fits");
+    assert_eq!(rebuilt, decided);
     eprintln!(
         "bench stages: policy passes {} of {}, rules pass {} of 10",
         policy.passed.len(),
@@ -76,6 +104,16 @@ fn benches(criterion: &mut Criterion) {
     });
     criterion.bench_function("rules/eligibility_10", |bencher| {
         bencher.iter(|| eligibility_rules(black_box(&env), black_box(&state), black_box(&request)))
+    });
+    criterion.bench_function("delta/between_decision", |bencher| {
+        bencher.iter(|| StateDelta::between(black_box(&state), black_box(&decided)))
+    });
+    criterion.bench_function("delta/apply_decision", |bencher| {
+        bencher.iter_batched(
+            || state.clone(),
+            |mut base| black_box(&delta).apply(&mut base).map(|()| base),
+            BatchSize::SmallInput,
+        )
     });
 }
 

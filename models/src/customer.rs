@@ -100,8 +100,9 @@ pub struct CustomerState {
     pub suppressions: Vec<Suppression>,
     /// Fingerprints ([`event_fingerprint`]) of the most recent event ids,
     /// oldest first, at most [`RECENT_EVENT_IDS`]: 8 bytes each instead of
-    /// the id, and a scan of at most 1,024 integers to find one.
-    recent_event_ids: VecDeque<u64>,
+    /// the id, and a scan of at most 1,024 integers to find one. Crate-visible
+    /// for [`crate::delta`].
+    pub(crate) recent_event_ids: VecDeque<u64>,
 }
 
 /// The 64-bit FNV-1a fingerprint of an event id, by which duplicates are

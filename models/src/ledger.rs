@@ -91,8 +91,9 @@ pub struct Contact {
     /// Sum of the rewards reported with its outcomes.
     pub reward: f64,
     /// Outcomes already applied (one bit per [`OutcomeKind`]), so a repeated
-    /// report is acknowledged but not applied twice.
-    outcomes: u8,
+    /// report is acknowledged but not applied twice. Crate-visible for
+    /// [`crate::delta`].
+    pub(crate) outcomes: u8,
 }
 
 impl Contact {
@@ -133,7 +134,8 @@ impl Contact {
 /// Contacts of one customer, oldest first, kept for the catalog's ledger horizon.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ledger {
-    contacts: VecDeque<Contact>,
+    /// Oldest first. Crate-visible for [`crate::delta`].
+    pub(crate) contacts: VecDeque<Contact>,
 }
 
 impl Ledger {

@@ -8,6 +8,8 @@
 //!   attributes, engagement) and its view for CEL rules.
 //! - [`ledger`]: the contact ledger that caps and cooldowns count from.
 //! - [`customer`]: one customer's whole state and every change to it.
+//! - [`delta`]: the small change between two states of one customer, and
+//!   applying it (what a store journals instead of the whole state).
 //! - [`log`]: the decision log's typed records (decisions, outcomes) and the
 //!   join that turns them into training rows.
 //! - [`catalog`]: actions, channels, placements and policy from the TOML file,
@@ -27,6 +29,7 @@
 pub mod budget;
 pub mod catalog;
 pub mod customer;
+pub mod delta;
 pub mod demo;
 mod error;
 pub mod features;

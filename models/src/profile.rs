@@ -86,7 +86,8 @@ pub struct Event {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EventStats {
     /// `(hour index, count)` buckets, oldest first, within the counter horizon.
-    buckets: VecDeque<(i64, u32)>,
+    /// Crate-visible for [`crate::delta`].
+    pub(crate) buckets: VecDeque<(i64, u32)>,
     /// The latest occurrence, however old.
     pub last_seen: Option<Timestamp>,
     /// Occurrences ever applied.

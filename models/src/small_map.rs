@@ -38,6 +38,13 @@ impl<V> SmallMap<V> {
         self.position(key).ok().map(|index| &self.entries[index].1)
     }
 
+    /// The value of `key`, mutably.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+        self.position(key)
+            .ok()
+            .map(|index| &mut self.entries[index].1)
+    }
+
     /// Whether `key` has a value.
     pub fn contains_key(&self, key: &str) -> bool {
         self.position(key).is_ok()
