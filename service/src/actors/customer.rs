@@ -10,11 +10,12 @@
 use crate::error::{BudgetedCall, ServiceError, Stage};
 use crate::requests::{Deadline, DecideInput, DecideReply};
 use crate::shared::Shared;
-use crate::store::{BudgetChange, Commit, LogEntry, OutcomeRecord, StoreError};
+use crate::store::{BudgetChange, Commit, LogEntry, OutcomeRecord, StateChange, StoreError};
 use actix::prelude::*;
 use nudge_models::customer::{
     ConsentState, CustomerState, OutcomeResult, SuppressionReason, TrackResult,
 };
+use nudge_models::delta::StateDelta;
 use nudge_models::ledger::OutcomeKind;
 use nudge_models::pipeline::{
     self, DecisionRequest, Environment, FallbackReason, RecordAs, Recorded, Scoring,
@@ -62,6 +63,9 @@ pub struct CustomerActor {
     state: CustomerState,
     /// Set when loading the state failed: every message is refused with it.
     load_error: Option<Box<StoreError>>,
+    /// State writes made so far (refused ones included): with `generation`,
+    /// what tells the store which state a written change is from.
+    writes: u64,
     /// Catalog, model, budgets, store, clock, config.
     shared: Arc<Shared>,
     /// Shared with the registry entry.
@@ -97,6 +101,7 @@ impl CustomerActor {
             customer_id,
             state: CustomerState::default(),
             load_error: None,
+            writes: 0,
             shared,
             activity,
             generation,
@@ -136,13 +141,27 @@ impl CustomerActor {
         Ok(self.shared.stores.check_writable()?)
     }
 
-    /// Queues the customer's state, with decision-log entries and budget
+    /// Queues the customer's state, with its change from `before` (the
+    /// state before this message: every change is written, so that is the
+    /// state written or loaded last), decision-log entries and budget
     /// changes, for a durable write: the commit resolves when all are.
-    fn persist(&self, log: Vec<LogEntry>, budget: Vec<BudgetChange>) -> Commit {
+    fn persist(
+        &mut self,
+        before: &CustomerState,
+        log: Vec<LogEntry>,
+        budget: Vec<BudgetChange>,
+    ) -> Commit {
+        let delta = StateDelta::between(before, &self.state);
+        let change = StateChange {
+            delta: &delta,
+            writer: self.generation,
+            previous_writes: self.writes,
+        };
+        self.writes += 1;
         let stores = &self.shared.stores;
         stores
             .state
-            .write(&self.customer_id, &self.state)
+            .write_change(&self.customer_id, &self.state, change)
             .and(stores.log.append(log))
             .and(stores.budgets.record(budget))
     }
@@ -247,6 +266,7 @@ impl Handler<Decide> for CustomerActor {
         // A caller that has given up gets nothing recorded, and the budget
         // units the decision took are given back: a late answer changes
         // nothing.
+        let before = (!input.dry_run).then(|| self.state.clone());
         let recorded = pipeline::decide_and_record(
             &environment,
             &mut self.state,
@@ -262,9 +282,11 @@ impl Handler<Decide> for CustomerActor {
         else {
             return Err(deadline.exceeded(BudgetedCall::Decide, Stage::Queued));
         };
-        let commit = match log {
-            Some(log) => self.persist(vec![log], budget_changes(budget_taken, 1)),
-            None => Commit::none(),
+        let commit = match (log, before) {
+            (Some(log), Some(before)) => {
+                self.persist(&before, vec![log], budget_changes(budget_taken, 1))
+            }
+            _ => Commit::none(),
         };
         self.shared
             .record_decision(&catalog, &input.placement, DEFAULT_VARIANT, &decision);
@@ -315,6 +337,7 @@ impl Handler<Track> for CustomerActor {
         }
         self.check_writable()?;
         let catalog = self.shared.catalog.load();
+        let before = self.state.clone();
         let results = message
             .events
             .iter()
@@ -328,7 +351,7 @@ impl Handler<Track> for CustomerActor {
         // queued, and an acknowledgement promises durability.
         Ok(Durable {
             value: results,
-            commit: self.persist(Vec::new(), Vec::new()),
+            commit: self.persist(&before, Vec::new(), Vec::new()),
         })
     }
 }
@@ -365,6 +388,7 @@ impl Handler<ReportOutcome> for CustomerActor {
         }
         self.check_writable()?;
         let at = message.at.unwrap_or(now);
+        let before = self.state.clone();
         let result = self.state.report_outcome(
             &message.decision_id,
             &message.action_id,
@@ -409,7 +433,7 @@ impl Handler<ReportOutcome> for CustomerActor {
         }
         Ok(Durable {
             value: result,
-            commit: self.persist(log, budget),
+            commit: self.persist(&before, log, budget),
         })
     }
 }
@@ -431,10 +455,11 @@ impl Handler<SetConsent> for CustomerActor {
         let now = self.touch();
         self.check_loaded(context)?;
         self.check_writable()?;
+        let before = self.state.clone();
         let previous = self.state.set_consent(&message.channel, message.state, now);
         Ok(Durable {
             value: previous,
-            commit: self.persist(Vec::new(), Vec::new()),
+            commit: self.persist(&before, Vec::new(), Vec::new()),
         })
     }
 }
@@ -461,6 +486,7 @@ impl Handler<ChangeSuppression> for CustomerActor {
         self.check_loaded(context)?;
         self.check_writable()?;
         let channel = message.channel.as_deref();
+        let before = self.state.clone();
         let changed = match (message.lift, message.reason) {
             (true, reason) => self.state.unsuppress(channel, reason),
             (false, Some(reason)) => self.state.suppress(channel, reason, &message.note, now),
@@ -470,7 +496,7 @@ impl Handler<ChangeSuppression> for CustomerActor {
             value: changed,
             // Written even when unchanged: an earlier identical change may
             // still be queued.
-            commit: self.persist(Vec::new(), Vec::new()),
+            commit: self.persist(&before, Vec::new(), Vec::new()),
         })
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! - [`state_store`]: missing is `None`, read-your-writes before the commit
 //!   resolves, the last write wins, forget erases and says so, concurrent
-//!   writers of many customers are all acknowledged and readable;
+//!   writers of many customers are all acknowledged and readable, writes
+//!   with changes read back as the latest state (in order, queued together,
+//!   after a gap, from a new writer);
 //! - [`decision_log`]: export in decision-time order with outcomes joined in
 //!   the order they happened, time ranges, early stop, feature names per
 //!   model, forget of one customer only, compaction oldest first in chunks;
@@ -17,9 +19,10 @@
 
 use super::{
     BudgetChange, BudgetLedger, DecisionLog, DecisionRecord, Erased, LogEntry, LoggedDecision,
-    OutcomeRecord, ServedRecord, StateStore, Stores, TimeRange,
+    OutcomeRecord, ServedRecord, StateChange, StateStore, Stores, TimeRange,
 };
 use nudge_models::customer::{ConsentState, CustomerState};
+use nudge_models::delta::StateDelta;
 use nudge_models::ledger::OutcomeKind;
 use nudge_models::profile::Event;
 use nudge_models::time::Timestamp;
@@ -193,6 +196,57 @@ pub fn state_store(store: &Arc<dyn StateStore>) {
     }
     assert_eq!(store.len().expect("len"), 200);
     store.flush().expect("flush");
+    state_changes(store);
+}
+
+/// Writes with changes ([`StateStore::write_change`]) read back as the
+/// latest state, whether the store keeps the changes or not: in order,
+/// several queued at once, after a write the store never saw (a gap in the
+/// writer's count), and from a new writer's first write on the state it
+/// loaded.
+fn state_changes(store: &Arc<dyn StateStore>) {
+    let bob: Arc<str> = Arc::from("contract-bob");
+    let states: Vec<CustomerState> = (0..8).map(sample_state).collect();
+    let write = |from: usize, to: usize, writer: u64, previous_writes: u64| {
+        let delta = StateDelta::between(&states[from], &states[to]);
+        let change = StateChange {
+            delta: &delta,
+            writer,
+            previous_writes,
+        };
+        store.write_change(&bob, &states[to], change)
+    };
+    let load = || block_on(store.load(&bob)).expect("load");
+    // The first writer's first write changes the state it loaded: none.
+    let empty = CustomerState::default();
+    let delta = StateDelta::between(&empty, &states[1]);
+    let first = store.write_change(
+        &bob,
+        &states[1],
+        StateChange {
+            delta: &delta,
+            writer: 7,
+            previous_writes: 0,
+        },
+    );
+    block_on(first.wait()).expect("first change durable");
+    block_on(write(1, 2, 7, 1).wait()).expect("change durable");
+    assert_eq!(load(), Some(states[2].clone()), "changes in order");
+    // Two queued before either commits.
+    let third = write(2, 3, 7, 2);
+    let fourth = write(3, 4, 7, 3);
+    block_on(third.wait()).expect("change durable");
+    block_on(fourth.wait()).expect("change durable");
+    assert_eq!(load(), Some(states[4].clone()), "changes queued together");
+    // Write 4 (from state 4 to 5) never reached the store: the next change
+    // is from a state the store does not have.
+    block_on(write(5, 6, 7, 5).wait()).expect("change durable");
+    assert_eq!(load(), Some(states[6].clone()), "a change after a gap");
+    // A new writer (the next activation) changes the state it loaded.
+    block_on(write(6, 7, 8, 0).wait()).expect("change durable");
+    assert_eq!(load(), Some(states[7].clone()), "a new writer's change");
+    store.flush().expect("flush");
+    assert_eq!(load(), Some(states[7].clone()));
 }
 
 /// The [`DecisionLog`] contract, on an empty log.

@@ -63,11 +63,12 @@ pub(super) struct Inner {
     pub(super) options: StoreOptions,
     /// Queued, not yet committed state per customer (`None`: forgotten).
     pub(super) pending: DashMap<Arc<str>, Pending>,
-    /// The key of each customer's latest journal record holding a state,
-    /// for customers not settled since: where [`super::StateStore::load`]
-    /// reads it. Changed by the writer after a commit, before the commit's
-    /// entries leave `pending`.
-    pub(super) journaled: DashMap<Arc<str>, u64>,
+    /// Each customer's chain in the journal (the keys of its state records
+    /// from its last whole state on, [`super::journal`]), for customers not
+    /// settled since: what [`super::StateStore::load`] replays. Changed by
+    /// the writer after a commit, before the commit's entries leave
+    /// `pending`.
+    pub(super) journaled: DashMap<Arc<str>, Vec<u64>>,
     /// Queued, not yet committed budget deltas per action.
     pub(super) pending_budgets: Mutex<HashMap<String, i64>>,
     /// Set while writes fail; cleared when the writer recovers. Change it

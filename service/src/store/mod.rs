@@ -47,6 +47,7 @@ pub use redb_store::{DATA_FILE, RedbStore};
 pub use source::FaultSwitch;
 
 use nudge_models::customer::CustomerState;
+use nudge_models::delta::StateDelta;
 use nudge_models::time::Timestamp;
 use std::fmt;
 use std::future::Future;
@@ -69,6 +70,20 @@ pub struct TimeRange {
     pub until: Option<Timestamp>,
 }
 
+/// A state write's difference from the state its writer wrote (or loaded)
+/// before ([`StateStore::write_change`]).
+#[derive(Debug, Clone, Copy)]
+pub struct StateChange<'a> {
+    /// The difference.
+    pub delta: &'a StateDelta,
+    /// Who writes: one activation of the customer, unique among the
+    /// customer's activations in this process.
+    pub writer: u64,
+    /// Writes that writer made before this one, refused ones included (0:
+    /// the change is from the state it loaded).
+    pub previous_writes: u64,
+}
+
 /// One customer's state, by customer id.
 pub trait StateStore: Send + Sync + fmt::Debug {
     /// The state of `customer_id`, including writes queued but not yet
@@ -79,6 +94,20 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     /// order they were queued. Fails at once, queueing nothing, while the
     /// store refuses writes (see [`StateStore::check_writable`]).
     fn write(&self, customer_id: &Arc<str>, state: &CustomerState) -> Commit;
+
+    /// Queues the customer's new state like [`StateStore::write`], with
+    /// `change`, its difference from the state the same writer wrote (or
+    /// loaded) before: a store may keep the change instead of the whole
+    /// state when it knows that state. The default ignores the change.
+    fn write_change(
+        &self,
+        customer_id: &Arc<str>,
+        state: &CustomerState,
+        change: StateChange<'_>,
+    ) -> Commit {
+        let _ = change;
+        self.write(customer_id, state)
+    }
 
     /// Queues the erasure of the customer's state; the commit says whether
     /// any was stored ([`Erased::state`]).

@@ -28,10 +28,10 @@ use super::database::{
 use super::journal;
 use super::records::{decode, encode};
 use super::source::{FaultSwitch, Source, io_error};
-use super::writer::{self, Op};
+use super::writer::{self, EncodedChange, Op};
 use super::{
     BudgetChange, BudgetLedger, Commit, DecisionLog, DecisionRecord, LogEntry, LoggedDecision,
-    OutcomeRecord, StateStore, StoreError, StoreFuture, TimeRange,
+    OutcomeRecord, StateChange, StateStore, StoreError, StoreFuture, TimeRange,
 };
 use crate::metrics::StorageMetrics;
 use dashmap::DashMap;
@@ -155,7 +155,12 @@ impl RedbStore {
 
     /// Queues the customer's state (`None`: its erasure), visible to `load`
     /// at once; the caller has checked that the store accepts writes.
-    fn queue_state(&self, customer_id: &Arc<str>, state: Option<Arc<[u8]>>) -> Commit {
+    fn queue_state(
+        &self,
+        customer_id: &Arc<str>,
+        state: Option<Arc<[u8]>>,
+        change: Option<EncodedChange>,
+    ) -> Commit {
         let sequence = self.inner.sequence.fetch_add(1, Ordering::Relaxed);
         self.inner.pending.insert(
             customer_id.clone(),
@@ -168,6 +173,7 @@ impl RedbStore {
             sequence,
             customer_id: customer_id.clone(),
             state,
+            change,
             done,
         })
     }
@@ -215,30 +221,59 @@ impl RedbStore {
     /// writes: what a restart would see. Its latest journal record if it has
     /// one, else its snapshot.
     pub fn committed_state(&self, customer_id: &str) -> Result<Option<CustomerState>, StoreError> {
+        // A chain read just before its customer is settled (and journaled
+        // again) is read afresh.
+        for _ in 0..4 {
+            let chain = self
+                .inner
+                .journaled
+                .get(customer_id)
+                .map(|chain| chain.clone());
+            let database = self.inner.database()?;
+            let read = database
+                .begin_read()
+                .map_err(|error| self.inner.error(error))?;
+            let Some(chain) = chain else {
+                return self.snapshot(&read, customer_id);
+            };
+            let journal = read
+                .open_table(JOURNAL)
+                .map_err(|error| self.inner.error(error))?;
+            let replayed = journal::replay(
+                &chain,
+                |key| {
+                    Ok(journal
+                        .get(key)
+                        .map_err(|error| self.inner.error(error))?
+                        .map(|record| record.value().to_vec()))
+                },
+                || self.snapshot(&read, customer_id),
+            )?;
+            if let Some(state) = replayed {
+                return Ok(Some(state));
+            }
+        }
         let database = self.inner.database()?;
         let read = database
             .begin_read()
             .map_err(|error| self.inner.error(error))?;
-        let error = |error: redb::StorageError| self.inner.error(error);
-        let journaled = self.inner.journaled.get(customer_id).map(|key| *key);
-        if let Some(key) = journaled {
-            let journal = read
-                .open_table(JOURNAL)
-                .map_err(|error| self.inner.error(error))?;
-            // Gone if the customer was settled since the key was read: then
-            // its snapshot, read in the same transaction, is up to date.
-            if let Some(record) = journal.get(key).map_err(error)?
-                && let Some(state) = journal::decode(record.value())?.state
-            {
-                return decode("customer state", state).map(Some);
-            }
-        }
+        self.snapshot(&read, customer_id)
+    }
+
+    /// The customer's snapshot in `read`.
+    fn snapshot(
+        &self,
+        read: &redb::ReadTransaction,
+        customer_id: &str,
+    ) -> Result<Option<CustomerState>, StoreError> {
         let table = match read.open_table(CUSTOMERS) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(error) => return Err(self.inner.error(error)),
         };
-        let value = table.get(customer_id).map_err(error)?;
+        let value = table
+            .get(customer_id)
+            .map_err(|error| self.inner.error(error))?;
         value
             .map(|value| decode("customer state", value.value()))
             .transpose()
@@ -310,7 +345,37 @@ impl StateStore for RedbStore {
             return Commit::done(Err(error));
         }
         match encode(state) {
-            Ok(bytes) => self.queue_state(customer_id, Some(Arc::from(bytes))),
+            Ok(bytes) => self.queue_state(customer_id, Some(Arc::from(bytes)), None),
+            Err(error) => Commit::done(Err(error)),
+        }
+    }
+
+    /// Keeps the whole state for reads of queued writes and for a retry
+    /// after a failed commit; the journal gets the change when it fits
+    /// ([`super::journal`]).
+    fn write_change(
+        &self,
+        customer_id: &Arc<str>,
+        state: &CustomerState,
+        change: StateChange<'_>,
+    ) -> Commit {
+        if let Err(error) = self.inner.check_writable() {
+            return Commit::done(Err(error));
+        }
+        let encoded = encode(state).and_then(|whole| {
+            Ok((
+                whole,
+                EncodedChange {
+                    delta: encode(change.delta)?,
+                    writer: change.writer,
+                    previous_writes: change.previous_writes,
+                },
+            ))
+        });
+        match encoded {
+            Ok((whole, change)) => {
+                self.queue_state(customer_id, Some(Arc::from(whole)), Some(change))
+            }
             Err(error) => Commit::done(Err(error)),
         }
     }
@@ -319,7 +384,7 @@ impl StateStore for RedbStore {
         if let Err(error) = self.inner.check_writable() {
             return Commit::done(Err(error));
         }
-        self.queue_state(customer_id, None)
+        self.queue_state(customer_id, None, None)
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {

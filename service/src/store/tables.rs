@@ -102,22 +102,35 @@ impl<'t> Tables<'t> {
         let inner = self.inner;
         let error = |error: redb::StorageError| inner.error(error);
         let unsettled = journal.take(customer_id).unwrap_or_default();
-        match (latest, unsettled.state) {
-            (Some(state), _) => self.put_state(customer_id, state)?,
-            (None, Some(key)) => {
-                let record = self
-                    .journal
-                    .get(key)
-                    .map_err(error)?
-                    .ok_or_else(|| missing_record(key))?;
-                let state = journal::decode(record.value())?
-                    .state
-                    .ok_or_else(|| missing_record(key))?
-                    .to_vec();
-                drop(record);
-                self.put_state(customer_id, &state)?;
+        if let Some(state) = latest {
+            self.put_state(customer_id, state)?;
+        } else if !unsettled.chain.is_empty() {
+            let journal = &self.journal;
+            let customers = &self.customers;
+            let replayed = journal::replay(
+                &unsettled.chain,
+                |key| {
+                    Ok(journal
+                        .get(key)
+                        .map_err(error)?
+                        .map(|record| record.value().to_vec()))
+                },
+                || {
+                    customers
+                        .get(customer_id)
+                        .map_err(error)?
+                        .map(|value| decode("customer state", value.value()))
+                        .transpose()
+                },
+            )?;
+            match replayed {
+                Some(state) => self.put_state(customer_id, &encode(&state)?)?,
+                None => {
+                    return Err(missing_record(
+                        unsettled.chain.first().copied().unwrap_or(0),
+                    ));
+                }
             }
-            (None, None) => {}
         }
         for (at, decision_id) in unsettled.decisions.iter().chain(&decisions) {
             // Compaction may have deleted it since.

@@ -263,6 +263,147 @@ fn ids_of(log: &[LoggedDecision]) -> Vec<&str> {
         .collect()
 }
 
+/// Writes `to` with its change from `from`, as an actor does.
+fn write_change(
+    store: &RedbStore,
+    customer: &str,
+    from: &CustomerState,
+    to: &CustomerState,
+    writer: u64,
+    previous_writes: u64,
+) {
+    let delta = nudge_models::delta::StateDelta::between(from, to);
+    let change = StateChange {
+        delta: &delta,
+        writer,
+        previous_writes,
+    };
+    block_on(StateStore::write_change(store, &Arc::from(customer), to, change).wait()).unwrap();
+}
+
+/// Every journal record of the closed store in `dir`: (key, customer,
+/// whether its state is a change, its size).
+fn journal_records(dir: &TempDir) -> Vec<(u64, String, bool, usize)> {
+    let database = redb::Database::open(dir.path().join(DATA_FILE)).unwrap();
+    let read = redb::ReadableDatabase::begin_read(&database).unwrap();
+    let table = read.open_table(database::JOURNAL).unwrap();
+    redb::ReadableTable::iter(&table)
+        .unwrap()
+        .map(|entry| {
+            let (key, value) = entry.unwrap();
+            let record = journal::decode(value.value()).unwrap();
+            (
+                key.value(),
+                record.customer_id.to_owned(),
+                matches!(record.state, Some(journal::State::Change(_))),
+                value.value().len(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn changes_are_journaled_small_and_read_back_after_reopen_and_settling() {
+    let dir = TempDir::new("changes");
+    let ids: Vec<String> = (0..40).map(|index| format!("event-{index}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    // The first write changes the state an actor loads for a new customer.
+    let mut states = vec![CustomerState::default()];
+    states.extend(
+        [36, 37, 38, 39]
+            .iter()
+            .map(|count| state_with(&ids[..*count])),
+    );
+    {
+        let store = RedbStore::open(dir.path(), StoreOptions::default()).unwrap();
+        for step in 1..4 {
+            write_change(
+                &store,
+                "alice",
+                &states[step - 1],
+                &states[step],
+                7,
+                step as u64 - 1,
+            );
+        }
+        store.close().unwrap();
+    }
+    let whole = records::encode(&states[3]).unwrap().len();
+    let records = journal_records(&dir);
+    assert_eq!(records.len(), 3, "{records:?}");
+    for (_, customer, change, size) in &records[1..] {
+        assert_eq!(customer, "alice");
+        assert!(*change, "kept as a change");
+        assert!(size * 4 < whole, "{size} bytes for a state of {whole}");
+    }
+    {
+        let store = RedbStore::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(store.load_now("alice").unwrap(), Some(states[3].clone()));
+        // The next activation changes the state it loaded.
+        write_change(&store, "alice", &states[3], &states[4], 8, 0);
+        assert_eq!(store.load_now("alice").unwrap(), Some(states[4].clone()));
+        store.close().unwrap();
+    }
+    assert!(journal_records(&dir).iter().all(|record| record.2));
+    // A bound of one record settles alice when bob is written: her snapshot
+    // is the end of her chain.
+    let options = StoreOptions {
+        journal_records: 1,
+        ..StoreOptions::default()
+    };
+    let store = RedbStore::open(dir.path(), options).unwrap();
+    write(&store, "bob", &states[1], Vec::new());
+    store.close().unwrap();
+    drop(store);
+    let records = journal_records(&dir);
+    assert!(
+        records.iter().all(|record| record.1 == "bob"),
+        "{records:?}"
+    );
+    let (_, snapshots) = journal_and_snapshots(&dir);
+    assert!(snapshots.contains(&"alice".to_owned()));
+    let store = RedbStore::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(store.load_now("alice").unwrap(), Some(states[4].clone()));
+}
+
+#[test]
+fn a_change_that_does_not_fit_its_state_is_refused_as_damage() {
+    let dir = TempDir::new("misfit");
+    let ids = ["e1", "e2", "e3"];
+    {
+        let store = RedbStore::open(dir.path(), StoreOptions::default()).unwrap();
+        write(&store, "alice", &state_with(&ids[..1]), Vec::new());
+        store.close().unwrap();
+    }
+    {
+        // A change from a state alice never had (two events, not one).
+        let database = redb::Database::open(dir.path().join(DATA_FILE)).unwrap();
+        let delta = nudge_models::delta::StateDelta::between(
+            &state_with(&ids[..2]),
+            &state_with(&ids[..3]),
+        );
+        let record = journal::encode(
+            "alice",
+            Some(journal::State::Change(&records::encode(&delta).unwrap())),
+            &[],
+        );
+        let transaction = database.begin_write().unwrap();
+        transaction
+            .open_table(database::JOURNAL)
+            .unwrap()
+            .insert(1_000, record.as_slice())
+            .unwrap();
+        transaction.commit().unwrap();
+    }
+    let store = RedbStore::open(dir.path(), StoreOptions::default()).unwrap();
+    let error = store.load_now("alice").unwrap_err();
+    assert!(matches!(error, StoreError::Undecodable { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("state journal") && error.to_string().contains("does not fit"),
+        "{error}"
+    );
+}
+
 #[test]
 fn a_file_of_the_previous_layout_opens_with_its_customers() {
     let dir = TempDir::new("layout-1");

@@ -16,7 +16,7 @@ use super::database::{
     BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, Inner, JOURNAL, META, MODEL_FEATURES,
     OUTCOMES, SCHEMA_VERSION,
 };
-use super::journal::{self, Journal};
+use super::journal::{self, Journal, State, Unsettled};
 use super::source::Source;
 use super::tables::Tables;
 use super::{BudgetChange, Erased, LogEntry, StoreError};
@@ -39,6 +39,8 @@ pub(super) enum Op {
         sequence: u64,
         customer_id: Arc<str>,
         state: Option<Arc<[u8]>>,
+        /// Its change from the state its writer wrote before, if known.
+        change: Option<EncodedChange>,
         done: Done,
     },
     /// Append decision-log entries.
@@ -61,6 +63,18 @@ pub(super) enum Op {
     /// While writes fail: check whether they work again, and if so commit
     /// what was retained and accept writes.
     Probe,
+}
+
+/// A state write's change from the state its writer wrote (or loaded)
+/// before ([`super::StateChange`]), encoded.
+#[derive(Debug)]
+pub(super) struct EncodedChange {
+    /// The encoded [`nudge_models::delta::StateDelta`].
+    pub(super) delta: Vec<u8>,
+    /// The writer: one activation of the customer.
+    pub(super) writer: u64,
+    /// Writes the writer made before this one.
+    pub(super) previous_writes: u64,
 }
 
 /// Creates the tables, checks the schema version (bringing a version 1 file
@@ -124,14 +138,15 @@ fn read_journal(inner: &Inner, database: &redb::Database) -> Result<Journal, Sto
             .entry(record.customer_id.to_owned())
             .or_insert_with(|| Arc::from(record.customer_id))
             .clone();
-        if record.state.is_some() {
-            inner.journaled.insert(customer_id.clone(), key);
-        }
         let decisions = record
             .decisions
             .iter()
             .map(|(at, decision_id)| (*at, Box::from(*decision_id)));
-        journal.note(key, &customer_id, record.state.is_some(), decisions);
+        let kind = record.state.map(State::kind);
+        let chain = journal.note(key, &customer_id, kind, None, decisions);
+        if record.state.is_some() {
+            inner.journaled.insert(customer_id.clone(), chain.to_vec());
+        }
     }
     if journal.records() > 0 {
         tracing::info!(
@@ -219,6 +234,7 @@ fn refuse(inner: &Inner, op: Op, retained: &mut Retained) {
             customer_id,
             state,
             done,
+            ..
         } => {
             retained
                 .states
@@ -297,8 +313,8 @@ fn recover(inner: &Inner, retained: &mut Retained, journal: &mut Journal) -> boo
 /// once its commit is durable ([`publish`]).
 #[derive(Debug)]
 enum Journaled {
-    /// Its latest state is the journal record under this key.
-    Recorded(Arc<str>, u64),
+    /// Its latest state is the end of this chain of journal records.
+    Recorded(Arc<str>, Vec<u64>),
     /// Its snapshot holds its latest state (or it was forgotten).
     Settled(Arc<str>),
 }
@@ -307,8 +323,8 @@ enum Journaled {
 fn publish(inner: &Inner, changes: Vec<Journaled>) {
     for change in changes {
         match change {
-            Journaled::Recorded(customer_id, key) => {
-                inner.journaled.insert(customer_id, key);
+            Journaled::Recorded(customer_id, chain) => {
+                inner.journaled.insert(customer_id, chain);
             }
             Journaled::Settled(customer_id) => {
                 inner.journaled.remove(&customer_id);
@@ -322,8 +338,32 @@ fn publish(inner: &Inner, changes: Vec<Journaled>) {
 struct Change {
     /// Its latest state in the batch, if it was written.
     state: Option<Arc<[u8]>>,
+    /// The latest state write's change, if its writer gave one.
+    change: Option<EncodedChange>,
+    /// State writes in the batch.
+    writes: usize,
     /// Decisions logged for it.
     decisions: Vec<(i64, Box<str>)>,
+}
+
+impl Change {
+    /// The state to record: the change alone when it is the batch's only
+    /// write of the customer and follows the write the journal holds last
+    /// (or its writer's first, made on the state it loaded), else whole.
+    fn state<'a>(&'a self, unsettled: Option<&Unsettled>) -> Option<State<'a>> {
+        let whole = self.state.as_deref()?;
+        let Some(change) = &self.change else {
+            return Some(State::Whole(whole));
+        };
+        let follows = change.previous_writes == 0
+            || unsettled.and_then(|unsettled| unsettled.last_write)
+                == Some((change.writer, change.previous_writes - 1));
+        if self.writes == 1 && follows {
+            Some(State::Change(&change.delta))
+        } else {
+            Some(State::Whole(whole))
+        }
+    }
 }
 
 /// Takes committed budget deltas out of the pending ones.
@@ -428,13 +468,16 @@ fn commit_batch(
                         sequence,
                         customer_id,
                         state,
+                        change,
                         done,
                     } => {
                         let mut erased = Erased::default();
                         match &state {
                             Some(state) => {
-                                changes.entry(customer_id.clone()).or_default().state =
-                                    Some(state.clone());
+                                let entry = changes.entry(customer_id.clone()).or_default();
+                                entry.state = Some(state.clone());
+                                entry.change = change;
+                                entry.writes += 1;
                             }
                             None => {
                                 settle(&mut tables, &mut changes, &customer_id)?;
@@ -493,13 +536,18 @@ fn commit_batch(
             let appended = changes.len();
             for (customer_id, change) in changes {
                 let key = journal.next_key();
-                let record =
-                    journal::encode(&customer_id, change.state.as_deref(), &change.decisions);
+                let state = change.state(journal.get(&customer_id));
+                let record = journal::encode(&customer_id, state, &change.decisions);
                 tables.append_record(key, &record)?;
-                if change.state.is_some() {
-                    journaled.push(Journaled::Recorded(customer_id.clone(), key));
+                let kind = state.map(State::kind);
+                let last_write = change
+                    .change
+                    .as_ref()
+                    .map(|change| (change.writer, change.previous_writes));
+                let chain = journal.note(key, &customer_id, kind, last_write, change.decisions);
+                if kind.is_some() {
+                    journaled.push(Journaled::Recorded(customer_id.clone(), chain.to_vec()));
                 }
-                journal.note(key, &customer_id, change.state.is_some(), change.decisions);
             }
             let mut budget = appended + SETTLE_PER_COMMIT;
             while journal.records() > inner.options.journal_records && budget > 0 {
