@@ -118,6 +118,8 @@ pub fn open_store(config: &Config) -> Result<Stores, StartError> {
     let options = StoreOptions {
         max_batch_writes: config.storage.max_batch_writes,
         journal_records: config.storage.journal_records,
+        quick_repair: config.storage.quick_repair,
+        commit_interval: std::time::Duration::from_micros(config.storage.commit_interval_us),
         ..StoreOptions::default()
     };
     if config.storage.in_memory {

@@ -166,6 +166,17 @@ pub struct StorageConfig {
     /// oldest records are folded into their snapshots. More means fewer
     /// random writes per change; the start after a crash reads them all.
     pub journal_records: usize,
+    /// Whether each commit also saves the allocator state (a second fsync
+    /// and a few more pages per commit) so that the start after a crash
+    /// reads it instead of walking the whole data file to repair it.
+    pub quick_repair: bool,
+    /// Least time between the starts of two commits (microseconds): writes
+    /// arriving meanwhile join the next commit. Every commit rewrites about
+    /// a dozen pages (~50 KB) whatever it holds, so at high rates an
+    /// interval cuts the bytes written per change, at the cost of up to
+    /// this much latency per durable call. 0: commit as soon as the
+    /// previous commit is done.
+    pub commit_interval_us: u64,
     /// Decision and outcome log entries older than this many days are
     /// deleted by compaction; 0 keeps them forever.
     pub decision_retention_days: u64,
@@ -180,6 +191,8 @@ impl Default for StorageConfig {
             in_memory: false,
             max_batch_writes: 4_096,
             journal_records: 100_000,
+            quick_repair: true,
+            commit_interval_us: 0,
             decision_retention_days: 90,
             compaction_interval_secs: 3_600,
         }

@@ -37,6 +37,28 @@ fn invalid_field(config: &Config) -> &'static str {
 }
 
 #[test]
+fn storage_bounds_out_of_range_name_the_setting() {
+    let storage = |journal_records, max_batch_writes| Config {
+        storage: StorageConfig {
+            journal_records,
+            max_batch_writes,
+            ..StorageConfig::default()
+        },
+        ..Config::default()
+    };
+    assert_eq!(invalid_field(&storage(0, 4_096)), "storage.journal_records");
+    assert_eq!(
+        invalid_field(&storage(20_000_000, 4_096)),
+        "storage.journal_records"
+    );
+    assert_eq!(
+        invalid_field(&storage(1_000, 0)),
+        "storage.max_batch_writes"
+    );
+    assert!(storage(1, 1).validate().is_ok());
+}
+
+#[test]
 fn bad_security_combinations_name_the_setting() {
     let path = |name: &str| Some(PathBuf::from(name));
     let key_only = Config {

@@ -7,7 +7,7 @@ impl Config {
     /// Checks every value; the first problem is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let grpc = &self.grpc;
-        let checks: [(&'static str, bool, String); 18] = [
+        let checks: [(&'static str, bool, String); 19] = [
             (
                 "budget_ms",
                 (1..=60_000).contains(&self.budget_ms),
@@ -55,6 +55,14 @@ impl Config {
                 "storage.journal_records",
                 (1..=10_000_000).contains(&self.storage.journal_records),
                 format!("{} must be 1..=10000000", self.storage.journal_records),
+            ),
+            (
+                "storage.commit_interval_us",
+                self.storage.commit_interval_us <= 100_000,
+                format!(
+                    "{} must be at most 100000 (the whole call budget is 100 ms)",
+                    self.storage.commit_interval_us
+                ),
             ),
             (
                 "storage.compaction_interval_secs",

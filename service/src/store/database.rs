@@ -39,6 +39,16 @@ pub struct StoreOptions {
     /// into their snapshots, oldest first ([`super::journal`]): more means
     /// fewer snapshot writes per change and a longer read at open.
     pub journal_records: usize,
+    /// Whether each commit also saves the allocator state (a second fsync
+    /// and a few pages), so that the start after a crash need not walk the
+    /// whole file to repair it.
+    pub quick_repair: bool,
+    /// Least time between the starts of two commits: writes arriving
+    /// meanwhile join the next commit, so fewer, larger commits write fewer
+    /// bytes per change (each commit rewrites a dozen pages whatever it
+    /// holds) at the cost of up to this much latency. Zero: commit as soon
+    /// as the previous commit is done.
+    pub commit_interval: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -47,6 +57,8 @@ impl Default for StoreOptions {
             max_batch_writes: 4_096,
             cache_bytes: 128 * 1024 * 1024,
             journal_records: 100_000,
+            quick_repair: true,
+            commit_interval: std::time::Duration::ZERO,
         }
     }
 }

@@ -367,6 +367,32 @@ fn changes_are_journaled_small_and_read_back_after_reopen_and_settling() {
 }
 
 #[test]
+fn with_a_commit_interval_writes_arriving_meanwhile_join_one_commit() {
+    let records_after = |commit_interval: Duration| {
+        let dir = TempDir::new("interval");
+        let options = StoreOptions {
+            commit_interval,
+            ..StoreOptions::default()
+        };
+        let store = RedbStore::open(dir.path(), options).unwrap();
+        // A first commit, then two writes 20 ms apart.
+        write(&store, "alice", &state_with(&["e1"]), Vec::new());
+        let second = StateStore::write(&store, &Arc::from("alice"), &state_with(&["e2"]));
+        std::thread::sleep(Duration::from_millis(20));
+        let third = StateStore::write(&store, &Arc::from("alice"), &state_with(&["e3"]));
+        block_on(second.and(third).wait()).unwrap();
+        assert_eq!(store.load_now("alice").unwrap(), Some(state_with(&["e3"])));
+        store.close().unwrap();
+        drop(store);
+        journal_records(&dir).len()
+    };
+    // Without an interval the second write commits at once, alone.
+    assert_eq!(records_after(Duration::ZERO), 3);
+    // With one, the second waits for the third: one commit, one record.
+    assert_eq!(records_after(Duration::from_millis(500)), 2);
+}
+
+#[test]
 fn a_change_that_does_not_fit_its_state_is_refused_as_damage() {
     let dir = TempDir::new("misfit");
     let ids = ["e1", "e2", "e3"];

@@ -25,7 +25,7 @@ use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Where a queued write is answered.
@@ -189,6 +189,7 @@ struct RetainedState {
 pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, mut journal: Journal) {
     let mut retained = Retained::default();
     let mut models: HashSet<String> = HashSet::new();
+    let mut last_commit: Option<Instant> = None;
     loop {
         // A failed commit leaves the store refusing writes until a retry
         // succeeds, whether or not it held customer writes to retry (a failed
@@ -210,12 +211,24 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, mut journal: Journa
             continue;
         }
         let mut batch = vec![first];
+        // Commits start at least `commit_interval` apart: what arrives
+        // meanwhile joins this one.
+        let due = last_commit.map(|last| last + inner.options.commit_interval);
         while batch.len() < inner.options.max_batch_writes {
-            match queue.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+            let wait = due.map_or(Duration::ZERO, |due| {
+                due.saturating_duration_since(Instant::now())
+            });
+            let next = if wait.is_zero() {
+                queue.try_recv().ok()
+            } else {
+                queue.recv_timeout(wait).ok()
+            };
+            match next {
+                Some(op) => batch.push(op),
+                None => break,
             }
         }
+        last_commit = Some(Instant::now());
         commit_batch(inner, batch, &mut retained, &mut models, &mut journal);
     }
 }
@@ -406,7 +419,8 @@ fn reopen(inner: &Inner) -> Result<Arc<redb::Database>, StoreError> {
 fn begin(inner: &Inner, database: &redb::Database) -> Result<WriteTransaction, StoreError> {
     let mut transaction = database.begin_write().map_err(|error| inner.error(error))?;
     // In memory there is no crash to recover from.
-    transaction.set_quick_repair(!matches!(inner.source, Source::Memory));
+    transaction
+        .set_quick_repair(inner.options.quick_repair && !matches!(inner.source, Source::Memory));
     transaction
         .set_durability(Durability::Immediate)
         .map_err(|error| StoreError::Backend {
