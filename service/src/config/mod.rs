@@ -170,12 +170,12 @@ pub struct StorageConfig {
     /// and a few more pages per commit) so that the start after a crash
     /// reads it instead of walking the whole data file to repair it.
     pub quick_repair: bool,
-    /// Least time between the starts of two commits (microseconds): writes
-    /// arriving meanwhile join the next commit. Every commit rewrites about
-    /// a dozen pages (~50 KB) whatever it holds, so at high rates an
-    /// interval cuts the bytes written per change, at the cost of up to
-    /// this much latency per durable call. 0: commit as soon as the
-    /// previous commit is done.
+    /// While commits run back to back, the least time between the starts
+    /// of two commits (microseconds): writes arriving meanwhile join the
+    /// next commit. Every commit rewrites about a dozen pages (~50 KB)
+    /// whatever it holds, so under load an interval cuts the bytes written
+    /// and the CPU spent per change, for up to this much latency per durable
+    /// call. A write to an idle store commits at once. 0: always at once.
     pub commit_interval_us: u64,
     /// Decision and outcome log entries older than this many days are
     /// deleted by compaction; 0 keeps them forever.
@@ -192,7 +192,7 @@ impl Default for StorageConfig {
             max_batch_writes: 4_096,
             journal_records: 100_000,
             quick_repair: true,
-            commit_interval_us: 0,
+            commit_interval_us: 5_000,
             decision_retention_days: 90,
             compaction_interval_secs: 3_600,
         }

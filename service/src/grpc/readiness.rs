@@ -113,21 +113,22 @@ impl Readiness {
     }
 
     /// The services answer from `engine`, and health turns SERVING (unless
-    /// shutdown already began). Only the first engine is used.
+    /// shutdown already began). Only the first engine is used. Whoever waits
+    /// in [`Readiness::engine`] is woken last, once health says SERVING.
     pub async fn ready(&self, engine: Arc<Engine>) {
         let mut phase = self.inner.phase.lock().await;
-        if self
+        let first = self
             .inner
             .services
             .set(Services::new(engine.clone()))
-            .is_ok()
-        {
-            self.inner.engine.send_replace(Some(engine));
-        }
+            .is_ok();
         if *phase == Phase::Starting {
             *phase = Phase::Serving;
         }
         self.publish(*phase).await;
+        if first {
+            self.inner.engine.send_replace(Some(engine));
+        }
     }
 
     /// The engine handed to [`Readiness::ready`], waiting until it is. Never

@@ -43,11 +43,12 @@ pub struct StoreOptions {
     /// and a few pages), so that the start after a crash need not walk the
     /// whole file to repair it.
     pub quick_repair: bool,
-    /// Least time between the starts of two commits: writes arriving
-    /// meanwhile join the next commit, so fewer, larger commits write fewer
-    /// bytes per change (each commit rewrites a dozen pages whatever it
-    /// holds) at the cost of up to this much latency. Zero: commit as soon
-    /// as the previous commit is done.
+    /// While commits run back to back (writes queued while the last one
+    /// ran), the least time between the starts of two commits: writes
+    /// arriving meanwhile join the next commit, so fewer, larger commits
+    /// write fewer bytes and spend less CPU per change (each commit rewrites
+    /// about a dozen pages whatever it holds), for up to this much latency.
+    /// A write to an idle writer commits at once. Zero: always at once.
     pub commit_interval: std::time::Duration,
 }
 
@@ -58,7 +59,7 @@ impl Default for StoreOptions {
             cache_bytes: 128 * 1024 * 1024,
             journal_records: 100_000,
             quick_repair: true,
-            commit_interval: std::time::Duration::ZERO,
+            commit_interval: std::time::Duration::from_millis(5),
         }
     }
 }
@@ -93,6 +94,8 @@ pub(super) struct Inner {
     pub(super) probe_queued: AtomicBool,
     /// Orders the writes of the pending map.
     pub(super) sequence: AtomicU64,
+    /// Commits made since open.
+    pub(super) commits: AtomicU64,
     /// Commit latency and failures.
     pub(super) metrics: StorageMetrics,
 }

@@ -107,6 +107,7 @@ impl RedbStore {
             failing: AtomicBool::new(false),
             probe_queued: AtomicBool::new(false),
             sequence: AtomicU64::new(1),
+            commits: AtomicU64::new(0),
             metrics: StorageMetrics::new(),
         });
         let journal = writer::initialize(&inner)?;
@@ -277,6 +278,11 @@ impl RedbStore {
         value
             .map(|value| decode("customer state", value.value()))
             .transpose()
+    }
+
+    /// Commits made since the store was opened.
+    pub fn commits(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
     }
 
     /// Every stored key that mentions `customer_id`, by table: what a test of

@@ -367,29 +367,53 @@ fn changes_are_journaled_small_and_read_back_after_reopen_and_settling() {
 }
 
 #[test]
-fn with_a_commit_interval_writes_arriving_meanwhile_join_one_commit() {
-    let records_after = |commit_interval: Duration| {
-        let dir = TempDir::new("interval");
-        let options = StoreOptions {
-            commit_interval,
-            ..StoreOptions::default()
-        };
-        let store = RedbStore::open(dir.path(), options).unwrap();
-        // A first commit, then two writes 20 ms apart.
-        write(&store, "alice", &state_with(&["e1"]), Vec::new());
-        let second = StateStore::write(&store, &Arc::from("alice"), &state_with(&["e2"]));
-        std::thread::sleep(Duration::from_millis(20));
-        let third = StateStore::write(&store, &Arc::from("alice"), &state_with(&["e3"]));
-        block_on(second.and(third).wait()).unwrap();
-        assert_eq!(store.load_now("alice").unwrap(), Some(state_with(&["e3"])));
-        store.close().unwrap();
-        drop(store);
-        journal_records(&dir).len()
+fn while_commits_run_back_to_back_they_start_at_least_the_interval_apart() {
+    let dir = TempDir::new("interval");
+    let interval = Duration::from_millis(50);
+    let options = StoreOptions {
+        commit_interval: interval,
+        ..StoreOptions::default()
     };
-    // Without an interval the second write commits at once, alone.
-    assert_eq!(records_after(Duration::ZERO), 3);
-    // With one, the second waits for the third: one commit, one record.
-    assert_eq!(records_after(Duration::from_millis(500)), 2);
+    let store = RedbStore::open(dir.path(), options).unwrap();
+    let state = state_with(&["e1"]);
+    // A lone writer: each write commits on its own.
+    for index in 0..3 {
+        write(&store, &format!("lone-{index}"), &state, Vec::new());
+    }
+    assert_eq!(store.commits(), 3);
+    // Writes queued faster than commits run: the writer is never idle, so
+    // commits start an interval apart and each takes what arrived.
+    let started = Instant::now();
+    let commits: Vec<Commit> = (0..3_000)
+        .map(|index| {
+            let customer: Arc<str> = Arc::from(format!("busy-{}", index % 100));
+            StateStore::write(
+                &store,
+                &customer,
+                &state_with(&["e1", "e2"][..1 + index % 2]),
+            )
+        })
+        .collect();
+    block_on(async {
+        for commit in commits {
+            commit.wait().await.unwrap();
+        }
+    });
+    let intervals = started.elapsed().as_millis() / interval.as_millis();
+    let made = store.commits() - 3;
+    assert!(
+        made <= 2 + intervals as u64,
+        "{made} commits in {intervals} intervals"
+    );
+    // The last write of each customer wins.
+    assert_eq!(
+        store.load_now("busy-99").unwrap(),
+        Some(state_with(&["e1", "e2"]))
+    );
+    assert_eq!(
+        store.load_now("busy-98").unwrap(),
+        Some(state_with(&["e1"]))
+    );
 }
 
 #[test]

@@ -195,7 +195,15 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, mut journal: Journa
         // succeeds, whether or not it held customer writes to retry (a failed
         // compaction holds none).
         let failing = !retained.is_empty() || inner.current_failure().is_some();
-        let Ok(first) = queue.recv() else { return };
+        // Writes queued while the last commit ran: commits run back to back.
+        let (first, busy) = match queue.try_recv() {
+            Ok(op) => (op, true),
+            Err(mpsc::TryRecvError::Empty) => match queue.recv() {
+                Ok(op) => (op, false),
+                Err(_) => return,
+            },
+            Err(mpsc::TryRecvError::Disconnected) => return,
+        };
         if matches!(first, Op::Probe) {
             inner.probe_queued.store(false, Ordering::Release);
         }
@@ -211,9 +219,12 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, mut journal: Journa
             continue;
         }
         let mut batch = vec![first];
-        // Commits start at least `commit_interval` apart: what arrives
-        // meanwhile joins this one.
-        let due = last_commit.map(|last| last + inner.options.commit_interval);
+        // While commits run back to back they start at least
+        // `commit_interval` apart: what arrives meanwhile joins this one. A
+        // write to an idle writer commits at once.
+        let due = last_commit
+            .filter(|_| busy)
+            .map(|last| last + inner.options.commit_interval);
         while batch.len() < inner.options.max_batch_writes {
             let wait = due.map_or(Duration::ZERO, |due| {
                 due.saturating_duration_since(Instant::now())
@@ -580,6 +591,7 @@ fn commit_batch(
     })();
     match applied {
         Ok(()) => {
+            inner.commits.fetch_add(1, Ordering::Relaxed);
             publish(inner, journaled);
             for (customer_id, write) in states {
                 inner.pending.remove_if(&customer_id, |_, pending| {
