@@ -45,7 +45,8 @@ pub const LOWEST_RATE: f64 = 25.0;
 /// The p99 a step may have and still be within the knee.
 pub const KNEE_P99: Duration = Duration::from_millis(10);
 
-/// Flags of `nudge-bench load`.
+/// Flags of `nudge-bench load`; [`LoadArgs::check`] refuses values that
+/// would measure nothing.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
     /// Decide calls per second (one step; ignored with --sweep).
@@ -130,8 +131,56 @@ pub struct LoadArgs {
     pub smoke: bool,
 }
 
+impl LoadArgs {
+    /// Refuses flags that would measure nothing or run for ever, naming the
+    /// flag: a rate that is not positive, no connection, no counted second,
+    /// a sweep that cannot rise.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let positive = |value: f64| value.is_finite() && value > 0.0;
+        let checks = [
+            (positive(self.rate), "--rate must be above 0"),
+            (positive(self.start_rate), "--start-rate must be above 0"),
+            (
+                self.factor.is_finite() && self.factor > 1.0,
+                "--factor must be above 1",
+            ),
+            (
+                positive(self.max_rate) && self.max_rate >= self.start_rate,
+                "--max-rate must be at least --start-rate",
+            ),
+            (self.repeat >= 1, "--repeat must be at least 1"),
+            (
+                self.events_rate.is_finite() && self.events_rate >= 0.0,
+                "--events-rate must be 0 or more",
+            ),
+            (
+                (0.0..=1.0).contains(&self.outcome_share),
+                "--outcome-share must be between 0 and 1",
+            ),
+            (self.customers >= 1, "--customers must be at least 1"),
+            (positive(self.zipf), "--zipf must be above 0"),
+            (
+                self.customer_max_rate >= 1,
+                "--customer-max-rate must be at least 1",
+            ),
+            (self.duration >= 1, "--duration must be at least 1 second"),
+            (self.deadline_ms >= 1, "--deadline-ms must be at least 1"),
+            (self.connections >= 1, "--connections must be at least 1"),
+            (
+                self.server_pid.is_none() || self.target.is_some(),
+                "--server-pid needs --target",
+            ),
+        ];
+        for (ok, problem) in checks {
+            anyhow::ensure!(ok, "{problem}");
+        }
+        Ok(())
+    }
+}
+
 /// Runs `nudge-bench load`.
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
+    args.check()?;
     let out = match &args.out {
         Some(dir) => dir.clone(),
         None => std::env::temp_dir().join(format!("nudge-bench-load-{}", std::process::id())),
@@ -299,33 +348,17 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    /// Rising rates from `--start-rate` until `--past-knee` steps outside
-    /// the knee. When the first steps are already outside it, the rate is
-    /// halved (down to [`LOWEST_RATE`]) until one is within, so a sweep
-    /// always finds a knee if there is one.
+    /// The steps of [`SweepPlan`]: rising rates until `--past-knee` steps
+    /// outside the knee, halving first while none is within.
     async fn sweep(&mut self, phase: &str) -> anyhow::Result<()> {
-        let mut rate = self.args.start_rate;
-        let mut past = None::<usize>;
-        let mut found = false;
-        while rate <= self.args.max_rate {
-            let within = self.step(phase, rate).await?;
-            found |= within;
-            if !found {
-                if rate / 2.0 < LOWEST_RATE {
-                    eprintln!("{phase}: no rate down to {LOWEST_RATE}/s is within the knee");
-                    break;
-                }
-                rate = (rate / 2.0).round();
-                continue;
-            }
-            if !within {
-                let beyond = past.map_or(0, |steps| steps + 1);
-                if beyond >= self.args.past_knee {
-                    break;
-                }
-                past = Some(beyond);
-            }
-            rate = (rate * self.args.factor / 50.0).round() * 50.0;
+        let mut plan = SweepPlan::new(self.args);
+        let mut rate = plan.first();
+        while let Some(at) = rate {
+            let within = self.step(phase, at).await?;
+            rate = plan.next(within);
+        }
+        if !plan.found {
+            eprintln!("{phase}: no rate down to {LOWEST_RATE}/s is within the knee");
         }
         Ok(())
     }
@@ -450,6 +483,63 @@ impl Runner<'_> {
         self.args.out.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("nudge-bench-load-{}", std::process::id()))
         })
+    }
+}
+
+/// The rates of a sweep: from `--start-rate`, each step's rate times
+/// `--factor` (rounded to 50/s) until `--past-knee` steps have been outside
+/// the knee or the rate passes `--max-rate`. While no step has been within
+/// the knee the rate is halved instead, down to [`LOWEST_RATE`], so that a
+/// sweep finds a knee if there is one.
+#[derive(Debug, Clone)]
+struct SweepPlan {
+    rate: f64,
+    factor: f64,
+    max: f64,
+    past_knee: usize,
+    /// Steps outside the knee since it was found.
+    outside: usize,
+    /// Whether a step has been within the knee.
+    found: bool,
+}
+
+impl SweepPlan {
+    fn new(args: &LoadArgs) -> Self {
+        Self {
+            rate: args.start_rate,
+            factor: args.factor,
+            max: args.max_rate,
+            past_knee: args.past_knee,
+            outside: 0,
+            found: false,
+        }
+    }
+
+    /// The first step's rate.
+    fn first(&self) -> Option<f64> {
+        (self.rate <= self.max).then_some(self.rate)
+    }
+
+    /// The next step's rate after a step that was `within` the knee, or
+    /// `None` when the sweep is over.
+    fn next(&mut self, within: bool) -> Option<f64> {
+        self.found |= within;
+        if !self.found {
+            let half = (self.rate / 2.0).round();
+            if half < LOWEST_RATE {
+                return None;
+            }
+            self.rate = half;
+            return Some(half);
+        }
+        if !within {
+            self.outside += 1;
+            if self.outside >= self.past_knee {
+                return None;
+            }
+        }
+        self.rate = (self.rate * self.factor / 50.0).round() * 50.0;
+        self.first()
     }
 }
 
@@ -616,5 +706,85 @@ impl Report {
             ));
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LoadArgs,
+    }
+
+    fn args(flags: &[&str]) -> LoadArgs {
+        let mut line = vec!["load"];
+        line.extend_from_slice(flags);
+        Cli::try_parse_from(line).expect("flags parse").args
+    }
+
+    /// The rates a sweep runs when each step's verdict is `within(rate)`.
+    fn rates(plan: &mut SweepPlan, within: impl Fn(f64) -> bool) -> Vec<f64> {
+        let mut rates = Vec::new();
+        let mut rate = plan.first();
+        while let Some(at) = rate {
+            rates.push(at);
+            rate = plan.next(within(at));
+        }
+        rates
+    }
+
+    #[test]
+    fn the_defaults_pass_and_each_bad_flag_is_named() {
+        args(&[]).check().expect("the defaults are valid");
+        for (flags, named) in [
+            (&["--rate", "0"][..], "--rate"),
+            (&["--rate", "NaN"], "--rate"),
+            (&["--start-rate=-5"], "--start-rate"),
+            (&["--factor", "1"], "--factor"),
+            (&["--start-rate", "500", "--max-rate", "100"], "--max-rate"),
+            (&["--repeat", "0"], "--repeat"),
+            (&["--events-rate=-1"], "--events-rate"),
+            (&["--outcome-share", "1.5"], "--outcome-share"),
+            (&["--customers", "0"], "--customers"),
+            (&["--zipf", "0"], "--zipf"),
+            (&["--customer-max-rate", "0"], "--customer-max-rate"),
+            (&["--duration", "0"], "--duration"),
+            (&["--deadline-ms", "0"], "--deadline-ms"),
+            (&["--connections", "0"], "--connections"),
+            (&["--server-pid", "42"], "--server-pid"),
+        ] {
+            let error = args(flags).check().expect_err("refused").to_string();
+            assert!(error.starts_with(named), "{flags:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_sweep_rises_until_it_has_run_past_knee_steps_outside_the_knee() {
+        let mut plan = SweepPlan::new(&args(&["--past-knee", "3"]));
+        // Within up to 800/s; one noisy miss at 650/s counts too.
+        let run = rates(&mut plan, |rate| rate <= 800.0 && rate != 650.0);
+        assert_eq!(run, [500.0, 650.0, 800.0, 1000.0, 1250.0]);
+        assert!(plan.found);
+    }
+
+    #[test]
+    fn a_sweep_that_starts_past_the_knee_halves_then_rises() {
+        let mut plan = SweepPlan::new(&args(&["--past-knee", "1"]));
+        let run = rates(&mut plan, |rate| rate <= 150.0);
+        assert_eq!(run, [500.0, 250.0, 125.0, 150.0, 200.0]);
+    }
+
+    #[test]
+    fn a_sweep_gives_up_below_the_lowest_rate_and_stops_at_the_max() {
+        let mut plan = SweepPlan::new(&args(&[]));
+        let run = rates(&mut plan, |_| false);
+        assert_eq!(run, [500.0, 250.0, 125.0, 63.0, 32.0]);
+        assert!(!plan.found);
+        let mut plan = SweepPlan::new(&args(&["--max-rate", "900"]));
+        assert_eq!(rates(&mut plan, |_| true), [500.0, 650.0, 800.0]);
     }
 }
