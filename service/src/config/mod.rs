@@ -192,7 +192,7 @@ impl Default for StorageConfig {
             max_batch_writes: 4_096,
             journal_records: 100_000,
             quick_repair: true,
-            commit_interval_us: 5_000,
+            commit_interval_us: 0,
             decision_retention_days: 90,
             compaction_interval_secs: 3_600,
         }

@@ -59,7 +59,7 @@ impl Default for StoreOptions {
             cache_bytes: 128 * 1024 * 1024,
             journal_records: 100_000,
             quick_repair: true,
-            commit_interval: std::time::Duration::from_millis(5),
+            commit_interval: std::time::Duration::ZERO,
         }
     }
 }
