@@ -225,6 +225,7 @@ mod tests {
     use crate::rule_vars::RuleVars;
     use crate::time::{DAY_MS, Timestamp};
     use crate::value::AttrValue;
+    use proptest::prelude::*;
     use std::collections::BTreeMap;
 
     const NOW: i64 = 1_800_000_000_000;
@@ -319,6 +320,111 @@ mod tests {
                         "{source} with plan {plan:?} has no direct verdict"
                     );
                 }
+            }
+        }
+    }
+
+    /// A comparison operator's CEL spelling.
+    fn operator() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec!["==", "!=", "<", "<=", ">", ">="])
+    }
+
+    /// A literal of any type a rule might compare with.
+    fn literal() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (0_i64..20).prop_map(|number| number.to_string()),
+            (-1.0_f64..500.0).prop_map(|number| format!("{number:.1}")),
+            prop::sample::select(vec!["'trial'", "'pro'", "'home'", "'a'", "''"])
+                .prop_map(str::to_owned),
+            prop::sample::select(vec!["true", "false"]).prop_map(str::to_owned),
+        ]
+    }
+
+    /// A field the variables have, may lack, or have with another type.
+    fn path() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "profile.count_7d.login",
+            "profile.count_1d.search",
+            "profile.count_7d.unknown_event",
+            "profile.plan",
+            "profile.seats",
+            "profile.tier",
+            "profile.days_since_signup",
+            "profile.days_since_payment_failed",
+            "profile.engagement.in_app.click_rate",
+            "context.page",
+            "context.hour",
+        ])
+    }
+
+    /// Rules of the common shapes and of others, nested up to three deep.
+    fn rule() -> impl Strategy<Value = String> {
+        let atom = prop_oneof![
+            (path(), operator(), literal())
+                .prop_map(|(path, operator, literal)| format!("{path} {operator} {literal}")),
+            (literal(), operator(), path())
+                .prop_map(|(literal, operator, path)| format!("{literal} {operator} {path}")),
+            (path(), literal(), literal())
+                .prop_map(|(path, first, second)| format!("{path} in [{first}, {second}]")),
+            path().prop_map(|path| format!("has({path})")),
+            path().prop_map(str::to_owned),
+            prop::sample::select(vec!["true", "false", "size(profile.plan) > 2"])
+                .prop_map(str::to_owned),
+        ];
+        atom.prop_recursive(3, 12, 2, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) && ({b})")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) || ({b})")),
+                inner.prop_map(|a| format!("!({a})")),
+            ]
+        })
+    }
+
+    /// A plan attribute of any type, or none.
+    fn plan() -> impl Strategy<Value = Option<AttrValue>> {
+        prop_oneof![
+            Just(None),
+            prop::sample::select(vec!["trial", "pro", "home", ""])
+                .prop_map(|plan| Some(AttrValue::from(plan))),
+            (-5.0_f64..50.0).prop_map(|number| Some(AttrValue::Num(number.round()))),
+        ]
+    }
+
+    /// A page in the request context of any type, or none.
+    fn page() -> impl Strategy<Value = Option<AttrValue>> {
+        prop_oneof![
+            Just(None),
+            prop::sample::select(vec!["home", "a", "pricing"])
+                .prop_map(|page| Some(AttrValue::from(page))),
+            (0.0_f64..24.0).prop_map(|number| Some(AttrValue::Num(number.round()))),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the rule and the variables, a direct verdict, when there
+        /// is one, is the interpreter's.
+        #[test]
+        fn a_direct_verdict_is_always_the_interpreters(
+            source in rule(),
+            plan in plan(),
+            page in page(),
+        ) {
+            let env = RuleEnv::standard();
+            let known = vec!["login".to_owned(), "search".to_owned(), "payment_failed".to_owned()];
+            let mut context = BTreeMap::new();
+            if let Some(page) = page {
+                context.insert("page".to_owned(), page);
+            }
+            let profile = profile(plan);
+            let vars = RuleVars::new(&profile, &known, &context, &[], Timestamp(NOW));
+            let mut cel = cel::Context::with_env(env.0.clone());
+            cel.set_variable_resolver(&vars);
+            let Ok(rule) = Rule::compile(&env.0, &source) else {
+                return Ok(());
+            };
+            if let Some(verdict) = rule.direct_verdict(&vars) {
+                let interpreted = rule.evaluate(&cel).map_err(|error| error.to_string());
+                prop_assert_eq!(Ok(verdict), interpreted, "{}", source);
             }
         }
     }
