@@ -268,6 +268,10 @@ fn metrics_are_scraped_over_http_and_match_the_calls() {
         );
     }
 
+    // The customers' changes are in the state journal, none settled yet.
+    assert!(after.value("nudge_storage_journal_records", &[]) > 0.0);
+    assert_eq!(after.value("nudge_storage_settled_total", &[]), 0.0);
+
     // Decide latency: one observation per decision, under its fallback label.
     let placement = ("placement", "onboarding_sidebar");
     for (fallback, count) in [("no", fallbacks[0]), ("yes", fallbacks[1])] {

@@ -96,6 +96,10 @@ pub const STORAGE_COMMIT_SECONDS: &str = "nudge_storage_commit_duration_seconds"
 pub const STORAGE_WRITES_TOTAL: &str = "nudge_storage_writes_total";
 /// Counter: store commits that failed (writes refused until it recovers).
 pub const STORAGE_FAILURES_TOTAL: &str = "nudge_storage_failures_total";
+/// Gauge: records in the state journal (what the next start reads back).
+pub const STORAGE_JOURNAL_RECORDS: &str = "nudge_storage_journal_records";
+/// Counter: customers settled from the journal into their snapshots.
+pub const STORAGE_SETTLED_TOTAL: &str = "nudge_storage_settled_total";
 
 // ── Label keys ───────────────────────────────────────────────────────────────
 
@@ -155,7 +159,7 @@ pub struct Declaration {
 }
 
 /// Every metric nudge exposes.
-pub const DECLARATIONS: [Declaration; 22] = [
+pub const DECLARATIONS: [Declaration; 24] = [
     Declaration {
         name: DECIDE_DURATION_SECONDS,
         kind: Kind::Histogram,
@@ -287,6 +291,18 @@ pub const DECLARATIONS: [Declaration; 22] = [
         kind: Kind::Counter,
         labels: &[],
         help: "Store commits that failed; writes are refused until a retry succeeds.",
+    },
+    Declaration {
+        name: STORAGE_JOURNAL_RECORDS,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Records in the state journal, at most storage.journal_records: what the next start reads back.",
+    },
+    Declaration {
+        name: STORAGE_SETTLED_TOTAL,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Customers settled from the state journal into their stored record (the journal past its bound, or a forget).",
     },
 ];
 

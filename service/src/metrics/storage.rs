@@ -1,7 +1,11 @@
-//! The store's handles: group commit latency, writes made durable, failures.
+//! The store's handles: group commit latency, writes made durable, failures,
+//! the state journal's size and settling.
 
-use super::{STORAGE_COMMIT_SECONDS, STORAGE_FAILURES_TOTAL, STORAGE_WRITES_TOTAL};
-use metrics::{Counter, Histogram};
+use super::{
+    STORAGE_COMMIT_SECONDS, STORAGE_FAILURES_TOTAL, STORAGE_JOURNAL_RECORDS, STORAGE_SETTLED_TOTAL,
+    STORAGE_WRITES_TOTAL,
+};
+use metrics::{Counter, Gauge, Histogram};
 use std::time::Duration;
 
 /// The store's handles: registered when the store opens.
@@ -10,6 +14,8 @@ pub struct StorageMetrics {
     commit: Histogram,
     writes: Counter,
     failures: Counter,
+    journal: Gauge,
+    settled: Counter,
 }
 
 impl StorageMetrics {
@@ -19,7 +25,16 @@ impl StorageMetrics {
             commit: metrics::histogram!(STORAGE_COMMIT_SECONDS),
             writes: metrics::counter!(STORAGE_WRITES_TOTAL),
             failures: metrics::counter!(STORAGE_FAILURES_TOTAL),
+            journal: metrics::gauge!(STORAGE_JOURNAL_RECORDS),
+            settled: metrics::counter!(STORAGE_SETTLED_TOTAL),
         }
+    }
+
+    /// The journal holds `records` after a commit that settled `settled`
+    /// customers.
+    pub fn journal(&self, records: usize, settled: usize) {
+        self.journal.set(records as f64);
+        self.settled.increment(settled as u64);
     }
 
     /// A commit of `writes` writes took `duration`.

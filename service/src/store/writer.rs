@@ -148,6 +148,7 @@ fn read_journal(inner: &Inner, database: &redb::Database) -> Result<Journal, Sto
             inner.journaled.insert(customer_id.clone(), chain.to_vec());
         }
     }
+    inner.metrics.journal(journal.records(), 0);
     if journal.records() > 0 {
         tracing::info!(
             records = journal.records(),
@@ -315,6 +316,7 @@ fn recover(inner: &Inner, retained: &mut Retained, journal: &mut Journal) -> boo
     };
     match attempt() {
         Ok(journaled) => {
+            inner.metrics.journal(journal.records(), journaled.len());
             publish(inner, journaled);
             for (customer_id, write) in retained.states.drain() {
                 inner.pending.remove_if(&customer_id, |_, pending| {
@@ -592,6 +594,11 @@ fn commit_batch(
     match applied {
         Ok(()) => {
             inner.commits.fetch_add(1, Ordering::Relaxed);
+            let settled = journaled
+                .iter()
+                .filter(|change| matches!(change, Journaled::Settled(_)))
+                .count();
+            inner.metrics.journal(journal.records(), settled);
             publish(inner, journaled);
             for (customer_id, write) in states {
                 inner.pending.remove_if(&customer_id, |_, pending| {
