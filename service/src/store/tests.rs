@@ -183,9 +183,13 @@ fn the_journal_is_read_back_at_open_and_settled_past_its_bound() {
         .map(|count| state_with(&["e1", "e2", "e3", "e4", "e5", "e6"][..count]))
         .collect();
     {
-        let store = RedbStore::open(dir.path(), options.clone()).unwrap();
-        // Three customers: three to six records (a state and its decision
-        // may commit apart), nothing settled yet.
+        // Under a bound of 100: three customers make three to six records
+        // (a state and its decision may commit apart), nothing is settled.
+        let roomy = StoreOptions {
+            journal_records: 100,
+            ..StoreOptions::default()
+        };
+        let store = RedbStore::open(dir.path(), roomy).unwrap();
         for (index, customer) in ["alice", "bob", "carol"].iter().enumerate() {
             write(
                 &store,
@@ -204,8 +208,8 @@ fn the_journal_is_read_back_at_open_and_settled_past_its_bound() {
         let store = RedbStore::open(dir.path(), options.clone()).unwrap();
         assert_eq!(store.load_now("bob").unwrap(), Some(states[1].clone()));
         assert_eq!(store.len().unwrap(), 3);
-        // More records pass the bound of four: the oldest customers are
-        // settled into their snapshots in the same commit.
+        // Opened with a bound of four, more records pass it: the oldest
+        // customers are settled into their snapshots in the same commit.
         write(&store, "bob", &states[4], Vec::new());
         write(&store, "dave", &states[5], Vec::new());
         assert_eq!(

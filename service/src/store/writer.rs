@@ -117,19 +117,36 @@ pub(super) fn initialize(inner: &Inner) -> Result<Journal, StoreError> {
         }
     }
     transaction.commit().map_err(|error| inner.error(error))?;
-    read_journal(inner, &database)
+    read_journal(inner, &database, Publish::Chains)
+}
+
+/// Whether reading the journal back also sets the readers' chains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Publish {
+    /// At open: nobody reads yet.
+    Chains,
+    /// After a failed commit: the readers' chains already match the table
+    /// (nothing of the failed commit was published), and clearing them
+    /// would send a concurrent load to an older snapshot.
+    Nothing,
 }
 
 /// Reads the journal table back into the writer's bookkeeping and the
 /// readers' map of journaled states.
-fn read_journal(inner: &Inner, database: &redb::Database) -> Result<Journal, StoreError> {
+fn read_journal(
+    inner: &Inner,
+    database: &redb::Database,
+    publish: Publish,
+) -> Result<Journal, StoreError> {
     let read = database.begin_read().map_err(|error| inner.error(error))?;
     let table = read
         .open_table(JOURNAL)
         .map_err(|error| inner.error(error))?;
     let mut journal = Journal::starting_at(1);
     let mut names: HashMap<String, Arc<str>> = HashMap::new();
-    inner.journaled.clear();
+    if publish == Publish::Chains {
+        inner.journaled.clear();
+    }
     for entry in table.iter().map_err(|error| inner.error(error))? {
         let (key, value) = entry.map_err(|error| inner.error(error))?;
         let key = key.value();
@@ -144,7 +161,7 @@ fn read_journal(inner: &Inner, database: &redb::Database) -> Result<Journal, Sto
             .map(|(at, decision_id)| (*at, Box::from(*decision_id)));
         let kind = record.state.map(State::kind);
         let chain = journal.note(key, &customer_id, kind, None, decisions);
-        if record.state.is_some() {
+        if record.state.is_some() && publish == Publish::Chains {
             inner.journaled.insert(customer_id.clone(), chain.to_vec());
         }
     }
@@ -295,7 +312,7 @@ fn recover(inner: &Inner, retained: &mut Retained, journal: &mut Journal) -> boo
         close_database(inner);
         let database = reopen(inner)?;
         // The failed commit's records were noted but not written.
-        *journal = read_journal(inner, &database)?;
+        *journal = read_journal(inner, &database, Publish::Nothing)?;
         let transaction = begin(inner, &database)?;
         let mut journaled = Vec::new();
         {
