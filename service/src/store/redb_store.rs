@@ -179,6 +179,35 @@ impl RedbStore {
         })
     }
 
+    /// Encodes the customer's state (and its change, if given) and queues
+    /// them, unless the store refuses writes.
+    fn write_encoded(
+        &self,
+        customer_id: &Arc<str>,
+        state: &CustomerState,
+        change: Option<StateChange<'_>>,
+    ) -> Commit {
+        if let Err(error) = self.inner.check_writable() {
+            return Commit::done(Err(error));
+        }
+        let encoded = encode(state).and_then(|whole| {
+            let change = change
+                .map(|change| {
+                    Ok::<_, StoreError>(EncodedChange {
+                        delta: encode(change.delta)?,
+                        writer: change.writer,
+                        previous_writes: change.previous_writes,
+                    })
+                })
+                .transpose()?;
+            Ok((whole, change))
+        });
+        match encoded {
+            Ok((whole, change)) => self.queue_state(customer_id, Some(Arc::from(whole)), change),
+            Err(error) => Commit::done(Err(error)),
+        }
+    }
+
     /// Commits what is queued and stops the writer; later writes fail with
     /// [`StoreError::Closed`].
     pub fn close(&self) -> Result<(), StoreError> {
@@ -347,13 +376,7 @@ impl StateStore for RedbStore {
     }
 
     fn write(&self, customer_id: &Arc<str>, state: &CustomerState) -> Commit {
-        if let Err(error) = self.inner.check_writable() {
-            return Commit::done(Err(error));
-        }
-        match encode(state) {
-            Ok(bytes) => self.queue_state(customer_id, Some(Arc::from(bytes)), None),
-            Err(error) => Commit::done(Err(error)),
-        }
+        self.write_encoded(customer_id, state, None)
     }
 
     /// Keeps the whole state for reads of queued writes and for a retry
@@ -365,25 +388,7 @@ impl StateStore for RedbStore {
         state: &CustomerState,
         change: StateChange<'_>,
     ) -> Commit {
-        if let Err(error) = self.inner.check_writable() {
-            return Commit::done(Err(error));
-        }
-        let encoded = encode(state).and_then(|whole| {
-            Ok((
-                whole,
-                EncodedChange {
-                    delta: encode(change.delta)?,
-                    writer: change.writer,
-                    previous_writes: change.previous_writes,
-                },
-            ))
-        });
-        match encoded {
-            Ok((whole, change)) => {
-                self.queue_state(customer_id, Some(Arc::from(whole)), Some(change))
-            }
-            Err(error) => Commit::done(Err(error)),
-        }
+        self.write_encoded(customer_id, state, Some(change))
     }
 
     fn forget(&self, customer_id: &Arc<str>) -> Commit {
