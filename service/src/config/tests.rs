@@ -56,6 +56,18 @@ fn storage_bounds_out_of_range_name_the_setting() {
         "storage.max_batch_writes"
     );
     assert!(storage(1, 1).validate().is_ok());
+    let interval = |commit_interval_us| Config {
+        storage: StorageConfig {
+            commit_interval_us,
+            ..StorageConfig::default()
+        },
+        ..Config::default()
+    };
+    assert_eq!(
+        invalid_field(&interval(100_001)),
+        "storage.commit_interval_us"
+    );
+    assert!(interval(100_000).validate().is_ok());
 }
 
 #[test]
