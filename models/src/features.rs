@@ -283,7 +283,7 @@ impl Term {
         match self {
             Term::Category { name } => indicator(action.category == *name),
             Term::Channel { name } => indicator(action.channel == *name),
-            Term::Action { id } => indicator(action.id == *id),
+            Term::Action { id } => indicator(*action.id == **id),
             Term::ActionValue => action.value,
             _ => 1.0,
         }

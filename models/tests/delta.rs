@@ -282,7 +282,7 @@ impl Customer {
                 self.state
                     .ledger
                     .prune(catalog().ledger_horizon(), self.now);
-                self.served.push((decision_id, action.id.clone()));
+                self.served.push((decision_id, action.id.to_string()));
             }
             Op::Outcome { pick, kind, reward } => {
                 if self.served.is_empty() {

@@ -165,7 +165,7 @@ fn propensity(decision: &Decision, action: &str) -> Option<f64> {
         decision
             .filtered
             .iter()
-            .find(|f| f.action_id == action)
+            .find(|f| &*f.action_id == action)
             .and_then(|f| f.propensity)
     })
 }
@@ -175,8 +175,8 @@ fn filtered(decision: &Decision, action: &str) -> (FilterReason, String) {
     decision
         .filtered
         .iter()
-        .find(|f| f.action_id == action)
-        .map(|f| (f.reason, f.message.clone()))
+        .find(|f| &*f.action_id == action)
+        .map(|f| (f.reason, f.message.to_string()))
         .unwrap_or_else(|| {
             panic!(
                 "{action} should be filtered: served {:?}",
@@ -380,7 +380,7 @@ fn the_demo_model_loads_and_speaks_the_catalogs_language() {
     assert!(artifact.evidence.total > 0);
     for action in &catalog.actions {
         assert!(
-            artifact.evidence.per_action.contains_key(&action.id),
+            artifact.evidence.per_action.contains_key(&*action.id),
             "evidence for {}",
             action.id
         );

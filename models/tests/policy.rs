@@ -245,7 +245,7 @@ fn filtered<'d>(decision: &'d Decision, id: &str) -> &'d Filtered {
     let found: Vec<&Filtered> = decision
         .filtered
         .iter()
-        .filter(|filtered| filtered.action_id == id)
+        .filter(|filtered| *filtered.action_id == *id)
         .collect();
     assert_eq!(
         found.len(),
@@ -373,7 +373,7 @@ fn an_inactive_action_is_filtered() {
         decision
             .filtered
             .iter()
-            .all(|filtered| filtered.action_id != "old_tip")
+            .all(|filtered| &*filtered.action_id != "old_tip")
     );
     assert!(!served_ids(&decision).contains(&"old_tip"));
 }

@@ -466,7 +466,7 @@ impl Sim {
         for action in &catalog().actions {
             if let Some(budget) = action.budget {
                 let used = self.budgets.used(&action.id);
-                let held = self.budget_held.get(&action.id).copied().unwrap_or(0);
+                let held = self.budget_held.get(&*action.id).copied().unwrap_or(0);
                 prop_assert!(used <= budget, "{} used {used} of {budget}", action.id);
                 prop_assert_eq!(used, held, "{}: counter vs recorded serves", &action.id);
             }
@@ -489,7 +489,7 @@ fn considered(placement: &str, requested: &[String]) -> Vec<String> {
                     && (placement.categories.is_empty()
                         || placement.categories.contains(&action.category))
             })
-            .map(|action| action.id.clone())
+            .map(|action| action.id.to_string())
             .collect();
     }
     let mut seen = BTreeSet::new();

@@ -429,9 +429,9 @@ mod tests {
             features: Vec::new(),
         };
         let filtered = |reason| Filtered {
-            action_id: "x".to_owned(),
+            action_id: "x".into(),
             reason,
-            message: String::new(),
+            message: "".into(),
             score: None,
             propensity: None,
         };

@@ -113,8 +113,9 @@ impl QuietHours {
 pub struct Action {
     /// Position in [`Catalog::actions`].
     pub index: usize,
-    /// Action id.
-    pub id: String,
+    /// Action id, shared with every decision that names the action (a
+    /// filtered candidate's id is a reference count, not a copy).
+    pub id: Arc<str>,
     /// Human name.
     pub name: String,
     /// Channel id.

@@ -79,7 +79,7 @@ impl<'a> Iterator for Candidates<'a> {
         match self {
             Candidates::Placement { catalog, positions } => positions.next().map(|&position| {
                 let action = &catalog.actions[position];
-                (action.id.as_str(), Some(action))
+                (&*action.id, Some(action))
             }),
             Candidates::Requested(requested) => requested.next(),
         }

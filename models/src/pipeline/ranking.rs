@@ -16,6 +16,7 @@ use ndarray::ArrayView1;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A candidate that passed the hard filters, on its way to a slot.
 pub(super) struct Entry<'c> {
@@ -87,9 +88,9 @@ pub(super) fn rank<'c>(
     let mut sources = HashMap::new();
     let mut entries = Vec::new();
     for action in survivors {
-        match ladder.iter().find(|(id, _)| *id == action.id) {
+        match ladder.iter().find(|(id, _)| *id == &*action.id) {
             Some((_, source)) => {
-                sources.insert(action.id.as_str(), source.clone());
+                sources.insert(&*action.id, source.clone());
                 // Ladder order decides; the priority only reports V·L·C.
                 let priority = placement.value_lever_context(action.index);
                 entries.push(Entry {
@@ -101,13 +102,13 @@ pub(super) fn rank<'c>(
             None => filtered.push(Filtered {
                 action_id: action.id.clone(),
                 reason: FilterReason::RankedBelowLimit,
-                message: "not on the fallback ladder".to_owned(),
+                message: Arc::from("not on the fallback ladder"),
                 score: None,
                 propensity: None,
             }),
         }
     }
-    entries.sort_by_key(|entry| ladder.iter().position(|(id, _)| *id == entry.action.id));
+    entries.sort_by_key(|entry| ladder.iter().position(|(id, _)| *id == &*entry.action.id));
     Ranking {
         entries,
         scores: None,
@@ -174,7 +175,7 @@ impl<'c> Selection<'_, 'c> {
                     filtered.push(Filtered {
                         action_id: action.id.clone(),
                         reason,
-                        message,
+                        message: Arc::from(message),
                         score: Some(entry.priority),
                         propensity: entry.propensity,
                     });
@@ -199,7 +200,7 @@ impl<'c> Selection<'_, 'c> {
                     filtered.push(Filtered {
                         action_id: action.id.clone(),
                         reason: FilterReason::BudgetExhausted,
-                        message: format!("global budget of {budget} is used up"),
+                        message: Arc::from(format!("global budget of {budget} is used up")),
                         score: Some(entry.priority),
                         propensity: entry.propensity,
                     });
@@ -214,7 +215,7 @@ impl<'c> Selection<'_, 'c> {
             let (rationale, features, confidence) =
                 self.explain(&ranking.scores, &ranking.sources, ranking.fallback, action);
             served.push(Served {
-                action_id: action.id.clone(),
+                action_id: action.id.to_string(),
                 channel: action.channel.clone(),
                 category: action.category.clone(),
                 rank: u32::try_from(served.len() + 1).unwrap_or(u32::MAX),
@@ -228,7 +229,7 @@ impl<'c> Selection<'_, 'c> {
                 features,
             });
         }
-        let below_limit = format!("ranked below the limit of {}", self.limit);
+        let below_limit: Arc<str> = Arc::from(format!("ranked below the limit of {}", self.limit));
         for entry in pool {
             filtered.push(Filtered {
                 action_id: entry.action.id.clone(),
@@ -268,7 +269,7 @@ impl<'c> Selection<'_, 'c> {
             let confidence = model.confidence(&action.id, self.env.catalog.actions.len());
             return (rationale, features, confidence);
         }
-        let source = sources.get(action.id.as_str()).map_or("", String::as_str);
+        let source = sources.get(&*action.id).map_or("", String::as_str);
         let text = format!(
             "fallback ({}): {source}",
             fallback.map_or("none", FallbackReason::code)

@@ -15,6 +15,7 @@ use crate::Error;
 use crate::catalog::Action;
 use crate::customer::CustomerState;
 use crate::rule_vars::RuleVars;
+use std::sync::Arc;
 
 /// What some hard filters made of a request's candidates.
 #[derive(Debug)]
@@ -38,9 +39,9 @@ impl<'c> Screened<'c> {
             match check(id, action) {
                 Ok(action) => passed.push(action),
                 Err((reason, message)) => filtered.push(Filtered {
-                    action_id: id.to_owned(),
+                    action_id: action.map_or_else(|| Arc::from(id), |action| action.id.clone()),
                     reason,
-                    message,
+                    message: Arc::from(message),
                     score: None,
                     propensity: None,
                 }),
@@ -90,16 +91,16 @@ pub fn eligibility_rules<'c>(
         passed: Vec::new(),
         filtered: Vec::new(),
     };
-    for (id, action) in candidate_ids(catalog, placement, request.candidates) {
+    for (_, action) in candidate_ids(catalog, placement, request.candidates) {
         let Some(action) = action.filter(|action| action.rule.is_some()) else {
             continue;
         };
         match check_rule(&mut rules, action) {
             Ok(()) => screened.passed.push(action),
             Err((reason, message)) => screened.filtered.push(Filtered {
-                action_id: id.to_owned(),
+                action_id: action.id.clone(),
                 reason,
-                message,
+                message: Arc::from(message),
                 score: None,
                 propensity: None,
             }),

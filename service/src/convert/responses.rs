@@ -134,9 +134,9 @@ pub fn decide_response(
             .filtered
             .into_iter()
             .map(|filtered| proto::FilteredCandidate {
-                action_id: filtered.action_id,
+                action_id: filtered.action_id.to_string(),
                 reason: filter_reason_to_proto(filtered.reason).into(),
-                message: filtered.message,
+                message: filtered.message.to_string(),
                 score: filtered.score.unwrap_or(0.0),
                 propensity: filtered.propensity.unwrap_or(0.0),
             })

@@ -154,10 +154,10 @@ fn cap_hits_are_labelled_by_scope_and_channel() {
             .id
             .clone()
     };
-    let filtered = |action_id: String, reason| Filtered {
+    let filtered = |action_id: std::sync::Arc<str>, reason| Filtered {
         action_id,
         reason,
-        message: String::new(),
+        message: "".into(),
         score: None,
         propensity: None,
     };

@@ -4,6 +4,7 @@ use super::{Checker, value_or};
 use crate::catalog::file::{ActionDef, CatalogFile, ConsentPolicyDef};
 use crate::catalog::{Action, Channel, ConsentPolicy, QuietHours};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// The `[channels.<id>]`: consent policy and quiet hours of each.
 pub(super) fn compile_channels(
@@ -143,7 +144,7 @@ pub(super) fn compile_actions(
         let cel_value = action_cel_value(def, value);
         actions.push(Action {
             index: actions.len(),
-            id: id.clone(),
+            id: Arc::from(id.as_str()),
             name: if def.name.is_empty() {
                 id.clone()
             } else {

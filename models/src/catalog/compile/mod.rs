@@ -227,7 +227,7 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
     let action_index: HashMap<String, usize> = actions
         .iter()
         .enumerate()
-        .map(|(position, action)| (action.id.clone(), position))
+        .map(|(position, action)| (action.id.to_string(), position))
         .collect();
     let categories: BTreeSet<&str> = actions
         .iter()
