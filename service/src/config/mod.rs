@@ -89,7 +89,7 @@ pub struct GrpcConfig {
     /// The lowest the queueing-delay limit on calls in flight goes, so that
     /// some calls are always admitted (never above `max_concurrent_requests`).
     pub min_concurrent_requests: usize,
-    /// The queueing delay tolerated (ms): when even the fastest call of a
+    /// The queueing delay tolerated (ms): when even the fastest quarter of the calls of a
     /// whole `queue_delay_interval_ms` took this much longer than calls take
     /// without a queue, the limit on calls in flight is lowered and the
     /// excess shed at once. 0 turns this off (only `max_concurrent_requests`

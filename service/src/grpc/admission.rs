@@ -6,8 +6,8 @@
 //!   [`crate::queueing::Gate`]): at most a limit of calls in flight over all
 //!   connections. The limit starts at `grpc.max_concurrent_requests` and a
 //!   background task ([`control`]) adjusts it every
-//!   `grpc.queue_delay_interval_ms`: when even the fastest call of a whole
-//!   interval took longer than usual (its baseline), or every connection
+//!   `grpc.queue_delay_interval_ms`: when even the fastest quarter of a
+//!   whole interval's calls took longer than usual (its baseline), or every connection
 //!   waited to be read, by more than `grpc.queue_delay_target_ms` — a
 //!   standing queue — the limit drops below the calls that were in flight;
 //!   each calm interval raises it again, never below
