@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn gain_is_the_share_of_positives_in_the_top_rows() {
         // 20 rows, 2 positives with the two highest scores.
-        let scores: Vec<f64> = (0..20).map(|n| f64::from(n)).collect();
+        let scores: Vec<f64> = (0..20).map(f64::from).collect();
         let labels: Vec<bool> = (0..20).map(|n| n >= 18).collect();
         let points = gain(&scores, &labels);
         assert_eq!(points.len(), 20);

@@ -71,7 +71,7 @@ pub(super) fn encode(
             }
             let mut by_frequency: Vec<(&str, usize)> = counts.into_iter().collect();
             // Most frequent first; equal counts by name (the map's order).
-            by_frequency.sort_by(|a, b| b.1.cmp(&a.1));
+            by_frequency.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
             let levels: Vec<String> = by_frequency
                 .iter()
                 .filter(|(level, count)| {
