@@ -49,14 +49,11 @@ pub(super) fn encode(
         let cells = || {
             fitting_rows
                 .iter()
-                .map(move |row| row.cells[index].as_str())
+                .map(move |row| row.cell(index))
                 .filter(|cell| !cell.is_empty())
         };
         let summary = &mut roles.columns[position];
-        summary.missing = rows
-            .iter()
-            .filter(|row| row.cells[index].is_empty())
-            .count();
+        summary.missing = rows.iter().filter(|row| row.cell(index).is_empty()).count();
         let encoding = if cells().all(|cell| cell.parse::<f64>().is_ok()) {
             summary.kind = ColumnKind::Numeric;
             Encoding::Numeric
@@ -118,7 +115,7 @@ pub(super) fn encode(
     for (mut out, row) in x.rows_mut().into_iter().zip(&rows) {
         let mut column = 0;
         for ((index, &position), encoding) in roles.features.iter().enumerate().zip(&encodings) {
-            let cell = row.cells[index].as_str();
+            let cell = row.cell(index);
             let bad = |reason: &str| Error::BadCell {
                 file: file.to_owned(),
                 line: row.line,
