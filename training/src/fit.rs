@@ -16,6 +16,12 @@ use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 /// Most copies of each positive row `--balance` makes.
 pub const MAX_OVERSAMPLING: usize = 100;
+/// The solver stops once the gradient of the *mean* loss is this small.
+/// linfa's tolerance applies to its summed loss, so it gets this times the
+/// rows: a fixed absolute tolerance (linfa's default 1e-4) would ask for
+/// ever more precision per row as the data grows, and run to the iteration
+/// limit.
+const GRADIENT_TOLERANCE_PER_ROW: f64 = 1e-6;
 
 /// How a fit is made.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -93,6 +99,7 @@ pub fn fit(x: ArrayView2<'_, f64>, y: &[bool], options: FitOptions) -> Result<Fi
     let solver = LogisticRegression::default()
         .alpha(options.alpha * rows as f64)
         .max_iterations(options.max_iterations)
+        .gradient_tolerance(GRADIENT_TOLERANCE_PER_ROW * rows as f64)
         .fit(&linfa::Dataset::new(records, targets))
         .map_err(|error| failed(error.to_string()))?;
     let flipped = !solver.labels().pos.class;
