@@ -12,6 +12,7 @@
 //! | `tenure_days` | days since signup, capped at 365 |
 //! | `attr(NAME)` | numeric attribute (booleans 0/1; missing or text: 0) |
 //! | `is(NAME,VALUE)` | 1 if attribute NAME equals VALUE, else 0 |
+//! | `is_none_of(NAME,A\|B\|C)` | 1 if attribute NAME is set and equals none of A, B, C (the "other" bucket of a one-hot); 0 if missing |
 //! | `ctx(KEY)` | numeric request-context value (missing: 0) |
 //! | `ctx_is(KEY,VALUE)` | 1 if context KEY equals VALUE |
 //! | `click_rate(CHANNEL)` | the customer's clicks per impression on CHANNEL |
@@ -50,6 +51,8 @@ pub enum Term {
     Attr { name: String },
     /// Attribute one-hot.
     Is { name: String, value: String },
+    /// The "other" bucket of an attribute one-hot: set, and none of `values`.
+    IsNoneOf { name: String, values: Vec<String> },
     /// A numeric context value.
     Ctx { key: String },
     /// Context one-hot.
@@ -168,6 +171,20 @@ impl Term {
                     value: args[1].clone(),
                 }
             }
+            "is_none_of" => {
+                arity(2)?;
+                let values: Vec<String> = args[1]
+                    .split('|')
+                    .map(|value| value.trim().to_owned())
+                    .collect();
+                if values.iter().any(String::is_empty) {
+                    return Err(format!("'{text}' has an empty value in '{}'", args[1]));
+                }
+                Term::IsNoneOf {
+                    name: args[0].clone(),
+                    values,
+                }
+            }
             "ctx" => {
                 arity(1)?;
                 Term::Ctx {
@@ -259,6 +276,11 @@ impl Term {
                     .attribute(name)
                     .is_some_and(|v| v.matches_text(value)),
             ),
+            Term::IsNoneOf { name, values } => {
+                indicator(profile.attribute(name).is_some_and(|attribute| {
+                    !values.iter().any(|value| attribute.matches_text(value))
+                }))
+            }
             Term::Ctx { key } => input
                 .context
                 .get(key)
@@ -315,6 +337,14 @@ impl Term {
                 let negation = if value > 0.0 { "" } else { "not " };
                 write!(out, "{} is {negation}{expected}", Human(name))
             }
+            Term::IsNoneOf { name, values } => {
+                let listed = values.join(", ");
+                if value > 0.0 {
+                    write!(out, "{} is none of {listed}", Human(name))
+                } else {
+                    write!(out, "{} is one of {listed} or not set", Human(name))
+                }
+            }
             Term::Ctx { key } => write!(out, "{} is {value}", Human(key)),
             Term::CtxIs {
                 key,
@@ -353,6 +383,9 @@ impl fmt::Display for Term {
             Term::Tenure => write!(formatter, "tenure_days"),
             Term::Attr { name } => write!(formatter, "attr({name})"),
             Term::Is { name, value } => write!(formatter, "is({name},{value})"),
+            Term::IsNoneOf { name, values } => {
+                write!(formatter, "is_none_of({name},{})", values.join("|"))
+            }
             Term::Ctx { key } => write!(formatter, "ctx({key})"),
             Term::CtxIs { key, value } => write!(formatter, "ctx_is({key},{value})"),
             Term::ClickRate { channel } => write!(formatter, "click_rate({channel})"),
@@ -588,3 +621,6 @@ impl FeatureSet {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,5 @@
 //! The `nudge` command: `nudge serve` runs the service; the other subcommands
-//! talk to a running one, or validate a catalog offline.
+//! talk to a running one, validate a catalog offline, or train a model.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -28,6 +28,9 @@ enum Command {
     /// Work with catalog files offline.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Train a model from a CSV of customer rows: writes a model artifact
+    /// that `serve --model` loads, and an evaluation report.
+    Train(nudge_service::cli::train::TrainArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -101,6 +104,9 @@ fn main() -> ExitCode {
             runtime()?.block_on(serve(config))
         }),
         Command::Catalog(CatalogCommand::Validate { file }) => validate(&file),
+        Command::Train(args) => nudge_service::cli::train::train(&args).map(|summary| {
+            println!("{summary}");
+        }),
         Command::Client(command) => {
             nudge_service::logging::init_for_client();
             runtime()

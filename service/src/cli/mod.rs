@@ -19,6 +19,9 @@
 //!   file, complete or not at all.
 //! - `names`: lowercase enum names, timestamps and number formats they share.
 //! - `watch`: the live, redrawn view of `stats` on a terminal.
+//! - [`train`]: `nudge train --csv`, the one subcommand that talks to no
+//!   server: fits a model with `nudge_training` and writes the artifact and
+//!   its report.
 
 mod args;
 mod client;
@@ -29,6 +32,7 @@ mod output;
 mod parse;
 #[cfg(test)]
 mod tests;
+pub mod train;
 mod watch;
 
 use std::io::{IsTerminal as _, Write as _};

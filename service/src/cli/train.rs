@@ -1,0 +1,165 @@
+//! `nudge train --csv`: fit a logistic model on a CSV of customer rows and
+//! write the `nudge.logistic/v1` artifact and its evaluation report, with
+//! progress on stderr. The work is `nudge_training`'s; this is its command
+//! line.
+
+use anyhow::Context as _;
+use chrono::Utc;
+use nudge_training::artifact::{self, MODEL_FILE, REPORT_HTML, REPORT_JSON};
+use nudge_training::csv::CsvOptions;
+use nudge_training::{Event, TrainOptions};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `nudge train`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "\
+Every column that is not the label, --id, --time, --action or --ignore is a customer \
+attribute (the header names it, as `identify` events name attributes) and becomes features \
+the service computes the same way when it decides: a numeric column `x` is attr(x) (an empty \
+cell reads 0, as a missing attribute does), a true/false column is attr(x) (send it as a \
+boolean), any other column is categorical: is(x,LEVEL) for its most frequent levels and \
+is_none_of(x,LEVEL|...) for the rest (an empty cell sets none). Types and levels are learned \
+from the rows before the holdout.
+
+The rows are split in time order (--time, else the file's order): the newest --holdout \
+fraction is evaluated once; the --validation fraction just before it chooses the L2 strength; \
+the model is then refit on all rows before the holdout. Probabilities are calibrated as the \
+data is (no reweighting) unless --balance.
+
+DIR receives model.json (load it with `nudge serve --model DIR/model.json`, or reload it), \
+report.json (holdout auc, log_loss, calibration_error, ...) and report.html.")]
+pub struct TrainArgs {
+    /// The CSV file: a header line, then one row per customer (or per
+    /// customer and action). Bad rows are errors naming line and column,
+    /// never skipped.
+    #[arg(long, value_name = "FILE")]
+    pub csv: PathBuf,
+    /// The outcome column: 0/1, true/false or yes/no.
+    #[arg(long, value_name = "COL")]
+    pub label: String,
+    /// A row id column (not a feature).
+    #[arg(long, value_name = "COL")]
+    pub id: Option<String>,
+    /// The time of each row, RFC 3339 (2026-11-23T12:00:00Z) or whole seconds
+    /// since 1970; orders the rows for the split (equal times keep file
+    /// order). Without it, the file's order is the time order.
+    #[arg(long, value_name = "COL")]
+    pub time: Option<String>,
+    /// The action each row is about: adds a bias feature action(ID) per
+    /// action and per-action metrics. Without it every action gets the same
+    /// customer-level score.
+    #[arg(long, value_name = "COL")]
+    pub action: Option<String>,
+    /// A column to leave out (repeatable).
+    #[arg(long, value_name = "COL")]
+    pub ignore: Vec<String>,
+    /// Where to write model.json, report.json and report.html (created if
+    /// missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The newest fraction of rows held out for the final evaluation.
+    #[arg(long, value_name = "F", default_value_t = 0.2)]
+    pub holdout: f64,
+    /// The fraction of the rows before the holdout (the newest of them) that
+    /// chooses the L2 strength.
+    #[arg(long, value_name = "F", default_value_t = 0.2)]
+    pub validation: f64,
+    /// Oversample positive rows to about as many as negatives, then correct
+    /// the intercept (−ln of the ratio) so probabilities stay calibrated.
+    #[arg(long)]
+    pub balance: bool,
+    /// The model version shown in every decision [default:
+    /// trained-YYYYMMDDTHHMM, the time of training in UTC].
+    #[arg(long, value_name = "V")]
+    pub version: Option<String>,
+    /// Most levels of a categorical column with their own feature; the rest
+    /// share the "other" bucket.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub max_levels: usize,
+    /// Fewest rows (before the holdout) a level needs for its own feature.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub min_level_count: usize,
+    /// Replace model.json and the reports if DIR already has them.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// What a finished `nudge train` wrote.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// The artifact's path.
+    pub model: PathBuf,
+    /// The HTML report's path.
+    pub report: PathBuf,
+    /// The artifact's version.
+    pub version: String,
+    /// Its number of features.
+    pub features: usize,
+    /// Holdout AUC.
+    pub auc: f64,
+    /// Holdout log loss.
+    pub log_loss: f64,
+    /// Holdout expected calibration error.
+    pub calibration_error: f64,
+}
+
+impl std::fmt::Display for TrainSummary {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "wrote {} (version {}, {} features): holdout auc {:.4}, log loss {:.4}, calibration error {:.4}; report in {}",
+            self.model.display(),
+            self.version,
+            self.features,
+            self.auc,
+            self.log_loss,
+            self.calibration_error,
+            self.report.display()
+        )
+    }
+}
+
+/// Runs `nudge train`: reads the CSV, trains, writes the outputs; progress
+/// lines go to stderr.
+pub fn train(args: &TrainArgs) -> anyhow::Result<TrainSummary> {
+    // Before the long part: a directory that cannot take the outputs fails now.
+    artifact::prepare_dir(&args.out, args.force)?;
+    let mut progress = |event: &Event| eprintln!("nudge train: {event}");
+    let csv = CsvOptions {
+        label: args.label.clone(),
+        id: args.id.clone(),
+        time: args.time.clone(),
+        action: args.action.clone(),
+        ignore: args.ignore.clone(),
+        max_levels: args.max_levels,
+        min_level_count: args.min_level_count,
+        holdout: args.holdout,
+    };
+    let started = Instant::now();
+    let dataset = nudge_training::csv::read_path(&args.csv, &csv, &mut progress)?;
+    let read_ms = started.elapsed().as_secs_f64() * 1e3;
+    let options = TrainOptions {
+        holdout: args.holdout,
+        validation: args.validation,
+        balance: args.balance,
+        version: args.version.clone(),
+        ..TrainOptions::new(Utc::now())
+    };
+    let mut trained = nudge_training::train(&dataset, &options, &mut progress)?;
+    trained.report.timings_ms.read = read_ms;
+    artifact::write_outputs(&args.out, &trained)
+        .with_context(|| format!("cannot write the outputs into {}", args.out.display()))?;
+    let report = &trained.report;
+    let summary = TrainSummary {
+        model: args.out.join(MODEL_FILE),
+        report: args.out.join(REPORT_HTML),
+        version: trained.artifact.version.clone(),
+        features: trained.artifact.features.len(),
+        auc: report.auc,
+        log_loss: report.log_loss,
+        calibration_error: report.calibration_error,
+    };
+    debug_assert!(args.out.join(REPORT_JSON).exists());
+    Ok(summary)
+}

@@ -1,0 +1,120 @@
+//! Progress of a long run, reported to a [`Progress`] the caller chooses:
+//! the command line prints each event on stderr; tests and library users may
+//! collect or ignore them. Library code never prints.
+
+use std::fmt;
+use std::time::Duration;
+
+/// One step of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Rows read so far (every 100,000 rows, and once at the end).
+    RowsRead {
+        /// Rows read.
+        rows: u64,
+    },
+    /// The rows were split in time order.
+    Split {
+        /// Training rows.
+        train: usize,
+        /// Validation rows.
+        validation: usize,
+        /// Holdout rows.
+        holdout: usize,
+        /// Features per row.
+        features: usize,
+    },
+    /// One L2 strength of the grid was fitted on the training rows and
+    /// measured on the validation rows.
+    GridPoint {
+        /// Its position in the grid, from 1.
+        position: usize,
+        /// How many strengths the grid has.
+        of: usize,
+        /// The L2 strength per row.
+        alpha: f64,
+        /// Validation AUC.
+        auc: f64,
+        /// Validation log loss.
+        log_loss: f64,
+        /// Time to fit.
+        elapsed: Duration,
+    },
+    /// The final model was fitted on training and validation rows.
+    Fitted {
+        /// The chosen L2 strength.
+        alpha: f64,
+        /// Rows fitted (after oversampling, with `--balance`).
+        rows: usize,
+        /// Time to fit.
+        elapsed: Duration,
+    },
+    /// The holdout was scored through the artifact.
+    Evaluated {
+        /// Holdout AUC.
+        auc: f64,
+        /// Holdout log loss.
+        log_loss: f64,
+    },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::RowsRead { rows } => write!(formatter, "read {rows} rows"),
+            Event::Split {
+                train,
+                validation,
+                holdout,
+                features,
+            } => write!(
+                formatter,
+                "split in time order: {train} training, {validation} validation, {holdout} holdout rows; {features} features"
+            ),
+            Event::GridPoint {
+                position,
+                of,
+                alpha,
+                auc,
+                log_loss,
+                elapsed,
+            } => write!(
+                formatter,
+                "fit {position}/{of}: alpha {alpha}: validation auc {auc:.4}, log loss {log_loss:.4} ({:.2} s)",
+                elapsed.as_secs_f64()
+            ),
+            Event::Fitted {
+                alpha,
+                rows,
+                elapsed,
+            } => write!(
+                formatter,
+                "final fit: alpha {alpha} on {rows} rows ({:.2} s)",
+                elapsed.as_secs_f64()
+            ),
+            Event::Evaluated { auc, log_loss } => {
+                write!(formatter, "holdout: auc {auc:.4}, log loss {log_loss:.4}")
+            }
+        }
+    }
+}
+
+/// Receives progress events.
+pub trait Progress {
+    /// Called once per event, in order.
+    fn report(&mut self, event: &Event);
+}
+
+impl<F: FnMut(&Event)> Progress for F {
+    fn report(&mut self, event: &Event) {
+        self(event);
+    }
+}
+
+/// Ignores every event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn report(&mut self, _event: &Event) {}
+}
