@@ -7,6 +7,7 @@ mod common;
 use common::{TempDir, run};
 use std::fmt::Write as _;
 use std::fs;
+use std::path::Path;
 
 /// 200 rows: `plan` (categorical), `tenure` (numeric), `converted`.
 fn rows() -> String {
@@ -118,5 +119,7 @@ fn train_refuses_bad_input_naming_line_and_column() {
             "{}",
             output.describe()
         );
+        // Nothing changed: not even the output directory was created.
+        assert!(!Path::new(out).exists(), "{}", output.describe());
     }
 }

@@ -59,15 +59,21 @@ fn outputs(dir: &Path) -> [(&'static str, PathBuf); 3] {
     [MODEL_FILE, REPORT_JSON, REPORT_HTML].map(|file| (file, dir.join(file)))
 }
 
-/// Creates `dir` if needed, and refuses one that already holds a model or
-/// report unless `force`. Call before training, so a long run does not end
-/// in this error.
+/// Refuses a `dir` that already holds a model or report unless `force`, or
+/// that is not a directory. Call before training, so a long run does not end
+/// in this error; it creates nothing, so a run that fails on bad input leaves
+/// no trace ([`write_outputs`] creates the directory).
 pub fn prepare_dir(dir: &Path, force: bool) -> Result<(), Error> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        action: "cannot create",
-        path: dir.to_owned(),
-        source,
-    })?;
+    if !dir.exists() {
+        return Ok(());
+    }
+    if !dir.is_dir() {
+        return Err(Error::Io {
+            action: "cannot write the outputs into",
+            path: dir.to_owned(),
+            source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+        });
+    }
     if !force && let Some((file, _)) = outputs(dir).into_iter().find(|(_, path)| path.exists()) {
         return Err(Error::WouldOverwrite {
             dir: dir.to_owned(),
@@ -104,14 +110,19 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     })
 }
 
-/// Writes the artifact and both reports into `dir` (see [`prepare_dir`]):
-/// everything is rendered first, then each file is written atomically, the
-/// model last.
+/// Writes the artifact and both reports into `dir`, created if needed (see
+/// [`prepare_dir`]): everything is rendered first, then each file is written
+/// atomically, the model last.
 pub fn write_outputs(dir: &Path, trained: &crate::Trained) -> Result<(), Error> {
     let mut model = serde_json::to_string_pretty(&trained.artifact)?;
     model.push('\n');
     let json = crate::report::to_json(&trained.report)?;
     let html = crate::report::to_html(&trained.report)?;
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        action: "cannot create",
+        path: dir.to_owned(),
+        source,
+    })?;
     write_atomically(&dir.join(REPORT_JSON), json.as_bytes())?;
     write_atomically(&dir.join(REPORT_HTML), html.as_bytes())?;
     write_atomically(&dir.join(MODEL_FILE), model.as_bytes())
