@@ -18,6 +18,9 @@
 //! - [`fit`]: one linfa fit: L2, class balance, the positive-class sign trap.
 //! - [`mod@train`]: the run: grid, final fit, artifact, evaluation, report.
 //! - [`metrics`]: AUC, log loss, calibration, ROC, gain and lift.
+//! - [`ope`]: off-policy evaluation of a target policy on logged decisions:
+//!   IPS, SNIPS, doubly robust, weight diagnostics and bootstrap intervals,
+//!   refusing logs that would mislead.
 //! - [`report`]: `report.json` and the self-contained `report.html`.
 //! - [`artifact`]: the artifact, validated by the service's loader, and the
 //!   output directory.
@@ -32,6 +35,7 @@ pub mod dataset;
 mod error;
 pub mod fit;
 pub mod metrics;
+pub mod ope;
 pub mod progress;
 pub mod report;
 pub mod scaling;
