@@ -10,8 +10,10 @@
 //! - [`customer`]: one customer's whole state and every change to it.
 //! - [`delta`]: the small change between two states of one customer, and
 //!   applying it (what a store journals instead of the whole state).
-//! - [`log`]: the decision log's typed records (decisions, outcomes) and the
-//!   join that turns them into training rows.
+//! - [`log`]: the decision log's typed records (decisions, outcomes, applied
+//!   events) and the join that turns them into training rows.
+//! - [`replay`]: a customer's profile as it was at a logged decision,
+//!   rebuilt from the event log (point-in-time features for training).
 //! - [`catalog`]: actions, channels, placements and policy from the TOML file,
 //!   validated with field-and-line errors; CEL rules compiled once.
 //! - [`features`]: feature specs and extraction (the same code at training time).
@@ -38,6 +40,7 @@ pub mod log;
 pub mod model;
 pub mod pipeline;
 pub mod profile;
+pub mod replay;
 mod rule_vars;
 pub mod small_map;
 pub mod synthetic;

@@ -12,8 +12,11 @@
 use crate::catalog::Catalog;
 use crate::ledger::OutcomeKind;
 use crate::pipeline::{Decision, FallbackReason};
+use crate::profile::{ChannelEngagement, Event, Profile};
 use crate::time::Timestamp;
+use crate::value::AttrValue;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// One served action, as logged.
@@ -95,10 +98,69 @@ pub struct DecisionRecord {
     pub fallback: Option<FallbackReason>,
     /// The served actions, best first.
     pub served: Vec<ServedRecord>,
+    /// The request context the decision saw (what `ctx(...)` features read).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub context: BTreeMap<String, AttrValue>,
+    /// The actions that passed the hard filters and competed for the first
+    /// slot, best first under the logging policy: the choices a policy being
+    /// evaluated off-line had. Empty in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eligible: Vec<String>,
+    /// How many events the customer's profile had applied when it was
+    /// decided ([`Profile::events_applied`]): a replay of the event log
+    /// applies exactly the events numbered up to it. `None` in records
+    /// written before the event log was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_applied: Option<u64>,
+    /// The customer's engagement per channel when it was decided, as
+    /// [`EngagementCounts`]: counts the service's own serves and the reported
+    /// outcomes made, which a replay of the event log cannot rebuild.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub engagement: BTreeMap<String, EngagementCounts>,
+}
+
+/// One channel's engagement as logged: sends, impressions, clicks,
+/// conversions, dismisses, failures (a fixed order keeps the record small).
+pub type EngagementCounts = [u32; 6];
+
+/// The logged form of a channel's engagement.
+pub fn engagement_counts(engagement: &ChannelEngagement) -> EngagementCounts {
+    [
+        engagement.sends,
+        engagement.impressions,
+        engagement.clicks,
+        engagement.conversions,
+        engagement.dismisses,
+        engagement.failures,
+    ]
+}
+
+/// A channel's engagement from its logged form.
+pub fn engagement_from_counts(counts: EngagementCounts) -> ChannelEngagement {
+    let [sends, impressions, clicks, conversions, dismisses, failures] = counts;
+    ChannelEngagement {
+        sends,
+        impressions,
+        clicks,
+        conversions,
+        dismisses,
+        failures,
+    }
+}
+
+/// What a decision was made for, besides the pipeline's answer: the
+/// customer's profile before it was recorded and the request context.
+#[derive(Debug, Clone, Copy)]
+pub struct DecidedFor<'a> {
+    /// The customer's profile as the pipeline read it.
+    pub profile: &'a Profile,
+    /// The request context.
+    pub context: &'a BTreeMap<String, AttrValue>,
 }
 
 impl DecisionRecord {
     /// The log record of `decision`, made for `customer_id` at `at`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         decision_id: &str,
         customer_id: &str,
@@ -107,7 +169,24 @@ impl DecisionRecord {
         catalog: &Catalog,
         variant: &str,
         decision: &Decision,
+        decided_for: DecidedFor<'_>,
     ) -> Self {
+        // Everything that reached the slot-1 pool was served or left it
+        // with a priority (ranked below the limit, capped or of a served
+        // category after a pick, out of budget); hard-filtered candidates
+        // have none.
+        let eligible = decision
+            .served
+            .iter()
+            .map(|served| served.action_id.clone())
+            .chain(
+                decision
+                    .filtered
+                    .iter()
+                    .filter(|filtered| filtered.score.is_some())
+                    .map(|filtered| filtered.action_id.to_string()),
+            )
+            .collect();
         Self {
             decision_id: decision_id.to_owned(),
             customer_id: customer_id.to_owned(),
@@ -117,6 +196,15 @@ impl DecisionRecord {
             model_version: decision.model_version.clone(),
             variant: variant.to_owned(),
             fallback: decision.fallback,
+            context: decided_for.context.clone(),
+            eligible,
+            events_applied: Some(decided_for.profile.events_applied()),
+            engagement: decided_for
+                .profile
+                .engagement
+                .iter()
+                .map(|(channel, engagement)| (channel.to_owned(), engagement_counts(engagement)))
+                .collect(),
             served: decision
                 .served
                 .iter()
@@ -154,6 +242,23 @@ pub struct OutcomeRecord {
     pub reward: Option<f64>,
 }
 
+/// One applied event, as logged: what a replay of the customer's profile
+/// applies, in `ordinal` order, each at its `received_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// The customer.
+    pub customer_id: String,
+    /// Its number among the customer's applied events, from 1
+    /// ([`Profile::events_applied`] once it was applied).
+    pub ordinal: u64,
+    /// When the service applied it: the time its counters were kept
+    /// against (an event older than the counter horizon then counts in no
+    /// window).
+    pub received_at: Timestamp,
+    /// The event.
+    pub event: Event,
+}
+
 /// An entry for the decision log.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogEntry {
@@ -167,6 +272,8 @@ pub enum LogEntry {
     },
     /// An outcome.
     Outcome(OutcomeRecord),
+    /// An applied event (the event log, kept for point-in-time replay).
+    Event(EventRecord),
 }
 
 /// A decision joined with its outcomes: what an export holds and training
@@ -179,6 +286,19 @@ pub struct LoggedDecision {
     pub feature_names: Vec<String>,
     /// Its outcomes, in the order they happened.
     pub outcomes: Vec<OutcomeRecord>,
+}
+
+/// A logged decision with each served action's outcomes joined: what the
+/// Parquet export holds of one decision, and what training reads back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinedDecision {
+    /// The decision.
+    pub record: DecisionRecord,
+    /// The feature specs of its model (empty for a fallback).
+    pub feature_names: Vec<String>,
+    /// The outcomes of each served action, in the order of
+    /// [`DecisionRecord::served`].
+    pub outcomes: Vec<JoinedOutcomes>,
 }
 
 /// The outcomes reported for one served action, one field per kind.
@@ -307,6 +427,10 @@ mod tests {
                 variant: "default".to_owned(),
                 fallback: None,
                 served: vec![served("a", 1), served("b", 2)],
+                context: BTreeMap::new(),
+                eligible: vec!["a".to_owned(), "b".to_owned()],
+                events_applied: Some(0),
+                engagement: BTreeMap::new(),
             },
             feature_names: vec!["f1".to_owned(), "f2".to_owned()],
             outcomes,

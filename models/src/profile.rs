@@ -238,6 +238,14 @@ impl Profile {
         }
     }
 
+    /// Events applied so far over the customer's life (duplicates are not
+    /// applied): the ordinal of the next event is this plus one. The event
+    /// log numbers each event by it and a decision records it, so a replay
+    /// knows exactly which events its profile had seen.
+    pub fn events_applied(&self) -> u64 {
+        self.events.iter().map(|(_, stats)| stats.total).sum()
+    }
+
     /// An attribute's value.
     pub fn attribute(&self, name: &str) -> Option<&AttrValue> {
         self.attributes.get(name).map(|attribute| &attribute.value)

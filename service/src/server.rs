@@ -217,7 +217,7 @@ async fn sweep_idle(engine: Arc<Engine>) {
     .await;
 }
 
-/// Deletes decision-log entries older than `storage.decision_retention_days`
+/// Deletes decision- and event-log entries older than `storage.decision_retention_days`
 /// every `storage.compaction_interval_secs`.
 async fn apply_retention(engine: Arc<Engine>) {
     let interval = seconds(engine.shared().config.storage.compaction_interval_secs);
@@ -227,8 +227,12 @@ async fn apply_retention(engine: Arc<Engine>) {
         interval,
         move || async move {
             match engine.apply_retention().await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, "decision log retention applied"),
+                Ok(deleted) if deleted.decisions == 0 && deleted.events == 0 => {}
+                Ok(deleted) => tracing::info!(
+                    decisions = deleted.decisions,
+                    events = deleted.events,
+                    "decision and event log retention applied"
+                ),
                 Err(error) => tracing::warn!(%error, "decision log retention not applied"),
             }
         },

@@ -185,6 +185,7 @@ async fn export_writes_logged_decisions_with_outcomes_as_parquet() {
         since: None,
         until: None,
         format: None,
+        events: false,
     };
     let summary = export_decisions(&args, &options)
         .await
@@ -277,6 +278,7 @@ async fn export_writes_logged_decisions_with_outcomes_as_parquet() {
         since: Some(TimeBound::At(at(decisions[1].1))),
         until: Some(TimeBound::At(at(decisions[2].1))),
         format: None,
+        events: false,
     };
     let summary = export_decisions(&later, &options)
         .await

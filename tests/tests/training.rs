@@ -76,8 +76,12 @@ async fn a_trained_model_is_reloaded_and_scores_the_next_decision() {
 
     let summary = tokio::task::spawn_blocking({
         let args = TrainArgs {
-            csv,
-            label: "converted".to_owned(),
+            csv: Some(csv),
+            log: None,
+            events: None,
+            features: Vec::new(),
+            catalog: None,
+            label: Some("converted".to_owned()),
             id: Some("customer".to_owned()),
             time: None,
             action: None,

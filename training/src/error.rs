@@ -85,6 +85,14 @@ pub enum Error {
         /// Why it cannot be used, e.g. `is not a finite number`.
         reason: String,
     },
+    /// A decision log export gives nothing to train on.
+    #[error("{file}: {reason}")]
+    Log {
+        /// The export's name.
+        file: String,
+        /// What is missing.
+        reason: String,
+    },
     /// No column is left to be a feature.
     #[error("{file}: no feature column (every column is the label, id, time, action or ignored)")]
     NoFeatures {

@@ -13,6 +13,8 @@
 //! - [`csv`]: a CSV of customer attributes → a dataset (column typing,
 //!   one-hot with an "other" bucket, per-action bias), every bad cell an
 //!   error with its line and column.
+//! - [`log`]: the decision log's served actions → a dataset, with the
+//!   features as logged or replayed from the event log (point in time).
 //! - [`split`]: the time-ordered training / validation / holdout split.
 //! - [`scaling`]: standardization, folded back into raw-space weights.
 //! - [`fit`]: one linfa fit: L2, class balance, the positive-class sign trap.
@@ -34,6 +36,7 @@ pub mod csv;
 pub mod dataset;
 mod error;
 pub mod fit;
+pub mod log;
 pub mod metrics;
 pub mod ope;
 pub mod progress;

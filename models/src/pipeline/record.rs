@@ -9,7 +9,7 @@ use crate::Error;
 use crate::catalog::Catalog;
 use crate::customer::CustomerState;
 use crate::ledger::Contact;
-use crate::log::{DecisionRecord, LogEntry};
+use crate::log::{DecidedFor, DecisionRecord, LogEntry};
 use crate::time::Timestamp;
 
 /// Who a recorded decision is logged as.
@@ -109,17 +109,12 @@ pub fn decide_and_record(
             budget_taken,
         }));
     };
-    record(
-        state,
-        record_as.decision_id,
-        &decision,
-        env.catalog,
-        request.now,
-    );
     let feature_names = env
         .model
         .filter(|_| decision.model_version.is_some())
         .map(crate::model::Model::feature_names);
+    // The record keeps the profile as the pipeline read it: before this
+    // decision's serves count on their channels.
     let log = LogEntry::Decision {
         record: DecisionRecord::new(
             record_as.decision_id,
@@ -129,9 +124,20 @@ pub fn decide_and_record(
             env.catalog,
             record_as.variant,
             &decision,
+            DecidedFor {
+                profile: &state.profile,
+                context: request.context,
+            },
         ),
         feature_names,
     };
+    record(
+        state,
+        record_as.decision_id,
+        &decision,
+        env.catalog,
+        request.now,
+    );
     Ok(Some(Recorded {
         decision,
         log: Some(log),

@@ -10,7 +10,9 @@
 use crate::error::{BudgetedCall, ServiceError, Stage};
 use crate::requests::{Deadline, DecideInput, DecideReply};
 use crate::shared::Shared;
-use crate::store::{BudgetChange, Commit, LogEntry, OutcomeRecord, StateChange, StoreError};
+use crate::store::{
+    BudgetChange, Commit, EventRecord, LogEntry, OutcomeRecord, StateChange, StoreError,
+};
 use actix::prelude::*;
 use nudge_models::customer::{
     ConsentState, CustomerState, OutcomeResult, SuppressionReason, TrackResult,
@@ -338,12 +340,24 @@ impl Handler<Track> for CustomerActor {
         self.check_writable()?;
         let catalog = self.shared.catalog.load();
         let before = self.state.clone();
+        let mut ordinal = before.profile.events_applied();
+        let mut log = Vec::new();
         let results = message
             .events
             .iter()
             .map(|event| {
                 let result = self.state.track(event, now);
                 self.shared.record_event(&catalog, &event.name, result);
+                if result == TrackResult::Applied {
+                    // The event log, for point-in-time replay.
+                    ordinal += 1;
+                    log.push(LogEntry::Event(EventRecord {
+                        customer_id: self.customer_id.to_string(),
+                        ordinal,
+                        received_at: now,
+                        event: event.clone(),
+                    }));
+                }
                 result
             })
             .collect();
@@ -351,7 +365,7 @@ impl Handler<Track> for CustomerActor {
         // queued, and an acknowledgement promises durability.
         Ok(Durable {
             value: results,
-            commit: self.persist(&before, Vec::new(), Vec::new()),
+            commit: self.persist(&before, log, Vec::new()),
         })
     }
 }

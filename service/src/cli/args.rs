@@ -281,6 +281,12 @@ pub struct ExportArgs {
     /// or a copy of one) instead of asking the running server.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Export the event log instead: every applied event, customer by
+    /// customer, numbered from 1 (--since/--until bound the time each was
+    /// applied). `nudge train --events` replays it for point-in-time
+    /// features.
+    #[arg(long)]
+    pub events: bool,
 }
 
 impl ExportArgs {
@@ -517,6 +523,7 @@ mod tests {
             since: Some(parse_time_bound("7d").expect("an age")),
             until: Some(parse_time_bound("2026-11-08").expect("a date")),
             format: None,
+            events: false,
         };
         let request = args.request(now).expect("a valid range");
         assert_eq!(request.since.map(|t| t.seconds), Some(1_793_491_200));

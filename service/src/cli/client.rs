@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use nudge_proto::v1::{
-    DecideRequest, DecideResponse, Event, ExportDecisionsRequest, ForgetRequest, ForgetResponse,
-    GetProfileRequest, LoggedDecision, Profile, ReloadCatalogRequest, ReloadCatalogResponse,
-    ReportOutcomeRequest, ReportOutcomeResponse, SetConsentRequest, SetConsentResponse,
-    StatsRequest, StatsResponse, SuppressRequest, SuppressResponse, TrackResponse,
-    UnsuppressRequest, admin_client::AdminClient, decisions_client::DecisionsClient,
-    events_client::EventsClient, profiles_client::ProfilesClient,
+    DecideRequest, DecideResponse, Event, ExportDecisionsRequest, ExportEventsRequest,
+    ForgetRequest, ForgetResponse, GetProfileRequest, LoggedDecision, LoggedEvent, Profile,
+    ReloadCatalogRequest, ReloadCatalogResponse, ReportOutcomeRequest, ReportOutcomeResponse,
+    SetConsentRequest, SetConsentResponse, StatsRequest, StatsResponse, SuppressRequest,
+    SuppressResponse, TrackResponse, UnsuppressRequest, admin_client::AdminClient,
+    decisions_client::DecisionsClient, events_client::EventsClient,
+    profiles_client::ProfilesClient,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::{Interceptor, interceptor::InterceptedService};
@@ -187,6 +188,7 @@ rpc! {
     ReloadCatalogRequest => ReloadCatalogResponse: AdminClient::reload_catalog;
     StatsRequest => StatsResponse: AdminClient::stats;
     ExportDecisionsRequest => tonic::Streaming<LoggedDecision>: AdminClient::export_decisions;
+    ExportEventsRequest => tonic::Streaming<LoggedEvent>: AdminClient::export_events;
 }
 
 /// Sends `request` over `connection`; a refusal reads `server said CODE:

@@ -279,6 +279,13 @@ pub fn forget(request: &ForgetRequest, r: &ForgetResponse) -> Json {
 
 /// The file an export wrote, its format, and how much it holds.
 pub fn export(summary: &ExportSummary) -> Json {
+    if let Some(events) = summary.events {
+        return json!({
+            "file": summary.path.display().to_string(),
+            "format": summary.format.name(),
+            "events": events,
+        });
+    }
     json!({
         "file": summary.path.display().to_string(),
         "format": summary.format.name(),
@@ -506,6 +513,7 @@ mod tests {
             path: "out/d.parquet".into(),
             format: super::super::export::ExportFormat::Parquet,
             decisions: 2,
+            events: None,
             rows: 5,
         });
         assert_eq!(

@@ -25,7 +25,7 @@
 
 mod args;
 mod client;
-mod export;
+pub mod export;
 mod json;
 mod names;
 mod output;
@@ -237,10 +237,21 @@ pub async fn export_decisions(
     options: &ClientArgs,
 ) -> anyhow::Result<ExportSummary> {
     let request = args.request(chrono::Utc::now())?;
+    if args.events {
+        let writer = export::ExportWriter::create_events(&args.out, args.format())?;
+        if let Some(data_dir) = &args.data_dir {
+            return export_offline(data_dir, request, writer, true).await;
+        }
+        let request = nudge_proto::v1::ExportEventsRequest {
+            since: request.since,
+            until: request.until,
+        };
+        return export::write_event_stream(client::ask(options, request).await?, writer).await;
+    }
     // Before connecting, so a bad path is reported before the server works.
     let writer = export::ExportWriter::create(&args.out, args.format())?;
     if let Some(data_dir) = &args.data_dir {
-        return export_offline(data_dir, request, writer).await;
+        return export_offline(data_dir, request, writer, false).await;
     }
     export::write_stream(client::ask(options, request).await?, writer).await
 }
@@ -252,6 +263,7 @@ async fn export_offline(
     data_dir: &std::path::Path,
     request: nudge_proto::v1::ExportDecisionsRequest,
     writer: export::ExportWriter,
+    events: bool,
 ) -> anyhow::Result<ExportSummary> {
     use crate::store::{DecisionLog as _, RedbStore, StoreOptions};
     use anyhow::Context as _;
@@ -265,6 +277,23 @@ async fn export_offline(
     }
     let store = RedbStore::open(data_dir, StoreOptions::default())
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    if events {
+        let (sender, receiver) = tokio::sync::mpsc::channel(256);
+        let reader = tokio::task::spawn_blocking(move || {
+            let result =
+                store.export_events(range, &mut |event| sender.blocking_send(Ok(event)).is_ok());
+            if let Err(error) = result {
+                let _ = sender.blocking_send(Err(anyhow::Error::from(error)));
+            }
+        });
+        let summary = export::write_events(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+            writer,
+        )
+        .await;
+        reader.await.context("the store reader failed")?;
+        return summary;
+    }
     let (sender, receiver) = tokio::sync::mpsc::channel(256);
     let reader = tokio::task::spawn_blocking(move || {
         let result = store.export(range, &mut |decision| {

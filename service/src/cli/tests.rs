@@ -250,6 +250,7 @@ async fn an_export_to_an_unreachable_server_leaves_no_file() {
         since: None,
         until: None,
         format: None,
+        events: false,
     };
     let err = export_decisions(&args, &options)
         .await

@@ -1,14 +1,18 @@
-//! `nudge train --csv`: fit a logistic model on a CSV of customer rows and
-//! write the `nudge.logistic/v1` artifact and its evaluation report, with
-//! progress on stderr. The work is `nudge_training`'s; this is its command
-//! line.
+//! `nudge train`: fit a logistic model on a CSV of customer rows (`--csv`)
+//! or on the decision log (`--log`, a `nudge export` Parquet file, with
+//! `--events` for point-in-time replay) and write the `nudge.logistic/v1`
+//! artifact and its evaluation report, with progress on stderr. The work is
+//! `nudge_training`'s; this is its command line.
 
 use anyhow::Context as _;
 use chrono::Utc;
+use nudge_models::catalog::Catalog;
+use nudge_models::features::FeatureSet;
 use nudge_training::artifact::{self, MODEL_FILE, REPORT_HTML, REPORT_JSON};
 use nudge_training::csv::CsvOptions;
+use nudge_training::log::Features;
 use nudge_training::{Event, TrainOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Arguments of `nudge train`.
@@ -29,15 +33,36 @@ data is (no reweighting) unless --balance.
 
 DIR receives model.json (load it with `nudge serve --model DIR/model.json`, or reload it), \
 report.json (holdout auc, log_loss, calibration_error, ...) and report.html.")]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["csv", "log"])))]
 pub struct TrainArgs {
     /// The CSV file: a header line, then one row per customer (or per
     /// customer and action). Bad rows are errors naming line and column,
     /// never skipped.
     #[arg(long, value_name = "FILE")]
-    pub csv: PathBuf,
-    /// The outcome column: 0/1, true/false or yes/no.
-    #[arg(long, value_name = "COL")]
-    pub label: String,
+    pub csv: Option<PathBuf>,
+    /// A decision log export (`nudge export --out FILE.parquet`): one row
+    /// per served action, labelled by whether it converted. Without
+    /// --events the features are the values the serving model logged (the
+    /// newest model's specs).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// An event log export (`nudge export --events`) to replay: each
+    /// customer's profile is rebuilt as it was at each decision and the
+    /// features (--feature, else the newest logged model's) computed from
+    /// it, checked against the logged values where the specs match.
+    #[arg(long, value_name = "FILE", requires = "log")]
+    pub events: Option<PathBuf>,
+    /// A feature spec to train on, e.g. count(login,7d) or
+    /// category(upsell)*is(plan,pro) (repeatable; needs --events).
+    #[arg(long = "feature", value_name = "SPEC", requires = "events")]
+    pub features: Vec<String>,
+    /// The catalog whose actions replayed action terms read [default: the
+    /// embedded demo catalog].
+    #[arg(long, value_name = "FILE", requires = "events")]
+    pub catalog: Option<PathBuf>,
+    /// The outcome column of a CSV: 0/1, true/false or yes/no.
+    #[arg(long, value_name = "COL", required_unless_present = "log")]
+    pub label: Option<String>,
     /// A row id column (not a feature).
     #[arg(long, value_name = "COL")]
     pub id: Option<String>,
@@ -120,24 +145,96 @@ impl std::fmt::Display for TrainSummary {
     }
 }
 
-/// Runs `nudge train`: reads the CSV, trains, writes the outputs; progress
+/// The training rows of a decision log export, with features as logged or
+/// replayed from `--events`.
+fn read_log(log: &Path, args: &TrainArgs) -> anyhow::Result<nudge_training::Dataset> {
+    let decisions = super::export::read::decisions(log)?;
+    let source = log.file_name().map_or_else(
+        || log.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    let (dataset, summary) = match &args.events {
+        None => nudge_training::log::dataset(&source, &decisions, Features::Logged)?,
+        Some(events) => {
+            let events = super::export::read::events(events)?;
+            let catalog = match &args.catalog {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    Catalog::from_toml(&text)
+                        .map_err(|problems| anyhow::anyhow!("{}: {problems}", path.display()))?
+                }
+                None => Catalog::from_toml(nudge_models::demo::CATALOG_TOML)
+                    .map_err(|problems| anyhow::anyhow!("the demo catalog: {problems}"))?,
+            };
+            let specs = if args.features.is_empty() {
+                decisions
+                    .iter()
+                    .rev()
+                    .find(|decision| !decision.feature_names.is_empty())
+                    .map(|decision| decision.feature_names.clone())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{source}: no decision was scored by a model; name the features to compute with --feature"
+                        )
+                    })?
+            } else {
+                args.features.clone()
+            };
+            let features = FeatureSet::parse(&specs)?;
+            nudge_training::log::dataset(
+                &source,
+                &decisions,
+                Features::Replayed {
+                    features: &features,
+                    events: &events,
+                    catalog: &catalog,
+                },
+            )?
+        }
+    };
+    eprintln!(
+        "nudge train: {} decisions → {} rows ({} fallback, {} other features, {} not replayable, {} unknown actions left out); replay check: {} of {} rows differ{}",
+        summary.decisions,
+        summary.rows,
+        summary.skipped_fallback,
+        summary.skipped_other_features,
+        summary.skipped_unreplayable,
+        summary.skipped_unknown_action,
+        summary.replay_mismatches,
+        summary.replay_checked,
+        summary
+            .unreplayable_reason
+            .map(|reason| format!("; first not replayable: {reason}"))
+            .unwrap_or_default()
+    );
+    Ok(dataset)
+}
+
+/// Runs `nudge train`: reads the CSV or the log, trains, writes the outputs; progress
 /// lines go to stderr.
 pub fn train(args: &TrainArgs) -> anyhow::Result<TrainSummary> {
     // Before the long part: a directory that cannot take the outputs fails now.
     artifact::prepare_dir(&args.out, args.force)?;
     let mut progress = |event: &Event| eprintln!("nudge train: {event}");
-    let csv = CsvOptions {
-        label: args.label.clone(),
-        id: args.id.clone(),
-        time: args.time.clone(),
-        action: args.action.clone(),
-        ignore: args.ignore.clone(),
-        max_levels: args.max_levels,
-        min_level_count: args.min_level_count,
-        holdout: args.holdout,
-    };
     let started = Instant::now();
-    let dataset = nudge_training::csv::read_path(&args.csv, &csv, &mut progress)?;
+    let dataset = match (&args.csv, &args.log) {
+        (Some(csv), _) => {
+            let options = CsvOptions {
+                label: args.label.clone().unwrap_or_default(),
+                id: args.id.clone(),
+                time: args.time.clone(),
+                action: args.action.clone(),
+                ignore: args.ignore.clone(),
+                max_levels: args.max_levels,
+                min_level_count: args.min_level_count,
+                holdout: args.holdout,
+            };
+            nudge_training::csv::read_path(csv, &options, &mut progress)?
+        }
+        (None, Some(log)) => read_log(log, args)?,
+        (None, None) => anyhow::bail!("give --csv FILE or --log FILE"),
+    };
     let read_ms = started.elapsed().as_secs_f64() * 1e3;
     let options = TrainOptions {
         holdout: args.holdout,

@@ -1,13 +1,101 @@
-//! The decision log on the wire: export ranges, and logged decisions in both
-//! directions (the server sends them, `nudge export` reads them back).
+//! The decision and event logs on the wire: export ranges, and logged
+//! decisions and events in both directions (the server sends them, `nudge
+//! export` reads them back).
 
 use super::*;
 use crate::error::ServiceError;
-use crate::store::{LoggedDecision, TimeRange};
+use crate::store::{EventRecord, LoggedDecision, TimeRange};
 use nudge_models::ledger::OutcomeKind;
 use nudge_models::log;
 use nudge_models::pipeline::FallbackReason;
+use nudge_models::profile::Event;
 use nudge_proto::v1 as proto;
+
+/// A value as the server exported it: a string, a finite number or a
+/// boolean (the server checked its size when it accepted it).
+fn exported_value(field: &str, value: proto::Value) -> Result<AttrValue, ServiceError> {
+    use proto::value::Kind;
+    match value.kind {
+        Some(Kind::StringValue(text)) => Ok(AttrValue::Str(text)),
+        Some(Kind::NumberValue(number)) if number.is_finite() => Ok(AttrValue::Num(number)),
+        Some(Kind::BoolValue(flag)) => Ok(AttrValue::Bool(flag)),
+        _ => Err(ServiceError::invalid(
+            field,
+            "is not a string, finite number or boolean",
+        )),
+    }
+}
+
+/// A map of exported values.
+fn exported_values(
+    field: &str,
+    map: HashMap<String, proto::Value>,
+) -> Result<BTreeMap<String, AttrValue>, ServiceError> {
+    map.into_iter()
+        .map(|(key, value)| {
+            let value = exported_value(&format!("{field}['{key}']"), value)?;
+            Ok((key, value))
+        })
+        .collect()
+}
+
+/// A map of values on the wire.
+fn values_to_proto(values: &BTreeMap<String, AttrValue>) -> HashMap<String, proto::Value> {
+    values
+        .iter()
+        .map(|(key, value)| (key.clone(), value_to_proto(value)))
+        .collect()
+}
+
+/// The wire form of a logged event.
+pub fn logged_event(record: EventRecord) -> proto::LoggedEvent {
+    let EventRecord {
+        customer_id,
+        ordinal,
+        received_at,
+        event,
+    } = record;
+    proto::LoggedEvent {
+        ordinal,
+        received_at: Some(to_proto_timestamp(received_at)),
+        event: Some(proto::Event {
+            customer_id,
+            properties: values_to_proto(&event.properties),
+            event_id: event.event_id,
+            name: event.name,
+            timestamp: Some(to_proto_timestamp(event.timestamp)),
+        }),
+    }
+}
+
+/// A logged event as the server sent it, back in the domain's types (the
+/// client side of `nudge export --events`).
+pub fn logged_event_from_proto(logged: proto::LoggedEvent) -> Result<EventRecord, ServiceError> {
+    let event = logged
+        .event
+        .ok_or_else(|| ServiceError::invalid("event", "is missing"))?;
+    let received_at = logged
+        .received_at
+        .map(|at| any_timestamp("received_at", at))
+        .transpose()?
+        .ok_or_else(|| ServiceError::invalid("received_at", "is missing"))?;
+    let timestamp = event
+        .timestamp
+        .map(|at| any_timestamp("event.timestamp", at))
+        .transpose()?
+        .ok_or_else(|| ServiceError::invalid("event.timestamp", "is missing"))?;
+    Ok(EventRecord {
+        customer_id: event.customer_id,
+        ordinal: logged.ordinal,
+        received_at,
+        event: Event {
+            event_id: event.event_id,
+            name: event.name,
+            timestamp,
+            properties: exported_values("event.properties", event.properties)?,
+        },
+    })
+}
 
 /// Validates an export request: well-formed bounds, `since` before `until`.
 pub fn export_range(request: proto::ExportDecisionsRequest) -> Result<TimeRange, ServiceError> {
@@ -100,6 +188,26 @@ pub fn logged_decision_from_proto(
                     features: served.features,
                 })
                 .collect(),
+            context: exported_values("context", logged.context)?,
+            eligible: logged.eligible,
+            events_applied: logged.events_applied,
+            engagement: logged
+                .engagement
+                .into_iter()
+                .map(|engagement| {
+                    (
+                        engagement.channel,
+                        [
+                            engagement.sends,
+                            engagement.impressions,
+                            engagement.clicks,
+                            engagement.conversions,
+                            engagement.dismisses,
+                            engagement.failures,
+                        ],
+                    )
+                })
+                .collect(),
         },
         feature_names: logged.feature_names,
         outcomes,
@@ -150,6 +258,25 @@ pub fn logged_decision(logged: LoggedDecision) -> proto::LoggedDecision {
                 has_reward: outcome.reward.is_some(),
             })
             .collect(),
+        context: values_to_proto(&record.context),
+        eligible: record.eligible,
+        events_applied: record.events_applied,
+        engagement: record
+            .engagement
+            .into_iter()
+            .map(|(channel, counts)| {
+                let [sends, impressions, clicks, conversions, dismisses, failures] = counts;
+                proto::LoggedEngagement {
+                    channel,
+                    sends,
+                    impressions,
+                    clicks,
+                    conversions,
+                    dismisses,
+                    failures,
+                }
+            })
+            .collect(),
     }
 }
 
@@ -168,7 +295,7 @@ mod tests {
             .into_iter()
             .map(|kind| match sample_outcome("alice", "d1", 0, kind, 5_000) {
                 log::LogEntry::Outcome(outcome) => outcome,
-                log::LogEntry::Decision { .. } => unreachable!("an outcome entry"),
+                _ => unreachable!("an outcome entry"),
             })
             .collect();
         LoggedDecision {

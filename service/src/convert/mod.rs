@@ -13,7 +13,10 @@ mod log;
 mod requests;
 mod responses;
 
-pub use log::{export_range, logged_decision, logged_decision_from_proto};
+pub use log::{
+    export_range, logged_decision, logged_decision_from_proto, logged_event,
+    logged_event_from_proto,
+};
 pub use requests::{
     consent, decide_input, event, outcome, outcome_to_proto, report_outcome, set_consent, suppress,
     unsuppress,
@@ -82,6 +85,16 @@ pub fn value(field: &str, value: proto::Value, limits: &Limits) -> Result<AttrVa
         )),
         Some(Kind::BoolValue(flag)) => Ok(AttrValue::Bool(flag)),
     }
+}
+
+/// The wire form of a typed value.
+pub fn value_to_proto(value: &AttrValue) -> proto::Value {
+    let kind = match value {
+        AttrValue::Str(text) => proto::value::Kind::StringValue(text.clone()),
+        AttrValue::Num(number) => proto::value::Kind::NumberValue(*number),
+        AttrValue::Bool(flag) => proto::value::Kind::BoolValue(*flag),
+    };
+    proto::Value { kind: Some(kind) }
 }
 
 /// A map of typed values with at most `max_entries` entries.

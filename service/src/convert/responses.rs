@@ -8,7 +8,6 @@ use nudge_models::customer::{ConsentState, CustomerState, SuppressionReason};
 use nudge_models::pipeline::{FallbackReason, FilterReason};
 use nudge_models::profile::Window;
 use nudge_models::time::Timestamp;
-use nudge_models::value::AttrValue;
 use nudge_proto::v1 as proto;
 
 pub(crate) fn consent_to_proto(state: Option<ConsentState>) -> proto::ConsentState {
@@ -174,14 +173,7 @@ pub fn profile(
     let attributes = profile
         .attributes
         .iter()
-        .map(|(name, attribute)| {
-            let kind = match &attribute.value {
-                AttrValue::Str(text) => proto::value::Kind::StringValue(text.clone()),
-                AttrValue::Num(number) => proto::value::Kind::NumberValue(*number),
-                AttrValue::Bool(flag) => proto::value::Kind::BoolValue(*flag),
-            };
-            (name.to_owned(), proto::Value { kind: Some(kind) })
-        })
+        .map(|(name, attribute)| (name.to_owned(), value_to_proto(&attribute.value)))
         .collect();
     let counters = profile
         .events

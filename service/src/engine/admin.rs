@@ -7,7 +7,7 @@ use crate::actors::customer::Snapshot;
 use crate::error::ServiceError;
 use crate::requests::StatsSnapshot;
 use crate::stats::Stats;
-use crate::store::{COMPACTION_CHUNK, LoggedDecision, TimeRange};
+use crate::store::{COMPACTION_CHUNK, Erased, EventRecord, LoggedDecision, TimeRange};
 use nudge_models::catalog::{Catalog, CatalogProblems, CatalogSummary};
 use nudge_models::customer::CustomerState;
 use nudge_models::model::Model;
@@ -26,19 +26,30 @@ impl Engine {
         Ok(self.shared.stores.log.export(range, visit)?)
     }
 
-    /// Deletes decision and outcome log entries older than the retention
-    /// (`storage.decision_retention_days`, 0 keeps everything); returns how
-    /// many decisions were deleted.
-    pub async fn apply_retention(&self) -> Result<u64, ServiceError> {
+    /// Calls `visit` with every logged event applied in `range`, customer
+    /// by customer and each customer's in order, until it returns false.
+    /// Blocking: run it off the async runtime's threads.
+    pub fn export_events_blocking(
+        &self,
+        range: TimeRange,
+        visit: &mut dyn FnMut(EventRecord) -> bool,
+    ) -> Result<u64, ServiceError> {
+        Ok(self.shared.stores.log.export_events(range, visit)?)
+    }
+
+    /// Deletes decision, outcome and event log entries older than the
+    /// retention (`storage.decision_retention_days`, 0 keeps everything);
+    /// returns how many decisions and events were deleted.
+    pub async fn apply_retention(&self) -> Result<Erased, ServiceError> {
         let days = self.shared.config.storage.decision_retention_days;
         if days == 0 {
-            return Ok(0);
+            return Ok(Erased::default());
         }
         let span = nudge_models::time::Span(
             i64::try_from(days.saturating_mul(86_400_000)).unwrap_or(i64::MAX),
         );
         let before = self.shared.clock.now().minus(span);
-        let mut deleted = 0;
+        let mut deleted = Erased::default();
         loop {
             let chunk = self
                 .shared
@@ -46,10 +57,11 @@ impl Engine {
                 .log
                 .compact(before, COMPACTION_CHUNK)
                 .wait()
-                .await?
-                .decisions;
-            deleted += chunk;
-            if chunk < COMPACTION_CHUNK as u64 {
+                .await?;
+            deleted.decisions += chunk.decisions;
+            deleted.outcomes += chunk.outcomes;
+            deleted.events += chunk.events;
+            if chunk.decisions.max(chunk.events) < COMPACTION_CHUNK as u64 {
                 return Ok(deleted);
             }
         }

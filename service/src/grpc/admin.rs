@@ -87,4 +87,30 @@ impl proto::admin_server::Admin for AdminService {
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
+
+    type ExportEventsStream = ReceiverStream<Result<proto::LoggedEvent, Status>>;
+
+    async fn export_events(
+        &self,
+        request: Request<proto::ExportEventsRequest>,
+    ) -> Result<Response<Self::ExportEventsStream>, Status> {
+        let request = request.into_inner();
+        let range = convert::export_range(proto::ExportDecisionsRequest {
+            since: request.since,
+            until: request.until,
+        })?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = engine.export_events_blocking(range, &mut |event| {
+                sender
+                    .blocking_send(Ok(convert::logged_event(event)))
+                    .is_ok()
+            });
+            if let Err(error) = result {
+                let _ = sender.blocking_send(Err(error.into()));
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
 }

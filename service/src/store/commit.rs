@@ -13,6 +13,8 @@ pub struct Erased {
     pub decisions: u64,
     /// Outcome log entries deleted.
     pub outcomes: u64,
+    /// Event log entries deleted.
+    pub events: u64,
 }
 
 impl Erased {
@@ -22,6 +24,7 @@ impl Erased {
             state: self.state || other.state,
             decisions: self.decisions + other.decisions,
             outcomes: self.outcomes + other.outcomes,
+            events: self.events + other.events,
         }
     }
 }
@@ -117,7 +120,8 @@ mod tests {
             Erased {
                 state: true,
                 decisions: 2,
-                outcomes: 3
+                outcomes: 3,
+                events: 0
             }
         );
     }

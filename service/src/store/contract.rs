@@ -11,6 +11,9 @@
 //! - [`decision_log`]: export in decision-time order with outcomes joined in
 //!   the order they happened, time ranges, early stop, feature names per
 //!   model, forget of one customer only, compaction oldest first in chunks;
+//! - [`event_log`]: events exported customer by customer in number order,
+//!   time ranges by the time applied, forget of one customer only,
+//!   compaction by the time applied;
 //! - [`budget_ledger`]: deltas add up, never below zero, queued changes count;
 //! - [`survives_reopen`]: what was acknowledged is there after the store is
 //!   closed and opened again (for durable backends).
@@ -18,14 +21,15 @@
 #![allow(clippy::expect_used)]
 
 use super::{
-    BudgetChange, BudgetLedger, DecisionLog, DecisionRecord, Erased, LogEntry, LoggedDecision,
-    OutcomeRecord, ServedRecord, StateChange, StateStore, Stores, TimeRange,
+    BudgetChange, BudgetLedger, DecisionLog, DecisionRecord, Erased, EventRecord, LogEntry,
+    LoggedDecision, OutcomeRecord, ServedRecord, StateChange, StateStore, Stores, TimeRange,
 };
 use nudge_models::customer::{ConsentState, CustomerState};
 use nudge_models::delta::StateDelta;
 use nudge_models::ledger::OutcomeKind;
 use nudge_models::profile::Event;
 use nudge_models::time::Timestamp;
+use nudge_models::value::AttrValue;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -84,6 +88,13 @@ pub fn sample_decision(customer: &str, decision_id: &str, offset_ms: i64) -> Log
                 selection_probability: 0.9,
                 features: vec![1.0, 2.0],
             }],
+            context: BTreeMap::from([
+                ("page".to_owned(), AttrValue::Str("pricing".to_owned())),
+                ("cart_value".to_owned(), AttrValue::Num(49.5)),
+            ]),
+            eligible: vec!["upsell".to_owned(), "webinar".to_owned()],
+            events_applied: Some(7),
+            engagement: BTreeMap::from([("in_app".to_owned(), [4, 3, 1, 0, 1, 0])]),
         },
         feature_names: Some(Arc::from(vec![
             "bias".to_owned(),
@@ -331,6 +342,110 @@ pub fn decision_log(log: &Arc<dyn DecisionLog>) {
     log.flush().expect("flush");
 }
 
+/// The `ordinal`-th applied event of `customer`, applied at `offset_ms`.
+pub fn sample_event(customer: &str, ordinal: u64, offset_ms: i64) -> LogEntry {
+    LogEntry::Event(EventRecord {
+        customer_id: customer.to_owned(),
+        ordinal,
+        received_at: at(offset_ms),
+        event: Event {
+            event_id: format!("{customer}-{ordinal}"),
+            name: "identify".to_owned(),
+            timestamp: at(offset_ms - 500),
+            properties: BTreeMap::from([
+                ("plan".to_owned(), AttrValue::Str("pro".to_owned())),
+                ("seats".to_owned(), AttrValue::Num(12.0)),
+                ("trial".to_owned(), AttrValue::Bool(false)),
+            ]),
+        },
+    })
+}
+
+fn exported_events(log: &dyn DecisionLog, range: TimeRange) -> Vec<(String, u64)> {
+    let mut events = Vec::new();
+    log.export_events(range, &mut |record| {
+        events.push((record.customer_id, record.ordinal));
+        true
+    })
+    .expect("export events");
+    events
+}
+
+/// The event-log side of the [`DecisionLog`] contract, on an empty log.
+pub fn event_log(log: &Arc<dyn DecisionLog>) {
+    // Appended out of order, from two customers, beside a decision.
+    let commit = log
+        .append(vec![
+            sample_event("bob", 1, 5_000),
+            sample_event("alice", 2, 20_000),
+            sample_decision("alice", "d1", 25_000),
+        ])
+        .and(log.append(vec![
+            sample_event("alice", 1, 10_000),
+            sample_event("alice", 3, 30_000),
+        ]));
+    block_on(commit.wait()).expect("append durable");
+
+    let mut first = None;
+    log.export_events(EVERYTHING, &mut |record| {
+        first.get_or_insert(record);
+        true
+    })
+    .expect("export events");
+    let LogEntry::Event(expected) = sample_event("alice", 1, 10_000) else {
+        unreachable!("an event entry")
+    };
+    assert_eq!(first, Some(expected), "an event reads back as appended");
+    assert_eq!(
+        exported_events(log.as_ref(), EVERYTHING),
+        [
+            ("alice".to_owned(), 1),
+            ("alice".to_owned(), 2),
+            ("alice".to_owned(), 3),
+            ("bob".to_owned(), 1)
+        ],
+        "customer by customer, in number order"
+    );
+    let range = TimeRange {
+        since: Some(at(10_000)),
+        until: Some(at(30_000)),
+    };
+    assert_eq!(
+        exported_events(log.as_ref(), range),
+        [("alice".to_owned(), 1), ("alice".to_owned(), 2)],
+        "ranges by the time applied: since inclusive, until exclusive"
+    );
+    let mut seen = 0;
+    let visited = log
+        .export_events(EVERYTHING, &mut |_| {
+            seen += 1;
+            false
+        })
+        .expect("export events");
+    assert_eq!((visited, seen), (1, 1), "export stops when visit says so");
+
+    // Compaction by the time applied, at most `max` per call.
+    let compacted = block_on(log.compact(at(15_000), 1).wait()).expect("compact");
+    assert_eq!(compacted.events, 1, "at most max per call");
+    let compacted = block_on(log.compact(at(15_000), 10).wait()).expect("compact");
+    assert_eq!(compacted.events, 1, "fewer than max: nothing older is left");
+    assert_eq!(
+        exported_events(log.as_ref(), EVERYTHING),
+        [("alice".to_owned(), 2), ("alice".to_owned(), 3)]
+    );
+
+    // Forget one customer: its events, decisions and outcomes.
+    block_on(log.append(vec![sample_event("bob", 2, 40_000)]).wait()).expect("append");
+    let erased = block_on(log.forget(&Arc::from("alice")).wait()).expect("forget");
+    assert_eq!((erased.events, erased.decisions), (2, 1));
+    assert_eq!(
+        exported_events(log.as_ref(), EVERYTHING),
+        [("bob".to_owned(), 2)],
+        "bob's events stay"
+    );
+    log.flush().expect("flush");
+}
+
 /// The [`BudgetLedger`] contract, on an empty ledger.
 pub fn budget_ledger(ledger: &Arc<dyn BudgetLedger>) {
     assert!(ledger.load().expect("load").is_empty());
@@ -370,11 +485,10 @@ pub fn survives_reopen(open: &dyn Fn() -> Stores) {
         let commit = stores
             .state
             .write(&alice, &sample_state(3))
-            .and(
-                stores
-                    .log
-                    .append(vec![sample_decision("reopen-alice", "d1", 0)]),
-            )
+            .and(stores.log.append(vec![
+                sample_event("reopen-alice", 1, -1_000),
+                sample_decision("reopen-alice", "d1", 0),
+            ]))
             .and(stores.budgets.record(vec![BudgetChange {
                 action_id: "coupon".to_owned(),
                 delta: 1,
@@ -386,7 +500,16 @@ pub fn survives_reopen(open: &dyn Fn() -> Stores) {
         block_on(stores.state.load("reopen-alice")).expect("load"),
         Some(sample_state(3))
     );
-    assert_eq!(ids(&exported(stores.log.as_ref(), EVERYTHING)), ["d1"]);
+    let decisions = exported(stores.log.as_ref(), EVERYTHING);
+    assert_eq!(ids(&decisions), ["d1"]);
+    let LogEntry::Decision { record, .. } = sample_decision("reopen-alice", "d1", 0) else {
+        unreachable!("a decision entry")
+    };
+    assert_eq!(decisions[0].record, record, "every field reads back");
+    assert_eq!(
+        exported_events(stores.log.as_ref(), EVERYTHING),
+        [("reopen-alice".to_owned(), 1)]
+    );
     assert_eq!(
         stores.budgets.load().expect("load"),
         [("coupon".to_owned(), 1)]

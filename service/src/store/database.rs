@@ -23,10 +23,14 @@ pub(super) const MODEL_FEATURES: TableDefinition<&str, &[u8]> =
 pub(super) const BUDGETS: TableDefinition<&str, u64> = TableDefinition::new("budgets");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(super) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
+pub(super) const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
+pub(super) const EVENT_TIMES: TableDefinition<(i64, &str, u64), ()> =
+    TableDefinition::new("event_times");
 
 /// The layout version this code reads and writes. Version 2 added the
-/// journal; a version 1 file is opened as it is (its journal is empty).
-pub(super) const SCHEMA_VERSION: u64 = 2;
+/// journal, version 3 the event log; an older file is opened as it is (the
+/// tables it lacks are created empty).
+pub(super) const SCHEMA_VERSION: u64 = 3;
 
 /// How the store is tuned.
 #[derive(Debug, Clone)]

@@ -2,7 +2,8 @@
 //!
 //! - [`StateStore`]: one customer's state, loaded when its actor activates and
 //!   written after every change;
-//! - [`DecisionLog`]: the decision and outcome records ([`nudge_models::log`]),
+//! - [`DecisionLog`]: the decision and outcome records ([`nudge_models::log`])
+//!   and the applied events (the event log, for point-in-time replay),
 //!   appended, exported by time range, compacted by retention, erased by
 //!   `forget`;
 //! - [`BudgetLedger`]: the global per-action budget counters shared by every
@@ -41,7 +42,7 @@ pub use commit::{Commit, Erased};
 pub use database::StoreOptions;
 pub use error::{Cause, Damage, StoreError};
 pub use nudge_models::log::{
-    DecisionRecord, LogEntry, LoggedDecision, OutcomeRecord, ServedRecord,
+    DecisionRecord, EventRecord, LogEntry, LoggedDecision, OutcomeRecord, ServedRecord,
 };
 pub use redb_store::{DATA_FILE, RedbStore};
 pub use source::FaultSwitch;
@@ -135,10 +136,12 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     fn probe(&self) {}
 }
 
-/// The decision log: decisions and their outcomes, ordered by decision time.
+/// The decision log: decisions and their outcomes, ordered by decision time,
+/// and the event log: every applied event, numbered per customer.
 pub trait DecisionLog: Send + Sync + fmt::Debug {
     /// Queues log entries. An outcome is joined to its decision by
-    /// (decision time, decision id).
+    /// (decision time, decision id); an event is kept under its customer
+    /// and number.
     fn append(&self, entries: Vec<LogEntry>) -> Commit;
 
     /// Calls `visit` with every logged decision in `range`, oldest first,
@@ -151,13 +154,24 @@ pub trait DecisionLog: Send + Sync + fmt::Debug {
         visit: &mut dyn FnMut(LoggedDecision) -> bool,
     ) -> Result<u64, StoreError>;
 
+    /// Calls `visit` with every logged event applied in `range` (by the time
+    /// the service applied it), customer by customer and each customer's in
+    /// order, until it returns false; returns how many were visited.
+    /// Streams. Blocking: run it off the async runtime's threads.
+    fn export_events(
+        &self,
+        range: TimeRange,
+        visit: &mut dyn FnMut(EventRecord) -> bool,
+    ) -> Result<u64, StoreError>;
+
     /// Deletes at most `max` decisions made before `before`, oldest first,
-    /// with their outcomes; the commit counts them ([`Erased::decisions`]).
-    /// Fewer than `max` means none older is left.
+    /// with their outcomes, and at most `max` events applied before it; the
+    /// commit counts them ([`Erased::decisions`], [`Erased::events`]). Fewer
+    /// than `max` of both means none older is left.
     fn compact(&self, before: Timestamp, max: usize) -> Commit;
 
-    /// Queues the erasure of every decision and outcome of `customer_id`; the
-    /// commit counts them.
+    /// Queues the erasure of every decision, outcome and event of
+    /// `customer_id`; the commit counts them.
     fn forget(&self, customer_id: &Arc<str>) -> Commit;
 
     /// Whether appends are accepted now.

@@ -19,19 +19,23 @@
 //! - `journal`: key → one customer's changes in one commit (its state, the
 //!   decisions logged for it), not yet settled into `customers` and
 //!   `customer_decisions` ([`super::journal`]; added in layout version 2);
+//! - `events`: (customer id, event number) → [`EventRecord`], the event
+//!   log, one customer's events next to each other in the order applied;
+//!   `event_times`: (applied at ms, customer id, event number) → (), the
+//!   index retention deletes them by (both added in layout version 3);
 //! - `meta`: `schema_version`.
 
 use super::database::{
-    BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, Inner, JOURNAL, MODEL_FEATURES, OUTCOMES,
-    Pending, StoreOptions,
+    BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, EVENT_TIMES, EVENTS, Inner, JOURNAL,
+    MODEL_FEATURES, OUTCOMES, Pending, StoreOptions,
 };
 use super::journal;
 use super::records::{decode, encode};
 use super::source::{FaultSwitch, Source, io_error};
 use super::writer::{self, EncodedChange, Op};
 use super::{
-    BudgetChange, BudgetLedger, Commit, DecisionLog, DecisionRecord, LogEntry, LoggedDecision,
-    OutcomeRecord, StateChange, StateStore, StoreError, StoreFuture, TimeRange,
+    BudgetChange, BudgetLedger, Commit, DecisionLog, DecisionRecord, EventRecord, LogEntry,
+    LoggedDecision, OutcomeRecord, StateChange, StateStore, StoreError, StoreFuture, TimeRange,
 };
 use crate::metrics::StorageMetrics;
 use dashmap::DashMap;
@@ -351,6 +355,22 @@ impl RedbStore {
                 traces.push(format!("customer_decisions[{}]", key.value().2));
             }
         }
+        let events = read.open_table(EVENTS).map_err(table_error)?;
+        for entry in events.iter().map_err(error)? {
+            let (key, _) = entry.map_err(error)?;
+            let (customer, ordinal) = key.value();
+            if customer == customer_id {
+                traces.push(format!("events[{ordinal}]"));
+            }
+        }
+        let event_times = read.open_table(EVENT_TIMES).map_err(table_error)?;
+        for entry in event_times.iter().map_err(error)? {
+            let (key, _) = entry.map_err(error)?;
+            let (_, customer, ordinal) = key.value();
+            if customer == customer_id {
+                traces.push(format!("event_times[{ordinal}]"));
+            }
+        }
         let journal = read.open_table(JOURNAL).map_err(table_error)?;
         for entry in journal.iter().map_err(error)? {
             let (key, value) = entry.map_err(error)?;
@@ -495,6 +515,37 @@ impl DecisionLog for RedbStore {
                 feature_names: names,
                 outcomes: joined,
             }) {
+                break;
+            }
+        }
+        Ok(visited)
+    }
+
+    fn export_events(
+        &self,
+        range: TimeRange,
+        visit: &mut dyn FnMut(EventRecord) -> bool,
+    ) -> Result<u64, StoreError> {
+        let database = self.inner.database()?;
+        let read = database
+            .begin_read()
+            .map_err(|error| self.inner.error(error))?;
+        let error = |error: redb::StorageError| self.inner.error(error);
+        let events = read
+            .open_table(EVENTS)
+            .map_err(|error| self.inner.error(error))?;
+        let since = range.since.map_or(i64::MIN, Timestamp::millis);
+        let until = range.until.map_or(i64::MAX, Timestamp::millis);
+        let mut visited = 0;
+        for entry in events.iter().map_err(error)? {
+            let (_, value) = entry.map_err(error)?;
+            let record: EventRecord = decode("event", value.value())?;
+            let at = record.received_at.millis();
+            if at < since || at >= until {
+                continue;
+            }
+            visited += 1;
+            if !visit(record) {
                 break;
             }
         }

@@ -3,11 +3,12 @@
 //! settling, log entries, budget deltas, forget and compaction.
 
 use super::database::{
-    BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, Inner, JOURNAL, MODEL_FEATURES, OUTCOMES,
+    BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, EVENT_TIMES, EVENTS, Inner, JOURNAL,
+    MODEL_FEATURES, OUTCOMES,
 };
 use super::journal::{self, Journal};
 use super::records::{decode, encode};
-use super::{DecisionRecord, Erased, LogEntry, StoreError};
+use super::{DecisionRecord, Erased, EventRecord, LogEntry, StoreError};
 use nudge_models::time::Timestamp;
 use redb::{ReadableTable, Table, WriteTransaction};
 use std::collections::HashSet;
@@ -33,6 +34,8 @@ pub(super) struct Tables<'t> {
     models: Table<'t, &'static str, &'static [u8]>,
     budgets: Table<'t, &'static str, u64>,
     journal: Table<'t, u64, &'static [u8]>,
+    events: Table<'t, (&'static str, u64), &'static [u8]>,
+    event_times: Table<'t, (i64, &'static str, u64), ()>,
 }
 
 impl<'t> Tables<'t> {
@@ -54,6 +57,8 @@ impl<'t> Tables<'t> {
                 .map_err(table_error)?,
             budgets: transaction.open_table(BUDGETS).map_err(table_error)?,
             journal: transaction.open_table(JOURNAL).map_err(table_error)?,
+            events: transaction.open_table(EVENTS).map_err(table_error)?,
+            event_times: transaction.open_table(EVENT_TIMES).map_err(table_error)?,
         })
     }
 
@@ -208,6 +213,20 @@ impl<'t> Tables<'t> {
                     .map_err(error)?;
                 Ok(None)
             }
+            LogEntry::Event(record) => {
+                let bytes = encode(&record)?;
+                let customer_id = record.customer_id.as_str();
+                self.events
+                    .insert((customer_id, record.ordinal), bytes.as_slice())
+                    .map_err(error)?;
+                self.event_times
+                    .insert(
+                        (record.received_at.millis(), customer_id, record.ordinal),
+                        (),
+                    )
+                    .map_err(error)?;
+                Ok(None)
+            }
         }
     }
 
@@ -293,6 +312,60 @@ impl<'t> Tables<'t> {
             erased.outcomes += outcomes;
         }
         Ok(erased)
+    }
+
+    /// Erases the customer's logged events; returns how many.
+    pub(super) fn forget_events(&mut self, customer_id: &str) -> Result<u64, StoreError> {
+        let inner = self.inner;
+        let error = |error: redb::StorageError| inner.error(error);
+        let mut logged: Vec<(u64, i64)> = Vec::new();
+        for entry in self
+            .events
+            .range((customer_id, 0)..=(customer_id, u64::MAX))
+            .map_err(error)?
+        {
+            let (key, value) = entry.map_err(error)?;
+            let record: EventRecord = decode("event", value.value())?;
+            logged.push((key.value().1, record.received_at.millis()));
+        }
+        for (ordinal, received_at) in &logged {
+            self.events.remove((customer_id, *ordinal)).map_err(error)?;
+            self.event_times
+                .remove((*received_at, customer_id, *ordinal))
+                .map_err(error)?;
+        }
+        Ok(logged.len() as u64)
+    }
+
+    /// Deletes up to `max` events applied before `before`, oldest first;
+    /// returns how many.
+    pub(super) fn compact_events(
+        &mut self,
+        before: Timestamp,
+        max: usize,
+    ) -> Result<u64, StoreError> {
+        let inner = self.inner;
+        let error = |error: redb::StorageError| inner.error(error);
+        let mut old: Vec<(i64, String, u64)> = Vec::new();
+        for entry in self
+            .event_times
+            .range(..(before.millis(), "", 0))
+            .map_err(error)?
+            .take(max)
+        {
+            let (key, _) = entry.map_err(error)?;
+            let (at, customer_id, ordinal) = key.value();
+            old.push((at, customer_id.to_owned(), ordinal));
+        }
+        for (at, customer_id, ordinal) in &old {
+            self.events
+                .remove((customer_id.as_str(), *ordinal))
+                .map_err(error)?;
+            self.event_times
+                .remove((*at, customer_id.as_str(), *ordinal))
+                .map_err(error)?;
+        }
+        Ok(old.len() as u64)
     }
 
     /// Deletes up to `max` decisions made before `before`, with their

@@ -121,6 +121,7 @@ fn stores(store: RedbStore) -> Stores {
 fn the_in_memory_store_keeps_the_contract() {
     contract::state_store(&stores(RedbStore::in_memory(StoreOptions::default())).state);
     contract::decision_log(&stores(RedbStore::in_memory(StoreOptions::default())).log);
+    contract::event_log(&stores(RedbStore::in_memory(StoreOptions::default())).log);
     contract::budget_ledger(&stores(RedbStore::in_memory(StoreOptions::default())).budgets);
 }
 
@@ -132,6 +133,8 @@ fn the_durable_store_keeps_the_contract() {
     contract::state_store(&open(&dir).state);
     let dir = TempDir::new("contract-log");
     contract::decision_log(&open(&dir).log);
+    let dir = TempDir::new("contract-events");
+    contract::event_log(&open(&dir).log);
     let dir = TempDir::new("contract-budgets");
     contract::budget_ledger(&open(&dir).budgets);
     let dir = TempDir::new("contract-reopen");
@@ -557,7 +560,8 @@ fn forget_erases_every_trace_and_nothing_else() {
         Erased {
             state: true,
             decisions: 1,
-            outcomes: 2
+            outcomes: 2,
+            events: 0
         }
     );
     assert_eq!(store.load_now("alice").unwrap(), None);

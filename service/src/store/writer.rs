@@ -13,8 +13,8 @@
 //! a commit succeeds. Reads are served meanwhile.
 
 use super::database::{
-    BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, Inner, JOURNAL, META, MODEL_FEATURES,
-    OUTCOMES, SCHEMA_VERSION,
+    BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, EVENT_TIMES, EVENTS, Inner, JOURNAL, META,
+    MODEL_FEATURES, OUTCOMES, SCHEMA_VERSION,
 };
 use super::journal::{self, Journal, State, Unsettled};
 use super::source::Source;
@@ -96,14 +96,17 @@ pub(super) fn initialize(inner: &Inner) -> Result<Journal, StoreError> {
             .map_err(table_error)?;
         transaction.open_table(BUDGETS).map_err(table_error)?;
         transaction.open_table(JOURNAL).map_err(table_error)?;
+        transaction.open_table(EVENTS).map_err(table_error)?;
+        transaction.open_table(EVENT_TIMES).map_err(table_error)?;
         let mut meta = transaction.open_table(META).map_err(table_error)?;
         let version = meta
             .get("schema_version")
             .map_err(|error| inner.error(error))?
             .map(|value| value.value());
         match version {
-            // Version 1 differs by the journal only, created empty above.
-            None | Some(1) => {
+            // Versions 1 and 2 lack the journal or the event log only,
+            // created empty above.
+            None | Some(1 | 2) => {
                 meta.insert("schema_version", SCHEMA_VERSION)
                     .map_err(|error| inner.error(error))?;
             }
@@ -552,7 +555,8 @@ fn commit_batch(
                     }
                     Op::ForgetLog { customer_id, done } => {
                         settle(&mut tables, &mut changes, &customer_id)?;
-                        let erased = tables.forget_log(&customer_id)?;
+                        let mut erased = tables.forget_log(&customer_id)?;
+                        erased.events = tables.forget_events(&customer_id)?;
                         answers.push((done, erased));
                     }
                     Op::Budget { changes, done } => {
@@ -563,11 +567,13 @@ fn commit_batch(
                         answers.push((done, Erased::default()));
                     }
                     Op::Compact { before, max, done } => {
-                        let deleted = tables.compact(before, max)?;
+                        let decisions = tables.compact(before, max)?;
+                        let events = tables.compact_events(before, max)?;
                         answers.push((
                             done,
                             Erased {
-                                decisions: deleted,
+                                decisions,
+                                events,
                                 ..Erased::default()
                             },
                         ));

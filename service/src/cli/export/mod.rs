@@ -1,6 +1,7 @@
 //! `nudge export`: the decision log, streamed from `Admin.ExportDecisions`
 //! (or read from a stopped server's data directory), written to a file as
-//! Parquet (the training input) or JSON lines. Both paths write the domain's
+//! Parquet (the training input) or JSON lines; with `--events`, the event
+//! log (`Admin.ExportEvents`, [`events`]) the same way. Both paths write the domain's
 //! records ([`nudge_models::log::LoggedDecision`]); the stream's wire records
 //! are converted first, the data directory's never become wire records.
 //!
@@ -8,6 +9,8 @@
 //!   action, outcomes joined (pure).
 //! - `to_parquet`: the Parquet schema, the Arrow column builders, the writer.
 //! - `to_jsonl`: one JSON object per decision.
+//! - `events`: the event log's Parquet schema and writer, and its JSON form.
+//! - [`read`]: both Parquet exports read back (`nudge train --log`).
 //!
 //! This file holds [`ExportWriter`], which writes into a temporary file beside
 //! the destination and renames it into place only once the whole stream is
@@ -15,6 +18,8 @@
 //! (and keeps a file it would have replaced), and [`write_stream`], which
 //! copies a stream of decisions into it.
 
+mod events;
+pub mod read;
 mod rows;
 mod to_jsonl;
 mod to_parquet;
@@ -24,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context as _, bail};
-use nudge_models::log::LoggedDecision;
+use nudge_models::log::{EventRecord, LoggedDecision};
 use nudge_proto::v1 as proto;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::Status;
@@ -76,8 +81,10 @@ pub struct ExportSummary {
     /// The file written.
     pub path: PathBuf,
     pub format: ExportFormat,
-    /// Decisions written.
+    /// Decisions written (0 in an event export).
     pub decisions: u64,
+    /// Events written: `Some` for an event export (`--events`).
+    pub events: Option<u64>,
     /// Rows written: one per served action (or per decision that served
     /// nothing) in Parquet, one per decision in JSON lines.
     pub rows: u64,
@@ -158,6 +165,8 @@ impl Drop for TempFile {
 enum Sink {
     Parquet(Box<ParquetSink>),
     Jsonl(JsonlSink),
+    EventParquet(Box<events::EventParquetSink>),
+    EventJsonl(JsonlSink),
 }
 
 /// Writes decisions to a file that appears under its name only when
@@ -169,10 +178,44 @@ pub struct ExportWriter {
     temp: TempFile,
     sink: Sink,
     decisions: u64,
+    events: Option<u64>,
     rows: u64,
 }
 
 impl ExportWriter {
+    /// Starts writing an event export (`--events`) for `destination`.
+    pub fn create_events(destination: &Path, format: ExportFormat) -> anyhow::Result<Self> {
+        let (temp, file) = TempFile::create(destination)?;
+        let sink = match format {
+            ExportFormat::Parquet => Sink::EventParquet(Box::new(events::EventParquetSink::new(
+                file,
+                ROWS_PER_GROUP,
+            )?)),
+            ExportFormat::Jsonl => Sink::EventJsonl(JsonlSink::new(file)),
+        };
+        Ok(Self {
+            destination: destination.to_owned(),
+            format,
+            temp,
+            sink,
+            decisions: 0,
+            events: Some(0),
+            rows: 0,
+        })
+    }
+
+    /// Appends one event (of an event export).
+    pub fn push_event(&mut self, event: &EventRecord) -> anyhow::Result<()> {
+        match &mut self.sink {
+            Sink::EventParquet(sink) => sink.push(event)?,
+            Sink::EventJsonl(sink) => sink.push_json(&events::record(event))?,
+            Sink::Parquet(_) | Sink::Jsonl(_) => bail!("a decision export holds no events"),
+        }
+        self.events = Some(self.events.unwrap_or(0) + 1);
+        self.rows += 1;
+        Ok(())
+    }
+
     /// Starts writing `format` for `destination`, whose directory must exist.
     pub fn create(destination: &Path, format: ExportFormat) -> anyhow::Result<Self> {
         Self::with_rows_per_group(destination, format, ROWS_PER_GROUP)
@@ -198,6 +241,7 @@ impl ExportWriter {
             temp,
             sink,
             decisions: 0,
+            events: None,
             rows: 0,
         })
     }
@@ -219,6 +263,9 @@ impl ExportWriter {
                 sink.push(decision)?;
                 1
             }
+            Sink::EventParquet(_) | Sink::EventJsonl(_) => {
+                bail!("an event export holds no decisions")
+            }
         };
         self.decisions += 1;
         self.rows += rows as u64;
@@ -233,11 +280,13 @@ impl ExportWriter {
             temp,
             sink,
             decisions,
+            events,
             rows,
         } = self;
         let file = match sink {
             Sink::Parquet(sink) => sink.finish()?,
-            Sink::Jsonl(sink) => sink.finish()?,
+            Sink::EventParquet(sink) => sink.finish()?,
+            Sink::Jsonl(sink) | Sink::EventJsonl(sink) => sink.finish()?,
         };
         file.sync_all()
             .with_context(|| format!("cannot flush {} to disk", temp.path.display()))?;
@@ -247,9 +296,48 @@ impl ExportWriter {
             path: destination,
             format,
             decisions,
+            events,
             rows,
         })
     }
+}
+
+/// Writes every event of `events` with `writer` (made by
+/// [`ExportWriter::create_events`]) and renames the file into place; on an
+/// error nothing is left under the file's name.
+pub async fn write_events(
+    events: impl Stream<Item = anyhow::Result<EventRecord>>,
+    mut writer: ExportWriter,
+) -> anyhow::Result<ExportSummary> {
+    let destination = writer.destination.clone();
+    let copied = async {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            writer.push_event(&event?)?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(error) = copied {
+        return Err(error.context(format!(
+            "export stopped after {} events; {} was not written",
+            writer.events.unwrap_or(0),
+            destination.display()
+        )));
+    }
+    writer.finish()
+}
+
+/// Writes every event of the server's stream with `writer`.
+pub async fn write_event_stream(
+    events: impl Stream<Item = Result<proto::LoggedEvent, Status>>,
+    writer: ExportWriter,
+) -> anyhow::Result<ExportSummary> {
+    let events = events.map(|event| {
+        let event = event.map_err(status_error)?;
+        Ok(crate::convert::logged_event_from_proto(event)?)
+    });
+    write_events(events, writer).await
 }
 
 /// Writes every decision of the server's stream `decisions` with `writer`

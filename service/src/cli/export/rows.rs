@@ -4,7 +4,10 @@
 //! [`LoggedDecision::training_rows`] join). Pure: no Arrow, no I/O, no wire
 //! types.
 
-use nudge_models::log::{JoinedOutcomes, LoggedDecision};
+use std::collections::BTreeMap;
+
+use nudge_models::log::{EngagementCounts, JoinedOutcomes, LoggedDecision};
+use nudge_models::value::AttrValue;
 
 /// One row of the Parquet export, borrowing its text from the decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +35,14 @@ pub struct DecisionColumns<'a> {
     pub fallback: Option<&'static str>,
     /// The model's feature specs, in the order of [`ServeColumns::features`].
     pub feature_names: &'a [String],
+    /// The request context.
+    pub context: &'a BTreeMap<String, AttrValue>,
+    /// The actions that competed for the first slot.
+    pub eligible: &'a [String],
+    /// Events the profile had applied; `None` before the event log.
+    pub events_applied: Option<u64>,
+    /// Engagement per channel.
+    pub engagement: &'a BTreeMap<String, EngagementCounts>,
 }
 
 /// The columns of one served action, its outcomes joined.
@@ -63,6 +74,10 @@ pub fn rows(decision: &LoggedDecision) -> Vec<ExportRow<'_>> {
         variant: &record.variant,
         fallback: record.fallback.map(|reason| reason.code()),
         feature_names: &decision.feature_names,
+        context: &record.context,
+        eligible: &record.eligible,
+        events_applied: record.events_applied,
+        engagement: &record.engagement,
     };
     if record.served.is_empty() {
         return vec![ExportRow {
@@ -133,6 +148,10 @@ mod tests {
             variant: "default".into(),
             fallback,
             served,
+            context: std::collections::BTreeMap::new(),
+            eligible: Vec::new(),
+            events_applied: None,
+            engagement: std::collections::BTreeMap::new(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::fs::File;
 
 use arrow_array::Array;
 use arrow_array::cast::AsArray as _;
-use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt32Type};
+use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt32Type, UInt64Type};
 use arrow_schema::{DataType, TimeUnit};
 use nudge_proto::v1::{LoggedDecision, LoggedOutcome, LoggedServe};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -73,6 +73,10 @@ fn decisions() -> Vec<LoggedDecision> {
     let names = vec!["bias".to_owned(), "count(login,7d)".to_owned()];
     vec![
         LoggedDecision {
+            context: Default::default(),
+            eligible: Vec::new(),
+            events_applied: None,
+            engagement: Vec::new(),
             decision_id: "d-1".into(),
             customer_id: "c-1".into(),
             decided_at: at(NOON),
@@ -113,6 +117,10 @@ fn decisions() -> Vec<LoggedDecision> {
             ],
         },
         LoggedDecision {
+            context: Default::default(),
+            eligible: Vec::new(),
+            events_applied: None,
+            engagement: Vec::new(),
             decision_id: "d-2".into(),
             customer_id: "c-2".into(),
             decided_at: at(NOON + 1),
@@ -135,6 +143,10 @@ fn decisions() -> Vec<LoggedDecision> {
             outcomes: Vec::new(),
         },
         LoggedDecision {
+            context: Default::default(),
+            eligible: Vec::new(),
+            events_applied: None,
+            engagement: Vec::new(),
             decision_id: "d-3".into(),
             customer_id: "c-1".into(),
             decided_at: at(NOON + 2),
@@ -148,6 +160,10 @@ fn decisions() -> Vec<LoggedDecision> {
             outcomes: Vec::new(),
         },
         LoggedDecision {
+            context: Default::default(),
+            eligible: Vec::new(),
+            events_applied: None,
+            engagement: Vec::new(),
             decision_id: "d-4".into(),
             customer_id: "c-3".into(),
             decided_at: at(NOON + 3),
@@ -196,6 +212,7 @@ fn cell(array: &dyn Array, index: usize) -> Json {
             .value(index)
             .into(),
         DataType::UInt32 => array.as_primitive::<UInt32Type>().value(index).into(),
+        DataType::UInt64 => array.as_primitive::<UInt64Type>().value(index).into(),
         DataType::Float64 => array.as_primitive::<Float64Type>().value(index).into(),
         DataType::Boolean => array.as_boolean().value(index).into(),
         DataType::List(_) => {
@@ -242,7 +259,12 @@ fn read_parquet(path: &Path) -> (Vec<Json>, usize) {
 /// The expected row: the decision's columns, then `serve`'s (all null when
 /// `None`).
 fn row(decision: Json, serve: Option<Json>) -> Json {
-    let mut row = decision;
+    // These decisions predate the event log: no context, eligible actions,
+    // event count or engagement.
+    let mut row = with(
+        json!({"context": "{}", "eligible": [], "events_applied": null, "engagement": "{}"}),
+        decision,
+    );
     let action = serve.unwrap_or_else(|| {
         json!({
             "rank": null, "action_id": null, "channel": null, "category": null,
@@ -289,6 +311,7 @@ async fn parquet_has_one_row_per_served_action_with_outcomes_joined() {
             path: path.clone(),
             format: ExportFormat::Parquet,
             decisions: 4,
+            events: None,
             rows: 5,
         }
     );
@@ -403,6 +426,7 @@ async fn jsonl_has_one_object_per_decision() {
             "decided_at": "2026-11-23T12:00:00Z", "placement": "home_banner",
             "catalog_version": "cat-7", "model_version": "m-3", "variant": "default",
             "fallback": null, "feature_names": ["bias", "count(login,7d)"],
+            "context": {}, "eligible": [], "events_applied": null, "engagement": {},
             "served": [
                 {"rank": 1, "action_id": "upgrade", "channel": "in_app", "category": "upsell",
                  "score": 4.5, "propensity": 0.25, "selection_probability": 0.95,

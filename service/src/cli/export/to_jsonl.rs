@@ -57,6 +57,10 @@ pub fn record(decision: &LoggedDecision) -> Json {
         "feature_names": decision.feature_names,
         "served": served,
         "outcomes": outcomes,
+        "context": record.context,
+        "eligible": record.eligible,
+        "events_applied": record.events_applied,
+        "engagement": super::to_parquet::engagement_json(&record.engagement),
     })
 }
 
@@ -77,6 +81,13 @@ impl JsonlSink {
     /// Appends the decision's line.
     pub fn push(&mut self, decision: &LoggedDecision) -> anyhow::Result<()> {
         serde_json::to_writer(&mut self.out, &record(decision))?;
+        self.out.write_all(b"\n")?;
+        Ok(())
+    }
+
+    /// Appends one JSON object as a line.
+    pub fn push_json(&mut self, value: &Json) -> anyhow::Result<()> {
+        serde_json::to_writer(&mut self.out, value)?;
         self.out.write_all(b"\n")?;
         Ok(())
     }

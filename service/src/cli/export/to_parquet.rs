@@ -2,13 +2,19 @@
 //! per served action, documented column by column in the README's "Decision
 //! log export"), the Arrow column builders the rows of [`super::rows`] are
 //! appended to, and the writer that turns every full batch into a row group.
+//!
+//! The schema carries its version in its metadata ([`SCHEMA_KEY`] =
+//! [`DECISIONS_SCHEMA`]), so a reader refuses a file of another version by
+//! name instead of misreading it. Version 2 added the columns after
+//! `converted` (context, eligible actions, events applied, engagement); a
+//! file without the key is version 1.
 
 use std::fs::File;
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::{
     BooleanBuilder, Float64Builder, ListBuilder, StringBuilder, TimestampMillisecondBuilder,
-    UInt32Builder,
+    UInt32Builder, UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
@@ -35,38 +41,59 @@ fn feature_name_item() -> FieldRef {
     Arc::new(Field::new_list_field(DataType::Utf8, false))
 }
 
+/// The schema metadata key that names an export's schema and version.
+pub const SCHEMA_KEY: &str = "nudge.schema";
+/// The decision export's schema and version.
+pub const DECISIONS_SCHEMA: &str = "nudge.decisions/2";
+
+/// The element of the `eligible` list: an action id is never null.
+fn eligible_item() -> FieldRef {
+    Arc::new(Field::new_list_field(DataType::Utf8, false))
+}
+
 /// The schema of the export, in column order.
 pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let utf8 = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
     let at = |name: &str, nullable: bool| Field::new(name, timestamp(), nullable);
     let float = |name: &str| Field::new(name, DataType::Float64, true);
-    Arc::new(Schema::new(vec![
-        utf8("decision_id", false),
-        utf8("customer_id", false),
-        at("decided_at", false),
-        utf8("placement", false),
-        utf8("catalog_version", false),
-        utf8("model_version", true),
-        utf8("variant", false),
-        utf8("fallback", true),
-        Field::new("rank", DataType::UInt32, true),
-        utf8("action_id", true),
-        utf8("channel", true),
-        utf8("category", true),
-        float("score"),
-        float("propensity"),
-        float("selection_probability"),
-        Field::new("features", DataType::List(feature_item()), true),
-        Field::new("feature_names", DataType::List(feature_name_item()), false),
-        at("impression_at", true),
-        at("click_at", true),
-        at("conversion_at", true),
-        at("dismiss_at", true),
-        at("delivered_at", true),
-        at("failed_at", true),
-        float("reward"),
-        Field::new("converted", DataType::Boolean, true),
-    ]))
+    Arc::new(
+        Schema::new(vec![
+            utf8("decision_id", false),
+            utf8("customer_id", false),
+            at("decided_at", false),
+            utf8("placement", false),
+            utf8("catalog_version", false),
+            utf8("model_version", true),
+            utf8("variant", false),
+            utf8("fallback", true),
+            Field::new("rank", DataType::UInt32, true),
+            utf8("action_id", true),
+            utf8("channel", true),
+            utf8("category", true),
+            float("score"),
+            float("propensity"),
+            float("selection_probability"),
+            Field::new("features", DataType::List(feature_item()), true),
+            Field::new("feature_names", DataType::List(feature_name_item()), false),
+            at("impression_at", true),
+            at("click_at", true),
+            at("conversion_at", true),
+            at("dismiss_at", true),
+            at("delivered_at", true),
+            at("failed_at", true),
+            float("reward"),
+            Field::new("converted", DataType::Boolean, true),
+            utf8("context", false),
+            Field::new("eligible", DataType::List(eligible_item()), false),
+            Field::new("events_applied", DataType::UInt64, true),
+            utf8("engagement", false),
+        ])
+        .with_metadata(
+            [(SCHEMA_KEY.to_owned(), DECISIONS_SCHEMA.to_owned())]
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        ),
+    )
 });
 
 /// The column builders of one batch, in [`SCHEMA`] order.
@@ -97,6 +124,10 @@ struct Columns {
     failed_at: TimestampMillisecondBuilder,
     reward: Float64Builder,
     converted: BooleanBuilder,
+    context: StringBuilder,
+    eligible: ListBuilder<StringBuilder>,
+    events_applied: UInt64Builder,
+    engagement: StringBuilder,
     /// Rows appended since the last [`Columns::finish`].
     rows: usize,
 }
@@ -133,6 +164,10 @@ impl Columns {
             failed_at: timestamps(),
             reward: Float64Builder::new(),
             converted: BooleanBuilder::new(),
+            context: StringBuilder::new(),
+            eligible: ListBuilder::new(StringBuilder::new()).with_field(eligible_item()),
+            events_applied: UInt64Builder::new(),
+            engagement: StringBuilder::new(),
             rows: 0,
         }
     }
@@ -153,6 +188,13 @@ impl Columns {
                 .iter()
                 .map(|name| Some(name.as_str())),
         );
+        self.context
+            .append_value(serde_json::to_string(decision.context).unwrap_or_default());
+        self.eligible
+            .append_value(decision.eligible.iter().map(|id| Some(id.as_str())));
+        self.events_applied.append_option(decision.events_applied);
+        self.engagement
+            .append_value(engagement_json(decision.engagement).to_string());
         match &row.serve {
             Some(serve) => {
                 self.rank.append_value(serve.rank);
@@ -225,9 +267,37 @@ impl Columns {
             Arc::new(self.failed_at.finish()),
             Arc::new(self.reward.finish()),
             Arc::new(self.converted.finish()),
+            Arc::new(self.context.finish()),
+            Arc::new(self.eligible.finish()),
+            Arc::new(self.events_applied.finish()),
+            Arc::new(self.engagement.finish()),
         ];
         RecordBatch::try_new(SCHEMA.clone(), columns)
     }
+}
+
+/// Engagement as a JSON object: channel → its counts by name.
+pub fn engagement_json(
+    engagement: &std::collections::BTreeMap<String, nudge_models::log::EngagementCounts>,
+) -> serde_json::Value {
+    engagement
+        .iter()
+        .map(|(channel, counts)| {
+            let [sends, impressions, clicks, conversions, dismisses, failures] = counts;
+            (
+                channel.clone(),
+                serde_json::json!({
+                    "sends": sends,
+                    "impressions": impressions,
+                    "clicks": clicks,
+                    "conversions": conversions,
+                    "dismisses": dismisses,
+                    "failures": failures,
+                }),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// Writes rows to a Parquet file (Snappy, dictionary encoding where Parquet

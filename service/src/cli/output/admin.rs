@@ -10,6 +10,13 @@ use crate::cli::export::ExportSummary;
 
 /// How many decisions and rows an export wrote, and where.
 pub fn export(summary: &ExportSummary) -> String {
+    if let Some(events) = summary.events {
+        return format!(
+            "wrote {} to {}",
+            plural(events, "event"),
+            summary.path.display()
+        );
+    }
     format!(
         "wrote {} ({}) to {}",
         plural(summary.decisions, "decision"),
@@ -54,6 +61,7 @@ mod tests {
             path: "decisions.parquet".into(),
             format: ExportFormat::Parquet,
             decisions: 1_204,
+            events: None,
             rows: 1,
         };
         assert_eq!(
