@@ -9,6 +9,7 @@ use nudge_models::features::FeatureSet;
 use nudge_models::model::Model;
 use nudge_proto::v1::{DecideRequest, Outcome, ReportOutcomeRequest};
 use nudge_service::cli::export::read;
+use nudge_service::cli::train::{TrainArgs, train};
 use nudge_service::cli::{ClientArgs, ExportArgs, export_decisions};
 use nudge_tests::{HOUR_MS, MINUTE_MS, NOON, TempDir, TestServer, event, text};
 use nudge_training::log::{Features, dataset};
@@ -209,4 +210,168 @@ async fn replayed_features_equal_the_features_logged_at_decision_time() {
     .to_string();
     assert!(error.contains("not replayable"), "{error}");
     assert!(error.contains("start at number 2"), "{error}");
+}
+
+/// A deterministic number in [0, 1) for `n` (splitmix64).
+fn uniform(n: u64) -> f64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as f64 / u64::MAX as f64
+}
+
+/// `nudge train --log --events` on a log the real server made while
+/// exploring: the new model is trained on replayed features, and its policy
+/// is evaluated off-line against the logging policy on the holdout, with
+/// every estimate inside its interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_from_the_log_evaluates_the_new_policy_off_line() {
+    let scratch = TempDir::new("train-log");
+    // The demo catalog, with the home banner exploring: half of the time a
+    // random eligible action.
+    let catalog_file = scratch.join("catalog.toml");
+    let catalog_text = nudge_models::demo::CATALOG_TOML.replacen(
+        "exploration = { method = \"none\" }",
+        "exploration = { method = \"epsilon\", epsilon = 0.5 }",
+        1,
+    );
+    std::fs::write(&catalog_file, &catalog_text).expect("write the catalog");
+    let server = TestServer::start_with({
+        let catalog_file = catalog_file.clone();
+        move |config| config.catalog = Some(catalog_file)
+    })
+    .await;
+    let minute = nudge_models::time::Span(MINUTE_MS);
+    for n in 0..800_u64 {
+        let customer = format!("log-{n}");
+        let plan = ["trial", "starter", "pro", "enterprise"][(n % 4) as usize];
+        let mut identify = event(
+            &customer,
+            &format!("{customer}-id"),
+            "identify",
+            NOON - 30 * HOUR_MS,
+        );
+        identify.properties = [("plan".to_owned(), text(plan))].into_iter().collect();
+        server.track(identify).await;
+        for k in 0..(n % 5) {
+            server
+                .track(event(
+                    &customer,
+                    &format!("{customer}-{k}"),
+                    "login",
+                    NOON - (k as i64 + 1) * HOUR_MS,
+                ))
+                .await;
+        }
+        let device = if n % 3 == 0 { "mobile" } else { "desktop" };
+        let response = server
+            .decide(decide(&customer, "home_banner", &[("device", device)]))
+            .await;
+        if let Some(served) = response.served.first() {
+            // Onboarding converts trials; everything converts a little.
+            let rate = match (plan, served.action_id.as_str()) {
+                ("trial", "welcome_tour") => 0.6,
+                ("trial", _) => 0.25,
+                (_, "welcome_tour") => 0.05,
+                _ => 0.2,
+            };
+            if uniform(n) < rate {
+                server
+                    .decisions()
+                    .await
+                    .report_outcome(ReportOutcomeRequest {
+                        customer_id: customer.clone(),
+                        decision_id: response.decision_id.clone(),
+                        action_id: served.action_id.clone(),
+                        outcome: Outcome::Conversion.into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("the outcome is accepted");
+            }
+        }
+        server.clock.advance(minute);
+    }
+    let options = ClientArgs {
+        server: format!("http://{}", server.addr),
+        ..ClientArgs::default()
+    };
+    let export = |out, events| ExportArgs {
+        out,
+        since: None,
+        until: None,
+        format: None,
+        data_dir: None,
+        events,
+    };
+    let decisions_file = scratch.join("decisions.parquet");
+    let events_file = scratch.join("events.parquet");
+    export_decisions(&export(decisions_file.clone(), false), &options)
+        .await
+        .expect("the decision export succeeds");
+    export_decisions(&export(events_file.clone(), true), &options)
+        .await
+        .expect("the event export succeeds");
+
+    let out = scratch.join("model");
+    let args = TrainArgs {
+        csv: None,
+        log: Some(decisions_file),
+        events: Some(events_file),
+        features: Vec::new(),
+        catalog: Some(catalog_file),
+        label: None,
+        id: None,
+        time: None,
+        action: None,
+        ignore: Vec::new(),
+        out: out.clone(),
+        holdout: 0.25,
+        validation: 0.2,
+        balance: false,
+        version: Some("from-the-log".to_owned()),
+        max_levels: 20,
+        min_level_count: 5,
+        force: false,
+    };
+    let summary = tokio::task::spawn_blocking(move || train(&args))
+        .await
+        .expect("the training task does not panic")
+        .expect("nudge train --log succeeds");
+    assert_eq!(summary.version, "from-the-log");
+    let model = Model::from_json(&std::fs::read(&summary.model).expect("model.json"))
+        .expect("the service's loader accepts it");
+    let demo = Model::from_json(nudge_models::demo::MODEL_JSON.as_bytes()).expect("the demo model");
+    assert_eq!(
+        model.feature_names(),
+        demo.feature_names(),
+        "without --feature, the newest logged model's specs"
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report.json"))
+            .expect("JSON");
+    let ope = &report["ope"];
+    assert!(ope.is_object(), "OPE reported: {}", report["ope_note"]);
+    assert!(ope["decisions"].as_u64().unwrap_or(0) > 50, "{ope}");
+    for estimator in ["logging", "ips", "snips", "doubly_robust"] {
+        let interval = &ope[estimator];
+        let (Some(low), Some(estimate), Some(high)) = (
+            interval["low"].as_f64(),
+            interval["estimate"].as_f64(),
+            interval["high"].as_f64(),
+        ) else {
+            panic!("{estimator}: {interval}");
+        };
+        assert!(
+            (0.0..=1.5).contains(&estimate) && low <= estimate && estimate <= high,
+            "{estimator}: {interval}"
+        );
+    }
+    assert!(ope["effective_sample_size"].as_f64().unwrap_or(0.0) >= 30.0);
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
+    assert!(
+        html.contains("doubly robust"),
+        "the report shows the estimates"
+    );
 }

@@ -32,6 +32,10 @@ pub struct Dataset {
     pub propensities: Option<Vec<f64>>,
     /// How the source's columns became features, for the report.
     pub columns: Vec<ColumnSummary>,
+    /// The logged decisions' first slots with every eligible action's
+    /// features, for off-policy evaluation of the trained model's policy;
+    /// `Err` says why there are none (a CSV, or a log without replay).
+    pub choices: Result<Vec<crate::log::LoggedChoice>, String>,
 }
 
 /// How one source column was used.

@@ -19,12 +19,36 @@
 use crate::Error;
 use crate::dataset::Dataset;
 use ndarray::Array2;
-use nudge_models::catalog::Catalog;
+use nudge_models::catalog::{Catalog, Exploration};
 use nudge_models::features::{FeatureInput, FeatureSet};
 use nudge_models::log::{EventRecord, JoinedDecision};
 use nudge_models::replay::Replay;
 use serde::Serialize;
 use std::collections::BTreeMap;
+
+/// One logged decision's first slot as off-policy evaluation sees it: the
+/// actions the logging policy chose among, which one it served with what
+/// probability, and what came of it.
+#[derive(Debug, Clone)]
+pub struct LoggedChoice {
+    /// The decision's time (ms since the epoch).
+    pub at: i64,
+    /// Whether the served action converted (1) or not (0).
+    pub reward: f64,
+    /// The probability with which the logging policy served it.
+    pub logging_probability: f64,
+    /// Its position in `candidates`.
+    pub logged: usize,
+    /// The eligible actions' ids.
+    pub candidates: Vec<String>,
+    /// Each candidate's V·L·C in the decision's placement (its priority is
+    /// the model's propensity times this).
+    pub weights: Vec<f64>,
+    /// Each candidate's features, one row per candidate, replayed.
+    pub features: Array2<f64>,
+    /// The placement's exploration, which a policy serving there uses.
+    pub exploration: Exploration,
+}
 
 /// Where a log dataset's features come from.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +93,8 @@ pub struct LogSummary {
     pub replay_checked: usize,
     /// Of those, rows where any value differed.
     pub replay_mismatches: usize,
+    /// Decisions kept for off-policy evaluation (replay only).
+    pub choices: usize,
 }
 
 /// The training rows of `decisions` (in time order, as exported).
@@ -99,6 +125,9 @@ pub fn dataset(
     };
     // One feature row per served action, by (decision, served) position.
     let mut computed: BTreeMap<(usize, usize), Vec<f64>> = BTreeMap::new();
+    let mut choices = Err(
+        "no off-policy evaluation: the log holds features only for the served actions; give --events so the other eligible actions' features are replayed".to_owned(),
+    );
     match features {
         Features::Logged => {
             for (index, decision) in decisions.iter().enumerate() {
@@ -117,15 +146,24 @@ pub fn dataset(
             features,
             events,
             catalog,
-        } => replay(
-            decisions,
-            features,
-            events,
-            catalog,
-            &specs,
-            &mut computed,
-            &mut summary,
-        ),
+        } => {
+            let mut kept = Vec::new();
+            replay(
+                decisions,
+                &Replaying {
+                    features,
+                    events,
+                    catalog,
+                    specs: &specs,
+                },
+                &mut computed,
+                &mut kept,
+                &mut summary,
+            );
+            kept.sort_by_key(|choice: &LoggedChoice| choice.at);
+            summary.choices = kept.len();
+            choices = Ok(kept);
+        }
     }
     let columns = specs.len();
     let mut x = Array2::zeros((computed.len(), columns));
@@ -176,22 +214,36 @@ pub fn dataset(
         action_ids: Some(action_ids),
         propensities: Some(propensities),
         columns: Vec::new(),
+        choices,
     };
     Ok((dataset, summary))
 }
 
-/// Computes `features` for every served action by replaying each
+/// What a replay reads.
+struct Replaying<'a> {
+    features: &'a FeatureSet,
+    events: &'a [EventRecord],
+    catalog: &'a Catalog,
+    specs: &'a [String],
+}
+
+/// Computes the features of every served action by replaying each
 /// customer's events, checking rows against logged values of the same
-/// specs.
+/// specs; keeps each model-scored decision's first slot, with every
+/// eligible action's features, for off-policy evaluation.
 fn replay(
     decisions: &[JoinedDecision],
-    features: &FeatureSet,
-    events: &[EventRecord],
-    catalog: &Catalog,
-    specs: &[String],
+    replaying: &Replaying<'_>,
     computed: &mut BTreeMap<(usize, usize), Vec<f64>>,
+    choices: &mut Vec<LoggedChoice>,
     summary: &mut LogSummary,
 ) {
+    let Replaying {
+        features,
+        events,
+        catalog,
+        specs,
+    } = *replaying;
     let mut by_customer: BTreeMap<&str, Vec<EventRecord>> = BTreeMap::new();
     for event in events {
         by_customer
@@ -245,6 +297,59 @@ fn replay(
                 }
                 computed.insert((index, position), values);
             }
+            if let Some(choice) = logged_choice(decision, features, catalog, &input) {
+                choices.push(choice);
+            }
         }
     }
+}
+
+/// The first slot of a model-scored decision, with every eligible action's
+/// features; `None` when the decision cannot be evaluated (a fallback,
+/// nothing served, no eligible list, an action or placement no longer in
+/// the catalog).
+fn logged_choice(
+    decision: &JoinedDecision,
+    features: &FeatureSet,
+    catalog: &Catalog,
+    input: &FeatureInput<'_>,
+) -> Option<LoggedChoice> {
+    let record = &decision.record;
+    if record.fallback.is_some() || record.model_version.is_none() {
+        return None;
+    }
+    let served = record.served.first()?;
+    let logged = record
+        .eligible
+        .iter()
+        .position(|id| *id == served.action_id)?;
+    let placement = catalog.placement(&record.placement)?;
+    let actions: Vec<_> = record
+        .eligible
+        .iter()
+        .map(|id| catalog.action(id))
+        .collect::<Option<_>>()?;
+    let mut matrix = Array2::zeros((actions.len(), features.len()));
+    for (mut row, action) in matrix.rows_mut().into_iter().zip(&actions) {
+        for (cell, value) in row.iter_mut().zip(features.extract_one(input, action)) {
+            *cell = value;
+        }
+    }
+    Some(LoggedChoice {
+        at: record.at.millis(),
+        reward: if decision.outcomes.first().is_some_and(|o| o.converted) {
+            1.0
+        } else {
+            0.0
+        },
+        logging_probability: served.selection_probability,
+        logged,
+        candidates: record.eligible.clone(),
+        weights: actions
+            .iter()
+            .map(|action| placement.value_lever_context(action.index))
+            .collect(),
+        features: matrix,
+        exploration: placement.exploration,
+    })
 }

@@ -7,6 +7,7 @@ use crate::artifact;
 use crate::dataset::Dataset;
 use crate::fit::{self, FitOptions};
 use crate::metrics;
+use crate::ope;
 use crate::progress::{Event, Progress};
 use crate::report::{
     ActionMetrics, Balance, FeatureWeight, GridPoint, Options, Report, Slices, Timings,
@@ -178,6 +179,7 @@ pub fn train(
     let log_loss = metrics::log_loss(&scores, labels);
     let reliability = metrics::reliability(&scores, labels);
     progress.report(&Event::Evaluated { auc, log_loss });
+    let (ope, ope_note) = off_policy(dataset, &split, &model);
 
     let report = Report {
         auc,
@@ -225,12 +227,8 @@ pub fn train(
         gain: metrics::gain(&scores, labels),
         reliability,
         per_action: per_action(dataset, &split, &scores),
-        ope: None,
-        ope_note: if dataset.propensities.is_some() {
-            "off-policy evaluation is not implemented yet".to_owned()
-        } else {
-            "no off-policy evaluation: these rows carry no logged selection probabilities (a CSV); train from the decision log for IPS/SNIPS/DR".to_owned()
-        },
+        ope,
+        ope_note,
         options: Options {
             holdout: options.holdout,
             validation: options.validation,
@@ -251,6 +249,45 @@ pub fn train(
         fit: fitted,
         split,
     })
+}
+
+/// Off-policy evaluation of the trained model's serving policy against the
+/// logging policy, on the holdout's decisions (those made at or after the
+/// holdout's first row): the evaluation, or why there is none.
+fn off_policy(
+    dataset: &Dataset,
+    split: &Split,
+    model: &nudge_models::model::Model,
+) -> (Option<serde_json::Value>, String) {
+    let choices = match &dataset.choices {
+        Ok(choices) => choices,
+        Err(reason) => return (None, reason.clone()),
+    };
+    let since = dataset
+        .times
+        .as_ref()
+        .and_then(|times| times.get(split.holdout.start))
+        .copied()
+        .unwrap_or(i64::MIN);
+    let holdout: Vec<_> = choices
+        .iter()
+        .filter(|choice| choice.at >= since)
+        .cloned()
+        .collect();
+    let samples = ope::policy::samples(&holdout, model);
+    match ope::evaluate(&samples, &ope::Options::default()) {
+        Ok(evaluation) => match serde_json::to_value(&evaluation) {
+            Ok(value) => (
+                Some(value),
+                format!(
+                    "the first slot of the {} holdout decisions the model scored, the new model's policy (its P·V·L·C ranking with each placement's exploration) against the logged one; reward: conversion",
+                    holdout.len()
+                ),
+            ),
+            Err(error) => (None, format!("off-policy evaluation not reported: {error}")),
+        },
+        Err(refusal) => (None, format!("no off-policy evaluation: {refusal}")),
+    }
 }
 
 /// The artifact's description: what data, which options.

@@ -40,6 +40,7 @@ fn rare_positives(seed: u64) -> Dataset {
         action_ids: None,
         propensities: None,
         columns: Vec::new(),
+        choices: Err("synthetic rows".to_owned()),
     }
 }
 

@@ -224,9 +224,10 @@ impl Placement {
             .collect();
     }
 
-    /// P·V·L·C without the P for the catalog action at `position`: its value
-    /// × [`Catalog::lever`] × the context weight of its category.
-    pub(crate) fn value_lever_context(&self, position: usize) -> f64 {
+    /// P·V·L·C without the P for the catalog action at `position`
+    /// ([`Action::index`]): its value × [`Catalog::lever`] × the context
+    /// weight of its category.
+    pub fn value_lever_context(&self, position: usize) -> f64 {
         self.value_lever_context[position]
     }
 

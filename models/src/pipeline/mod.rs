@@ -34,6 +34,7 @@ use stages::Screened;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use ranking::slot_probabilities;
 pub use record::{RecordAs, Recorded, budgeted_actions, decide_and_record, record};
 
 /// How many feature contributions explain a served action.

@@ -284,6 +284,45 @@ impl<'c> Selection<'_, 'c> {
     }
 }
 
+/// The probability that the first slot goes to each of `pool`'s actions
+/// (action id, priority P·V·L·C; any order) under `exploration`, as
+/// [`choose`] picks: the best is the highest priority, ties to the smaller
+/// id, as the ranking sorts. What an off-line evaluation of a policy needs:
+/// the policy's probability of every action it could have served.
+pub fn slot_probabilities(pool: &[(&str, f64)], exploration: Exploration) -> Vec<f64> {
+    let mut probabilities = vec![0.0; pool.len()];
+    let Some(best) = (0..pool.len()).min_by(|&a, &b| {
+        pool[b]
+            .1
+            .total_cmp(&pool[a].1)
+            .then_with(|| pool[a].0.cmp(pool[b].0))
+    }) else {
+        return probabilities;
+    };
+    let size = pool.len() as f64;
+    match exploration {
+        Exploration::None => probabilities[best] = 1.0,
+        Exploration::Epsilon(epsilon) => {
+            for probability in &mut probabilities {
+                *probability = epsilon / size;
+            }
+            probabilities[best] += 1.0 - epsilon;
+        }
+        Exploration::Softmax(temperature) => {
+            let top = pool[best].1;
+            let weights: Vec<f64> = pool
+                .iter()
+                .map(|(_, priority)| ((priority - top) / temperature).exp())
+                .collect();
+            let total: f64 = weights.iter().sum();
+            for (probability, weight) in probabilities.iter_mut().zip(weights) {
+                *probability = weight / total;
+            }
+        }
+    }
+    probabilities
+}
+
 /// Picks a pool index under the exploration policy; returns it and the
 /// probability with which it was picked. The pool is sorted best first.
 pub(super) fn choose(
@@ -350,4 +389,75 @@ pub(super) fn fallback_ladder<'c>(
         }
     }
     ladder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `slot_probabilities` gives every action the probability with which
+    /// `choose` picks it: the same draws, counted over many seeds, and the
+    /// probability `choose` reports for its pick.
+    #[test]
+    fn slot_probabilities_are_what_choose_picks_with() {
+        let catalog = crate::synthetic::catalog(false);
+        let priorities = [0.9, 0.3, 0.3, 0.05, 0.6];
+        let mut entries: Vec<Entry<'_>> = catalog
+            .actions
+            .iter()
+            .zip(priorities)
+            .map(|(action, priority)| Entry {
+                action,
+                propensity: Some(priority),
+                priority,
+            })
+            .collect();
+        entries.sort_unstable_by(|a, b| {
+            b.priority
+                .total_cmp(&a.priority)
+                .then_with(|| a.action.id.cmp(&b.action.id))
+        });
+        // Any order in, the same probabilities per action out.
+        let mut pool: Vec<(&str, f64)> = entries
+            .iter()
+            .map(|entry| (&*entry.action.id, entry.priority))
+            .collect();
+        pool.reverse();
+        for exploration in [
+            Exploration::None,
+            Exploration::Epsilon(0.2),
+            Exploration::Softmax(0.25),
+        ] {
+            let probabilities = slot_probabilities(&pool, exploration);
+            assert!((probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            let of = |id: &str| {
+                pool.iter()
+                    .position(|(candidate, _)| *candidate == id)
+                    .map(|position| probabilities[position])
+                    .unwrap_or(f64::NAN)
+            };
+            let draws = 20_000;
+            let mut picked = vec![0_u32; entries.len()];
+            for seed in 0..draws {
+                let mut rng = SmallRng::seed_from_u64(seed);
+                let (index, probability) = choose(&entries, exploration, &mut rng);
+                let id = &*entries[index].action.id;
+                assert!(
+                    (probability - of(id)).abs() < 1e-12,
+                    "{exploration:?}: choose says {probability} for {id}, slot_probabilities {}",
+                    of(id)
+                );
+                picked[index] += 1;
+            }
+            for (entry, count) in entries.iter().zip(picked) {
+                let expected = of(&entry.action.id);
+                let observed = f64::from(count) / draws as f64;
+                assert!(
+                    (observed - expected).abs() < 0.02,
+                    "{exploration:?}: {} picked {observed}, expected {expected}",
+                    entry.action.id
+                );
+            }
+        }
+    }
 }

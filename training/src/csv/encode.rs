@@ -179,6 +179,7 @@ pub(super) fn encode(
         action_ids: has_actions.then_some(action_ids),
         propensities: None,
         columns: roles.columns,
+        choices: Err("no off-policy evaluation: these rows carry no logged selection probabilities (a CSV); train from the decision log with --events for IPS/SNIPS/DR".to_owned()),
     })
 }
 

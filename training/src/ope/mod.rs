@@ -40,8 +40,11 @@
 //! - `mod.rs`: the samples, options, results, refusals and [`evaluate`].
 //! - `bootstrap.rs`: the seeded generator, the resampling and the
 //!   nearest-rank percentiles.
+//! - [`policy`]: the trained model's serving policy on logged choices →
+//!   samples.
 
 mod bootstrap;
+pub mod policy;
 
 use serde::Serialize;
 

@@ -48,10 +48,70 @@ pub fn to_html(report: &Report) -> Result<String, Error> {
     feature_table(&mut page, report);
     let _ = write!(
         page,
-        "<h2>Off-policy evaluation</h2>\n<p class=\"note\">{}</p>\n</body></html>\n",
+        "<h2>Off-policy evaluation</h2>\n<p class=\"note\">{}</p>\n",
         escape(&report.ope_note)
     );
+    if let Some(ope) = &report.ope {
+        ope_table(&mut page, ope);
+    }
+    page.push_str("</body></html>\n");
     Ok(page)
+}
+
+/// The OPE estimates with their intervals, and the weight diagnostics.
+fn ope_table(page: &mut String, ope: &serde_json::Value) {
+    let interval = |key: &str| {
+        let value = &ope[key];
+        match (
+            value["estimate"].as_f64(),
+            value["low"].as_f64(),
+            value["high"].as_f64(),
+        ) {
+            (Some(estimate), Some(low), Some(high)) => {
+                format!("{estimate:.4} [{low:.4}, {high:.4}]")
+            }
+            _ => "—".to_owned(),
+        }
+    };
+    page.push_str(
+        "<table><tr><th>estimator</th><th>conversion rate per decision [interval]</th><th>change against the logging policy [interval]</th></tr>\n",
+    );
+    let _ = writeln!(
+        page,
+        "<tr><td>logging policy (on-policy mean)</td><td>{}</td><td>—</td></tr>",
+        interval("logging")
+    );
+    for (name, key, change) in [
+        ("IPS", "ips", "ips_improvement"),
+        ("SNIPS", "snips", "snips_improvement"),
+        (
+            "doubly robust",
+            "doubly_robust",
+            "doubly_robust_improvement",
+        ),
+    ] {
+        let _ = writeln!(
+            page,
+            "<tr><td>{name}</td><td>{}</td><td>{}</td></tr>",
+            interval(key),
+            interval(change)
+        );
+    }
+    page.push_str("</table>\n");
+    let number = |key: &str| {
+        ope[key]
+            .as_f64()
+            .map_or_else(|| "—".to_owned(), |v| format!("{v:.3}"))
+    };
+    let _ = writeln!(
+        page,
+        "<p class=\"note\">{} decisions; effective sample size {}, largest weight {}, mean weight {} (near 1 when the new policy stays within the logged one's support), match rate {}.</p>",
+        ope["decisions"].as_u64().unwrap_or(0),
+        number("effective_sample_size"),
+        number("max_weight"),
+        number("mean_weight"),
+        number("match_rate"),
+    );
 }
 
 fn summary(page: &mut String, report: &Report) {

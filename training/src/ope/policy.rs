@@ -1,0 +1,41 @@
+//! The newly trained model's serving policy on logged decisions: for each
+//! logged first slot, the probability the model's policy gives the logged
+//! action (its priority P·V·L·C ranks the eligible actions, the placement's
+//! exploration picks among them, exactly as the service picks) and the
+//! reward model's predictions — the [`Sample`]s [`super::evaluate`] takes.
+
+use super::Sample;
+use crate::log::LoggedChoice;
+use nudge_models::model::Model;
+use nudge_models::pipeline::slot_probabilities;
+
+/// One sample per logged choice, for the policy that serves with `model`.
+/// The model's conversion propensity is also the reward model (the reward
+/// is conversion).
+pub fn samples(choices: &[LoggedChoice], model: &Model) -> Vec<Sample> {
+    choices
+        .iter()
+        .map(|choice| {
+            let propensities = model.score(&choice.features);
+            let pool: Vec<(&str, f64)> = choice
+                .candidates
+                .iter()
+                .zip(propensities.iter().zip(&choice.weights))
+                .map(|(id, (propensity, weight))| (id.as_str(), propensity * weight))
+                .collect();
+            let policy = slot_probabilities(&pool, choice.exploration);
+            let logged = choice.logged;
+            Sample {
+                reward: choice.reward,
+                logging_probability: Some(choice.logging_probability),
+                target_probability: policy.get(logged).copied().unwrap_or(0.0),
+                predicted_reward: propensities.get(logged).copied().unwrap_or(0.0),
+                target_predicted_reward: policy
+                    .iter()
+                    .zip(propensities.iter())
+                    .map(|(probability, propensity)| probability * propensity)
+                    .sum(),
+            }
+        })
+        .collect()
+}
