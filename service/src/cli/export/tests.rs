@@ -550,3 +550,177 @@ fn the_format_follows_the_extension() {
         assert_eq!(ExportFormat::from_path(Path::new(name)), format, "{name}");
     }
 }
+
+/// A decision the way the service logs it now: context, eligible actions,
+/// event count and engagement set.
+fn current_decision() -> LoggedDecision {
+    let mut decision = decisions().remove(0);
+    decision.context = [(
+        "device".to_owned(),
+        nudge_proto::v1::Value {
+            kind: Some(nudge_proto::v1::value::Kind::StringValue("mobile".into())),
+        },
+    )]
+    .into_iter()
+    .collect();
+    decision.eligible = vec!["upgrade".into(), "tour".into(), "digest".into()];
+    decision.events_applied = Some(12);
+    decision.engagement = vec![nudge_proto::v1::LoggedEngagement {
+        channel: "in_app".into(),
+        sends: 4,
+        impressions: 3,
+        clicks: 1,
+        ..Default::default()
+    }];
+    decision
+}
+
+#[tokio::test]
+async fn a_decision_export_reads_back_as_it_was_logged() {
+    let directory = scratch("read-back");
+    let path = directory.join("decisions.parquet");
+    let writer = ExportWriter::create(&path, ExportFormat::Parquet).expect("writable");
+    let wire = vec![current_decision(), decisions().remove(2)];
+    let expected: Vec<_> = wire
+        .iter()
+        .map(|decision| {
+            let logged =
+                crate::convert::logged_decision_from_proto(decision.clone()).expect("valid");
+            let outcomes = logged
+                .training_rows()
+                .map(|row| row.outcomes)
+                .collect::<Vec<_>>();
+            nudge_models::log::JoinedDecision {
+                record: logged.record,
+                feature_names: logged.feature_names,
+                outcomes,
+            }
+        })
+        .collect();
+    write_stream(stream(wire, None), writer)
+        .await
+        .expect("the export succeeds");
+    let read = read::decisions(&path).expect("it reads back");
+    assert_eq!(read, expected);
+    assert_eq!(read[0].record.events_applied, Some(12));
+    assert_eq!(read[0].record.engagement["in_app"], [4, 3, 1, 0, 0, 0]);
+    std::fs::remove_dir_all(&directory).expect("cleanup");
+}
+
+#[test]
+fn an_export_of_another_schema_or_version_is_refused_by_name() {
+    use arrow_array::{ArrayRef, RecordBatch, StringArray};
+    use arrow_schema::{Field, Schema};
+    use std::sync::Arc;
+    let directory = scratch("versions");
+    let write = |name: &str, metadata: Option<&str>| {
+        let path = directory.join(name);
+        let mut schema = Schema::new(vec![Field::new("decision_id", DataType::Utf8, false)]);
+        if let Some(version) = metadata {
+            schema = schema.with_metadata(
+                [("nudge.schema".to_owned(), version.to_owned())]
+                    .into_iter()
+                    .collect::<std::collections::HashMap<_, _>>(),
+            );
+        }
+        let schema = Arc::new(schema);
+        let column: ArrayRef = Arc::new(StringArray::from(vec!["d-1"]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![column]).expect("a batch");
+        let mut writer = parquet::arrow::ArrowWriter::try_new(
+            File::create(&path).expect("a file"),
+            schema,
+            None,
+        )
+        .expect("a writer");
+        writer.write(&batch).expect("written");
+        writer.close().expect("closed");
+        path
+    };
+    let error = |path: &Path| read::decisions(path).expect_err("refused").to_string();
+    let old = write("old.parquet", None);
+    let message = error(&old);
+    assert!(
+        message.contains("old.parquet has no nudge.schema") && message.contains("export again"),
+        "{message}"
+    );
+    let newer = write("newer.parquet", Some("nudge.decisions/3"));
+    let message = error(&newer);
+    assert!(
+        message.contains("schema nudge.decisions/3; this nudge reads nudge.decisions/2"),
+        "{message}"
+    );
+    let events = write("events.parquet", Some("nudge.events/1"));
+    let message = error(&events);
+    assert!(
+        message.contains("is a nudge.events/1 export, not a decision log export"),
+        "{message}"
+    );
+    let text = directory.join("notes.parquet");
+    std::fs::write(&text, "not parquet").expect("written");
+    assert!(error(&text).contains("is not a Parquet file"));
+    let missing = directory.join("missing.parquet");
+    assert!(error(&missing).contains("cannot open decision log export"));
+    std::fs::remove_dir_all(&directory).expect("cleanup");
+}
+
+#[tokio::test]
+async fn an_event_export_reads_back_as_it_was_logged() {
+    use nudge_models::log::EventRecord;
+    use nudge_models::value::AttrValue;
+    let directory = scratch("events");
+    let events: Vec<EventRecord> = (1..=3)
+        .map(|ordinal| EventRecord {
+            customer_id: "c-1".into(),
+            ordinal,
+            received_at: nudge_models::time::Timestamp::from_millis(NOON + ordinal as i64),
+            event: nudge_models::profile::Event {
+                event_id: format!("e-{ordinal}"),
+                name: "identify".into(),
+                timestamp: nudge_models::time::Timestamp::from_millis(NOON - 1_000),
+                properties: [
+                    ("plan".to_owned(), AttrValue::Str("pro".into())),
+                    ("seats".to_owned(), AttrValue::Num(12.5)),
+                    ("vip".to_owned(), AttrValue::Bool(true)),
+                ]
+                .into_iter()
+                .collect(),
+            },
+        })
+        .collect();
+    for (name, format) in [
+        ("events.parquet", ExportFormat::Parquet),
+        ("events.jsonl", ExportFormat::Jsonl),
+    ] {
+        let path = directory.join(name);
+        let writer = ExportWriter::create_events(&path, format).expect("writable");
+        let summary = write_events(
+            tokio_stream::iter(events.clone().into_iter().map(Ok)),
+            writer,
+        )
+        .await
+        .expect("the export succeeds");
+        assert_eq!(summary.events, Some(3));
+        if format == ExportFormat::Parquet {
+            assert_eq!(read::events(&path).expect("it reads back"), events);
+            let error = read::decisions(&path).expect_err("not a decision export");
+            assert!(
+                error.to_string().contains("is a nudge.events/1 export"),
+                "{error}"
+            );
+        } else {
+            let text = std::fs::read_to_string(&path).expect("the file");
+            let first: Json =
+                serde_json::from_str(text.lines().next().expect("a line")).expect("JSON");
+            assert_eq!(
+                first,
+                json!({
+                    "customer_id": "c-1", "ordinal": 1,
+                    "received_at": "2026-11-23T12:00:00.001Z", "event_id": "e-1",
+                    "name": "identify", "timestamp": "2026-11-23T11:59:59Z",
+                    "properties": {"plan": "pro", "seats": 12.5, "vip": true},
+                })
+            );
+        }
+    }
+    std::fs::remove_dir_all(&directory).expect("cleanup");
+}
