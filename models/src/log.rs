@@ -9,7 +9,7 @@
 //! Outcome kinds and fallback reasons are enums written as their lowercase
 //! codes (`click`, `model_missing`).
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Exploration};
 use crate::ledger::OutcomeKind;
 use crate::pipeline::{Decision, FallbackReason};
 use crate::profile::{ChannelEngagement, Event, Profile};
@@ -103,7 +103,10 @@ pub struct DecisionRecord {
     pub context: BTreeMap<String, AttrValue>,
     /// The actions that passed the hard filters and competed for the first
     /// slot, best first under the logging policy: the choices a policy being
-    /// evaluated off-line had. Empty in records written before it was kept.
+    /// evaluated off-line had. Kept only when the model ranked and the
+    /// placement explores (a log that never explored cannot evaluate another
+    /// policy, so the ids would only cost bytes); empty otherwise and in
+    /// records written before it was kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub eligible: Vec<String>,
     /// How many events the customer's profile had applied when it was
@@ -175,18 +178,26 @@ impl DecisionRecord {
         // with a priority (ranked below the limit, capped or of a served
         // category after a pick, out of budget); hard-filtered candidates
         // have none.
-        let eligible = decision
-            .served
-            .iter()
-            .map(|served| served.action_id.clone())
-            .chain(
-                decision
-                    .filtered
-                    .iter()
-                    .filter(|filtered| filtered.score.is_some())
-                    .map(|filtered| filtered.action_id.to_string()),
-            )
-            .collect();
+        let explores = decision.fallback.is_none()
+            && catalog
+                .placement(placement)
+                .is_some_and(|placement| placement.exploration != Exploration::None);
+        let eligible = if explores {
+            decision
+                .served
+                .iter()
+                .map(|served| served.action_id.clone())
+                .chain(
+                    decision
+                        .filtered
+                        .iter()
+                        .filter(|filtered| filtered.score.is_some())
+                        .map(|filtered| filtered.action_id.to_string()),
+                )
+                .collect()
+        } else {
+            Vec::new()
+        };
         Self {
             decision_id: decision_id.to_owned(),
             customer_id: customer_id.to_owned(),
