@@ -151,8 +151,10 @@ async fn replayed_features_equal_the_features_logged_at_decision_time() {
         .collect();
     assert_eq!(ordinals, (1..=15).collect::<Vec<_>>(), "numbered in order");
     assert!(
-        logged.iter().all(|decision| decision.record.events_applied.is_some()
-            && decision.record.eligible.is_empty()),
+        logged
+            .iter()
+            .all(|decision| decision.record.events_applied.is_some()
+                && decision.record.eligible.is_empty()),
         "every decision records its event count; the eligible actions only where the placement explores"
     );
     assert!(
