@@ -224,6 +224,34 @@ impl FeatureSet {
         &self.specs
     }
 
+    /// What the specs name that `catalog` does not have: a category, a
+    /// channel or an action no catalog action carries. Such a feature is 0
+    /// for every candidate, so a model trained with it would score this
+    /// catalog's actions differently from how it was trained (events and
+    /// attributes are not checked: one never seen reads 0 by design).
+    pub fn unknown_in(&self, catalog: &crate::catalog::Catalog) -> Vec<String> {
+        let mut unknown = Vec::new();
+        for spec in &self.specs {
+            for term in spec.terms() {
+                let missing = match term {
+                    Term::Category { name } => !catalog
+                        .actions
+                        .iter()
+                        .any(|action| action.category == *name),
+                    Term::Channel { name } | Term::ClickRate { channel: name } => {
+                        !catalog.channels.contains_key(name)
+                    }
+                    Term::Action { id } => catalog.action(id).is_none(),
+                    _ => false,
+                };
+                if missing {
+                    unknown.push(format!("{} (in {})", term, spec.text()));
+                }
+            }
+        }
+        unknown
+    }
+
     /// Number of features.
     pub fn len(&self) -> usize {
         self.specs.len()

@@ -16,6 +16,8 @@
 //!   rebuilt from the event log (point-in-time features for training).
 //! - [`catalog`]: actions, channels, placements and policy from the TOML file,
 //!   validated with field-and-line errors; CEL rules compiled once.
+//! - [`experiment`]: which model serves which customer: variants with
+//!   shares, hashed assignment, promotion and rollback.
 //! - [`features`]: feature specs and extraction (the same code at training time).
 //! - [`model`]: the versioned logistic-regression artifact and scoring.
 //! - [`pipeline`]: the decision pipeline — filters, scoring, arbitration, rationale
@@ -34,6 +36,7 @@ pub mod customer;
 pub mod delta;
 pub mod demo;
 mod error;
+pub mod experiment;
 pub mod features;
 pub mod ledger;
 pub mod log;

@@ -76,6 +76,9 @@ pub enum ServiceError {
     /// The store failed or refuses writes (e.g. the disk is full).
     #[error(transparent)]
     Storage(#[from] StoreError),
+    /// The model registry refused a change.
+    #[error(transparent)]
+    Registry(std::sync::Arc<crate::registry::RegistryError>),
     /// A protected call came without credentials.
     #[error("missing {0}")]
     Unauthenticated(Credential),
@@ -244,6 +247,21 @@ impl ServiceError {
                 | StoreError::NoWriter { .. }
                 | StoreError::Closed => Code::Unavailable,
             },
+            ServiceError::Registry(error) => {
+                use crate::registry::RegistryError as R;
+                match error.as_ref() {
+                    R::UnknownModel(_) => Code::NotFound,
+                    R::DoesNotFit { .. } => Code::InvalidArgument,
+                    R::Experiment(nudge_models::experiment::ExperimentError::BadShare(_))
+                    | R::Experiment(nudge_models::experiment::ExperimentError::BadName(_)) => {
+                        Code::InvalidArgument
+                    }
+                    R::Experiment(_) | R::VersionTaken(_) | R::NothingToRollBack => {
+                        Code::FailedPrecondition
+                    }
+                    R::Io { .. } | R::Unreadable { .. } => Code::Internal,
+                }
+            }
             ServiceError::Unauthenticated(_) => Code::Unauthenticated,
             ServiceError::PermissionDenied(_) => Code::PermissionDenied,
         }

@@ -46,6 +46,7 @@ pub mod grpc;
 pub mod logging;
 pub mod metrics;
 pub mod queueing;
+pub mod registry;
 pub mod requests;
 pub mod server;
 pub mod shared;
@@ -55,6 +56,7 @@ pub mod store;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::engine::{CatalogSource, Engine, EngineStartError};
+use crate::registry::ModelRegistry;
 use crate::store::{RedbStore, StoreOptions, Stores};
 use nudge_models::catalog::{Catalog, CatalogProblems};
 use nudge_models::model::Model;
@@ -99,6 +101,9 @@ pub enum StartError {
         /// Why.
         source: crate::store::StoreError,
     },
+    /// The model registry in the data directory could not be read.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// The engine could not start.
     #[error(transparent)]
     Engine(#[from] EngineStartError),
@@ -171,12 +176,22 @@ pub fn start(
     };
     let model = Model::from_json(model_text.as_bytes())
         .map_err(|error| StartError::Model { origin, error })?;
-    tracing::info!(catalog = %catalog.version, model = %model.version(), "loaded catalog and model");
+    // The registry kept in the data directory, if any, says which models
+    // serve whom; else the configured model serves everyone.
+    let registry_dir = (!config.storage.in_memory).then(|| config.storage.data_dir.join("models"));
+    let models = ModelRegistry::open(registry_dir, Some(model))?;
+    let serving = models.serving();
+    tracing::info!(
+        catalog = %catalog.version,
+        model = %serving.champion().map_or("(none)", |model| model.version()),
+        variants = serving.experiment.variants.len(),
+        "loaded catalog and models"
+    );
     Ok(Engine::start(
         config,
         catalog,
         source,
-        Some(model),
+        models,
         stores.into(),
         clock,
     )?)

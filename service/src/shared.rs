@@ -8,14 +8,14 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{BudgetedCall, Stage};
 use crate::metrics::Metrics;
+use crate::registry::ModelRegistry;
 use crate::stats::{Stats, bump};
 use crate::store::Stores;
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use nudge_models::budget::BudgetCounters;
 use nudge_models::catalog::Catalog;
 use nudge_models::customer::TrackResult;
 use nudge_models::ledger::OutcomeKind;
-use nudge_models::model::Model;
 use nudge_models::pipeline::Decision;
 use std::sync::Arc;
 
@@ -26,8 +26,9 @@ pub struct Shared {
     pub config: Config,
     /// The running catalog; a reload swaps it atomically.
     pub catalog: ArcSwap<Catalog>,
-    /// The running model; `None` means every decision uses the fallback ladder.
-    pub model: ArcSwapOption<Model>,
+    /// The loaded models and which serves whom; a variant without a model
+    /// decides with the fallback ladder.
+    pub models: ModelRegistry,
     /// Global per-action budgets: the live counters every decision reserves
     /// from, rebuilt from [`Stores::budgets`] at start.
     pub budgets: BudgetCounters,

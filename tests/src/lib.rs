@@ -109,6 +109,11 @@ impl TestServer {
             budget_ms: 10_000,
             ..Config::default()
         };
+        // The store is given; `in_memory` keeps the model registry in
+        // memory too, so no test writes into the working directory. A test
+        // of the registry across restarts sets a data directory and turns
+        // it off.
+        config.storage.in_memory = true;
         configure(&mut config);
         let clock = ManualClock::new(Timestamp::from_millis(NOON));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

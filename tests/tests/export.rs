@@ -206,12 +206,8 @@ async fn export_writes_logged_decisions_with_outcomes_as_parquet() {
 
     let rows = read_rows(&args.out);
     assert_eq!(rows.len(), served);
-    let model = server
-        .engine
-        .shared()
-        .model
-        .load_full()
-        .expect("the demo has a model");
+    let serving = server.engine.shared().models.serving();
+    let model = serving.champion().expect("the demo has a model");
     let feature_count = model.features().len();
     let expected_ids: Vec<&str> = decisions
         .iter()

@@ -87,9 +87,11 @@ async fn background_tasks_run_on_the_service_clock_and_shutdown_is_clean() {
     server.reload();
     server
         .eventually("catalog and model are reloaded", |engine| {
-            let model = engine.shared().model.load_full();
+            let serving = engine.shared().models.serving();
             engine.catalog().version == "demo-2026-12"
-                && model.is_some_and(|model| model.version() == "demo-2026-12")
+                && serving
+                    .champion()
+                    .is_some_and(|model| model.version() == "demo-2026-12")
         })
         .await;
     let response = server

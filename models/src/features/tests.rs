@@ -169,3 +169,29 @@ fn is_none_of_is_described_in_words() {
         assert_eq!(spec.describe(&input, action), expected);
     }
 }
+
+#[test]
+fn features_naming_what_the_catalog_lacks_are_listed() {
+    let catalog = crate::catalog::Catalog::from_toml(crate::demo::CATALOG_TOML).expect("demo");
+    let model = crate::model::Model::from_json(crate::demo::MODEL_JSON.as_bytes()).expect("demo");
+    assert_eq!(
+        model.features().unknown_in(&catalog),
+        Vec::<String>::new(),
+        "the demo model fits the demo catalog"
+    );
+    let features = FeatureSet::parse(&[
+        "count(login,7d)",
+        "category(teleport) * is(plan,pro)",
+        "click_rate(pigeon)",
+        "action(nope)",
+    ])
+    .expect("parses");
+    assert_eq!(
+        features.unknown_in(&catalog),
+        [
+            "category(teleport) (in category(teleport) * is(plan,pro))",
+            "click_rate(pigeon) (in click_rate(pigeon))",
+            "action(nope) (in action(nope))",
+        ]
+    );
+}

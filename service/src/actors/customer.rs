@@ -28,9 +28,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-/// The experiment variant of every decision (experiments are not built yet).
-const DEFAULT_VARIANT: &str = "default";
-
 /// What the registry and callers can see of a live actor without a message.
 #[derive(Debug, Default)]
 pub struct Activity {
@@ -242,12 +239,13 @@ impl Handler<Decide> for CustomerActor {
         };
         let input = &message.input;
         let catalog = self.shared.catalog.load_full();
-        let model = self.shared.model.load_full();
+        let serving = self.shared.models.serving();
+        let (variant, model) = serving.for_customer(&self.customer_id);
         let decision_id = (!input.dry_run).then(|| uuid::Uuid::new_v4().simple().to_string());
         let seed = seed_of(decision_id.as_deref().unwrap_or(&input.request_id), now);
         let environment = Environment {
             catalog: &catalog,
-            model: model.as_deref(),
+            model: model.map(|model| &**model),
             budgets: &self.shared.budgets,
         };
         let request = DecisionRequest {
@@ -263,7 +261,7 @@ impl Handler<Decide> for CustomerActor {
         let record_as = decision_id.as_deref().map(|decision_id| RecordAs {
             decision_id,
             customer_id: &self.customer_id,
-            variant: DEFAULT_VARIANT,
+            variant,
         });
         // A caller that has given up gets nothing recorded, and the budget
         // units the decision took are given back: a late answer changes
@@ -291,13 +289,13 @@ impl Handler<Decide> for CustomerActor {
             _ => Commit::none(),
         };
         self.shared
-            .record_decision(&catalog, &input.placement, DEFAULT_VARIANT, &decision);
+            .record_decision(&catalog, &input.placement, variant, &decision);
         Ok(Durable {
             value: DecideReply {
                 decision_id,
                 decision,
                 catalog_version: catalog.version.clone(),
-                variant: DEFAULT_VARIANT.to_owned(),
+                variant: variant.to_owned(),
                 dry_run: input.dry_run,
             },
             commit,

@@ -10,11 +10,12 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use nudge_proto::v1::{
     DecideRequest, DecideResponse, Event, ExportDecisionsRequest, ExportEventsRequest,
-    ForgetRequest, ForgetResponse, GetProfileRequest, LoggedDecision, LoggedEvent, Profile,
-    ReloadCatalogRequest, ReloadCatalogResponse, ReportOutcomeRequest, ReportOutcomeResponse,
-    SetConsentRequest, SetConsentResponse, StatsRequest, StatsResponse, SuppressRequest,
-    SuppressResponse, TrackResponse, UnsuppressRequest, admin_client::AdminClient,
-    decisions_client::DecisionsClient, events_client::EventsClient,
+    ForgetRequest, ForgetResponse, GetProfileRequest, ListModelsRequest, ListModelsResponse,
+    LoadModelRequest, LoadModelResponse, LoggedDecision, LoggedEvent, ModelsChanged, Profile,
+    PromoteModelRequest, ReloadCatalogRequest, ReloadCatalogResponse, ReportOutcomeRequest,
+    ReportOutcomeResponse, RollbackRequest, SetConsentRequest, SetConsentResponse, StatsRequest,
+    StatsResponse, SuppressRequest, SuppressResponse, TrackResponse, UnsuppressRequest,
+    admin_client::AdminClient, decisions_client::DecisionsClient, events_client::EventsClient,
     profiles_client::ProfilesClient,
 };
 use tonic::metadata::{Ascii, MetadataValue};
@@ -189,6 +190,10 @@ rpc! {
     StatsRequest => StatsResponse: AdminClient::stats;
     ExportDecisionsRequest => tonic::Streaming<LoggedDecision>: AdminClient::export_decisions;
     ExportEventsRequest => tonic::Streaming<LoggedEvent>: AdminClient::export_events;
+    ListModelsRequest => ListModelsResponse: AdminClient::list_models;
+    LoadModelRequest => LoadModelResponse: AdminClient::load_model;
+    PromoteModelRequest => ModelsChanged: AdminClient::promote_model;
+    RollbackRequest => ModelsChanged: AdminClient::rollback;
 }
 
 /// Sends `request` over `connection`; a refusal reads `server said CODE:

@@ -27,6 +27,7 @@ mod args;
 mod client;
 pub mod export;
 mod json;
+pub mod model;
 mod names;
 mod output;
 mod parse;
@@ -79,6 +80,9 @@ pub enum ClientCommand {
     /// Write the decision log, outcomes joined, to a Parquet or JSON lines
     /// file (the training input).
     Export(WithClient<ExportArgs>),
+    /// The model registry: list the models and who each serves, load an
+    /// artifact, promote a model to a share of customers, roll back.
+    Model(WithClient<model::ModelArgs>),
 }
 
 impl ClientCommand {
@@ -96,6 +100,7 @@ impl ClientCommand {
             Self::Reload(command) => &command.client,
             Self::Stats(command) => &command.client,
             Self::Export(command) => &command.client,
+            Self::Model(command) => &command.client,
         }
     }
 }
@@ -399,5 +404,6 @@ async fn execute(command: ClientCommand, options: &ClientArgs) -> anyhow::Result
                 || output::export(&summary),
             )
         }
+        C::Model(c) => model::run(&c.args, options).await,
     }
 }

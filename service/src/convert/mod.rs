@@ -23,7 +23,8 @@ pub use requests::{
 };
 pub use responses::{
     catalog_problems, catalog_summary, consent_response, decide_response, filter_reason_to_proto,
-    profile, stats, suppression_reason, track_stream_summary,
+    loaded_model, models_listing, profile, serving_variants, stats, suppression_reason,
+    track_stream_summary,
 };
 
 use crate::config::Limits;

@@ -338,3 +338,37 @@ pub fn track_stream_summary(summary: IngestSummary) -> proto::TrackStreamRespons
             .collect(),
     }
 }
+
+/// The wire form of the variants serving.
+pub fn serving_variants(
+    experiment: &nudge_models::experiment::Experiment,
+) -> Vec<proto::ServingVariant> {
+    experiment
+        .variants
+        .iter()
+        .map(|variant| proto::ServingVariant {
+            name: variant.name.clone(),
+            model_version: variant.model_version.clone(),
+            share_percent: variant.share,
+        })
+        .collect()
+}
+
+/// The wire form of a loaded model.
+pub fn loaded_model(entry: crate::registry::ModelEntry) -> proto::LoadedModel {
+    proto::LoadedModel {
+        version: entry.version,
+        description: entry.description,
+        trained_at: entry.trained_at,
+        features: u32::try_from(entry.features).unwrap_or(u32::MAX),
+    }
+}
+
+/// The registry on the wire.
+pub fn models_listing(listing: crate::registry::Listing) -> proto::ListModelsResponse {
+    proto::ListModelsResponse {
+        variants: serving_variants(&listing.experiment),
+        models: listing.models.into_iter().map(loaded_model).collect(),
+        previous: listing.previous,
+    }
+}

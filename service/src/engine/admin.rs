@@ -5,11 +5,13 @@
 use super::{CatalogSource, Engine};
 use crate::actors::customer::Snapshot;
 use crate::error::ServiceError;
+use crate::registry::{Listing, ModelEntry};
 use crate::requests::StatsSnapshot;
 use crate::stats::Stats;
 use crate::store::{COMPACTION_CHUNK, Erased, EventRecord, LoggedDecision, TimeRange};
 use nudge_models::catalog::{Catalog, CatalogProblems, CatalogSummary};
 use nudge_models::customer::CustomerState;
+use nudge_models::experiment::Experiment;
 use nudge_models::model::Model;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -122,10 +124,12 @@ impl Engine {
         Ok((summary, previous.version.clone()))
     }
 
-    /// Replaces the running model with the artifact `json`, or re-reads the
-    /// configured model file when `json` is `None` (the embedded demo model when
-    /// none is configured). A bad artifact is refused with the reason and the
-    /// running model keeps serving. Returns the new and the replaced version.
+    /// Replaces the serving model (the control of a running experiment)
+    /// with the artifact `json`, or re-reads the configured model file when
+    /// `json` is `None` (the embedded demo model when none is configured). A
+    /// bad artifact, or one naming what the catalog lacks, is refused with
+    /// the reason and the running model keeps serving. Returns the new and
+    /// the replaced version.
     pub fn reload_model(&self, json: Option<&[u8]>) -> Result<(String, String), ServiceError> {
         let owned;
         let json = match (json, &self.shared.config.model) {
@@ -144,13 +148,56 @@ impl Engine {
         let version = model.version().to_owned();
         let previous = self
             .shared
-            .model
-            .swap(Some(Arc::new(model)))
-            .map(|model| model.version().to_owned())
-            .unwrap_or_default();
+            .models
+            .replace_champion(model, &self.catalog())?;
         self.shared.metrics.model_loaded(Some(&version));
         tracing::info!(%version, %previous, "model reloaded");
         Ok((version, previous))
+    }
+
+    /// The model registry: loaded models, the experiment, the history.
+    pub fn list_models(&self) -> Listing {
+        self.shared.models.list()
+    }
+
+    /// Loads an artifact into the registry, not serving anyone yet.
+    pub fn load_model(&self, json: &[u8]) -> Result<ModelEntry, ServiceError> {
+        let model = Model::from_json(json)?;
+        let entry = self.shared.models.load(model, &self.catalog())?;
+        tracing::info!(version = %entry.version, "model loaded into the registry");
+        Ok(entry)
+    }
+
+    /// Tries a loaded model on `share` % of customers, ramps it, or at 100 %
+    /// makes it serve everyone.
+    pub fn promote_model(
+        &self,
+        version: &str,
+        share: u32,
+        variant: Option<&str>,
+    ) -> Result<Experiment, ServiceError> {
+        let experiment = self.shared.models.promote(version, share, variant)?;
+        self.model_changed(&experiment, "model promoted");
+        Ok(experiment)
+    }
+
+    /// Ends the experiment, or returns to the model that served before.
+    pub fn rollback_model(&self) -> Result<Experiment, ServiceError> {
+        let experiment = self.shared.models.rollback()?;
+        self.model_changed(&experiment, "model rolled back");
+        Ok(experiment)
+    }
+
+    fn model_changed(&self, experiment: &Experiment, what: &'static str) {
+        let variants: Vec<String> = experiment
+            .variants
+            .iter()
+            .map(|v| format!("{}={}@{}%", v.name, v.model_version, v.share))
+            .collect();
+        self.shared
+            .metrics
+            .model_loaded(experiment.control().map(|v| v.model_version.as_str()));
+        tracing::info!(variants = %variants.join(" "), "{what}");
     }
 
     /// Shutdown: passivates every live actor, waits (up to `grace`) until each
@@ -202,9 +249,9 @@ impl Engine {
             catalog_version: self.catalog().version.clone(),
             model_version: self
                 .shared
-                .model
-                .load()
-                .as_ref()
+                .models
+                .serving()
+                .champion()
                 .map(|model| model.version().to_owned())
                 .unwrap_or_default(),
             activations: Stats::get(&stats.activations),

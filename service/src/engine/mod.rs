@@ -27,14 +27,14 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{BudgetedCall, ServiceError, Stage};
 use crate::metrics::Metrics;
+use crate::registry::ModelRegistry;
 use crate::stats::{Stats, bump};
 use crate::store::{StoreError, Stores};
 use actix::dev::ToEnvelope;
 use actix::{Handler, MailboxError, Message};
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use nudge_models::budget::BudgetCounters;
 use nudge_models::catalog::Catalog;
-use nudge_models::model::Model;
 use nudge_models::pipeline::{FallbackReason, Scoring};
 use std::future::Future;
 use std::path::PathBuf;
@@ -81,7 +81,7 @@ impl Engine {
         config: Config,
         catalog: Catalog,
         catalog_source: CatalogSource,
-        model: Option<Model>,
+        models: ModelRegistry,
         stores: Stores,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, EngineStartError> {
@@ -93,11 +93,11 @@ impl Engine {
             ActorSystem::start(config.actors.arbiters).map_err(EngineStartError::Actors)?;
         let metrics = Metrics::new();
         metrics.catalog_loaded(&catalog.version);
-        metrics.model_loaded(model.as_ref().map(Model::version));
+        metrics.model_loaded(models.serving().champion().map(|model| model.version()));
         let shared = Arc::new(Shared {
             config,
             catalog: ArcSwap::from_pointee(catalog),
-            model: ArcSwapOption::from_pointee(model),
+            models,
             budgets,
             stores,
             clock,

@@ -88,6 +88,49 @@ impl proto::admin_server::Admin for AdminService {
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
 
+    async fn list_models(
+        &self,
+        _request: Request<proto::ListModelsRequest>,
+    ) -> Result<Response<proto::ListModelsResponse>, Status> {
+        Ok(Response::new(convert::models_listing(
+            self.engine.list_models(),
+        )))
+    }
+
+    async fn load_model(
+        &self,
+        request: Request<proto::LoadModelRequest>,
+    ) -> Result<Response<proto::LoadModelResponse>, Status> {
+        let entry = self.engine.load_model(&request.into_inner().artifact)?;
+        Ok(Response::new(proto::LoadModelResponse {
+            model: Some(convert::loaded_model(entry)),
+        }))
+    }
+
+    async fn promote_model(
+        &self,
+        request: Request<proto::PromoteModelRequest>,
+    ) -> Result<Response<proto::ModelsChanged>, Status> {
+        let request = request.into_inner();
+        let variant = (!request.variant.is_empty()).then_some(request.variant.as_str());
+        let experiment =
+            self.engine
+                .promote_model(&request.version, request.share_percent, variant)?;
+        Ok(Response::new(proto::ModelsChanged {
+            variants: convert::serving_variants(&experiment),
+        }))
+    }
+
+    async fn rollback(
+        &self,
+        _request: Request<proto::RollbackRequest>,
+    ) -> Result<Response<proto::ModelsChanged>, Status> {
+        let experiment = self.engine.rollback_model()?;
+        Ok(Response::new(proto::ModelsChanged {
+            variants: convert::serving_variants(&experiment),
+        }))
+    }
+
     type ExportEventsStream = ReceiverStream<Result<proto::LoggedEvent, Status>>;
 
     async fn export_events(

@@ -1,0 +1,175 @@
+//! `nudge model list|load|promote|rollback`: the server's model registry —
+//! which models it holds, which serves which share of customers — and the
+//! changes to it, over `Admin.ListModels`, `LoadModel`, `PromoteModel` and
+//! `Rollback`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use nudge_proto::v1::{
+    ListModelsRequest, ListModelsResponse, LoadModelRequest, PromoteModelRequest, RollbackRequest,
+    ServingVariant,
+};
+use serde_json::{Value as Json, json};
+
+use super::{ClientArgs, client, render};
+
+/// What `nudge model` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelAction {
+    /// The loaded models, the variants serving and the earlier models.
+    List,
+    /// Load the artifact FILE, serving no one yet.
+    Load,
+    /// Try model VERSION on --share % of customers (100: everyone).
+    Promote,
+    /// End the experiment, or return to the model that served before.
+    Rollback,
+}
+
+/// Arguments of `nudge model`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "\
+Examples:
+  nudge model load models/2026-11-30/model.json
+  nudge model promote trained-20261130T0800 --share 10     # try it on 10 % of customers
+  nudge model promote trained-20261130T0800 --share 50     # ramp up: no customer goes back
+  nudge model promote trained-20261130T0800 --share 100    # everyone
+  nudge model rollback                                     # undo the last step
+Customers are assigned by a hash of their id: the same after a restart and on every node.")]
+pub struct ModelArgs {
+    /// list, load, promote or rollback.
+    #[arg(value_enum)]
+    pub action: ModelAction,
+    /// The artifact file (load) or the model version (promote).
+    #[arg(value_name = "FILE|VERSION")]
+    pub target: Option<String>,
+    /// The share of customers in percent (promote).
+    #[arg(long, value_name = "PERCENT")]
+    pub share: Option<u32>,
+    /// The challenger's variant name while it is tried (promote) [default:
+    /// treatment].
+    #[arg(long, value_name = "NAME")]
+    pub variant: Option<String>,
+}
+
+fn variants_text(variants: &[ServingVariant]) -> String {
+    variants
+        .iter()
+        .map(|v| format!("{} {} {} %", v.name, v.model_version, v.share_percent))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn variants_json(variants: &[ServingVariant]) -> Json {
+    variants
+        .iter()
+        .map(|v| json!({"name": v.name, "model_version": v.model_version, "share_percent": v.share_percent}))
+        .collect()
+}
+
+/// The registry as text: the variants serving, then every loaded model.
+pub fn listing_text(response: &ListModelsResponse) -> String {
+    let mut text = format!("Serving: {}\n", variants_text(&response.variants));
+    let _ = writeln!(text, "Loaded models:");
+    for model in &response.models {
+        let _ = writeln!(
+            text,
+            "  {}  {} features  trained {}",
+            model.version,
+            model.features,
+            if model.trained_at.is_empty() {
+                "-"
+            } else {
+                &model.trained_at
+            }
+        );
+    }
+    if !response.previous.is_empty() {
+        let _ = writeln!(
+            text,
+            "Served everyone before (a rollback returns to the last): {}",
+            response.previous.join(", ")
+        );
+    }
+    text.trim_end().to_owned()
+}
+
+/// Runs `nudge model`.
+pub async fn run(args: &ModelArgs, options: &ClientArgs) -> anyhow::Result<String> {
+    match args.action {
+        ModelAction::List => {
+            let response = client::ask(options, ListModelsRequest {}).await?;
+            render(
+                options,
+                || {
+                    json!({
+                        "variants": variants_json(&response.variants),
+                        "models": response.models.iter().map(|m| json!({
+                            "version": m.version, "description": m.description,
+                            "trained_at": m.trained_at, "features": m.features,
+                        })).collect::<Json>(),
+                        "previous": response.previous,
+                    })
+                },
+                || listing_text(&response),
+            )
+        }
+        ModelAction::Load => {
+            let Some(file) = &args.target else {
+                bail!("nudge model load needs the artifact FILE");
+            };
+            let path = PathBuf::from(file);
+            let artifact = std::fs::read(&path)
+                .with_context(|| format!("could not read model file {}", path.display()))?;
+            let response = client::ask(options, LoadModelRequest { artifact }).await?;
+            let model = response.model.unwrap_or_default();
+            render(
+                options,
+                || json!({"loaded": model.version, "features": model.features}),
+                || {
+                    format!(
+                        "loaded model {} ({} features); it serves no one until `nudge model promote {} --share N`",
+                        model.version, model.features, model.version
+                    )
+                },
+            )
+        }
+        ModelAction::Promote => {
+            let Some(version) = &args.target else {
+                bail!("nudge model promote needs the model VERSION (nudge model list shows them)");
+            };
+            let Some(share) = args.share else {
+                bail!("nudge model promote needs --share PERCENT (1 to 100)");
+            };
+            let request = PromoteModelRequest {
+                version: version.clone(),
+                share_percent: share,
+                variant: args.variant.clone().unwrap_or_default(),
+            };
+            let response = client::ask(options, request).await?;
+            render(
+                options,
+                || json!({"variants": variants_json(&response.variants)}),
+                || format!("now serving: {}", variants_text(&response.variants)),
+            )
+        }
+        ModelAction::Rollback => {
+            if args.target.is_some() {
+                bail!("nudge model rollback takes no FILE or VERSION");
+            }
+            let response = client::ask(options, RollbackRequest {}).await?;
+            render(
+                options,
+                || json!({"variants": variants_json(&response.variants)}),
+                || {
+                    format!(
+                        "rolled back; now serving: {}",
+                        variants_text(&response.variants)
+                    )
+                },
+            )
+        }
+    }
+}
