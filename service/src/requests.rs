@@ -161,8 +161,8 @@ pub struct StatsSnapshot {
     pub fallbacks: u64,
     /// Fallback decisions by reason code, non-zero only.
     pub fallbacks_by_reason: Vec<(String, u64)>,
-    /// Decisions by experiment variant, most first.
-    pub variants: Vec<(String, u64)>,
+    /// Decisions and outcomes by experiment variant, most decisions first.
+    pub variants: Vec<crate::stats::VariantTotals>,
     /// Decide latency over the recent window.
     pub latency: LatencySummary,
     /// Events applied.

@@ -83,9 +83,9 @@ impl Shared {
     }
 
     /// An outcome was applied.
-    pub fn record_outcome(&self, outcome: OutcomeKind) {
-        bump(&self.stats.outcomes);
-        self.metrics.outcome(outcome);
+    pub fn record_outcome(&self, variant: &str, outcome: OutcomeKind) {
+        self.stats.record_outcome(variant, outcome);
+        self.metrics.outcome(variant, outcome);
     }
 
     /// A decision was answered (dry runs included).

@@ -7,6 +7,7 @@
 
 use dashmap::DashMap;
 use hdrhistogram::Histogram;
+use nudge_models::ledger::OutcomeKind;
 use nudge_models::pipeline::{Decision, FallbackReason, FilterReason};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -38,6 +39,23 @@ pub struct Stats {
     fallbacks_by_reason: [AtomicU64; FallbackReason::ALL.len()],
     served: DashMap<String, AtomicU64>,
     variants: DashMap<String, AtomicU64>,
+    /// Impressions, clicks and conversions per variant.
+    variant_outcomes: DashMap<String, [AtomicU64; 3]>,
+}
+
+/// One experiment variant's totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VariantTotals {
+    /// The variant.
+    pub variant: String,
+    /// Decisions answered with it.
+    pub decisions: u64,
+    /// Impressions reported for its customers.
+    pub impressions: u64,
+    /// Clicks reported for its customers.
+    pub clicks: u64,
+    /// Conversions reported for its customers.
+    pub conversions: u64,
 }
 
 impl Default for Stats {
@@ -57,6 +75,7 @@ impl Default for Stats {
             fallbacks_by_reason: std::array::from_fn(|_| AtomicU64::new(0)),
             served: DashMap::new(),
             variants: DashMap::new(),
+            variant_outcomes: DashMap::new(),
         }
     }
 }
@@ -145,9 +164,52 @@ impl Stats {
         most_first(&self.served)
     }
 
-    /// Decisions per experiment variant, most first.
-    pub fn variants(&self) -> Vec<(String, u64)> {
-        most_first(&self.variants)
+    /// Counts an outcome reported for a customer of `variant` (impressions,
+    /// clicks and conversions; the other kinds count in `outcomes` only).
+    pub fn record_outcome(&self, variant: &str, outcome: OutcomeKind) {
+        bump(&self.outcomes);
+        let index = match outcome {
+            OutcomeKind::Impression => 0,
+            OutcomeKind::Click => 1,
+            OutcomeKind::Conversion => 2,
+            _ => return,
+        };
+        if let Some(counters) = self.variant_outcomes.get(variant) {
+            bump(&counters[index]);
+            return;
+        }
+        let counters = self
+            .variant_outcomes
+            .entry(variant.to_owned())
+            .or_insert_with(|| std::array::from_fn(|_| AtomicU64::new(0)));
+        bump(&counters[index]);
+    }
+
+    /// Each variant's decisions and outcomes, most decisions first.
+    pub fn variants(&self) -> Vec<VariantTotals> {
+        let mut names: Vec<(String, u64)> = most_first(&self.variants);
+        for entry in &self.variant_outcomes {
+            if !names.iter().any(|(name, _)| name == entry.key()) {
+                names.push((entry.key().clone(), 0));
+            }
+        }
+        names
+            .into_iter()
+            .map(|(variant, decisions)| {
+                let outcome = |index: usize| {
+                    self.variant_outcomes
+                        .get(&variant)
+                        .map_or(0, |counters| Stats::get(&counters[index]))
+                };
+                VariantTotals {
+                    decisions,
+                    impressions: outcome(0),
+                    clicks: outcome(1),
+                    conversions: outcome(2),
+                    variant,
+                }
+            })
+            .collect()
     }
 
     /// A counter's value.
@@ -462,10 +524,26 @@ mod tests {
             [(FilterReason::OptedOut, 1), (FilterReason::CapChannel, 2)]
         );
         assert_eq!(stats.served(), [("b".to_owned(), 3), ("a".to_owned(), 1)]);
+        stats.record_outcome("treatment", OutcomeKind::Conversion);
+        stats.record_outcome("treatment", OutcomeKind::Impression);
+        stats.record_outcome("control", OutcomeKind::Click);
+        stats.record_outcome("treatment", OutcomeKind::Dismiss);
+        let totals = |variant: &str, decisions, impressions, clicks, conversions| VariantTotals {
+            variant: variant.to_owned(),
+            decisions,
+            impressions,
+            clicks,
+            conversions,
+        };
         assert_eq!(
             stats.variants(),
-            [("default".to_owned(), 2), ("treatment".to_owned(), 1)]
+            [
+                totals("default", 2, 0, 0, 0),
+                totals("treatment", 1, 1, 0, 1),
+                totals("control", 0, 0, 1, 0)
+            ]
         );
+        assert_eq!(Stats::get(&stats.outcomes), 4);
     }
 
     #[test]

@@ -374,13 +374,16 @@ fn metrics_are_scraped_over_http_and_match_the_calls() {
     assert!(!after.text.contains("made_up_event"), "{}", after.text);
     assert_eq!(after.value("nudge_events_duplicates_total", &[]), 1.0);
     assert_eq!(
-        after.value("nudge_outcomes_reported_total", &[("outcome", "click")]),
+        after.value(
+            "nudge_outcomes_reported_total",
+            &[("outcome", "click"), ("variant", "default")]
+        ),
         1.0
     );
     assert_eq!(
         after.value(
             "nudge_outcomes_reported_total",
-            &[("outcome", "conversion")]
+            &[("outcome", "conversion"), ("variant", "default")]
         ),
         0.0
     );

@@ -4,6 +4,7 @@
 
 use nudge_proto::v1::{
     ListModelsRequest, LoadModelRequest, PromoteModelRequest, RollbackRequest, ServingVariant,
+    StatsRequest,
 };
 use nudge_service::store::{RedbStore, StoreOptions};
 use nudge_tests::{TempDir, TestServer, decide_request};
@@ -111,6 +112,25 @@ async fn a_model_is_tried_on_half_the_customers_kept_across_a_restart_and_rolled
         .unwrap_or(0);
     assert_eq!(treated + control, 400, "{split:?}");
     assert!((160..=240).contains(&treated), "{split:?}");
+    // Admin.Stats counts decisions per variant (20 "default" before).
+    let stats = admin
+        .stats(StatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner();
+    let by_variant: BTreeMap<&str, u64> = stats
+        .variants
+        .iter()
+        .map(|v| (v.variant.as_str(), v.decisions))
+        .collect();
+    assert_eq!(
+        by_variant,
+        BTreeMap::from([
+            ("control", control as u64),
+            ("default", 20),
+            ("treatment", treated as u64)
+        ])
+    );
 
     // A restart keeps the models, the experiment and every assignment.
     server.stop().await;

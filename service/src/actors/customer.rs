@@ -422,7 +422,12 @@ impl Handler<ReportOutcome> for CustomerActor {
             budget = budget_changes(vec![message.action_id.clone()], -1);
         }
         if result.applied {
-            self.shared.record_outcome(message.outcome);
+            // Counted for the variant the customer is assigned to now: the
+            // one that decided, unless the experiment changed since (the
+            // decision log has each decision's own variant).
+            let serving = self.shared.models.serving();
+            let (variant, _) = serving.for_customer(&self.customer_id);
+            self.shared.record_outcome(variant, message.outcome);
             let decision_at = self
                 .state
                 .ledger

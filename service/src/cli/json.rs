@@ -339,7 +339,12 @@ pub fn stats(r: &StatsResponse) -> Json {
     let variants: Vec<Json> = r
         .variants
         .iter()
-        .map(|v| json!({ "variant": v.variant, "decisions": v.decisions }))
+        .map(|v| {
+            json!({
+                "variant": v.variant, "decisions": v.decisions,
+                "impressions": v.impressions, "clicks": v.clicks, "conversions": v.conversions,
+            })
+        })
         .collect();
     let served: Vec<Json> = r
         .served
@@ -538,6 +543,7 @@ mod tests {
             variants: vec![VariantCount {
                 variant: "default".into(),
                 decisions: 10,
+                ..VariantCount::default()
             }],
             latency: Some(LatencySummary {
                 window_seconds: 60,
@@ -556,7 +562,7 @@ mod tests {
         );
         assert_eq!(
             j["variants"],
-            json!([{"variant": "default", "decisions": 10}])
+            json!([{"variant": "default", "decisions": 10, "impressions": 0, "clicks": 0, "conversions": 0}])
         );
         assert_eq!(j["latency"]["p50_micros"], 150);
         assert_eq!(j["latency"]["window_seconds"], 60);

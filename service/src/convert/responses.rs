@@ -316,7 +316,13 @@ pub fn stats(snapshot: StatsSnapshot) -> proto::StatsResponse {
         variants: snapshot
             .variants
             .into_iter()
-            .map(|(variant, decisions)| proto::VariantCount { variant, decisions })
+            .map(|totals| proto::VariantCount {
+                variant: totals.variant,
+                decisions: totals.decisions,
+                impressions: totals.impressions,
+                clicks: totals.clicks,
+                conversions: totals.conversions,
+            })
             .collect(),
     }
 }

@@ -5,6 +5,7 @@ use super::*;
 use crate::error::{BudgetedCall, Stage};
 use metrics::{Counter, Gauge, Histogram};
 use nudge_models::catalog::Catalog;
+use nudge_models::experiment::DEFAULT_VARIANT;
 use nudge_models::pipeline::Decision;
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError, RwLock};
@@ -40,6 +41,17 @@ impl<H> ByLabel<H> {
         let handle = handles.entry(Box::from(value)).or_insert_with(register);
         use_handle(handle)
     }
+}
+
+/// The outcome counters of one variant, one per kind.
+fn outcome_counters(variant: &str) -> [Counter; OutcomeKind::ALL.len()] {
+    OutcomeKind::ALL.map(|outcome| {
+        metrics::counter!(
+            OUTCOMES_REPORTED_TOTAL,
+            OUTCOME => outcome.name(),
+            VARIANT => variant.to_owned()
+        )
+    })
 }
 
 /// The handles of one placement.
@@ -99,7 +111,8 @@ pub struct Metrics {
     events: ByLabel<Counter>,
     other_events: Counter,
     duplicate_events: Counter,
-    outcomes: [Counter; OutcomeKind::ALL.len()],
+    /// Outcomes by variant, then kind.
+    outcomes: ByLabel<[Counter; OutcomeKind::ALL.len()]>,
     catalog_info: VersionInfo,
     model_info: VersionInfo,
 }
@@ -133,9 +146,12 @@ impl Metrics {
             events: ByLabel::default(),
             other_events: metrics::counter!(EVENTS_INGESTED_TOTAL, EVENT => OTHER_EVENT),
             duplicate_events: metrics::counter!(EVENTS_DUPLICATES_TOTAL),
-            outcomes: OutcomeKind::ALL.map(
-                |outcome| metrics::counter!(OUTCOMES_REPORTED_TOTAL, OUTCOME => outcome.name()),
-            ),
+            outcomes: {
+                // The default variant's series exist from the start (at 0).
+                let outcomes = ByLabel::default();
+                outcomes.with(DEFAULT_VARIANT, || outcome_counters(DEFAULT_VARIANT), |_| ());
+                outcomes
+            },
             catalog_info: VersionInfo::new(CATALOG_INFO),
             model_info: VersionInfo::new(MODEL_INFO),
         }
@@ -270,10 +286,14 @@ impl Metrics {
         self.duplicate_events.increment(1);
     }
 
-    /// An outcome was applied.
-    pub fn outcome(&self, outcome: OutcomeKind) {
+    /// An outcome was applied for a customer of `variant`.
+    pub fn outcome(&self, variant: &str, outcome: OutcomeKind) {
         if let Some(index) = outcome_index(outcome) {
-            self.outcomes[index].increment(1);
+            self.outcomes.with(
+                variant,
+                || outcome_counters(variant),
+                |counters| counters[index].increment(1),
+            );
         }
     }
 

@@ -229,8 +229,8 @@ pub const DECLARATIONS: [Declaration; 24] = [
     Declaration {
         name: OUTCOMES_REPORTED_TOTAL,
         kind: Kind::Counter,
-        labels: &[OUTCOME],
-        help: "Outcomes applied, by type.",
+        labels: &[OUTCOME, VARIANT],
+        help: "Outcomes applied, by type and by the experiment variant of the customer.",
     },
     Declaration {
         name: CATALOG_INFO,

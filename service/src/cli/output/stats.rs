@@ -351,7 +351,10 @@ pub fn stats(
             .map(|v| (v.variant.as_str(), v.decisions))
             .collect()
     });
-    let title = format!("Variants of model {}", or_dash(&r.model_version));
+    let title = format!(
+        "Variants (serving everyone outside an experiment: model {})",
+        or_dash(&r.model_version)
+    );
     ranked(
         &mut out,
         &title,
@@ -359,6 +362,27 @@ pub fn stats(
         variants,
         "Variants: none",
     );
+    // Since start: what an experiment is judged by.
+    for variant in &r.variants {
+        if variant.impressions + variant.clicks + variant.conversions == 0 {
+            continue;
+        }
+        let rate = if variant.decisions == 0 {
+            "-".to_owned()
+        } else {
+            format!(
+                "{:.2} %",
+                100.0 * variant.conversions as f64 / variant.decisions as f64
+            )
+        };
+        out.push(format!(
+            "  {}: {} impressions, {} clicks, {} conversions ({rate} of its decisions) since start",
+            variant.variant,
+            count_text(variant.impressions),
+            count_text(variant.clicks),
+            count_text(variant.conversions),
+        ));
+    }
 
     out.join("\n")
 }
@@ -405,6 +429,7 @@ mod tests {
             variants: vec![VariantCount {
                 variant: "default".into(),
                 decisions,
+                ..VariantCount::default()
             }],
             ..StatsResponse::default()
         }
@@ -582,7 +607,10 @@ mod tests {
             text.contains("p50 181 µs · p90 240 µs · p99 1.20 ms · p99.9 3.40 ms · max 2.50 s"),
             "{text}"
         );
-        assert!(text.contains("Variants of model demo-2026-11"), "{text}");
+        assert!(
+            text.contains("Variants (serving everyone outside an experiment: model demo-2026-11)"),
+            "{text}"
+        );
         assert_eq!(
             words(line(&text, "default")),
             ["default", "100", "100.0%", "20.0"]
