@@ -60,6 +60,7 @@ fn benches(criterion: &mut Criterion) {
     assert_eq!(rules.passed.len() + rules.filtered.len(), 10);
     let mut decided = state.clone();
     let record_as = RecordAs {
+        shadow: None,
         decision_id: "decision-bench",
         customer_id: "customer-bench",
         variant: "control",

@@ -120,6 +120,25 @@ pub struct DecisionRecord {
     /// outcomes made, which a replay of the event log cannot rebuild.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub engagement: BTreeMap<String, EngagementCounts>,
+    /// What the shadow model (a challenger scoring every decision silently)
+    /// made of it, when one is set and the model ranked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowRecord>,
+}
+
+/// A shadow model's view of one decision: its propensity for each served
+/// action, and the action its own policy would have put first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShadowRecord {
+    /// The shadow model's version.
+    pub model_version: String,
+    /// Its propensity for each served action, in rank order.
+    pub propensities: Vec<f64>,
+    /// The eligible action its priority (its propensity × V·L·C) ranks
+    /// first; `None` when nothing was eligible.
+    pub choice: Option<String>,
+    /// Its propensity for that action.
+    pub choice_propensity: f64,
 }
 
 /// One channel's engagement as logged: sends, impressions, clicks,
@@ -152,13 +171,79 @@ pub fn engagement_from_counts(counts: EngagementCounts) -> ChannelEngagement {
 }
 
 /// What a decision was made for, besides the pipeline's answer: the
-/// customer's profile before it was recorded and the request context.
+/// customer's profile before it was recorded, the request context, and the
+/// shadow model that scores it silently.
 #[derive(Debug, Clone, Copy)]
 pub struct DecidedFor<'a> {
     /// The customer's profile as the pipeline read it.
     pub profile: &'a Profile,
     /// The request context.
     pub context: &'a BTreeMap<String, AttrValue>,
+    /// The decision time.
+    pub now: Timestamp,
+    /// The shadow model, if one is set.
+    pub shadow: Option<&'a crate::model::Model>,
+}
+
+/// The shadow model's scores of a model-ranked decision: every action that
+/// competed for the first slot (served, or left with a priority) scored as
+/// the serving model scored them, ranked by the shadow's priority.
+fn shadow_record(
+    shadow: &crate::model::Model,
+    catalog: &Catalog,
+    placement: &str,
+    decided_for: &DecidedFor<'_>,
+    decision: &Decision,
+) -> ShadowRecord {
+    let input = crate::features::FeatureInput {
+        profile: decided_for.profile,
+        context: decided_for.context,
+        now: decided_for.now,
+    };
+    let eligible: Vec<&crate::catalog::Action> = decision
+        .served
+        .iter()
+        .map(|served| served.action_id.as_str())
+        .chain(
+            decision
+                .filtered
+                .iter()
+                .filter(|filtered| filtered.score.is_some())
+                .map(|filtered| &*filtered.action_id),
+        )
+        .filter_map(|id| catalog.action(id))
+        .collect();
+    let scores = shadow.score_candidates(catalog, &input, &eligible);
+    let weight = |action: &crate::catalog::Action| {
+        catalog
+            .placement(placement)
+            .map_or(1.0, |placement| placement.value_lever_context(action.index))
+    };
+    let choice = eligible
+        .iter()
+        .zip(&scores.propensities)
+        .max_by(|(a, pa), (b, pb)| {
+            (*pa * weight(a))
+                .total_cmp(&(*pb * weight(b)))
+                .then_with(|| b.id.cmp(&a.id))
+        });
+    let propensity_of = |id: &str| {
+        eligible
+            .iter()
+            .position(|action| &*action.id == id)
+            .and_then(|position| scores.propensities.get(position).copied())
+            .unwrap_or(f64::NAN)
+    };
+    ShadowRecord {
+        model_version: shadow.version().to_owned(),
+        propensities: decision
+            .served
+            .iter()
+            .map(|served| propensity_of(&served.action_id))
+            .collect(),
+        choice: choice.map(|(action, _)| action.id.to_string()),
+        choice_propensity: choice.map_or(0.0, |(_, propensity)| *propensity),
+    }
 }
 
 impl DecisionRecord {
@@ -174,6 +259,10 @@ impl DecisionRecord {
         decision: &Decision,
         decided_for: DecidedFor<'_>,
     ) -> Self {
+        let shadow = decided_for
+            .shadow
+            .filter(|_| decision.fallback.is_none() && decision.model_version.is_some())
+            .map(|shadow| shadow_record(shadow, catalog, placement, &decided_for, decision));
         // Everything that reached the slot-1 pool was served or left it
         // with a priority (ranked below the limit, capped or of a served
         // category after a pick, out of budget); hard-filtered candidates
@@ -216,6 +305,7 @@ impl DecisionRecord {
                 .iter()
                 .map(|(channel, engagement)| (channel.to_owned(), engagement_counts(engagement)))
                 .collect(),
+            shadow,
             served: decision
                 .served
                 .iter()
@@ -271,6 +361,9 @@ pub struct EventRecord {
 }
 
 /// An entry for the decision log.
+// Decisions are most of the entries: boxing them would cost an allocation
+// per decision to save bytes on the rarer events and outcomes.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogEntry {
     /// A decision, and the feature specs of the model that scored it (so the
@@ -442,6 +535,7 @@ mod tests {
                 eligible: vec!["a".to_owned(), "b".to_owned()],
                 events_applied: Some(0),
                 engagement: BTreeMap::new(),
+                shadow: None,
             },
             feature_names: vec!["f1".to_owned(), "f2".to_owned()],
             outcomes,

@@ -166,6 +166,7 @@ mod tests {
             eligible: Vec::new(),
             events_applied,
             engagement: BTreeMap::from([("email".to_owned(), [3, 2, 1, 0, 0, 0])]),
+            shadow: None,
         }
     }
 

@@ -340,6 +340,7 @@ fn decide(
         budgets: budgets(),
     };
     let record_as = RecordAs {
+        shadow: None,
         decision_id,
         customer_id: "customer",
         variant: "control",

@@ -92,6 +92,7 @@ impl World {
             now: NOON,
         };
         let record_as = (!dry_run).then_some(RecordAs {
+            shadow: None,
             decision_id: "d1",
             customer_id: "alice",
             variant: "default",

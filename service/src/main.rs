@@ -31,6 +31,9 @@ enum Command {
     /// Train a model from a CSV of customer rows: writes a model artifact
     /// that `serve --model` loads, and an evaluation report.
     Train(nudge_service::cli::train::TrainArgs),
+    /// Evaluate a shadow model off-line from a decision log export: what it
+    /// would have earned had it served (IPS, SNIPS, doubly robust).
+    Evaluate(nudge_service::cli::evaluate::EvaluateArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -107,6 +110,9 @@ fn main() -> ExitCode {
         Command::Train(args) => nudge_service::cli::train::train(&args).map(|summary| {
             println!("{summary}");
         }),
+        Command::Evaluate(args) => {
+            nudge_service::cli::evaluate::evaluate(&args).map(|text| println!("{text}"))
+        }
         Command::Client(command) => {
             nudge_service::logging::init_for_client();
             runtime()

@@ -35,6 +35,8 @@ pub struct Serving {
     /// Which model serves which customer.
     pub experiment: Experiment,
     models: HashMap<String, Arc<Model>>,
+    /// The model scoring every decision silently, if any.
+    shadow: Option<Arc<Model>>,
 }
 
 impl Serving {
@@ -45,6 +47,11 @@ impl Serving {
             Some(variant) => (&variant.name, self.models.get(&variant.model_version)),
             None => (nudge_models::experiment::DEFAULT_VARIANT, None),
         }
+    }
+
+    /// The shadow model: it scores every model-ranked decision silently.
+    pub fn shadow(&self) -> Option<&Arc<Model>> {
+        self.shadow.as_ref()
     }
 
     /// The control's model: what serves everyone outside an experiment.
@@ -118,6 +125,8 @@ pub struct Listing {
     pub experiment: Experiment,
     /// Models that served everyone before, most recent last.
     pub previous: Vec<String>,
+    /// The shadow model's version, if one is set.
+    pub shadow: Option<String>,
 }
 
 /// The registry file.
@@ -128,13 +137,16 @@ struct RegistryFile {
     models: BTreeMap<String, String>,
     experiment: Experiment,
     previous: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shadow: Option<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct State {
     models: BTreeMap<String, (Arc<Model>, String)>,
     experiment: Experiment,
     previous: Vec<String>,
+    shadow: Option<String>,
 }
 
 /// The model registry.
@@ -166,6 +178,7 @@ impl ModelRegistry {
                     models,
                     experiment,
                     previous: Vec::new(),
+                    shadow: None,
                 }
             }
         };
@@ -225,6 +238,7 @@ impl ModelRegistry {
             models,
             experiment: guard.experiment.clone(),
             previous: guard.previous.clone(),
+            shadow: guard.shadow.clone(),
         };
         self.commit(&mut guard, next)?;
         Ok(listed)
@@ -255,6 +269,7 @@ impl ModelRegistry {
             models: guard.models.clone(),
             experiment: experiment.clone(),
             previous,
+            shadow: guard.shadow.clone(),
         };
         self.commit(&mut guard, next)?;
         Ok(experiment)
@@ -277,6 +292,7 @@ impl ModelRegistry {
             models: guard.models.clone(),
             experiment: experiment.clone(),
             previous,
+            shadow: guard.shadow.clone(),
         };
         self.commit(&mut guard, next)?;
         Ok(experiment)
@@ -331,9 +347,26 @@ impl ModelRegistry {
             models,
             experiment,
             previous,
+            shadow: guard.shadow.clone(),
         };
         self.commit(&mut guard, next)?;
         Ok(replaced)
+    }
+
+    /// Makes loaded model `version` score every decision silently (`None`:
+    /// no shadow).
+    pub fn set_shadow(&self, version: Option<&str>) -> Result<(), RegistryError> {
+        let mut guard = self.lock();
+        if let Some(version) = version
+            && !guard.models.contains_key(version)
+        {
+            return Err(RegistryError::UnknownModel(version.to_owned()));
+        }
+        let next = State {
+            shadow: version.map(str::to_owned),
+            ..guard.clone()
+        };
+        self.commit(&mut guard, next)
     }
 
     /// The loaded models, the experiment and the history.
@@ -347,6 +380,7 @@ impl ModelRegistry {
                 .collect(),
             experiment: guard.experiment.clone(),
             previous: guard.previous.clone(),
+            shadow: guard.shadow.clone(),
         }
     }
 }
@@ -363,6 +397,11 @@ fn entry(model: &Model) -> ModelEntry {
 
 fn serving_of(state: &State) -> Serving {
     Serving {
+        shadow: state
+            .shadow
+            .as_ref()
+            .and_then(|version| state.models.get(version))
+            .map(|(model, _)| model.clone()),
         experiment: state.experiment.clone(),
         models: state
             .models
@@ -450,6 +489,7 @@ fn write_state(dir: &Path, state: &State) -> Result<(), RegistryError> {
         models,
         experiment: state.experiment.clone(),
         previous: state.previous.clone(),
+        shadow: state.shadow.clone(),
     };
     let path = dir.join(REGISTRY_FILE);
     let bytes = serde_json::to_vec_pretty(&file).map_err(|error| RegistryError::Unreadable {
@@ -502,6 +542,7 @@ fn read_state(path: &Path) -> Result<State, RegistryError> {
         models,
         experiment: file.experiment,
         previous: file.previous,
+        shadow: file.shadow,
     })
 }
 

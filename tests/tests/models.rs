@@ -297,3 +297,165 @@ async fn bad_artifacts_and_promotions_are_refused_and_the_serving_model_keeps_se
         "the serving model keeps serving"
     );
 }
+
+/// A shadow model scores every decision silently: its scores land in the
+/// export beside the serving model's, and `nudge evaluate` estimates off
+/// line what it would have earned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_model_scores_silently_and_is_evaluated_from_the_export() {
+    use nudge_proto::v1::{Outcome, ReportOutcomeRequest, SetShadowRequest};
+    use nudge_service::cli::evaluate::{EvaluateArgs, evaluate};
+    use nudge_service::cli::export::read;
+    use nudge_service::cli::{ClientArgs, ExportArgs, export_decisions};
+
+    let scratch = TempDir::new("shadow");
+    let catalog_file = scratch.join("catalog.toml");
+    std::fs::write(
+        &catalog_file,
+        nudge_models::demo::CATALOG_TOML.replacen(
+            "exploration = { method = \"none\" }",
+            "exploration = { method = \"epsilon\", epsilon = 0.5 }",
+            1,
+        ),
+    )
+    .expect("write the catalog");
+    let server = TestServer::start_with({
+        let catalog_file = catalog_file.clone();
+        move |config| config.catalog = Some(catalog_file)
+    })
+    .await;
+    let mut admin = server.admin().await;
+    let mut artifact: serde_json::Value =
+        serde_json::from_str(nudge_models::demo::MODEL_JSON).expect("the demo model");
+    artifact["version"] = "shadow-1".into();
+    // It likes upsells more than the serving model does (-0.8).
+    let upsell = artifact["features"]
+        .as_array()
+        .and_then(|features| features.iter().position(|f| f == "category(upsell)"))
+        .expect("the demo has an upsell feature");
+    artifact["weights"][upsell] = (-0.2).into();
+    admin
+        .load_model(LoadModelRequest {
+            artifact: serde_json::to_vec(&artifact).expect("JSON"),
+        })
+        .await
+        .expect("loaded");
+    let error = admin
+        .set_shadow(SetShadowRequest {
+            version: "not-loaded".into(),
+        })
+        .await
+        .expect_err("an unknown model");
+    assert_eq!(error.code(), Code::NotFound);
+    admin
+        .set_shadow(SetShadowRequest {
+            version: "shadow-1".into(),
+        })
+        .await
+        .expect("set");
+    let listed = admin
+        .list_models(ListModelsRequest {})
+        .await
+        .expect("listed")
+        .into_inner();
+    assert_eq!(listed.shadow, "shadow-1");
+
+    for n in 0..300_u64 {
+        let customer = format!("s-{n}");
+        let response = server
+            .decide(decide_request(&customer, "home_banner"))
+            .await;
+        assert_eq!(response.model_version, DEMO, "the shadow serves no one");
+        if n % 3 == 0
+            && let Some(served) = response.served.first()
+        {
+            server
+                .decisions()
+                .await
+                .report_outcome(ReportOutcomeRequest {
+                    customer_id: customer,
+                    decision_id: response.decision_id.clone(),
+                    action_id: served.action_id.clone(),
+                    outcome: Outcome::Conversion.into(),
+                    ..Default::default()
+                })
+                .await
+                .expect("accepted");
+        }
+    }
+    let file = scratch.join("decisions.parquet");
+    export_decisions(
+        &ExportArgs {
+            out: file.clone(),
+            since: None,
+            until: None,
+            format: None,
+            data_dir: None,
+            events: false,
+        },
+        &ClientArgs {
+            server: format!("http://{}", server.addr),
+            ..ClientArgs::default()
+        },
+    )
+    .await
+    .expect("exported");
+    let logged = read::decisions(&file).expect("it reads back");
+    assert_eq!(logged.len(), 300);
+    let mut disagreements = 0;
+    for decision in &logged {
+        let shadow = decision
+            .record
+            .shadow
+            .as_ref()
+            .expect("scored by the shadow");
+        assert_eq!(shadow.model_version, "shadow-1");
+        assert_eq!(shadow.propensities.len(), decision.record.served.len());
+        assert!(shadow.propensities.iter().all(|p| (0.0..=1.0).contains(p)));
+        let choice = shadow.choice.as_deref().expect("something was eligible");
+        assert!(decision.record.eligible.iter().any(|id| id == choice));
+        if decision.record.served[0].action_id != choice {
+            disagreements += 1;
+        }
+    }
+    assert!(disagreements > 0, "the shadow ranks differently");
+
+    let text = evaluate(&EvaluateArgs {
+        log: file.clone(),
+        shadow: None,
+        json: true,
+    })
+    .expect("evaluated");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(report["shadow"], "shadow-1");
+    let evaluation = &report["evaluation"];
+    assert_eq!(evaluation["decisions"], 300);
+    let logging = evaluation["logging"]["estimate"].as_f64().unwrap_or(-1.0);
+    assert!((logging - 100.0 / 300.0).abs() < 1e-9, "{evaluation}");
+    for estimator in ["ips", "snips", "doubly_robust"] {
+        let interval = &evaluation[estimator];
+        let (Some(low), Some(estimate), Some(high)) = (
+            interval["low"].as_f64(),
+            interval["estimate"].as_f64(),
+            interval["high"].as_f64(),
+        ) else {
+            panic!("{estimator}: {interval}");
+        };
+        assert!(
+            low <= estimate && estimate <= high,
+            "{estimator}: {interval}"
+        );
+    }
+    let error = evaluate(&EvaluateArgs {
+        log: file,
+        shadow: Some("never-set".into()),
+        json: false,
+    })
+    .expect_err("no decision scored by it");
+    assert!(
+        error
+            .to_string()
+            .contains("scored by shadow model never-set (shadow models in the file: shadow-1)"),
+        "{error}"
+    );
+}

@@ -21,6 +21,9 @@ pub struct RecordAs<'a> {
     pub customer_id: &'a str,
     /// The experiment variant that decided.
     pub variant: &'a str,
+    /// A model that scores the decision silently, its scores logged beside
+    /// the serving model's ([`crate::log::ShadowRecord`]).
+    pub shadow: Option<&'a crate::model::Model>,
 }
 
 /// A decision made by [`decide_and_record`], recorded unless it was a dry
@@ -127,6 +130,8 @@ pub fn decide_and_record(
             DecidedFor {
                 profile: &state.profile,
                 context: request.context,
+                now: request.now,
+                shadow: record_as.shadow,
             },
         ),
         feature_names,

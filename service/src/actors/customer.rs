@@ -262,6 +262,7 @@ impl Handler<Decide> for CustomerActor {
             decision_id,
             customer_id: &self.customer_id,
             variant,
+            shadow: serving.shadow().map(|model| &**model),
         });
         // A caller that has given up gets nothing recorded, and the budget
         // units the decision took are given back: a late answer changes

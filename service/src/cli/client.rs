@@ -13,9 +13,10 @@ use nudge_proto::v1::{
     ForgetRequest, ForgetResponse, GetProfileRequest, ListModelsRequest, ListModelsResponse,
     LoadModelRequest, LoadModelResponse, LoggedDecision, LoggedEvent, ModelsChanged, Profile,
     PromoteModelRequest, ReloadCatalogRequest, ReloadCatalogResponse, ReportOutcomeRequest,
-    ReportOutcomeResponse, RollbackRequest, SetConsentRequest, SetConsentResponse, StatsRequest,
-    StatsResponse, SuppressRequest, SuppressResponse, TrackResponse, UnsuppressRequest,
-    admin_client::AdminClient, decisions_client::DecisionsClient, events_client::EventsClient,
+    ReportOutcomeResponse, RollbackRequest, SetConsentRequest, SetConsentResponse,
+    SetShadowRequest, SetShadowResponse, StatsRequest, StatsResponse, SuppressRequest,
+    SuppressResponse, TrackResponse, UnsuppressRequest, admin_client::AdminClient,
+    decisions_client::DecisionsClient, events_client::EventsClient,
     profiles_client::ProfilesClient,
 };
 use tonic::metadata::{Ascii, MetadataValue};
@@ -194,6 +195,7 @@ rpc! {
     LoadModelRequest => LoadModelResponse: AdminClient::load_model;
     PromoteModelRequest => ModelsChanged: AdminClient::promote_model;
     RollbackRequest => ModelsChanged: AdminClient::rollback;
+    SetShadowRequest => SetShadowResponse: AdminClient::set_shadow;
 }
 
 /// Sends `request` over `connection`; a refusal reads `server said CODE:

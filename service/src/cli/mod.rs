@@ -25,6 +25,7 @@
 
 mod args;
 mod client;
+pub mod evaluate;
 pub mod export;
 mod json;
 pub mod model;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use nudge_proto::v1::{
     ListModelsRequest, ListModelsResponse, LoadModelRequest, PromoteModelRequest, RollbackRequest,
-    ServingVariant,
+    ServingVariant, SetShadowRequest,
 };
 use serde_json::{Value as Json, json};
 
@@ -26,6 +26,8 @@ pub enum ModelAction {
     Promote,
     /// End the experiment, or return to the model that served before.
     Rollback,
+    /// Make model VERSION score every decision silently (`off`: none).
+    Shadow,
 }
 
 /// Arguments of `nudge model`.
@@ -37,6 +39,7 @@ Examples:
   nudge model promote trained-20261130T0800 --share 50     # ramp up: no customer goes back
   nudge model promote trained-20261130T0800 --share 100    # everyone
   nudge model rollback                                     # undo the last step
+  nudge model shadow trained-20261130T0800                 # score silently beside the serving model
 Customers are assigned by a hash of their id: the same after a restart and on every node.")]
 pub struct ModelArgs {
     /// list, load, promote or rollback.
@@ -86,6 +89,9 @@ pub fn listing_text(response: &ListModelsResponse) -> String {
             }
         );
     }
+    if !response.shadow.is_empty() {
+        let _ = writeln!(text, "Shadow (scores silently): {}", response.shadow);
+    }
     if !response.previous.is_empty() {
         let _ = writeln!(
             text,
@@ -111,6 +117,7 @@ pub async fn run(args: &ModelArgs, options: &ClientArgs) -> anyhow::Result<Strin
                             "trained_at": m.trained_at, "features": m.features,
                         })).collect::<Json>(),
                         "previous": response.previous,
+                        "shadow": (!response.shadow.is_empty()).then_some(&response.shadow),
                     })
                 },
                 || listing_text(&response),
@@ -153,6 +160,31 @@ pub async fn run(args: &ModelArgs, options: &ClientArgs) -> anyhow::Result<Strin
                 options,
                 || json!({"variants": variants_json(&response.variants)}),
                 || format!("now serving: {}", variants_text(&response.variants)),
+            )
+        }
+        ModelAction::Shadow => {
+            let Some(version) = &args.target else {
+                bail!("nudge model shadow needs the model VERSION, or off");
+            };
+            let version = if version == "off" {
+                String::new()
+            } else {
+                version.clone()
+            };
+            let response = client::ask(options, SetShadowRequest { version }).await?;
+            render(
+                options,
+                || json!({"shadow": response.version}),
+                || {
+                    if response.version.is_empty() {
+                        "no shadow model".to_owned()
+                    } else {
+                        format!(
+                            "model {} now scores every decision silently; its scores are in `nudge export` (shadow_* columns), `nudge evaluate --log FILE` evaluates it",
+                            response.version
+                        )
+                    }
+                },
             )
         }
         ModelAction::Rollback => {

@@ -208,6 +208,12 @@ pub fn logged_decision_from_proto(
                     )
                 })
                 .collect(),
+            shadow: logged.shadow.map(|shadow| log::ShadowRecord {
+                model_version: shadow.model_version,
+                propensities: shadow.propensities,
+                choice: (!shadow.choice.is_empty()).then_some(shadow.choice),
+                choice_propensity: shadow.choice_propensity,
+            }),
         },
         feature_names: logged.feature_names,
         outcomes,
@@ -277,6 +283,12 @@ pub fn logged_decision(logged: LoggedDecision) -> proto::LoggedDecision {
                 }
             })
             .collect(),
+        shadow: record.shadow.map(|shadow| proto::LoggedShadow {
+            model_version: shadow.model_version,
+            propensities: shadow.propensities,
+            choice: shadow.choice.unwrap_or_default(),
+            choice_propensity: shadow.choice_propensity,
+        }),
     }
 }
 

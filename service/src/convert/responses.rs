@@ -376,5 +376,6 @@ pub fn models_listing(listing: crate::registry::Listing) -> proto::ListModelsRes
         variants: serving_variants(&listing.experiment),
         models: listing.models.into_iter().map(loaded_model).collect(),
         previous: listing.previous,
+        shadow: listing.shadow.unwrap_or_default(),
     }
 }

@@ -181,6 +181,13 @@ impl Engine {
         Ok(experiment)
     }
 
+    /// Makes a loaded model score every decision silently (`None`: none).
+    pub fn set_shadow(&self, version: Option<&str>) -> Result<(), ServiceError> {
+        self.shared.models.set_shadow(version)?;
+        tracing::info!(shadow = version.unwrap_or("(none)"), "shadow model set");
+        Ok(())
+    }
+
     /// Ends the experiment, or returns to the model that served before.
     pub fn rollback_model(&self) -> Result<Experiment, ServiceError> {
         let experiment = self.shared.models.rollback()?;

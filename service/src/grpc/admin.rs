@@ -131,6 +131,18 @@ impl proto::admin_server::Admin for AdminService {
         }))
     }
 
+    async fn set_shadow(
+        &self,
+        request: Request<proto::SetShadowRequest>,
+    ) -> Result<Response<proto::SetShadowResponse>, Status> {
+        let version = request.into_inner().version;
+        let version = (!version.is_empty()).then_some(version.as_str());
+        self.engine.set_shadow(version)?;
+        Ok(Response::new(proto::SetShadowResponse {
+            version: version.unwrap_or_default().to_owned(),
+        }))
+    }
+
     type ExportEventsStream = ReceiverStream<Result<proto::LoggedEvent, Status>>;
 
     async fn export_events(

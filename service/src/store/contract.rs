@@ -95,6 +95,12 @@ pub fn sample_decision(customer: &str, decision_id: &str, offset_ms: i64) -> Log
             eligible: vec!["upsell".to_owned(), "webinar".to_owned()],
             events_applied: Some(7),
             engagement: BTreeMap::from([("in_app".to_owned(), [4, 3, 1, 0, 1, 0])]),
+            shadow: Some(nudge_models::log::ShadowRecord {
+                model_version: "m2".to_owned(),
+                propensities: vec![0.125],
+                choice: Some("webinar".to_owned()),
+                choice_propensity: 0.375,
+            }),
         },
         feature_names: Some(Arc::from(vec![
             "bias".to_owned(),

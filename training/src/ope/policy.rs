@@ -39,3 +39,36 @@ pub fn samples(choices: &[LoggedChoice], model: &Model) -> Vec<Sample> {
         })
         .collect()
 }
+
+/// One sample per logged decision that shadow model `version` scored (its
+/// first slot): the shadow's own policy — its first choice, deterministic —
+/// against the logging policy, with the shadow's propensities as the reward
+/// model. Decisions without a served action or without the shadow's scores
+/// are left out.
+pub fn shadow_samples(
+    decisions: &[nudge_models::log::JoinedDecision],
+    version: &str,
+) -> Vec<Sample> {
+    decisions
+        .iter()
+        .filter_map(|decision| {
+            let shadow = decision.record.shadow.as_ref()?;
+            if shadow.model_version != version {
+                return None;
+            }
+            let served = decision.record.served.first()?;
+            let chosen = shadow.choice.as_deref() == Some(served.action_id.as_str());
+            Some(Sample {
+                reward: if decision.outcomes.first().is_some_and(|o| o.converted) {
+                    1.0
+                } else {
+                    0.0
+                },
+                logging_probability: Some(served.selection_probability),
+                target_probability: if chosen { 1.0 } else { 0.0 },
+                predicted_reward: shadow.propensities.first().copied().unwrap_or(0.0),
+                target_predicted_reward: shadow.choice_propensity,
+            })
+        })
+        .collect()
+}

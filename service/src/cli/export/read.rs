@@ -15,6 +15,7 @@ use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt32Type, UInt
 use arrow_array::{Array, ListArray, PrimitiveArray, RecordBatch, StringArray};
 use nudge_models::log::{
     DecisionRecord, EngagementCounts, EventRecord, JoinedDecision, JoinedOutcomes, ServedRecord,
+    ShadowRecord,
 };
 use nudge_models::pipeline::FallbackReason;
 use nudge_models::profile::Event;
@@ -149,6 +150,10 @@ fn read_decision_batch(
     let eligible = list_column(batch, "eligible")?;
     let events_applied = number_column::<UInt64Type>(batch, "events_applied")?;
     let engagement = text("engagement")?;
+    let shadow_model_version = text("shadow_model_version")?;
+    let shadow_propensity = float("shadow_propensity")?;
+    let shadow_choice = text("shadow_choice")?;
+    let shadow_choice_propensity = float("shadow_choice_propensity")?;
     let optional = |array: &StringArray, row: usize| {
         (!array.is_null(row)).then(|| array.value(row).to_owned())
     };
@@ -198,6 +203,16 @@ fn read_decision_batch(
                     events_applied: (!events_applied.is_null(row))
                         .then(|| events_applied.value(row)),
                     engagement,
+                    shadow: optional(shadow_model_version, row).map(|model_version| ShadowRecord {
+                        model_version,
+                        propensities: Vec::new(),
+                        choice: optional(shadow_choice, row),
+                        choice_propensity: if shadow_choice_propensity.is_null(row) {
+                            0.0
+                        } else {
+                            shadow_choice_propensity.value(row)
+                        },
+                    }),
                 },
                 feature_names: strings(feature_names, row),
                 outcomes: Vec::new(),
@@ -213,6 +228,11 @@ fn read_decision_batch(
         let values = values
             .as_primitive_opt::<Float64Type>()
             .ok_or_else(|| wrong_type("features"))?;
+        if let Some(shadow) = &mut decision.record.shadow
+            && !shadow_propensity.is_null(row)
+        {
+            shadow.propensities.push(shadow_propensity.value(row));
+        }
         decision.record.served.push(ServedRecord {
             action_id: action_id.value(row).to_owned(),
             channel: channel.value(row).to_owned(),

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use nudge_models::log::{EngagementCounts, JoinedOutcomes, LoggedDecision};
+use nudge_models::log::{EngagementCounts, JoinedOutcomes, LoggedDecision, ShadowRecord};
 use nudge_models::value::AttrValue;
 
 /// One row of the Parquet export, borrowing its text from the decision.
@@ -43,6 +43,8 @@ pub struct DecisionColumns<'a> {
     pub events_applied: Option<u64>,
     /// Engagement per channel.
     pub engagement: &'a BTreeMap<String, EngagementCounts>,
+    /// What the shadow model made of the decision.
+    pub shadow: Option<&'a ShadowRecord>,
 }
 
 /// The columns of one served action, its outcomes joined.
@@ -58,6 +60,8 @@ pub struct ServeColumns<'a> {
     /// Empty in a fallback.
     pub features: &'a [f64],
     pub outcomes: JoinedOutcomes,
+    /// The shadow model's propensity for this action.
+    pub shadow_propensity: Option<f64>,
 }
 
 /// The Parquet rows of one decision: one per served action in rank order, or
@@ -78,6 +82,7 @@ pub fn rows(decision: &LoggedDecision) -> Vec<ExportRow<'_>> {
         eligible: &record.eligible,
         events_applied: record.events_applied,
         engagement: &record.engagement,
+        shadow: record.shadow.as_ref(),
     };
     if record.served.is_empty() {
         return vec![ExportRow {
@@ -99,6 +104,10 @@ pub fn rows(decision: &LoggedDecision) -> Vec<ExportRow<'_>> {
                 selection_probability: row.served.selection_probability,
                 features: &row.served.features,
                 outcomes: row.outcomes,
+                shadow_propensity: record.shadow.as_ref().and_then(|shadow| {
+                    let position = usize::try_from(row.served.rank.saturating_sub(1)).ok()?;
+                    shadow.propensities.get(position).copied()
+                }),
             }),
         })
         .collect()
@@ -152,6 +161,7 @@ mod tests {
             eligible: Vec::new(),
             events_applied: None,
             engagement: std::collections::BTreeMap::new(),
+            shadow: None,
         }
     }
 

@@ -77,6 +77,7 @@ fn decisions() -> Vec<LoggedDecision> {
             eligible: Vec::new(),
             events_applied: None,
             engagement: Vec::new(),
+            shadow: None,
             decision_id: "d-1".into(),
             customer_id: "c-1".into(),
             decided_at: at(NOON),
@@ -121,6 +122,7 @@ fn decisions() -> Vec<LoggedDecision> {
             eligible: Vec::new(),
             events_applied: None,
             engagement: Vec::new(),
+            shadow: None,
             decision_id: "d-2".into(),
             customer_id: "c-2".into(),
             decided_at: at(NOON + 1),
@@ -147,6 +149,7 @@ fn decisions() -> Vec<LoggedDecision> {
             eligible: Vec::new(),
             events_applied: None,
             engagement: Vec::new(),
+            shadow: None,
             decision_id: "d-3".into(),
             customer_id: "c-1".into(),
             decided_at: at(NOON + 2),
@@ -164,6 +167,7 @@ fn decisions() -> Vec<LoggedDecision> {
             eligible: Vec::new(),
             events_applied: None,
             engagement: Vec::new(),
+            shadow: None,
             decision_id: "d-4".into(),
             customer_id: "c-3".into(),
             decided_at: at(NOON + 3),
@@ -262,7 +266,11 @@ fn row(decision: Json, serve: Option<Json>) -> Json {
     // These decisions predate the event log: no context, eligible actions,
     // event count or engagement.
     let mut row = with(
-        json!({"context": "{}", "eligible": [], "events_applied": null, "engagement": "{}"}),
+        json!({
+            "context": "{}", "eligible": [], "events_applied": null, "engagement": "{}",
+            "shadow_model_version": null, "shadow_propensity": null, "shadow_choice": null,
+            "shadow_choice_propensity": null,
+        }),
         decision,
     );
     let action = serve.unwrap_or_else(|| {
@@ -427,6 +435,7 @@ async fn jsonl_has_one_object_per_decision() {
             "catalog_version": "cat-7", "model_version": "m-3", "variant": "default",
             "fallback": null, "feature_names": ["bias", "count(login,7d)"],
             "context": {}, "eligible": [], "events_applied": null, "engagement": {},
+            "shadow": null,
             "served": [
                 {"rank": 1, "action_id": "upgrade", "channel": "in_app", "category": "upsell",
                  "score": 4.5, "propensity": 0.25, "selection_probability": 0.95,
@@ -572,6 +581,12 @@ fn current_decision() -> LoggedDecision {
         clicks: 1,
         ..Default::default()
     }];
+    decision.shadow = Some(nudge_proto::v1::LoggedShadow {
+        model_version: "m-4".into(),
+        propensities: vec![0.5, 0.25],
+        choice: "tour".into(),
+        choice_propensity: 0.75,
+    });
     decision
 }
 

@@ -61,6 +61,12 @@ pub fn record(decision: &LoggedDecision) -> Json {
         "eligible": record.eligible,
         "events_applied": record.events_applied,
         "engagement": super::to_parquet::engagement_json(&record.engagement),
+        "shadow": record.shadow.as_ref().map(|shadow| json!({
+            "model_version": shadow.model_version,
+            "propensities": shadow.propensities,
+            "choice": shadow.choice,
+            "choice_propensity": shadow.choice_propensity,
+        })),
     })
 }
 

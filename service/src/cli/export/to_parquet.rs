@@ -87,6 +87,10 @@ pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
             Field::new("eligible", DataType::List(eligible_item()), false),
             Field::new("events_applied", DataType::UInt64, true),
             utf8("engagement", false),
+            utf8("shadow_model_version", true),
+            float("shadow_propensity"),
+            utf8("shadow_choice", true),
+            float("shadow_choice_propensity"),
         ])
         .with_metadata(
             [(SCHEMA_KEY.to_owned(), DECISIONS_SCHEMA.to_owned())]
@@ -128,6 +132,10 @@ struct Columns {
     eligible: ListBuilder<StringBuilder>,
     events_applied: UInt64Builder,
     engagement: StringBuilder,
+    shadow_model_version: StringBuilder,
+    shadow_propensity: Float64Builder,
+    shadow_choice: StringBuilder,
+    shadow_choice_propensity: Float64Builder,
     /// Rows appended since the last [`Columns::finish`].
     rows: usize,
 }
@@ -168,6 +176,10 @@ impl Columns {
             eligible: ListBuilder::new(StringBuilder::new()).with_field(eligible_item()),
             events_applied: UInt64Builder::new(),
             engagement: StringBuilder::new(),
+            shadow_model_version: StringBuilder::new(),
+            shadow_propensity: Float64Builder::new(),
+            shadow_choice: StringBuilder::new(),
+            shadow_choice_propensity: Float64Builder::new(),
             rows: 0,
         }
     }
@@ -195,6 +207,14 @@ impl Columns {
         self.events_applied.append_option(decision.events_applied);
         self.engagement
             .append_value(engagement_json(decision.engagement).to_string());
+        self.shadow_model_version
+            .append_option(decision.shadow.map(|shadow| shadow.model_version.as_str()));
+        self.shadow_choice
+            .append_option(decision.shadow.and_then(|shadow| shadow.choice.as_deref()));
+        self.shadow_choice_propensity
+            .append_option(decision.shadow.map(|shadow| shadow.choice_propensity));
+        self.shadow_propensity
+            .append_option(row.serve.as_ref().and_then(|serve| serve.shadow_propensity));
         match &row.serve {
             Some(serve) => {
                 self.rank.append_value(serve.rank);
@@ -271,6 +291,10 @@ impl Columns {
             Arc::new(self.eligible.finish()),
             Arc::new(self.events_applied.finish()),
             Arc::new(self.engagement.finish()),
+            Arc::new(self.shadow_model_version.finish()),
+            Arc::new(self.shadow_propensity.finish()),
+            Arc::new(self.shadow_choice.finish()),
+            Arc::new(self.shadow_choice_propensity.finish()),
         ];
         RecordBatch::try_new(SCHEMA.clone(), columns)
     }
