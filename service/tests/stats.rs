@@ -51,7 +51,7 @@ fn stats_once_prints_the_dashboard_sections() {
         "opted_out",
         "not_eligible",
         "Fallbacks: none",
-        "Variants of model demo-2026-11",
+        "Variants (serving everyone outside an experiment: model demo-2026-11)",
         "default",
         "100.0%",
     ] {
