@@ -13,10 +13,13 @@
 //! - [`csv`]: a CSV of customer attributes → a dataset (column typing,
 //!   one-hot with an "other" bucket, per-action bias), every bad cell an
 //!   error with its line and column.
-//! - [`split`]: the time-ordered training / validation / holdout split.
+//! - [`split`]: the time-ordered training / validation / holdout split, and
+//!   the grid's evenly spaced subsample.
 //! - [`scaling`]: standardization, folded back into raw-space weights.
-//! - [`fit`]: one linfa fit: L2, class balance, the positive-class sign trap.
-//! - [`mod@train`]: the run: grid, final fit, artifact, evaluation, report.
+//! - [`fit`]: one linfa fit: L2, class balance, the positive-class sign trap,
+//!   warm starts.
+//! - [`mod@train`]: the run: grid (on a subsample of many training rows,
+//!   warm-started, on two threads), final fit, artifact, evaluation, report.
 //! - [`metrics`]: AUC, log loss, calibration, ROC, gain and lift.
 //! - [`report`]: `report.json` and the self-contained `report.html`.
 //! - [`artifact`]: the artifact, validated by the service's loader, and the
