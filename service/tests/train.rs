@@ -50,7 +50,8 @@ fn train_writes_the_model_and_reports_and_prints_progress() {
     );
     for progress in [
         "read 200 rows",
-        "fit 5/5: alpha 1:",
+        "fit 5/5: alpha ",
+        "alpha 1 on 128 rows:",
         "final fit:",
         "holdout: auc",
     ] {

@@ -7,12 +7,23 @@
 //! with rare positive outcomes its weights and intercept predict the
 //! negative outcome, so every sign is flipped back here when its positive
 //! class is `false`.
+//!
+//! A fit may start from another fit's solution ([`Start`], e.g. the
+//! previous L2 strength of the grid): the problem is the same and, with any
+//! L2, has one minimum, so a warm start changes how many iterations the
+//! solver needs, not where it ends (within its tolerance).
+//!
+//! The standardized rows are handed to linfa in column-major order: its
+//! gradient is `xᵀ·r`, which ndarray (without BLAS) computes as one dot
+//! product per column; over row-major rows each of those strides through
+//! the whole matrix, over column-major rows each reads one contiguous
+//! column.
 
 use crate::Error;
 use crate::scaling::Scaler;
 use linfa::traits::Fit as _;
 use linfa_logistic::{FittedLogisticRegression, LogisticRegression};
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, ShapeBuilder as _};
 
 /// Most copies of each positive row `--balance` makes.
 pub const MAX_OVERSAMPLING: usize = 100;
@@ -53,12 +64,34 @@ pub struct Fit {
     pub flipped: bool,
     /// Rows the solver saw (after oversampling).
     pub rows: usize,
+    /// Whether the solver started from a given solution ([`Start`]) rather
+    /// than from zero.
+    pub warm_started: bool,
     /// The solver's own model, on standardized features, before any flip or
     /// correction: for checking that the artifact scores what it scored.
     pub solver: FittedLogisticRegression<f64, bool>,
 }
 
+/// Where a fit starts: another fit's model in raw feature space, before
+/// any oversampling correction (the logit the solver itself fitted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Start {
+    /// One weight per feature, for raw feature values.
+    pub weights: Array1<f64>,
+    /// The bias for raw feature values, without the prior correction.
+    pub intercept: f64,
+}
+
 impl Fit {
+    /// This fit's solution as the start of another fit (on other rows or
+    /// with another L2 strength).
+    pub fn start(&self) -> Start {
+        Start {
+            weights: self.weights.clone(),
+            intercept: self.intercept + (self.oversampling as f64).ln(),
+        }
+    }
+
     /// The probability of a positive outcome for raw rows `x`: the logistic
     /// of `x · weights + intercept`.
     pub fn probabilities(&self, x: ArrayView2<'_, f64>) -> Array1<f64> {
@@ -79,14 +112,24 @@ impl Fit {
     }
 }
 
-/// Fits `y` on the raw rows `x`.
+/// Fits `y` on the raw rows `x`, starting from zero.
 pub fn fit(x: ArrayView2<'_, f64>, y: &[bool], options: FitOptions) -> Result<Fit, Error> {
+    fit_from(x, y, options, None)
+}
+
+/// Fits `y` on the raw rows `x`, starting from `start` when given (and
+/// finite, with one weight per column), else from zero.
+pub fn fit_from(
+    x: ArrayView2<'_, f64>,
+    y: &[bool],
+    options: FitOptions,
+    start: Option<&Start>,
+) -> Result<Fit, Error> {
     let failed = |reason: String| Error::Fit {
         alpha: options.alpha,
         reason,
     };
     let scaler = Scaler::fit(x);
-    let standardized = scaler.transform(x);
     let positives = y.iter().filter(|label| **label).count();
     let negatives = y.len() - positives;
     let oversampling = if options.balance && positives > 0 {
@@ -94,13 +137,20 @@ pub fn fit(x: ArrayView2<'_, f64>, y: &[bool], options: FitOptions) -> Result<Fi
     } else {
         1
     };
-    let (records, targets) = oversample(standardized, y, oversampling);
+    let (positions, targets) = oversample(y, oversampling);
+    let records = standardize_by_columns(x, &scaler, &positions);
     let rows = targets.len();
-    let solver = LogisticRegression::default()
+    let mut solver = LogisticRegression::default()
         .alpha(options.alpha * rows as f64)
         .max_iterations(options.max_iterations)
-        .gradient_tolerance(GRADIENT_TOLERANCE_PER_ROW * rows as f64)
-        .fit(&linfa::Dataset::new(records, targets))
+        .gradient_tolerance(GRADIENT_TOLERANCE_PER_ROW * rows as f64);
+    let initial = start.and_then(|start| solver_start(start, &scaler, &targets));
+    let warm_started = initial.is_some();
+    if let Some(initial) = initial {
+        solver = solver.initial_params(initial);
+    }
+    let solver = solver
+        .fit(&linfa::Dataset::new(records, Array1::from(targets)))
         .map_err(|error| failed(error.to_string()))?;
     let flipped = !solver.labels().pos.class;
     let sign = if flipped { -1.0 } else { 1.0 };
@@ -124,39 +174,94 @@ pub fn fit(x: ArrayView2<'_, f64>, y: &[bool], options: FitOptions) -> Result<Fi
         oversampling,
         flipped,
         rows,
+        warm_started,
         solver,
     })
 }
 
-/// The rows with each positive row repeated `copies` times in all (appended
-/// after the original rows).
-fn oversample(x: Array2<f64>, y: &[bool], copies: usize) -> (Array2<f64>, Array1<bool>) {
-    if copies <= 1 {
-        return (x, Array1::from(y.to_vec()));
+/// The rows `positions` of `x` standardized by `scaler`, in column-major
+/// order (see the module documentation), copied in blocks of rows so that
+/// both sides stay in cache.
+fn standardize_by_columns(
+    x: ArrayView2<'_, f64>,
+    scaler: &Scaler,
+    positions: &[usize],
+) -> Array2<f64> {
+    const BLOCK: usize = 256;
+    let columns = x.ncols();
+    let mut out = Array2::zeros((positions.len(), columns).f());
+    for (block, rows) in positions.chunks(BLOCK).enumerate() {
+        let first = block * BLOCK;
+        for (column, mut target) in out.columns_mut().into_iter().enumerate() {
+            let (mean, scale) = (scaler.mean[column], scaler.scale[column]);
+            let source = x.column(column);
+            for (offset, row) in rows.iter().enumerate() {
+                target[first + offset] = (source[*row] - mean) / scale;
+            }
+        }
     }
-    let positive_rows: Vec<usize> = (0..y.len()).filter(|row| y[*row]).collect();
-    let extra = x.select(Axis(0), &positive_rows);
-    let mut records = x;
-    let mut targets = y.to_vec();
-    for _ in 1..copies {
-        // Same column count by construction.
-        let _ = records.append(Axis(0), extra.view());
-        targets.extend(std::iter::repeat_n(true, positive_rows.len()));
+    out
+}
+
+/// `start` as linfa's initial parameters for rows standardized by `scaler`:
+/// standardized weights then the intercept, signed for linfa's positive
+/// class, which is the more frequent label of `targets` (on a tie, the
+/// first row's). `None` when `start` does not fit these columns or is not
+/// finite.
+fn solver_start(start: &Start, scaler: &Scaler, targets: &[bool]) -> Option<Array1<f64>> {
+    let columns = scaler.mean.len();
+    if start.weights.len() != columns
+        || !start.intercept.is_finite()
+        || start.weights.iter().any(|weight| !weight.is_finite())
+    {
+        return None;
     }
-    (records, Array1::from(targets))
+    let positives = targets.iter().filter(|label| **label).count();
+    let negatives = targets.len() - positives;
+    let positive_is_true = positives > negatives || (positives == negatives && *targets.first()?);
+    let sign = if positive_is_true { 1.0 } else { -1.0 };
+    // The inverse of `Scaler::fold`.
+    let weights = &start.weights * &scaler.scale;
+    let intercept = start.intercept + start.weights.dot(&scaler.mean);
+    let initial: Vec<f64> = weights
+        .iter()
+        .chain([&intercept])
+        .map(|value| value * sign)
+        .collect();
+    Some(Array1::from(initial))
+}
+
+/// The rows fitted, as positions in `y`: every row once, then each
+/// positive row another `copies - 1` times (after the original rows); and
+/// their labels.
+fn oversample(y: &[bool], copies: usize) -> (Vec<usize>, Vec<bool>) {
+    let mut rows: Vec<usize> = (0..y.len()).collect();
+    if copies > 1 {
+        let positive_rows: Vec<usize> = (0..y.len()).filter(|row| y[*row]).collect();
+        for _ in 1..copies {
+            rows.extend_from_slice(&positive_rows);
+        }
+    }
+    let targets = rows.iter().map(|row| y[*row]).collect();
+    (rows, targets)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::array;
+    use ndarray::{Axis, array};
 
     #[test]
     fn oversampling_repeats_positive_rows() {
-        let x = array![[1.0], [2.0], [3.0]];
-        let (records, targets) = oversample(x, &[false, true, false], 3);
-        assert_eq!(records.column(0).to_vec(), vec![1.0, 2.0, 3.0, 2.0, 2.0]);
-        assert_eq!(targets.to_vec(), vec![false, true, false, true, true]);
+        let (rows, targets) = oversample(&[false, true, false], 3);
+        assert_eq!(rows, vec![0, 1, 2, 1, 1]);
+        assert_eq!(targets, vec![false, true, false, true, true]);
+        let x = array![[1.0, 10.0], [2.0, 20.0], [3.0, 60.0]];
+        let scaler = Scaler::fit(x.view());
+        let records = standardize_by_columns(x.view(), &scaler, &rows);
+        assert!(records.t().is_standard_layout(), "column-major");
+        let expected = scaler.transform(x.view()).select(Axis(0), &rows);
+        assert_eq!(records, expected);
     }
 
     #[test]
@@ -183,6 +288,95 @@ mod tests {
                 "balance {balance}: mean {mean}"
             );
             assert_eq!(fit.oversampling, if balance { 19 } else { 1 });
+        }
+    }
+
+    /// Rows from a known logistic model with `rate` about the base rate.
+    fn logistic_rows(rows: usize, seed: u64, intercept: f64) -> (Array2<f64>, Vec<bool>) {
+        // A small deterministic generator: no rand in the library's tests.
+        let mut state = seed;
+        let mut uniform = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 11) as f64) / ((1_u64 << 53) as f64)
+        };
+        let mut x = Array2::zeros((rows, 3));
+        let mut y = Vec::with_capacity(rows);
+        for mut row in x.rows_mut() {
+            row[0] = 40.0 + 10.0 * uniform();
+            row[1] = uniform() * 2.0 - 1.0;
+            row[2] = if uniform() < 0.3 { 1.0 } else { 0.0 };
+            let logit = intercept + 0.15 * (row[0] - 45.0) - 0.8 * row[1] + 0.6 * row[2];
+            y.push(uniform() < nudge_models::model::sigmoid(logit));
+        }
+        (x, y)
+    }
+
+    fn largest_difference(a: &Fit, b: &Fit) -> f64 {
+        let weights = (&a.weights - &b.weights)
+            .iter()
+            .fold(0.0_f64, |most, difference| most.max(difference.abs()));
+        weights.max((a.intercept - b.intercept).abs())
+    }
+
+    #[test]
+    fn a_warm_start_ends_where_a_cold_start_does() {
+        // Rare positives (linfa's positive class is `false`, signs flipped)
+        // and common ones; with and without oversampling; started from a
+        // fit with another alpha on other rows.
+        for (intercept, balance) in [(-3.0, false), (-3.0, true), (0.8, false)] {
+            let (x, y) = logistic_rows(4_000, 3, intercept);
+            let options = |alpha| FitOptions {
+                alpha,
+                balance,
+                max_iterations: 300,
+            };
+            let other = fit(
+                x.slice_axis(Axis(0), (0..1_000).into()),
+                &y[..1_000],
+                options(0.1),
+            )
+            .expect("fits");
+            let cold = fit(x.view(), &y, options(1e-3)).expect("fits");
+            let warm = fit_from(x.view(), &y, options(1e-3), Some(&other.start())).expect("fits");
+            assert!(!cold.warm_started);
+            assert!(warm.warm_started);
+            assert_eq!(warm.flipped, cold.flipped);
+            // Rare positives: linfa's positive class is `false` (still, or
+            // on a tie, after oversampling up to about as many).
+            assert_eq!(cold.flipped, intercept < 0.0);
+            let difference = largest_difference(&cold, &warm);
+            assert!(
+                difference < 1e-3,
+                "intercept {intercept}, balance {balance}: warm and cold differ by {difference}"
+            );
+            // Started from its own solution, a fit stays there.
+            let again = fit_from(x.view(), &y, options(1e-3), Some(&cold.start())).expect("fits");
+            assert!(largest_difference(&cold, &again) < 1e-4);
+        }
+    }
+
+    #[test]
+    fn a_start_that_does_not_fit_the_columns_is_ignored() {
+        let (x, y) = logistic_rows(500, 5, -1.0);
+        let options = FitOptions {
+            alpha: 1e-2,
+            balance: false,
+            max_iterations: 200,
+        };
+        for start in [
+            Start {
+                weights: Array1::zeros(2),
+                intercept: 0.0,
+            },
+            Start {
+                weights: Array1::from(vec![f64::NAN, 0.0, 0.0]),
+                intercept: 0.0,
+            },
+        ] {
+            let fitted = fit_from(x.view(), &y, options, Some(&start)).expect("fits");
+            assert!(!fitted.warm_started);
         }
     }
 }

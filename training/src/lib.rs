@@ -15,10 +15,13 @@
 //!   error with its line and column.
 //! - [`log`]: the decision log's served actions → a dataset, with the
 //!   features as logged or replayed from the event log (point in time).
-//! - [`split`]: the time-ordered training / validation / holdout split.
+//! - [`split`]: the time-ordered training / validation / holdout split, and
+//!   the grid's evenly spaced subsample.
 //! - [`scaling`]: standardization, folded back into raw-space weights.
-//! - [`fit`]: one linfa fit: L2, class balance, the positive-class sign trap.
-//! - [`mod@train`]: the run: grid, final fit, artifact, evaluation, report.
+//! - [`fit`]: one linfa fit: L2, class balance, the positive-class sign trap,
+//!   warm starts.
+//! - [`mod@train`]: the run: grid (on a subsample of many training rows,
+//!   warm-started, on two threads), final fit, artifact, evaluation, report.
 //! - [`metrics`]: AUC, log loss, calibration, ROC, gain and lift.
 //! - [`ope`]: off-policy evaluation of a target policy on logged decisions:
 //!   IPS, SNIPS, doubly robust, weight diagnostics and bootstrap intervals,

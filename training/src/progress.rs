@@ -33,6 +33,10 @@ pub enum Event {
         of: usize,
         /// The L2 strength per row.
         alpha: f64,
+        /// Training rows fitted.
+        rows: usize,
+        /// The alpha whose solution the fit started from, if any.
+        start_alpha: Option<f64>,
         /// Validation AUC.
         auc: f64,
         /// Validation log loss.
@@ -46,6 +50,8 @@ pub enum Event {
         alpha: f64,
         /// Rows fitted (after oversampling, with `--balance`).
         rows: usize,
+        /// Whether it started from the chosen grid point's solution.
+        warm_started: bool,
         /// Time to fit.
         elapsed: Duration,
     },
@@ -75,21 +81,33 @@ impl fmt::Display for Event {
                 position,
                 of,
                 alpha,
+                rows,
+                start_alpha,
                 auc,
                 log_loss,
                 elapsed,
-            } => write!(
-                formatter,
-                "fit {position}/{of}: alpha {alpha}: validation auc {auc:.4}, log loss {log_loss:.4} ({:.2} s)",
-                elapsed.as_secs_f64()
-            ),
+            } => {
+                let start =
+                    start_alpha.map_or(String::new(), |from| format!(", from alpha {from}"));
+                write!(
+                    formatter,
+                    "fit {position}/{of}: alpha {alpha} on {rows} rows{start}: validation auc {auc:.4}, log loss {log_loss:.4} ({:.2} s)",
+                    elapsed.as_secs_f64()
+                )
+            }
             Event::Fitted {
                 alpha,
                 rows,
+                warm_started,
                 elapsed,
             } => write!(
                 formatter,
-                "final fit: alpha {alpha} on {rows} rows ({:.2} s)",
+                "final fit: alpha {alpha} on {rows} rows{} ({:.2} s)",
+                if *warm_started {
+                    ", from its grid solution"
+                } else {
+                    ""
+                },
                 elapsed.as_secs_f64()
             ),
             Event::Evaluated { auc, log_loss } => {

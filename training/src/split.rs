@@ -93,9 +93,46 @@ impl Split {
     }
 }
 
+/// At most `most` rows of `range`, evenly spaced and in time order: all of
+/// them when there are no more than `most`, else row
+/// `start + ⌊i · len / most⌋` for `i` in `0..most` — the first row, then
+/// about every `len / most`-th. Deterministic (no random draw): the same
+/// rows for the same range and limit. A grid fitted on them spans the whole
+/// training period, as the final fit does.
+pub fn evenly_spaced(range: Range<usize>, most: usize) -> Vec<usize> {
+    let rows = range.len();
+    if rows <= most {
+        return range.collect();
+    }
+    (0..most)
+        .map(|index| range.start + index * rows / most)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn evenly_spaced_rows_are_deterministic_in_order_and_span_the_range() {
+        assert_eq!(evenly_spaced(10..15, 5), vec![10, 11, 12, 13, 14]);
+        assert_eq!(evenly_spaced(10..15, 100), vec![10, 11, 12, 13, 14]);
+        assert_eq!(evenly_spaced(0..10, 4), vec![0, 2, 5, 7]);
+        for (range, most) in [(0..640_000, 200_000), (17..1_003, 999), (5..1_000_005, 3)] {
+            let rows = evenly_spaced(range.clone(), most);
+            assert_eq!(rows, evenly_spaced(range.clone(), most), "deterministic");
+            assert_eq!(rows.len(), most.min(range.len()));
+            assert_eq!(rows.first(), Some(&range.start));
+            assert!(
+                rows.windows(2).all(|pair| pair[0] < pair[1]),
+                "in time order"
+            );
+            assert!(rows.iter().all(|row| range.contains(row)));
+            // The last row is within one step of the end.
+            let step = range.len().div_ceil(most);
+            assert!(rows.last().is_some_and(|last| range.end - last <= step));
+        }
+    }
 
     #[test]
     fn the_defaults_give_64_16_20() {

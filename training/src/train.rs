@@ -1,26 +1,44 @@
 //! The run: split in time order, choose the L2 strength on the validation
 //! slice, refit on training + validation, build the artifact, and evaluate
 //! it once on the holdout through the artifact itself.
+//!
+//! The grid is fitted from the strongest L2 strength down, each fit
+//! starting from the previous one's solution (a warm start: the same
+//! minimum, fewer iterations), on at most [`TrainOptions::grid_rows`]
+//! training rows (evenly spaced when there are more; the validation slice
+//! is always whole). The final fit starts from the chosen grid point's
+//! solution.
 
 use crate::Error;
 use crate::artifact;
 use crate::dataset::Dataset;
-use crate::fit::{self, FitOptions};
+use crate::fit::{self, FitOptions, Start};
 use crate::metrics;
 use crate::ope;
 use crate::progress::{Event, Progress};
 use crate::report::{
     ActionMetrics, Balance, FeatureWeight, GridPoint, Options, Report, Slices, Timings,
 };
-use crate::split::Split;
+use crate::split::{self, Split};
 use chrono::{DateTime, SecondsFormat, Utc};
+use ndarray::{Axis, CowArray};
 use nudge_models::model::ModelArtifact;
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::time::Instant;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// The L2 strengths tried by default (per row, on standardized features).
 pub const DEFAULT_ALPHAS: [f64; 5] = [1e-4, 1e-3, 1e-2, 1e-1, 1.0];
+
+/// Most training rows a grid fit uses by default.
+pub const DEFAULT_GRID_ROWS: usize = 200_000;
+
+/// Threads for the grid by default: one per core, at most two (on more
+/// cores the grid's memory traffic, not arithmetic, bounds it).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| cores.get().min(2))
+}
 
 /// How to train.
 #[derive(Debug, Clone)]
@@ -35,6 +53,19 @@ pub struct TrainOptions {
     pub balance: bool,
     /// Most solver iterations per fit.
     pub max_iterations: u64,
+    /// Most training rows each grid fit uses: when the training slice has
+    /// more, this many of them, evenly spaced in time order
+    /// ([`split::evenly_spaced`]). The validation slice that scores each
+    /// grid point, and the final fit, always use all their rows. Alpha is
+    /// per row, and fewer rows want at least as much L2 per row, so a grid
+    /// on a subsample errs towards the stronger alpha.
+    pub grid_rows: usize,
+    /// Start each grid fit from the previous (stronger) alpha's solution and
+    /// the final fit from the chosen grid point's, rather than from zero.
+    pub warm_start: bool,
+    /// Threads fitting the grid: each takes its own chain of alphas (every
+    /// `grid_threads`-th, strongest first), warm-started within the chain.
+    pub grid_threads: usize,
     /// The artifact's version; derived from `now` when `None`.
     pub version: Option<String>,
     /// The time of training: the artifact's `trained_at` and default version.
@@ -43,7 +74,8 @@ pub struct TrainOptions {
 
 impl TrainOptions {
     /// The defaults: 20 % holdout, 20 % of the rest to validate, the default
-    /// grid, no balancing, 300 iterations.
+    /// grid on at most 200,000 training rows with warm starts, on up to two
+    /// threads, no balancing, 300 iterations.
     pub fn new(now: DateTime<Utc>) -> Self {
         Self {
             holdout: 0.2,
@@ -51,6 +83,9 @@ impl TrainOptions {
             alphas: DEFAULT_ALPHAS.to_vec(),
             balance: false,
             max_iterations: 300,
+            grid_rows: DEFAULT_GRID_ROWS,
+            warm_start: true,
+            grid_threads: default_threads(),
             version: None,
             now,
         }
@@ -90,6 +125,13 @@ pub fn train(
             reason: "must be one or more finite, non-negative numbers",
         });
     }
+    if options.grid_rows == 0 {
+        return Err(Error::BadOption {
+            option: "--grid-rows",
+            value: "0".to_owned(),
+            reason: "must be at least 1",
+        });
+    }
     let split = Split::new(dataset.len(), options.holdout, options.validation)?;
     split.check(&dataset.y)?;
     progress.report(&Event::Split {
@@ -105,64 +147,144 @@ pub fn train(
     };
 
     let grid_started = Instant::now();
-    let mut grid = Vec::with_capacity(options.alphas.len());
+    // The grid's training rows: all, or an evenly spaced subsample.
+    let grid_positions = split::evenly_spaced(split.train.clone(), options.grid_rows);
+    let sample_labels: Vec<bool> = grid_positions.iter().map(|row| dataset.y[*row]).collect();
+    // A subsample with one class only (very rare positives) cannot fit: the
+    // grid then uses every training row.
+    let both_classes = sample_labels.contains(&true) && sample_labels.contains(&false);
+    let (grid_x, grid_y): (CowArray<'_, f64, _>, Vec<bool>) =
+        if grid_positions.len() < split.train.len() && both_classes {
+            (
+                dataset.x.select(Axis(0), &grid_positions).into(),
+                sample_labels,
+            )
+        } else {
+            (
+                dataset.rows(split.train.clone()).into(),
+                dataset.y[split.train.clone()].to_vec(),
+            )
+        };
+    let grid_rows = grid_y.len();
+    // Strongest first: its solution is nearest zero, and each weaker one
+    // starts from the previous one of its chain. With two threads the two
+    // chains take every other alpha (1, 0.01, 0.0001 and 0.1, 0.001 for the
+    // default grid).
+    let mut order: Vec<usize> = (0..options.alphas.len()).collect();
+    order.sort_by(|a, b| options.alphas[*b].total_cmp(&options.alphas[*a]));
+    let threads = options.grid_threads.clamp(1, order.len());
+    let chains: Vec<Vec<usize>> = (0..threads)
+        .map(|chain| order.iter().skip(chain).step_by(threads).copied().collect())
+        .collect();
+    let validation_x = dataset.rows(split.validation.clone());
     let validation_labels = &dataset.y[split.validation.clone()];
-    for (position, &alpha) in options.alphas.iter().enumerate() {
-        let started = Instant::now();
-        let fitted = fit::fit(
-            dataset.rows(split.train.clone()),
-            &dataset.y[split.train.clone()],
-            fit_options(alpha),
-        )?;
-        let elapsed = started.elapsed();
-        let probabilities = fitted.probabilities(dataset.rows(split.validation.clone()));
-        let probabilities = probabilities.as_slice().unwrap_or_default();
-        let auc = metrics::auc(probabilities, validation_labels).unwrap_or(0.5);
-        let log_loss = metrics::log_loss(probabilities, validation_labels);
-        progress.report(&Event::GridPoint {
-            position: position + 1,
-            of: options.alphas.len(),
-            alpha,
-            auc,
-            log_loss,
-            elapsed,
-        });
-        grid.push(GridPoint {
-            alpha,
-            auc,
-            log_loss,
-            fit_ms: elapsed.as_secs_f64() * 1e3,
-        });
+    let mut grid: Vec<Option<(GridPoint, Start)>> = vec![None; options.alphas.len()];
+    let mut failure = None;
+    let (sender, receiver) = mpsc::channel::<Result<(usize, GridPoint, Start), Error>>();
+    std::thread::scope(|scope| {
+        for chain in &chains {
+            let sender = sender.clone();
+            let (grid_x, grid_y) = (grid_x.view(), &grid_y);
+            scope.spawn(move || {
+                let mut previous: Option<(f64, Start)> = None;
+                for &index in chain {
+                    let alpha = options.alphas[index];
+                    let started = Instant::now();
+                    let start = previous.as_ref().filter(|_| options.warm_start);
+                    let fitted = match fit::fit_from(
+                        grid_x,
+                        grid_y,
+                        fit_options(alpha),
+                        start.map(|(_, start)| start),
+                    ) {
+                        Ok(fitted) => fitted,
+                        Err(error) => {
+                            let _ = sender.send(Err(error));
+                            return;
+                        }
+                    };
+                    let elapsed = started.elapsed();
+                    let start_alpha = start
+                        .filter(|_| fitted.warm_started)
+                        .map(|(alpha, _)| *alpha);
+                    let probabilities = fitted.probabilities(validation_x);
+                    let probabilities = probabilities.as_slice().unwrap_or_default();
+                    let point = GridPoint {
+                        alpha,
+                        auc: metrics::auc(probabilities, validation_labels).unwrap_or(0.5),
+                        log_loss: metrics::log_loss(probabilities, validation_labels),
+                        fit_ms: elapsed.as_secs_f64() * 1e3,
+                        start_alpha,
+                    };
+                    let solution = fitted.start();
+                    previous = Some((alpha, solution.clone()));
+                    if sender.send(Ok((index, point, solution))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        // Progress as the points come in, from whichever thread.
+        for (position, message) in receiver.iter().enumerate() {
+            match message {
+                Ok((index, point, solution)) => {
+                    progress.report(&Event::GridPoint {
+                        position: position + 1,
+                        of: options.alphas.len(),
+                        alpha: point.alpha,
+                        rows: grid_rows,
+                        start_alpha: point.start_alpha,
+                        auc: point.auc,
+                        log_loss: point.log_loss,
+                        elapsed: Duration::from_secs_f64(point.fit_ms / 1e3),
+                    });
+                    grid[index] = Some((point, solution));
+                }
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+    });
+    if let Some(error) = failure {
+        return Err(error);
     }
+    drop(grid_x);
+    let (grid, solutions): (Vec<GridPoint>, Vec<Start>) = grid.into_iter().flatten().unzip();
     let grid_ms = grid_started.elapsed().as_secs_f64() * 1e3;
     // Lowest validation log loss; on a tie the stronger regularization.
-    let alpha = grid
-        .iter()
+    let chosen = (0..grid.len())
         .min_by(|a, b| {
-            a.log_loss
-                .total_cmp(&b.log_loss)
-                .then(b.alpha.total_cmp(&a.alpha))
+            grid[*a]
+                .log_loss
+                .total_cmp(&grid[*b].log_loss)
+                .then(grid[*b].alpha.total_cmp(&grid[*a].alpha))
         })
-        .map_or(options.alphas[0], |point| point.alpha);
+        .unwrap_or_default();
+    let alpha = grid[chosen].alpha;
 
     let fit_started = Instant::now();
     let fitting = split.fitting();
-    let fitted = fit::fit(
+    let fitted = fit::fit_from(
         dataset.rows(fitting.clone()),
         &dataset.y[fitting.clone()],
         fit_options(alpha),
+        options.warm_start.then(|| &solutions[chosen]),
     )?;
+    let final_start_alpha = fitted.warm_started.then_some(alpha);
     let fit_elapsed = fit_started.elapsed();
     progress.report(&Event::Fitted {
         alpha,
         rows: fitted.rows,
+        warm_started: fitted.warm_started,
         elapsed: fit_elapsed,
     });
 
     let evaluate_started = Instant::now();
     let version = options.version();
     let trained_at = options.now.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let description = describe(dataset, &split, alpha, &fitted, options);
+    let description = describe(dataset, &split, alpha, grid_rows, &fitted, options);
     let (artifact, model) = artifact::build(
         dataset,
         fitting.clone(),
@@ -198,7 +320,10 @@ pub fn train(
             .map(|times| slices(&split, |range| time_range(&times[range]))),
         alpha,
         alpha_selection: "the lowest validation log loss (ties: the larger alpha)",
+        grid_rows,
+        grid_sample: grid_sample(&split, grid_rows),
         validation_grid: grid,
+        final_start_alpha,
         balance: Balance {
             mode: if options.balance {
                 "oversample"
@@ -235,6 +360,9 @@ pub fn train(
             alphas: options.alphas.clone(),
             balance: options.balance,
             max_iterations: options.max_iterations,
+            grid_rows: options.grid_rows,
+            warm_start: options.warm_start,
+            grid_threads: threads,
         },
         timings_ms: Timings {
             read: 0.0,
@@ -290,11 +418,24 @@ fn off_policy(
     }
 }
 
+/// Which training rows the grid was fitted on, in words.
+fn grid_sample(split: &Split, grid_rows: usize) -> String {
+    let training = split.train.len();
+    if grid_rows >= training {
+        format!("all {training} training rows")
+    } else {
+        format!(
+            "{grid_rows} of the {training} training rows, evenly spaced in time order (row start + ⌊i·{training}/{grid_rows}⌋)"
+        )
+    }
+}
+
 /// The artifact's description: what data, which options.
 fn describe(
     dataset: &Dataset,
     split: &Split,
     alpha: f64,
+    grid_rows: usize,
     fitted: &fit::Fit,
     options: &TrainOptions,
 ) -> String {
@@ -307,8 +448,21 @@ fn describe(
     } else {
         "no reweighting".to_owned()
     };
+    let grid = if grid_rows < split.train.len() {
+        format!(
+            " (the grid fitted on {grid_rows} evenly spaced of the {} rows before those)",
+            split.train.len()
+        )
+    } else {
+        String::new()
+    };
+    let start = if fitted.warm_started {
+        ", the solver started from the chosen grid point's solution"
+    } else {
+        ""
+    };
     format!(
-        "logistic regression trained by `nudge train` on {}: {} rows before the holdout (base rate {:.4}), {} features, L2 alpha {alpha} per row chosen on the last {} of them, {balance}; holdout: the newest {} rows",
+        "logistic regression trained by `nudge train` on {}: {} rows before the holdout (base rate {:.4}), {} features, L2 alpha {alpha} per row chosen on the last {} of them{grid}{start}, {balance}; holdout: the newest {} rows",
         dataset.source,
         fitting.len(),
         metrics::base_rate(&dataset.y[fitting]),

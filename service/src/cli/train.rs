@@ -27,9 +27,11 @@ is_none_of(x,LEVEL|...) for the rest (an empty cell sets none). Types and levels
 from the rows before the holdout.
 
 The rows are split in time order (--time, else the file's order): the newest --holdout \
-fraction is evaluated once; the --validation fraction just before it chooses the L2 strength; \
-the model is then refit on all rows before the holdout. Probabilities are calibrated as the \
-data is (no reweighting) unless --balance.
+fraction is evaluated once; the --validation fraction just before it chooses the L2 strength \
+from a grid fitted on at most --grid-rows of the older training rows (evenly spaced when there \
+are more), from the strongest L2 down, each fit starting from the previous one's solution; the \
+model is then refit on all rows before the holdout, starting from the chosen grid point's \
+solution. Probabilities are calibrated as the data is (no reweighting) unless --balance.
 
 DIR receives model.json (load it with `nudge serve --model DIR/model.json`, or reload it), \
 report.json (holdout auc, log_loss, calibration_error, ...) and report.html.")]
@@ -90,6 +92,19 @@ pub struct TrainArgs {
     /// chooses the L2 strength.
     #[arg(long, value_name = "F", default_value_t = 0.2)]
     pub validation: f64,
+    /// Most training rows each L2 grid fit uses: with more, this many evenly
+    /// spaced ones (in time order). The validation slice and the final fit
+    /// always use all their rows.
+    #[arg(long, value_name = "N", default_value_t = nudge_training::train::DEFAULT_GRID_ROWS)]
+    pub grid_rows: usize,
+    /// Start every fit from zero instead of from the previous solution (for
+    /// comparison: the result is the same within the solver's tolerance).
+    #[arg(long)]
+    pub cold_start: bool,
+    /// Threads fitting the L2 grid, each its own chain of alphas [default:
+    /// the machine's cores, at most 2].
+    #[arg(long, value_name = "N")]
+    pub grid_threads: Option<usize>,
     /// Oversample positive rows to about as many as negatives, then correct
     /// the intercept (−ln of the ratio) so probabilities stay calibrated.
     #[arg(long)]
@@ -240,8 +255,14 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainSummary> {
         holdout: args.holdout,
         validation: args.validation,
         balance: args.balance,
+        grid_rows: args.grid_rows,
+        warm_start: !args.cold_start,
         version: args.version.clone(),
         ..TrainOptions::new(Utc::now())
+    };
+    let options = TrainOptions {
+        grid_threads: args.grid_threads.unwrap_or(options.grid_threads),
+        ..options
     };
     let mut trained = nudge_training::train(&dataset, &options, &mut progress)?;
     trained.report.timings_ms.read = read_ms;

@@ -42,30 +42,55 @@ pub(super) fn encode(
     options: &super::CsvOptions,
 ) -> Result<Dataset, Error> {
     let fitting_rows = &rows[..fitting];
-    let mut encodings = Vec::with_capacity(roles.features.len());
+    // Row by row (each row's cells lie together in memory): which columns
+    // stay numeric, or boolean, over the fitting rows, and the empty cells
+    // of every row.
+    let columns = roles.features.len();
+    let mut numeric = vec![true; columns];
+    let mut boolean = vec![true; columns];
+    let mut missing = vec![0_usize; columns];
+    for (position, row) in rows.iter().enumerate() {
+        let in_fitting = position < fitting;
+        for index in 0..columns {
+            let cell = row.cell(index);
+            if cell.is_empty() {
+                missing[index] += 1;
+            } else if in_fitting {
+                numeric[index] &= !row.number(index).is_nan();
+                boolean[index] = boolean[index] && parse_bool(cell).is_some();
+            }
+        }
+    }
+    // Level counts of the other columns, over the fitting rows.
+    let categorical: Vec<usize> = (0..columns)
+        .filter(|index| !numeric[*index] && !boolean[*index])
+        .collect();
+    let mut level_counts: Vec<BTreeMap<&str, usize>> = vec![BTreeMap::new(); categorical.len()];
+    for row in fitting_rows {
+        for (counts, &index) in level_counts.iter_mut().zip(&categorical) {
+            let cell = row.cell(index);
+            if !cell.is_empty() {
+                *counts.entry(cell).or_default() += 1;
+            }
+        }
+    }
+    let mut level_counts = level_counts.into_iter();
+
+    let mut encodings = Vec::with_capacity(columns);
     let mut features: Vec<String> = Vec::new();
     for (index, &position) in roles.features.iter().enumerate() {
         let name = &header[position];
-        let cells = || {
-            fitting_rows
-                .iter()
-                .map(move |row| row.cell(index))
-                .filter(|cell| !cell.is_empty())
-        };
         let summary = &mut roles.columns[position];
-        summary.missing = rows.iter().filter(|row| row.cell(index).is_empty()).count();
-        let encoding = if cells().all(|cell| cell.parse::<f64>().is_ok()) {
+        summary.missing = missing[index];
+        let encoding = if numeric[index] {
             summary.kind = ColumnKind::Numeric;
             Encoding::Numeric
-        } else if cells().all(|cell| parse_bool(cell).is_some()) {
+        } else if boolean[index] {
             summary.kind = ColumnKind::Boolean;
             Encoding::Boolean
         } else {
             summary.kind = ColumnKind::Categorical;
-            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-            for cell in cells() {
-                *counts.entry(cell).or_default() += 1;
-            }
+            let counts = level_counts.next().unwrap_or_default();
             let mut by_frequency: Vec<(&str, usize)> = counts.into_iter().collect();
             // Most frequent first; equal counts by name (the map's order).
             by_frequency.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
@@ -126,9 +151,13 @@ pub(super) fn encode(
             match encoding {
                 Encoding::Numeric => {
                     if !cell.is_empty() {
-                        out[column] = cell.parse::<f64>().map_err(|_| {
-                            bad("is not a number (the column is numeric in the rows before the holdout)")
-                        })?;
+                        let number = row.number(index);
+                        if number.is_nan() {
+                            return Err(bad(
+                                "is not a number (the column is numeric in the rows before the holdout)",
+                            ));
+                        }
+                        out[column] = number;
                     }
                     column += 1;
                 }

@@ -69,7 +69,8 @@ impl CsvOptions {
 }
 
 /// One data row as read: its line, its label, time and action, and its
-/// feature cells (in feature-column order, trimmed).
+/// feature cells (in feature-column order, trimmed), each also parsed as a
+/// number once.
 #[derive(Debug)]
 struct Row {
     line: u64,
@@ -78,12 +79,20 @@ struct Row {
     action: Option<String>,
     /// One record rather than a string per cell: two allocations per row.
     cells: ::csv::StringRecord,
+    /// Each cell as a (finite) number, NaN when it is not one (or empty):
+    /// encoding reads these instead of parsing every cell again.
+    numbers: Vec<f64>,
 }
 
 impl Row {
     /// The feature cell at `index` (empty if missing, which reading rules out).
     fn cell(&self, index: usize) -> &str {
         self.cells.get(index).unwrap_or_default()
+    }
+
+    /// The feature cell at `index` as a number, NaN when it is not one.
+    fn number(&self, index: usize) -> f64 {
+        self.numbers.get(index).copied().unwrap_or(f64::NAN)
     }
 }
 
@@ -353,12 +362,16 @@ fn row(
             }
         })
         .transpose()?;
-    let mut cells = ::csv::StringRecord::with_capacity(64, roles.features.len());
+    let mut cells =
+        ::csv::StringRecord::with_capacity(record.as_slice().len(), roles.features.len());
+    let mut numbers = Vec::with_capacity(roles.features.len());
     for &position in &roles.features {
         let text = cell(position).trim();
-        if text.parse::<f64>().is_ok_and(|number| !number.is_finite()) {
-            return Err(bad(position, "is not a finite number"));
-        }
+        numbers.push(match text.parse::<f64>() {
+            Ok(number) if number.is_finite() => number,
+            Ok(_) => return Err(bad(position, "is not a finite number")),
+            Err(_) => f64::NAN,
+        });
         cells.push_field(text);
     }
     Ok(Row {
@@ -367,6 +380,7 @@ fn row(
         time,
         action,
         cells,
+        numbers,
     })
 }
 

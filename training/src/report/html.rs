@@ -184,14 +184,22 @@ fn action_table(page: &mut String, report: &Report) {
 fn grid_table(page: &mut String, report: &Report) {
     let _ = writeln!(
         page,
-        "<h2>Validation grid</h2>\n<p class=\"note\">Chosen: {} — {}.</p>\n<table><tr><th>alpha</th><th>validation AUC</th><th>validation log loss</th><th>fit ms</th></tr>",
+        "<h2>Validation grid</h2>\n<p class=\"note\">Chosen: {} — {}. Fitted on {}; the final fit {}.</p>\n<table><tr><th>alpha</th><th>validation AUC</th><th>validation log loss</th><th>fit ms</th><th>started from</th></tr>",
         report.alpha,
-        escape(report.alpha_selection)
+        escape(report.alpha_selection),
+        escape(&report.grid_sample),
+        report.final_start_alpha.map_or_else(
+            || "started from zero".to_owned(),
+            |alpha| format!("started from the solution for alpha {alpha}")
+        ),
     );
     for point in &report.validation_grid {
+        let start = point
+            .start_alpha
+            .map_or_else(|| "zero".to_owned(), |alpha| format!("alpha {alpha}"));
         let _ = writeln!(
             page,
-            "<tr><td class=\"n\">{}</td><td class=\"n\">{:.4}</td><td class=\"n\">{:.4}</td><td class=\"n\">{:.0}</td></tr>",
+            "<tr><td class=\"n\">{}</td><td class=\"n\">{:.4}</td><td class=\"n\">{:.4}</td><td class=\"n\">{:.0}</td><td>{start}</td></tr>",
             point.alpha, point.auc, point.log_loss, point.fit_ms
         );
     }

@@ -49,8 +49,17 @@ pub struct Report {
     pub alpha: f64,
     /// How `alpha` was chosen.
     pub alpha_selection: &'static str,
-    /// Each L2 strength of the grid with its validation metrics.
+    /// Training rows each grid fit used (see `grid_sample`).
+    pub grid_rows: usize,
+    /// Which training rows those were, in words: all of them, or an evenly
+    /// spaced subsample.
+    pub grid_sample: String,
+    /// Each L2 strength of the grid with its validation metrics, in the
+    /// order of `options.alphas` (fitted from the largest alpha down).
     pub validation_grid: Vec<GridPoint>,
+    /// The alpha of the grid point whose solution the final fit started
+    /// from (the chosen one), or `null` when it started from zero.
+    pub final_start_alpha: Option<f64>,
     /// How class imbalance was handled.
     pub balance: Balance,
     /// Whether linfa made `false` its positive class (more negatives than
@@ -102,8 +111,11 @@ pub struct GridPoint {
     pub auc: f64,
     /// Validation log loss.
     pub log_loss: f64,
-    /// Time to fit on the training rows, in milliseconds.
+    /// Time to fit on the grid's training rows, in milliseconds.
     pub fit_ms: f64,
+    /// The alpha whose solution this fit started from (a warm start), or
+    /// `null` when it started from zero.
+    pub start_alpha: Option<f64>,
 }
 
 /// How class imbalance was handled.
@@ -166,6 +178,12 @@ pub struct Options {
     pub balance: bool,
     /// Most solver iterations per fit.
     pub max_iterations: u64,
+    /// Most training rows per grid fit.
+    pub grid_rows: usize,
+    /// Whether fits started from a previous solution.
+    pub warm_start: bool,
+    /// Threads (chains of alphas) that fitted the grid.
+    pub grid_threads: usize,
 }
 
 /// Wall-clock time of each phase, in milliseconds (for people; tests never
