@@ -256,9 +256,11 @@ impl ServiceError {
                     | R::Experiment(nudge_models::experiment::ExperimentError::BadName(_)) => {
                         Code::InvalidArgument
                     }
-                    R::Experiment(_) | R::VersionTaken(_) | R::NothingToRollBack => {
-                        Code::FailedPrecondition
-                    }
+                    R::BadAuc(_) => Code::InvalidArgument,
+                    R::Experiment(_)
+                    | R::VersionTaken(_)
+                    | R::NothingToRollBack
+                    | R::WorseAuc { .. } => Code::FailedPrecondition,
                     R::Io { .. } | R::Unreadable { .. } => Code::Internal,
                 }
             }

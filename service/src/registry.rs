@@ -79,6 +79,25 @@ pub enum RegistryError {
         /// The terms the catalog lacks.
         unknown: Vec<String>,
     },
+    /// The model's holdout AUC is too far below the control's.
+    #[error(
+        "model {version}'s holdout AUC {auc:.4} is below the serving model {control}'s {control_auc:.4} by more than the allowed {margin} (models.max_auc_drop); promote with force to override"
+    )]
+    WorseAuc {
+        /// The model.
+        version: String,
+        /// Its holdout AUC.
+        auc: f64,
+        /// The control's model.
+        control: String,
+        /// Its holdout AUC.
+        control_auc: f64,
+        /// The allowed drop.
+        margin: f64,
+    },
+    /// A holdout AUC outside 0–1.
+    #[error("holdout AUC {0} is not between 0 and 1")]
+    BadAuc(f64),
     /// Another model with the same version is loaded.
     #[error("another model with version {0} is already loaded: give the new one its own version")]
     VersionTaken(String),
@@ -114,6 +133,8 @@ pub struct ModelEntry {
     pub trained_at: String,
     /// Number of features.
     pub features: usize,
+    /// Its holdout AUC, from the training report loaded with it.
+    pub holdout_auc: Option<f64>,
 }
 
 /// The registry as listed.
@@ -139,6 +160,8 @@ struct RegistryFile {
     previous: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     shadow: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    aucs: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +170,8 @@ struct State {
     experiment: Experiment,
     previous: Vec<String>,
     shadow: Option<String>,
+    /// Each model's holdout AUC, from the report loaded with it.
+    aucs: BTreeMap<String, f64>,
 }
 
 /// The model registry.
@@ -179,6 +204,7 @@ impl ModelRegistry {
                     experiment,
                     previous: Vec::new(),
                     shadow: None,
+                    aucs: BTreeMap::new(),
                 }
             }
         };
@@ -212,8 +238,19 @@ impl ModelRegistry {
     }
 
     /// Validates `model` against `catalog` and adds it, not serving anyone
-    /// yet. Loading the same artifact again is a no-op.
-    pub fn load(&self, model: Model, catalog: &Catalog) -> Result<ModelEntry, RegistryError> {
+    /// yet, with the holdout AUC of its training report if known. Loading
+    /// the same artifact again changes nothing but a newly given AUC.
+    pub fn load(
+        &self,
+        model: Model,
+        catalog: &Catalog,
+        holdout_auc: Option<f64>,
+    ) -> Result<ModelEntry, RegistryError> {
+        if let Some(auc) = holdout_auc
+            && !(0.0..=1.0).contains(&auc)
+        {
+            return Err(RegistryError::BadAuc(auc));
+        }
         let version = model.version().to_owned();
         let unknown = model.features().unknown_in(catalog);
         if !unknown.is_empty() {
@@ -221,24 +258,41 @@ impl ModelRegistry {
         }
         let mut guard = self.lock();
         if let Some((existing, _)) = guard.models.get(&version) {
-            if existing.artifact() == model.artifact() {
-                return Ok(entry(existing));
+            if existing.artifact() != model.artifact() {
+                return Err(RegistryError::VersionTaken(version));
             }
-            return Err(RegistryError::VersionTaken(version));
+            let listed = ModelEntry {
+                holdout_auc: holdout_auc.or_else(|| guard.aucs.get(&version).copied()),
+                ..entry(existing)
+            };
+            if let Some(auc) = holdout_auc {
+                let mut next = guard.clone();
+                next.aucs.insert(version, auc);
+                self.commit(&mut guard, next)?;
+            }
+            return Ok(listed);
         }
         let file = match &self.dir {
             Some(dir) => save_artifact(dir, &model)?,
             None => String::new(),
         };
         let model = Arc::new(model);
-        let listed = entry(&model);
+        let listed = ModelEntry {
+            holdout_auc,
+            ..entry(&model)
+        };
         let mut models = guard.models.clone();
+        let mut aucs = guard.aucs.clone();
+        if let Some(auc) = holdout_auc {
+            aucs.insert(version.clone(), auc);
+        }
         models.insert(version, (model, file));
         let next = State {
             models,
             experiment: guard.experiment.clone(),
             previous: guard.previous.clone(),
             shadow: guard.shadow.clone(),
+            aucs,
         };
         self.commit(&mut guard, next)?;
         Ok(listed)
@@ -246,16 +300,34 @@ impl ModelRegistry {
 
     /// Tries loaded model `version` on `share` % of customers (variant
     /// `name`), ramps the running challenger, or at 100 % makes it the model
-    /// that serves everyone.
+    /// that serves everyone. Unless `guard` is `None` (forced), refused when
+    /// both holdout AUCs are known and the model's is below the control's
+    /// by more than `guard`.
     pub fn promote(
         &self,
         version: &str,
         share: u32,
         name: Option<&str>,
+        guard_margin: Option<f64>,
     ) -> Result<Experiment, RegistryError> {
         let mut guard = self.lock();
         if !guard.models.contains_key(version) {
             return Err(RegistryError::UnknownModel(version.to_owned()));
+        }
+        if let (Some(margin), Some(control)) = (guard_margin, guard.experiment.control())
+            && let (Some(&auc), Some(&control_auc)) = (
+                guard.aucs.get(version),
+                guard.aucs.get(&control.model_version),
+            )
+            && auc < control_auc - margin
+        {
+            return Err(RegistryError::WorseAuc {
+                version: version.to_owned(),
+                auc,
+                control: control.model_version.clone(),
+                control_auc,
+                margin,
+            });
         }
         let experiment = guard.experiment.promote(version, share, name)?;
         let mut previous = guard.previous.clone();
@@ -270,6 +342,7 @@ impl ModelRegistry {
             experiment: experiment.clone(),
             previous,
             shadow: guard.shadow.clone(),
+            aucs: guard.aucs.clone(),
         };
         self.commit(&mut guard, next)?;
         Ok(experiment)
@@ -293,6 +366,7 @@ impl ModelRegistry {
             experiment: experiment.clone(),
             previous,
             shadow: guard.shadow.clone(),
+            aucs: guard.aucs.clone(),
         };
         self.commit(&mut guard, next)?;
         Ok(experiment)
@@ -348,6 +422,7 @@ impl ModelRegistry {
             experiment,
             previous,
             shadow: guard.shadow.clone(),
+            aucs: guard.aucs.clone(),
         };
         self.commit(&mut guard, next)?;
         Ok(replaced)
@@ -376,7 +451,10 @@ impl ModelRegistry {
             models: guard
                 .models
                 .values()
-                .map(|(model, _)| entry(model))
+                .map(|(model, _)| ModelEntry {
+                    holdout_auc: guard.aucs.get(model.version()).copied(),
+                    ..entry(model)
+                })
                 .collect(),
             experiment: guard.experiment.clone(),
             previous: guard.previous.clone(),
@@ -392,6 +470,7 @@ fn entry(model: &Model) -> ModelEntry {
         description: artifact.description.clone(),
         trained_at: artifact.trained_at.clone().unwrap_or_default(),
         features: artifact.features.len(),
+        holdout_auc: None,
     }
 }
 
@@ -490,6 +569,7 @@ fn write_state(dir: &Path, state: &State) -> Result<(), RegistryError> {
         experiment: state.experiment.clone(),
         previous: state.previous.clone(),
         shadow: state.shadow.clone(),
+        aucs: state.aucs.clone(),
     };
     let path = dir.join(REGISTRY_FILE);
     let bytes = serde_json::to_vec_pretty(&file).map_err(|error| RegistryError::Unreadable {
@@ -543,6 +623,7 @@ fn read_state(path: &Path) -> Result<State, RegistryError> {
         experiment: file.experiment,
         previous: file.previous,
         shadow: file.shadow,
+        aucs: file.aucs,
     })
 }
 

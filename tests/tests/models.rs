@@ -68,6 +68,7 @@ async fn a_model_is_tried_on_half_the_customers_kept_across_a_restart_and_rolled
     let loaded = admin
         .load_model(LoadModelRequest {
             artifact: challenger("v2"),
+            holdout_auc: None,
         })
         .await
         .expect("loaded")
@@ -86,6 +87,7 @@ async fn a_model_is_tried_on_half_the_customers_kept_across_a_restart_and_rolled
             version: "v2".into(),
             share_percent: 50,
             variant: String::new(),
+            force: false,
         })
         .await
         .expect("promoted")
@@ -169,6 +171,7 @@ async fn a_model_is_tried_on_half_the_customers_kept_across_a_restart_and_rolled
             version: "v2".into(),
             share_percent: 100,
             variant: String::new(),
+            force: false,
         })
         .await
         .expect("promoted");
@@ -248,7 +251,10 @@ async fn bad_artifacts_and_promotions_are_refused_and_the_serving_model_keeps_se
     ];
     for (what, artifact, says) in cases {
         let error = admin
-            .load_model(LoadModelRequest { artifact })
+            .load_model(LoadModelRequest {
+                artifact,
+                holdout_auc: None,
+            })
             .await
             .expect_err(what);
         assert_eq!(error.code(), Code::InvalidArgument, "{what}: {error:?}");
@@ -270,13 +276,17 @@ async fn bad_artifacts_and_promotions_are_refused_and_the_serving_model_keeps_se
                 version: version.into(),
                 share_percent: share,
                 variant: String::new(),
+                force: false,
             })
             .await
             .expect_err("refused");
         assert_eq!(error.code(), code, "{version} at {share}: {error:?}");
     }
     admin
-        .load_model(LoadModelRequest { artifact: good })
+        .load_model(LoadModelRequest {
+            artifact: good,
+            holdout_auc: None,
+        })
         .await
         .expect("a good artifact loads");
     for share in [0, 101] {
@@ -285,6 +295,7 @@ async fn bad_artifacts_and_promotions_are_refused_and_the_serving_model_keeps_se
                 version: "v3".into(),
                 share_percent: share,
                 variant: String::new(),
+                force: false,
             })
             .await
             .expect_err("refused");
@@ -337,6 +348,7 @@ async fn a_shadow_model_scores_silently_and_is_evaluated_from_the_export() {
     admin
         .load_model(LoadModelRequest {
             artifact: serde_json::to_vec(&artifact).expect("JSON"),
+            holdout_auc: None,
         })
         .await
         .expect("loaded");
@@ -458,4 +470,77 @@ async fn a_shadow_model_scores_silently_and_is_evaluated_from_the_export() {
             .contains("scored by shadow model never-set (shadow models in the file: shadow-1)"),
         "{error}"
     );
+}
+
+/// Promotion compares holdout AUCs from the training reports: a model worse
+/// than the serving one by more than `models.max_auc_drop` is refused unless
+/// forced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_with_a_worse_holdout_auc_is_promoted_only_when_forced() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    for (version, auc) in [("good", 0.80), ("worse", 0.75), ("close", 0.795)] {
+        let loaded = admin
+            .load_model(LoadModelRequest {
+                artifact: challenger(version),
+                holdout_auc: Some(auc),
+            })
+            .await
+            .expect("loaded")
+            .into_inner();
+        assert_eq!(loaded.model.and_then(|m| m.holdout_auc), Some(auc));
+    }
+    let error = admin
+        .load_model(LoadModelRequest {
+            artifact: challenger("odd"),
+            holdout_auc: Some(1.5),
+        })
+        .await
+        .expect_err("an AUC above 1");
+    assert_eq!(error.code(), Code::InvalidArgument);
+    let promote = |version: &str, share, force| PromoteModelRequest {
+        version: version.into(),
+        share_percent: share,
+        variant: String::new(),
+        force,
+    };
+    // The demo serves with no known AUC: nothing to compare, allowed.
+    admin
+        .promote_model(promote("good", 100, false))
+        .await
+        .expect("promoted");
+    let error = admin
+        .promote_model(promote("worse", 50, false))
+        .await
+        .expect_err("0.05 below the serving model");
+    assert_eq!(error.code(), Code::FailedPrecondition);
+    assert!(
+        error.message().contains(
+            "model worse's holdout AUC 0.7500 is below the serving model good's 0.8000 by more than the allowed 0.01"
+        ),
+        "{}",
+        error.message()
+    );
+    let listed = admin
+        .list_models(ListModelsRequest {})
+        .await
+        .expect("listed")
+        .into_inner();
+    assert_eq!(
+        variants(&listed.variants),
+        [("default".to_owned(), "good".to_owned(), 100)],
+        "nothing changed"
+    );
+    admin
+        .promote_model(promote("close", 50, false))
+        .await
+        .expect("within the margin");
+    admin
+        .rollback(RollbackRequest {})
+        .await
+        .expect("rolled back");
+    admin
+        .promote_model(promote("worse", 50, true))
+        .await
+        .expect("forced");
 }

@@ -55,6 +55,28 @@ pub struct ModelArgs {
     /// treatment].
     #[arg(long, value_name = "NAME")]
     pub variant: Option<String>,
+    /// The training report whose holdout `auc` goes with the model (load)
+    /// [default: report.json beside FILE, when there is one].
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Promote even a model whose holdout AUC is below the serving model's
+    /// by more than the server's models.max_auc_drop (promote).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The holdout AUC of the training report `path` (`auc` at its top level).
+fn report_auc(path: &std::path::Path) -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("could not read the training report {}", path.display()))?;
+    let report: Json =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    report["auc"].as_f64().with_context(|| {
+        format!(
+            "{} has no top-level auc: not a `nudge train` report",
+            path.display()
+        )
+    })
 }
 
 fn variants_text(variants: &[ServingVariant]) -> String {
@@ -79,14 +101,17 @@ pub fn listing_text(response: &ListModelsResponse) -> String {
     for model in &response.models {
         let _ = writeln!(
             text,
-            "  {}  {} features  trained {}",
+            "  {}  {} features  trained {}  holdout AUC {}",
             model.version,
             model.features,
             if model.trained_at.is_empty() {
                 "-"
             } else {
                 &model.trained_at
-            }
+            },
+            model
+                .holdout_auc
+                .map_or_else(|| "-".to_owned(), |auc| format!("{auc:.4}"))
         );
     }
     if !response.shadow.is_empty() {
@@ -115,6 +140,7 @@ pub async fn run(args: &ModelArgs, options: &ClientArgs) -> anyhow::Result<Strin
                         "models": response.models.iter().map(|m| json!({
                             "version": m.version, "description": m.description,
                             "trained_at": m.trained_at, "features": m.features,
+                            "holdout_auc": m.holdout_auc,
                         })).collect::<Json>(),
                         "previous": response.previous,
                         "shadow": (!response.shadow.is_empty()).then_some(&response.shadow),
@@ -130,14 +156,36 @@ pub async fn run(args: &ModelArgs, options: &ClientArgs) -> anyhow::Result<Strin
             let path = PathBuf::from(file);
             let artifact = std::fs::read(&path)
                 .with_context(|| format!("could not read model file {}", path.display()))?;
-            let response = client::ask(options, LoadModelRequest { artifact }).await?;
+            let beside = path.with_file_name("report.json");
+            let holdout_auc = match &args.report {
+                Some(report) => Some(report_auc(report)?),
+                None if beside.is_file() => Some(report_auc(&beside)?),
+                None => None,
+            };
+            let response = client::ask(
+                options,
+                LoadModelRequest {
+                    artifact,
+                    holdout_auc,
+                },
+            )
+            .await?;
             let model = response.model.unwrap_or_default();
             render(
                 options,
-                || json!({"loaded": model.version, "features": model.features}),
                 || {
+                    json!({
+                        "loaded": model.version, "features": model.features,
+                        "holdout_auc": model.holdout_auc,
+                    })
+                },
+                || {
+                    let auc = model.holdout_auc.map_or_else(
+                        || "no holdout AUC".to_owned(),
+                        |auc| format!("holdout AUC {auc:.4}"),
+                    );
                     format!(
-                        "loaded model {} ({} features); it serves no one until `nudge model promote {} --share N`",
+                        "loaded model {} ({} features, {auc}); it serves no one until `nudge model promote {} --share N`",
                         model.version, model.features, model.version
                     )
                 },
@@ -154,6 +202,7 @@ pub async fn run(args: &ModelArgs, options: &ClientArgs) -> anyhow::Result<Strin
                 version: version.clone(),
                 share_percent: share,
                 variant: args.variant.clone().unwrap_or_default(),
+                force: args.force,
             };
             let response = client::ask(options, request).await?;
             render(

@@ -61,6 +61,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Transport limits and admission control of the gRPC listener.
     pub grpc: GrpcConfig,
+    /// Guardrails of the model registry.
+    pub models: ModelsConfig,
     /// Which logs are written: a `tracing` filter directive such as `info`,
     /// `debug` or `nudge_service=debug,info` (the `NUDGE_LOG` variable).
     pub log: String,
@@ -73,6 +75,22 @@ pub struct Config {
     /// the same hash in all their logs, across restarts; unset, each process
     /// draws a random key.
     pub log_customer_id_key: Option<Secret>,
+}
+
+/// Guardrails of the model registry (see [`crate::registry`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// How much lower than the control's a model's holdout AUC (from the
+    /// training report loaded with it) may be for `PromoteModel` to accept
+    /// it without `force`.
+    pub max_auc_drop: f64,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self { max_auc_drop: 0.01 }
+    }
 }
 
 /// Transport limits and admission control of the gRPC listener (see
@@ -378,6 +396,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             storage: StorageConfig::default(),
             grpc: GrpcConfig::default(),
+            models: ModelsConfig::default(),
             log: "info".to_owned(),
             log_format: LogFormat::Text,
             log_customer_ids: false,

@@ -7,7 +7,13 @@ impl Config {
     /// Checks every value; the first problem is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let grpc = &self.grpc;
-        let checks: [(&'static str, bool, String); 19] = [
+        let checks: [(&'static str, bool, String); 20] = [
+            (
+                "models.max_auc_drop",
+                self.models.max_auc_drop.is_finite()
+                    && (0.0..=1.0).contains(&self.models.max_auc_drop),
+                format!("{} must be 0..=1", self.models.max_auc_drop),
+            ),
             (
                 "budget_ms",
                 (1..=60_000).contains(&self.budget_ms),

@@ -367,6 +367,7 @@ pub fn loaded_model(entry: crate::registry::ModelEntry) -> proto::LoadedModel {
         description: entry.description,
         trained_at: entry.trained_at,
         features: u32::try_from(entry.features).unwrap_or(u32::MAX),
+        holdout_auc: entry.holdout_auc,
     }
 }
 

@@ -160,23 +160,37 @@ impl Engine {
         self.shared.models.list()
     }
 
-    /// Loads an artifact into the registry, not serving anyone yet.
-    pub fn load_model(&self, json: &[u8]) -> Result<ModelEntry, ServiceError> {
+    /// Loads an artifact into the registry, not serving anyone yet, with
+    /// the holdout AUC of its training report if known.
+    pub fn load_model(
+        &self,
+        json: &[u8],
+        holdout_auc: Option<f64>,
+    ) -> Result<ModelEntry, ServiceError> {
         let model = Model::from_json(json)?;
-        let entry = self.shared.models.load(model, &self.catalog())?;
+        let entry = self
+            .shared
+            .models
+            .load(model, &self.catalog(), holdout_auc)?;
         tracing::info!(version = %entry.version, "model loaded into the registry");
         Ok(entry)
     }
 
     /// Tries a loaded model on `share` % of customers, ramps it, or at 100 %
-    /// makes it serve everyone.
+    /// makes it serve everyone; unless `force`, not a model whose holdout
+    /// AUC is below the control's by more than `models.max_auc_drop`.
     pub fn promote_model(
         &self,
         version: &str,
         share: u32,
         variant: Option<&str>,
+        force: bool,
     ) -> Result<Experiment, ServiceError> {
-        let experiment = self.shared.models.promote(version, share, variant)?;
+        let margin = (!force).then_some(self.shared.config.models.max_auc_drop);
+        let experiment = self
+            .shared
+            .models
+            .promote(version, share, variant, margin)?;
         self.model_changed(&experiment, "model promoted");
         Ok(experiment)
     }

@@ -101,7 +101,10 @@ impl proto::admin_server::Admin for AdminService {
         &self,
         request: Request<proto::LoadModelRequest>,
     ) -> Result<Response<proto::LoadModelResponse>, Status> {
-        let entry = self.engine.load_model(&request.into_inner().artifact)?;
+        let request = request.into_inner();
+        let entry = self
+            .engine
+            .load_model(&request.artifact, request.holdout_auc)?;
         Ok(Response::new(proto::LoadModelResponse {
             model: Some(convert::loaded_model(entry)),
         }))
@@ -113,9 +116,12 @@ impl proto::admin_server::Admin for AdminService {
     ) -> Result<Response<proto::ModelsChanged>, Status> {
         let request = request.into_inner();
         let variant = (!request.variant.is_empty()).then_some(request.variant.as_str());
-        let experiment =
-            self.engine
-                .promote_model(&request.version, request.share_percent, variant)?;
+        let experiment = self.engine.promote_model(
+            &request.version,
+            request.share_percent,
+            variant,
+            request.force,
+        )?;
         Ok(Response::new(proto::ModelsChanged {
             variants: convert::serving_variants(&experiment),
         }))
