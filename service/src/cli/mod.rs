@@ -1,6 +1,7 @@
 //! The client side of the `nudge` command-line tool: subcommands that talk to a
 //! running nudge server over gRPC (`decide`, `track`, `outcome`, `consent`,
-//! `suppress`, `unsuppress`, `profile`, `forget`, `reload`, `stats`, `export`)
+//! `suppress`, `unsuppress`, `profile`, `forget`, `reload`, `stats`, `export`,
+//! `simulate`)
 //! and print the answer as text for a person or, with `--json`, as one JSON
 //! object.
 //!
@@ -19,6 +20,8 @@
 //!   file, complete or not at all.
 //! - `names`: lowercase enum names, timestamps and number formats they share.
 //! - `watch`: the live, redrawn view of `stats` on a terminal.
+//! - [`simulate`]: `nudge simulate`, synthetic customers with a known ground
+//!   truth driven through the server ([`crate::simulate`] is their world).
 //! - [`train`]: `nudge train --csv`, the one subcommand that talks to no
 //!   server: fits a model with `nudge_training` and writes the artifact and
 //!   its report.
@@ -30,6 +33,7 @@ mod json;
 mod names;
 mod output;
 mod parse;
+pub mod simulate;
 #[cfg(test)]
 mod tests;
 pub mod train;
@@ -79,6 +83,10 @@ pub enum ClientCommand {
     /// Write the decision log, outcomes joined, to a Parquet or JSON lines
     /// file (the training input).
     Export(WithClient<ExportArgs>),
+    /// Drive synthetic customers with a known ground truth through the
+    /// server (events, decisions, outcomes) and report the true expected
+    /// reward of what it served.
+    Simulate(WithClient<simulate::SimulateArgs>),
 }
 
 impl ClientCommand {
@@ -96,6 +104,7 @@ impl ClientCommand {
             Self::Reload(command) => &command.client,
             Self::Stats(command) => &command.client,
             Self::Export(command) => &command.client,
+            Self::Simulate(command) => &command.client,
         }
     }
 }
@@ -397,6 +406,19 @@ async fn execute(command: ClientCommand, options: &ClientArgs) -> anyhow::Result
                 options,
                 || json::export(&summary),
                 || output::export(&summary),
+            )
+        }
+        C::Simulate(c) => {
+            let simulation = c.args.simulation()?;
+            let pace = simulate::RealTime {
+                interval: c.args.interval,
+            };
+            let mut progress = |line: &str| eprintln!("{line}");
+            let run = simulate::simulate(options, &simulation, &pace, &mut progress).await?;
+            render(
+                options,
+                || json::simulate(&run, &options.server),
+                || output::simulate(&run, &options.server),
             )
         }
     }
