@@ -22,7 +22,7 @@
 //! | tenure | trial 0–14 days, starter 20–400, pro 30–700, enterprise 60–1000 | `signup_at` (RFC 3339) |
 //! | seats | log-uniform: trial 1–5, starter 1–10, pro 5–50, enterprise 20–200 | attribute `seats` |
 //! | engagement E | log-normal, median 1 (σ 0.5), within [0.2, 4] | rates of `login`, `page_view`, `feature_activated`, `report_created`; visits |
-//! | intent I | U^1.5 × (trial 1, starter 0.8, pro 0.3, enterprise 0.1) | `pricing_page_view` (0.35·I a day), the billing page |
+//! | intent I | U^1.5 × (trial 1, starter 0.8, pro 0.3, enterprise 0.1) | `pricing_page_view` (I a day), the billing page |
 //! | responsiveness R | normal, sd 0.6 (log-odds) | `email_opened`, and clicks: `click_rate(in_app)` |
 //! | lapsed | 20 % of paying customers (8–45 days), 15 % of trials older than 3 days (2–10 days) | no usage events in those days: `days_since(login)` |
 //! | data source | paying 95 %; trials 35 % + 15 %·min(E, 2) | `integration_connected` |
@@ -32,7 +32,7 @@
 //!
 //! The history covers the 30 days before the first round (from signup if
 //! later) and ends an hour before it; daily rates: `login` 0.5·E (×1.3 in a
-//! trial), `page_view` E, `pricing_page_view` 0.35·I, `feature_activated`
+//! trial), `page_view` E, `pricing_page_view` I, `feature_activated`
 //! 0.25·E in a trial else 0.08·E, `report_created` 0.25·E with a data
 //! source else 0.02, `invite_sent` 0.02·ln(seats + 1), `email_opened`
 //! σ(R)/2, `support_ticket_opened` 0.015 (0.06 when lapsed). A paying
@@ -41,7 +41,7 @@
 //! In each round a customer visits with probability 0.4 + 0.3·E (at most
 //! 0.95; 0.15 when they have not logged in for 14 days). A visit is a
 //! session of events in the 10 minutes before the decisions (a `login`,
-//! 1 + Poisson(1.5·E) page views, Poisson(0.6·I) pricing page views, …),
+//! 1 + Poisson(1.5·E) page views, Poisson(I) pricing page views, …),
 //! then one decision per placement, each with a context: `device` (mobile
 //! with the customer's phone share) and `page` (`billing` with probability
 //! 0.05 + 0.25·I, `integrations` 0.12 without a data source else 0.02,
@@ -63,11 +63,11 @@
 //! | action | term | the hand-set demo model says |
 //! |---|---|---|
 //! | `welcome_tour`, onboarding | +1.0 in the first 3 days, +0.3 to day 14, −1.0 after; +0.4 in a trial | about the same |
-//! | `connect_first_integration` | −1.0 + ln E: engaged customers connect, idle ones do not | +0.73 for *never* having activated a feature: the opposite |
+//! | `connect_first_integration` | −1.5 + 1.5·ln E: engaged customers connect, idle ones do not | +0.73 for *never* having activated a feature: the opposite |
 //! | `create_first_report` | +1.0 with a data source, −1.2 without | −0.5 per data source connected: the opposite |
 //! | `invite_teammates` | −0.8 + 0.45·ln(seats) | nothing about team size |
 //! | other activation | −0.5 + 0.8·ln E | |
-//! | `upgrade_to_pro_banner` | −2.2 + 3.5·I; trial +0.3, starter +0.5, pro or enterprise −2 | +0.45 per pricing view a week: intent, roughly |
+//! | `upgrade_to_pro_banner` | −5 + 7·I; trial +0.3, starter +0.5, pro or enterprise −2: worth showing only to those who mean to buy | −0.8 for upsell, +0.35 trial, +0.25 starter, +0.45 per pricing view a week: it sells to everyone on a trial or starter plan |
 //! | `trial_discount_email` | −0.5 + 2.5·I | |
 //! | `seat_limit_upgrade` | +1.2 + 0.3·ln(seats) | +0.7 per seat limit hit |
 //! | `csm_expansion_call` | +0.5 + 0.3·ln(seats) | |

@@ -135,7 +135,7 @@ impl Customer {
             -1.0
         } + if trial { 0.4 } else { 0.0 };
         z += match (action.id, action.category) {
-            ("connect_first_integration", _) => -1.0 + 1.0 * engagement,
+            ("connect_first_integration", _) => -1.5 + 1.5 * engagement,
             ("create_first_report", _) => {
                 if state.integration {
                     1.0
@@ -146,7 +146,7 @@ impl Customer {
             ("invite_teammates", _) => -0.8 + 0.45 * ln(state.seats),
             (_, "activation") => -0.5 + 0.8 * engagement,
             ("upgrade_to_pro_banner", _) => {
-                -2.2 + 3.5 * intent
+                -5.0 + 7.0 * intent
                     + match plan {
                         Plan::Trial => 0.3,
                         Plan::Starter => 0.5,

@@ -364,7 +364,7 @@ impl Customer {
         let usage: [(&'static str, f64); 6] = [
             ("login", 0.5 * engagement * if trial { 1.3 } else { 1.0 }),
             ("page_view", 1.0 * engagement),
-            ("pricing_page_view", 0.35 * traits.intent),
+            ("pricing_page_view", traits.intent),
             (
                 "feature_activated",
                 if trial { 0.25 } else { 0.08 } * engagement,
@@ -479,7 +479,7 @@ impl Customer {
         ));
         names.extend(std::iter::repeat_n(
             "pricing_page_view",
-            draws.poisson(0.6 * traits.intent) as usize,
+            draws.poisson(traits.intent) as usize,
         ));
         let activation = if trial { 0.25 } else { 0.1 } * engagement;
         if draws.chance(activation.min(0.6)) {
