@@ -191,6 +191,12 @@ async fn the_summary_agrees_with_the_decision_log_and_the_truth() {
             assert!(rate.is_some_and(|r| (0.0..=1.0).contains(&r)), "{tally:?}");
         }
         assert!(tally.regret().is_some_and(|r| r >= 0.0), "{tally:?}");
+        // Without exploration the demo model serves its best P·V·L·C:
+        // never above the best with the true probabilities.
+        let (Some(priority), Some(best)) = (tally.true_priority(), tally.best_priority()) else {
+            panic!("the model scored every decision: {tally:?}");
+        };
+        assert!(0.0 < priority && priority <= best, "{tally:?}");
     }
     let models: Vec<_> = summary.models.keys().cloned().collect();
     assert_eq!(
@@ -369,16 +375,18 @@ async fn the_learning_loop_closes() {
             reward(&after, placement)
         );
     }
+    let (first, then) = (&before.summary.overall, &after.summary.overall);
+    let figure = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"));
     eprintln!(
-        "overall: true reward {:.4} → {:.4}, true value {:.4} → {:.4}; holdout AUC {}; OPE {}",
-        before.summary.overall.true_reward().unwrap_or(0.0),
-        after.summary.overall.true_reward().unwrap_or(0.0),
-        before
-            .summary
-            .overall
-            .true_value_per_served()
-            .unwrap_or(0.0),
-        after.summary.overall.true_value_per_served().unwrap_or(0.0),
+        "overall: true reward {} → {}, true value {} → {}, the first slot's true P·V·L·C {} → {} \
+(best {}); holdout AUC {}; OPE {}",
+        figure(first.true_reward()),
+        figure(then.true_reward()),
+        figure(first.true_value_per_served()),
+        figure(then.true_value_per_served()),
+        figure(first.true_priority()),
+        figure(then.true_priority()),
+        figure(then.best_priority()),
         report["auc"],
         if report["ope"].is_object() {
             report["ope"]["snips"].to_string()

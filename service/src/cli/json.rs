@@ -385,6 +385,8 @@ fn simulation_tally(t: &crate::simulate::Tally) -> Json {
         "first_slot_reward": t.first_slot_reward(),
         "best_eligible_reward": t.best_eligible_reward(),
         "regret": t.regret(),
+        "true_priority": t.true_priority(),
+        "best_eligible_priority": t.best_priority(),
     })
 }
 
@@ -431,6 +433,7 @@ pub fn simulate(run: &super::simulate::Run, server: &str) -> Json {
             "events": s.errors.events,
             "decisions": s.errors.decisions,
             "outcomes": s.errors.outcomes,
+            "retried": s.errors.retried,
             "first": s.errors.first,
         },
         "overall": simulation_tally(&s.overall),

@@ -22,6 +22,12 @@
 //! action served, so the same action in the same place still gets the
 //! same outcome). Global budgets and overload fallbacks depend on the
 //! order concurrent customers reach the server.
+//!
+//! A call the server sheds (RESOURCE_EXHAUSTED: its admission control, or
+//! its Decide budget while the call was queued) is retried with backoff, as
+//! the server asks; so are events and outcomes answered UNAVAILABLE (their
+//! repeat changes nothing). What still fails is counted, with the first
+//! message, and the run goes on.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -36,19 +42,24 @@ use nudge_proto::v1::{
     events_client::EventsClient,
 };
 use tokio::task::JoinSet;
+use tonic::Code;
 
 use super::ClientArgs;
-use super::client::{self, Connection};
+use super::client::{self, Connection, Rpc};
 use super::names::count_text;
 use crate::simulate::summary::{ErrorKind, Errors};
-use crate::simulate::{ActionRef, Context, Customer, SimDecision, SimEvent, SimServed, Summary};
+use crate::simulate::{
+    ActionRef, Context, Customer, FirstSlot, SimDecision, SimEvent, SimServed, Summary,
+};
 
 /// The placements simulated when none is given: the demo's in-product
 /// ones, which have no quiet hours, so a run does not depend on the time
 /// of day.
 pub const DEFAULT_PLACEMENTS: [&str; 2] = ["home_banner", "onboarding_sidebar"];
 /// Customers per `TrackStream` of the history.
-const HISTORY_BATCH: usize = 50;
+const HISTORY_BATCH: usize = 20;
+/// Most history streams at once (each is a long call).
+const HISTORY_STREAMS: usize = 4;
 /// Most customers in one run.
 pub const MAX_CUSTOMERS: u64 = 1_000_000;
 
@@ -69,8 +80,10 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "N", default_value_t = 500,
           value_parser = clap::value_parser!(u64).range(1..=MAX_CUSTOMERS))]
     pub customers: u64,
-    /// How many rounds of visits.
-    #[arg(long, value_name = "R", default_value_t = 3,
+    /// How many rounds of visits. Against a server on the wall clock the
+    /// rounds follow each other at once (or --interval apart): cooldowns
+    /// and caps see repeat visits minutes apart.
+    #[arg(long, value_name = "R", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub rounds: u32,
     /// The seed of the world: customers, events, contexts and outcomes.
@@ -345,38 +358,89 @@ struct VisitPlan<P> {
     actions: Arc<HashMap<String, ActionInfo>>,
 }
 
+/// How often a call the server shed is tried again.
+const RETRIES: u32 = 16;
+/// The pause before the first retry; it doubles each time, to at most
+/// [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(20);
+/// The longest pause between two tries.
+const MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// Whether a refused call may be tried again: the server shed it before
+/// applying anything (RESOURCE_EXHAUSTED, "retry with backoff"), or, for a
+/// call whose repeat changes nothing (events carry their ids, an outcome
+/// is applied once per decision, action and kind), it could not say
+/// whether it was stored (UNAVAILABLE). A Decide refused UNAVAILABLE may
+/// have been logged: it is not repeated, the server says to treat it as
+/// not shown.
+fn retryable(code: Code, idempotent: bool) -> bool {
+    code == Code::ResourceExhausted || (idempotent && code == Code::Unavailable)
+}
+
+/// Sends `request`, retrying with backoff while the server sheds it (see
+/// [`retryable`]); counts the retries in `errors`.
+async fn send<R: Rpc + Clone>(
+    connection: &Connection,
+    request: &R,
+    idempotent: bool,
+    errors: &mut Errors,
+) -> anyhow::Result<R::Response> {
+    let mut pause = FIRST_PAUSE;
+    let mut attempts = 0;
+    loop {
+        match request.clone().send(connection.clone()).await {
+            Ok(response) => return Ok(response.into_inner()),
+            Err(status) if attempts < RETRIES && retryable(status.code(), idempotent) => {
+                attempts += 1;
+                errors.retried += 1;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_PAUSE);
+            }
+            Err(status) => return Err(client::status_error(status)),
+        }
+    }
+}
+
 /// Tracks one event; `Some(duplicate)` once applied or acknowledged.
 async fn track(connection: &Connection, event: proto::Event, errors: &mut Errors) -> Option<bool> {
-    let event_id = event.event_id.clone();
-    match client::answer(connection.clone(), event).await {
+    match send(connection, &event, true, errors).await {
         Ok(response) => Some(response.duplicate),
         Err(error) => {
-            errors.record(ErrorKind::Event, || format!("Track {event_id}: {error:#}"));
+            errors.record(ErrorKind::Event, || {
+                format!("Track {}: {error:#}", event.event_id)
+            });
             None
         }
     }
 }
 
-/// The highest true conversion probability among the actions that
-/// competed for the first slot: the served ones and those filtered only
-/// for the limit or diversity, whose channel and category the catalog
-/// gives.
-fn best_eligible(
+/// `score / propensity`: the V·L·C of an action in a decision, when a
+/// model scored it.
+fn weight(score: f64, propensity: f64) -> Option<f64> {
+    (propensity > 0.0 && score.is_finite()).then(|| score / propensity)
+}
+
+/// The first slot against the actions that competed for it: the served
+/// ones and those filtered only for the limit or diversity, whose channel
+/// and category the catalog gives. `None` when nothing was served.
+fn first_slot(
     customer: &Customer,
     response: &DecideResponse,
     served: &[SimServed],
     actions: &HashMap<String, ActionInfo>,
     context: Context,
     now: i64,
-) -> Option<f64> {
-    let first = served.first()?.truth.conversion;
-    let competing = response.filtered.iter().filter(|candidate| {
-        matches!(
-            candidate.reason(),
-            FilterReason::RankedBelowLimit | FilterReason::Diversity
-        )
-    });
-    let best = competing
+) -> Option<FirstSlot> {
+    let first = served.first()?;
+    let competing = response
+        .filtered
+        .iter()
+        .filter(|candidate| {
+            matches!(
+                candidate.reason(),
+                FilterReason::RankedBelowLimit | FilterReason::Diversity
+            )
+        })
         .filter_map(|candidate| {
             let info = actions.get(&candidate.action_id)?;
             let action = ActionRef {
@@ -384,11 +448,31 @@ fn best_eligible(
                 channel: &info.channel,
                 category: &info.category,
             };
-            Some(customer.respond(action, context, now).conversion)
-        })
-        .chain(served.iter().map(|s| s.truth.conversion))
-        .fold(first, f64::max);
-    Some(best)
+            let truth = customer.respond(action, context, now).conversion;
+            Some((truth, weight(candidate.score, candidate.propensity)))
+        });
+    let served_weights = response
+        .served
+        .iter()
+        .map(|action| weight(action.score, action.propensity));
+    let all: Vec<(f64, Option<f64>)> = served
+        .iter()
+        .map(|s| s.truth.conversion)
+        .zip(served_weights)
+        .chain(competing)
+        .collect();
+    let priority = all[0].1.map(|weight| all[0].0 * weight);
+    let best_priority = priority.map(|first| {
+        all.iter()
+            .filter_map(|&(truth, weight)| weight.map(|weight| truth * weight))
+            .fold(first, f64::max)
+    });
+    Some(FirstSlot {
+        reward: first.truth.conversion,
+        best_reward: all.iter().map(|&(truth, _)| truth).fold(0.0, f64::max),
+        priority,
+        best_priority,
+    })
 }
 
 /// Reports the sampled outcomes of one served action, stamped after the
@@ -417,7 +501,7 @@ async fn report(
             reward: (kind == proto::Outcome::Conversion).then_some(served.value),
             timestamp: Some(wire_time(decided + after)),
         };
-        if let Err(error) = client::answer(connection.clone(), request).await {
+        if let Err(error) = send(connection, &request, true, errors).await {
             errors.record(ErrorKind::Outcome, || {
                 format!(
                     "ReportOutcome {} of {decision_id}: {error:#}",
@@ -453,7 +537,7 @@ async fn visit<P: Pace>(
     for placement in plan.placements.iter() {
         let context = customer.context(round, placement);
         let request = decide_request(&customer, round, placement, context);
-        let response = match client::answer(connection.clone(), request).await {
+        let response = match send(connection, &request, false, &mut out.errors).await {
             Ok(response) => response,
             Err(error) => {
                 out.errors.record(ErrorKind::Decide, || {
@@ -483,7 +567,7 @@ async fn visit<P: Pace>(
                 }
             })
             .collect();
-        let best = best_eligible(&customer, &response, &served, &plan.actions, context, now);
+        let first_slot = first_slot(&customer, &response, &served, &plan.actions, context, now);
         for record in &served {
             report(
                 connection,
@@ -514,7 +598,7 @@ async fn visit<P: Pace>(
             variant: response.variant,
             fallback: response.fallback,
             served,
-            best_eligible: best,
+            first_slot,
         });
     }
     (customer, out)
@@ -534,7 +618,7 @@ fn collect(
 }
 
 /// Sends the customers' histories, [`HISTORY_BATCH`] customers per
-/// `TrackStream`, `concurrency` streams at once; returns the events
+/// `TrackStream`, `concurrency` streams at once (at most [`HISTORY_STREAMS`]); returns the events
 /// applied and acknowledged as duplicates.
 async fn send_history(
     connection: &Connection,
@@ -544,13 +628,17 @@ async fn send_history(
 ) -> anyhow::Result<(u64, u64)> {
     let mut streams = JoinSet::new();
     let (mut applied, mut duplicates) = (0, 0);
-    let mut finish = |result: Result<anyhow::Result<proto::TrackStreamResponse>, _>,
+    let mut finish = |result: Result<(anyhow::Result<proto::TrackStreamResponse>, u32, u64), _>,
                       errors: &mut Errors|
      -> anyhow::Result<()> {
-        let response = match result.context("a history stream task failed")? {
+        let (response, retried, count) = result.context("a history stream task failed")?;
+        errors.retried += u64::from(retried);
+        let response = match response {
             Ok(response) => response,
             Err(error) => {
+                // None of the stream's events is known to be applied.
                 errors.record(ErrorKind::Event, || format!("TrackStream: {error:#}"));
+                errors.events += count.saturating_sub(1);
                 return Ok(());
             }
         };
@@ -578,13 +666,26 @@ async fn send_history(
                     .map(move |event| wire_event(&id, event))
             })
             .collect();
-        let mut client = EventsClient::new(connection.clone());
+        let connection = connection.clone();
+        let count = events.len() as u64;
         streams.spawn(async move {
-            client
-                .track_stream(tokio_stream::iter(events))
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(client::status_error)
+            let mut retried = 0;
+            let mut pause = FIRST_PAUSE;
+            loop {
+                let stream = tokio_stream::iter(events.clone());
+                match EventsClient::new(connection.clone())
+                    .track_stream(stream)
+                    .await
+                {
+                    Ok(response) => return (Ok(response.into_inner()), retried, count),
+                    Err(status) if retried < RETRIES && retryable(status.code(), true) => {
+                        retried += 1;
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(MAX_PAUSE);
+                    }
+                    Err(status) => return (Err(client::status_error(status)), retried, count),
+                }
+            }
         });
         while streams.len() >= concurrency {
             if let Some(result) = streams.join_next().await {
@@ -620,7 +721,7 @@ pub async fn simulate<P: Pace>(
     let (applied, duplicates) = send_history(
         &connection,
         &mut customers,
-        simulation.concurrency,
+        simulation.concurrency.min(HISTORY_STREAMS),
         &mut summary.errors,
     )
     .await?;

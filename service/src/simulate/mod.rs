@@ -120,6 +120,6 @@ pub mod summary;
 pub mod truth;
 pub mod world;
 
-pub use summary::{SimDecision, SimServed, Summary, Tally};
+pub use summary::{FirstSlot, SimDecision, SimServed, Summary, Tally};
 pub use truth::{ActionRef, Outcome, Response};
 pub use world::{Context, Customer, Page, Plan, SimEvent, Traits};

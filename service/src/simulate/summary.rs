@@ -40,10 +40,26 @@ pub struct SimDecision {
     pub fallback: bool,
     /// The served actions, best first.
     pub served: Vec<SimServed>,
-    /// The highest true conversion probability among the actions that
-    /// competed for the first slot (served, ranked below the limit, or
-    /// left out for diversity), when anything was served.
-    pub best_eligible: Option<f64>,
+    /// The first slot against the actions that competed for it, when
+    /// anything was served.
+    pub first_slot: Option<FirstSlot>,
+}
+
+/// A decision's first slot against every action that competed for it
+/// (served, ranked below the limit, or left out for diversity).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FirstSlot {
+    /// The served action's true conversion probability.
+    pub reward: f64,
+    /// The best true conversion probability among the competitors.
+    pub best_reward: f64,
+    /// The served action's true priority: its true conversion probability
+    /// × its V·L·C in the decision (score over propensity); `None` when no
+    /// model scored.
+    pub priority: Option<f64>,
+    /// The best true priority among the competitors the model scored: what
+    /// ranking by P·V·L·C with the true P would have served.
+    pub best_priority: Option<f64>,
 }
 
 /// Sums over a set of decisions.
@@ -74,6 +90,13 @@ pub struct Tally {
     pub first_slot: f64,
     /// The sum over the same decisions of the best eligible action's.
     pub best_eligible: f64,
+    /// Decisions whose first slot has a true priority (a model scored).
+    pub priced: u64,
+    /// The sum over those of the first slot's true priority (P·V·L·C with
+    /// the true P).
+    pub priority: f64,
+    /// The sum over those of the best eligible true priority.
+    pub best_priority: f64,
 }
 
 /// `part / whole`, `None` for an empty whole.
@@ -96,9 +119,14 @@ impl Tally {
             self.true_conversions += served.truth.conversion;
             self.true_value += served.truth.conversion * served.value;
         }
-        if let Some(first) = decision.served.first() {
-            self.first_slot += first.truth.conversion;
-            self.best_eligible += decision.best_eligible.unwrap_or(first.truth.conversion);
+        if let Some(slot) = decision.first_slot {
+            self.first_slot += slot.reward;
+            self.best_eligible += slot.best_reward;
+            if let (Some(priority), Some(best)) = (slot.priority, slot.best_priority) {
+                self.priced += 1;
+                self.priority += priority;
+                self.best_priority += best;
+            }
         }
     }
 
@@ -141,6 +169,19 @@ impl Tally {
     pub fn regret(&self) -> Option<f64> {
         ratio(self.best_eligible - self.first_slot, self.answered())
     }
+
+    /// The mean true priority of the first slot: P·V·L·C with the true P,
+    /// what the service's ranking aims at.
+    pub fn true_priority(&self) -> Option<f64> {
+        ratio(self.priority, self.priced)
+    }
+
+    /// The mean best true priority among the first slot's eligible
+    /// actions: what ranking them by P·V·L·C with the true P would have
+    /// had.
+    pub fn best_priority(&self) -> Option<f64> {
+        ratio(self.best_priority, self.priced)
+    }
 }
 
 /// Calls that failed, by kind, and the first failure's message.
@@ -152,6 +193,8 @@ pub struct Errors {
     pub decisions: u64,
     /// Failed `ReportOutcome` calls.
     pub outcomes: u64,
+    /// Calls tried again after the server shed them (not failures).
+    pub retried: u64,
     /// The first failure.
     pub first: Option<String>,
 }
@@ -167,6 +210,7 @@ impl Errors {
         self.events += other.events;
         self.decisions += other.decisions;
         self.outcomes += other.outcomes;
+        self.retried += other.retried;
         if self.first.is_none() {
             self.first = other.first;
         }
@@ -250,7 +294,7 @@ impl Summary {
             // The action's own slot only, as a one-action decision.
             let alone = SimDecision {
                 served: vec![served.clone()],
-                best_eligible: None,
+                first_slot: None,
                 ..decision.clone()
             };
             self.actions
@@ -285,6 +329,12 @@ mod tests {
     }
 
     fn decision(placement: &str, served: Vec<SimServed>, best: Option<f64>) -> SimDecision {
+        let first_slot = served.first().zip(best).map(|(first, best)| FirstSlot {
+            reward: first.truth.conversion,
+            best_reward: best,
+            priority: Some(first.truth.conversion * 10.0),
+            best_priority: Some(best * 10.0),
+        });
         SimDecision {
             decision_id: "d".to_owned(),
             customer_id: "c".to_owned(),
@@ -294,7 +344,7 @@ mod tests {
             variant: "default".to_owned(),
             fallback: false,
             served,
-            best_eligible: best,
+            first_slot,
         }
     }
 
@@ -318,6 +368,8 @@ mod tests {
         close(all.first_slot_reward(), 0.3);
         close(all.best_eligible_reward(), 0.45);
         close(all.regret(), 0.15);
+        close(all.true_priority(), 3.0);
+        close(all.best_priority(), 4.5);
         close(summary.placements["a"].true_reward(), 0.15);
         assert_eq!(summary.placements["b"].decisions, 1);
         assert_eq!(

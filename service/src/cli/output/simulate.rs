@@ -21,15 +21,17 @@ fn cells(tally: &Tally) -> Vec<String> {
         count_text(tally.conversions),
         percent(tally.observed_conversion_rate()),
         percent(tally.true_reward()),
-        tally
-            .true_value_per_served()
-            .map_or_else(|| "-".to_owned(), |value| format!("{value:.2}")),
-        percent(tally.best_eligible_reward()),
+        number(tally.true_value_per_served()),
     ]
 }
 
+/// A number with three decimals, `-` when undefined.
+fn number(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |value| format!("{value:.3}"))
+}
+
 /// The columns after the name columns.
-const COLUMNS: [(&str, super::Align); 9] = [
+const COLUMNS: [(&str, super::Align); 8] = [
     ("DECISIONS", Right),
     ("SERVED", Right),
     ("IMPRESSIONS", Right),
@@ -38,7 +40,6 @@ const COLUMNS: [(&str, super::Align); 9] = [
     ("OBSERVED", Right),
     ("TRUE REWARD", Right),
     ("TRUE VALUE", Right),
-    ("BEST ELIGIBLE", Right),
 ];
 
 /// The summary of a finished simulation against `server`.
@@ -70,6 +71,12 @@ pub fn simulate(run: &Run, server: &str) -> String {
             }
         ),
     ];
+    if s.errors.retried > 0 {
+        lines.push(format!(
+            "The server shed load: {} retried with backoff.",
+            plural(s.errors.retried, "call")
+        ));
+    }
     if s.errors.total() > 0 {
         lines.push(format!(
             "{} failed: {} events, {} decisions, {} outcomes; the first: {}",
@@ -95,6 +102,30 @@ pub fn simulate(run: &Run, server: &str) -> String {
     let mut all = vec!["all".to_owned()];
     all.extend(cells(&s.overall));
     rows.push(all);
+    lines.extend(table(&headers, &rows, ""));
+    lines.push(String::new());
+    let headers = [
+        ("FIRST SLOT", Left),
+        ("TRUE REWARD", Right),
+        ("BEST ELIGIBLE", Right),
+        ("TRUE P·V·L·C", Right),
+        ("BEST P·V·L·C", Right),
+    ];
+    let first_slot = |name: &str, tally: &Tally| {
+        vec![
+            name.to_owned(),
+            percent(tally.first_slot_reward()),
+            percent(tally.best_eligible_reward()),
+            number(tally.true_priority()),
+            number(tally.best_priority()),
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = s
+        .placements
+        .iter()
+        .map(|(placement, tally)| first_slot(placement, tally))
+        .collect();
+    rows.push(first_slot("all", &s.overall));
     lines.extend(table(&headers, &rows, ""));
     lines.push(String::new());
     let mut headers = vec![("MODEL", Left), ("VARIANT", Left)];
@@ -135,13 +166,14 @@ pub fn simulate(run: &Run, server: &str) -> String {
         .collect();
     lines.extend(table(&headers, &rows, ""));
     lines.push(String::new());
-    lines.push(format!(
+    lines.push(
         "True reward: the mean true conversion probability of what was served (the world's ground \
-truth, not the sampled outcomes); true value: the same times each action's value. Best eligible: \
-the mean of the best true probability among the actions that competed for the first slot \
-(the first slot had {}, so {} per decision was left on the table).",
-        percent(s.overall.first_slot_reward()),
-        percent(s.overall.regret()),
-    ));
+truth, not the sampled outcomes); true value: the mean true probability × the action's value. \
+First slot: its true reward against the best true probability among the actions that competed \
+for it (served, ranked below the limit or left out for diversity), and its true P·V·L·C (the \
+true probability × the action's V·L·C in the decision) against the best one: what ranking by \
+P·V·L·C with the true probabilities would have had."
+            .to_owned(),
+    );
     lines.join("\n")
 }
