@@ -28,6 +28,9 @@
 //!   in logs (hashed unless configured otherwise).
 //! - [`metrics`]: Prometheus metrics, every name declared in one place, and the exporter.
 //! - [`cli`]: the `nudge` client subcommands.
+//! - [`simulate`]: the world of `nudge simulate`: synthetic customers, their
+//!   events and a known ground truth of their responses (pure; the driver
+//!   is `cli::simulate`).
 //!
 //! [`start`] builds an [`engine::Engine`] from a [`config::Config`], loading the
 //! catalog and model files or the embedded demo.
@@ -50,6 +53,7 @@ pub mod registry;
 pub mod requests;
 pub mod server;
 pub mod shared;
+pub mod simulate;
 pub mod stats;
 pub mod store;
 

@@ -372,6 +372,82 @@ pub fn stats(r: &StatsResponse) -> Json {
     })
 }
 
+/// One tally of `nudge simulate`: counts, the observed conversion rate and
+/// the true rewards (`null` where nothing was served).
+fn simulation_tally(t: &crate::simulate::Tally) -> Json {
+    json!({
+        "decisions": t.decisions,
+        "fallbacks": t.fallbacks,
+        "empty": t.empty,
+        "served": t.served,
+        "impressions": t.impressions,
+        "clicks": t.clicks,
+        "conversions": t.conversions,
+        "dismisses": t.dismisses,
+        "observed_conversion_rate": t.observed_conversion_rate(),
+        "true_reward": t.true_reward(),
+        "true_value": t.true_value_per_served(),
+        "first_slot_reward": t.first_slot_reward(),
+        "best_eligible_reward": t.best_eligible_reward(),
+        "regret": t.regret(),
+        "true_priority": t.true_priority(),
+        "best_eligible_priority": t.best_priority(),
+    })
+}
+
+/// A finished `nudge simulate` against `server`: what was simulated, the
+/// events sent, failures, and the tallies overall, per placement, per
+/// model version and variant, and per action.
+pub fn simulate(run: &super::simulate::Run, server: &str) -> Json {
+    let s = &run.summary;
+    let per_model: Vec<Json> = s
+        .models
+        .iter()
+        .map(|((model, variant), tally)| {
+            let mut object = Map::new();
+            object.insert("model_version".to_owned(), string_or_null(model));
+            object.insert("variant".to_owned(), variant.as_str().into());
+            if let Json::Object(fields) = simulation_tally(tally) {
+                object.extend(fields);
+            }
+            Json::Object(object)
+        })
+        .collect();
+    let tallies = |map: &std::collections::BTreeMap<String, crate::simulate::Tally>| {
+        map.iter()
+            .map(|(key, tally)| (key.clone(), simulation_tally(tally)))
+            .collect::<Map<String, Json>>()
+    };
+    json!({
+        "server": server,
+        "seed": run.seed,
+        "prefix": run.prefix,
+        "customers": s.customers,
+        "rounds": s.rounds,
+        "placements": run.placements,
+        "started_at": nudge_models::time::Timestamp::from_millis(run.started_at).to_string(),
+        "elapsed_seconds": run.elapsed.as_secs_f64(),
+        "visits": s.visits,
+        "events": {
+            "history": s.events.history,
+            "sessions": s.events.sessions,
+            "effects": s.events.effects,
+            "duplicates": s.events.duplicates,
+        },
+        "errors": {
+            "events": s.errors.events,
+            "decisions": s.errors.decisions,
+            "outcomes": s.errors.outcomes,
+            "retried": s.errors.retried,
+            "first": s.errors.first,
+        },
+        "overall": simulation_tally(&s.overall),
+        "per_placement": tallies(&s.placements),
+        "per_model": per_model,
+        "per_action": tallies(&s.actions),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! The client side of the `nudge` command-line tool: subcommands that talk to a
 //! running nudge server over gRPC (`decide`, `track`, `outcome`, `consent`,
-//! `suppress`, `unsuppress`, `profile`, `forget`, `reload`, `stats`, `export`)
+//! `suppress`, `unsuppress`, `profile`, `forget`, `reload`, `stats`, `export`,
+//! `simulate`)
 //! and print the answer as text for a person or, with `--json`, as one JSON
 //! object.
 //!
@@ -19,6 +20,8 @@
 //!   file, complete or not at all.
 //! - `names`: lowercase enum names, timestamps and number formats they share.
 //! - `watch`: the live, redrawn view of `stats` on a terminal.
+//! - [`simulate`]: `nudge simulate`, synthetic customers with a known ground
+//!   truth driven through the server ([`crate::simulate`] is their world).
 //! - [`train`]: `nudge train --csv`, the one subcommand that talks to no
 //!   server: fits a model with `nudge_training` and writes the artifact and
 //!   its report.
@@ -32,6 +35,7 @@ pub mod model;
 mod names;
 mod output;
 mod parse;
+pub mod simulate;
 #[cfg(test)]
 mod tests;
 pub mod train;
@@ -84,6 +88,10 @@ pub enum ClientCommand {
     /// The model registry: list the models and who each serves, load an
     /// artifact, promote a model to a share of customers, roll back.
     Model(WithClient<model::ModelArgs>),
+    /// Drive synthetic customers with a known ground truth through the
+    /// server (events, decisions, outcomes) and report the true expected
+    /// reward of what it served.
+    Simulate(WithClient<simulate::SimulateArgs>),
 }
 
 impl ClientCommand {
@@ -102,6 +110,7 @@ impl ClientCommand {
             Self::Stats(command) => &command.client,
             Self::Export(command) => &command.client,
             Self::Model(command) => &command.client,
+            Self::Simulate(command) => &command.client,
         }
     }
 }
@@ -406,5 +415,18 @@ async fn execute(command: ClientCommand, options: &ClientArgs) -> anyhow::Result
             )
         }
         C::Model(c) => model::run(&c.args, options).await,
+        C::Simulate(c) => {
+            let simulation = c.args.simulation()?;
+            let pace = simulate::RealTime {
+                interval: c.args.interval,
+            };
+            let mut progress = |line: &str| eprintln!("{line}");
+            let run = simulate::simulate(options, &simulation, &pace, &mut progress).await?;
+            render(
+                options,
+                || json::simulate(&run, &options.server),
+                || output::simulate(&run, &options.server),
+            )
+        }
     }
 }

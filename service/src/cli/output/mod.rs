@@ -8,6 +8,7 @@
 //! - `profile`: a customer's profile, section by section.
 //! - `admin`: `reload` and `export`.
 //! - `stats`: the `stats` dashboard, from two snapshots and the time between.
+//! - `simulate`: the tallies of a `nudge simulate` run.
 //!
 //! This file holds the table layout and small formats they share.
 
@@ -15,6 +16,7 @@ mod acks;
 mod admin;
 mod decide;
 mod profile;
+mod simulate;
 mod stats;
 
 use super::names::consent_state_name;
@@ -23,6 +25,7 @@ pub use acks::{consent, forget, outcome, suppress, track, unsuppress};
 pub use admin::{export, reload};
 pub use decide::decide;
 pub use profile::profile;
+pub use simulate::simulate;
 pub use stats::{live_footer, stats};
 
 /// Column alignment in a [`table`].
