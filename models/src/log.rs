@@ -214,10 +214,9 @@ fn shadow_record(
         .filter_map(|id| catalog.action(id))
         .collect();
     let scores = shadow.score_candidates(catalog, &input, &eligible);
+    let placement = catalog.placement(placement);
     let weight = |action: &crate::catalog::Action| {
-        catalog
-            .placement(placement)
-            .map_or(1.0, |placement| placement.value_lever_context(action.index))
+        placement.map_or(1.0, |placement| placement.value_lever_context(action.index))
     };
     let choice = eligible
         .iter()

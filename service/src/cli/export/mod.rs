@@ -307,22 +307,35 @@ impl ExportWriter {
 /// error nothing is left under the file's name.
 pub async fn write_events(
     events: impl Stream<Item = anyhow::Result<EventRecord>>,
-    mut writer: ExportWriter,
+    writer: ExportWriter,
 ) -> anyhow::Result<ExportSummary> {
-    let destination = writer.destination.clone();
+    copy_into(events, writer, ExportWriter::push_event).await
+}
+
+/// Pushes every item of `items` into `writer` and renames the file into
+/// place; on an error nothing is left under the file's name and the error
+/// says how far the export got.
+async fn copy_into<T>(
+    items: impl Stream<Item = anyhow::Result<T>>,
+    mut writer: ExportWriter,
+    push: fn(&mut ExportWriter, &T) -> anyhow::Result<()>,
+) -> anyhow::Result<ExportSummary> {
     let copied = async {
-        let mut events = std::pin::pin!(events);
-        while let Some(event) = events.next().await {
-            writer.push_event(&event?)?;
+        let mut items = std::pin::pin!(items);
+        while let Some(item) = items.next().await {
+            push(&mut writer, &item?)?;
         }
         anyhow::Ok(())
     }
     .await;
     if let Err(error) = copied {
+        let written = match writer.events {
+            Some(events) => format!("{events} events"),
+            None => format!("{} decisions", writer.decisions),
+        };
         return Err(error.context(format!(
-            "export stopped after {} events; {} was not written",
-            writer.events.unwrap_or(0),
-            destination.display()
+            "export stopped after {written}; {} was not written",
+            writer.destination.display()
         )));
     }
     writer.finish()
@@ -359,25 +372,9 @@ pub async fn write_stream(
 /// error says how far the export got.
 pub async fn write_decisions(
     decisions: impl Stream<Item = anyhow::Result<LoggedDecision>>,
-    mut writer: ExportWriter,
+    writer: ExportWriter,
 ) -> anyhow::Result<ExportSummary> {
-    let destination = writer.destination.clone();
-    let copied = async {
-        let mut decisions = std::pin::pin!(decisions);
-        while let Some(decision) = decisions.next().await {
-            writer.push(&decision?)?;
-        }
-        anyhow::Ok(())
-    }
-    .await;
-    if let Err(error) = copied {
-        return Err(error.context(format!(
-            "export stopped after {} decisions; {} was not written",
-            writer.decisions(),
-            destination.display()
-        )));
-    }
-    writer.finish()
+    copy_into(decisions, writer, ExportWriter::push).await
 }
 
 #[cfg(test)]
