@@ -114,18 +114,26 @@ impl Experiment {
 
     /// The variant of `customer_id`.
     pub fn assign(&self, customer_id: &str) -> Option<&Variant> {
-        if self.variants.len() == 1 {
-            return self.variants.first();
+        self.variants.get(self.arm_of(customer_id)?)
+    }
+
+    /// The index of `customer_id`'s variant (0: the control), `None` when
+    /// there are no variants.
+    pub fn arm_of(&self, customer_id: &str) -> Option<usize> {
+        match self.variants.len() {
+            0 => return None,
+            1 => return Some(0),
+            _ => {}
         }
         let bucket = bucket(&self.salt, customer_id);
         let mut upper = 0;
-        for variant in &self.variants {
+        for (index, variant) in self.variants.iter().enumerate() {
             upper += variant.share;
             if bucket < upper {
-                return Some(variant);
+                return Some(index);
             }
         }
-        self.variants.last()
+        Some(self.variants.len() - 1)
     }
 
     /// Tries `model_version` on `share` % of customers as variant `name`

@@ -18,6 +18,8 @@
 //!   validated with field-and-line errors; CEL rules compiled once.
 //! - [`experiment`]: which model serves which customer: variants with
 //!   shares, hashed assignment, promotion and rollback.
+//! - [`guardrail`]: the live guardrail's sequential test of a variant's
+//!   conversion rate against the control's (mSPRT, always valid).
 //! - [`features`]: feature specs and extraction (the same code at training time).
 //! - [`model`]: the versioned logistic-regression artifact and scoring.
 //! - [`pipeline`]: the decision pipeline — filters, scoring, arbitration, rationale
@@ -38,6 +40,7 @@ pub mod demo;
 mod error;
 pub mod experiment;
 pub mod features;
+pub mod guardrail;
 pub mod ledger;
 pub mod log;
 pub mod model;

@@ -56,6 +56,8 @@ pub mod shared;
 pub mod simulate;
 pub mod stats;
 pub mod store;
+#[cfg(test)]
+mod testing;
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
@@ -183,7 +185,12 @@ pub fn start(
     // The registry kept in the data directory, if any, says which models
     // serve whom; else the configured model serves everyone.
     let registry_dir = (!config.storage.in_memory).then(|| config.storage.data_dir.join("models"));
-    let models = ModelRegistry::open(registry_dir, Some(model))?;
+    let models = ModelRegistry::open(
+        registry_dir,
+        Some(model),
+        clock.now(),
+        config.models.guardrail_test(),
+    )?;
     let serving = models.serving();
     tracing::info!(
         catalog = %catalog.version,

@@ -8,7 +8,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{BudgetedCall, Stage};
 use crate::metrics::Metrics;
-use crate::registry::ModelRegistry;
+use crate::registry::{ModelRegistry, Trial};
 use crate::stats::{Stats, bump};
 use crate::store::Stores;
 use arc_swap::ArcSwap;
@@ -86,6 +86,33 @@ impl Shared {
     pub fn record_outcome(&self, variant: &str, outcome: OutcomeKind) {
         self.stats.record_outcome(variant, outcome);
         self.metrics.outcome(variant, outcome);
+    }
+
+    /// After a conversion counted in `trial`: reads the live guardrail and,
+    /// when it rolls the challenger back, says so (a warning with the
+    /// figures, the metric, the running model's version).
+    pub fn check_guardrail(&self, trial: &Arc<Trial>) {
+        match self.models.check_guardrail(trial, self.clock.now()) {
+            Ok(None) => {}
+            Ok(Some(rollback)) => {
+                let (challenger, control) = (&rollback.status.challenger, &rollback.status.control);
+                self.metrics.guardrail_rollback();
+                self.metrics.model_loaded(Some(&control.model_version));
+                tracing::warn!(
+                    variant = %challenger.variant,
+                    model = %challenger.model_version,
+                    control = %control.model_version,
+                    reason = %rollback.reason(),
+                    "live guardrail rolled the experiment back"
+                );
+            }
+            Err(error) => {
+                tracing::error!(
+                    %error,
+                    "live guardrail could not roll the experiment back: it keeps running until rolled back by hand"
+                );
+            }
+        }
     }
 
     /// A decision was answered (dry runs included).

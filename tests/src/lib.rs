@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod simulation;
+
 use nudge_models::time::Timestamp;
 use nudge_proto::v1::admin_client::AdminClient;
 use nudge_proto::v1::decisions_client::DecisionsClient;

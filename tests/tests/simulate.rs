@@ -6,82 +6,19 @@
 //! `nudge train --log --events` → reload → simulate the same customers
 //! again under the trained model.
 
+use nudge_models::model::Model;
 use nudge_models::time::Span;
 use nudge_service::cli::export::read;
-use nudge_service::cli::simulate::{Pace, Run, SimulateArgs, Simulation, simulate};
+use nudge_service::cli::model::{self, ModelAction, ModelArgs};
+use nudge_service::cli::simulate::{Run, SimulateArgs};
 use nudge_service::cli::train::{TrainArgs, train};
-use nudge_service::cli::{ClientArgs, ExportArgs, export_decisions};
-use nudge_service::clock::{Clock as _, ManualClock};
+use nudge_service::clock::Clock as _;
 use nudge_service::simulate::{ActionRef, Customer};
+use nudge_tests::simulation::{
+    client_args as client, export_logs as export, run_simulation as run, simulate_args as args,
+};
 use nudge_tests::{DAY_MS, TempDir, TestServer};
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::time::Duration;
-
-/// The test server's manual clock: a round a day after the one before.
-#[derive(Debug, Clone)]
-struct DayByDay(ManualClock);
-
-impl Pace for DayByDay {
-    fn now(&self) -> i64 {
-        self.0.now().millis()
-    }
-
-    async fn between_rounds(&self, _finished: u32) {
-        self.0.advance(Span(DAY_MS));
-    }
-}
-
-fn args(customers: u64, rounds: u32, seed: u64) -> SimulateArgs {
-    SimulateArgs {
-        customers,
-        rounds,
-        seed,
-        placements: Vec::new(),
-        concurrency: 4,
-        interval: Duration::ZERO,
-        prefix: None,
-        catalog: None,
-    }
-}
-
-fn client(server: &TestServer) -> ClientArgs {
-    ClientArgs {
-        server: format!("http://{}", server.addr),
-        ..ClientArgs::default()
-    }
-}
-
-async fn run(server: &TestServer, simulation: &Simulation) -> Run {
-    simulate(
-        &client(server),
-        simulation,
-        &DayByDay(server.clock.clone()),
-        &mut |line| eprintln!("{line}"),
-    )
-    .await
-    .expect("the simulation runs")
-}
-
-/// Exports the decision log and the event log into `dir`.
-async fn export(server: &TestServer, dir: &TempDir) -> (PathBuf, PathBuf) {
-    let decisions = dir.join("decisions.parquet");
-    let events = dir.join("events.parquet");
-    for (out, events) in [(decisions.clone(), false), (events.clone(), true)] {
-        let args = ExportArgs {
-            out,
-            since: None,
-            until: None,
-            format: None,
-            data_dir: None,
-            events,
-        };
-        export_decisions(&args, &client(server))
-            .await
-            .expect("the export succeeds");
-    }
-    (decisions, events)
-}
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(1.0)
@@ -255,10 +192,11 @@ async fn the_summary_agrees_with_the_decision_log_and_the_truth() {
     server.stop().await;
 }
 
-/// simulate → export → train on the log with replayed features → reload →
-/// simulate the same customers (same seed, fresh ids) under the trained
-/// model. Asserts that the loop runs; prints whether the true reward
-/// improved (it is a small sample).
+/// simulate → export → train on the log with replayed features → load →
+/// promote to 50 % → simulate the same customers (same seed, fresh ids):
+/// each model decides for about half of them → rollback → only the demo
+/// model decides. Asserts that the loop runs; prints whether the true
+/// reward improved (it is a small sample).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_learning_loop_closes() {
     let dir = TempDir::new("simulate-loop");
@@ -324,23 +262,54 @@ async fn the_learning_loop_closes() {
         .await
         .expect("the training task does not panic")
         .expect("nudge train --log --events succeeds on the simulated log");
-    std::fs::copy(&trained.model, &model_file).expect("install the trained model");
-    server.reload();
-    server
-        .eventually("the trained model serves", |engine| {
-            engine.stats().model_version == "simulated-1"
-        })
-        .await;
+    // Load the trained model beside the demo's and try it on half the
+    // customers, as `nudge model load` and `nudge model promote` do.
+    let cli = |action, target: Option<String>, share| {
+        let args = ModelArgs {
+            action,
+            target,
+            share,
+            variant: None,
+            report: None,
+            force: false,
+        };
+        let options = client(&server);
+        async move {
+            model::run(&args, &options)
+                .await
+                .expect("nudge model succeeds")
+        }
+    };
+    let loaded = cli(
+        ModelAction::Load,
+        Some(trained.model.display().to_string()),
+        None,
+    )
+    .await;
+    assert!(loaded.contains("simulated-1"), "{loaded}");
+    let promoted = cli(
+        ModelAction::Promote,
+        Some("simulated-1".to_owned()),
+        Some(50),
+    )
+    .await;
+    let demo = Model::from_json(nudge_models::demo::MODEL_JSON.as_bytes()).expect("the demo model");
+    let demo = demo.version().to_owned();
+    assert!(
+        promoted.contains(&format!("control {demo} 50 %, treatment simulated-1 50 %")),
+        "{promoted}"
+    );
     server.clock.advance(Span(DAY_MS));
 
     // The very same customers and outcome draws, under fresh ids.
-    let after_simulation = SimulateArgs {
-        catalog: Some(catalog_file),
+    let mut after_simulation = SimulateArgs {
+        catalog: Some(catalog_file.clone()),
         prefix: Some("after".to_owned()),
         ..args(400, 3, 11)
     }
     .simulation()
     .expect("valid arguments");
+    after_simulation.keep_records = true;
     let after = run(&server, &after_simulation).await;
     assert_eq!(
         after.summary.errors.total(),
@@ -349,47 +318,83 @@ async fn the_learning_loop_closes() {
         after.summary.errors
     );
     assert_eq!(after.summary.events.duplicates, 0, "fresh customers");
-    assert!(
-        after
-            .summary
-            .models
-            .keys()
-            .all(|(model, _)| model == "simulated-1"),
-        "{:?}",
-        after.summary.models.keys()
-    );
     assert_eq!(
         after.summary.visits, before.summary.visits,
         "the same visits"
     );
+    let served_by: Vec<(String, String)> = after.summary.models.keys().cloned().collect();
+    assert_eq!(
+        served_by,
+        [
+            (demo.clone(), "control".to_owned()),
+            ("simulated-1".to_owned(), "treatment".to_owned())
+        ]
+    );
+    // Each customer is decided for by one model, and about half of the
+    // customers by each: the assignment hashes the customer id, so the
+    // treated count is binomial(n, ½); three standard deviations either side.
+    let mut model_of: HashMap<&str, &str> = HashMap::new();
+    for record in &after.records {
+        let model = model_of
+            .entry(&record.customer_id)
+            .or_insert(&record.model_version);
+        assert_eq!(*model, record.model_version, "{}", record.customer_id);
+    }
+    let customers = model_of.len() as f64;
+    let treated = model_of.values().filter(|m| **m == "simulated-1").count() as f64;
+    let tolerance = 3.0 * (customers * 0.25).sqrt();
+    assert!(
+        (treated - customers / 2.0).abs() <= tolerance,
+        "{treated} of {customers} customers treated (tolerance ±{tolerance:.0})"
+    );
+    let listing = cli(ModelAction::List, None, None).await;
+    assert!(
+        listing.contains("Live guardrail (since")
+            && listing.contains(&format!("control {demo} converted")),
+        "{listing}"
+    );
+
+    // Rolled back: only the demo model again, for everyone.
+    let rolled_back = cli(ModelAction::Rollback, None, None).await;
+    assert!(
+        rolled_back.contains(&format!("default {demo} 100 %")),
+        "{rolled_back}"
+    );
+    server.clock.advance(Span(DAY_MS));
+    let back = run(
+        &server,
+        &SimulateArgs {
+            catalog: Some(catalog_file),
+            prefix: Some("back".to_owned()),
+            ..args(100, 1, 11)
+        }
+        .simulation()
+        .expect("valid arguments"),
+    )
+    .await;
+    let served_by: Vec<(String, String)> = back.summary.models.keys().cloned().collect();
+    assert_eq!(served_by, [(demo.clone(), "default".to_owned())]);
 
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report.json"))
             .expect("JSON");
-    let reward = |run: &Run, placement: &str| {
-        run.summary.placements[placement]
-            .true_reward()
-            .expect("served")
-    };
-    for placement in ["home_banner", "onboarding_sidebar"] {
-        eprintln!(
-            "{placement}: true reward {:.4} under the demo model, {:.4} under the trained one",
-            reward(&before, placement),
-            reward(&after, placement)
-        );
-    }
-    let (first, then) = (&before.summary.overall, &after.summary.overall);
     let figure = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"));
     eprintln!(
-        "overall: true reward {} → {}, true value {} → {}, the first slot's true P·V·L·C {} → {} \
-(best {}); holdout AUC {}; OPE {}",
-        figure(first.true_reward()),
-        figure(then.true_reward()),
-        figure(first.true_value_per_served()),
-        figure(then.true_value_per_served()),
-        figure(first.true_priority()),
-        figure(then.true_priority()),
-        figure(then.best_priority()),
+        "before: true reward {}, the first slot's true P·V·L·C {}",
+        figure(before.summary.overall.true_reward()),
+        figure(before.summary.overall.true_priority()),
+    );
+    for ((model, variant), tally) in &after.summary.models {
+        eprintln!(
+            "after, {variant} ({model}): true reward {}, true value {}, the first slot's true P·V·L·C {} (best {})",
+            figure(tally.true_reward()),
+            figure(tally.true_value_per_served()),
+            figure(tally.true_priority()),
+            figure(tally.best_priority()),
+        );
+    }
+    eprintln!(
+        "holdout AUC {}; OPE {}",
         report["auc"],
         if report["ope"].is_object() {
             report["ope"]["snips"].to_string()

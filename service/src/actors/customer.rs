@@ -291,6 +291,9 @@ impl Handler<Decide> for CustomerActor {
         };
         self.shared
             .record_decision(&catalog, &input.placement, variant, &decision);
+        if let (Some(trial), Some(_)) = (serving.trial(), &decision_id) {
+            trial.served(&self.customer_id, decision.served.len());
+        }
         Ok(Durable {
             value: DecideReply {
                 decision_id,
@@ -439,6 +442,12 @@ impl Handler<ReportOutcome> for CustomerActor {
                         && contact.action_id == message.action_id
                 })
                 .map_or(at, |contact| contact.at);
+            if message.outcome == OutcomeKind::Conversion
+                && let Some(trial) = serving.trial()
+                && trial.converted(&self.customer_id, decision_at)
+            {
+                self.shared.check_guardrail(trial);
+            }
             log.push(LogEntry::Outcome(OutcomeRecord {
                 decision_id: message.decision_id,
                 decision_at,

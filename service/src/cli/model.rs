@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use nudge_proto::v1::{
-    ListModelsRequest, ListModelsResponse, LoadModelRequest, PromoteModelRequest, RollbackRequest,
-    ServingVariant, SetShadowRequest,
+    GuardrailReading, ListModelsRequest, ListModelsResponse, LoadModelRequest, PromoteModelRequest,
+    RollbackRequest, ServingVariant, SetShadowRequest,
 };
 use serde_json::{Value as Json, json};
 
@@ -94,9 +94,88 @@ fn variants_json(variants: &[ServingVariant]) -> Json {
         .collect()
 }
 
-/// The registry as text: the variants serving, then every loaded model.
+/// Milliseconds since the epoch as RFC 3339, to the second.
+fn millis_text(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis).map_or_else(
+        || format!("{millis} ms"),
+        |at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
+}
+
+fn verdict_text(verdict: &str) -> &str {
+    match verdict {
+        "too_few_data" => "too few data yet",
+        "no_difference" => "no difference yet",
+        "worse" => "worse",
+        "better" => "better",
+        other => other,
+    }
+}
+
+/// The guardrail's reading in one line: each arm's rate, then the test.
+fn reading_text(reading: &GuardrailReading) -> String {
+    let arms: Vec<String> = reading
+        .arms
+        .iter()
+        .map(|arm| {
+            let rate = if arm.served == 0 {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{:.2} %",
+                    arm.conversions as f64 * 100.0 / arm.served as f64
+                )
+            };
+            format!(
+                "{} {} converted {rate} of {} served",
+                arm.variant, arm.model_version, arm.served
+            )
+        })
+        .collect();
+    format!(
+        "{}; ln likelihood ratio {:.2} of {:.2}: {}",
+        arms.join(", "),
+        reading.log_likelihood_ratio,
+        reading.threshold,
+        verdict_text(&reading.verdict)
+    )
+}
+
+fn reading_json(reading: &GuardrailReading) -> Json {
+    json!({
+        "since": millis_text(reading.since_ms),
+        "arms": reading.arms.iter().map(|arm| json!({
+            "variant": arm.variant, "model_version": arm.model_version,
+            "served": arm.served, "conversions": arm.conversions,
+        })).collect::<Json>(),
+        "log_likelihood_ratio": reading.log_likelihood_ratio,
+        "threshold": reading.threshold,
+        "verdict": reading.verdict,
+        "alpha": reading.alpha,
+    })
+}
+
+/// The registry as text: the variants serving, the live guardrail, then
+/// every loaded model.
 pub fn listing_text(response: &ListModelsResponse) -> String {
     let mut text = format!("Serving: {}\n", variants_text(&response.variants));
+    if let Some(reading) = &response.guardrail {
+        let _ = writeln!(
+            text,
+            "Live guardrail (since {}, false alarms at most {} over the experiment): {}",
+            millis_text(reading.since_ms),
+            reading.alpha,
+            reading_text(reading)
+        );
+    }
+    if let Some(rollback) = &response.last_guardrail_rollback {
+        let _ = writeln!(
+            text,
+            "Rolled back by the guardrail at {}: {}",
+            millis_text(rollback.at_ms),
+            rollback.reason
+        );
+    }
     let _ = writeln!(text, "Loaded models:");
     for model in &response.models {
         let _ = writeln!(
@@ -144,6 +223,15 @@ pub async fn run(args: &ModelArgs, options: &ClientArgs) -> anyhow::Result<Strin
                         })).collect::<Json>(),
                         "previous": response.previous,
                         "shadow": (!response.shadow.is_empty()).then_some(&response.shadow),
+                        "guardrail": response.guardrail.as_ref().map(reading_json),
+                        "last_guardrail_rollback": response.last_guardrail_rollback.as_ref().map(|r| json!({
+                            "at": millis_text(r.at_ms),
+                            "variant": r.variant,
+                            "model_version": r.model_version,
+                            "control_model_version": r.control_model_version,
+                            "reason": r.reason,
+                            "reading": r.reading.as_ref().map(reading_json),
+                        })),
                     })
                 },
                 || listing_text(&response),

@@ -85,11 +85,46 @@ pub struct ModelsConfig {
     /// training report loaded with it) may be for `PromoteModel` to accept
     /// it without `force`.
     pub max_auc_drop: f64,
+    /// Whether the live guardrail watches a running experiment and rolls a
+    /// challenger that converts worse than the control back by itself.
+    pub guardrail: bool,
+    /// The guardrail's false-alarm rate: with equal conversion rates, the
+    /// chance that it ever rolls the challenger back during the experiment
+    /// (a sequential test: it may be read after every conversion).
+    pub guardrail_alpha: f64,
+    /// The difference the guardrail's test is tuned to, relative to the
+    /// conversion rate (0.2: a fifth of it).
+    pub guardrail_effect: f64,
+    /// Served actions each variant needs before the guardrail decides.
+    pub guardrail_min_served: u64,
+    /// Conversions, both variants together, needed before it decides.
+    pub guardrail_min_conversions: u64,
 }
 
 impl Default for ModelsConfig {
     fn default() -> Self {
-        Self { max_auc_drop: 0.01 }
+        let test = nudge_models::guardrail::SequentialTest::default();
+        Self {
+            max_auc_drop: 0.01,
+            guardrail: true,
+            guardrail_alpha: test.alpha,
+            guardrail_effect: test.effect,
+            guardrail_min_served: test.min_served,
+            guardrail_min_conversions: test.min_conversions,
+        }
+    }
+}
+
+impl ModelsConfig {
+    /// The guardrail's test, `None` when it is off.
+    pub fn guardrail_test(&self) -> Option<nudge_models::guardrail::SequentialTest> {
+        self.guardrail
+            .then_some(nudge_models::guardrail::SequentialTest {
+                alpha: self.guardrail_alpha,
+                effect: self.guardrail_effect,
+                min_served: self.guardrail_min_served,
+                min_conversions: self.guardrail_min_conversions,
+            })
     }
 }
 

@@ -7,7 +7,18 @@ impl Config {
     /// Checks every value; the first problem is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let grpc = &self.grpc;
-        let checks: [(&'static str, bool, String); 20] = [
+        let (alpha, effect) = (self.models.guardrail_alpha, self.models.guardrail_effect);
+        let checks: [(&'static str, bool, String); 22] = [
+            (
+                "models.guardrail_alpha",
+                alpha > 0.0 && alpha < 1.0,
+                format!("{alpha} must be between 0 and 1 (exclusive)"),
+            ),
+            (
+                "models.guardrail_effect",
+                effect > 0.0 && effect.is_finite(),
+                format!("{effect} must be a positive number"),
+            ),
             (
                 "models.max_auc_drop",
                 self.models.max_auc_drop.is_finite()

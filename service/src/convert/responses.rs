@@ -378,5 +378,39 @@ pub fn models_listing(listing: crate::registry::Listing) -> proto::ListModelsRes
         models: listing.models.into_iter().map(loaded_model).collect(),
         previous: listing.previous,
         shadow: listing.shadow.unwrap_or_default(),
+        guardrail: listing.guardrail.as_ref().map(guardrail_status),
+        last_guardrail_rollback: listing.last_guardrail_rollback.map(|rollback| {
+            proto::GuardrailRollback {
+                at_ms: rollback.at.millis(),
+                reason: rollback.reason(),
+                reading: Some(guardrail_status(&rollback.status)),
+                variant: rollback.status.challenger.variant,
+                model_version: rollback.status.challenger.model_version,
+                control_model_version: rollback.status.control.model_version,
+            }
+        }),
+    }
+}
+
+/// The guardrail's reading on the wire.
+fn guardrail_status(status: &crate::registry::GuardrailStatus) -> proto::GuardrailReading {
+    let arm =
+        |name: &crate::registry::ArmName, arm: nudge_models::guardrail::Arm| proto::GuardrailArm {
+            variant: name.variant.clone(),
+            model_version: name.model_version.clone(),
+            served: arm.served,
+            conversions: arm.conversions,
+        };
+    let reading = &status.reading;
+    proto::GuardrailReading {
+        since_ms: status.since.millis(),
+        arms: vec![
+            arm(&status.control, reading.control),
+            arm(&status.challenger, reading.challenger),
+        ],
+        log_likelihood_ratio: reading.log_likelihood_ratio,
+        threshold: reading.threshold,
+        verdict: reading.verdict.name().to_owned(),
+        alpha: status.alpha,
     }
 }

@@ -146,10 +146,10 @@ impl Engine {
         };
         let model = Model::from_json(json)?;
         let version = model.version().to_owned();
-        let previous = self
-            .shared
-            .models
-            .replace_champion(model, &self.catalog())?;
+        let previous =
+            self.shared
+                .models
+                .replace_champion(model, &self.catalog(), self.shared.clock.now())?;
         self.shared.metrics.model_loaded(Some(&version));
         tracing::info!(%version, %previous, "model reloaded");
         Ok((version, previous))
@@ -187,10 +187,10 @@ impl Engine {
         force: bool,
     ) -> Result<Experiment, ServiceError> {
         let margin = (!force).then_some(self.shared.config.models.max_auc_drop);
-        let experiment = self
-            .shared
-            .models
-            .promote(version, share, variant, margin)?;
+        let experiment =
+            self.shared
+                .models
+                .promote(version, share, variant, margin, self.shared.clock.now())?;
         self.model_changed(&experiment, "model promoted");
         Ok(experiment)
     }

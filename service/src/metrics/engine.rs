@@ -115,6 +115,7 @@ pub struct Metrics {
     outcomes: ByLabel<[Counter; OutcomeKind::ALL.len()]>,
     catalog_info: VersionInfo,
     model_info: VersionInfo,
+    guardrail_rollbacks: Counter,
 }
 
 impl Default for Metrics {
@@ -154,6 +155,7 @@ impl Metrics {
             },
             catalog_info: VersionInfo::new(CATALOG_INFO),
             model_info: VersionInfo::new(MODEL_INFO),
+            guardrail_rollbacks: metrics::counter!(MODELS_GUARDRAIL_ROLLBACKS_TOTAL),
         }
     }
 
@@ -305,5 +307,10 @@ impl Metrics {
     /// The running model is now `version` (none: no model).
     pub fn model_loaded(&self, version: Option<&str>) {
         self.model_info.set(version);
+    }
+
+    /// The live guardrail rolled an experiment back.
+    pub fn guardrail_rollback(&self) {
+        self.guardrail_rollbacks.increment(1);
     }
 }

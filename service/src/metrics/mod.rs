@@ -72,6 +72,9 @@ pub const OUTCOMES_REPORTED_TOTAL: &str = "nudge_outcomes_reported_total";
 pub const CATALOG_INFO: &str = "nudge_catalog_info";
 /// Gauge: 1 for the running model's version; label `version`.
 pub const MODEL_INFO: &str = "nudge_model_info";
+/// Counter: experiments the live guardrail ended by rolling the challenger
+/// back (which one and why: the log line and `nudge model list`).
+pub const MODELS_GUARDRAIL_ROLLBACKS_TOTAL: &str = "nudge_models_guardrail_rollbacks_total";
 /// Counter: gRPC calls refused; label `reason` (`invalid`, `deadline`,
 /// `overloaded`, `unauthorized`).
 pub const GRPC_REJECTED_TOTAL: &str = "nudge_grpc_rejected_total";
@@ -159,7 +162,7 @@ pub struct Declaration {
 }
 
 /// Every metric nudge exposes.
-pub const DECLARATIONS: [Declaration; 24] = [
+pub const DECLARATIONS: [Declaration; 25] = [
     Declaration {
         name: DECIDE_DURATION_SECONDS,
         kind: Kind::Histogram,
@@ -243,6 +246,12 @@ pub const DECLARATIONS: [Declaration; 24] = [
         kind: Kind::Gauge,
         labels: &[VERSION],
         help: "1 for the running model's version, 0 for versions it replaced.",
+    },
+    Declaration {
+        name: MODELS_GUARDRAIL_ROLLBACKS_TOTAL,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Experiments the live guardrail ended by rolling back a challenger that converted worse than the control (sequential test at models.guardrail_alpha).",
     },
     Declaration {
         name: GRPC_REJECTED_TOTAL,

@@ -12,16 +12,34 @@
 //! temporary file, flushed and renamed), so a restart serves the same
 //! models to the same customers. With `storage.in_memory` nothing is
 //! written and a restart starts from the configured model.
+//!
+//! While an experiment runs, a [`Trial`] counts each arm's served actions
+//! and conversions, and [`ModelRegistry::check_guardrail`] (called after
+//! every conversion) rolls the challenger back by itself once the
+//! sequential test of [`nudge_models::guardrail`] finds it converting worse
+//! than the control; the rollback and its reason are kept in the registry
+//! file.
+//!
+//! - `files`: the registry file and the artifacts on disk;
+//! - `trial`: the live figures of a running experiment and a guardrail
+//!   rollback's record.
+
+mod files;
+#[cfg(test)]
+mod tests;
+mod trial;
+
+pub use trial::{ArmName, GuardrailRollback, GuardrailStatus, Trial};
 
 use crate::error::ServiceError;
 use arc_swap::ArcSwap;
 use nudge_models::catalog::Catalog;
 use nudge_models::experiment::{Experiment, ExperimentError};
+use nudge_models::guardrail::{SequentialTest, Verdict};
 use nudge_models::model::Model;
-use serde::{Deserialize, Serialize};
+use nudge_models::time::Timestamp;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// The registry file's name in the models directory.
@@ -37,6 +55,8 @@ pub struct Serving {
     models: HashMap<String, Arc<Model>>,
     /// The model scoring every decision silently, if any.
     shadow: Option<Arc<Model>>,
+    /// The running experiment's live figures, if one runs.
+    trial: Option<Arc<Trial>>,
 }
 
 impl Serving {
@@ -52,6 +72,12 @@ impl Serving {
     /// The shadow model: it scores every model-ranked decision silently.
     pub fn shadow(&self) -> Option<&Arc<Model>> {
         self.shadow.as_ref()
+    }
+
+    /// The running experiment's live figures (the guardrail's), if one
+    /// runs.
+    pub fn trial(&self) -> Option<&Arc<Trial>> {
+        self.trial.as_ref()
     }
 
     /// The control's model: what serves everyone outside an experiment.
@@ -148,20 +174,12 @@ pub struct Listing {
     pub previous: Vec<String>,
     /// The shadow model's version, if one is set.
     pub shadow: Option<String>,
-}
-
-/// The registry file.
-#[derive(Debug, Serialize, Deserialize)]
-struct RegistryFile {
-    format: String,
-    /// Loaded models: version → artifact file name in the directory.
-    models: BTreeMap<String, String>,
-    experiment: Experiment,
-    previous: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    shadow: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    aucs: BTreeMap<String, f64>,
+    /// The live guardrail's reading of the running experiment: when its
+    /// stage began and what the test says (`None`: no experiment runs, or
+    /// the guardrail is off).
+    pub guardrail: Option<GuardrailStatus>,
+    /// The guardrail's last rollback, if it ever made one.
+    pub last_guardrail_rollback: Option<GuardrailRollback>,
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +190,11 @@ struct State {
     shadow: Option<String>,
     /// Each model's holdout AUC, from the report loaded with it.
     aucs: BTreeMap<String, f64>,
+    /// The running experiment's live figures (not written: a restart
+    /// begins a new stage).
+    trial: Option<Arc<Trial>>,
+    /// The guardrail's last rollback.
+    last_guardrail_rollback: Option<GuardrailRollback>,
 }
 
 /// The model registry.
@@ -181,14 +204,23 @@ pub struct ModelRegistry {
     dir: Option<PathBuf>,
     state: Mutex<State>,
     serving: ArcSwap<Serving>,
+    /// The live guardrail's test; `None`: off.
+    guardrail: Option<SequentialTest>,
 }
 
 impl ModelRegistry {
-    /// The registry in `dir` (`None`: in memory). A directory with a
-    /// registry file is read back; otherwise `initial` serves everyone.
-    pub fn open(dir: Option<PathBuf>, initial: Option<Model>) -> Result<Self, RegistryError> {
-        let state = match dir.as_deref().map(|dir| dir.join(REGISTRY_FILE)) {
-            Some(file) if file.exists() => read_state(&file)?,
+    /// The registry in `dir` (`None`: in memory), at `now`, with the live
+    /// guardrail's test (`None`: off). A directory with a registry file is
+    /// read back (a running experiment begins a new stage of its test);
+    /// otherwise `initial` serves everyone.
+    pub fn open(
+        dir: Option<PathBuf>,
+        initial: Option<Model>,
+        now: Timestamp,
+        guardrail: Option<SequentialTest>,
+    ) -> Result<Self, RegistryError> {
+        let mut state = match dir.as_deref().map(|dir| dir.join(REGISTRY_FILE)) {
+            Some(file) if file.exists() => files::read_state(&file)?,
             _ => {
                 let mut models = BTreeMap::new();
                 let experiment = match initial {
@@ -205,13 +237,17 @@ impl ModelRegistry {
                     previous: Vec::new(),
                     shadow: None,
                     aucs: BTreeMap::new(),
+                    trial: None,
+                    last_guardrail_rollback: None,
                 }
             }
         };
+        state.trial = Trial::begin(&state.experiment, now).map(Arc::new);
         let registry = Self {
             dir,
             serving: ArcSwap::from_pointee(serving_of(&state)),
             state: Mutex::new(state),
+            guardrail,
         };
         Ok(registry)
     }
@@ -230,7 +266,7 @@ impl ModelRegistry {
     /// Commits `state` (to disk first, then to the decisions) and returns it.
     fn commit(&self, guard: &mut State, next: State) -> Result<(), RegistryError> {
         if let Some(dir) = &self.dir {
-            write_state(dir, &next)?;
+            files::write_state(dir, &next)?;
         }
         *guard = next;
         self.serving.store(Arc::new(serving_of(guard)));
@@ -273,7 +309,7 @@ impl ModelRegistry {
             return Ok(listed);
         }
         let file = match &self.dir {
-            Some(dir) => save_artifact(dir, &model)?,
+            Some(dir) => files::save_artifact(dir, &model)?,
             None => String::new(),
         };
         let model = Arc::new(model);
@@ -289,10 +325,8 @@ impl ModelRegistry {
         models.insert(version, (model, file));
         let next = State {
             models,
-            experiment: guard.experiment.clone(),
-            previous: guard.previous.clone(),
-            shadow: guard.shadow.clone(),
             aucs,
+            ..guard.clone()
         };
         self.commit(&mut guard, next)?;
         Ok(listed)
@@ -302,13 +336,15 @@ impl ModelRegistry {
     /// `name`), ramps the running challenger, or at 100 % makes it the model
     /// that serves everyone. Unless `guard` is `None` (forced), refused when
     /// both holdout AUCs are known and the model's is below the control's
-    /// by more than `guard`.
+    /// by more than `guard`. A new share begins a new stage of the live
+    /// guardrail's test at `now`.
     pub fn promote(
         &self,
         version: &str,
         share: u32,
         name: Option<&str>,
         guard_margin: Option<f64>,
+        now: Timestamp,
     ) -> Result<Experiment, RegistryError> {
         let mut guard = self.lock();
         if !guard.models.contains_key(version) {
@@ -338,11 +374,10 @@ impl ModelRegistry {
             previous.push(control.model_version.clone());
         }
         let next = State {
-            models: guard.models.clone(),
+            trial: Trial::begin(&experiment, now).map(Arc::new),
             experiment: experiment.clone(),
             previous,
-            shadow: guard.shadow.clone(),
-            aucs: guard.aucs.clone(),
+            ..guard.clone()
         };
         self.commit(&mut guard, next)?;
         Ok(experiment)
@@ -362,25 +397,64 @@ impl ModelRegistry {
             Err(error) => return Err(error.into()),
         };
         let next = State {
-            models: guard.models.clone(),
             experiment: experiment.clone(),
             previous,
-            shadow: guard.shadow.clone(),
-            aucs: guard.aucs.clone(),
+            trial: None,
+            ..guard.clone()
         };
         self.commit(&mut guard, next)?;
         Ok(experiment)
+    }
+
+    /// Reads the live guardrail on `trial`'s figures and, when the
+    /// challenger converts worse than the control and `trial` is still the
+    /// running stage, rolls it back: everyone on the control again, the
+    /// rollback and its reason kept in the registry file. Returns the
+    /// rollback made, if any (the caller logs it and counts it).
+    pub fn check_guardrail(
+        &self,
+        trial: &Arc<Trial>,
+        now: Timestamp,
+    ) -> Result<Option<GuardrailRollback>, RegistryError> {
+        let Some(test) = &self.guardrail else {
+            return Ok(None);
+        };
+        let reading = trial.read(test);
+        if reading.verdict != Verdict::Worse || !trial.trip() {
+            return Ok(None);
+        }
+        let mut guard = self.lock();
+        let running = guard
+            .trial
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, trial));
+        // Promoted, ramped or rolled back meanwhile: that stage is over.
+        let (true, Some(status)) = (running, trial.status(test)) else {
+            return Ok(None);
+        };
+        let control = status.control.model_version.clone();
+        let rollback = GuardrailRollback { at: now, status };
+        let next = State {
+            experiment: Experiment::single(&control),
+            trial: None,
+            last_guardrail_rollback: Some(rollback.clone()),
+            ..guard.clone()
+        };
+        self.commit(&mut guard, next)?;
+        Ok(Some(rollback))
     }
 
     /// Puts `model` in the control's place (a reload of the configured
     /// model file): it serves everyone outside an experiment, and the
     /// control's share of a running one. A new artifact under a version
     /// already loaded replaces it (the file was retrained in place).
-    /// Returns the version replaced.
+    /// Returns the version replaced. A running experiment begins a new
+    /// stage of the live guardrail's test at `now` (its control changed).
     pub fn replace_champion(
         &self,
         model: Model,
         catalog: &Catalog,
+        now: Timestamp,
     ) -> Result<String, RegistryError> {
         let version = model.version().to_owned();
         let unknown = model.features().unknown_in(catalog);
@@ -399,7 +473,7 @@ impl ModelRegistry {
             .is_none_or(|(existing, _)| existing.artifact() != model.artifact());
         if changed {
             let file = match &self.dir {
-                Some(dir) => save_artifact(dir, &model)?,
+                Some(dir) => files::save_artifact(dir, &model)?,
                 None => String::new(),
             };
             models.insert(version.clone(), (Arc::new(model), file));
@@ -419,10 +493,10 @@ impl ModelRegistry {
         }
         let next = State {
             models,
+            trial: Trial::begin(&experiment, now).map(Arc::new),
             experiment,
             previous,
-            shadow: guard.shadow.clone(),
-            aucs: guard.aucs.clone(),
+            ..guard.clone()
         };
         self.commit(&mut guard, next)?;
         Ok(replaced)
@@ -459,6 +533,12 @@ impl ModelRegistry {
             experiment: guard.experiment.clone(),
             previous: guard.previous.clone(),
             shadow: guard.shadow.clone(),
+            guardrail: guard
+                .trial
+                .as_ref()
+                .zip(self.guardrail.as_ref())
+                .and_then(|(trial, test)| trial.status(test)),
+            last_guardrail_rollback: guard.last_guardrail_rollback.clone(),
         }
     }
 }
@@ -481,6 +561,7 @@ fn serving_of(state: &State) -> Serving {
             .as_ref()
             .and_then(|version| state.models.get(version))
             .map(|(model, _)| model.clone()),
+        trial: state.trial.clone(),
         experiment: state.experiment.clone(),
         models: state
             .models
@@ -488,143 +569,6 @@ fn serving_of(state: &State) -> Serving {
             .map(|(version, (model, _))| (version.clone(), model.clone()))
             .collect(),
     }
-}
-
-/// A file name for `version`: its safe characters and a hash of the whole.
-fn file_name(version: &str) -> String {
-    let safe: String = version
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
-    let hash = version
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
-    format!("{safe}-{:08x}.json", hash >> 32)
-}
-
-/// Writes `bytes` to `path` through a flushed temporary file and a rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    let io = |source| RegistryError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let temp = path.with_extension("json.tmp");
-    let mut file = std::fs::File::create(&temp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&temp, path).map_err(io)?;
-    if let Some(parent) = path.parent()
-        && let Ok(directory) = std::fs::File::open(parent)
-    {
-        // Best effort: the rename is durable once the directory is.
-        let _ = directory.sync_all();
-    }
-    Ok(())
-}
-
-fn save_artifact(dir: &Path, model: &Model) -> Result<String, RegistryError> {
-    std::fs::create_dir_all(dir).map_err(|source| RegistryError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let name = file_name(model.version());
-    let bytes =
-        serde_json::to_vec_pretty(model.artifact()).map_err(|error| RegistryError::Unreadable {
-            path: dir.join(&name),
-            reason: error.to_string(),
-        })?;
-    write_atomically(&dir.join(&name), &bytes)?;
-    Ok(name)
-}
-
-fn write_state(dir: &Path, state: &State) -> Result<(), RegistryError> {
-    std::fs::create_dir_all(dir).map_err(|source| RegistryError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let mut models = BTreeMap::new();
-    for (version, (model, file)) in &state.models {
-        let file = if file.is_empty() {
-            // The model it started with: saved the first time the
-            // registry is written.
-            save_artifact(dir, model)?
-        } else {
-            file.clone()
-        };
-        models.insert(version.clone(), file);
-    }
-    let file = RegistryFile {
-        format: FORMAT.to_owned(),
-        models,
-        experiment: state.experiment.clone(),
-        previous: state.previous.clone(),
-        shadow: state.shadow.clone(),
-        aucs: state.aucs.clone(),
-    };
-    let path = dir.join(REGISTRY_FILE);
-    let bytes = serde_json::to_vec_pretty(&file).map_err(|error| RegistryError::Unreadable {
-        path: path.clone(),
-        reason: error.to_string(),
-    })?;
-    write_atomically(&path, &bytes)
-}
-
-fn read_state(path: &Path) -> Result<State, RegistryError> {
-    let unreadable = |reason: String| RegistryError::Unreadable {
-        path: path.to_owned(),
-        reason,
-    };
-    let bytes = std::fs::read(path).map_err(|source| RegistryError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let file: RegistryFile =
-        serde_json::from_slice(&bytes).map_err(|error| unreadable(error.to_string()))?;
-    if file.format != FORMAT {
-        return Err(unreadable(format!(
-            "format {} is not {FORMAT}",
-            file.format
-        )));
-    }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut models = BTreeMap::new();
-    for (version, name) in file.models {
-        let artifact = dir.join(&name);
-        let bytes = std::fs::read(&artifact).map_err(|source| RegistryError::Io {
-            path: artifact.clone(),
-            source,
-        })?;
-        let model = Model::from_json(&bytes).map_err(|error| RegistryError::Unreadable {
-            path: artifact.clone(),
-            reason: error.to_string(),
-        })?;
-        models.insert(version, (Arc::new(model), name));
-    }
-    for variant in &file.experiment.variants {
-        if !models.contains_key(&variant.model_version) && !variant.model_version.is_empty() {
-            return Err(unreadable(format!(
-                "variant {} names model {}, which is not loaded",
-                variant.name, variant.model_version
-            )));
-        }
-    }
-    Ok(State {
-        models,
-        experiment: file.experiment,
-        previous: file.previous,
-        shadow: file.shadow,
-        aucs: file.aucs,
-    })
 }
 
 impl From<RegistryError> for ServiceError {
