@@ -433,3 +433,41 @@ fn the_readme_lists_every_setting_with_its_variable() {
         assert!(readme.contains(&row), "README.md has no row starting {row}");
     }
 }
+
+#[test]
+fn the_live_guardrail_is_set_by_file_and_environment_and_checked() {
+    let config = Config::load(
+        None,
+        [
+            ("NUDGE_MODELS_GUARDRAIL_ALPHA", "0.01"),
+            ("NUDGE_MODELS_GUARDRAIL_MIN_SERVED", "200"),
+        ],
+        &[],
+    )
+    .expect("valid layers");
+    let test = config.models.guardrail_test().expect("on by default");
+    assert_eq!((test.alpha, test.min_served), (0.01, 200));
+    assert_eq!(
+        test.effect,
+        nudge_models::guardrail::SequentialTest::default().effect
+    );
+    let off = Config::from_toml("[models]\nguardrail = false\n").expect("valid");
+    assert_eq!(off.models.guardrail_test(), None);
+    let models = |guardrail_alpha, guardrail_effect| Config {
+        models: ModelsConfig {
+            guardrail_alpha,
+            guardrail_effect,
+            ..ModelsConfig::default()
+        },
+        ..Config::default()
+    };
+    for alpha in [0.0, 1.0, f64::NAN] {
+        assert_eq!(invalid_field(&models(alpha, 0.2)), "models.guardrail_alpha");
+    }
+    for effect in [0.0, -1.0, f64::INFINITY] {
+        assert_eq!(
+            invalid_field(&models(0.05, effect)),
+            "models.guardrail_effect"
+        );
+    }
+}
