@@ -202,3 +202,93 @@ fn a_ramp_or_a_restart_begins_a_new_stage_and_an_ended_one_is_not_acted_on() {
     reopened.rollback().expect("rolled back");
     assert!(reopened.serving().trial().is_none());
 }
+
+#[test]
+fn a_reload_of_the_model_file_during_an_experiment_replaces_the_control_and_begins_a_new_stage() {
+    let registry = experimenting(None, Some(SequentialTest::default()));
+    feed(&registry, 2_000, [200, 200], 1_500);
+    let first = registry.serving().trial().cloned().expect("a trial");
+    let replaced = registry
+        .replace_champion(demo("m1-retrained"), &catalog(), at(6_000))
+        .expect("reloaded");
+    assert_eq!(replaced, "m1");
+    let serving = registry.serving();
+    let versions: Vec<&str> = serving
+        .experiment
+        .variants
+        .iter()
+        .map(|variant| variant.model_version.as_str())
+        .collect();
+    assert_eq!(
+        versions,
+        ["m1-retrained", "m2"],
+        "the challenger keeps its share"
+    );
+    let trial = serving.trial().expect("a new stage");
+    assert!(!Arc::ptr_eq(trial, &first));
+    assert_eq!((trial.since(), trial.arms()[0].served), (at(6_000), 0));
+    assert_eq!(registry.list().previous, ["m1"]);
+}
+
+#[test]
+fn the_shadow_and_the_aucs_survive_a_restart() {
+    let dir = TempDir::new("registry-restart");
+    let open = || {
+        ModelRegistry::open(Some(dir.path().to_owned()), Some(demo("m1")), at(0), None)
+            .expect("opened")
+    };
+    let registry = open();
+    registry
+        .load(demo("m2"), &catalog(), Some(0.71))
+        .expect("m2 loads");
+    registry.set_shadow(Some("m2")).expect("shadow set");
+    drop(registry);
+    let reopened = open();
+    let listing = reopened.list();
+    assert_eq!(listing.shadow.as_deref(), Some("m2"));
+    let aucs: Vec<(String, Option<f64>)> = listing
+        .models
+        .iter()
+        .map(|model| (model.version.clone(), model.holdout_auc))
+        .collect();
+    assert_eq!(
+        aucs,
+        [("m1".to_owned(), None), ("m2".to_owned(), Some(0.71))]
+    );
+    assert_eq!(
+        reopened.serving().shadow().map(|model| model.version()),
+        Some("m2")
+    );
+}
+
+#[test]
+fn a_registry_file_naming_a_missing_artifact_is_refused_with_the_path() {
+    let dir = TempDir::new("registry-missing");
+    let registry = experimenting(Some(dir.path().to_owned()), None);
+    drop(registry);
+    let artifact = std::fs::read_dir(dir.path())
+        .expect("the models directory")
+        .map(|entry| entry.expect("an entry").path())
+        .find(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("m2-"))
+        })
+        .expect("m2's artifact");
+    std::fs::remove_file(&artifact).expect("removed");
+    let error = ModelRegistry::open(Some(dir.path().to_owned()), Some(demo("m1")), at(0), None)
+        .expect_err("a model is missing")
+        .to_string();
+    assert!(
+        error.contains(&artifact.display().to_string()),
+        "the error names the file: {error}"
+    );
+    std::fs::write(
+        dir.path().join(REGISTRY_FILE),
+        "{\"format\": \"nudge.registry/v9\"}",
+    )
+    .expect("written");
+    let error = ModelRegistry::open(Some(dir.path().to_owned()), Some(demo("m1")), at(0), None)
+        .expect_err("another format")
+        .to_string();
+    assert!(error.contains("registry.json"), "{error}");
+}
