@@ -5,3 +5,6 @@
 pub const CATALOG_TOML: &str = include_str!("../demo/catalog.toml");
 /// The demo model artifact (JSON).
 pub const MODEL_JSON: &str = include_str!("../demo/model.json");
+/// The version of [`MODEL_JSON`], as decisions, the decision log and the
+/// registry name it.
+pub const MODEL_VERSION: &str = "demo-2026-11";

@@ -328,7 +328,7 @@ fn chrono_tz_utc() -> chrono_tz::Tz {
 fn the_demo_model_loads_and_speaks_the_catalogs_language() {
     let Demo { catalog, model, .. } = Demo::load();
     let artifact = model.artifact();
-    assert_eq!(model.version(), "demo-2026-11");
+    assert_eq!(model.version(), nudge_models::demo::MODEL_VERSION);
     assert!(
         artifact.description.to_lowercase().contains("hand-set"),
         "{}",
@@ -431,7 +431,10 @@ fn every_model_weight_is_documented_in_the_readme() {
 fn a_new_customer_gets_an_explained_home_banner_action() {
     let demo = Demo::load();
     let decision = demo.at(&CustomerState::default(), "home_banner", NOW);
-    assert_eq!(decision.model_version.as_deref(), Some("demo-2026-11"));
+    assert_eq!(
+        decision.model_version.as_deref(),
+        Some(nudge_models::demo::MODEL_VERSION)
+    );
     assert_eq!(decision.fallback, None);
     let [served] = decision.served.as_slice() else {
         panic!("one slot: {:?}", served_ids(&decision))

@@ -21,7 +21,7 @@ async fn demo_returns_ranked_explained_actions() {
     assert!(!response.decision_id.is_empty());
     assert!(!response.dry_run);
     assert!(!response.fallback);
-    assert_eq!(response.model_version, "demo-2026-11");
+    assert_eq!(response.model_version, nudge_models::demo::MODEL_VERSION);
     assert_eq!(response.catalog_version, "demo-2026-11");
     assert_eq!(response.request_id, "req-1");
     assert_eq!(response.variant, "default");
