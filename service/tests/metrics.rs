@@ -156,7 +156,10 @@ fn metrics_are_scraped_over_http_and_match_the_calls() {
         1.0
     );
     assert_eq!(
-        before.value("nudge_model_info", &[("version", "demo-2026-11")]),
+        before.value(
+            "nudge_model_info",
+            &[("version", nudge_models::demo::MODEL_VERSION)]
+        ),
         1.0
     );
     assert_eq!(before.value("nudge_actors_live", &[]), 0.0);

@@ -35,8 +35,16 @@ fn stats_once_prints_the_dashboard_sections() {
         text.starts_with("nudge server up "),
         "the header comes first:\n{text}"
     );
+    let versions = format!(
+        "catalog demo-2026-11 · model {}",
+        nudge_models::demo::MODEL_VERSION
+    );
+    let variants = format!(
+        "Variants (serving everyone outside an experiment: model {})",
+        nudge_models::demo::MODEL_VERSION
+    );
     for needle in [
-        "catalog demo-2026-11 · model demo-2026-11",
+        versions.as_str(),
         "Rates per second averaged since the server started.",
         "PER SEC",
         "decisions",
@@ -51,7 +59,7 @@ fn stats_once_prints_the_dashboard_sections() {
         "opted_out",
         "not_eligible",
         "Fallbacks: none",
-        "Variants (serving everyone outside an experiment: model demo-2026-11)",
+        variants.as_str(),
         "default",
         "100.0%",
     ] {

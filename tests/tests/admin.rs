@@ -238,7 +238,7 @@ async fn stats_count_decisions_and_events() {
         .expect("stats")
         .into_inner();
     assert_eq!((empty.decisions, empty.events, empty.outcomes), (0, 0, 0));
-    assert_eq!(empty.model_version, "demo-2026-11");
+    assert_eq!(empty.model_version, nudge_models::demo::MODEL_VERSION);
 
     for customer in ["c-stats-1", "c-stats-2", "c-stats-1"] {
         server.decide(decide_request(customer, "home_banner")).await;
@@ -312,7 +312,7 @@ async fn a_bad_model_is_refused_and_the_running_model_keeps_serving() {
     let before = server
         .decide(decide_request("c-model", "home_banner"))
         .await;
-    assert_eq!(before.model_version, "demo-2026-11");
+    assert_eq!(before.model_version, nudge_models::demo::MODEL_VERSION);
 
     for (artifact, expected) in [
         (b"{ not json".to_vec(), "not a model artifact"),
@@ -332,20 +332,24 @@ async fn a_bad_model_is_refused_and_the_running_model_keeps_serving() {
             .decide(decide_request("c-model", "home_banner"))
             .await;
         assert_eq!(
-            after.model_version, "demo-2026-11",
+            after.model_version,
+            nudge_models::demo::MODEL_VERSION,
             "the old model still serves"
         );
         assert!(!after.fallback);
     }
 
-    let retrained = nudge_models::demo::MODEL_JSON.replace("\"demo-2026-11\"", "\"retrained-1\"");
+    let retrained = nudge_models::demo::MODEL_JSON.replace(
+        &format!("\"{}\"", nudge_models::demo::MODEL_VERSION),
+        "\"retrained-1\"",
+    );
     let (version, previous) = server
         .engine
         .reload_model(Some(retrained.as_bytes()))
         .expect("a good artifact loads");
     assert_eq!(
         (version.as_str(), previous.as_str()),
-        ("retrained-1", "demo-2026-11")
+        ("retrained-1", nudge_models::demo::MODEL_VERSION)
     );
     let after = server
         .decide(decide_request("c-model-2", "home_banner"))

@@ -112,7 +112,7 @@ async fn a_generous_client_deadline_is_scored_normally() {
         .into_inner();
     assert!(!response.fallback);
     assert_eq!(response.fallback_reason(), FallbackReason::Unspecified);
-    assert_eq!(response.model_version, "demo-2026-11");
+    assert_eq!(response.model_version, nudge_models::demo::MODEL_VERSION);
     server.stop().await;
 }
 

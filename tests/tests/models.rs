@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tonic::Code;
 
-const DEMO: &str = "demo-2026-11";
+const DEMO: &str = nudge_models::demo::MODEL_VERSION;
 
 /// The demo model under another version, with the upsell weights raised so
 /// it ranks differently.

@@ -77,8 +77,8 @@ async fn background_tasks_run_on_the_service_clock_and_shutdown_is_clean() {
     assert_ne!(new_catalog, nudge_models::demo::CATALOG_TOML);
     std::fs::write(&catalog, new_catalog).expect("write the new catalog");
     let new_model = nudge_models::demo::MODEL_JSON.replacen(
-        "\"version\": \"demo-2026-11\"",
-        "\"version\": \"demo-2026-12\"",
+        &format!("\"version\": \"{}\"", nudge_models::demo::MODEL_VERSION),
+        "\"version\": \"demo-reloaded\"",
         1,
     );
     assert_ne!(new_model, nudge_models::demo::MODEL_JSON);
@@ -91,14 +91,14 @@ async fn background_tasks_run_on_the_service_clock_and_shutdown_is_clean() {
             engine.catalog().version == "demo-2026-12"
                 && serving
                     .champion()
-                    .is_some_and(|model| model.version() == "demo-2026-12")
+                    .is_some_and(|model| model.version() == "demo-reloaded")
         })
         .await;
     let response = server
         .decide(decide_request("c-reloaded", "home_banner"))
         .await;
     assert_eq!(response.catalog_version, "demo-2026-12");
-    assert_eq!(response.model_version, "demo-2026-12");
+    assert_eq!(response.model_version, "demo-reloaded");
 
     // Shutdown drains, stops every actor and ends without error.
     let engine = server.engine.clone();

@@ -138,7 +138,10 @@ async fn the_summary_agrees_with_the_decision_log_and_the_truth() {
     let models: Vec<_> = summary.models.keys().cloned().collect();
     assert_eq!(
         models,
-        [("demo-2026-11".to_owned(), "default".to_owned())],
+        [(
+            nudge_models::demo::MODEL_VERSION.to_owned(),
+            "default".to_owned()
+        )],
         "the demo model served everything"
     );
 

@@ -72,7 +72,7 @@ async fn a_trained_model_is_reloaded_and_scores_the_next_decision() {
     .collect();
     assert!(!server.track(identify).await);
     let before = server.decide(decide_request(customer, "home_banner")).await;
-    assert_eq!(before.model_version, "demo-2026-11");
+    assert_eq!(before.model_version, nudge_models::demo::MODEL_VERSION);
 
     let summary = tokio::task::spawn_blocking({
         let args = TrainArgs {

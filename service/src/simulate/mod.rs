@@ -60,7 +60,7 @@
 //!   billing × billing +0.6, integrations × activation +0.8;
 //! - the action (by id for the demo catalog's, else by category):
 //!
-//! | action | term | the hand-set demo model says |
+//! | action | term | the hand-set starting model (`models/demo/handset-model.json`) says |
 //! |---|---|---|
 //! | `welcome_tour`, onboarding | +1.0 in the first 3 days, +0.3 to day 14, −1.0 after; +0.4 in a trial | about the same |
 //! | `connect_first_integration` | −1.5 + 1.5·ln E: engaged customers connect, idle ones do not | +0.73 for *never* having activated a feature: the opposite |
@@ -94,7 +94,7 @@
 //! pricing page views, R through past clicks (`click_rate(in_app)`) and
 //! email opens, the data source through `integration_connected`, lapse
 //! through `days_since(login)`, device and page through the context. Most
-//! of it is in the demo model's own feature specs, so
+//! of it is in the demo models' own feature specs, so
 //! `nudge train --log --events` can learn it without `--feature`; seats
 //! need `attr(seats)` terms.
 //!

@@ -425,7 +425,7 @@ mod tests {
             decisions,
             events,
             catalog_version: "demo-2026-11".into(),
-            model_version: "demo-2026-11".into(),
+            model_version: nudge_models::demo::MODEL_VERSION.into(),
             variants: vec![VariantCount {
                 variant: "default".into(),
                 decisions,
@@ -608,7 +608,10 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("Variants (serving everyone outside an experiment: model demo-2026-11)"),
+            text.contains(&format!(
+                "Variants (serving everyone outside an experiment: model {})",
+                nudge_models::demo::MODEL_VERSION
+            )),
             "{text}"
         );
         assert_eq!(
