@@ -395,6 +395,13 @@ async fn a_shadow_model_scores_silently_and_is_evaluated_from_the_export() {
                 .expect("accepted");
         }
     }
+    // A placement that does not explore: the shadow scores its decisions
+    // too, but they cannot be evaluated by reweighting and are left out.
+    for n in 300..330_u64 {
+        server
+            .decide(decide_request(&format!("s-{n}"), "onboarding_sidebar"))
+            .await;
+    }
     let file = scratch.join("decisions.parquet");
     export_decisions(
         &ExportArgs {
@@ -413,7 +420,7 @@ async fn a_shadow_model_scores_silently_and_is_evaluated_from_the_export() {
     .await
     .expect("exported");
     let logged = read::decisions(&file).expect("it reads back");
-    assert_eq!(logged.len(), 300);
+    assert_eq!(logged.len(), 330);
     let mut disagreements = 0;
     for decision in &logged {
         let shadow = decision
@@ -425,6 +432,9 @@ async fn a_shadow_model_scores_silently_and_is_evaluated_from_the_export() {
         assert_eq!(shadow.propensities.len(), decision.record.served.len());
         assert!(shadow.propensities.iter().all(|p| (0.0..=1.0).contains(p)));
         let choice = shadow.choice.as_deref().expect("something was eligible");
+        if decision.record.placement != "home_banner" {
+            continue;
+        }
         assert!(decision.record.eligible.iter().any(|id| id == choice));
         if decision.record.served[0].action_id != choice {
             disagreements += 1;
@@ -440,6 +450,10 @@ async fn a_shadow_model_scores_silently_and_is_evaluated_from_the_export() {
     .expect("evaluated");
     let report: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(report["shadow"], "shadow-1");
+    assert_eq!(
+        report["not_exploring"],
+        serde_json::json!({"onboarding_sidebar": 30})
+    );
     let evaluation = &report["evaluation"];
     assert_eq!(evaluation["decisions"], 300);
     let logging = evaluation["logging"]["estimate"].as_f64().unwrap_or(-1.0);
@@ -458,6 +472,19 @@ async fn a_shadow_model_scores_silently_and_is_evaluated_from_the_export() {
             "{estimator}: {interval}"
         );
     }
+    let text = evaluate(&EvaluateArgs {
+        log: file.clone(),
+        shadow: None,
+        json: false,
+    })
+    .expect("evaluated");
+    assert!(
+        text.starts_with("Shadow model shadow-1 on 300 logged decisions")
+            && text.contains(
+                "left out: decisions of placements that do not explore, onboarding_sidebar (30)"
+            ),
+        "{text}"
+    );
     let error = evaluate(&EvaluateArgs {
         log: file,
         shadow: Some("never-set".into()),

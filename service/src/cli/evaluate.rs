@@ -42,8 +42,28 @@ pub fn evaluate(args: &EvaluateArgs) -> anyhow::Result<String> {
             ),
         },
     };
-    let samples = ope::policy::shadow_samples(&decisions, &version);
+    let ope::policy::ShadowSamples {
+        samples,
+        not_exploring,
+    } = ope::policy::shadow_samples(&decisions, &version);
+    let left_out = (!not_exploring.is_empty()).then(|| {
+        let placements: Vec<String> = not_exploring
+            .iter()
+            .map(|(placement, count)| format!("{placement} ({count})"))
+            .collect();
+        format!(
+            "left out: decisions of placements that do not explore, {}: every served action there was logged with probability 1, \
+so what {version} would earn where it chooses otherwise is not in the log (give the placement exploration in the catalog to evaluate it)",
+            placements.join(", ")
+        )
+    });
     if samples.is_empty() {
+        if let Some(left_out) = &left_out {
+            bail!(
+                "{}: nothing to evaluate {version} on; {left_out}",
+                args.log.display()
+            );
+        }
         let mut seen: Vec<&str> = decisions
             .iter()
             .filter_map(|decision| decision.record.shadow.as_ref())
@@ -69,7 +89,7 @@ pub fn evaluate(args: &EvaluateArgs) -> anyhow::Result<String> {
     })?;
     if args.json {
         return Ok(serde_json::to_string_pretty(
-            &json!({"shadow": version, "evaluation": evaluation}),
+            &json!({"shadow": version, "evaluation": evaluation, "not_exploring": not_exploring}),
         )?);
     }
     let line = |name: &str, interval: &ope::Interval| {
@@ -78,7 +98,7 @@ pub fn evaluate(args: &EvaluateArgs) -> anyhow::Result<String> {
             interval.estimate, interval.low, interval.high
         )
     };
-    Ok([
+    let mut lines = vec![
         format!(
             "Shadow model {version} on {} logged decisions (conversions per decision, {} % intervals):",
             evaluation.decisions,
@@ -96,6 +116,7 @@ pub fn evaluate(args: &EvaluateArgs) -> anyhow::Result<String> {
             evaluation.effective_sample_size,
             evaluation.match_rate
         ),
-    ]
-    .join("\n"))
+    ];
+    lines.extend(left_out.map(|left_out| format!("  {left_out}")));
+    Ok(lines.join("\n"))
 }

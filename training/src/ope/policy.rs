@@ -8,6 +8,7 @@ use super::Sample;
 use crate::log::LoggedChoice;
 use nudge_models::model::Model;
 use nudge_models::pipeline::slot_probabilities;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One sample per logged choice, for the policy that serves with `model`.
 /// The model's conversion propensity is also the reward model (the reward
@@ -40,35 +41,68 @@ pub fn samples(choices: &[LoggedChoice], model: &Model) -> Vec<Sample> {
         .collect()
 }
 
+/// The samples of a shadow model, and the decisions left out of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowSamples {
+    /// One per logged decision the shadow scored, in a placement that
+    /// explores.
+    pub samples: Vec<Sample>,
+    /// Decisions the shadow scored in placements that never explore, by
+    /// placement: every served action there was logged with probability 1,
+    /// so where the shadow would choose otherwise nothing in the log shows
+    /// what its choice earns, and reweighting would count it as earning
+    /// nothing.
+    pub not_exploring: BTreeMap<String, usize>,
+}
+
 /// One sample per logged decision that shadow model `version` scored (its
-/// first slot): the shadow's own policy — its first choice, deterministic —
-/// against the logging policy, with the shadow's propensities as the reward
-/// model. Decisions without a served action or without the shadow's scores
-/// are left out.
+/// first slot) in a placement that explores: the shadow's own policy — its
+/// first choice, deterministic — against the logging policy, with the
+/// shadow's propensities as the reward model. Decisions without a served
+/// action or without the shadow's scores are left out, and so are (counted
+/// by placement) those of placements whose every logged first slot was
+/// chosen with probability 1.
 pub fn shadow_samples(
     decisions: &[nudge_models::log::JoinedDecision],
     version: &str,
-) -> Vec<Sample> {
-    decisions
+) -> ShadowSamples {
+    let scored: Vec<_> = decisions
         .iter()
         .filter_map(|decision| {
             let shadow = decision.record.shadow.as_ref()?;
-            if shadow.model_version != version {
-                return None;
-            }
             let served = decision.record.served.first()?;
-            let chosen = shadow.choice.as_deref() == Some(served.action_id.as_str());
-            Some(Sample {
-                reward: if decision.outcomes.first().is_some_and(|o| o.converted) {
-                    1.0
-                } else {
-                    0.0
-                },
-                logging_probability: Some(served.selection_probability),
-                target_probability: if chosen { 1.0 } else { 0.0 },
-                predicted_reward: shadow.propensities.first().copied().unwrap_or(0.0),
-                target_predicted_reward: shadow.choice_propensity,
-            })
+            (shadow.model_version == version).then_some((decision, shadow, served))
         })
-        .collect()
+        .collect();
+    let exploring: BTreeSet<&str> = scored
+        .iter()
+        .filter(|(_, _, served)| served.selection_probability < 1.0)
+        .map(|(decision, _, _)| decision.record.placement.as_str())
+        .collect();
+    let mut not_exploring = BTreeMap::new();
+    let mut samples = Vec::new();
+    for (decision, shadow, served) in scored {
+        if !exploring.contains(decision.record.placement.as_str()) {
+            *not_exploring
+                .entry(decision.record.placement.clone())
+                .or_insert(0) += 1;
+            continue;
+        }
+        let chosen = shadow.choice.as_deref() == Some(served.action_id.as_str());
+        samples.push(Sample {
+            reward: if decision.outcomes.first().is_some_and(|o| o.converted) {
+                1.0
+            } else {
+                0.0
+            },
+            logging_probability: Some(served.selection_probability),
+            target_probability: if chosen { 1.0 } else { 0.0 },
+            predicted_reward: shadow.propensities.first().copied().unwrap_or(0.0),
+            target_predicted_reward: shadow.choice_propensity,
+        });
+    }
+    ShadowSamples {
+        samples,
+        not_exploring,
+    }
 }
