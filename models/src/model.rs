@@ -313,7 +313,12 @@ impl Model {
     }
 
     /// How much evidence backs scores of `action_id`, in [0, 1): n / (n + 100)
-    /// where n is the action's training examples (or the total spread evenly).
+    /// where n is the action's training examples. An action `per_action`
+    /// does not list gets an even share of the examples it does not account
+    /// for, among the catalog's `action_count` actions it does not list: a
+    /// trained artifact lists every action it saw, so one it never saw has
+    /// none (confidence 0), while an artifact giving only a total spreads it
+    /// over every action.
     pub fn confidence(&self, action_id: &str, action_count: usize) -> f64 {
         let evidence = &self.artifact.evidence;
         let examples = evidence
@@ -321,7 +326,11 @@ impl Model {
             .get(action_id)
             .copied()
             .unwrap_or_else(|| {
-                evidence.total / u64::try_from(action_count.max(1)).unwrap_or(u64::MAX)
+                let listed: u64 = evidence.per_action.values().sum();
+                let unlisted = action_count
+                    .saturating_sub(evidence.per_action.len())
+                    .max(1);
+                evidence.total.saturating_sub(listed) / u64::try_from(unlisted).unwrap_or(u64::MAX)
             }) as f64;
         examples / (examples + CONFIDENCE_HALF_EVIDENCE)
     }
@@ -398,6 +407,33 @@ mod tests {
             intercept: -1.0,
             evidence: Evidence::default(),
         }
+    }
+
+    #[test]
+    fn confidence_comes_from_each_action_s_examples_and_an_unseen_action_has_none() {
+        let model = |total, per_action: &[(&str, u64)]| {
+            Model::from_artifact(ModelArtifact {
+                evidence: Evidence {
+                    total,
+                    per_action: per_action
+                        .iter()
+                        .map(|(id, n)| ((*id).to_owned(), *n))
+                        .collect(),
+                },
+                ..artifact()
+            })
+            .expect("valid")
+        };
+        // Trained: every example is an action's.
+        let trained = model(400, &[("a", 300), ("b", 100)]);
+        assert_eq!(trained.confidence("a", 3), 0.75);
+        assert_eq!(trained.confidence("b", 3), 0.5);
+        assert_eq!(trained.confidence("never_served", 3), 0.0);
+        // A total only: spread over the catalog's actions.
+        assert_eq!(model(1_000, &[]).confidence("a", 10), 0.5);
+        // Some actions listed: the rest of the total over the others.
+        let partial = model(1_200, &[("a", 1_000)]);
+        assert_eq!(partial.confidence("c", 3), 0.5);
     }
 
     #[test]
