@@ -356,7 +356,15 @@ async fn training_from_the_log_evaluates_the_new_policy_off_line() {
             .expect("JSON");
     let ope = &report["ope"];
     assert!(ope.is_object(), "OPE reported: {}", report["ope_note"]);
-    assert!(ope["decisions"].as_u64().unwrap_or(0) > 50, "{ope}");
+    let decisions = ope["decisions"].as_u64().unwrap_or(0);
+    assert!(decisions > 50, "{ope}");
+    let note = report["ope_note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains(&format!(
+            "holdout decisions the model scored in placements that explore (only they log the eligible actions: home_banner {decisions})"
+        )),
+        "the note names the placements evaluated: {note}"
+    );
     for estimator in ["logging", "ips", "snips", "doubly_robust"] {
         let interval = &ope[estimator];
         let (Some(low), Some(estimate), Some(high)) = (

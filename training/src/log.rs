@@ -48,6 +48,8 @@ pub struct LoggedChoice {
     pub features: Array2<f64>,
     /// The placement's exploration, which a policy serving there uses.
     pub exploration: Exploration,
+    /// The decision's placement.
+    pub placement: String,
 }
 
 /// Where a log dataset's features come from.
@@ -351,5 +353,6 @@ fn logged_choice(
             .collect(),
         features: matrix,
         exploration: placement.exploration,
+        placement: record.placement.clone(),
     })
 }

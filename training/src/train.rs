@@ -405,13 +405,24 @@ fn off_policy(
     let samples = ope::policy::samples(&holdout, model);
     match ope::evaluate(&samples, &ope::Options::default()) {
         Ok(evaluation) => match serde_json::to_value(&evaluation) {
-            Ok(value) => (
-                Some(value),
-                format!(
-                    "the first slot of the {} holdout decisions the model scored, the new model's policy (its P·V·L·C ranking with each placement's exploration) against the logged one; reward: conversion",
-                    holdout.len()
-                ),
-            ),
+            Ok(value) => {
+                let mut placements: BTreeMap<&str, usize> = BTreeMap::new();
+                for choice in &holdout {
+                    *placements.entry(choice.placement.as_str()).or_insert(0) += 1;
+                }
+                let placements: Vec<String> = placements
+                    .iter()
+                    .map(|(placement, count)| format!("{placement} {count}"))
+                    .collect();
+                (
+                    Some(value),
+                    format!(
+                        "the first slot of the {} holdout decisions the model scored in placements that explore (only they log the eligible actions: {}), the new model's policy (its P·V·L·C ranking with each placement's exploration) against the logged one; placements that do not explore are not in it; reward: conversion",
+                        holdout.len(),
+                        placements.join(", ")
+                    ),
+                )
+            }
             Err(error) => (None, format!("off-policy evaluation not reported: {error}")),
         },
         Err(refusal) => (None, format!("no off-policy evaluation: {refusal}")),
