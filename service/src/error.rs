@@ -270,6 +270,12 @@ impl ServiceError {
     }
 }
 
+impl From<crate::registry::RegistryError> for ServiceError {
+    fn from(error: crate::registry::RegistryError) -> Self {
+        ServiceError::Registry(std::sync::Arc::new(error))
+    }
+}
+
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
         Status::new(error.code(), error.to_string())

@@ -31,7 +31,6 @@ mod trial;
 
 pub use trial::{ArmName, GuardrailRollback, GuardrailStatus, Trial};
 
-use crate::error::ServiceError;
 use arc_swap::ArcSwap;
 use nudge_models::catalog::Catalog;
 use nudge_models::experiment::{Experiment, ExperimentError};
@@ -568,11 +567,5 @@ fn serving_of(state: &State) -> Serving {
             .iter()
             .map(|(version, (model, _))| (version.clone(), model.clone()))
             .collect(),
-    }
-}
-
-impl From<RegistryError> for ServiceError {
-    fn from(error: RegistryError) -> Self {
-        ServiceError::Registry(Arc::new(error))
     }
 }
