@@ -131,6 +131,10 @@ pub fn open_store(config: &Config) -> Result<Stores, StartError> {
         journal_records: config.storage.journal_records,
         quick_repair: config.storage.quick_repair,
         commit_interval: std::time::Duration::from_micros(config.storage.commit_interval_us),
+        write_ahead: config.storage.write_ahead,
+        checkpoint_interval: std::time::Duration::from_millis(
+            config.storage.checkpoint_interval_ms,
+        ),
         ..StoreOptions::default()
     };
     if config.storage.in_memory {

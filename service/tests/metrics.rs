@@ -254,7 +254,26 @@ fn metrics_are_scraped_over_http_and_match_the_calls() {
     ]);
     assert!(!refused.status.success(), "{}", refused.describe());
 
-    let after = scrape(&address);
+    // The changes were acknowledged once in the write-ahead log; its
+    // checkpoint (every second) brings them into the state journal.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let scraped = scrape(&address);
+        if scraped
+            .get("nudge_storage_journal_records", &[])
+            .unwrap_or(0.0)
+            > 0.0
+        {
+            break scraped;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint within 20 s:\n{}",
+            scraped.text
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(after.get("nudge_storage_checkpoint_duration_seconds_count", &[]) >= Some(1.0));
 
     // Every declared metric is exported, with its type.
     for declaration in nudge_service::metrics::DECLARATIONS {
@@ -272,7 +291,6 @@ fn metrics_are_scraped_over_http_and_match_the_calls() {
     }
 
     // The customers' changes are in the state journal, none settled yet.
-    assert!(after.value("nudge_storage_journal_records", &[]) > 0.0);
     assert_eq!(after.value("nudge_storage_settled_total", &[]), 0.0);
 
     // Decide latency: one observation per decision, under its fallback label.

@@ -56,6 +56,21 @@ fn storage_bounds_out_of_range_name_the_setting() {
         "storage.max_batch_writes"
     );
     assert!(storage(1, 1).validate().is_ok());
+    for (checkpoint_interval_ms, valid) in
+        [(0, false), (1, true), (600_000, true), (600_001, false)]
+    {
+        let config = Config {
+            storage: StorageConfig {
+                checkpoint_interval_ms,
+                ..StorageConfig::default()
+            },
+            ..Config::default()
+        };
+        match valid {
+            true => assert!(config.validate().is_ok()),
+            false => assert_eq!(invalid_field(&config), "storage.checkpoint_interval_ms"),
+        }
+    }
     let interval = |commit_interval_us| Config {
         storage: StorageConfig {
             commit_interval_us,

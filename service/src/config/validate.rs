@@ -8,7 +8,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let grpc = &self.grpc;
         let (alpha, effect) = (self.models.guardrail_alpha, self.models.guardrail_effect);
-        let checks: [(&'static str, bool, String); 22] = [
+        let checks: [(&'static str, bool, String); 23] = [
             (
                 "models.guardrail_alpha",
                 alpha > 0.0 && alpha < 1.0,
@@ -79,6 +79,14 @@ impl Config {
                 format!(
                     "{} must be at most 100000 (the whole call budget is 100 ms)",
                     self.storage.commit_interval_us
+                ),
+            ),
+            (
+                "storage.checkpoint_interval_ms",
+                (1..=600_000).contains(&self.storage.checkpoint_interval_ms),
+                format!(
+                    "{} must be 1..=600000 (ten minutes)",
+                    self.storage.checkpoint_interval_ms
                 ),
             ),
             (

@@ -93,8 +93,12 @@ pub const BUDGET_EXHAUSTED_TOTAL: &str = "nudge_budget_exhausted_total";
 /// Counter: connections closed on accept because `grpc.max_connections` were
 /// open.
 pub const GRPC_CONNECTIONS_REFUSED_TOTAL: &str = "nudge_grpc_connections_refused_total";
-/// Histogram: seconds one group commit of the store took (apply + fsync).
+/// Histogram: seconds one group commit of the store took (apply + fsync, or
+/// with the write-ahead log, its append + fsync).
 pub const STORAGE_COMMIT_SECONDS: &str = "nudge_storage_commit_duration_seconds";
+/// Histogram: seconds one checkpoint of the write-ahead log into the
+/// database took.
+pub const STORAGE_CHECKPOINT_SECONDS: &str = "nudge_storage_checkpoint_duration_seconds";
 /// Counter: writes (customer changes, log entries) made durable.
 pub const STORAGE_WRITES_TOTAL: &str = "nudge_storage_writes_total";
 /// Counter: store commits that failed (writes refused until it recovers).
@@ -162,7 +166,7 @@ pub struct Declaration {
 }
 
 /// Every metric nudge exposes.
-pub const DECLARATIONS: [Declaration; 25] = [
+pub const DECLARATIONS: [Declaration; 26] = [
     Declaration {
         name: DECIDE_DURATION_SECONDS,
         kind: Kind::Histogram,
@@ -287,7 +291,13 @@ pub const DECLARATIONS: [Declaration; 25] = [
         name: STORAGE_COMMIT_SECONDS,
         kind: Kind::Histogram,
         labels: &[],
-        help: "Seconds one group commit of the store took: applying a batch of writes and its fsync.",
+        help: "Seconds one group commit of the store took: applying a batch of writes and its fsync (with the write-ahead log: appending the batch and its fsync).",
+    },
+    Declaration {
+        name: STORAGE_CHECKPOINT_SECONDS,
+        kind: Kind::Histogram,
+        labels: &[],
+        help: "Seconds one checkpoint took: the write-ahead log's writes since the last one brought into the database in one transaction.",
     },
     Declaration {
         name: STORAGE_WRITES_TOTAL,

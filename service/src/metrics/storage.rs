@@ -1,9 +1,10 @@
-//! The store's handles: group commit latency, writes made durable, failures,
+//! The store's handles: group commit (or write-ahead log append) and
+//! checkpoint latency, writes made durable, failures,
 //! the state journal's size and settling.
 
 use super::{
-    STORAGE_COMMIT_SECONDS, STORAGE_FAILURES_TOTAL, STORAGE_JOURNAL_RECORDS, STORAGE_SETTLED_TOTAL,
-    STORAGE_WRITES_TOTAL,
+    STORAGE_CHECKPOINT_SECONDS, STORAGE_COMMIT_SECONDS, STORAGE_FAILURES_TOTAL,
+    STORAGE_JOURNAL_RECORDS, STORAGE_SETTLED_TOTAL, STORAGE_WRITES_TOTAL,
 };
 use metrics::{Counter, Gauge, Histogram};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct StorageMetrics {
     commit: Histogram,
+    checkpoint: Histogram,
     writes: Counter,
     failures: Counter,
     journal: Gauge,
@@ -23,6 +25,7 @@ impl StorageMetrics {
     pub fn new() -> Self {
         Self {
             commit: metrics::histogram!(STORAGE_COMMIT_SECONDS),
+            checkpoint: metrics::histogram!(STORAGE_CHECKPOINT_SECONDS),
             writes: metrics::counter!(STORAGE_WRITES_TOTAL),
             failures: metrics::counter!(STORAGE_FAILURES_TOTAL),
             journal: metrics::gauge!(STORAGE_JOURNAL_RECORDS),
@@ -40,6 +43,14 @@ impl StorageMetrics {
     /// A commit of `writes` writes took `duration`.
     pub fn committed(&self, writes: usize, duration: Duration) {
         self.commit.record(duration.as_secs_f64());
+        self.writes.increment(writes as u64);
+    }
+
+    /// A checkpoint (the write-ahead log's writes brought into the
+    /// database, plus `writes` of its own: erasures, compactions) took
+    /// `duration`.
+    pub fn checkpointed(&self, writes: usize, duration: Duration) {
+        self.checkpoint.record(duration.as_secs_f64());
         self.writes.increment(writes as u64);
     }
 

@@ -26,7 +26,7 @@
 //! and a restart reads at most the bound's worth of records.
 
 use super::StoreError;
-use super::records::decode as decode_value;
+use super::records::{self, Reader, decode as decode_value, put_bytes, put_length};
 use nudge_models::customer::CustomerState;
 use nudge_models::delta::StateDelta;
 use std::collections::{BTreeMap, HashMap};
@@ -114,72 +114,16 @@ pub(super) fn encode(
     bytes
 }
 
-fn put_length(bytes: &mut Vec<u8>, length: usize) {
-    // Records are far below 4 GiB: a state, a customer id, decision ids.
-    let length = u32::try_from(length).unwrap_or(u32::MAX);
-    bytes.extend_from_slice(&length.to_le_bytes());
-}
-
-fn put_bytes(bytes: &mut Vec<u8>, field: &[u8]) {
-    put_length(bytes, field.len());
-    bytes.extend_from_slice(field);
-}
-
-/// Reads the fields of an encoded record in turn.
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, count: usize) -> Result<&'a [u8], StoreError> {
-        if self.bytes.len() < count {
-            return Err(undecodable("the record ends early"));
-        }
-        let (taken, rest) = self.bytes.split_at(count);
-        self.bytes = rest;
-        Ok(taken)
-    }
-
-    fn byte(&mut self) -> Result<u8, StoreError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn length(&mut self) -> Result<usize, StoreError> {
-        let bytes: [u8; 4] = self
-            .take(4)?
-            .try_into()
-            .map_err(|_| undecodable("length"))?;
-        Ok(u32::from_le_bytes(bytes) as usize)
-    }
-
-    fn field(&mut self) -> Result<&'a [u8], StoreError> {
-        let length = self.length()?;
-        self.take(length)
-    }
-
-    fn text(&mut self) -> Result<&'a str, StoreError> {
-        std::str::from_utf8(self.field()?).map_err(|_| undecodable("a field is not UTF-8"))
-    }
-
-    fn integer(&mut self) -> Result<i64, StoreError> {
-        let bytes: [u8; 8] = self.take(8)?.try_into().map_err(|_| undecodable("time"))?;
-        Ok(i64::from_le_bytes(bytes))
-    }
-}
-
 fn undecodable(problem: &'static str) -> StoreError {
-    #[derive(Debug, thiserror::Error)]
-    #[error("{0}")]
-    struct Problem(&'static str);
-    StoreError::Undecodable {
-        what: "journal record",
-        source: Arc::new(Problem(problem)),
-    }
+    records::undecodable(WHAT, problem)
 }
+
+/// What a record is called in errors.
+const WHAT: &str = "journal record";
 
 /// The inverse of [`encode`].
 pub(super) fn decode(bytes: &[u8]) -> Result<Record<'_>, StoreError> {
-    let mut reader = Reader { bytes };
+    let mut reader = Reader::new(WHAT, bytes);
     if reader.byte()? != RECORD_FORMAT {
         return Err(undecodable("unknown record format"));
     }
@@ -196,7 +140,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Record<'_>, StoreError> {
         let at = reader.integer()?;
         decisions.push((at, reader.text()?));
     }
-    if !reader.bytes.is_empty() {
+    if !reader.is_empty() {
         return Err(undecodable("trailing bytes"));
     }
     Ok(Record {

@@ -33,10 +33,13 @@ mod records;
 mod redb_store;
 mod source;
 mod tables;
+mod wal;
 mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod write_ahead_tests;
 
 pub use commit::{Commit, Erased};
 pub use database::StoreOptions;

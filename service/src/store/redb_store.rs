@@ -114,12 +114,12 @@ impl RedbStore {
             commits: AtomicU64::new(0),
             metrics: StorageMetrics::new(),
         });
-        let journal = writer::initialize(&inner)?;
+        let start = writer::initialize(&inner)?;
         let (sender, receiver) = mpsc::channel();
         let thread_inner = inner.clone();
         let writer = std::thread::Builder::new()
             .name("nudge-store-writer".to_owned())
-            .spawn(move || writer::run(&thread_inner, &receiver, journal))
+            .spawn(move || writer::run(&thread_inner, &receiver, start))
             .map_err(|error| StoreError::NoWriter {
                 source: Arc::new(error),
             })?;
@@ -239,6 +239,16 @@ impl RedbStore {
         receiver.recv().unwrap_or(Err(StoreError::Closed))
     }
 
+    /// With the write-ahead log, brings what it holds into the database
+    /// before a read of the database's tables (an export, a count): what
+    /// was acknowledged is in the answer. A store that refuses writes is
+    /// read as it is.
+    fn checkpoint_log(&self) {
+        if self.inner.options.write_ahead && !matches!(self.inner.source, Source::Memory) {
+            let _ = self.flush_queue();
+        }
+    }
+
     /// The state of `customer_id`, queued writes included.
     pub fn load_now(&self, customer_id: &str) -> Result<Option<CustomerState>, StoreError> {
         if let Some(pending) = self.inner.pending.get(customer_id) {
@@ -252,65 +262,9 @@ impl RedbStore {
     }
 
     /// Reads the stored (committed) state of `customer_id`, ignoring queued
-    /// writes: what a restart would see. Its latest journal record if it has
-    /// one, else its snapshot.
+    /// writes and the write-ahead log's frames not yet checkpointed.
     pub fn committed_state(&self, customer_id: &str) -> Result<Option<CustomerState>, StoreError> {
-        // A chain read just before its customer is settled (and journaled
-        // again) is read afresh.
-        for _ in 0..4 {
-            let chain = self
-                .inner
-                .journaled
-                .get(customer_id)
-                .map(|chain| chain.clone());
-            let database = self.inner.database()?;
-            let read = database
-                .begin_read()
-                .map_err(|error| self.inner.error(error))?;
-            let Some(chain) = chain else {
-                return self.snapshot(&read, customer_id);
-            };
-            let journal = read
-                .open_table(JOURNAL)
-                .map_err(|error| self.inner.error(error))?;
-            let replayed = journal::replay(
-                &chain,
-                |key| {
-                    Ok(journal
-                        .get(key)
-                        .map_err(|error| self.inner.error(error))?
-                        .map(|record| record.value().to_vec()))
-                },
-                || self.snapshot(&read, customer_id),
-            )?;
-            if let Some(state) = replayed {
-                return Ok(Some(state));
-            }
-        }
-        let database = self.inner.database()?;
-        let read = database
-            .begin_read()
-            .map_err(|error| self.inner.error(error))?;
-        self.snapshot(&read, customer_id)
-    }
-
-    /// The customer's snapshot in `read`.
-    fn snapshot(
-        &self,
-        read: &redb::ReadTransaction,
-        customer_id: &str,
-    ) -> Result<Option<CustomerState>, StoreError> {
-        let table = match read.open_table(CUSTOMERS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(error) => return Err(self.inner.error(error)),
-        };
-        let value = table
-            .get(customer_id)
-            .map_err(|error| self.inner.error(error))?;
-        value
-            .map(|value| decode("customer state", value.value()))
-            .transpose()
+        self.inner.committed_state(customer_id)
     }
 
     /// Commits made since the store was opened.
@@ -321,6 +275,7 @@ impl RedbStore {
     /// Every stored key that mentions `customer_id`, by table: what a test of
     /// `forget` reads to prove nothing is left.
     pub fn traces_of(&self, customer_id: &str) -> Result<Vec<String>, StoreError> {
+        self.checkpoint_log();
         let database = self.inner.database()?;
         let read = database
             .begin_read()
@@ -427,6 +382,7 @@ impl StateStore for RedbStore {
     }
 
     fn len(&self) -> Result<u64, StoreError> {
+        self.checkpoint_log();
         let database = self.inner.database()?;
         let read = database
             .begin_read()
@@ -467,6 +423,7 @@ impl DecisionLog for RedbStore {
         range: TimeRange,
         visit: &mut dyn FnMut(LoggedDecision) -> bool,
     ) -> Result<u64, StoreError> {
+        self.checkpoint_log();
         let database = self.inner.database()?;
         let read = database
             .begin_read()
@@ -526,6 +483,7 @@ impl DecisionLog for RedbStore {
         range: TimeRange,
         visit: &mut dyn FnMut(EventRecord) -> bool,
     ) -> Result<u64, StoreError> {
+        self.checkpoint_log();
         let database = self.inner.database()?;
         let read = database
             .begin_read()

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 const T0: i64 = 1_795_435_200_000;
 
-fn at(offset_ms: i64) -> Timestamp {
+pub(super) fn at(offset_ms: i64) -> Timestamp {
     Timestamp::from_millis(T0 + offset_ms)
 }
 
-fn state_with(event_ids: &[&str]) -> CustomerState {
+pub(super) fn state_with(event_ids: &[&str]) -> CustomerState {
     let mut state = CustomerState::default();
     for (index, id) in event_ids.iter().enumerate() {
         state.track(
@@ -35,11 +35,11 @@ fn state_with(event_ids: &[&str]) -> CustomerState {
     state
 }
 
-fn decision(customer: &str, id: &str, offset_ms: i64) -> LogEntry {
+pub(super) fn decision(customer: &str, id: &str, offset_ms: i64) -> LogEntry {
     contract::sample_decision(customer, id, offset_ms)
 }
 
-fn outcome(
+pub(super) fn outcome(
     customer: &str,
     id: &str,
     decision_offset: i64,
@@ -49,7 +49,7 @@ fn outcome(
     contract::sample_outcome(customer, id, decision_offset, kind, offset_ms)
 }
 
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+pub(super) fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap()
@@ -57,7 +57,7 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
 }
 
 /// The customer's state and log entries, as an actor writes them.
-fn write_both(
+pub(super) fn write_both(
     store: &RedbStore,
     customer: &str,
     state: &CustomerState,
@@ -66,11 +66,11 @@ fn write_both(
     StateStore::write(store, &Arc::from(customer), state).and(store.append(log))
 }
 
-fn write(store: &RedbStore, customer: &str, state: &CustomerState, log: Vec<LogEntry>) {
+pub(super) fn write(store: &RedbStore, customer: &str, state: &CustomerState, log: Vec<LogEntry>) {
     block_on(write_both(store, customer, state, log).wait()).unwrap();
 }
 
-fn exported(store: &RedbStore, range: TimeRange) -> Vec<LoggedDecision> {
+pub(super) fn exported(store: &RedbStore, range: TimeRange) -> Vec<LoggedDecision> {
     let mut all = Vec::new();
     store
         .export(range, &mut |decision| {
@@ -81,7 +81,7 @@ fn exported(store: &RedbStore, range: TimeRange) -> Vec<LoggedDecision> {
     all
 }
 
-const EVERYTHING: TimeRange = TimeRange {
+pub(super) const EVERYTHING: TimeRange = TimeRange {
     since: None,
     until: None,
 };
@@ -111,6 +111,28 @@ fn the_durable_store_keeps_the_contract() {
     let dir = TempDir::new("contract-budgets");
     contract::budget_ledger(&open(&dir).budgets);
     let dir = TempDir::new("contract-reopen");
+    contract::survives_reopen(&|| open(&dir));
+}
+
+/// The options of a file store without the write-ahead log: every batch is
+/// a database commit (what the journal's tests look at).
+fn committing() -> StoreOptions {
+    StoreOptions {
+        write_ahead: false,
+        ..StoreOptions::default()
+    }
+}
+
+#[test]
+fn the_durable_store_keeps_the_contract_without_the_write_ahead_log() {
+    let open = |dir: &TempDir| stores(RedbStore::open(dir.path(), committing()).unwrap());
+    let dir = TempDir::new("committing-state");
+    contract::state_store(&open(&dir).state);
+    let dir = TempDir::new("committing-log");
+    contract::decision_log(&open(&dir).log);
+    let dir = TempDir::new("committing-budgets");
+    contract::budget_ledger(&open(&dir).budgets);
+    let dir = TempDir::new("committing-reopen");
     contract::survives_reopen(&|| open(&dir));
 }
 
@@ -153,7 +175,7 @@ fn the_journal_is_read_back_at_open_and_settled_past_its_bound() {
     let dir = TempDir::new("journal");
     let options = StoreOptions {
         journal_records: 4,
-        ..StoreOptions::default()
+        ..committing()
     };
     let states: Vec<CustomerState> = (1..=6)
         .map(|count| state_with(&["e1", "e2", "e3", "e4", "e5", "e6"][..count]))
@@ -163,7 +185,7 @@ fn the_journal_is_read_back_at_open_and_settled_past_its_bound() {
         // (a state and its decision may commit apart), nothing is settled.
         let roomy = StoreOptions {
             journal_records: 100,
-            ..StoreOptions::default()
+            ..committing()
         };
         let store = RedbStore::open(dir.path(), roomy).unwrap();
         for (index, customer) in ["alice", "bob", "carol"].iter().enumerate() {
@@ -244,7 +266,7 @@ fn ids_of(log: &[LoggedDecision]) -> Vec<&str> {
 }
 
 /// Writes `to` with its change from `from`, as an actor does.
-fn write_change(
+pub(super) fn write_change(
     store: &RedbStore,
     customer: &str,
     from: &CustomerState,
@@ -295,7 +317,7 @@ fn changes_are_journaled_small_and_read_back_after_reopen_and_settling() {
             .map(|count| state_with(&ids[..*count])),
     );
     {
-        let store = RedbStore::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = RedbStore::open(dir.path(), committing()).unwrap();
         for step in 1..4 {
             write_change(
                 &store,
@@ -317,7 +339,7 @@ fn changes_are_journaled_small_and_read_back_after_reopen_and_settling() {
         assert!(size * 4 < whole, "{size} bytes for a state of {whole}");
     }
     {
-        let store = RedbStore::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = RedbStore::open(dir.path(), committing()).unwrap();
         assert_eq!(store.load_now("alice").unwrap(), Some(states[3].clone()));
         // The next activation changes the state it loaded.
         write_change(&store, "alice", &states[3], &states[4], 8, 0);
@@ -329,7 +351,7 @@ fn changes_are_journaled_small_and_read_back_after_reopen_and_settling() {
     // is the end of her chain.
     let options = StoreOptions {
         journal_records: 1,
-        ..StoreOptions::default()
+        ..committing()
     };
     let store = RedbStore::open(dir.path(), options).unwrap();
     write(&store, "bob", &states[1], Vec::new());
@@ -342,7 +364,7 @@ fn changes_are_journaled_small_and_read_back_after_reopen_and_settling() {
     );
     let (_, snapshots) = journal_and_snapshots(&dir);
     assert!(snapshots.contains(&"alice".to_owned()));
-    let store = RedbStore::open(dir.path(), StoreOptions::default()).unwrap();
+    let store = RedbStore::open(dir.path(), committing()).unwrap();
     assert_eq!(store.load_now("alice").unwrap(), Some(states[4].clone()));
 }
 
@@ -352,7 +374,7 @@ fn while_commits_run_back_to_back_they_start_at_least_the_interval_apart() {
     let interval = Duration::from_millis(50);
     let options = StoreOptions {
         commit_interval: interval,
-        ..StoreOptions::default()
+        ..committing()
     };
     let store = RedbStore::open(dir.path(), options).unwrap();
     let state = state_with(&["e1"]);
@@ -588,7 +610,7 @@ fn retention_deletes_old_decisions_with_their_outcomes() {
     );
 }
 
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+pub(super) fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ready() {
         assert!(Instant::now() < deadline, "{what}: not true after 20 s");

@@ -14,12 +14,15 @@
 
 use super::database::{
     BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, EVENT_TIMES, EVENTS, Inner, JOURNAL, META,
-    MODEL_FEATURES, OUTCOMES, SCHEMA_VERSION,
+    MODEL_FEATURES, OUTCOMES, SCHEMA_VERSION, WAL_APPLIED,
 };
+mod ahead;
+
 use super::journal::{self, Journal, State, Unsettled};
 use super::source::Source;
 use super::tables::Tables;
 use super::{BudgetChange, Erased, LogEntry, StoreError};
+use ahead::Ahead;
 use nudge_models::time::Timestamp;
 use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use std::collections::{HashMap, HashSet};
@@ -77,9 +80,24 @@ pub(super) struct EncodedChange {
     pub(super) previous_writes: u64,
 }
 
+/// What the writer thread starts with.
+#[derive(Debug)]
+pub(super) struct Start {
+    journal: Journal,
+    ahead: Option<Ahead>,
+}
+
 /// Creates the tables, checks the schema version (bringing a version 1 file
-/// to the current one), and reads the journal back.
-pub(super) fn initialize(inner: &Inner) -> Result<Journal, StoreError> {
+/// to the current one), reads the journal back, and opens the write-ahead
+/// log, replaying what it holds past the last checkpoint.
+pub(super) fn initialize(inner: &Inner) -> Result<Start, StoreError> {
+    let mut journal = create_tables(inner)?;
+    let ahead = Ahead::open(inner, &mut journal)?;
+    Ok(Start { journal, ahead })
+}
+
+/// Creates the tables, checks the schema version and reads the journal back.
+fn create_tables(inner: &Inner) -> Result<Journal, StoreError> {
     let database = inner.database()?;
     let mut transaction = database.begin_write().map_err(|error| inner.error(error))?;
     transaction.set_quick_repair(true);
@@ -182,7 +200,7 @@ fn read_journal(
 /// What a failed commit leaves to retry: each customer's latest state and
 /// the budget deltas, committed as soon as the store works again.
 #[derive(Debug, Default)]
-struct Retained {
+pub(super) struct Retained {
     states: HashMap<Arc<str>, RetainedState>,
     budgets: HashMap<String, i64>,
 }
@@ -201,13 +219,17 @@ impl Retained {
 
 /// A customer's state write that failed and waits to be retried.
 #[derive(Debug)]
-struct RetainedState {
+pub(super) struct RetainedState {
     sequence: u64,
     state: Option<Arc<[u8]>>,
 }
 
 /// The writer thread's loop; returns when the queue is closed.
-pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, mut journal: Journal) {
+pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, start: Start) {
+    let Start {
+        mut journal,
+        mut ahead,
+    } = start;
     let mut retained = Retained::default();
     let mut models: HashSet<String> = HashSet::new();
     let mut last_commit: Option<Instant> = None;
@@ -217,18 +239,51 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, mut journal: Journa
         // compaction holds none).
         let failing = !retained.is_empty() || inner.current_failure().is_some();
         // Writes queued while the last commit ran: commits run back to back.
+        // With the log, an idle writer waits no longer than the next
+        // checkpoint.
+        let checkpoint_in = ahead.as_ref().and_then(Ahead::due_in);
         let (first, busy) = match queue.try_recv() {
             Ok(op) => (op, true),
-            Err(mpsc::TryRecvError::Empty) => match queue.recv() {
-                Ok(op) => (op, false),
-                Err(_) => return,
-            },
+            Err(mpsc::TryRecvError::Empty) => {
+                let received = match checkpoint_in {
+                    None => queue
+                        .recv()
+                        .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                    Some(wait) => queue.recv_timeout(wait),
+                };
+                match received {
+                    Ok(op) => (op, false),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if let Some(ahead) = ahead.as_mut()
+                            && !failing
+                        {
+                            ahead.checkpoint(
+                                inner,
+                                Vec::new(),
+                                &mut retained,
+                                &mut models,
+                                &mut journal,
+                            );
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            }
             Err(mpsc::TryRecvError::Disconnected) => return,
         };
         if matches!(first, Op::Probe) {
             inner.probe_queued.store(false, Ordering::Release);
         }
-        if failing && !recover(inner, &mut retained, &mut journal) {
+        if failing
+            && !recover(
+                inner,
+                &mut retained,
+                &mut journal,
+                &mut models,
+                ahead.as_mut(),
+            )
+        {
             // Still failing: answer what came in without touching the disk.
             refuse(inner, first, &mut retained);
             while let Ok(op) = queue.try_recv() {
@@ -261,7 +316,21 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, mut journal: Journa
             }
         }
         last_commit = Some(Instant::now());
-        commit_batch(inner, batch, &mut retained, &mut models, &mut journal);
+        match ahead.as_mut() {
+            Some(ahead) => ahead.write(inner, batch, &mut retained, &mut models, &mut journal),
+            None => {
+                // A failure is answered to the batch's writers and kept.
+                let _ = commit_batch(
+                    inner,
+                    batch,
+                    &mut retained,
+                    &mut models,
+                    &mut journal,
+                    0,
+                    None,
+                );
+            }
+        }
     }
 }
 
@@ -309,13 +378,28 @@ fn refuse(inner: &Inner, op: Op, retained: &mut Retained) {
 /// database is opened again. Readers keep the old handle until a probe shows
 /// that writing works again (space was freed); only then is the database
 /// reopened and the retained writes committed.
-fn recover(inner: &Inner, retained: &mut Retained, journal: &mut Journal) -> bool {
+///
+/// With the write-ahead log, its frames since the last checkpoint (up to
+/// the last one appended whole) are replayed into the database first: a
+/// failed checkpoint left them there, and the retained writes are newer.
+fn recover(
+    inner: &Inner,
+    retained: &mut Retained,
+    journal: &mut Journal,
+    models: &mut HashSet<String>,
+    mut ahead: Option<&mut Ahead>,
+) -> bool {
     let mut attempt = || -> Result<Vec<Journaled>, StoreError> {
         inner.source.probe_writable()?;
         close_database(inner);
         let database = reopen(inner)?;
         // The failed commit's records were noted but not written.
         *journal = read_journal(inner, &database, Publish::Nothing)?;
+        if let Some(ahead) = ahead.as_deref_mut() {
+            models.clear();
+            let end = ahead.end();
+            ahead.replay(inner, journal, models, Some(end))?;
+        }
         let transaction = begin(inner, &database)?;
         let mut journaled = Vec::new();
         {
@@ -474,18 +558,29 @@ const SETTLE_PER_COMMIT: usize = 256;
 /// its bound, the customers with the oldest records are settled in the same
 /// transaction. A forget settles its customer first, then erases the
 /// snapshot or the indexed decisions.
-fn commit_batch(
+///
+/// `logged` leading ops of the batch are in the write-ahead log already
+/// (answered; a checkpoint, [`ahead`]), and `through_lsn` is the number of the
+/// log's last frame they came from, recorded in the same transaction: if
+/// the commit fails, only the other ops' states and budget changes are
+/// retained for the retry (the log's are replayed from the log).
+pub(super) fn commit_batch(
     inner: &Inner,
     batch: Vec<Op>,
     retained: &mut Retained,
     models: &mut HashSet<String>,
     journal: &mut Journal,
-) {
+    logged: usize,
+    through_lsn: Option<u64>,
+) -> Result<(), StoreError> {
     let started = Instant::now();
     let mut answers: Vec<(Done, Erased)> = Vec::with_capacity(batch.len());
     let mut flushes = Vec::new();
     let mut states: HashMap<Arc<str>, RetainedState> = HashMap::new();
     let mut budgets: HashMap<String, i64> = HashMap::new();
+    // Writes made durable by this commit (not by the log). What a failure retains: the writes that are not in the log.
+    let mut unlogged_states: HashMap<Arc<str>, RetainedState> = HashMap::new();
+    let mut unlogged_budgets: HashMap<String, i64> = HashMap::new();
     let mut new_models = Vec::new();
     let mut journaled = Vec::new();
     let mut writes = 0;
@@ -509,7 +604,8 @@ fn commit_batch(
                 journaled.push(Journaled::Settled(customer_id.clone()));
                 Ok(())
             };
-            for op in batch {
+            for (index, op) in batch.into_iter().enumerate() {
+                let in_log = index < logged;
                 match op {
                     Op::State {
                         sequence,
@@ -531,12 +627,23 @@ fn commit_batch(
                                 erased.state = tables.forget_state(&customer_id)?;
                             }
                         }
-                        writes += 1;
+                        if !in_log {
+                            writes += 1;
+                            unlogged_states.insert(
+                                customer_id.clone(),
+                                RetainedState {
+                                    sequence,
+                                    state: state.clone(),
+                                },
+                            );
+                        }
                         states.insert(customer_id, RetainedState { sequence, state });
                         answers.push((done, erased));
                     }
                     Op::Log { entries, done } => {
-                        writes += entries.len();
+                        if !in_log {
+                            writes += entries.len();
+                        }
                         for entry in entries {
                             if let LogEntry::Decision { record, .. } = &entry {
                                 let change = changes
@@ -560,8 +667,15 @@ fn commit_batch(
                         answers.push((done, erased));
                     }
                     Op::Budget { changes, done } => {
-                        writes += changes.len();
+                        if !in_log {
+                            writes += changes.len();
+                        }
                         for change in changes {
+                            if !in_log {
+                                *unlogged_budgets
+                                    .entry(change.action_id.clone())
+                                    .or_insert(0) += change.delta;
+                            }
                             *budgets.entry(change.action_id).or_insert(0) += change.delta;
                         }
                         answers.push((done, Erased::default()));
@@ -612,6 +726,13 @@ fn commit_batch(
                 tables.change_budget(action_id, *delta)?;
             }
         }
+        if let Some(lsn) = through_lsn {
+            let mut meta = transaction
+                .open_table(META)
+                .map_err(|error| inner.error(error))?;
+            meta.insert(WAL_APPLIED, lsn)
+                .map_err(|error| inner.error(error))?;
+        }
         transaction.commit().map_err(|error| inner.error(error))
     })();
     match applied {
@@ -635,15 +756,20 @@ fn commit_batch(
             for done in flushes {
                 let _ = done.send(Ok(()));
             }
-            inner.metrics.committed(writes, started.elapsed());
+            // The log's writes were counted when they were appended.
+            match through_lsn {
+                Some(_) => inner.metrics.checkpointed(writes, started.elapsed()),
+                None => inner.metrics.committed(writes, started.elapsed()),
+            }
+            Ok(())
         }
         Err(error) => {
             models.retain(|version| !new_models.contains(version));
             tracing::error!(%error, "storage commit failed; writes are refused until it recovers");
             inner.set_failure(Some(error.clone()));
             inner.metrics.failed();
-            retained.states.extend(states);
-            for (action_id, delta) in budgets {
+            retained.states.extend(unlogged_states);
+            for (action_id, delta) in unlogged_budgets {
                 *retained.budgets.entry(action_id).or_insert(0) += delta;
             }
             for (done, _) in answers {
@@ -652,6 +778,7 @@ fn commit_batch(
             for done in flushes {
                 let _ = done.send(Err(error.clone()));
             }
+            Err(error)
         }
     }
 }

@@ -1,0 +1,287 @@
+//! The file store with its write-ahead log: what a crash leaves behind comes
+//! back whole and is applied once; a torn last frame loses only the batch
+//! nobody was told was durable; checkpoints come on their interval; a failed
+//! checkpoint loses nothing the log acknowledged; `forget` leaves no trace
+//! in the log.
+//!
+//! A crash is taken as an image: the data file and the log copied while the
+//! store is open and idle, after the writes were acknowledged — what the
+//! disk holds if the process is killed at that moment.
+
+#![allow(clippy::unwrap_used)]
+
+use super::tests::{
+    EVERYTHING, block_on, decision, exported, outcome, state_with, wait_until, write, write_change,
+};
+use super::wal::{self, Entry, LOG_FILE, LoggedState, WriteAheadLog};
+use super::*;
+use crate::testing::TempDir;
+use nudge_models::customer::CustomerState;
+use nudge_models::ledger::OutcomeKind;
+use std::time::Duration;
+
+/// Options whose checkpoints come only when asked for (a flush, a close).
+fn no_checkpoint_for_an_hour() -> StoreOptions {
+    StoreOptions {
+        checkpoint_interval: Duration::from_secs(3_600),
+        ..StoreOptions::default()
+    }
+}
+
+/// A copy of the store's files as they are now.
+fn crash_image(dir: &TempDir, tag: &str) -> TempDir {
+    let image = TempDir::new(tag);
+    std::fs::create_dir_all(image.path()).unwrap();
+    for file in [DATA_FILE, LOG_FILE] {
+        std::fs::copy(dir.path().join(file), image.path().join(file)).unwrap();
+    }
+    image
+}
+
+fn budget(action: &str, delta: i64) -> BudgetChange {
+    BudgetChange {
+        action_id: action.to_owned(),
+        delta,
+    }
+}
+
+/// Four states of one customer, each a few events on from the one before.
+fn alice_states() -> Vec<CustomerState> {
+    let ids: Vec<String> = (0..40).map(|index| format!("event-{index}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut states = vec![CustomerState::default()];
+    states.extend([36, 37, 38].iter().map(|count| state_with(&ids[..*count])));
+    states
+}
+
+/// Writes alice's changes, bob's state with a decision and its outcome, and
+/// three budget changes (+1, +1, -1), each acknowledged.
+fn write_history(store: &RedbStore, states: &[CustomerState]) {
+    for step in 1..states.len() {
+        write_change(
+            store,
+            "alice",
+            &states[step - 1],
+            &states[step],
+            7,
+            step as u64 - 1,
+        );
+    }
+    write(
+        store,
+        "bob",
+        &state_with(&["b1"]),
+        vec![
+            decision("bob", "d1", 0),
+            outcome("bob", "d1", 0, OutcomeKind::Click, 500),
+        ],
+    );
+    block_on(
+        store
+            .record(vec![budget("coupon", 1), budget("coupon", 1)])
+            .wait(),
+    )
+    .unwrap();
+    block_on(store.record(vec![budget("coupon", -1)]).wait()).unwrap();
+}
+
+#[test]
+fn acknowledged_writes_come_back_from_the_log_after_a_crash_and_apply_once() {
+    let dir = TempDir::new("wal-crash");
+    let store = RedbStore::open(dir.path(), no_checkpoint_for_an_hour()).unwrap();
+    let states = alice_states();
+    write_history(&store, &states);
+    assert_eq!(
+        store.committed_state("alice").unwrap(),
+        None,
+        "acknowledged by the log, not yet in the database"
+    );
+    let image = crash_image(&dir, "wal-crash-image");
+    drop(store);
+
+    // The log holds alice's writes as changes: her whole state is not
+    // written once.
+    let log = WriteAheadLog::open(&image.path().join(LOG_FILE), None).unwrap();
+    let entries: Vec<Entry> = log
+        .read(None)
+        .unwrap()
+        .iter()
+        .flat_map(|(_, payload)| wal::decode(payload).unwrap())
+        .collect();
+    let alice: Vec<&LoggedState> = entries
+        .iter()
+        .filter_map(|entry| match entry {
+            Entry::State {
+                customer_id, state, ..
+            } if customer_id.as_ref() == "alice" => Some(state),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(alice.len(), 3);
+    assert!(
+        alice
+            .iter()
+            .all(|state| matches!(state, LoggedState::Change { .. })),
+        "{alice:?}"
+    );
+    drop(log);
+
+    for reopening in ["after the crash", "once more"] {
+        let store = RedbStore::open(image.path(), no_checkpoint_for_an_hour()).unwrap();
+        assert_eq!(
+            store.committed_state("alice").unwrap(),
+            Some(states[3].clone()),
+            "{reopening}: replayed into the database"
+        );
+        assert_eq!(
+            store.load_now("bob").unwrap(),
+            Some(state_with(&["b1"])),
+            "{reopening}"
+        );
+        let log = exported(&store, EVERYTHING);
+        assert_eq!(log.len(), 1, "{reopening}");
+        assert_eq!(log[0].outcomes.len(), 1, "{reopening}");
+        assert_eq!(
+            BudgetLedger::load(&store).unwrap(),
+            [("coupon".to_owned(), 1)],
+            "{reopening}: each change counted once"
+        );
+        store.close().unwrap();
+    }
+}
+
+#[test]
+fn a_torn_last_frame_loses_only_the_batch_that_was_never_acknowledged() {
+    let dir = TempDir::new("wal-torn");
+    let store = RedbStore::open(dir.path(), no_checkpoint_for_an_hour()).unwrap();
+    let states = alice_states();
+    write_history(&store, &states);
+    let image = crash_image(&dir, "wal-torn-image");
+    drop(store);
+    // The crash came while the last frame (the -1) was being written.
+    let log_path = image.path().join(LOG_FILE);
+    let length = std::fs::metadata(&log_path).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log_path)
+        .unwrap();
+    file.set_len(length - 3).unwrap();
+    drop(file);
+
+    let store = RedbStore::open(image.path(), no_checkpoint_for_an_hour()).unwrap();
+    assert_eq!(store.load_now("alice").unwrap(), Some(states[3].clone()));
+    assert_eq!(
+        BudgetLedger::load(&store).unwrap(),
+        [("coupon".to_owned(), 2)]
+    );
+    // Writing goes on after the torn frame.
+    block_on(store.record(vec![budget("coupon", 5)]).wait()).unwrap();
+    let image = crash_image(&image, "wal-torn-image-2");
+    drop(store);
+    let store = RedbStore::open(image.path(), no_checkpoint_for_an_hour()).unwrap();
+    assert_eq!(
+        BudgetLedger::load(&store).unwrap(),
+        [("coupon".to_owned(), 7)]
+    );
+}
+
+#[test]
+fn checkpoints_bring_the_log_into_the_database_on_their_interval() {
+    let dir = TempDir::new("wal-interval");
+    let options = StoreOptions {
+        checkpoint_interval: Duration::from_millis(50),
+        ..StoreOptions::default()
+    };
+    let store = RedbStore::open(dir.path(), options).unwrap();
+    let state = state_with(&["e1", "e2"]);
+    write(&store, "alice", &state, vec![decision("alice", "d1", 0)]);
+    wait_until("the checkpoint", || {
+        store.committed_state("alice").unwrap() == Some(state.clone())
+    });
+    // Idle since: nothing more is written.
+    let commits = store.commits();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(store.commits(), commits);
+}
+
+#[test]
+fn a_checkpoint_that_fails_loses_nothing_the_log_acknowledged() {
+    let dir = TempDir::new("wal-failed-checkpoint");
+    let switch = FaultSwitch::default();
+    let store =
+        RedbStore::open_with_faults(dir.path(), no_checkpoint_for_an_hour(), switch.clone())
+            .unwrap();
+    let states = alice_states();
+    write_history(&store, &states);
+
+    // The disk fills: the checkpoint a flush asks for fails.
+    switch.set(true);
+    let flushed = StateStore::flush(&store);
+    assert!(
+        matches!(flushed, Err(StoreError::Full { .. })),
+        "{flushed:?}"
+    );
+    assert!(StateStore::check_writable(&store).is_err());
+    // Reads still see every acknowledged write.
+    assert_eq!(store.load_now("alice").unwrap(), Some(states[3].clone()));
+    assert_eq!(
+        BudgetLedger::load(&store).unwrap(),
+        [("coupon".to_owned(), 1)]
+    );
+
+    switch.set(false);
+    wait_until("the store accepts writes again", || {
+        StateStore::probe(&store);
+        StateStore::check_writable(&store).is_ok()
+    });
+    assert_eq!(
+        store.committed_state("alice").unwrap(),
+        Some(states[3].clone())
+    );
+    assert_eq!(exported(&store, EVERYTHING).len(), 1);
+    assert_eq!(
+        BudgetLedger::load(&store).unwrap(),
+        [("coupon".to_owned(), 1)]
+    );
+    store.close().unwrap();
+    drop(store);
+    let store = RedbStore::open(dir.path(), no_checkpoint_for_an_hour()).unwrap();
+    assert_eq!(
+        BudgetLedger::load(&store).unwrap(),
+        [("coupon".to_owned(), 1)],
+        "replayed once, not again at open"
+    );
+    assert_eq!(store.load_now("alice").unwrap(), Some(states[3].clone()));
+}
+
+#[test]
+fn forget_leaves_no_trace_of_the_customer_in_the_log() {
+    let dir = TempDir::new("wal-forget");
+    let store = RedbStore::open(dir.path(), no_checkpoint_for_an_hour()).unwrap();
+    let id: Arc<str> = Arc::from("alice-7f3c");
+    write(
+        &store,
+        &id,
+        &state_with(&["e1"]),
+        vec![decision(&id, "d-alice", 0)],
+    );
+    let log_path = dir.path().join(LOG_FILE);
+    let mentions = |needle: &str| {
+        let bytes = std::fs::read(&log_path).unwrap();
+        bytes
+            .windows(needle.len())
+            .any(|window| window == needle.as_bytes())
+    };
+    assert!(mentions(&id), "the log holds her write before the erasure");
+    block_on(
+        StateStore::forget(&store, &id)
+            .and(DecisionLog::forget(&store, &id))
+            .wait(),
+    )
+    .unwrap();
+    write(&store, "bob", &state_with(&["e1"]), Vec::new());
+    assert!(!mentions(&id), "the log was cut with the erasure");
+    assert!(mentions("bob"));
+    assert_eq!(store.load_now(&id).unwrap(), None);
+    assert!(store.traces_of(&id).unwrap().is_empty());
+}
