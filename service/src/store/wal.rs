@@ -11,12 +11,16 @@
 //! that state, the decision-log records as encoded for the database — and
 //! the checkpoint writes the database once for thousands of them.
 //!
+//! The log is two files: frames are appended to one while the checkpoint of
+//! the other's runs on its own thread, so a checkpoint never holds up an
+//! answer; the writer turns to the other file once its checkpoint is done.
+//!
 //! A frame is `[length u32][crc32 u32][lsn u64][payload]` (little-endian;
 //! the checksum covers the lsn and the payload). Frames are numbered by a
 //! log sequence number (lsn) that only grows; the database records the
 //! number of the last frame a checkpoint applied (in the same transaction),
 //! so a frame is applied at most once however the process stops. After a
-//! checkpoint the next frame is written at the start of the file again,
+//! checkpoint a file's next frame is written at its start again,
 //! over the old ones (no metadata changes to flush while the file need not
 //! grow); reading stops at the first frame that is torn, damaged, or not
 //! numbered after the one before it — an old frame of an earlier cycle.
@@ -34,8 +38,9 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The log's file name, next to the data file.
-pub const LOG_FILE: &str = "nudge.wal";
+/// The log's two files, next to the data file: frames go to one while a
+/// checkpoint brings the other's into the database.
+pub const LOG_FILES: [&str; 2] = ["nudge.0.wal", "nudge.1.wal"];
 
 /// Bytes before the payload: length, checksum, lsn.
 const HEADER: usize = 16;
@@ -380,7 +385,7 @@ mod tests {
     fn frames_read_back_in_order_and_a_torn_tail_is_left_out() {
         let dir = TempDir::new("wal-frames");
         std::fs::create_dir_all(dir.path()).unwrap();
-        let path = dir.path().join(LOG_FILE);
+        let path = dir.path().join(LOG_FILES[0]);
         let mut log = WriteAheadLog::open(&path, None).unwrap();
         log.append(1, &payload("a")).unwrap();
         log.append(2, &payload("b")).unwrap();
@@ -403,7 +408,7 @@ mod tests {
     fn a_new_cycle_overwrites_the_old_frames_and_stops_before_them() {
         let dir = TempDir::new("wal-cycle");
         std::fs::create_dir_all(dir.path()).unwrap();
-        let path = dir.path().join(LOG_FILE);
+        let path = dir.path().join(LOG_FILES[0]);
         let mut log = WriteAheadLog::open(&path, None).unwrap();
         for lsn in 1..=5 {
             log.append(lsn, &payload("old")).unwrap();
@@ -469,7 +474,7 @@ mod tests {
     fn a_full_disk_fails_the_append_and_keeps_the_frames_before() {
         let dir = TempDir::new("wal-full");
         std::fs::create_dir_all(dir.path()).unwrap();
-        let path = dir.path().join(LOG_FILE);
+        let path = dir.path().join(LOG_FILES[0]);
         let switch = FaultSwitch::default();
         let mut log = WriteAheadLog::open(&path, Some(switch.clone())).unwrap();
         log.append(1, &payload("a")).unwrap();

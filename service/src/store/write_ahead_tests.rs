@@ -13,7 +13,7 @@
 use super::tests::{
     EVERYTHING, block_on, decision, exported, outcome, state_with, wait_until, write, write_change,
 };
-use super::wal::{self, Entry, LOG_FILE, LoggedState, WriteAheadLog};
+use super::wal::{self, Entry, LOG_FILES, LoggedState, WriteAheadLog};
 use super::*;
 use crate::testing::TempDir;
 use nudge_models::customer::CustomerState;
@@ -32,7 +32,7 @@ fn no_checkpoint_for_an_hour() -> StoreOptions {
 fn crash_image(dir: &TempDir, tag: &str) -> TempDir {
     let image = TempDir::new(tag);
     std::fs::create_dir_all(image.path()).unwrap();
-    for file in [DATA_FILE, LOG_FILE] {
+    for file in [DATA_FILE, LOG_FILES[0], LOG_FILES[1]] {
         std::fs::copy(dir.path().join(file), image.path().join(file)).unwrap();
     }
     image
@@ -101,7 +101,8 @@ fn acknowledged_writes_come_back_from_the_log_after_a_crash_and_apply_once() {
 
     // The log holds alice's writes as changes: her whole state is not
     // written once.
-    let log = WriteAheadLog::open(&image.path().join(LOG_FILE), None).unwrap();
+    // No checkpoint ran: every frame is in the first file.
+    let log = WriteAheadLog::open(&image.path().join(LOG_FILES[0]), None).unwrap();
     let entries: Vec<Entry> = log
         .read(None)
         .unwrap()
@@ -159,7 +160,7 @@ fn a_torn_last_frame_loses_only_the_batch_that_was_never_acknowledged() {
     let image = crash_image(&dir, "wal-torn-image");
     drop(store);
     // The crash came while the last frame (the -1) was being written.
-    let log_path = image.path().join(LOG_FILE);
+    let log_path = image.path().join(LOG_FILES[0]);
     let length = std::fs::metadata(&log_path).unwrap().len();
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -265,12 +266,13 @@ fn forget_leaves_no_trace_of_the_customer_in_the_log() {
         &state_with(&["e1"]),
         vec![decision(&id, "d-alice", 0)],
     );
-    let log_path = dir.path().join(LOG_FILE);
     let mentions = |needle: &str| {
-        let bytes = std::fs::read(&log_path).unwrap();
-        bytes
-            .windows(needle.len())
-            .any(|window| window == needle.as_bytes())
+        LOG_FILES.iter().any(|file| {
+            let bytes = std::fs::read(dir.path().join(file)).unwrap();
+            bytes
+                .windows(needle.len())
+                .any(|window| window == needle.as_bytes())
+        })
     };
     assert!(mentions(&id), "the log holds her write before the erasure");
     block_on(
@@ -284,4 +286,54 @@ fn forget_leaves_no_trace_of_the_customer_in_the_log() {
     assert!(mentions("bob"));
     assert_eq!(store.load_now(&id).unwrap(), None);
     assert!(store.traces_of(&id).unwrap().is_empty());
+}
+
+#[test]
+fn writes_go_on_while_checkpoints_run_and_a_crash_between_them_loses_none() {
+    let dir = TempDir::new("wal-alternate");
+    let options = StoreOptions {
+        checkpoint_interval: Duration::from_millis(1),
+        ..StoreOptions::default()
+    };
+    let store = RedbStore::open(dir.path(), options.clone()).unwrap();
+    let ids: Vec<String> = (0..400).map(|index| format!("event-{index}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut states = vec![CustomerState::default()];
+    let mut step = 0;
+    // Each write: alice's state one event on (as her change), a decision
+    // and a budget unit. Until a few checkpoints ran, then some more, so
+    // that frames lie in both files, some checkpointed, some not.
+    let mut more = 20;
+    while store.commits() < 4 || more > 0 {
+        if store.commits() >= 4 {
+            more -= 1;
+        }
+        step += 1;
+        assert!(step < ids.len(), "no checkpoints after {step} writes");
+        states.push(state_with(&ids[..step]));
+        write_change(
+            &store,
+            "alice",
+            &states[step - 1],
+            &states[step],
+            3,
+            step as u64 - 1,
+        );
+        block_on(
+            store
+                .append(vec![decision("alice", &format!("d{step}"), step as i64)])
+                .wait(),
+        )
+        .unwrap();
+        block_on(store.record(vec![budget("coupon", 1)]).wait()).unwrap();
+    }
+    let image = crash_image(&dir, "wal-alternate-image");
+    drop(store);
+    let store = RedbStore::open(image.path(), options).unwrap();
+    assert_eq!(store.load_now("alice").unwrap(), Some(states[step].clone()));
+    assert_eq!(
+        BudgetLedger::load(&store).unwrap(),
+        [("coupon".to_owned(), step as u64)]
+    );
+    assert_eq!(exported(&store, EVERYTHING).len(), step);
 }

@@ -1,85 +1,143 @@
 //! The writer with a write-ahead log ([`super::super::wal`]): a batch of
 //! state writes, log entries and budget changes is made durable by one frame
 //! appended to the log and answered at once; the ops stay here, and every
-//! `checkpoint_interval` (or when the log passes `checkpoint_bytes`, or when
-//! an erasure, a compaction or a flush arrives) one transaction brings all of
-//! them into the database ([`super::commit_batch`], with the log's frame
-//! number) and the log starts a new cycle. Until then their states stay in
-//! the pending map, so loads see them; the log's frames not yet checkpointed
-//! are replayed at open and when the store recovers from a failure.
+//! `checkpoint_interval` (or when the log passes `checkpoint_bytes`) they
+//! are handed to the checkpointer thread, which brings them into the
+//! database in one transaction ([`super::commit_batch`], with the number of
+//! their last frame) while the writer goes on appending to the log's other
+//! file. Until then their states stay in the pending map, so loads see
+//! them; the frames not yet checkpointed are replayed at open and when the
+//! store recovers from a failure.
+//!
+//! An erasure, a compaction or a flush is checkpointed on the writer thread
+//! with everything before it, once the running checkpoint is done: no frame
+//! is appended meanwhile, so no frame ever holds a change of a write that is
+//! not in the log or the database.
 //!
 //! A state write goes into a frame as its change alone when the state it was
-//! taken from is the one the log (or the journal) holds last for the
-//! customer — the same activation's previous write, or its first write on
-//! the state it loaded — else whole; the replay rebuilds the whole state by
-//! applying the change to the state before it.
+//! taken from is the one the log holds last for the customer (the same
+//! activation's previous write, kept for the last two checkpoints' worth of
+//! frames) or its writer's first write, made on the state it loaded; else
+//! whole. The replay rebuilds the whole state by applying the change to the
+//! state before it.
 
 use super::super::database::{Inner, META, WAL_APPLIED};
 use super::super::journal::Journal;
 use super::super::records::{decode, encode};
 use super::super::source::Source;
-use super::super::wal::{self, Encoder, Entry, LOG_FILE, LoggedState, WriteAheadLog};
+use super::super::wal::{self, Encoder, Entry, LOG_FILES, LoggedState, WriteAheadLog};
 use super::super::{Erased, LogEntry, StoreError};
 use super::{Done, EncodedChange, Op, Retained, commit_batch};
 use nudge_models::customer::CustomerState;
 use nudge_models::delta::StateDelta;
 use redb::ReadableDatabase;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Most ops waiting for a checkpoint: a checkpoint is made at once past it.
+/// How often an idle writer looks whether the running checkpoint is done.
+const POLL: Duration = Duration::from_millis(5);
+
+/// Most ops waiting for a checkpoint: one is started at once past it.
 const MAX_BUFFERED: usize = 200_000;
+
+/// Who wrote a customer's last state in the log: (writer, writes it made
+/// before), `None` when that write did not say.
+type LastWrite = Option<(u64, u64)>;
 
 /// The writer's log and what its frames since the last checkpoint hold.
 #[derive(Debug)]
 pub(in crate::store) struct Ahead {
-    log: WriteAheadLog,
+    /// The log's two files; frames go to `logs[current]`.
+    logs: [WriteAheadLog; 2],
+    current: usize,
     /// The number of the last frame written (or applied).
     lsn: u64,
-    /// The ops of the frames since the last checkpoint, answered already
-    /// (their answer senders are detached), in order.
+    /// The ops of the current file's frames, answered already (their answer
+    /// senders detached), in order.
     buffered: Vec<Op>,
     /// When the first of them was answered.
     since: Option<Instant>,
-    /// Per customer written since the last checkpoint, who wrote its last
-    /// state in the log: (writer, writes it made before), `None` when that
-    /// write did not say. A change from that writer's next write fits.
-    last_writes: HashMap<Arc<str>, Option<(u64, u64)>>,
+    /// Per customer, who wrote its last state in the current file's frames
+    /// (`[0]`) and in the file before (`[1]`).
+    last_writes: [HashMap<Arc<str>, LastWrite>; 2],
     /// Model versions whose feature names a frame since the last
     /// checkpoint holds (the database holds the others').
     models_logged: HashSet<String>,
     interval: Duration,
     max_bytes: u64,
+    /// The checkpointer thread's queue; `None` once stopped.
+    jobs: Option<mpsc::Sender<Job>>,
+    finished: mpsc::Receiver<Finished>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Whether a checkpoint of the other file's frames runs (it holds the
+    /// writer's journal and models meanwhile).
+    running: bool,
+}
+
+/// A checkpoint for the checkpointer thread: the ops of one file's frames,
+/// with the writer's books lent for the commit.
+#[derive(Debug)]
+struct Job {
+    ops: Vec<Op>,
+    through_lsn: u64,
+    journal: Journal,
+    models: HashSet<String>,
+}
+
+/// A checkpoint done: the books back, and whether it committed.
+#[derive(Debug)]
+struct Finished {
+    journal: Journal,
+    models: HashSet<String>,
+    committed: bool,
 }
 
 impl Ahead {
     /// Opens the log of a file store (none in memory or when the options
-    /// turn it off) and replays what it holds past the last checkpoint into
-    /// the database.
+    /// turn it off), replays what it holds past the last checkpoint into
+    /// the database, and starts the checkpointer thread.
     pub(in crate::store) fn open(
-        inner: &Inner,
+        inner: &Arc<Inner>,
         journal: &mut Journal,
     ) -> Result<Option<Self>, StoreError> {
         let (path, faults) = match &inner.source {
             Source::Memory => return Ok(None),
             _ if !inner.options.write_ahead => return Ok(None),
-            Source::File(path) => (path.with_file_name(LOG_FILE), None),
-            Source::Faulty(path, switch) => (path.with_file_name(LOG_FILE), Some(switch.clone())),
+            Source::File(path) => (path, None),
+            Source::Faulty(path, switch) => (path, Some(switch.clone())),
         };
+        let logs = [
+            WriteAheadLog::open(&path.with_file_name(LOG_FILES[0]), faults.clone())?,
+            WriteAheadLog::open(&path.with_file_name(LOG_FILES[1]), faults)?,
+        ];
+        let (jobs, job_queue) = mpsc::channel::<Job>();
+        let (done, finished) = mpsc::channel();
+        let thread_inner = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("nudge-store-checkpoint".to_owned())
+            .spawn(move || checkpointer(&thread_inner, &job_queue, &done))
+            .map_err(|error| StoreError::NoWriter {
+                source: Arc::new(error),
+            })?;
         let mut ahead = Self {
-            log: WriteAheadLog::open(&path, faults)?,
+            logs,
+            current: 0,
             lsn: 0,
             buffered: Vec::new(),
             since: None,
-            last_writes: HashMap::new(),
+            last_writes: [HashMap::new(), HashMap::new()],
             models_logged: HashSet::new(),
             interval: inner.options.checkpoint_interval,
             max_bytes: inner.options.checkpoint_bytes,
+            jobs: Some(jobs),
+            finished,
+            thread: Some(thread),
+            running: false,
         };
-        let replayed = ahead.replay(inner, journal, &mut HashSet::new(), None)?;
+        let replayed = ahead.replay(inner, journal, &mut HashSet::new(), true)?;
         if replayed > 0 {
             tracing::info!(
                 frames = replayed,
@@ -89,31 +147,33 @@ impl Ahead {
         Ok(Some(ahead))
     }
 
-    /// Brings the log's frames past the last checkpoint (up to `limit`
-    /// bytes, all when `None`) into the database in one transaction and
-    /// starts a new cycle; returns how many frames it applied.
+    /// Brings the frames of both files past the last checkpoint into the
+    /// database in one transaction and starts both files afresh (cut to
+    /// nothing when `cut`); returns how many frames it applied. At open the
+    /// files are read whole; after a failure, up to what this process wrote.
     pub(super) fn replay(
         &mut self,
         inner: &Inner,
         journal: &mut Journal,
         models: &mut HashSet<String>,
-        limit: Option<u64>,
+        at_open: bool,
     ) -> Result<usize, StoreError> {
         let applied = last_applied(inner)?;
-        let frames: Vec<(u64, Vec<u8>)> = self
-            .log
-            .read(limit)?
-            .into_iter()
-            .filter(|(lsn, _)| *lsn > applied)
-            .collect();
+        let mut frames = Vec::new();
+        for log in &self.logs {
+            let limit = (!at_open).then(|| log.end());
+            frames.extend(
+                log.read(limit)?
+                    .into_iter()
+                    .filter(|(lsn, _)| *lsn > applied),
+            );
+        }
+        frames.sort_by_key(|(lsn, _)| *lsn);
         self.lsn = self
             .lsn
             .max(applied)
             .max(frames.last().map_or(0, |(lsn, _)| *lsn));
-        self.buffered.clear();
-        self.since = None;
-        self.last_writes.clear();
-        self.models_logged.clear();
+        self.forget_frames();
         if !frames.is_empty() {
             let ops = rebuild(inner, &frames)?;
             let logged = ops.len();
@@ -127,26 +187,74 @@ impl Ahead {
                 Some(self.lsn),
             )?;
         }
-        self.log.restart(false)?;
+        for log in &mut self.logs {
+            log.restart(at_open)?;
+        }
+        self.current = 0;
         Ok(frames.len())
     }
 
-    /// How long until a checkpoint is due; `None` when nothing waits for one.
+    /// Drops what the writer keeps of the frames since the last checkpoint
+    /// (they are in the log, for a replay).
+    fn forget_frames(&mut self) {
+        self.buffered.clear();
+        self.since = None;
+        for last_writes in &mut self.last_writes {
+            last_writes.clear();
+        }
+        self.models_logged.clear();
+    }
+
+    /// How long an idle writer may wait for the next write: until a
+    /// checkpoint is due, or (while one runs) a short poll for its end;
+    /// `None` when nothing waits for one.
     pub(super) fn due_in(&self) -> Option<Duration> {
+        if self.running {
+            return Some(POLL);
+        }
         self.since
             .map(|since| (since + self.interval).saturating_duration_since(Instant::now()))
     }
 
     /// Whether a checkpoint is due now.
     fn due(&self) -> bool {
-        self.due_in().is_some_and(|left| left.is_zero())
-            || self.log.end() >= self.max_bytes
+        self.since
+            .is_some_and(|since| since.elapsed() >= self.interval)
+            || self.logs[self.current].end() >= self.max_bytes
             || self.buffered.len() >= MAX_BUFFERED
+    }
+
+    /// Takes back the books from a finished checkpoint, waiting for it when
+    /// `wait`; a failed one leaves nothing assumed about the log.
+    pub(super) fn collect(
+        &mut self,
+        journal: &mut Journal,
+        models: &mut HashSet<String>,
+        wait: bool,
+    ) {
+        if !self.running {
+            return;
+        }
+        let finished = if wait {
+            self.finished.recv().ok()
+        } else {
+            self.finished.try_recv().ok()
+        };
+        let Some(finished) = finished else {
+            return;
+        };
+        self.running = false;
+        *journal = finished.journal;
+        *models = finished.models;
+        if !finished.committed {
+            // The failure is set; the recovery replays both files.
+            self.forget_frames();
+        }
     }
 
     /// Handles one batch: a batch with an erasure, a compaction or a flush
     /// is checkpointed with everything before it; any other is appended to
-    /// the log and answered, and checkpointed once one is due.
+    /// the log and answered, and a checkpoint started once one is due.
     pub(super) fn write(
         &mut self,
         inner: &Inner,
@@ -156,32 +264,70 @@ impl Ahead {
         journal: &mut Journal,
     ) {
         if batch.iter().any(needs_checkpoint) {
-            self.checkpoint(inner, batch, retained, models, journal);
+            self.collect(journal, models, true);
+            if inner.current_failure().is_none() {
+                self.checkpoint_now(inner, batch, retained, models, journal);
+                return;
+            }
+            // The running checkpoint failed: refuse, keeping the writes.
+            let error = inner.current_failure().unwrap_or(StoreError::Closed);
+            for op in batch {
+                refuse_with(inner, op, retained, &error);
+            }
             return;
         }
-        self.append(inner, batch, retained, models, journal);
+        self.collect(journal, models, false);
+        self.append(inner, batch, retained);
         if self.due() {
-            self.checkpoint(inner, Vec::new(), retained, models, journal);
+            self.start_checkpoint(journal, models);
+        }
+    }
+
+    /// Starts the checkpoint of the current file's frames on the
+    /// checkpointer thread and turns to the other file, unless a checkpoint
+    /// runs already (the frames wait for the next one).
+    pub(super) fn start_checkpoint(&mut self, journal: &mut Journal, models: &mut HashSet<String>) {
+        if self.running || self.buffered.is_empty() {
+            return;
+        }
+        let Some(jobs) = &self.jobs else {
+            return;
+        };
+        let job = Job {
+            ops: std::mem::take(&mut self.buffered),
+            through_lsn: self.lsn,
+            journal: std::mem::take(journal),
+            models: std::mem::take(models),
+        };
+        if let Err(mpsc::SendError(job)) = jobs.send(job) {
+            // The thread is gone (it panicked): checkpoint here instead.
+            *journal = job.journal;
+            *models = job.models;
+            self.buffered = job.ops;
+            return;
+        }
+        self.running = true;
+        self.since = None;
+        self.current = 1 - self.current;
+        self.last_writes.swap(0, 1);
+        self.last_writes[0].clear();
+        self.models_logged.clear();
+        // The other file's frames were all checkpointed before.
+        if let Err(error) = self.logs[self.current].restart(false) {
+            tracing::warn!(%error, "write-ahead log file could not be restarted");
         }
     }
 
     /// Appends `batch` as one frame and answers it; on failure answers it
     /// with the error, retains its states and budget changes for the retry
     /// and makes the store refuse writes.
-    fn append(
-        &mut self,
-        inner: &Inner,
-        batch: Vec<Op>,
-        retained: &mut Retained,
-        models: &HashSet<String>,
-        journal: &Journal,
-    ) {
+    fn append(&mut self, inner: &Inner, batch: Vec<Op>, retained: &mut Retained) {
         let started = Instant::now();
         let lsn = self.lsn + 1;
         let mut writes = 0;
         let appended = self
-            .encode(&batch, models, journal, &mut writes)
-            .and_then(|payload| self.log.append(lsn, &payload));
+            .encode(&batch, &mut writes)
+            .and_then(|payload| self.logs[self.current].append(lsn, &payload));
         match appended {
             Ok(()) => {
                 self.lsn = lsn;
@@ -197,12 +343,7 @@ impl Ahead {
                 // The failed frame may be on disk whole: the next one gets a
                 // later number, so a read never takes the two for one cycle.
                 self.lsn = lsn;
-                // The frames before are in the log: the recovery replays
-                // them.
-                self.buffered.clear();
-                self.since = None;
-                self.last_writes.clear();
-                self.models_logged.clear();
+                self.forget_frames();
                 tracing::error!(%error, "write-ahead log append failed; writes are refused until it recovers");
                 inner.set_failure(Some(error.clone()));
                 inner.metrics.failed();
@@ -213,15 +354,18 @@ impl Ahead {
         }
     }
 
+    /// The customer's last write in the frames of the last two files.
+    fn last_write(&self, customer_id: &str) -> LastWrite {
+        self.last_writes
+            .iter()
+            .find_map(|last_writes| last_writes.get(customer_id))
+            .copied()
+            .flatten()
+    }
+
     /// Encodes `batch` as a frame's payload, noting its customers' last
     /// writes; counts the writes in `writes`.
-    fn encode(
-        &mut self,
-        batch: &[Op],
-        models: &HashSet<String>,
-        journal: &Journal,
-        writes: &mut usize,
-    ) -> Result<Vec<u8>, StoreError> {
+    fn encode(&mut self, batch: &[Op], writes: &mut usize) -> Result<Vec<u8>, StoreError> {
         let mut encoder = Encoder::new();
         for op in batch {
             match op {
@@ -233,12 +377,7 @@ impl Ahead {
                     ..
                 } => {
                     *writes += 1;
-                    let last = match self.last_writes.get(customer_id) {
-                        Some(last) => *last,
-                        None => journal
-                            .get(customer_id)
-                            .and_then(|unsettled| unsettled.last_write),
-                    };
+                    let last = self.last_write(customer_id);
                     let fits = change.as_ref().filter(|change| {
                         change.previous_writes == 0
                             || last == Some((change.writer, change.previous_writes - 1))
@@ -253,7 +392,7 @@ impl Ahead {
                         ),
                         None => encoder.whole_state(*sequence, customer_id, whole),
                     }
-                    self.last_writes.insert(
+                    self.last_writes[0].insert(
                         customer_id.clone(),
                         change
                             .as_ref()
@@ -263,14 +402,18 @@ impl Ahead {
                 Op::Log { entries, .. } => {
                     *writes += entries.len();
                     for entry in entries {
+                        // Names go with the first decision of a version
+                        // since the last checkpoint; the database has them
+                        // once it is done (a version already there is not
+                        // written again).
                         let with_names = match entry {
                             LogEntry::Decision {
                                 record,
                                 feature_names: Some(_),
-                            } => record.model_version.as_ref().is_some_and(|version| {
-                                !models.contains(version)
-                                    && self.models_logged.insert(version.clone())
-                            }),
+                            } => record
+                                .model_version
+                                .as_ref()
+                                .is_some_and(|version| self.models_logged.insert(version.clone())),
                             _ => false,
                         };
                         encoder.log(entry, with_names)?;
@@ -294,12 +437,12 @@ impl Ahead {
         Ok(encoder.finish())
     }
 
-    /// Commits the ops waiting since the last checkpoint and `batch` in one
-    /// transaction, then starts the log's next cycle (cutting the file when
-    /// the batch erases a customer, so their frames are gone with them).
-    /// On failure the store refuses writes; the log keeps the frames, which
-    /// the recovery replays.
-    pub(super) fn checkpoint(
+    /// Commits the ops of every frame not yet checkpointed and `batch` in
+    /// one transaction on the writer thread (no checkpoint runs), then
+    /// starts both files afresh, cut to nothing when the batch erases a
+    /// customer, so their frames are gone with them. On failure the store
+    /// refuses writes; the log keeps the frames, which the recovery replays.
+    fn checkpoint_now(
         &mut self,
         inner: &Inner,
         batch: Vec<Op>,
@@ -313,11 +456,7 @@ impl Ahead {
         let mut ops = std::mem::take(&mut self.buffered);
         let logged = ops.len();
         ops.extend(batch);
-        self.since = None;
-        // The journal knows each customer's last write after the commit;
-        // after a failure, nothing is assumed.
-        self.last_writes.clear();
-        self.models_logged.clear();
+        self.forget_frames();
         if commit_batch(
             inner,
             ops,
@@ -331,17 +470,59 @@ impl Ahead {
         {
             return;
         }
-        if let Err(error) = self.log.restart(erase) {
-            // The checkpoint is durable; the old frames stay in the file
-            // until the next cycle writes over them.
-            tracing::warn!(%error, "write-ahead log could not be cut after an erasure");
+        for log in &mut self.logs {
+            if let Err(error) = log.restart(erase) {
+                // The checkpoint is durable; the old frames stay in the
+                // file until the next cycle writes over them.
+                tracing::warn!(%error, "write-ahead log could not be cut after an erasure");
+            }
         }
+        self.current = 0;
     }
 
-    /// Where the frames written since the last checkpoint end: what a
-    /// replay after a failure reads up to.
-    pub(super) fn end(&self) -> u64 {
-        self.log.end()
+    /// Waits for the running checkpoint and stops the checkpointer thread.
+    pub(super) fn stop(&mut self, journal: &mut Journal, models: &mut HashSet<String>) {
+        self.collect(journal, models, true);
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The checkpointer thread's loop: commits each job's ops and gives the
+/// books back; returns when the writer stops.
+fn checkpointer(inner: &Inner, jobs: &mpsc::Receiver<Job>, finished: &mpsc::Sender<Finished>) {
+    while let Ok(job) = jobs.recv() {
+        let Job {
+            ops,
+            through_lsn,
+            mut journal,
+            mut models,
+        } = job;
+        let logged = ops.len();
+        // Every op is in the log: a failure retains nothing (the recovery
+        // replays the log).
+        let committed = commit_batch(
+            inner,
+            ops,
+            &mut Retained::default(),
+            &mut models,
+            &mut journal,
+            logged,
+            Some(through_lsn),
+        )
+        .is_ok();
+        if finished
+            .send(Finished {
+                journal,
+                models,
+                committed,
+            })
+            .is_err()
+        {
+            return;
+        }
     }
 }
 

@@ -90,7 +90,7 @@ pub(super) struct Start {
 /// Creates the tables, checks the schema version (bringing a version 1 file
 /// to the current one), reads the journal back, and opens the write-ahead
 /// log, replaying what it holds past the last checkpoint.
-pub(super) fn initialize(inner: &Inner) -> Result<Start, StoreError> {
+pub(super) fn initialize(inner: &Arc<Inner>) -> Result<Start, StoreError> {
     let mut journal = create_tables(inner)?;
     let ahead = Ahead::open(inner, &mut journal)?;
     Ok(Start { journal, ahead })
@@ -234,6 +234,9 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, start: Start) {
     let mut models: HashSet<String> = HashSet::new();
     let mut last_commit: Option<Instant> = None;
     loop {
+        if let Some(ahead) = ahead.as_mut() {
+            ahead.collect(&mut journal, &mut models, false);
+        }
         // A failed commit leaves the store refusing writes until a retry
         // succeeds, whether or not it held customer writes to retry (a failed
         // compaction holds none).
@@ -257,20 +260,15 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, start: Start) {
                         if let Some(ahead) = ahead.as_mut()
                             && !failing
                         {
-                            ahead.checkpoint(
-                                inner,
-                                Vec::new(),
-                                &mut retained,
-                                &mut models,
-                                &mut journal,
-                            );
+                            ahead.collect(&mut journal, &mut models, false);
+                            ahead.start_checkpoint(&mut journal, &mut models);
                         }
                         continue;
                     }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             }
-            Err(mpsc::TryRecvError::Disconnected) => return,
+            Err(mpsc::TryRecvError::Disconnected) => break,
         };
         if matches!(first, Op::Probe) {
             inner.probe_queued.store(false, Ordering::Release);
@@ -332,6 +330,9 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, start: Start) {
             }
         }
     }
+    if let Some(ahead) = ahead.as_mut() {
+        ahead.stop(&mut journal, &mut models);
+    }
 }
 
 /// Answers `op` with the current failure, keeping a state write and budget
@@ -389,6 +390,10 @@ fn recover(
     models: &mut HashSet<String>,
     mut ahead: Option<&mut Ahead>,
 ) -> bool {
+    // A running checkpoint holds the books: wait for it.
+    if let Some(ahead) = ahead.as_deref_mut() {
+        ahead.collect(journal, models, true);
+    }
     let mut attempt = || -> Result<Vec<Journaled>, StoreError> {
         inner.source.probe_writable()?;
         close_database(inner);
@@ -397,8 +402,7 @@ fn recover(
         *journal = read_journal(inner, &database, Publish::Nothing)?;
         if let Some(ahead) = ahead.as_deref_mut() {
             models.clear();
-            let end = ahead.end();
-            ahead.replay(inner, journal, models, Some(end))?;
+            ahead.replay(inner, journal, models, false)?;
         }
         let transaction = begin(inner, &database)?;
         let mut journaled = Vec::new();
