@@ -1,5 +1,6 @@
 //! How the embedded store encodes what it keeps: MessagePack with field
-//! names, so fields can be added later without rewriting old entries. The
+//! names, so fields can be added later without rewriting old entries, and
+//! LZ4 over the larger values. The
 //! records themselves are the domain's ([`nudge_models::log`], customer
 //! state). The journal's records and the write-ahead log's frames wrap
 //! such values in length-prefixed fields ([`put_bytes`], [`Reader`]), so a
@@ -8,22 +9,64 @@
 use super::StoreError;
 use serde::{Deserialize, Serialize};
 
-/// MessagePack with field names.
+/// MessagePack with field names; a value over [`PACK_FROM`] bytes is
+/// LZ4-compressed behind the [`PACKED`] byte when that makes it smaller
+/// (decision records repeat action ids and field names: about half).
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    rmp_serde::to_vec_named(value).map_err(|error| StoreError::Unencodable {
+    let plain = rmp_serde::to_vec_named(value).map_err(|error| StoreError::Unencodable {
         source: std::sync::Arc::new(error),
-    })
+    })?;
+    if plain.len() < PACK_FROM {
+        return Ok(plain);
+    }
+    let compressed = lz4_flex::block::compress_prepend_size(&plain);
+    if compressed.len() + 1 >= plain.len() {
+        return Ok(plain);
+    }
+    let mut packed = Vec::with_capacity(compressed.len() + 1);
+    packed.push(PACKED);
+    packed.extend_from_slice(&compressed);
+    Ok(packed)
 }
+
+/// Values from this many bytes on are worth compressing.
+const PACK_FROM: usize = 256;
+
+/// The first byte of a compressed value: a byte MessagePack never uses
+/// (0xc1 is reserved), so a plain value — every value written before
+/// compression — never starts with it.
+const PACKED: u8 = 0xc1;
+
+/// The largest value a compressed one may claim to expand to.
+const MAX_UNPACKED: usize = 64 * 1024 * 1024;
 
 /// The inverse of [`encode`]; `what` names the record in the error.
 pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
     what: &'static str,
     bytes: &[u8],
 ) -> Result<T, StoreError> {
-    rmp_serde::from_slice(bytes).map_err(|error| StoreError::Undecodable {
-        what,
-        source: std::sync::Arc::new(error),
-    })
+    let undecodable = |source: std::sync::Arc<dyn std::error::Error + Send + Sync>| {
+        StoreError::Undecodable { what, source }
+    };
+    match bytes.split_first() {
+        Some((&PACKED, compressed)) => {
+            // A damaged size must not become a huge allocation.
+            let size = compressed
+                .get(..4)
+                .and_then(|size| <[u8; 4]>::try_from(size).ok())
+                .map_or(usize::MAX, |size| u32::from_le_bytes(size) as usize);
+            if size > MAX_UNPACKED {
+                return Err(self::undecodable(
+                    what,
+                    "a compressed value's size is out of range",
+                ));
+            }
+            let plain = lz4_flex::block::decompress_size_prepended(compressed)
+                .map_err(|error| undecodable(std::sync::Arc::new(error)))?;
+            rmp_serde::from_slice(&plain).map_err(|error| undecodable(std::sync::Arc::new(error)))
+        }
+        _ => rmp_serde::from_slice(bytes).map_err(|error| undecodable(std::sync::Arc::new(error))),
+    }
 }
 
 /// Appends a length as a little-endian u32 (records are far below 4 GiB).
@@ -116,5 +159,46 @@ impl<'a> Reader<'a> {
             .try_into()
             .map_err(|_| undecodable(self.what, "an integer"))?;
         Ok(u64::from_le_bytes(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn large_values_are_compressed_small_ones_not_and_both_read_back() {
+        let small: Vec<String> = vec!["a".to_owned(); 3];
+        let bytes = encode(&small).unwrap();
+        assert_ne!(bytes[0], PACKED);
+        assert_eq!(decode::<Vec<String>>("test", &bytes).unwrap(), small);
+
+        let large: Vec<String> = (0..100)
+            .map(|index| format!("action-{}", index % 10))
+            .collect();
+        let bytes = encode(&large).unwrap();
+        assert_eq!(bytes[0], PACKED);
+        assert!(bytes.len() * 3 < rmp_serde::to_vec_named(&large).unwrap().len());
+        assert_eq!(decode::<Vec<String>>("test", &bytes).unwrap(), large);
+        // A value written before compression existed reads as it was.
+        let plain = rmp_serde::to_vec_named(&large).unwrap();
+        assert_eq!(decode::<Vec<String>>("test", &plain).unwrap(), large);
+    }
+
+    #[test]
+    fn a_damaged_compressed_value_is_refused_with_a_clear_error() {
+        let large: Vec<String> = (0..100)
+            .map(|index| format!("action-{}", index % 10))
+            .collect();
+        let bytes = encode(&large).unwrap();
+        let mut huge = bytes.clone();
+        huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut cut = bytes.clone();
+        cut.truncate(bytes.len() / 2);
+        for broken in [huge, cut, vec![PACKED]] {
+            let error = decode::<Vec<String>>("decision", &broken).unwrap_err();
+            assert!(error.to_string().contains("decision"), "{error}");
+        }
     }
 }
