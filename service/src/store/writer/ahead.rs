@@ -40,8 +40,10 @@ use tokio::sync::oneshot;
 /// How often an idle writer looks whether the running checkpoint is done.
 const POLL: Duration = Duration::from_millis(5);
 
-/// Most ops waiting for a checkpoint: one is started at once past it.
-const MAX_BUFFERED: usize = 200_000;
+/// Most ops waiting for a checkpoint: past it one is started at once, and
+/// while one runs the writer waits for it (memory stays bounded when the
+/// checkpoints fall behind).
+const MAX_BUFFERED: usize = 50_000;
 
 /// Who wrote a customer's last state in the log: (writer, writes it made
 /// before), `None` when that write did not say.
@@ -276,7 +278,8 @@ impl Ahead {
             }
             return;
         }
-        self.collect(journal, models, false);
+        let full = self.buffered.len() >= MAX_BUFFERED;
+        self.collect(journal, models, full);
         self.append(inner, batch, retained);
         if self.due() {
             self.start_checkpoint(journal, models);
@@ -493,6 +496,14 @@ impl Ahead {
 /// The checkpointer thread's loop: commits each job's ops and gives the
 /// books back; returns when the writer stops.
 fn checkpointer(inner: &Inner, jobs: &mpsc::Receiver<Job>, finished: &mpsc::Sender<Finished>) {
+    // A checkpoint is a burst of B-tree work for a second's worth of
+    // writes: at the lowest priority it takes the CPU the answers leave
+    // idle instead of delaying them (the writer waits for it only when its
+    // buffer is full, [`MAX_BUFFERED`]). Refused (some sandboxes): it runs
+    // at the normal priority.
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::debug!(%error, "checkpointer keeps its priority");
+    }
     while let Ok(job) = jobs.recv() {
         let Job {
             ops,
