@@ -37,6 +37,10 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
+/// The checkpointer thread's nice value: a tenth of a request thread's
+/// share of a busy core (CFS weight 110 against 1,024).
+const CHECKPOINT_NICE: i32 = 10;
+
 /// How often an idle writer looks whether the running checkpoint is done.
 const POLL: Duration = Duration::from_millis(5);
 
@@ -497,11 +501,14 @@ impl Ahead {
 /// books back; returns when the writer stops.
 fn checkpointer(inner: &Inner, jobs: &mpsc::Receiver<Job>, finished: &mpsc::Sender<Finished>) {
     // A checkpoint is a burst of B-tree work for a second's worth of
-    // writes: at the lowest priority it takes the CPU the answers leave
-    // idle instead of delaying them (the writer waits for it only when its
-    // buffer is full, [`MAX_BUFFERED`]). Refused (some sandboxes): it runs
-    // at the normal priority.
-    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+    // writes: at a low priority it mostly takes the CPU the answers leave
+    // idle instead of delaying them. Not the lowest: past capacity nothing
+    // is left idle, and a starved checkpoint would fill the writer's buffer
+    // ([`MAX_BUFFERED`]) and stall every write. Refused (some sandboxes):
+    // it runs at the normal priority.
+    if let Err(error) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), CHECKPOINT_NICE)
+    {
         tracing::debug!(%error, "checkpointer keeps its priority");
     }
     while let Ok(job) = jobs.recv() {
