@@ -337,3 +337,40 @@ fn writes_go_on_while_checkpoints_run_and_a_crash_between_them_loses_none() {
     );
     assert_eq!(exported(&store, EVERYTHING).len(), step);
 }
+
+#[test]
+fn a_probe_taken_among_writes_leaves_the_next_failure_able_to_recover() {
+    let dir = TempDir::new("wal-probe");
+    let switch = FaultSwitch::default();
+    let store =
+        RedbStore::open_with_faults(dir.path(), StoreOptions::default(), switch.clone()).unwrap();
+    // Probes asked for while the store works (the server's probe task can
+    // race a recovery) are taken by the writer among ordinary writes.
+    for round in 0..20 {
+        let commits: Vec<Commit> = (0..20)
+            .map(|index| {
+                StateStore::probe(&store);
+                StateStore::write(
+                    &store,
+                    &Arc::from(format!("c-{round}-{index}")),
+                    &state_with(&["e1"]),
+                )
+            })
+            .collect();
+        block_on(async {
+            for commit in commits {
+                commit.wait().await.unwrap();
+            }
+        });
+    }
+    // A failure after them still recovers once probed.
+    switch.set(true);
+    let failed =
+        block_on(StateStore::write(&store, &Arc::from("alice"), &state_with(&["e1"])).wait());
+    assert!(matches!(failed, Err(StoreError::Full { .. })), "{failed:?}");
+    switch.set(false);
+    wait_until("the store accepts writes again", || {
+        StateStore::probe(&store);
+        StateStore::check_writable(&store).is_ok()
+    });
+}

@@ -340,6 +340,10 @@ impl Ahead {
                 self.lsn = lsn;
                 self.since.get_or_insert(started);
                 for op in batch {
+                    if matches!(op, Op::Probe) {
+                        // Taken: the next failure may queue another.
+                        inner.probe_queued.store(false, Ordering::Release);
+                    }
                     if let Some(op) = answer(op) {
                         self.buffered.push(op);
                     }
