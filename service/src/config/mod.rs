@@ -231,7 +231,7 @@ pub struct StorageConfig {
     /// call. A write to an idle store commits at once. 0: always at once.
     pub commit_interval_us: u64,
     /// Make writes durable by appending them to a write-ahead log
-    /// (`nudge.wal` beside the data file: one small append and one
+    /// (`nudge.0.wal`, `nudge.1.wal` beside the data file: one small append and one
     /// `fdatasync` per group of writes) and bring them into the data file
     /// by a checkpoint every `checkpoint_interval_ms`, instead of a data-file
     /// commit (a dozen pages, two fsyncs) per group. Off: every group
