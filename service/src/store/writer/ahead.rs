@@ -21,16 +21,14 @@
 //! whole. The replay rebuilds the whole state by applying the change to the
 //! state before it.
 
-use super::super::database::{Inner, META, WAL_APPLIED};
+use super::super::database::Inner;
 use super::super::journal::Journal;
-use super::super::records::{decode, encode};
 use super::super::source::Source;
-use super::super::wal::{self, Encoder, Entry, LOG_FILES, LoggedState, WriteAheadLog};
+use super::super::wal::{Encoder, LOG_FILES, WriteAheadLog};
 use super::super::{Erased, LogEntry, StoreError};
-use super::{Done, EncodedChange, Op, Retained, commit_batch};
-use nudge_models::customer::CustomerState;
-use nudge_models::delta::StateDelta;
-use redb::ReadableDatabase;
+use super::recovery::{Retained, refuse_with};
+use super::replay::{last_applied, rebuild};
+use super::{Done, Op, commit_batch};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
@@ -558,7 +556,7 @@ fn needs_checkpoint(op: &Op) -> bool {
 
 /// An answer sender nobody waits on: for ops answered when their frame was
 /// appended, and for the ops a replay rebuilds.
-fn detached() -> Done {
+pub(super) fn detached() -> Done {
     oneshot::channel().0
 }
 
@@ -602,121 +600,4 @@ fn answer(op: Op) -> Option<Op> {
     };
     let _ = done.send(Ok(Erased::default()));
     Some(op)
-}
-
-/// Answers `op` with `error`, keeping a state write and budget changes for
-/// the retry after recovery.
-fn refuse_with(inner: &Inner, op: Op, retained: &mut Retained, error: &StoreError) {
-    let done = match op {
-        Op::State {
-            sequence,
-            customer_id,
-            state,
-            done,
-            ..
-        } => {
-            retained
-                .states
-                .insert(customer_id, super::RetainedState { sequence, state });
-            done
-        }
-        Op::Budget { changes, done } => {
-            retained.keep_budgets(&changes);
-            done
-        }
-        Op::Log { done, .. } | Op::ForgetLog { done, .. } | Op::Compact { done, .. } => done,
-        Op::Flush(done) => {
-            let _ = done.send(Err(error.clone()));
-            return;
-        }
-        Op::Probe => {
-            inner.probe_queued.store(false, Ordering::Release);
-            return;
-        }
-    };
-    let _ = done.send(Err(error.clone()));
-}
-
-/// The number of the last frame a checkpoint applied (0: none).
-fn last_applied(inner: &Inner) -> Result<u64, StoreError> {
-    let database = inner.database()?;
-    let read = database.begin_read().map_err(|error| inner.error(error))?;
-    let meta = read.open_table(META).map_err(|error| inner.error(error))?;
-    Ok(meta
-        .get(WAL_APPLIED)
-        .map_err(|error| inner.error(error))?
-        .map_or(0, |value| value.value()))
-}
-
-/// The writer's ops for `frames`, in order, each state whole: a change is
-/// applied to the customer's state before it (the previous frame's, else
-/// the database's).
-fn rebuild(inner: &Inner, frames: &[(u64, Vec<u8>)]) -> Result<Vec<Op>, StoreError> {
-    let mut latest: HashMap<Arc<str>, Arc<[u8]>> = HashMap::new();
-    let mut ops = Vec::new();
-    for (_, payload) in frames {
-        for entry in wal::decode(payload)? {
-            let op = match entry {
-                Entry::State {
-                    sequence,
-                    customer_id,
-                    state: LoggedState::Whole(whole),
-                } => {
-                    latest.insert(customer_id.clone(), whole.clone());
-                    Op::State {
-                        sequence,
-                        customer_id,
-                        state: Some(whole),
-                        change: None,
-                        done: detached(),
-                    }
-                }
-                Entry::State {
-                    sequence,
-                    customer_id,
-                    state:
-                        LoggedState::Change {
-                            delta,
-                            writer,
-                            previous_writes,
-                        },
-                } => {
-                    let mut state: CustomerState = match latest.get(&customer_id) {
-                        Some(before) => decode("customer state", before)?,
-                        None => inner.committed_state(&customer_id)?.unwrap_or_default(),
-                    };
-                    let change: StateDelta = decode("state change", &delta)?;
-                    change
-                        .apply(&mut state)
-                        .map_err(|mismatch| StoreError::Undecodable {
-                            what: "write-ahead log",
-                            source: Arc::new(mismatch),
-                        })?;
-                    let whole: Arc<[u8]> = Arc::from(encode(&state)?);
-                    latest.insert(customer_id.clone(), whole.clone());
-                    Op::State {
-                        sequence,
-                        customer_id,
-                        state: Some(whole),
-                        change: Some(EncodedChange {
-                            delta,
-                            writer,
-                            previous_writes,
-                        }),
-                        done: detached(),
-                    }
-                }
-                Entry::Log(entry) => Op::Log {
-                    entries: vec![entry],
-                    done: detached(),
-                },
-                Entry::Budget(change) => Op::Budget {
-                    changes: vec![change],
-                    done: detached(),
-                },
-            };
-            ops.push(op);
-        }
-    }
-    Ok(ops)
 }

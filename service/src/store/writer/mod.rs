@@ -17,6 +17,8 @@ use super::database::{
     MODEL_FEATURES, OUTCOMES, SCHEMA_VERSION, WAL_APPLIED,
 };
 mod ahead;
+mod recovery;
+mod replay;
 
 use super::journal::{self, Journal, State, Unsettled};
 use super::source::Source;
@@ -24,7 +26,8 @@ use super::tables::Tables;
 use super::{BudgetChange, Erased, LogEntry, StoreError};
 use ahead::Ahead;
 use nudge_models::time::Timestamp;
-use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+use recovery::{Publish, Retained, RetainedState, read_journal, recover, refuse};
+use redb::{Durability, ReadableTable, WriteTransaction};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
@@ -141,89 +144,6 @@ fn create_tables(inner: &Inner) -> Result<Journal, StoreError> {
     read_journal(inner, &database, Publish::Chains)
 }
 
-/// Whether reading the journal back also sets the readers' chains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Publish {
-    /// At open: nobody reads yet.
-    Chains,
-    /// After a failed commit: the readers' chains already match the table
-    /// (nothing of the failed commit was published), and clearing them
-    /// would send a concurrent load to an older snapshot.
-    Nothing,
-}
-
-/// Reads the journal table back into the writer's bookkeeping and the
-/// readers' map of journaled states.
-fn read_journal(
-    inner: &Inner,
-    database: &redb::Database,
-    publish: Publish,
-) -> Result<Journal, StoreError> {
-    let read = database.begin_read().map_err(|error| inner.error(error))?;
-    let table = read
-        .open_table(JOURNAL)
-        .map_err(|error| inner.error(error))?;
-    let mut journal = Journal::starting_at(1);
-    let mut names: HashMap<String, Arc<str>> = HashMap::new();
-    if publish == Publish::Chains {
-        inner.journaled.clear();
-    }
-    for entry in table.iter().map_err(|error| inner.error(error))? {
-        let (key, value) = entry.map_err(|error| inner.error(error))?;
-        let key = key.value();
-        let record = journal::decode(value.value())?;
-        let customer_id = names
-            .entry(record.customer_id.to_owned())
-            .or_insert_with(|| Arc::from(record.customer_id))
-            .clone();
-        let decisions = record
-            .decisions
-            .iter()
-            .map(|(at, decision_id)| (*at, Box::from(*decision_id)));
-        let kind = record.state.map(State::kind);
-        let chain = journal.note(key, &customer_id, kind, None, decisions);
-        if record.state.is_some() && publish == Publish::Chains {
-            inner.journaled.insert(customer_id.clone(), chain.to_vec());
-        }
-    }
-    inner.metrics.journal(journal.records(), 0);
-    if journal.records() > 0 {
-        tracing::info!(
-            records = journal.records(),
-            customers = journal.customers(),
-            "state journal read back"
-        );
-    }
-    Ok(journal)
-}
-
-/// What a failed commit leaves to retry: each customer's latest state and
-/// the budget deltas, committed as soon as the store works again.
-#[derive(Debug, Default)]
-pub(super) struct Retained {
-    states: HashMap<Arc<str>, RetainedState>,
-    budgets: HashMap<String, i64>,
-}
-
-impl Retained {
-    fn is_empty(&self) -> bool {
-        self.states.is_empty() && self.budgets.is_empty()
-    }
-
-    fn keep_budgets(&mut self, changes: &[BudgetChange]) {
-        for change in changes {
-            *self.budgets.entry(change.action_id.clone()).or_insert(0) += change.delta;
-        }
-    }
-}
-
-/// A customer's state write that failed and waits to be retried.
-#[derive(Debug)]
-pub(super) struct RetainedState {
-    sequence: u64,
-    state: Option<Arc<[u8]>>,
-}
-
 /// The writer thread's loop; returns when the queue is closed.
 pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, start: Start) {
     let Start {
@@ -335,114 +255,6 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, start: Start) {
     }
 }
 
-/// Answers `op` with the current failure, keeping a state write and budget
-/// changes for the retry.
-fn refuse(inner: &Inner, op: Op, retained: &mut Retained) {
-    let failure = inner
-        .current_failure()
-        .unwrap_or_else(|| StoreError::Reopening {
-            location: inner.source.location(),
-        });
-    let done = match op {
-        Op::State {
-            sequence,
-            customer_id,
-            state,
-            done,
-            ..
-        } => {
-            retained
-                .states
-                .insert(customer_id, RetainedState { sequence, state });
-            done
-        }
-        Op::Budget { changes, done } => {
-            retained.keep_budgets(&changes);
-            done
-        }
-        Op::Log { done, .. } | Op::ForgetLog { done, .. } | Op::Compact { done, .. } => done,
-        Op::Flush(done) => {
-            let _ = done.send(Err(failure));
-            return;
-        }
-        Op::Probe => {
-            inner.probe_queued.store(false, Ordering::Release);
-            return;
-        }
-    };
-    let _ = done.send(Err(failure));
-}
-
-/// Tries to commit the retained writes; true when the store works again.
-///
-/// After a failed write redb accepts reads but no more writes until the
-/// database is opened again. Readers keep the old handle until a probe shows
-/// that writing works again (space was freed); only then is the database
-/// reopened and the retained writes committed.
-///
-/// With the write-ahead log, its frames since the last checkpoint (up to
-/// the last one appended whole) are replayed into the database first: a
-/// failed checkpoint left them there, and the retained writes are newer.
-fn recover(
-    inner: &Inner,
-    retained: &mut Retained,
-    journal: &mut Journal,
-    models: &mut HashSet<String>,
-    mut ahead: Option<&mut Ahead>,
-) -> bool {
-    // A running checkpoint holds the books: wait for it.
-    if let Some(ahead) = ahead.as_deref_mut() {
-        ahead.collect(journal, models, true);
-    }
-    let mut attempt = || -> Result<Vec<Journaled>, StoreError> {
-        inner.source.probe_writable()?;
-        close_database(inner);
-        let database = reopen(inner)?;
-        // The failed commit's records were noted but not written.
-        *journal = read_journal(inner, &database, Publish::Nothing)?;
-        if let Some(ahead) = ahead.as_deref_mut() {
-            models.clear();
-            ahead.replay(inner, journal, models, false)?;
-        }
-        let transaction = begin(inner, &database)?;
-        let mut journaled = Vec::new();
-        {
-            let mut tables = Tables::open(inner, &transaction)?;
-            for (customer_id, write) in &retained.states {
-                tables.settle(journal, customer_id, write.state.as_deref(), Vec::new())?;
-                journaled.push(Journaled::Settled(customer_id.clone()));
-                if write.state.is_none() {
-                    tables.forget_state(customer_id)?;
-                }
-            }
-            for (action_id, delta) in &retained.budgets {
-                tables.change_budget(action_id, *delta)?;
-            }
-        }
-        transaction.commit().map_err(|error| inner.error(error))?;
-        Ok(journaled)
-    };
-    match attempt() {
-        Ok(journaled) => {
-            inner.metrics.journal(journal.records(), journaled.len());
-            publish(inner, journaled);
-            for (customer_id, write) in retained.states.drain() {
-                inner.pending.remove_if(&customer_id, |_, pending| {
-                    pending.sequence == write.sequence
-                });
-            }
-            settle_budgets(inner, retained.budgets.drain());
-            inner.set_failure(None);
-            tracing::info!("storage recovered: writes are accepted again");
-            true
-        }
-        Err(error) => {
-            inner.set_failure(Some(error));
-            false
-        }
-    }
-}
-
 /// A change of where readers find a customer's latest state, made visible
 /// once its commit is durable ([`publish`]).
 #[derive(Debug)]
@@ -514,23 +326,6 @@ fn settle_budgets(inner: &Inner, committed: impl IntoIterator<Item = (String, i6
     }
 }
 
-/// Drops the shared database handle; redb closes the file when the last
-/// reader's handle is dropped too.
-fn close_database(inner: &Inner) {
-    if let Ok(mut database) = inner.database.write() {
-        database.take();
-    }
-}
-
-/// Opens the database again after [`close_database`].
-fn reopen(inner: &Inner) -> Result<Arc<redb::Database>, StoreError> {
-    let database = Arc::new(inner.source.open(inner.options.cache_bytes)?);
-    if let Ok(mut shared) = inner.database.write() {
-        *shared = Some(database.clone());
-    }
-    Ok(database)
-}
-
 /// A durable write transaction with quick repair: each commit also records
 /// the allocator state (two-phase commit, a second fsync), so the start after
 /// a crash reads it instead of walking the whole file — a restart on a million
@@ -568,7 +363,7 @@ const SETTLE_PER_COMMIT: usize = 256;
 /// log's last frame they came from, recorded in the same transaction: if
 /// the commit fails, only the other ops' states and budget changes are
 /// retained for the retry (the log's are replayed from the log).
-pub(super) fn commit_batch(
+fn commit_batch(
     inner: &Inner,
     batch: Vec<Op>,
     retained: &mut Retained,
