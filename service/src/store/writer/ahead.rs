@@ -26,14 +26,13 @@ use super::super::journal::Journal;
 use super::super::source::Source;
 use super::super::wal::{Encoder, LOG_FILES, WriteAheadLog};
 use super::super::{Erased, LogEntry, StoreError};
-use super::recovery::{Retained, refuse_with};
 use super::replay::{last_applied, rebuild};
-use super::{Done, Op, commit_batch};
+use super::retained::{Retained, refuse_with};
+use super::{Op, commit_batch, detached};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 /// The checkpointer thread's nice value: a tenth of a request thread's
 /// share of a busy core (CFS weight 110 against 1,024).
@@ -552,12 +551,6 @@ fn needs_checkpoint(op: &Op) -> bool {
         op,
         Op::State { state: None, .. } | Op::ForgetLog { .. } | Op::Compact { .. } | Op::Flush(_)
     )
-}
-
-/// An answer sender nobody waits on: for ops answered when their frame was
-/// appended, and for the ops a replay rebuilds.
-pub(super) fn detached() -> Done {
-    oneshot::channel().0
 }
 
 /// Answers a logged op and gives it back with its sender detached, for the

@@ -19,6 +19,7 @@ use super::database::{
 mod ahead;
 mod recovery;
 mod replay;
+mod retained;
 
 use super::journal::{self, Journal, State, Unsettled};
 use super::source::Source;
@@ -26,8 +27,9 @@ use super::tables::Tables;
 use super::{BudgetChange, Erased, LogEntry, StoreError};
 use ahead::Ahead;
 use nudge_models::time::Timestamp;
-use recovery::{Publish, Retained, RetainedState, read_journal, recover, refuse};
+use recovery::{Publish, read_journal, recover};
 use redb::{Durability, ReadableTable, WriteTransaction};
+use retained::{Retained, RetainedState, refuse};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
@@ -36,6 +38,12 @@ use tokio::sync::oneshot;
 
 /// Where a queued write is answered.
 pub(super) type Done = oneshot::Sender<Result<Erased, StoreError>>;
+
+/// An answer sender nobody waits on: for ops answered when their frame was
+/// appended, and for the ops a replay rebuilds.
+fn detached() -> Done {
+    oneshot::channel().0
+}
 
 /// What the writer is asked to do.
 #[derive(Debug)]

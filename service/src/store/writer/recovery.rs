@@ -1,18 +1,17 @@
-//! What the writer does when writing fails: the writes it keeps to retry
-//! ([`Retained`]), how it answers while the store refuses writes, and the
-//! recovery a probe triggers — the database reopened, the journal read
+//! What the writer does when writing fails and a probe finds it works
+//! again: the recovery — the database reopened, the journal read
 //! back, the write-ahead log replayed, the retained writes committed.
 
+use super::super::StoreError;
 use super::super::database::{Inner, JOURNAL};
 use super::super::journal::{self, Journal, State};
 use super::super::tables::Tables;
-use super::super::{BudgetChange, StoreError};
 use super::ahead::Ahead;
-use super::{Journaled, Op, begin, publish, settle_budgets};
+use super::retained::Retained;
+use super::{Journaled, begin, publish, settle_budgets};
 use redb::{ReadableDatabase, ReadableTable};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// Whether reading the journal back also sets the readers' chains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,44 +67,6 @@ pub(super) fn read_journal(
         );
     }
     Ok(journal)
-}
-
-/// What a failed commit leaves to retry: each customer's latest state and
-/// the budget deltas, committed as soon as the store works again.
-#[derive(Debug, Default)]
-pub(super) struct Retained {
-    pub(super) states: HashMap<Arc<str>, RetainedState>,
-    pub(super) budgets: HashMap<String, i64>,
-}
-
-impl Retained {
-    pub(super) fn is_empty(&self) -> bool {
-        self.states.is_empty() && self.budgets.is_empty()
-    }
-
-    pub(super) fn keep_budgets(&mut self, changes: &[BudgetChange]) {
-        for change in changes {
-            *self.budgets.entry(change.action_id.clone()).or_insert(0) += change.delta;
-        }
-    }
-}
-
-/// A customer's state write that failed and waits to be retried.
-#[derive(Debug)]
-pub(super) struct RetainedState {
-    pub(super) sequence: u64,
-    pub(super) state: Option<Arc<[u8]>>,
-}
-
-/// Answers `op` with the current failure, keeping a state write and budget
-/// changes for the retry.
-pub(super) fn refuse(inner: &Inner, op: Op, retained: &mut Retained) {
-    let failure = inner
-        .current_failure()
-        .unwrap_or_else(|| StoreError::Reopening {
-            location: inner.source.location(),
-        });
-    refuse_with(inner, op, retained, &failure);
 }
 
 /// Tries to commit the retained writes; true when the store works again.
@@ -176,39 +137,6 @@ pub(super) fn recover(
             false
         }
     }
-}
-
-/// Answers `op` with `error`, keeping a state write and budget changes for
-/// the retry after recovery.
-pub(super) fn refuse_with(inner: &Inner, op: Op, retained: &mut Retained, error: &StoreError) {
-    let done = match op {
-        Op::State {
-            sequence,
-            customer_id,
-            state,
-            done,
-            ..
-        } => {
-            retained
-                .states
-                .insert(customer_id, RetainedState { sequence, state });
-            done
-        }
-        Op::Budget { changes, done } => {
-            retained.keep_budgets(&changes);
-            done
-        }
-        Op::Log { done, .. } | Op::ForgetLog { done, .. } | Op::Compact { done, .. } => done,
-        Op::Flush(done) => {
-            let _ = done.send(Err(error.clone()));
-            return;
-        }
-        Op::Probe => {
-            inner.probe_queued.store(false, Ordering::Release);
-            return;
-        }
-    };
-    let _ = done.send(Err(error.clone()));
 }
 
 /// Drops the shared database handle; redb closes the file when the last
