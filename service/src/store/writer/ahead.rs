@@ -281,17 +281,34 @@ impl Ahead {
         }
         let full = self.buffered.len() >= MAX_BUFFERED;
         self.collect(journal, models, full);
+        if let Some(error) = inner.current_failure() {
+            // The checkpoint that just ended failed: nothing more goes into
+            // the log before the recovery has replayed it.
+            for op in batch {
+                refuse_with(inner, op, retained, &error);
+            }
+            return;
+        }
         self.append(inner, batch, retained);
         if self.due() {
-            self.start_checkpoint(journal, models);
+            self.start_checkpoint(inner, journal, models);
         }
     }
 
     /// Starts the checkpoint of the current file's frames on the
     /// checkpointer thread and turns to the other file, unless a checkpoint
     /// runs already (the frames wait for the next one).
-    pub(super) fn start_checkpoint(&mut self, journal: &mut Journal, models: &mut HashSet<String>) {
-        if self.running || self.buffered.is_empty() {
+    ///
+    /// Never while the store fails: the other file may hold the frames of
+    /// the checkpoint that failed, which the recovery must replay before
+    /// anything is written over them.
+    pub(super) fn start_checkpoint(
+        &mut self,
+        inner: &Inner,
+        journal: &mut Journal,
+        models: &mut HashSet<String>,
+    ) {
+        if self.running || self.buffered.is_empty() || inner.current_failure().is_some() {
             return;
         }
         let Some(jobs) = &self.jobs else {

@@ -189,7 +189,7 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, start: Start) {
                             && !failing
                         {
                             ahead.collect(&mut journal, &mut models, false);
-                            ahead.start_checkpoint(&mut journal, &mut models);
+                            ahead.start_checkpoint(inner, &mut journal, &mut models);
                         }
                         continue;
                     }
