@@ -374,3 +374,44 @@ fn a_probe_taken_among_writes_leaves_the_next_failure_able_to_recover() {
         StateStore::check_writable(&store).is_ok()
     });
 }
+
+#[test]
+fn a_log_left_by_a_crash_is_replayed_even_with_the_log_turned_off() {
+    let dir = TempDir::new("wal-turned-off");
+    let store = RedbStore::open(dir.path(), no_checkpoint_for_an_hour()).unwrap();
+    let states = alice_states();
+    write_history(&store, &states);
+    let image = crash_image(&dir, "wal-turned-off-image");
+    drop(store);
+    let without_log = StoreOptions {
+        write_ahead: false,
+        ..StoreOptions::default()
+    };
+    let store = RedbStore::open(image.path(), without_log.clone()).unwrap();
+    assert_eq!(
+        store.committed_state("alice").unwrap(),
+        Some(states[3].clone())
+    );
+    assert_eq!(
+        BudgetLedger::load(&store).unwrap(),
+        [("coupon".to_owned(), 1)]
+    );
+    assert!(
+        LOG_FILES
+            .iter()
+            .all(|file| !image.path().join(file).exists()),
+        "the replayed log is removed"
+    );
+    // Writing without the log goes on, and nothing is replayed twice.
+    write(&store, "bob", &state_with(&["b1", "b2"]), Vec::new());
+    drop(store);
+    let store = RedbStore::open(image.path(), without_log).unwrap();
+    assert_eq!(
+        BudgetLedger::load(&store).unwrap(),
+        [("coupon".to_owned(), 1)]
+    );
+    assert_eq!(
+        store.load_now("bob").unwrap(),
+        Some(state_with(&["b1", "b2"]))
+    );
+}

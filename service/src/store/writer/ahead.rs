@@ -23,7 +23,7 @@
 
 use super::super::database::Inner;
 use super::super::journal::Journal;
-use super::super::source::Source;
+use super::super::source::{Source, io_error};
 use super::super::wal::{Encoder, LOG_FILES, WriteAheadLog};
 use super::super::{Erased, LogEntry, StoreError};
 use super::replay::{last_applied, rebuild};
@@ -108,10 +108,17 @@ impl Ahead {
     ) -> Result<Option<Self>, StoreError> {
         let (path, faults) = match &inner.source {
             Source::Memory => return Ok(None),
-            _ if !inner.options.write_ahead => return Ok(None),
             Source::File(path) => (path, None),
             Source::Faulty(path, switch) => (path, Some(switch.clone())),
         };
+        // With the log turned off, a log left by a crash is still replayed
+        // (then removed): what it acknowledged is not lost to a setting.
+        let left_behind = LOG_FILES
+            .iter()
+            .any(|file| path.with_file_name(file).exists());
+        if !inner.options.write_ahead && !left_behind {
+            return Ok(None);
+        }
         let logs = [
             WriteAheadLog::open(&path.with_file_name(LOG_FILES[0]), faults.clone())?,
             WriteAheadLog::open(&path.with_file_name(LOG_FILES[1]), faults)?,
@@ -146,6 +153,14 @@ impl Ahead {
                 frames = replayed,
                 "write-ahead log replayed into the database"
             );
+        }
+        if !inner.options.write_ahead {
+            ahead.stop(journal, &mut HashSet::new());
+            for file in LOG_FILES {
+                let file = path.with_file_name(file);
+                std::fs::remove_file(&file).map_err(|error| io_error(&file, error))?;
+            }
+            return Ok(None);
         }
         Ok(Some(ahead))
     }
