@@ -145,20 +145,18 @@ impl<'a> Reader<'a> {
             .map_err(|_| undecodable(self.what, "a field is not UTF-8"))
     }
 
-    pub(super) fn integer(&mut self) -> Result<i64, StoreError> {
-        let bytes: [u8; 8] = self
-            .take(8)?
+    fn eight(&mut self) -> Result<[u8; 8], StoreError> {
+        self.take(8)?
             .try_into()
-            .map_err(|_| undecodable(self.what, "an integer"))?;
-        Ok(i64::from_le_bytes(bytes))
+            .map_err(|_| undecodable(self.what, "an integer"))
+    }
+
+    pub(super) fn integer(&mut self) -> Result<i64, StoreError> {
+        Ok(i64::from_le_bytes(self.eight()?))
     }
 
     pub(super) fn unsigned(&mut self) -> Result<u64, StoreError> {
-        let bytes: [u8; 8] = self
-            .take(8)?
-            .try_into()
-            .map_err(|_| undecodable(self.what, "an integer"))?;
-        Ok(u64::from_le_bytes(bytes))
+        Ok(u64::from_le_bytes(self.eight()?))
     }
 }
 

@@ -111,12 +111,7 @@ impl Source {
         // turn that into the same clear error.
         let opened = quietly_catch_panic(|| match self {
             Source::Faulty(path, switch) => {
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)
+                let file = open_read_write(path)
                     .map_err(|error| DatabaseError::Storage(redb::StorageError::Io(error)))?;
                 let file = redb::backends::FileBackend::new(file)?;
                 builder.create_with_backend(FaultyFile {
@@ -173,6 +168,16 @@ impl Source {
             }
         }
     }
+}
+
+/// Opens (or creates) a file for reading and writing, keeping what it holds.
+pub(crate) fn open_read_write(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
 }
 
 /// Bytes the write probe writes: a few pages, as a small commit needs.

@@ -31,7 +31,7 @@
 //! they checkpoint at once.
 
 use super::records::{self, Reader, put_bytes, put_u64};
-use super::source::{FaultSwitch, io_error};
+use super::source::{FaultSwitch, io_error, open_read_write};
 use super::{BudgetChange, DecisionRecord, EventRecord, LogEntry, OutcomeRecord, StoreError};
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
@@ -73,13 +73,7 @@ impl WriteAheadLog {
     /// Opens (or creates) the log at `path`; the next frame goes at the
     /// start (call [`WriteAheadLog::read`] first to recover what it holds).
     pub(super) fn open(path: &Path, faults: Option<FaultSwitch>) -> Result<Self, StoreError> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|error| io_error(path, error))?;
+        let file = open_read_write(path).map_err(|error| io_error(path, error))?;
         let length = file
             .metadata()
             .map_err(|error| io_error(path, error))?

@@ -281,27 +281,24 @@ impl Ahead {
         models: &mut HashSet<String>,
         journal: &mut Journal,
     ) {
-        if batch.iter().any(needs_checkpoint) {
-            self.collect(journal, models, true);
-            if inner.current_failure().is_none() {
-                self.checkpoint_now(inner, batch, retained, models, journal);
-                return;
-            }
-            // The running checkpoint failed: refuse, keeping the writes.
-            let error = inner.current_failure().unwrap_or(StoreError::Closed);
+        // A barrier needs the books the running checkpoint holds; a full
+        // buffer waits for it too.
+        let barrier = batch.iter().any(needs_checkpoint);
+        self.collect(
+            journal,
+            models,
+            barrier || self.buffered.len() >= MAX_BUFFERED,
+        );
+        if let Some(error) = inner.current_failure() {
+            // The checkpoint that just ended failed: nothing more goes into
+            // the log (or the database) before the recovery has replayed it.
             for op in batch {
                 refuse_with(inner, op, retained, &error);
             }
             return;
         }
-        let full = self.buffered.len() >= MAX_BUFFERED;
-        self.collect(journal, models, full);
-        if let Some(error) = inner.current_failure() {
-            // The checkpoint that just ended failed: nothing more goes into
-            // the log before the recovery has replayed it.
-            for op in batch {
-                refuse_with(inner, op, retained, &error);
-            }
+        if barrier {
+            self.checkpoint_now(inner, batch, retained, models, journal);
             return;
         }
         self.append(inner, batch, retained);
