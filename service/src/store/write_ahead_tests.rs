@@ -11,7 +11,8 @@
 #![allow(clippy::unwrap_used)]
 
 use super::tests::{
-    EVERYTHING, block_on, decision, exported, outcome, state_with, wait_until, write, write_change,
+    EVERYTHING, block_on, committing, decision, exported, journal_and_snapshots, journal_records,
+    outcome, state_with, wait_until, write, write_change,
 };
 use super::wal::{self, Entry, LOG_FILES, LoggedState, WriteAheadLog};
 use super::*;
@@ -413,5 +414,64 @@ fn a_log_left_by_a_crash_is_replayed_even_with_the_log_turned_off() {
     assert_eq!(
         store.load_now("bob").unwrap(),
         Some(state_with(&["b1", "b2"]))
+    );
+}
+
+#[test]
+fn a_checkpoint_writes_snapshots_and_settles_what_a_run_without_the_log_journaled() {
+    let dir = TempDir::new("wal-snapshots");
+    let states = alice_states();
+    let carol = state_with(&["c1"]);
+    // Without the log, alice's and carol's writes are journal records.
+    {
+        let store = RedbStore::open(dir.path(), committing()).unwrap();
+        for step in 1..3 {
+            write_change(
+                &store,
+                "alice",
+                &states[step - 1],
+                &states[step],
+                7,
+                step as u64 - 1,
+            );
+        }
+        write(&store, "carol", &carol, Vec::new());
+        store.close().unwrap();
+    }
+    let customers = |records: &[(u64, String, bool, usize)]| {
+        let mut customers: Vec<String> = records.iter().map(|record| record.1.clone()).collect();
+        customers.dedup();
+        customers
+    };
+    assert_eq!(customers(&journal_records(&dir)), ["alice", "carol"]);
+    // With the log, alice's next change and bob's first state with a
+    // decision are checkpointed at close.
+    {
+        let store = RedbStore::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(store.load_now("alice").unwrap(), Some(states[2].clone()));
+        write_change(&store, "alice", &states[2], &states[3], 8, 0);
+        write(
+            &store,
+            "bob",
+            &state_with(&["b1"]),
+            vec![decision("bob", "d1", 0)],
+        );
+        store.close().unwrap();
+    }
+    // The checkpoint wrote alice's and bob's snapshots and took alice's
+    // old records out; carol's, untouched, stay journaled.
+    assert_eq!(customers(&journal_records(&dir)), ["carol"]);
+    let (_, snapshots) = journal_and_snapshots(&dir);
+    assert!(snapshots.contains(&"alice".to_owned()), "{snapshots:?}");
+    assert!(snapshots.contains(&"bob".to_owned()), "{snapshots:?}");
+    let store = RedbStore::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(store.load_now("alice").unwrap(), Some(states[3].clone()));
+    assert_eq!(store.load_now("bob").unwrap(), Some(state_with(&["b1"])));
+    assert_eq!(store.load_now("carol").unwrap(), Some(carol));
+    // Bob's decision is indexed under him, so forget finds it.
+    let traces = store.traces_of("bob").unwrap();
+    assert!(
+        traces.contains(&"customer_decisions[d1]".to_owned()),
+        "{traces:?}"
     );
 }

@@ -354,17 +354,71 @@ fn begin(inner: &Inner, database: &redb::Database) -> Result<WriteTransaction, S
     Ok(transaction)
 }
 
+/// Writes each changed customer's last state straight to its snapshot (and
+/// its decisions to the index), settling any journal records it had: what
+/// a checkpoint or a replay does. A second of writes is one transaction
+/// already and its states come encoded whole, so journaling them would only
+/// defer the same snapshot write, adding a decode, a re-encode and a
+/// delete when the customer settles (under sustained events that settling
+/// made each checkpoint several times slower than the second it covered).
+fn snapshot_changes(
+    tables: &mut Tables<'_>,
+    journal: &mut Journal,
+    changes: HashMap<Arc<str>, Change>,
+    journaled: &mut Vec<Journaled>,
+) -> Result<(), StoreError> {
+    for (customer_id, change) in changes {
+        tables.settle(
+            journal,
+            &customer_id,
+            change.state.as_deref(),
+            change.decisions,
+        )?;
+        journaled.push(Journaled::Settled(customer_id));
+    }
+    Ok(())
+}
+
+/// Appends one journal record per changed customer, with its last state
+/// (as its change when the journal holds the state it follows); returns
+/// how many.
+fn journal_changes(
+    tables: &mut Tables<'_>,
+    journal: &mut Journal,
+    changes: HashMap<Arc<str>, Change>,
+    journaled: &mut Vec<Journaled>,
+) -> Result<usize, StoreError> {
+    let appended = changes.len();
+    for (customer_id, change) in changes {
+        let key = journal.next_key();
+        let state = change.state(journal.get(&customer_id));
+        let record = journal::encode(&customer_id, state, &change.decisions);
+        tables.append_record(key, &record)?;
+        let kind = state.map(State::kind);
+        let last_write = change
+            .change
+            .as_ref()
+            .map(|change| (change.writer, change.previous_writes));
+        let chain = journal.note(key, &customer_id, kind, last_write, change.decisions);
+        if kind.is_some() {
+            journaled.push(Journaled::Recorded(customer_id.clone(), chain.to_vec()));
+        }
+    }
+    Ok(appended)
+}
+
 /// Most customers settled by one commit beyond those its own records add:
 /// keeps a commit that brings the journal back under its bound short.
 const SETTLE_PER_COMMIT: usize = 256;
 
 /// Commits one batch and answers its writers.
 ///
-/// Each customer changed in the batch gets one journal record (its last
-/// state, its logged decisions); while the journal holds more records than
-/// its bound, the customers with the oldest records are settled in the same
-/// transaction. A forget settles its customer first, then erases the
-/// snapshot or the indexed decisions.
+/// Without the log, each customer changed in the batch gets one journal
+/// record (its last state, its logged decisions); while the journal holds
+/// more records than its bound, the customers with the oldest records are
+/// settled in the same transaction. A checkpoint writes its customers'
+/// snapshots at once instead ([`snapshot_changes`]). A forget settles its
+/// customer first, then erases the snapshot or the indexed decisions.
 ///
 /// `logged` leading ops of the batch are in the write-ahead log already
 /// (answered; a checkpoint, [`ahead`]), and `through_lsn` is the number of the
@@ -503,23 +557,12 @@ fn commit_batch(
                     Op::Probe => inner.probe_queued.store(false, Ordering::Release),
                 }
             }
-            // One record per customer changed, with its last state.
-            let appended = changes.len();
-            for (customer_id, change) in changes {
-                let key = journal.next_key();
-                let state = change.state(journal.get(&customer_id));
-                let record = journal::encode(&customer_id, state, &change.decisions);
-                tables.append_record(key, &record)?;
-                let kind = state.map(State::kind);
-                let last_write = change
-                    .change
-                    .as_ref()
-                    .map(|change| (change.writer, change.previous_writes));
-                let chain = journal.note(key, &customer_id, kind, last_write, change.decisions);
-                if kind.is_some() {
-                    journaled.push(Journaled::Recorded(customer_id.clone(), chain.to_vec()));
-                }
-            }
+            let appended = if through_lsn.is_some() {
+                snapshot_changes(&mut tables, journal, changes, &mut journaled)?;
+                0
+            } else {
+                journal_changes(&mut tables, journal, changes, &mut journaled)?
+            };
             let mut budget = appended + SETTLE_PER_COMMIT;
             while journal.records() > inner.options.journal_records && budget > 0 {
                 let Some(customer_id) = journal.oldest() else {
