@@ -255,7 +255,7 @@ fn metrics_are_scraped_over_http_and_match_the_calls() {
     assert!(!refused.status.success(), "{}", refused.describe());
 
     // The changes were acknowledged once in the write-ahead log; its
-    // checkpoint (every second) brings them into the state journal.
+    // checkpoint (every five seconds) brings them into the data file.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let after = loop {
         let scraped = scrape(&address);

@@ -240,7 +240,8 @@ pub struct StorageConfig {
     /// With the write-ahead log, the longest time (milliseconds) between a
     /// write and the checkpoint that brings it into the data file. Longer
     /// folds more changes of the same customers into one write; the log a
-    /// restart after a crash replays grows with it.
+    /// restart after a crash replays grows with it. 5 s wrote half the bytes
+    /// of 1 s under sustained load (`bench/RESULTS.md`).
     pub checkpoint_interval_ms: u64,
     /// Decision and outcome log entries older than this many days are
     /// deleted by compaction; 0 keeps them forever.
@@ -259,7 +260,7 @@ impl Default for StorageConfig {
             quick_repair: true,
             commit_interval_us: 0,
             write_ahead: true,
-            checkpoint_interval_ms: 1_000,
+            checkpoint_interval_ms: 5_000,
             decision_retention_days: 90,
             compaction_interval_secs: 3_600,
         }

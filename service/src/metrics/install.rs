@@ -2,8 +2,8 @@
 //! HTTP listener.
 
 use super::{
-    DECIDE_DURATION_BUCKETS, DECIDE_DURATION_SECONDS, STORAGE_CHECKPOINT_SECONDS,
-    STORAGE_COMMIT_BUCKETS, STORAGE_COMMIT_SECONDS, describe,
+    DECIDE_DURATION_BUCKETS, DECIDE_DURATION_SECONDS, STORAGE_CHECKPOINT_BUCKETS,
+    STORAGE_CHECKPOINT_SECONDS, STORAGE_COMMIT_BUCKETS, STORAGE_COMMIT_SECONDS, describe,
 };
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 use std::net::SocketAddr;
@@ -56,7 +56,7 @@ pub fn install(address: SocketAddr) -> Result<(), InstallError> {
         )?
         .set_buckets_for_metric(
             Matcher::Full(STORAGE_CHECKPOINT_SECONDS.to_owned()),
-            &STORAGE_COMMIT_BUCKETS,
+            &STORAGE_CHECKPOINT_BUCKETS,
         )?
         .build()
         .map_err(|error| match error {

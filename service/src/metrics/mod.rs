@@ -131,6 +131,13 @@ pub const STORAGE_COMMIT_BUCKETS: [f64; 12] = [
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
+/// Upper bounds (seconds) of the checkpoint buckets: 1 ms to 30 s (a
+/// checkpoint brings seconds of writes into the data file; one that takes
+/// about its interval is falling behind).
+pub const STORAGE_CHECKPOINT_BUCKETS: [f64; 13] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
 /// Upper bounds (seconds) of the Decide latency buckets: 25 µs to 250 ms, dense
 /// between 50 µs and 1 ms where decisions normally land, up to the 100 ms
 /// budget and a little past it.

@@ -86,7 +86,7 @@ impl Default for StoreOptions {
             quick_repair: true,
             commit_interval: std::time::Duration::ZERO,
             write_ahead: true,
-            checkpoint_interval: std::time::Duration::from_secs(1),
+            checkpoint_interval: std::time::Duration::from_secs(5),
             checkpoint_bytes: 64 * 1024 * 1024,
         }
     }

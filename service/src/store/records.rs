@@ -13,21 +13,37 @@ use serde::{Deserialize, Serialize};
 /// LZ4-compressed behind the [`PACKED`] byte when that makes it smaller
 /// (decision records repeat action ids and field names: about half).
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    let plain = rmp_serde::to_vec_named(value).map_err(|error| StoreError::Unencodable {
-        source: std::sync::Arc::new(error),
-    })?;
+    let unencodable = |source: std::sync::Arc<dyn std::error::Error + Send + Sync>| {
+        StoreError::Unencodable { source }
+    };
+    // Sized for a customer's state, the largest value written on every
+    // call: growing from empty reallocated it eight times.
+    let mut plain = Vec::with_capacity(ENCODE_CAPACITY);
+    rmp_serde::encode::write_named(&mut plain, value)
+        .map_err(|error| unencodable(std::sync::Arc::new(error)))?;
     if plain.len() < PACK_FROM {
         return Ok(plain);
     }
-    let compressed = lz4_flex::block::compress_prepend_size(&plain);
-    if compressed.len() + 1 >= plain.len() {
+    // The marker, the plain size (as `decompress_size_prepended` reads it)
+    // and the block, written in place.
+    let Ok(size) = u32::try_from(plain.len()) else {
+        return Ok(plain);
+    };
+    let header = 1 + 4;
+    let mut packed = vec![0; header + lz4_flex::block::get_maximum_output_size(plain.len())];
+    packed[0] = PACKED;
+    packed[1..header].copy_from_slice(&size.to_le_bytes());
+    let written = lz4_flex::block::compress_into(&plain, &mut packed[header..])
+        .map_err(|error| unencodable(std::sync::Arc::new(error)))?;
+    if header + written >= plain.len() {
         return Ok(plain);
     }
-    let mut packed = Vec::with_capacity(compressed.len() + 1);
-    packed.push(PACKED);
-    packed.extend_from_slice(&compressed);
+    packed.truncate(header + written);
     Ok(packed)
 }
+
+/// The buffer a value is encoded into starts this big.
+const ENCODE_CAPACITY: usize = 2_048;
 
 /// Values from this many bytes on are worth compressing.
 const PACK_FROM: usize = 256;
