@@ -218,6 +218,7 @@ pub struct StorageConfig {
     /// customer it changed, and past this bound the customers with the
     /// oldest records are folded into their snapshots. More means fewer
     /// random writes per change; the start after a crash reads them all.
+    /// Without the write-ahead log only: its checkpoints write snapshots.
     pub journal_records: usize,
     /// Whether each commit also saves the allocator state (a second fsync
     /// and a few more pages per commit) so that the start after a crash
