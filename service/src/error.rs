@@ -235,7 +235,7 @@ impl ServiceError {
             }
             ServiceError::TaskFailed { .. } => Code::Internal,
             ServiceError::Storage(storage) => match storage {
-                StoreError::Full { .. } => Code::ResourceExhausted,
+                StoreError::Full { .. } | StoreError::Behind { .. } => Code::ResourceExhausted,
                 StoreError::Io { .. }
                 | StoreError::InUse { .. }
                 | StoreError::Reopening { .. }

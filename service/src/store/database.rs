@@ -12,7 +12,7 @@ use dashmap::DashMap;
 use nudge_models::customer::CustomerState;
 use redb::{Database, ReadableDatabase, TableDefinition};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub(super) const CUSTOMERS: TableDefinition<&str, &[u8]> = TableDefinition::new("customers");
@@ -75,6 +75,10 @@ pub struct StoreOptions {
     /// With the log: a checkpoint is made at once when the log holds this
     /// many bytes since the last one.
     pub checkpoint_bytes: u64,
+    /// With the log: most writes waiting for a checkpoint. While one runs
+    /// and four fifths of this many wait, new changes are refused
+    /// ([`StoreError::Behind`]); at this many the writer waits for it.
+    pub max_buffered_writes: usize,
 }
 
 impl Default for StoreOptions {
@@ -88,6 +92,7 @@ impl Default for StoreOptions {
             write_ahead: true,
             checkpoint_interval: std::time::Duration::from_secs(5),
             checkpoint_bytes: 64 * 1024 * 1024,
+            max_buffered_writes: 50_000,
         }
     }
 }
@@ -124,6 +129,12 @@ pub(super) struct Inner {
     pub(super) sequence: AtomicU64,
     /// Commits made since open.
     pub(super) commits: AtomicU64,
+    /// With the log, while the checkpoints are behind: the writes waiting
+    /// for one (else 0). Set by the writer ([`Inner::check_accepting`]).
+    pub(super) backlog: AtomicUsize,
+    /// Holds checkpoints back while set, for tests.
+    #[cfg(test)]
+    pub(super) hold_checkpoints: AtomicBool,
     /// Commit latency and failures.
     pub(super) metrics: StorageMetrics,
 }
@@ -160,6 +171,18 @@ impl Inner {
         match self.current_failure() {
             Some(failure) => Err(failure),
             None => Ok(()),
+        }
+    }
+
+    /// Whether a new change is accepted now: not while writes fail, nor
+    /// while the checkpoints are so far behind that the writer is about to
+    /// wait for them (a change refused up front changes nothing; one queued
+    /// behind the wait could outlive its budget).
+    pub(super) fn check_accepting(&self) -> Result<(), StoreError> {
+        self.check_writable()?;
+        match self.backlog.load(Ordering::Acquire) {
+            0 => Ok(()),
+            buffered => Err(StoreError::Behind { buffered }),
         }
     }
 

@@ -90,6 +90,16 @@ pub enum StoreError {
         /// Why.
         source: Arc<std::io::Error>,
     },
+    /// The write-ahead log's checkpoints are behind (past capacity): new
+    /// changes are refused until the running one is done, rather than
+    /// queued behind a writer about to wait for it.
+    #[error(
+        "storage is catching up: {buffered} acknowledged writes wait for a checkpoint; retry shortly"
+    )]
+    Behind {
+        /// Writes waiting for a checkpoint.
+        buffered: usize,
+    },
     /// The store is shut down.
     #[error("storage is closed")]
     Closed,

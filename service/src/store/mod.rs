@@ -244,16 +244,18 @@ impl Stores {
         self.budgets.check_writable()
     }
 
-    /// Asks every store that refuses writes to check whether they work
-    /// again (see [`StateStore::probe`]).
+    /// Asks every store whose writes fail to check whether they work
+    /// again (see [`StateStore::probe`]); a store only catching up on its
+    /// checkpoints ([`StoreError::Behind`]) needs no probe.
     pub fn probe(&self) {
-        if self.state.check_writable().is_err() {
+        let failing = |checked: Result<(), StoreError>| matches!(checked, Err(error) if !matches!(error, StoreError::Behind { .. }));
+        if failing(self.state.check_writable()) {
             self.state.probe();
         }
-        if self.log.check_writable().is_err() {
+        if failing(self.log.check_writable()) {
             self.log.probe();
         }
-        if self.budgets.check_writable().is_err() {
+        if failing(self.budgets.check_writable()) {
             self.budgets.probe();
         }
     }

@@ -45,7 +45,7 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use tokio::sync::oneshot;
 
@@ -112,6 +112,9 @@ impl RedbStore {
             probe_queued: AtomicBool::new(false),
             sequence: AtomicU64::new(1),
             commits: AtomicU64::new(0),
+            backlog: AtomicUsize::new(0),
+            #[cfg(test)]
+            hold_checkpoints: AtomicBool::new(false),
             metrics: StorageMetrics::new(),
         });
         let start = writer::initialize(&inner)?;
@@ -268,6 +271,12 @@ impl RedbStore {
     }
 
     /// Commits made since the store was opened.
+    /// Holds the checkpointer back before its next checkpoint while `hold`.
+    #[cfg(test)]
+    pub(super) fn hold_checkpoints(&self, hold: bool) {
+        self.inner.hold_checkpoints.store(hold, Ordering::Release);
+    }
+
     pub fn commits(&self) -> u64 {
         self.inner.commits.load(Ordering::Relaxed)
     }
@@ -374,7 +383,7 @@ impl StateStore for RedbStore {
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {
-        self.inner.check_writable()
+        self.inner.check_accepting()
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -522,7 +531,7 @@ impl DecisionLog for RedbStore {
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {
-        self.inner.check_writable()
+        self.inner.check_accepting()
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -576,7 +585,7 @@ impl BudgetLedger for RedbStore {
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {
-        self.inner.check_writable()
+        self.inner.check_accepting()
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -475,3 +475,48 @@ fn a_checkpoint_writes_snapshots_and_settles_what_a_run_without_the_log_journale
         "{traces:?}"
     );
 }
+
+#[test]
+fn while_a_checkpoint_lags_new_changes_are_refused_up_front_until_it_is_done() {
+    let dir = TempDir::new("wal-behind");
+    // Ten waiting writes start a checkpoint; while it runs, eight more make
+    // the store refuse new changes (four fifths of the bound at which the
+    // writer would wait for it).
+    let options = StoreOptions {
+        max_buffered_writes: 10,
+        ..no_checkpoint_for_an_hour()
+    };
+    let store = RedbStore::open(dir.path(), options).unwrap();
+    store.hold_checkpoints(true);
+    let take = |store: &RedbStore| block_on(store.record(vec![budget("coupon", 1)]).wait());
+    for _ in 0..10 {
+        take(&store).unwrap();
+    }
+    for _ in 0..7 {
+        take(&store).unwrap();
+        assert!(StateStore::check_writable(&store).is_ok());
+    }
+    take(&store).unwrap();
+    let error = StateStore::check_writable(&store).unwrap_err();
+    assert!(
+        matches!(error, StoreError::Behind { buffered: 8 }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("catching up"), "{error}");
+    assert!(DecisionLog::check_writable(&store).is_err());
+    assert!(BudgetLedger::check_writable(&store).is_err());
+    // Once the running checkpoint is done, changes are accepted again, and
+    // every acknowledged one is kept.
+    store.hold_checkpoints(false);
+    wait_until("the store accepts changes", || {
+        StateStore::check_writable(&store).is_ok()
+    });
+    take(&store).unwrap();
+    store.close().unwrap();
+    drop(store);
+    let store = RedbStore::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(
+        BudgetLedger::load(&store).unwrap(),
+        vec![("coupon".to_owned(), 19)]
+    );
+}

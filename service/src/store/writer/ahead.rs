@@ -41,11 +41,6 @@ const CHECKPOINT_NICE: i32 = 10;
 /// How often an idle writer looks whether the running checkpoint is done.
 const POLL: Duration = Duration::from_millis(5);
 
-/// Most ops waiting for a checkpoint: past it one is started at once, and
-/// while one runs the writer waits for it (memory stays bounded when the
-/// checkpoints fall behind).
-const MAX_BUFFERED: usize = 50_000;
-
 /// Who wrote a customer's last state in the log: (writer, writes it made
 /// before), `None` when that write did not say.
 type LastWrite = Option<(u64, u64)>;
@@ -71,6 +66,11 @@ pub(in crate::store) struct Ahead {
     models_logged: HashSet<String>,
     interval: Duration,
     max_bytes: u64,
+    /// Most ops waiting for a checkpoint: past it one is started at once,
+    /// and while one runs the writer waits for it (memory stays bounded
+    /// when the checkpoints fall behind); four fifths of it make the store
+    /// refuse new changes while one runs ([`Ahead::publish_backlog`]).
+    max_buffered: usize,
     /// The checkpointer thread's queue; `None` once stopped.
     jobs: Option<mpsc::Sender<Job>>,
     finished: mpsc::Receiver<Finished>,
@@ -142,6 +142,7 @@ impl Ahead {
             models_logged: HashSet::new(),
             interval: inner.options.checkpoint_interval,
             max_bytes: inner.options.checkpoint_bytes,
+            max_buffered: inner.options.max_buffered_writes.max(1),
             jobs: Some(jobs),
             finished,
             thread: Some(thread),
@@ -239,7 +240,23 @@ impl Ahead {
         self.since
             .is_some_and(|since| since.elapsed() >= self.interval)
             || self.logs[self.current].end() >= self.max_bytes
-            || self.buffered.len() >= MAX_BUFFERED
+            || self.buffered.len() >= self.max_buffered
+    }
+
+    /// Tells the store whether the checkpoints are behind: a checkpoint
+    /// runs and the ops waiting for the next one reach four fifths of the
+    /// bound at which the writer would wait for it. New changes are then
+    /// refused up front (fast, and retryable) until that checkpoint is
+    /// done; past capacity this replaces late UNAVAILABLE answers from
+    /// writes queued behind the wait.
+    pub(super) fn publish_backlog(&self, inner: &Inner) {
+        let refuse_from = self.max_buffered - self.max_buffered / 5;
+        let backlog = if self.running && self.buffered.len() >= refuse_from {
+            self.buffered.len()
+        } else {
+            0
+        };
+        inner.backlog.store(backlog, Ordering::Release);
     }
 
     /// Takes back the books from a finished checkpoint, waiting for it when
@@ -287,7 +304,7 @@ impl Ahead {
         self.collect(
             journal,
             models,
-            barrier || self.buffered.len() >= MAX_BUFFERED,
+            barrier || self.buffered.len() >= self.max_buffered,
         );
         if let Some(error) = inner.current_failure() {
             // The checkpoint that just ended failed: nothing more goes into
@@ -534,7 +551,7 @@ fn checkpointer(inner: &Inner, jobs: &mpsc::Receiver<Job>, finished: &mpsc::Send
     // writes: at a low priority it mostly takes the CPU the answers leave
     // idle instead of delaying them. Not the lowest: past capacity nothing
     // is left idle, and a starved checkpoint would fill the writer's buffer
-    // ([`MAX_BUFFERED`]) and stall every write. Refused (some sandboxes):
+    // ([`Ahead::max_buffered`]) and stall every write. Refused (some sandboxes):
     // it runs at the normal priority.
     if let Err(error) =
         rustix::process::setpriority_process(Some(rustix::thread::gettid()), CHECKPOINT_NICE)
@@ -542,6 +559,10 @@ fn checkpointer(inner: &Inner, jobs: &mpsc::Receiver<Job>, finished: &mpsc::Send
         tracing::debug!(%error, "checkpointer keeps its priority");
     }
     while let Ok(job) = jobs.recv() {
+        #[cfg(test)]
+        while inner.hold_checkpoints.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let Job {
             ops,
             through_lsn,

@@ -164,6 +164,7 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, start: Start) {
     loop {
         if let Some(ahead) = ahead.as_mut() {
             ahead.collect(&mut journal, &mut models, false);
+            ahead.publish_backlog(inner);
         }
         // A failed commit leaves the store refusing writes until a retry
         // succeeds, whether or not it held customer writes to retry (a failed
@@ -243,7 +244,10 @@ pub(super) fn run(inner: &Inner, queue: &mpsc::Receiver<Op>, start: Start) {
         }
         last_commit = Some(Instant::now());
         match ahead.as_mut() {
-            Some(ahead) => ahead.write(inner, batch, &mut retained, &mut models, &mut journal),
+            Some(ahead) => {
+                ahead.write(inner, batch, &mut retained, &mut models, &mut journal);
+                ahead.publish_backlog(inner);
+            }
             None => {
                 // A failure is answered to the batch's writers and kept.
                 let _ = commit_batch(
