@@ -448,6 +448,9 @@ fn commit_batch(
     let mut unlogged_budgets: HashMap<String, i64> = HashMap::new();
     let mut new_models = Vec::new();
     let mut journaled = Vec::new();
+    // Customers a checkpoint wrote to their snapshots: not counted as
+    // settled from the journal.
+    let mut snapshotted = 0;
     let mut writes = 0;
     let applied = (|| -> Result<(), StoreError> {
         let database = inner.database()?;
@@ -562,6 +565,7 @@ fn commit_batch(
                 }
             }
             let appended = if through_lsn.is_some() {
+                snapshotted = changes.len();
                 snapshot_changes(&mut tables, journal, changes, &mut journaled)?;
                 0
             } else {
@@ -595,7 +599,8 @@ fn commit_batch(
             let settled = journaled
                 .iter()
                 .filter(|change| matches!(change, Journaled::Settled(_)))
-                .count();
+                .count()
+                - snapshotted;
             inner.metrics.journal(journal.records(), settled);
             publish(inner, journaled);
             for (customer_id, write) in states {
