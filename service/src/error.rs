@@ -281,3 +281,21 @@ impl From<ServiceError> for Status {
         Status::new(error.code(), error.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_catching_up_on_its_checkpoints_is_an_overload_to_retry() {
+        let status = Status::from(ServiceError::Storage(StoreError::Behind {
+            buffered: 40_000,
+        }));
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(
+            status.message().contains("catching up") && status.message().contains("40000"),
+            "{}",
+            status.message()
+        );
+    }
+}

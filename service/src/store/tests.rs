@@ -284,6 +284,27 @@ pub(super) fn write_change(
     block_on(StateStore::write_change(store, &Arc::from(customer), to, change).wait()).unwrap();
 }
 
+/// Writes `states[1..]` for `customer`, each as its change from the one
+/// before, all by the activation `writer` (its first write on `states[0]`,
+/// the state it loaded).
+pub(super) fn write_chain(
+    store: &RedbStore,
+    customer: &str,
+    states: &[CustomerState],
+    writer: u64,
+) {
+    for step in 1..states.len() {
+        write_change(
+            store,
+            customer,
+            &states[step - 1],
+            &states[step],
+            writer,
+            step as u64 - 1,
+        );
+    }
+}
+
 /// Every journal record of the closed store in `dir`: (key, customer,
 /// whether its state is a change, its size).
 pub(super) fn journal_records(dir: &TempDir) -> Vec<(u64, String, bool, usize)> {
@@ -319,16 +340,7 @@ fn changes_are_journaled_small_and_read_back_after_reopen_and_settling() {
     );
     {
         let store = RedbStore::open(dir.path(), committing()).unwrap();
-        for step in 1..4 {
-            write_change(
-                &store,
-                "alice",
-                &states[step - 1],
-                &states[step],
-                7,
-                step as u64 - 1,
-            );
-        }
+        write_chain(&store, "alice", &states[..4], 7);
         store.close().unwrap();
     }
     let whole = records::encode(&states[3]).unwrap().len();

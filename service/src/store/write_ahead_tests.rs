@@ -12,7 +12,7 @@
 
 use super::tests::{
     EVERYTHING, block_on, committing, decision, exported, journal_and_snapshots, journal_records,
-    outcome, state_with, wait_until, write, write_change,
+    outcome, state_with, wait_until, write, write_chain, write_change,
 };
 use super::wal::{self, Entry, LOG_FILES, LoggedState, WriteAheadLog};
 use super::*;
@@ -55,19 +55,27 @@ fn alice_states() -> Vec<CustomerState> {
     states
 }
 
+/// A store in `tag` given [`write_history`] with no checkpoint since, and
+/// the image a crash right then leaves (`tag-image`); alice's states.
+fn crashed_history(tag: &str) -> (TempDir, TempDir, Vec<CustomerState>) {
+    let dir = TempDir::new(tag);
+    let store = RedbStore::open(dir.path(), no_checkpoint_for_an_hour()).unwrap();
+    let states = alice_states();
+    write_history(&store, &states);
+    assert_eq!(
+        store.committed_state("alice").unwrap(),
+        None,
+        "acknowledged by the log, not yet in the database"
+    );
+    let image = crash_image(&dir, &format!("{tag}-image"));
+    drop(store);
+    (dir, image, states)
+}
+
 /// Writes alice's changes, bob's state with a decision and its outcome, and
 /// three budget changes (+1, +1, -1), each acknowledged.
 fn write_history(store: &RedbStore, states: &[CustomerState]) {
-    for step in 1..states.len() {
-        write_change(
-            store,
-            "alice",
-            &states[step - 1],
-            &states[step],
-            7,
-            step as u64 - 1,
-        );
-    }
+    write_chain(store, "alice", states, 7);
     write(
         store,
         "bob",
@@ -88,17 +96,7 @@ fn write_history(store: &RedbStore, states: &[CustomerState]) {
 
 #[test]
 fn acknowledged_writes_come_back_from_the_log_after_a_crash_and_apply_once() {
-    let dir = TempDir::new("wal-crash");
-    let store = RedbStore::open(dir.path(), no_checkpoint_for_an_hour()).unwrap();
-    let states = alice_states();
-    write_history(&store, &states);
-    assert_eq!(
-        store.committed_state("alice").unwrap(),
-        None,
-        "acknowledged by the log, not yet in the database"
-    );
-    let image = crash_image(&dir, "wal-crash-image");
-    drop(store);
+    let (_dir, image, states) = crashed_history("wal-crash");
 
     // The log holds alice's writes as changes: her whole state is not
     // written once.
@@ -154,12 +152,7 @@ fn acknowledged_writes_come_back_from_the_log_after_a_crash_and_apply_once() {
 
 #[test]
 fn a_torn_last_frame_loses_only_the_batch_that_was_never_acknowledged() {
-    let dir = TempDir::new("wal-torn");
-    let store = RedbStore::open(dir.path(), no_checkpoint_for_an_hour()).unwrap();
-    let states = alice_states();
-    write_history(&store, &states);
-    let image = crash_image(&dir, "wal-torn-image");
-    drop(store);
+    let (_dir, image, states) = crashed_history("wal-torn");
     // The crash came while the last frame (the -1) was being written.
     let log_path = image.path().join(LOG_FILES[0]);
     let length = std::fs::metadata(&log_path).unwrap().len();
@@ -378,12 +371,7 @@ fn a_probe_taken_among_writes_leaves_the_next_failure_able_to_recover() {
 
 #[test]
 fn a_log_left_by_a_crash_is_replayed_even_with_the_log_turned_off() {
-    let dir = TempDir::new("wal-turned-off");
-    let store = RedbStore::open(dir.path(), no_checkpoint_for_an_hour()).unwrap();
-    let states = alice_states();
-    write_history(&store, &states);
-    let image = crash_image(&dir, "wal-turned-off-image");
-    drop(store);
+    let (_dir, image, states) = crashed_history("wal-turned-off");
     let without_log = StoreOptions {
         write_ahead: false,
         ..StoreOptions::default()
@@ -425,16 +413,7 @@ fn a_checkpoint_writes_snapshots_and_settles_what_a_run_without_the_log_journale
     // Without the log, alice's and carol's writes are journal records.
     {
         let store = RedbStore::open(dir.path(), committing()).unwrap();
-        for step in 1..3 {
-            write_change(
-                &store,
-                "alice",
-                &states[step - 1],
-                &states[step],
-                7,
-                step as u64 - 1,
-            );
-        }
+        write_chain(&store, "alice", &states[..3], 7);
         write(&store, "carol", &carol, Vec::new());
         store.close().unwrap();
     }
