@@ -42,11 +42,16 @@
 //! **What it does.** The [`Controller`] acts once per interval on a limit of
 //! calls in flight: a standing delay above the target lowers the limit below
 //! the calls that were in flight, in proportion to how far above it was
-//! (target / delay, between ×0.5 and ×0.9); each calm interval raises it by
-//! a quarter, back up to the configured maximum (from the floor of 4 to
-//! 1,024 in about 2.5 s of 100 ms intervals). It never goes below its floor,
-//! so some calls are always admitted and shedding ends once the queue is
-//! gone. A limit rather than CoDel's schedule of drops, because that
+//! (target / delay, between ×0.5 and ×0.9). A calm interval raises it, up to
+//! the configured maximum, by what the interval showed ([`raised`]): when
+//! calls reached the limit, by a quarter if the delay was well within the
+//! target and by about its square root if it was near it; when they did not,
+//! only to twice the calls that came. It never goes below its floor, so
+//! some calls are always admitted and shedding ends once the queue is gone.
+//! Only calls answered OK are timed ([`Gate::answered`]): a refusal takes
+//! microseconds, and measured past capacity, while a lagging checkpoint had
+//! writes refused, such refusals made a quarter of the calls look fast, set
+//! the baseline to 19 µs and let the limit swing to the maximum. A limit rather than CoDel's schedule of drops, because that
 //! schedule is made for TCP flows, which halve their rate at each drop; RPC
 //! clients do not, and a limit bounds the work and memory taken on directly,
 //! with `grpc.max_concurrent_requests` as its ceiling. A cut in proportion
@@ -328,7 +333,9 @@ impl Controller {
                 let cut = (base as f64 * keep) as usize;
                 cut.max(min_limit)
             }
-            (Some(_), None) => before.saturating_add((before / 4).max(1)).min(max_limit),
+            (Some(target), None) => {
+                raised(before, window.peak_in_flight, standing, target).min(max_limit)
+            }
         };
         Adjustment {
             before,
@@ -338,6 +345,50 @@ impl Controller {
             overloaded: overload.is_some(),
         }
     }
+}
+
+/// The limit after a calm interval that began at `before` with at most
+/// `peak_in_flight` calls in flight and a standing delay of `standing`
+/// (within `target`).
+///
+/// - **Not reached** (fewer calls came than the limit allowed): nothing
+///   shows that more calls at once would be served as well, so the limit
+///   rises only to leave room for twice the calls that came. A limit far
+///   above them would let the next surge queue for a whole interval before
+///   the controller sees it: measured past capacity, while a lagging
+///   checkpoint had writes refused, the limit climbed from 150 to 1,024 in
+///   under a second with few calls in flight, and the calls admitted when
+///   the checkpoint was done waited past the budget.
+/// - **Reached, well within the target** (at most half of it): a quarter
+///   more, so a lowered limit is back up to the calls offered within a
+///   second or two once the queue is gone.
+/// - **Reached, near the target**: the square root of the limit more, as
+///   Netflix's concurrency-limits grows: a few calls' more queueing per
+///   interval, so the limit settles below the delay that cuts it instead of
+///   swinging between the floor and the maximum.
+fn raised(
+    before: usize,
+    peak_in_flight: usize,
+    standing: Option<Duration>,
+    target: Duration,
+) -> usize {
+    if peak_in_flight < before {
+        return before.max(peak_in_flight.saturating_mul(2));
+    }
+    let well_within = standing.is_none_or(|standing| standing <= target / 2);
+    let step = if well_within {
+        before / 4
+    } else {
+        // Truncation is fine: a step of about the square root.
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let root = (before as f64).sqrt() as usize;
+        root
+    };
+    before.saturating_add(step.max(1))
 }
 
 /// Why a call was not admitted.
@@ -436,7 +487,9 @@ impl Gate {
         }
     }
 
-    /// An admitted call was answered after `elapsed` in the server.
+    /// An admitted call was answered after `elapsed` in the server, having
+    /// done its work: its caller leaves out refusals and errors, which take
+    /// microseconds whatever the queue.
     pub fn answered(&self, elapsed: Duration) {
         self.call_times.record(elapsed);
     }
@@ -683,17 +736,26 @@ mod tests {
         drop(fourth);
         drop(calls);
 
-        // Calm intervals (calls as fast as the baseline, or none at all)
-        // raise the limit back to the maximum: no shedding outlives the queue.
+        // Calm intervals with 100 calls offered each (as many admitted as
+        // the limit allows, all as fast as the baseline) raise the limit
+        // back to the maximum: no shedding outlives the queue.
         let mut limits = Vec::new();
-        for interval in 0..60 {
-            if interval % 2 == 0 {
+        for _ in 0..60 {
+            let admitted: Vec<_> = (0..100)
+                .map_while(|_| Gate::try_enter(&gate).ok())
+                .collect();
+            for _ in &admitted {
                 gate.answered(ms(2));
             }
+            drop(admitted);
             limits.push(gate.end_interval().limit);
         }
         assert!(limits.is_sorted(), "{limits:?}");
         assert_eq!(gate.limit(), 100);
+        assert!(
+            limits.iter().position(|limit| *limit == 100) < Some(20),
+            "back within 2 s of 100 ms intervals: {limits:?}"
+        );
         let all: Vec<_> = (0..100)
             .map(|_| Gate::try_enter(&gate).expect("admitted"))
             .collect();
@@ -757,7 +819,74 @@ mod tests {
         }
         assert!(limits.contains(&2), "{limits:?}");
         assert_eq!(controller.baseline(), Some(ms(20)));
-        assert_eq!(controller.limit(), 100, "{limits:?}");
+        // Back above the 30 calls offered, with room for twice as many.
+        assert_eq!(controller.limit(), 60, "{limits:?}");
+    }
+
+    #[test]
+    fn a_limit_the_calls_did_not_reach_rises_only_to_twice_the_calls_that_came() {
+        let mut controller = with_baseline(2);
+        // A queue cuts the limit to 50 (half the 100 in flight).
+        controller.end_interval(window(Some(40), 100));
+        assert_eq!(controller.limit(), 50);
+        // Then few calls come (writes refused while storage catches up, say):
+        // however calm, the limit only makes room for twice them.
+        for _ in 0..20 {
+            controller.end_interval(window(None, 10));
+        }
+        assert_eq!(controller.limit(), 50, "never lowered by a calm interval");
+        for _ in 0..20 {
+            controller.end_interval(window(Some(2), 40));
+        }
+        assert_eq!(controller.limit(), 80);
+    }
+
+    #[test]
+    fn a_reached_limit_climbs_fast_when_calm_and_creeps_near_the_target() {
+        let mut controller = with_baseline(2);
+        controller.end_interval(window(Some(40), 64));
+        assert_eq!(controller.limit(), 32);
+        // Well within the target (5 ms): a quarter more.
+        controller.end_interval(window(Some(4), 32));
+        assert_eq!(controller.limit(), 40);
+        // Near it (4 ms beyond the baseline): about the square root more.
+        controller.end_interval(window(Some(6), 40));
+        assert_eq!(controller.limit(), 46);
+    }
+
+    #[test]
+    fn an_overload_seen_an_interval_late_and_broken_by_refusals_keeps_the_limit_in_a_band() {
+        // A synthetic server past capacity: 1,000 calls offered at once; a
+        // call takes 2 ms alone and 1 ms more per 10 calls in flight beyond
+        // 40, and the calls that end in an interval show the queue of the
+        // interval before. For 1.5 s of every 5 s storage is catching up: the
+        // writes are refused at once, so no call is timed and few are in
+        // flight.
+        let mut controller = Controller::new(Settings {
+            max_limit: 1_000,
+            ..settings()
+        });
+        controller.end_interval(window(Some(2), 1));
+        let mut previous_in_flight: usize = 1_000;
+        let mut limits = Vec::new();
+        for interval in 0..400 {
+            let window = if interval % 50 >= 35 {
+                window(None, 5)
+            } else {
+                let in_flight = controller.limit().min(1_000);
+                let delay = 2 + previous_in_flight.saturating_sub(40) as u64 / 10;
+                previous_in_flight = in_flight;
+                window(Some(delay), in_flight)
+            };
+            controller.end_interval(window);
+            limits.push(controller.limit());
+        }
+        // The target (5 ms beyond 2) is met at about 70 in flight.
+        let settled = &limits[100..];
+        assert!(
+            settled.iter().all(|limit| (20..=140).contains(limit)),
+            "{settled:?}"
+        );
     }
 
     #[test]

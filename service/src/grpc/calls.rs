@@ -6,7 +6,7 @@
 //!    [`MAX_REQUEST_ID_BYTES`]); everything the handler logs is inside it;
 //! 2. admits the call or sheds it with RESOURCE_EXHAUSTED ([`Admission`]),
 //!    before the request is decoded; an admitted call's time in the server
-//!    is what admission control goes by;
+//!    is what admission control goes by, when it was answered OK;
 //! 3. when the answer is ready, reads its `grpc-status`, counts refusals in
 //!    the metrics, and logs the status and latency: at debug, or at error
 //!    for a server fault (INTERNAL, UNKNOWN, DATA_LOSS).
@@ -165,13 +165,16 @@ where
         Box::pin(
             async move {
                 let result = answer.await;
-                // The place is free once the answer is ready.
-                if permit.is_some() {
+                let code = result.as_ref().ok().map(status_of);
+                // The place is free once the answer is ready. Only a call
+                // that did its work measures the queue (see
+                // `Gate::answered`).
+                if permit.is_some() && code == Some(tonic::Code::Ok) {
                     admission.gate().answered(started.elapsed());
                 }
                 drop(permit);
-                if let Ok(response) = &result {
-                    finished(&metrics, status_of(response), started);
+                if let Some(code) = code {
+                    finished(&metrics, code, started);
                 }
                 result
             }
@@ -215,6 +218,53 @@ mod tests {
         ] {
             assert_eq!(request_id(&request(id)), kept, "{id:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn only_calls_answered_ok_are_timed_for_admission() {
+        use crate::queueing::Settings;
+        use std::time::Duration;
+        use tower::ServiceExt as _;
+
+        // A service that refuses a call whose path ends in "Refused" and
+        // answers the others.
+        let inner = tower::service_fn(|request: http::Request<()>| async move {
+            let response = if request.uri().path().ends_with("Refused") {
+                tonic::Status::resource_exhausted("storage is catching up").into_http()
+            } else {
+                http::Response::new(())
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let admission = Arc::new(Admission::with(Settings {
+            target: Some(Duration::from_millis(5)),
+            interval: Duration::from_millis(100),
+            min_limit: 1,
+            max_limit: 10,
+        }));
+        let calls = CallLayer::new(admission.clone(), Arc::new(GrpcMetrics::new())).layer(inner);
+        let call = |path: &'static str| {
+            let calls = calls.clone();
+            async move {
+                let request = http::Request::builder()
+                    .uri(path)
+                    .body(())
+                    .expect("a request");
+                calls.oneshot(request).await.expect("infallible")
+            }
+        };
+
+        let refused = call("/nudge.v1.Events/Refused").await;
+        assert_eq!(status_of(&refused), tonic::Code::ResourceExhausted);
+        let gate = admission.gate();
+        assert_eq!(gate.in_flight(), 0, "the refused call's place is free");
+        let adjustment = gate.end_interval();
+        assert_eq!(adjustment.baseline, None, "a refusal is not timed");
+        assert_eq!(adjustment.standing, None);
+
+        let answered = call("/nudge.v1.Events/Track").await;
+        assert_eq!(status_of(&answered), tonic::Code::Ok);
+        assert!(gate.end_interval().baseline.is_some(), "an answer is timed");
     }
 
     #[test]
