@@ -617,7 +617,17 @@ fn commit_batch(
             }
             // The log's writes were counted when they were appended.
             match through_lsn {
-                Some(_) => inner.metrics.checkpointed(writes, started.elapsed()),
+                Some(lsn) => {
+                    let elapsed = started.elapsed();
+                    inner.metrics.checkpointed(writes, elapsed);
+                    tracing::debug!(
+                        through_lsn = lsn,
+                        customers = snapshotted,
+                        writes,
+                        elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                        "checkpoint written"
+                    );
+                }
                 None => inner.metrics.committed(writes, started.elapsed()),
             }
             Ok(())
