@@ -18,6 +18,10 @@
 //!   validated with field-and-line errors; CEL rules compiled once.
 //! - [`experiment`]: which model serves which customer: variants with
 //!   shares, hashed assignment, promotion and rollback.
+//! - [`journey`]: multi-step journeys declared in the catalog: their
+//!   definitions, the engine that moves one customer's runs through them
+//!   (entry rules, waits, sends, branches, goals and exits), pure like the
+//!   pipeline.
 //! - [`guardrail`]: the live guardrail's sequential test of a variant's
 //!   conversion rate against the control's (mSPRT, always valid).
 //! - [`features`]: feature specs and extraction (the same code at training time).
@@ -41,6 +45,7 @@ mod error;
 pub mod experiment;
 pub mod features;
 pub mod guardrail;
+pub mod journey;
 pub mod ledger;
 pub mod log;
 pub mod model;

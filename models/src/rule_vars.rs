@@ -298,6 +298,47 @@ impl cel::context::VariableResolver for RuleVars<'_> {
     }
 }
 
+/// Resolves `profile` and `event` (the properties of the event a journey
+/// is matching, when there is one) for a journey's rules: triggers, entry
+/// conditions, goals, exits, `wait_for` and `branch`.
+#[derive(Debug)]
+pub(crate) struct JourneyVars<'a> {
+    profile: ProfileView<'a>,
+    event: Option<ContextView<'a>>,
+}
+
+impl<'a> JourneyVars<'a> {
+    /// The variables of one journey rule.
+    pub(crate) fn new(
+        profile: &'a Profile,
+        known_events: &'a [String],
+        event: Option<&'a BTreeMap<String, AttrValue>>,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            profile: ProfileView {
+                profile,
+                known_events,
+                now,
+            },
+            event: event.map(|context| ContextView { context }),
+        }
+    }
+}
+
+impl cel::context::VariableResolver for JourneyVars<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        match variable {
+            "profile" => Some(CowVal::Borrowed(&self.profile)),
+            "event" => self
+                .event
+                .as_ref()
+                .map(|event| CowVal::Borrowed(event as &dyn Val)),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -966,3 +966,211 @@ fn every_problem_in_a_file_is_reported_together() {
     let wrapped = nudge_models::Error::from(Catalog::from_toml(&text).expect_err("refused"));
     assert!(wrapped.to_string().starts_with("invalid catalog: "));
 }
+
+/// A journey `j` triggered by `login`, with `head` lines in its table and
+/// `steps` (TOML `[[journeys.steps]]` tables) after it.
+fn journey(head: &str, steps: &str) -> String {
+    with(&format!(
+        "\n[[journeys]]\nid = \"j\"\ntrigger = {{ event = \"login\" }}\n{head}\n{steps}"
+    ))
+}
+
+/// One `[[journeys.steps]]` table with this body.
+fn step(body: &str) -> String {
+    format!("\n[[journeys.steps]]\n{body}\n")
+}
+
+#[test]
+fn a_valid_journey_compiles_with_its_channels_and_references() {
+    let text = journey(
+        "priority = 3\ngoals = [{ event = \"purchase\", when = \"event.amount > 10.0\" }]",
+        &[
+            step("id = \"hello\"\nsend = { action = \"promo_mail\" }\non_blocked = \"bye\""),
+            step("id = \"pause\"\nwait = \"2d\""),
+            step("id = \"check\"\nbranch = [{ when = \"profile.count_7d.login > 2\", goto = \"bye\" }]\nelse = \"end\""),
+            step("id = \"bye\"\nsend = { placement = \"home\" }"),
+        ]
+        .concat(),
+    );
+    let catalog = Catalog::from_toml(&text).expect("valid");
+    let journey = &catalog.journeys[0];
+    assert_eq!(
+        (journey.id.as_ref(), journey.version, journey.priority),
+        ("j", 1, 3)
+    );
+    assert_eq!(
+        journey
+            .channels
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["email", "in_app"]
+    );
+    assert_eq!(journey.steps.len(), 4);
+    assert_eq!(catalog.journey_policy.max_concurrent, 3, "the default");
+}
+
+#[test]
+fn a_step_reference_must_name_a_step_of_its_journey() {
+    let text = journey("", &step("id = \"a\"\nwait = \"1d\"\nnext = \"nowhere\""));
+    assert_only(
+        &text,
+        "journeys[0].steps[0].next",
+        Some(line_of(&text, "next = \"nowhere\"")),
+        &["'nowhere'", "not a step", "a"],
+    );
+}
+
+#[test]
+fn a_cycle_of_steps_without_a_wait_is_refused() {
+    let text = journey(
+        "",
+        &[
+            step("id = \"a\"\nsend = { action = \"tip\" }"),
+            step("id = \"b\"\nupdate = { seen = true }\nnext = \"a\""),
+        ]
+        .concat(),
+    );
+    assert_only(
+        &text,
+        "journeys[0].steps",
+        Some(line_of(&text, "[[journeys]]")),
+        &["a → b → a", "without a `wait`"],
+    );
+    // Through a wait it is a loop a run can live in.
+    let waiting = journey(
+        "",
+        &[
+            step("id = \"a\"\nsend = { action = \"tip\" }"),
+            step("id = \"b\"\nwait = \"7d\"\nnext = \"a\""),
+        ]
+        .concat(),
+    );
+    Catalog::from_toml(&waiting).expect("a cycle through a wait is valid");
+}
+
+#[test]
+fn a_step_does_exactly_one_thing() {
+    let text = journey(
+        "",
+        &step("id = \"a\"\nwait = \"1d\"\nsend = { action = \"tip\" }"),
+    );
+    assert_only(
+        &text,
+        "journeys[0].steps[0]",
+        Some(line_of(&text, "[[journeys.steps]]")),
+        &["send and wait"],
+    );
+    let text = journey("", &step("id = \"a\""));
+    assert_only(
+        &text,
+        "journeys[0].steps[0]",
+        Some(line_of(&text, "[[journeys.steps]]")),
+        &["needs one of"],
+    );
+}
+
+#[test]
+fn a_send_names_a_known_action_or_placement() {
+    let text = journey("", &step("id = \"a\"\nsend = { action = \"ghost\" }"));
+    assert_only(
+        &text,
+        "journeys[0].steps[0].send.action",
+        Some(line_of(&text, "send = ")),
+        &["'ghost'", "not an action"],
+    );
+    let text = journey(
+        "",
+        &step("id = \"a\"\nsend = { action = \"tip\", placement = \"home\" }"),
+    );
+    assert_only(
+        &text,
+        "journeys[0].steps[0].send",
+        Some(line_of(&text, "send = ")),
+        &["one `action` or one `placement`"],
+    );
+}
+
+#[test]
+fn journey_rules_read_only_their_variables() {
+    let text = journey(
+        "",
+        &step("id = \"a\"\nbranch = [{ when = \"context.page == 'home'\", goto = \"end\" }]"),
+    );
+    assert_only(
+        &text,
+        "journeys[0].steps[0].branch[0].when",
+        Some(line_of(&text, "branch = ")),
+        &["reads context", "profile"],
+    );
+    let text = with(
+        "\n[[journeys]]\nid = \"j\"\ntrigger = { event = \"login\", when = \"action.value > 1.0\" }\n[[journeys.steps]]\nid = \"a\"\nwait = \"1d\"\n",
+    );
+    assert_only(
+        &text,
+        "journeys[0].trigger.when",
+        Some(line_of(&text, "trigger = ")),
+        &["reads action", "profile and event"],
+    );
+}
+
+#[test]
+fn keys_that_belong_to_another_kind_of_step_are_refused() {
+    let text = journey("", &step("id = \"a\"\nwait = \"1d\"\nelse = \"end\""));
+    assert_only(
+        &text,
+        "journeys[0].steps[0].else",
+        Some(line_of(&text, "[[journeys.steps]]")),
+        &["only a branch step"],
+    );
+}
+
+#[test]
+fn ids_durations_times_and_weights_are_checked() {
+    let text = journey(
+        "reentry_after = \"soon\"",
+        &[
+            step("id = \"a\"\nwait_until = \"25:00\""),
+            step("id = \"a\"\nsplit = [{ weight = 0, goto = \"end\" }, { weight = 1, goto = \"end\" }]"),
+            step("id = \"end\"\nexit = true"),
+        ]
+        .concat(),
+    );
+    let found = problems(&text);
+    let fields: Vec<&str> = found.iter().map(|problem| problem.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "journeys[0].reentry_after",
+            "journeys[0].steps[1].id",
+            "journeys[0].steps[2].id",
+            "journeys[0].steps[0].wait_until",
+            "journeys[0].steps[1].split[0].weight",
+        ],
+        "{found:#?}"
+    );
+    assert!(found[2].message.contains("reserved"));
+    assert!(found[3].message.contains("09:00"));
+}
+
+#[test]
+fn two_journeys_may_not_share_an_id_and_the_policy_is_bounded() {
+    let text = format!(
+        "{}\n[[journeys]]\nid = \"j\"\ntrigger = {{ event = \"login\" }}\n[[journeys.steps]]\nid = \"a\"\nwait = \"1d\"\n\n[journey_policy]\nmax_concurrent = 0\n",
+        journey("", &step("id = \"a\"\nwait = \"1d\""))
+    );
+    let found = problems(&text);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_problem(
+        &found[0],
+        "journey_policy.max_concurrent",
+        Some(line_of(&text, "max_concurrent")),
+        &["1..=100"],
+    );
+    assert_problem(
+        &found[1],
+        "journeys[1].id",
+        Some(line_of(&text, "id = \"j\"")),
+        &["journeys[0]"],
+    );
+}

@@ -30,6 +30,11 @@ pub(crate) struct CatalogFile {
     pub levers: LeversDef,
     #[serde(default)]
     pub segments: Vec<Spanned<SegmentDef>>,
+    /// `[journey_policy]`: limits over all of a customer's journeys.
+    #[serde(default)]
+    pub journey_policy: JourneyPolicyDef,
+    #[serde(default)]
+    pub journeys: Vec<Spanned<JourneyDef>>,
 }
 
 /// `[catalog]`: identity and defaults.
@@ -199,4 +204,123 @@ pub(crate) struct SegmentDef {
     pub rule: Spanned<String>,
     /// Default actions for the segment, best first.
     pub actions: Vec<Spanned<String>>,
+}
+
+/// `[journey_policy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JourneyPolicyDef {
+    /// Most journeys one customer is in at once (3 when absent).
+    pub max_concurrent: Option<Spanned<u32>>,
+}
+
+/// `[[journeys]]`: a multi-step plan started by an event.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JourneyDef {
+    pub id: Spanned<String>,
+    #[serde(default)]
+    pub name: String,
+    /// 1 when absent; a changed journey needs a new version.
+    pub version: Option<Spanned<u32>>,
+    /// `active` when absent.
+    #[serde(default)]
+    pub status: JourneyStatusDef,
+    /// Higher wins a contested cap slot (0 when absent).
+    pub priority: Option<Spanned<i32>>,
+    pub trigger: Spanned<EventMatchDef>,
+    /// CEL over `profile` and `event` (the trigger): must hold to enter.
+    pub entry: Option<Spanned<String>>,
+    /// Events that end a run as converted.
+    #[serde(default)]
+    pub goals: Vec<Spanned<EventMatchDef>>,
+    /// Events that end a run as exited.
+    #[serde(default)]
+    pub exits: Vec<Spanned<EventMatchDef>>,
+    /// The shortest time between two entries of one customer (absent: a
+    /// customer enters once).
+    pub reentry_after: Option<Spanned<String>>,
+    /// The longest a `send` waits for caps or quiet hours to allow it
+    /// (1d when absent).
+    pub max_defer: Option<Spanned<String>>,
+    /// Whether a customer who already did a goal event is kept out (true
+    /// when absent).
+    pub skip_if_goal_reached: Option<bool>,
+    pub steps: Vec<Spanned<StepDef>>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum JourneyStatusDef {
+    #[default]
+    Active,
+    Paused,
+}
+
+/// `{ event = "login", when = "event.plan == 'pro'" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventMatchDef {
+    pub event: Spanned<String>,
+    /// CEL over `profile` and `event`.
+    pub when: Option<Spanned<String>>,
+}
+
+/// `[[journeys.steps]]`: exactly one of the kinds, and where to go next.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StepDef {
+    pub id: Spanned<String>,
+    pub send: Option<Spanned<SendDef>>,
+    pub wait: Option<Spanned<String>>,
+    /// A local time of day, `HH:MM`.
+    pub wait_until: Option<Spanned<String>>,
+    pub wait_for: Option<Spanned<WaitForDef>>,
+    pub branch: Option<Spanned<Vec<Spanned<BranchCaseDef>>>>,
+    pub split: Option<Spanned<Vec<Spanned<SplitArmDef>>>>,
+    pub update: Option<Spanned<BTreeMap<String, Spanned<toml::Value>>>>,
+    pub exit: Option<Spanned<bool>>,
+    /// The next step (absent: the one below; after the last, the run ends).
+    pub next: Option<Spanned<String>>,
+    /// For `branch`: where no case holds (absent: `next`).
+    #[serde(rename = "else")]
+    pub otherwise: Option<Spanned<String>>,
+    /// For `send`: where a send that cannot go goes (absent: `next`).
+    pub on_blocked: Option<Spanned<String>>,
+}
+
+/// `send = { action = "welcome_email" }` or `{ placement = "daily_email" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SendDef {
+    pub action: Option<Spanned<String>>,
+    pub placement: Option<Spanned<String>>,
+}
+
+/// `wait_for = { event = "login", when = "…", timeout = "1d", on_timeout = "remind" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WaitForDef {
+    pub event: Spanned<String>,
+    pub when: Option<Spanned<String>>,
+    pub timeout: Spanned<String>,
+    /// Absent: `next`, as when the event comes.
+    pub on_timeout: Option<Spanned<String>>,
+}
+
+/// `{ when = "profile.tier == 'high'", goto = "csm_task" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BranchCaseDef {
+    /// CEL over `profile`.
+    pub when: Spanned<String>,
+    pub goto: Spanned<String>,
+}
+
+/// `{ weight = 50, goto = "variant_a" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SplitArmDef {
+    pub weight: Spanned<u32>,
+    pub goto: Spanned<String>,
 }

@@ -5,13 +5,16 @@
 //! - [`compile`]: validation, turning the file into a [`Catalog`] or a list of
 //!   [`CatalogProblem`]s that name the field and line.
 //! - [`rule`]: CEL eligibility and segment rules.
+//! - [`journeys`]: journeys as declared, compiled (run by [`crate::journey`]).
 
 mod compile;
 mod file;
+pub mod journeys;
 mod native;
 mod rule;
 
 pub use compile::{CatalogProblem, CatalogProblems};
+pub use journeys::{Journey, JourneyPolicy};
 pub use rule::{Rule, RuleEnv};
 
 use crate::time::{Span, Timestamp};
@@ -47,6 +50,10 @@ pub struct Catalog {
     pub category_levers: BTreeMap<String, f64>,
     /// Fallback segments, first match wins.
     pub segments: Vec<Segment>,
+    /// Limits over all of one customer's journeys.
+    pub journey_policy: JourneyPolicy,
+    /// Journeys in file order (the versions new entries take).
+    pub journeys: Vec<Arc<Journey>>,
     /// The CEL environment the rules were compiled in.
     cel_env: RuleEnv,
     /// How many distinct rules do not read `action` (see [`Rule`]): the

@@ -57,6 +57,20 @@ impl Rule {
         &self.source
     }
 
+    /// The variables the rule reads (`profile`, `context`, …), each once.
+    pub fn variables(&self) -> Vec<String> {
+        let mut variables: Vec<String> = self
+            .program
+            .references()
+            .variables()
+            .iter()
+            .map(|name| name.trim_start_matches('.').to_owned())
+            .collect();
+        variables.sort();
+        variables.dedup();
+        variables
+    }
+
     /// Whether the rule reads the `action` variable.
     pub fn reads_action(&self) -> bool {
         self.reads_action

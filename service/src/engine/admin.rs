@@ -117,6 +117,7 @@ impl Engine {
             (None, CatalogSource::Demo) => nudge_models::demo::CATALOG_TOML,
         };
         let catalog = Catalog::from_toml(text).map_err(nudge_models::Error::from)?;
+        warn_if_journeys(&catalog);
         let summary = catalog.summary();
         let previous = self.shared.catalog.swap(Arc::new(catalog));
         self.shared.metrics.catalog_loaded(&summary.version);
@@ -279,5 +280,21 @@ impl Engine {
             passivations: Stats::get(&stats.passivations),
             rejected: Stats::get(&stats.rejected),
         }
+    }
+}
+
+/// Journeys are validated with the catalog but not run yet: an operator who
+/// declares some is told so rather than left to wonder why none starts.
+pub(crate) fn warn_if_journeys(catalog: &Catalog) {
+    if !catalog.journeys.is_empty() {
+        let ids: Vec<&str> = catalog
+            .journeys
+            .iter()
+            .map(|journey| journey.id.as_ref())
+            .collect();
+        tracing::warn!(
+            journeys = %ids.join(","),
+            "the catalog declares journeys: this version validates them but does not run them yet"
+        );
     }
 }

@@ -18,6 +18,7 @@ pub use crate::requests::{
     ConsentInput, Deadline, DecideInput, DecideReply, OutcomeInput, StatsSnapshot, SuppressionInput,
 };
 pub use crate::shared::Shared;
+pub(crate) use admin::warn_if_journeys;
 pub use ingest::{IngestSummary, Ingestion, Rejection};
 
 use crate::actors::customer::Activity;

@@ -198,7 +198,7 @@ fn action_cel_value(def: &ActionDef, value: f64) -> Box<dyn cel::common::value::
 }
 
 /// Parses `HH:MM` into a minute of the day.
-fn minute_of_day(text: &str) -> Option<u16> {
+pub(in crate::catalog::compile) fn minute_of_day(text: &str) -> Option<u16> {
     let (hours, minutes) = text.split_once(':')?;
     let hours: u16 = hours.parse().ok()?;
     let minutes: u16 = minutes.parse().ok()?;

@@ -4,10 +4,11 @@
 //!
 //! This file holds the problems, the [`Checker`] that collects them, and
 //! [`compile`], which walks the file in order: `actions` (channels and
-//! actions), `placements`, then `policy` (caps, blackouts, category levers,
-//! segments).
+//! actions), `placements`, `policy` (caps, blackouts, category levers,
+//! segments), then `journeys`.
 
 mod actions;
+mod journeys;
 mod placements;
 mod policy;
 
@@ -16,6 +17,7 @@ use super::file::CatalogFile;
 use super::rule::{Rule, RuleEnv, share_rules};
 use crate::time::{Span, Timestamp};
 use actions::{compile_actions, compile_channels};
+use journeys::compile_journeys;
 use placements::compile_placement;
 use policy::{compile_blackouts, compile_cap, compile_levers, compile_segments};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -280,6 +282,15 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
         placement.set_actions(&actions, &category_levers);
     }
     let mut segments = compile_segments(&mut checker, &env, &file, &action_index);
+    let (journey_policy, journeys) = compile_journeys(
+        &mut checker,
+        &env,
+        &file.journey_policy,
+        &file.journeys,
+        &actions,
+        &action_index,
+        &placements,
+    );
 
     if actions.is_empty() && checker.problems.is_empty() {
         checker.report("actions", None, "the catalog has no [[actions]]");
@@ -313,6 +324,8 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
         blackouts,
         category_levers,
         segments,
+        journey_policy,
+        journeys,
         cel_env: rule_env,
         shared_rules,
         instance: NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
