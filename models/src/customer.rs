@@ -4,6 +4,7 @@
 
 use crate::Error;
 use crate::budget::BudgetCounters;
+use crate::journey::CustomerJourneys;
 use crate::ledger::{Ledger, OutcomeKind};
 use crate::profile::{Event, Profile};
 use crate::time::Timestamp;
@@ -103,6 +104,11 @@ pub struct CustomerState {
     /// the id, and a scan of at most 1,024 integers to find one. Crate-visible
     /// for [`crate::delta`].
     pub(crate) recent_event_ids: VecDeque<u64>,
+    /// The customer's journeys: runs in progress (and the last few ended)
+    /// and what the entry rules remember. Absent from a stored state that
+    /// has none.
+    #[serde(default, skip_serializing_if = "CustomerJourneys::is_empty")]
+    pub journeys: CustomerJourneys,
 }
 
 /// The 64-bit FNV-1a fingerprint of an event id, by which duplicates are
@@ -262,5 +268,6 @@ impl CustomerState {
             && self.consent.is_empty()
             && self.suppressions.is_empty()
             && self.recent_event_ids.is_empty()
+            && self.journeys.is_empty()
     }
 }

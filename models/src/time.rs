@@ -211,6 +211,39 @@ impl fmt::Display for Span {
     }
 }
 
+/// The first instant at or after `now` at which the local clock in
+/// `timezone` shows `minute_of_day`. A minute that a clock change skips
+/// that day is taken an hour later.
+pub fn next_local_minute(now: Timestamp, timezone: chrono_tz::Tz, minute_of_day: u16) -> Timestamp {
+    use chrono::TimeZone as _;
+    let Some(utc) = now.to_utc() else {
+        return now;
+    };
+    let local_date = utc.with_timezone(&timezone).date_naive();
+    let hour = u32::from(minute_of_day / 60);
+    let minute = u32::from(minute_of_day % 60);
+    for day in 0..3 {
+        let Some(date) = local_date.checked_add_days(chrono::Days::new(day)) else {
+            break;
+        };
+        let Some(naive) = date.and_hms_opt(hour, minute, 0) else {
+            break;
+        };
+        let local = timezone.from_local_datetime(&naive).earliest().or_else(|| {
+            timezone
+                .from_local_datetime(&(naive + chrono::Duration::hours(1)))
+                .earliest()
+        });
+        if let Some(local) = local {
+            let instant = Timestamp(local.timestamp_millis());
+            if instant >= now {
+                return instant;
+            }
+        }
+    }
+    now
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -591,3 +591,42 @@ fn an_event_of_a_customer_whose_recent_event_ids_are_full_is_small() {
     let sizes = sizes(&mut customer);
     assert!(sizes.event <= EVENT_BOUND, "{sizes:?}");
 }
+
+#[test]
+fn journeys_travel_whole_and_a_state_without_them_encodes_as_before() {
+    use nudge_models::journey::{EntryMemory, Run, RunState};
+    let base = CustomerState::default();
+    let bytes = rmp_serde::to_vec_named(&base).expect("a state encodes");
+    assert!(
+        !bytes.windows(8).any(|window| window == b"journeys"),
+        "no journeys, no key: stored states keep their encoding"
+    );
+    let decoded: CustomerState = rmp_serde::from_slice(&bytes).expect("decodes");
+    assert_eq!(decoded, base);
+
+    let mut new = base.clone();
+    new.journeys.memory.insert(
+        "trial".to_owned(),
+        EntryMemory {
+            last_entered: Timestamp(1_000),
+            entries: 1,
+            converted: false,
+        },
+    );
+    new.journeys.runs.push(Run {
+        journey: "trial".to_owned(),
+        version: 2,
+        started_at: Timestamp(1_000),
+        step: 1,
+        step_entered_at: Timestamp(1_000),
+        state: RunState::Waiting {
+            until: Timestamp(1_000 + DAY_MS),
+        },
+        history: Vec::new(),
+    });
+    check_delta(&base, &new).expect("a journey's change round-trips");
+    check_delta(&new, &base).expect("and so does its removal");
+    let stored: CustomerState =
+        rmp_serde::from_slice(&rmp_serde::to_vec_named(&new).expect("encodes")).expect("decodes");
+    assert_eq!(stored, new);
+}

@@ -897,24 +897,24 @@ fn wait_until_is_the_next_time_the_customers_clock_shows_it() {
     // 2026-12-01T07:30Z is 08:30 in Paris: 09:00 is half an hour away.
     let now = Timestamp(START + 7 * HOUR_MS + 30 * 60_000);
     assert_eq!(
-        journey::run::next_local_minute(now, paris, 9 * 60),
+        nudge_models::time::next_local_minute(now, paris, 9 * 60),
         Timestamp(START + 8 * HOUR_MS)
     );
     // 08:00 has passed: tomorrow.
     assert_eq!(
-        journey::run::next_local_minute(now, paris, 8 * 60),
+        nudge_models::time::next_local_minute(now, paris, 8 * 60),
         Timestamp(START + DAY_MS + 7 * HOUR_MS)
     );
     // Exactly now: now.
     assert_eq!(
-        journey::run::next_local_minute(now, paris, 8 * 60 + 30),
+        nudge_models::time::next_local_minute(now, paris, 8 * 60 + 30),
         now
     );
     // 02:30 does not exist on 2027-03-28 in Paris (clocks go 02:00 → 03:00):
     // an hour later, 03:30 local, 01:30Z.
     let before = Timestamp::parse_rfc3339("2027-03-28T00:00:00Z").expect("valid");
     assert_eq!(
-        journey::run::next_local_minute(before, paris, 2 * 60 + 30),
+        nudge_models::time::next_local_minute(before, paris, 2 * 60 + 30),
         Timestamp::parse_rfc3339("2027-03-28T01:30:00Z").expect("valid")
     );
 }

@@ -36,6 +36,7 @@ mod parts;
 mod sequence;
 
 use crate::customer::{ConsentRecord, CustomerState, Suppression};
+use crate::journey::CustomerJourneys;
 use crate::ledger::Contact;
 use parts::ProfileDelta;
 use sequence::SeqDelta;
@@ -65,6 +66,9 @@ pub struct StateDelta {
     /// The fingerprints of the recent event ids.
     #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
     recent_event_ids: Option<SeqDelta<u64>>,
+    /// Journeys, whole: they change only when a journey moves.
+    #[serde(rename = "j", default, skip_serializing_if = "Option::is_none")]
+    journeys: Option<CustomerJourneys>,
 }
 
 impl StateDelta {
@@ -77,6 +81,7 @@ impl StateDelta {
             consent,
             suppressions,
             recent_event_ids,
+            journeys,
         } = new;
         StateDelta {
             profile: change(&base.profile, profile),
@@ -84,6 +89,7 @@ impl StateDelta {
             consent: change(&base.consent, consent),
             suppressions: change(&base.suppressions, suppressions),
             recent_event_ids: change(&base.recent_event_ids, recent_event_ids),
+            journeys: change(&base.journeys, journeys),
         }
     }
 
@@ -112,11 +118,13 @@ impl StateDelta {
             self.recent_event_ids.as_ref(),
             "recent_event_ids",
         )?;
+        check_part(&base.journeys, self.journeys.as_ref(), "journeys")?;
         patch_part(&mut base.profile, self.profile.as_ref());
         patch_part(&mut base.ledger.contacts, self.ledger.as_ref());
         patch_part(&mut base.consent, self.consent.as_ref());
         patch_part(&mut base.suppressions, self.suppressions.as_ref());
         patch_part(&mut base.recent_event_ids, self.recent_event_ids.as_ref());
+        patch_part(&mut base.journeys, self.journeys.as_ref());
         Ok(())
     }
 }
@@ -243,6 +251,7 @@ diff_whole!(
     crate::profile::Attribute,
     BTreeMap<String, ConsentRecord>,
     Vec<Suppression>,
+    CustomerJourneys,
 );
 
 /// The change from `old` to `new`, `None` when there is none.

@@ -19,9 +19,8 @@ use super::{EventMatch, Journey, Next, SendTarget, Step, StepKind, split_arm};
 use crate::Error;
 use crate::catalog::Rule;
 use crate::profile::Event;
-use crate::time::{Span, Timestamp};
+use crate::time::{Span, Timestamp, next_local_minute};
 use crate::value::AttrValue;
-use chrono::TimeZone as _;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -569,36 +568,4 @@ impl Run {
         self.history.push(entry.clone());
         out.push(entry);
     }
-}
-
-/// The first instant at or after `now` at which the local clock in
-/// `timezone` shows `minute_of_day`. A minute that a clock change skips
-/// that day is taken an hour later.
-pub fn next_local_minute(now: Timestamp, timezone: Tz, minute_of_day: u16) -> Timestamp {
-    let Some(utc) = now.to_utc() else {
-        return now;
-    };
-    let local_date = utc.with_timezone(&timezone).date_naive();
-    let hour = u32::from(minute_of_day / 60);
-    let minute = u32::from(minute_of_day % 60);
-    for day in 0..3 {
-        let Some(date) = local_date.checked_add_days(chrono::Days::new(day)) else {
-            break;
-        };
-        let Some(naive) = date.and_hms_opt(hour, minute, 0) else {
-            break;
-        };
-        let local = timezone.from_local_datetime(&naive).earliest().or_else(|| {
-            timezone
-                .from_local_datetime(&(naive + chrono::Duration::hours(1)))
-                .earliest()
-        });
-        if let Some(local) = local {
-            let instant = Timestamp(local.timestamp_millis());
-            if instant >= now {
-                return instant;
-            }
-        }
-    }
-    now
 }

@@ -16,9 +16,9 @@ use std::collections::BTreeSet;
 
 /// The customer's local clock, for quiet hours and blackouts.
 pub(super) struct LocalTime {
-    minute_of_day: u16,
-    date: NaiveDate,
-    timezone: Tz,
+    pub(super) minute_of_day: u16,
+    pub(super) date: NaiveDate,
+    pub(super) timezone: Tz,
 }
 
 pub(super) fn local_time(catalog: &Catalog, state: &CustomerState, now: Timestamp) -> LocalTime {

@@ -10,8 +10,11 @@
 //! (unless `dry_run`), so two customers can never both take the last one.
 //!
 //! [`stages`] runs one stage alone, the way [`decide`] runs it, for the
-//! criterion benches (`models/benches/`).
+//! criterion benches (`models/benches/`). [`next_allowed`] (`allowed.rs`)
+//! says when caps, cooldowns, quiet hours and blackouts next let an action
+//! go: the moment a journey's deferred send waits for.
 
+mod allowed;
 mod filters;
 mod ranking;
 mod record;
@@ -34,6 +37,7 @@ use stages::Screened;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use allowed::next_allowed;
 pub use ranking::slot_probabilities;
 pub use record::{RecordAs, Recorded, budgeted_actions, decide_and_record, record};
 
