@@ -116,11 +116,7 @@ pub struct CustomerState {
 /// different ids among one customer's last 1,024 share a fingerprint with a
 /// probability of about 1,024 / 2⁶⁴ per event.
 pub fn event_fingerprint(event_id: &str) -> u64 {
-    event_id
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        })
+    crate::hash::fnv1a(event_id.bytes())
 }
 
 impl CustomerState {

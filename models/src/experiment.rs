@@ -78,13 +78,11 @@ pub enum ExperimentError {
 
 /// FNV-1a over the salt, a separator and the customer id.
 fn bucket(salt: &str, customer_id: &str) -> u32 {
-    let hash = salt
-        .bytes()
-        .chain(std::iter::once(0xff))
-        .chain(customer_id.bytes())
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
+    let hash = crate::hash::fnv1a(
+        salt.bytes()
+            .chain(std::iter::once(0xff))
+            .chain(customer_id.bytes()),
+    );
     // The high bits mix best.
     u32::try_from((hash >> 32) % 100).unwrap_or(0)
 }

@@ -22,6 +22,7 @@
 //!   definitions, the engine that moves one customer's runs through them
 //!   (entry rules, waits, sends, branches, goals and exits), pure like the
 //!   pipeline.
+//! - [`hash`]: 64-bit FNV-1a, the stable hash of fingerprints, buckets and seeds.
 //! - [`guardrail`]: the live guardrail's sequential test of a variant's
 //!   conversion rate against the control's (mSPRT, always valid).
 //! - [`features`]: feature specs and extraction (the same code at training time).
@@ -45,6 +46,7 @@ mod error;
 pub mod experiment;
 pub mod features;
 pub mod guardrail;
+pub mod hash;
 pub mod journey;
 pub mod ledger;
 pub mod log;

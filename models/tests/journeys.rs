@@ -527,7 +527,7 @@ fn a_goal_on_day_5_cancels_the_pending_wait_at_once_and_no_later_step_fires() {
 }
 
 #[test]
-fn an_exit_event_ends_the_run_and_a_rule_that_fails_is_in_the_history() {
+fn an_exit_event_ends_the_run_and_a_trigger_whose_condition_cannot_hold_starts_nothing() {
     let mut world = World::new();
     world.event("trial_started", at(0.0));
     world.event("account_closed", at(0.5));
@@ -745,6 +745,34 @@ fn pausing_holds_runs_in_place_and_resuming_continues_them() {
     assert!(!outcome.reports.is_empty());
     assert_eq!(world.customer.sent, ["welcome_email", "login_push"]);
     assert_eq!(world.step_of("trial_conversion"), "day3");
+}
+
+#[test]
+fn a_journey_declared_paused_takes_no_entries_and_a_cancel_ends_a_run() {
+    let paused = CATALOG.replacen(
+        "id = \"win_back\"\npriority = 1",
+        "id = \"win_back\"\nstatus = \"paused\"\npriority = 1",
+        1,
+    );
+    let mut world = World::with_catalog(&paused);
+    let outcome = world.event_with("usage_dropped", at(0.0), &[("drop", AttrValue::Num(0.9))]);
+    assert_eq!(outcome.refused[0].reason, Refused::Paused);
+
+    world.event("trial_started", at(0.0));
+    let outcome = world.journeys.cancel("trial_conversion", at(0.5));
+    assert_eq!(outcome.reports.len(), 1, "{outcome:?}");
+    assert_eq!(
+        ending(world.run_of("trial_conversion")),
+        Some(&Ending::Cancelled)
+    );
+    assert!(
+        world
+            .journeys
+            .cancel("trial_conversion", at(0.6))
+            .is_empty(),
+        "nothing left to cancel"
+    );
+    assert_eq!(world.journeys.next_due(&world.versions), None);
 }
 
 #[test]

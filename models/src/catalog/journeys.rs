@@ -62,11 +62,6 @@ pub struct Journey {
 }
 
 impl Journey {
-    /// The index of the step with id `step_id`.
-    pub fn step_index(&self, step_id: &str) -> Option<usize> {
-        self.steps.iter().position(|step| step.id == step_id)
-    }
-
     /// Whether the journey is paused.
     pub fn is_paused(&self) -> bool {
         self.status == JourneyStatus::Paused

@@ -88,22 +88,6 @@ pub enum Refused {
     },
 }
 
-impl Refused {
-    /// A short label for metrics.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Refused::Paused => "paused",
-            Refused::AlreadyIn => "already_in",
-            Refused::OnceOnly => "once_only",
-            Refused::TooSoon { .. } => "too_soon",
-            Refused::GoalReached => "goal_reached",
-            Refused::EntryRule => "entry_rule",
-            Refused::EntryRuleFailed { .. } => "entry_rule_failed",
-            Refused::TooManyJourneys { .. } => "too_many_journeys",
-        }
-    }
-}
-
 /// One history entry of one run, as a call returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {

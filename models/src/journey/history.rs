@@ -38,21 +38,6 @@ pub enum Ending {
     },
 }
 
-impl Ending {
-    /// A short label for metrics and logs.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Ending::Completed => "completed",
-            Ending::Converted { .. } => "converted",
-            Ending::Exited { .. } => "exited",
-            Ending::ExitStep => "exit_step",
-            Ending::Cancelled => "cancelled",
-            Ending::Removed { .. } => "removed",
-            Ending::Failed { .. } => "failed",
-        }
-    }
-}
-
 /// How a run left a step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Via {
@@ -79,21 +64,6 @@ pub enum Via {
     },
     /// A send could not go.
     Blocked,
-}
-
-impl Via {
-    /// A short label for metrics.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Via::Done => "done",
-            Via::Event { .. } => "event",
-            Via::Timeout => "timeout",
-            Via::Case { .. } => "case",
-            Via::Else => "else",
-            Via::Arm { .. } => "arm",
-            Via::Blocked => "blocked",
-        }
-    }
 }
 
 /// One line of a run's history.
@@ -171,11 +141,5 @@ pub enum Happened {
     Ended {
         /// How.
         ending: Ending,
-    },
-    /// Something the service reports about the run, e.g. a delivery that
-    /// failed over to another channel.
-    Noted {
-        /// What, in words.
-        text: String,
     },
 }

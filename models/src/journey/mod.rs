@@ -65,15 +65,14 @@ pub fn split_arm(arms: &[SplitArm], customer_id: &str, journey_id: &str, step_id
     if total == 0 {
         return 0;
     }
-    let hash = journey_id
-        .bytes()
-        .chain(std::iter::once(0xff))
-        .chain(step_id.bytes())
-        .chain(std::iter::once(0xff))
-        .chain(customer_id.bytes())
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
+    let hash = crate::hash::fnv1a(
+        journey_id
+            .bytes()
+            .chain(std::iter::once(0xff))
+            .chain(step_id.bytes())
+            .chain(std::iter::once(0xff))
+            .chain(customer_id.bytes()),
+    );
     // The high bits mix best.
     let mut point = (hash >> 16) % total;
     for (index, arm) in arms.iter().enumerate() {

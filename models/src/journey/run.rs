@@ -312,13 +312,6 @@ impl Run {
         out
     }
 
-    /// Adds a note to the history (a delivery, a failover).
-    pub fn note(&mut self, text: String, now: Timestamp) -> Entry {
-        let mut out = Vec::new();
-        self.record(&mut out, now, Happened::Noted { text });
-        out.pop().expect("recorded")
-    }
-
     fn current<'j>(&self, journey: &'j Journey) -> &'j Step {
         &journey.steps[self.step]
     }
@@ -409,7 +402,7 @@ impl Run {
             step,
             target,
         });
-        match attempt {
+        let blocked = match attempt {
             SendAttempt::Sent {
                 decision_id,
                 action,
@@ -426,6 +419,7 @@ impl Run {
                     },
                 );
                 self.go(journey, step.next, Via::Done, now, out);
+                return;
             }
             SendAttempt::Deferred { until, reason } if until <= deadline => {
                 let until = until.max(now.plus(MIN_DEFERRAL));
@@ -439,34 +433,23 @@ impl Run {
                     },
                 );
                 self.state = RunState::Deferred { until, deadline };
+                return;
             }
-            SendAttempt::Deferred { until, reason } => {
-                let reason = format!(
-                    "{reason}; not before {until}, past the {} a send may wait",
-                    journey.max_defer
-                );
-                self.record(
-                    out,
-                    now,
-                    Happened::Blocked {
-                        step: step.id.clone(),
-                        reason,
-                    },
-                );
-                self.go(journey, *on_blocked, Via::Blocked, now, out);
-            }
-            SendAttempt::Blocked { reason } => {
-                self.record(
-                    out,
-                    now,
-                    Happened::Blocked {
-                        step: step.id.clone(),
-                        reason,
-                    },
-                );
-                self.go(journey, *on_blocked, Via::Blocked, now, out);
-            }
-        }
+            SendAttempt::Deferred { until, reason } => format!(
+                "{reason}; not before {until}, past the {} a send may wait",
+                journey.max_defer
+            ),
+            SendAttempt::Blocked { reason } => reason,
+        };
+        self.record(
+            out,
+            now,
+            Happened::Blocked {
+                step: step.id.clone(),
+                reason: blocked,
+            },
+        );
+        self.go(journey, *on_blocked, Via::Blocked, now, out);
     }
 
     /// Whether `event` is `wanted`'s event and its condition holds.

@@ -309,11 +309,7 @@ impl Handler<Decide> for CustomerActor {
 
 /// A 64-bit seed from the decision id and time (FNV-1a).
 fn seed_of(text: &str, now: Timestamp) -> u64 {
-    text.bytes()
-        .chain(now.millis().to_le_bytes())
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        })
+    nudge_models::hash::fnv1a(text.bytes().chain(now.millis().to_le_bytes()))
 }
 
 /// Apply events.

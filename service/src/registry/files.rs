@@ -42,11 +42,7 @@ fn file_name(version: &str) -> String {
         })
         .take(64)
         .collect();
-    let hash = version
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
+    let hash = nudge_models::hash::fnv1a(version.bytes());
     format!("{safe}-{:08x}.json", hash >> 32)
 }
 

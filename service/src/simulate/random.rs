@@ -21,9 +21,7 @@ fn mix(mut z: u64) -> u64 {
 
 /// A 64-bit key for a name (FNV-1a), e.g. an action or placement id.
 pub fn key(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+    nudge_models::hash::fnv1a(text.bytes())
 }
 
 /// A stream of draws for one purpose: the same seed and key give the same

@@ -176,9 +176,7 @@ fn strings(list: &[Spanned<String>]) -> Vec<String> {
 
 /// 64-bit FNV-1a of the text, as the version of an unversioned catalog.
 fn content_hash(text: &str) -> String {
-    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = crate::hash::fnv1a(text.bytes());
     format!("sha-{hash:016x}")
 }
 
