@@ -270,13 +270,16 @@ impl RedbStore {
         self.inner.committed_state(customer_id)
     }
 
-    /// Commits made since the store was opened.
-    /// Holds the checkpointer back before its next checkpoint while `hold`.
+    /// Holds the checkpointer back before its next checkpoint until the
+    /// guard is dropped (a test that fails while it holds them still ends:
+    /// closing the store waits for the running checkpoint).
     #[cfg(test)]
-    pub(super) fn hold_checkpoints(&self, hold: bool) {
-        self.inner.hold_checkpoints.store(hold, Ordering::Release);
+    pub(super) fn hold_checkpoints(&self) -> CheckpointHold<'_> {
+        self.inner.hold_checkpoints.store(true, Ordering::Release);
+        CheckpointHold(self)
     }
 
+    /// Commits made since the store was opened.
     pub fn commits(&self) -> u64 {
         self.inner.commits.load(Ordering::Relaxed)
     }
@@ -594,5 +597,19 @@ impl BudgetLedger for RedbStore {
 
     fn probe(&self) {
         self.queue_probe();
+    }
+}
+
+/// Checkpoints held back while it lives ([`RedbStore::hold_checkpoints`]).
+#[cfg(test)]
+pub(super) struct CheckpointHold<'a>(&'a RedbStore);
+
+#[cfg(test)]
+impl Drop for CheckpointHold<'_> {
+    fn drop(&mut self) {
+        self.0
+            .inner
+            .hold_checkpoints
+            .store(false, Ordering::Release);
     }
 }

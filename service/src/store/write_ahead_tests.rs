@@ -466,7 +466,7 @@ fn while_a_checkpoint_lags_new_changes_are_refused_up_front_until_it_is_done() {
         ..no_checkpoint_for_an_hour()
     };
     let store = RedbStore::open(dir.path(), options).unwrap();
-    store.hold_checkpoints(true);
+    let hold = store.hold_checkpoints();
     let take = |store: &RedbStore| block_on(store.record(vec![budget("coupon", 1)]).wait());
     for _ in 0..10 {
         take(&store).unwrap();
@@ -486,7 +486,7 @@ fn while_a_checkpoint_lags_new_changes_are_refused_up_front_until_it_is_done() {
     assert!(BudgetLedger::check_writable(&store).is_err());
     // Once the running checkpoint is done, changes are accepted again, and
     // every acknowledged one is kept.
-    store.hold_checkpoints(false);
+    drop(hold);
     wait_until("the store accepts changes", || {
         StateStore::check_writable(&store).is_ok()
     });

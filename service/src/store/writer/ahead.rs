@@ -28,7 +28,7 @@ use super::super::wal::{Encoder, LOG_FILES, WriteAheadLog};
 use super::super::{Erased, LogEntry, StoreError};
 use super::replay::{last_applied, rebuild};
 use super::retained::{Retained, refuse_with};
-use super::{Op, commit_batch, detached};
+use super::{Done, Op, commit_batch, detached};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
@@ -382,14 +382,21 @@ impl Ahead {
             Ok(()) => {
                 self.lsn = lsn;
                 self.since.get_or_insert(started);
+                let mut answers = Vec::with_capacity(batch.len());
                 for op in batch {
                     if matches!(op, Op::Probe) {
                         // Taken: the next failure may queue another.
                         inner.probe_queued.store(false, Ordering::Release);
                     }
-                    if let Some(op) = answer(op) {
-                        self.buffered.push(op);
-                    }
+                    let (done, op) = detach(op);
+                    answers.extend(done);
+                    self.buffered.extend(op);
+                }
+                // A writer told its change is durable finds the store
+                // already refusing the next one if the buffer says so.
+                self.publish_backlog(inner);
+                for done in answers {
+                    let _ = done.send(Ok(Erased::default()));
                 }
                 inner.metrics.committed(writes, started.elapsed());
             }
@@ -603,10 +610,11 @@ fn needs_checkpoint(op: &Op) -> bool {
     )
 }
 
-/// Answers a logged op and gives it back with its sender detached, for the
-/// checkpoint (`None` for a probe, which has nothing to checkpoint).
-fn answer(op: Op) -> Option<Op> {
-    let (done, op) = match op {
+/// Takes a logged op's sender, to answer it, and gives the op back with its
+/// sender detached, for the checkpoint (`None` for a probe, which has
+/// nothing to checkpoint).
+fn detach(op: Op) -> (Option<Done>, Option<Op>) {
+    match op {
         Op::State {
             sequence,
             customer_id,
@@ -614,33 +622,31 @@ fn answer(op: Op) -> Option<Op> {
             change,
             done,
         } => (
-            done,
-            Op::State {
+            Some(done),
+            Some(Op::State {
                 sequence,
                 customer_id,
                 state,
                 change,
                 done: detached(),
-            },
+            }),
         ),
         Op::Log { entries, done } => (
-            done,
-            Op::Log {
+            Some(done),
+            Some(Op::Log {
                 entries,
                 done: detached(),
-            },
+            }),
         ),
         Op::Budget { changes, done } => (
-            done,
-            Op::Budget {
+            Some(done),
+            Some(Op::Budget {
                 changes,
                 done: detached(),
-            },
+            }),
         ),
         // Never appended ([`needs_checkpoint`]).
-        Op::ForgetLog { .. } | Op::Compact { .. } | Op::Flush(_) => return Some(op),
-        Op::Probe => return None,
-    };
-    let _ = done.send(Ok(Erased::default()));
-    Some(op)
+        Op::ForgetLog { .. } | Op::Compact { .. } | Op::Flush(_) => (None, Some(op)),
+        Op::Probe => (None, None),
+    }
 }
