@@ -46,6 +46,7 @@ pub mod engine;
 pub mod error;
 pub mod fuzzing;
 pub mod grpc;
+pub mod journeys;
 pub mod logging;
 pub mod metrics;
 pub mod queueing;

@@ -10,9 +10,10 @@
 //! 3. runs the background tasks on the service clock: the idle sweeper
 //!    (`actors.sweep_interval_secs`), decision-log retention
 //!    (`storage.compaction_interval_secs`), the storage probe (every 250 ms
-//!    while a store refuses writes, e.g. on a full disk), and a reload of the
-//!    catalog and model on each item of [`Options::reloads`] (SIGHUP in
-//!    `nudge serve`);
+//!    while a store refuses writes, e.g. on a full disk), the journey timers
+//!    (waking each customer whose journey runs are due,
+//!    [`Engine::fire_journey_timers`]), and a reload of the catalog and model
+//!    on each item of [`Options::reloads`] (SIGHUP in `nudge serve`);
 //! 4. when `shutdown` completes: drains in-flight calls, stops the background
 //!    tasks, passivates every actor and flushes the store.
 
@@ -172,6 +173,7 @@ pub async fn run(
     background.spawn(apply_retention(engine.clone()));
     background.spawn(reload_on_request(engine.clone(), reloads));
     background.spawn(probe_storage(engine.clone()));
+    background.spawn(engine.clone().fire_journey_timers());
     let served = server.await;
     // Drained: nothing calls the engine any more.
     background.shutdown().await;

@@ -7,6 +7,7 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{BudgetedCall, Stage};
+use crate::journeys::{JourneyBook, JourneyTimers};
 use crate::metrics::Metrics;
 use crate::registry::{ModelRegistry, Trial};
 use crate::stats::{Stats, bump};
@@ -40,11 +41,31 @@ pub struct Shared {
     pub stats: Stats,
     /// Prometheus metric handles.
     pub metrics: Metrics,
+    /// The journey versions runs may be on, and the operator's pauses.
+    pub journeys: JourneyBook,
+    /// When each customer's journeys are next due.
+    pub timers: JourneyTimers,
 }
 
 /// Each observable event is recorded once here, into both the `Admin.Stats`
 /// counters and the Prometheus metrics, so the two never drift apart.
 impl Shared {
+    /// What a customer's journeys did: every history entry, and triggers
+    /// that did not start a run.
+    pub fn record_journeys(&self, outcome: &nudge_models::journey::Outcome) {
+        for report in &outcome.reports {
+            tracing::debug!(
+                journey = %report.journey,
+                version = report.version,
+                what = ?report.entry.what,
+                "journey"
+            );
+        }
+        for refusal in &outcome.refused {
+            tracing::debug!(journey = %refusal.journey, reason = ?refusal.reason, "journey entry refused");
+        }
+    }
+
     /// A customer actor was started.
     pub fn record_activation(&self) {
         bump(&self.stats.activations);

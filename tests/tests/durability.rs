@@ -345,6 +345,10 @@ impl StateStore for FailingLoads {
     fn len(&self) -> Result<u64, StoreError> {
         StateStore::len(self.store.as_ref())
     }
+
+    fn journey_timers(&self) -> Result<Vec<(Arc<str>, Timestamp)>, StoreError> {
+        StateStore::journey_timers(self.store.as_ref())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

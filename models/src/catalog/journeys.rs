@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+/// The id of the placement a journey's fixed-action sends decide in.
+pub fn journey_placement_id(journey_id: &str) -> String {
+    format!("journey/{journey_id}")
+}
+
 /// Limits over all of one customer's journeys (`[journey_policy]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JourneyPolicy {

@@ -395,6 +395,17 @@ impl Catalog {
         &self.cel_env.0
     }
 
+    /// The customer's timezone: their `timezone` attribute when it names
+    /// one, else the catalog's default. Quiet hours, blackouts and a
+    /// journey's `wait_until` count in it.
+    pub fn timezone_of(&self, profile: &crate::profile::Profile) -> chrono_tz::Tz {
+        profile
+            .attribute(crate::profile::TIMEZONE_ATTRIBUTE)
+            .and_then(crate::value::AttrValue::as_str)
+            .and_then(|name| name.parse::<chrono_tz::Tz>().ok())
+            .unwrap_or(self.default_timezone)
+    }
+
     /// The longest span any cap or cooldown looks back: how long the ledger
     /// must remember a contact (at least 30 days, for outcomes and the profile).
     pub fn ledger_horizon(&self) -> Span {

@@ -161,6 +161,17 @@ impl CustomerJourneys {
             .min()
     }
 
+    /// When a run is next due, paused journeys' runs included: what a
+    /// durable timer index keeps (pausing and resuming change no state).
+    pub fn earliest_due(&self) -> Option<Timestamp> {
+        self.active().filter_map(Run::due).min()
+    }
+
+    /// Whether a run in progress is held by a paused journey.
+    pub fn has_paused(&self, versions: &dyn Versions) -> bool {
+        self.active().any(|run| versions.paused(&run.journey))
+    }
+
     /// The customer did `event` at `now`. `journeys` are the catalog's (the
     /// versions new entries take); `versions` resolves the versions runs are
     /// on.

@@ -12,13 +12,16 @@
 //!   customer does something), through a [`Host`] that performs sends and
 //!   updates and answers rules;
 //! - [`customer`]: all of one customer's runs ([`CustomerJourneys`]): entry
-//!   rules, goals and exits, timers fired in priority order, opt-out.
+//!   rules, goals and exits, timers fired in priority order, opt-out;
+//! - [`host`]: the host the service runs them on ([`PipelineHost`]), whose
+//!   sends decide through the full pipeline.
 //!
 //! Like the rest of the domain nothing here reads a clock or does I/O: every
 //! call takes `now`, and the service's actor is the host.
 
 pub mod customer;
 pub mod history;
+pub mod host;
 pub mod run;
 
 pub use crate::catalog::journeys::{
@@ -27,6 +30,7 @@ pub use crate::catalog::journeys::{
 };
 pub use customer::{CustomerJourneys, EntryMemory, Outcome, Refusal, Refused, Report, Versions};
 pub use history::{Ending, Entry, Happened, Via};
+pub use host::{PipelineHost, Sent};
 pub use run::{Host, Run, RunState, SendAttempt, SendRequest};
 
 use crate::Error;

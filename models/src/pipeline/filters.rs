@@ -7,9 +7,7 @@ use super::rules::RuleScope;
 use crate::budget::BudgetCounters;
 use crate::catalog::{Action, CapScope, Catalog, ConsentPolicy, Placement};
 use crate::customer::{ConsentState, CustomerState};
-use crate::profile::TIMEZONE_ATTRIBUTE;
 use crate::time::Timestamp;
-use crate::value::AttrValue;
 use chrono::{NaiveDate, Timelike};
 use chrono_tz::Tz;
 use std::collections::BTreeSet;
@@ -22,12 +20,7 @@ pub(super) struct LocalTime {
 }
 
 pub(super) fn local_time(catalog: &Catalog, state: &CustomerState, now: Timestamp) -> LocalTime {
-    let timezone = state
-        .profile
-        .attribute(TIMEZONE_ATTRIBUTE)
-        .and_then(AttrValue::as_str)
-        .and_then(|name| name.parse::<Tz>().ok())
-        .unwrap_or(catalog.default_timezone);
+    let timezone = catalog.timezone_of(&state.profile);
     let utc = now.to_utc().unwrap_or_default();
     let local = utc.with_timezone(&timezone);
     let minute_of_day = u16::try_from(local.hour() * 60 + local.minute()).unwrap_or(0);

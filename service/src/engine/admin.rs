@@ -119,6 +119,7 @@ impl Engine {
         let catalog = Catalog::from_toml(text).map_err(nudge_models::Error::from)?;
         warn_if_journeys(&catalog);
         let summary = catalog.summary();
+        self.shared.journeys.add_catalog(&catalog);
         let previous = self.shared.catalog.swap(Arc::new(catalog));
         self.shared.metrics.catalog_loaded(&summary.version);
         tracing::info!(version = %summary.version, previous = %previous.version, "catalog reloaded");
@@ -283,8 +284,9 @@ impl Engine {
     }
 }
 
-/// Journeys are validated with the catalog but not run yet: an operator who
-/// declares some is told so rather than left to wonder why none starts.
+/// Journeys run, but no delivery service receives their sends yet: an
+/// operator who declares some is told so rather than left to wonder where
+/// the messages went.
 pub(crate) fn warn_if_journeys(catalog: &Catalog) {
     if !catalog.journeys.is_empty() {
         let ids: Vec<&str> = catalog
@@ -294,7 +296,7 @@ pub(crate) fn warn_if_journeys(catalog: &Catalog) {
             .collect();
         tracing::warn!(
             journeys = %ids.join(","),
-            "the catalog declares journeys: this version validates them but does not run them yet"
+            "the catalog declares journeys: they run and their sends are decided and logged, but this version does not dispatch them to delivery services yet"
         );
     }
 }

@@ -8,11 +8,13 @@
 //! - this file: start, routing (`call`, `call_durable`) and `decide`;
 //! - `changes.rs`: events, outcomes, consent, suppression, forget;
 //! - `ingest.rs`: a stream of events grouped by customer ([`Ingestion`]);
-//! - `admin.rs`: export, retention, profiles, reloads, stats, shutdown.
+//! - `admin.rs`: export, retention, profiles, reloads, stats, shutdown;
+//! - `journeys.rs`: waking customers whose journeys are due.
 
 mod admin;
 mod changes;
 mod ingest;
+mod journeys;
 
 pub use crate::requests::{
     ConsentInput, Deadline, DecideInput, DecideReply, OutcomeInput, StatsSnapshot, SuppressionInput,
@@ -27,6 +29,7 @@ use crate::actors::{ActorSystem, CustomerActor, CustomerRegistry, RegistryEntry}
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{BudgetedCall, ServiceError, Stage};
+use crate::journeys::{JourneyBook, JourneyTimers};
 use crate::metrics::Metrics;
 use crate::registry::ModelRegistry;
 use crate::stats::{Stats, bump};
@@ -61,6 +64,9 @@ pub enum EngineStartError {
     /// The budget ledger could not be read.
     #[error("cannot read the global budgets: {0}")]
     Budgets(#[from] StoreError),
+    /// The journey timer index could not be read.
+    #[error("cannot read the journey timers: {0}")]
+    Timers(StoreError),
     /// The actor system could not start.
     #[error("cannot start the actor system: {0}")]
     Actors(std::io::Error),
@@ -95,6 +101,7 @@ impl Engine {
         let metrics = Metrics::new();
         metrics.catalog_loaded(&catalog.version);
         metrics.model_loaded(models.serving().champion().map(|model| model.version()));
+        let journeys = JourneyBook::new(&catalog);
         let shared = Arc::new(Shared {
             config,
             catalog: ArcSwap::from_pointee(catalog),
@@ -104,7 +111,16 @@ impl Engine {
             clock,
             stats: Stats::default(),
             metrics,
+            journeys,
+            timers: JourneyTimers::default(),
         });
+        shared.timers.restore(
+            shared
+                .stores
+                .state
+                .journey_timers()
+                .map_err(EngineStartError::Timers)?,
+        );
         let registry = CustomerRegistry::new(system, shared.clone());
         Ok(Self {
             shared,

@@ -25,6 +25,10 @@ pub(super) const MODEL_FEATURES: TableDefinition<&str, &[u8]> =
     TableDefinition::new("model_features");
 pub(super) const BUDGETS: TableDefinition<&str, u64> = TableDefinition::new("budgets");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Each customer with a journey run in progress: when its earliest is due
+/// (ms), kept with its state.
+pub(super) const JOURNEY_TIMERS: TableDefinition<&str, i64> =
+    TableDefinition::new("journey_timers");
 pub(super) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 pub(super) const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
 pub(super) const EVENT_TIMES: TableDefinition<(i64, &str, u64), ()> =

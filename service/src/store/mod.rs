@@ -88,6 +88,31 @@ pub struct StateChange<'a> {
     pub previous_writes: u64,
 }
 
+/// What a state write does to the customer's entry in the journey timer
+/// index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimerWrite {
+    /// Nothing: the customer was never in a journey.
+    Untouched,
+    /// Its earliest run in progress is due then (ms).
+    Set(i64),
+    /// No run in progress.
+    Clear,
+}
+
+impl TimerWrite {
+    /// What writing `state` does to the index.
+    pub(crate) fn of(state: &CustomerState) -> Self {
+        if state.journeys.runs.is_empty() {
+            return Self::Untouched;
+        }
+        state
+            .journeys
+            .earliest_due()
+            .map_or(Self::Clear, |due| Self::Set(due.millis()))
+    }
+}
+
 /// One customer's state, by customer id.
 pub trait StateStore: Send + Sync + fmt::Debug {
     /// The state of `customer_id`, including writes queued but not yet
@@ -126,6 +151,12 @@ pub trait StateStore: Send + Sync + fmt::Debug {
 
     /// Number of stored customers. Blocking.
     fn len(&self) -> Result<u64, StoreError>;
+
+    /// Every stored customer with a journey run in progress, and when its
+    /// earliest run is due (paused journeys' runs included): the index the
+    /// journey timers start from, so a timer due while the service was down
+    /// fires when it is up. Blocking.
+    fn journey_timers(&self) -> Result<Vec<(Arc<str>, Timestamp)>, StoreError>;
 
     /// Whether no customer is stored. Blocking.
     fn is_empty(&self) -> Result<bool, StoreError> {

@@ -27,7 +27,7 @@
 
 use super::database::{
     BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, EVENT_TIMES, EVENTS, Inner, JOURNAL,
-    MODEL_FEATURES, OUTCOMES, Pending, StoreOptions,
+    JOURNEY_TIMERS, MODEL_FEATURES, OUTCOMES, Pending, StoreOptions,
 };
 use super::journal;
 use super::records::{decode, encode};
@@ -36,6 +36,7 @@ use super::writer::{self, EncodedChange, Op};
 use super::{
     BudgetChange, BudgetLedger, Commit, DecisionLog, DecisionRecord, EventRecord, LogEntry,
     LoggedDecision, OutcomeRecord, StateChange, StateStore, StoreError, StoreFuture, TimeRange,
+    TimerWrite,
 };
 use crate::metrics::StorageMetrics;
 use dashmap::DashMap;
@@ -168,6 +169,7 @@ impl RedbStore {
         customer_id: &Arc<str>,
         state: Option<Arc<[u8]>>,
         change: Option<EncodedChange>,
+        timer: TimerWrite,
     ) -> Commit {
         let sequence = self.inner.sequence.fetch_add(1, Ordering::Relaxed);
         self.inner.pending.insert(
@@ -182,6 +184,7 @@ impl RedbStore {
             customer_id: customer_id.clone(),
             state,
             change,
+            timer,
             done,
         })
     }
@@ -210,7 +213,12 @@ impl RedbStore {
             Ok((whole, change))
         });
         match encoded {
-            Ok((whole, change)) => self.queue_state(customer_id, Some(Arc::from(whole)), change),
+            Ok((whole, change)) => self.queue_state(
+                customer_id,
+                Some(Arc::from(whole)),
+                change,
+                TimerWrite::of(state),
+            ),
             Err(error) => Commit::done(Err(error)),
         }
     }
@@ -299,6 +307,10 @@ impl RedbStore {
         if customers.get(customer_id).map_err(error)?.is_some() {
             traces.push(format!("customers[{customer_id}]"));
         }
+        let timers = read.open_table(JOURNEY_TIMERS).map_err(table_error)?;
+        if timers.get(customer_id).map_err(error)?.is_some() {
+            traces.push(format!("journey_timers[{customer_id}]"));
+        }
         let decisions = read.open_table(DECISIONS).map_err(table_error)?;
         for entry in decisions.iter().map_err(error)? {
             let (key, value) = entry.map_err(error)?;
@@ -382,7 +394,7 @@ impl StateStore for RedbStore {
         if let Err(error) = self.inner.check_writable() {
             return Commit::done(Err(error));
         }
-        self.queue_state(customer_id, None, None)
+        self.queue_state(customer_id, None, None, TimerWrite::Clear)
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {
@@ -415,6 +427,26 @@ impl StateStore for RedbStore {
             }
         }
         Ok(stored)
+    }
+
+    /// Reads the index as the last checkpoint left it, plus the writes
+    /// since: the log is checkpointed first.
+    fn journey_timers(&self) -> Result<Vec<(Arc<str>, Timestamp)>, StoreError> {
+        self.checkpoint_log();
+        let database = self.inner.database()?;
+        let read = database
+            .begin_read()
+            .map_err(|error| self.inner.error(error))?;
+        let table = read
+            .open_table(JOURNEY_TIMERS)
+            .map_err(|error| self.inner.error(error))?;
+        let error = |error: redb::StorageError| self.inner.error(error);
+        let mut timers = Vec::new();
+        for entry in table.iter().map_err(error)? {
+            let (customer_id, due) = entry.map_err(error)?;
+            timers.push((Arc::from(customer_id.value()), Timestamp(due.value())));
+        }
+        Ok(timers)
     }
 
     fn probe(&self) {

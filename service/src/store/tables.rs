@@ -4,11 +4,11 @@
 
 use super::database::{
     BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, EVENT_TIMES, EVENTS, Inner, JOURNAL,
-    MODEL_FEATURES, OUTCOMES,
+    JOURNEY_TIMERS, MODEL_FEATURES, OUTCOMES,
 };
 use super::journal::{self, Journal};
 use super::records::{decode, encode};
-use super::{DecisionRecord, Erased, EventRecord, LogEntry, StoreError};
+use super::{DecisionRecord, Erased, EventRecord, LogEntry, StoreError, TimerWrite};
 use nudge_models::time::Timestamp;
 use redb::{ReadableTable, Table, WriteTransaction};
 use std::collections::HashSet;
@@ -36,6 +36,7 @@ pub(super) struct Tables<'t> {
     journal: Table<'t, u64, &'static [u8]>,
     events: Table<'t, (&'static str, u64), &'static [u8]>,
     event_times: Table<'t, (i64, &'static str, u64), ()>,
+    timers: Table<'t, &'static str, i64>,
 }
 
 impl<'t> Tables<'t> {
@@ -59,7 +60,30 @@ impl<'t> Tables<'t> {
             journal: transaction.open_table(JOURNAL).map_err(table_error)?,
             events: transaction.open_table(EVENTS).map_err(table_error)?,
             event_times: transaction.open_table(EVENT_TIMES).map_err(table_error)?,
+            timers: transaction
+                .open_table(JOURNEY_TIMERS)
+                .map_err(table_error)?,
         })
+    }
+
+    /// Sets the customer's entry in the journey timer index.
+    pub(super) fn set_timer(
+        &mut self,
+        customer_id: &str,
+        timer: TimerWrite,
+    ) -> Result<(), StoreError> {
+        let inner = self.inner;
+        let error = |error: redb::StorageError| inner.error(error);
+        match timer {
+            TimerWrite::Untouched => {}
+            TimerWrite::Set(due) => {
+                self.timers.insert(customer_id, due).map_err(error)?;
+            }
+            TimerWrite::Clear => {
+                self.timers.remove(customer_id).map_err(error)?;
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn error(&self, error: redb::StorageError) -> StoreError {
@@ -281,6 +305,9 @@ impl<'t> Tables<'t> {
     /// Erases the customer's state; whether any was stored.
     pub(super) fn forget_state(&mut self, customer_id: &str) -> Result<bool, StoreError> {
         let inner = self.inner;
+        self.timers
+            .remove(customer_id)
+            .map_err(|error| inner.error(error))?;
         Ok(self
             .customers
             .remove(customer_id)

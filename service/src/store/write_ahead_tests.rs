@@ -499,3 +499,57 @@ fn while_a_checkpoint_lags_new_changes_are_refused_up_front_until_it_is_done() {
         vec![("coupon".to_owned(), 19)]
     );
 }
+
+/// A state whose one journey run waits until `until` (`None`: ended).
+fn in_a_journey(until: Option<Timestamp>) -> CustomerState {
+    use nudge_models::journey::{Ending, Run, RunState};
+    let mut state = state_with(&["j1"]);
+    state.journeys.runs.push(Run {
+        journey: "trial".to_owned(),
+        version: 1,
+        started_at: Timestamp(0),
+        step: 0,
+        step_entered_at: Timestamp(0),
+        state: until.map_or(
+            RunState::Ended {
+                at: Timestamp(5),
+                ending: Ending::Completed,
+            },
+            |until| RunState::Waiting { until },
+        ),
+        history: Vec::new(),
+    });
+    state
+}
+
+#[test]
+fn the_journey_timer_index_comes_back_from_the_log_and_follows_the_runs() {
+    let dir = TempDir::new("wal-timers");
+    let store = RedbStore::open(dir.path(), no_checkpoint_for_an_hour()).unwrap();
+    let due = Timestamp(86_400_000);
+    write(&store, "alice", &in_a_journey(Some(due)), Vec::new());
+    write(&store, "bob", &state_with(&["b1"]), Vec::new());
+    // Only in the log so far: a crash here replays it into the index.
+    let image = crash_image(&dir, "wal-timers-image");
+    drop(store);
+    let store = RedbStore::open(image.path(), StoreOptions::default()).unwrap();
+    let alice: Arc<str> = Arc::from("alice");
+    assert_eq!(
+        StateStore::journey_timers(&store).unwrap(),
+        [(alice.clone(), due)]
+    );
+    // A later wait moves the entry; a run that ended takes it out.
+    let later = Timestamp(2 * 86_400_000);
+    write(&store, "alice", &in_a_journey(Some(later)), Vec::new());
+    assert_eq!(
+        StateStore::journey_timers(&store).unwrap(),
+        [(alice.clone(), later)]
+    );
+    write(&store, "alice", &in_a_journey(None), Vec::new());
+    assert!(StateStore::journey_timers(&store).unwrap().is_empty());
+    // Forget takes it out with the rest of the customer.
+    write(&store, "alice", &in_a_journey(Some(later)), Vec::new());
+    block_on(StateStore::forget(&store, &alice).wait()).unwrap();
+    assert!(StateStore::journey_timers(&store).unwrap().is_empty());
+    assert!(store.traces_of("alice").unwrap().is_empty());
+}

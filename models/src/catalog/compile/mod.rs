@@ -14,6 +14,7 @@ mod policy;
 
 use super::Catalog;
 use super::file::CatalogFile;
+use super::journeys::{SendTarget, StepKind};
 use super::rule::{Rule, RuleEnv, share_rules};
 use crate::time::{Span, Timestamp};
 use actions::{compile_actions, compile_channels};
@@ -289,6 +290,23 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
         &action_index,
         &placements,
     );
+
+    for journey in &journeys {
+        let sends_an_action = journey.steps.iter().any(|step| {
+            matches!(
+                step.kind,
+                StepKind::Send {
+                    target: SendTarget::Action(_),
+                    ..
+                }
+            )
+        });
+        if sends_an_action {
+            let mut placement = placements::journey_placement(&journey.id, &channels);
+            placement.set_actions(&actions, &category_levers);
+            placements.insert(placement.id.clone(), placement);
+        }
+    }
 
     if actions.is_empty() && checker.problems.is_empty() {
         checker.report("actions", None, "the catalog has no [[actions]]");

@@ -2,6 +2,7 @@
 
 use super::{Checker, MAX_SLOTS, strings, value_or};
 use crate::catalog::file::{ExplorationMethodDef, PlacementDef};
+use crate::catalog::journeys::journey_placement_id;
 use crate::catalog::{Action, Channel, Exploration, Placement};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -118,4 +119,27 @@ pub(super) fn compile_placement(
         allowed: Vec::new(),
         value_lever_context: Vec::new(),
     })
+}
+
+/// The placement a journey's fixed-action sends decide in (`journey/<id>`):
+/// every channel and category, one slot, no exploration and no fallback, so
+/// a send of one action is that action or, with a reason, nothing. Ids
+/// declared in the file cannot hold a `/`, so it never clashes with one.
+pub(super) fn journey_placement(
+    journey_id: &str,
+    channels: &BTreeMap<String, Channel>,
+) -> Placement {
+    Placement {
+        id: journey_placement_id(journey_id),
+        channels: channels.keys().cloned().collect(),
+        categories: Vec::new(),
+        slots: 1,
+        one_per_category: false,
+        fallback: Vec::new(),
+        context_weights: BTreeMap::new(),
+        exploration: Exploration::None,
+        candidates: Vec::new(),
+        allowed: Vec::new(),
+        value_lever_context: Vec::new(),
+    }
 }

@@ -620,6 +620,7 @@ fn detach(op: Op) -> (Option<Done>, Option<Op>) {
             customer_id,
             state,
             change,
+            timer,
             done,
         } => (
             Some(done),
@@ -628,6 +629,7 @@ fn detach(op: Op) -> (Option<Done>, Option<Op>) {
                 customer_id,
                 state,
                 change,
+                timer,
                 done: detached(),
             }),
         ),

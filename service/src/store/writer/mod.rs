@@ -13,8 +13,8 @@
 //! a commit succeeds. Reads are served meanwhile.
 
 use super::database::{
-    BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, EVENT_TIMES, EVENTS, Inner, JOURNAL, META,
-    MODEL_FEATURES, OUTCOMES, SCHEMA_VERSION, WAL_APPLIED,
+    BUDGETS, CUSTOMER_DECISIONS, CUSTOMERS, DECISIONS, EVENT_TIMES, EVENTS, Inner, JOURNAL,
+    JOURNEY_TIMERS, META, MODEL_FEATURES, OUTCOMES, SCHEMA_VERSION, WAL_APPLIED,
 };
 mod ahead;
 mod recovery;
@@ -24,7 +24,7 @@ mod retained;
 use super::journal::{self, Journal, State, Unsettled};
 use super::source::Source;
 use super::tables::Tables;
-use super::{BudgetChange, Erased, LogEntry, StoreError};
+use super::{BudgetChange, Erased, LogEntry, StoreError, TimerWrite};
 use ahead::Ahead;
 use nudge_models::time::Timestamp;
 use recovery::{Publish, read_journal, recover};
@@ -55,6 +55,8 @@ pub(super) enum Op {
         state: Option<Arc<[u8]>>,
         /// Its change from the state its writer wrote before, if known.
         change: Option<EncodedChange>,
+        /// Its entry in the journey timer index.
+        timer: TimerWrite,
         done: Done,
     },
     /// Append decision-log entries.
@@ -126,6 +128,9 @@ fn create_tables(inner: &Inner) -> Result<Journal, StoreError> {
         transaction.open_table(BUDGETS).map_err(table_error)?;
         transaction.open_table(JOURNAL).map_err(table_error)?;
         transaction.open_table(EVENTS).map_err(table_error)?;
+        transaction
+            .open_table(JOURNEY_TIMERS)
+            .map_err(table_error)?;
         transaction.open_table(EVENT_TIMES).map_err(table_error)?;
         let mut meta = transaction.open_table(META).map_err(table_error)?;
         let version = meta
@@ -458,6 +463,7 @@ fn commit_batch(
         {
             let mut tables = Tables::open(inner, &transaction)?;
             let mut changes: HashMap<Arc<str>, Change> = HashMap::new();
+            let mut timers: HashMap<Arc<str>, TimerWrite> = HashMap::new();
             let mut settle = |tables: &mut Tables<'_>,
                               changes: &mut HashMap<Arc<str>, Change>,
                               customer_id: &Arc<str>|
@@ -480,6 +486,7 @@ fn commit_batch(
                         customer_id,
                         state,
                         change,
+                        timer,
                         done,
                     } => {
                         let mut erased = Erased::default();
@@ -489,10 +496,14 @@ fn commit_batch(
                                 entry.state = Some(state.clone());
                                 entry.change = change;
                                 entry.writes += 1;
+                                if timer != TimerWrite::Untouched {
+                                    timers.insert(customer_id.clone(), timer);
+                                }
                             }
                             None => {
                                 settle(&mut tables, &mut changes, &customer_id)?;
                                 erased.state = tables.forget_state(&customer_id)?;
+                                timers.remove(&customer_id);
                             }
                         }
                         if !in_log {
@@ -502,10 +513,18 @@ fn commit_batch(
                                 RetainedState {
                                     sequence,
                                     state: state.clone(),
+                                    timer,
                                 },
                             );
                         }
-                        states.insert(customer_id, RetainedState { sequence, state });
+                        states.insert(
+                            customer_id,
+                            RetainedState {
+                                sequence,
+                                state,
+                                timer,
+                            },
+                        );
                         answers.push((done, erased));
                     }
                     Op::Log { entries, done } => {
@@ -571,6 +590,9 @@ fn commit_batch(
             } else {
                 journal_changes(&mut tables, journal, changes, &mut journaled)?
             };
+            for (customer_id, timer) in &timers {
+                tables.set_timer(customer_id, *timer)?;
+            }
             let mut budget = appended + SETTLE_PER_COMMIT;
             while journal.records() > inner.options.journal_records && budget > 0 {
                 let Some(customer_id) = journal.oldest() else {

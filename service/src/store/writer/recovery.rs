@@ -109,6 +109,8 @@ pub(super) fn recover(
                 journaled.push(Journaled::Settled(customer_id.clone()));
                 if write.state.is_none() {
                     tables.forget_state(customer_id)?;
+                } else {
+                    tables.set_timer(customer_id, write.timer)?;
                 }
             }
             for (action_id, delta) in &retained.budgets {

@@ -2,10 +2,10 @@
 //! checkpoint applied, and the writer's ops rebuilt from the frames after
 //! it, each state whole.
 
-use super::super::StoreError;
 use super::super::database::{Inner, META, WAL_APPLIED};
 use super::super::records::{decode, encode};
 use super::super::wal::{self, Entry, LoggedState};
+use super::super::{StoreError, TimerWrite};
 use super::{EncodedChange, Op, detached};
 use nudge_models::customer::CustomerState;
 use nudge_models::delta::StateDelta;
@@ -39,11 +39,13 @@ pub(super) fn rebuild(inner: &Inner, frames: &[(u64, Vec<u8>)]) -> Result<Vec<Op
                     state: LoggedState::Whole(whole),
                 } => {
                     latest.insert(customer_id.clone(), whole.clone());
+                    let state: CustomerState = decode("customer state", &whole)?;
                     Op::State {
                         sequence,
                         customer_id,
                         state: Some(whole),
                         change: None,
+                        timer: TimerWrite::of(&state),
                         done: detached(),
                     }
                 }
@@ -79,6 +81,7 @@ pub(super) fn rebuild(inner: &Inner, frames: &[(u64, Vec<u8>)]) -> Result<Vec<Op
                             writer,
                             previous_writes,
                         }),
+                        timer: TimerWrite::of(&state),
                         done: detached(),
                     }
                 }

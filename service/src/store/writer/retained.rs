@@ -2,7 +2,7 @@
 //! answers while the store refuses writes.
 
 use super::super::database::Inner;
-use super::super::{BudgetChange, StoreError};
+use super::super::{BudgetChange, StoreError, TimerWrite};
 use super::Op;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +33,7 @@ impl Retained {
 pub(super) struct RetainedState {
     pub(super) sequence: u64,
     pub(super) state: Option<Arc<[u8]>>,
+    pub(super) timer: TimerWrite,
 }
 
 /// Answers `op` with the current failure, keeping a state write and budget
@@ -54,12 +55,18 @@ pub(super) fn refuse_with(inner: &Inner, op: Op, retained: &mut Retained, error:
             sequence,
             customer_id,
             state,
+            timer,
             done,
             ..
         } => {
-            retained
-                .states
-                .insert(customer_id, RetainedState { sequence, state });
+            retained.states.insert(
+                customer_id,
+                RetainedState {
+                    sequence,
+                    state,
+                    timer,
+                },
+            );
             done
         }
         Op::Budget { changes, done } => {

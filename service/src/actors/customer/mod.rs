@@ -7,7 +7,12 @@
 //! message it holds is answered with the storage error and the actor stops,
 //! so the next call activates it afresh.
 
+mod journeys;
+
+pub use journeys::{WAKE_RETRY, Wake};
+
 use crate::error::{BudgetedCall, ServiceError, Stage};
+use crate::journeys::TimerEntry;
 use crate::requests::{Deadline, DecideInput, DecideReply};
 use crate::shared::Shared;
 use crate::store::{
@@ -74,6 +79,8 @@ pub struct CustomerActor {
     generation: u64,
     /// Called when the actor stops.
     on_stop: Option<Box<dyn FnOnce() + Send>>,
+    /// What the journey timers hold for the customer, as this actor set it.
+    timer: TimerEntry,
 }
 
 impl std::fmt::Debug for CustomerActor {
@@ -105,6 +112,7 @@ impl CustomerActor {
             activity,
             generation,
             on_stop: Some(on_stop),
+            timer: TimerEntry::None,
         }
     }
 
@@ -184,7 +192,16 @@ impl Actor for CustomerActor {
         let customer_id = self.customer_id.clone();
         let load = async move { store.load(&customer_id).await };
         context.wait(load.into_actor(self).map(|loaded, actor, _| match loaded {
-            Ok(state) => actor.state = state.unwrap_or_default(),
+            Ok(state) => {
+                actor.state = state.unwrap_or_default();
+                // The index restored at start holds the customer already;
+                // this makes it exact (and parks paused journeys' runs).
+                if !actor.state.journeys.runs.is_empty() {
+                    actor.timer = TimerEntry::Parked;
+                    let book = actor.shared.journeys.load();
+                    actor.sync_timer(book.as_ref());
+                }
+            }
             Err(error) => {
                 tracing::warn!(
                     customer = %crate::logging::customer(&actor.customer_id),
@@ -336,34 +353,45 @@ impl Handler<Track> for CustomerActor {
             return Err(deadline.exceeded(BudgetedCall::Track, Stage::Queued));
         }
         self.check_writable()?;
-        let catalog = self.shared.catalog.load();
+        let catalog = self.shared.catalog.load_full();
         let before = self.state.clone();
         let mut ordinal = before.profile.events_applied();
         let mut log = Vec::new();
-        let results = message
-            .events
-            .iter()
-            .map(|event| {
-                let result = self.state.track(event, now);
-                self.shared.record_event(&catalog, &event.name, result);
-                if result == TrackResult::Applied {
-                    // The event log, for point-in-time replay.
-                    ordinal += 1;
-                    log.push(LogEntry::Event(EventRecord {
-                        customer_id: self.customer_id.to_string(),
-                        ordinal,
-                        received_at: now,
-                        event: event.clone(),
-                    }));
+        let mut effects = journeys::JourneyEffects::default();
+        let mut results = Vec::with_capacity(message.events.len());
+        for event in message.events.iter() {
+            let result = self.state.track(event, now);
+            self.shared.record_event(&catalog, &event.name, result);
+            if result == TrackResult::Applied {
+                // The event log, for point-in-time replay.
+                ordinal += 1;
+                log.push(LogEntry::Event(EventRecord {
+                    customer_id: self.customer_id.to_string(),
+                    ordinal,
+                    received_at: now,
+                    event: event.clone(),
+                }));
+                if !catalog.journeys.is_empty() || !self.state.journeys.runs.is_empty() {
+                    self.run_journeys(now, &catalog, &mut effects, |journeys, book, host| {
+                        journeys.on_event(
+                            book.current(),
+                            book,
+                            &catalog.journey_policy,
+                            event,
+                            now,
+                            host,
+                        )
+                    });
                 }
-                result
-            })
-            .collect();
+            }
+            results.push(result);
+        }
+        log.extend(effects.log);
         // Duplicates are written too: their first delivery may still be
         // queued, and an acknowledgement promises durability.
         Ok(Durable {
             value: results,
-            commit: self.persist(&before, log, Vec::new()),
+            commit: self.persist(&before, log, effects.budget),
         })
     }
 }
@@ -480,6 +508,10 @@ impl Handler<SetConsent> for CustomerActor {
         self.check_writable()?;
         let before = self.state.clone();
         let previous = self.state.set_consent(&message.channel, message.state, now);
+        if message.state == Some(ConsentState::OptedOut) {
+            let reason = format!("opted out of {}", message.channel);
+            self.remove_from_channel(&message.channel, &reason, now);
+        }
         Ok(Durable {
             value: previous,
             commit: self.persist(&before, Vec::new(), Vec::new()),
@@ -515,6 +547,20 @@ impl Handler<ChangeSuppression> for CustomerActor {
             (false, Some(reason)) => self.state.suppress(channel, reason, &message.note, now),
             (false, None) => false,
         };
+        if let (false, Some(reason)) = (message.lift, message.reason) {
+            let why = |channel: &str| format!("suppressed on {channel} ({})", reason.name());
+            match channel {
+                Some(channel) => {
+                    self.remove_from_channel(channel, &why(channel), now);
+                }
+                None => {
+                    let catalog = self.shared.catalog.load();
+                    for channel in catalog.channels.keys() {
+                        self.remove_from_channel(channel, &why(channel), now);
+                    }
+                }
+            }
+        }
         Ok(Durable {
             value: changed,
             // Written even when unchanged: an earlier identical change may
@@ -538,6 +584,8 @@ impl Handler<Forget> for CustomerActor {
         self.check_writable()?;
         let had_state = !self.state.is_empty();
         self.state = CustomerState::default();
+        self.timer = TimerEntry::None;
+        self.shared.timers.set(&self.customer_id, TimerEntry::None);
         let stores = &self.shared.stores;
         let commit = stores
             .state

@@ -1,0 +1,230 @@
+//! The host a customer's journeys run on in the service: sends decide
+//! through the full pipeline ([`decide_and_record`]) against the customer's
+//! state, so consent, suppression, eligibility, caps, cooldowns, quiet hours
+//! and budgets all apply, and a send that only time stops is deferred to
+//! the moment [`next_allowed`] gives rather than dropped.
+//!
+//! A send for a placement is the placement's best action, as `Decide` would
+//! choose it; a send of one action decides in the journey's own placement
+//! (`journey/<id>`, every channel, one slot). What went out is kept in
+//! [`PipelineHost::sent`], with the decision-log entry and the budget units
+//! the caller makes durable with the customer's new state.
+
+use super::run::{Host, SendAttempt, SendRequest};
+use super::{SendTarget, holds};
+use crate::Error;
+use crate::catalog::Rule;
+use crate::catalog::journeys::journey_placement_id;
+use crate::customer::CustomerState;
+use crate::log::LogEntry;
+use crate::model::Model;
+use crate::pipeline::{
+    Decision, DecisionRequest, Environment, FilterReason, RecordAs, Recorded, Scoring,
+    decide_and_record, next_allowed,
+};
+use crate::profile::{Attribute, Event, NEVER_DAYS};
+use crate::time::Timestamp;
+use crate::value::AttrValue;
+use chrono_tz::Tz;
+use std::collections::BTreeMap;
+
+/// One send that went out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    /// The journey.
+    pub journey: String,
+    /// The send step.
+    pub step: String,
+    /// The placement it decided in.
+    pub placement: String,
+    /// The decision's id.
+    pub decision_id: String,
+    /// The decision (its one served action first).
+    pub decision: Decision,
+    /// Its decision-log entry.
+    pub log: Option<LogEntry>,
+    /// Budget units it took, one entry per unit.
+    pub budget_taken: Vec<String>,
+}
+
+/// The service's host: the customer's state and what the pipeline reads.
+pub struct PipelineHost<'a> {
+    /// Catalog, model, budgets.
+    pub env: Environment<'a>,
+    /// The customer's state (its journeys taken out while they run).
+    pub state: &'a mut CustomerState,
+    /// The customer.
+    pub customer_id: &'a str,
+    /// The experiment variant the customer is in.
+    pub variant: &'a str,
+    /// A shadow model, scored silently beside the serving one.
+    pub shadow: Option<&'a Model>,
+    /// Now.
+    pub now: Timestamp,
+    /// A new decision id for each send.
+    pub new_decision_id: &'a mut dyn FnMut() -> String,
+    /// The sends that went out, in order.
+    pub sent: Vec<Sent>,
+}
+
+impl std::fmt::Debug for PipelineHost<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PipelineHost")
+            .field("customer_id", &self.customer_id)
+            .field("now", &self.now)
+            .field("sent", &self.sent.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reasons time alone lifts: a send they stop is deferred.
+fn time_bound(reason: FilterReason) -> bool {
+    matches!(
+        reason,
+        FilterReason::CapChannel
+            | FilterReason::CapTotal
+            | FilterReason::CapAction
+            | FilterReason::CapCategory
+            | FilterReason::Cooldown
+            | FilterReason::QuietHours
+            | FilterReason::Blackout
+    )
+}
+
+impl PipelineHost<'_> {
+    /// What to answer when `decision` served nothing: deferred to the
+    /// earliest moment a candidate stopped only by time could go, else
+    /// blocked with the first reason.
+    fn not_served(&self, decision: &Decision) -> SendAttempt {
+        let catalog = self.env.catalog;
+        let later = decision
+            .filtered
+            .iter()
+            .filter(|filtered| time_bound(filtered.reason))
+            .filter_map(|filtered| {
+                let action = catalog.action(&filtered.action_id)?;
+                let until = next_allowed(catalog, self.state, action, self.now)?;
+                Some((until, filtered))
+            })
+            .min_by_key(|(until, _)| *until);
+        if let Some((until, filtered)) = later {
+            return SendAttempt::Deferred {
+                until,
+                reason: format!("{}: {}", filtered.action_id, filtered.message),
+            };
+        }
+        let reason = decision.filtered.first().map_or_else(
+            || "no action is eligible".to_owned(),
+            |filtered| format!("{}: {}", filtered.action_id, filtered.message),
+        );
+        SendAttempt::Blocked { reason }
+    }
+}
+
+impl Host for PipelineHost<'_> {
+    fn customer_id(&self) -> &str {
+        self.customer_id
+    }
+
+    fn timezone(&self) -> Tz {
+        self.env.catalog.timezone_of(&self.state.profile)
+    }
+
+    fn holds(&self, rule: &Rule, event: Option<&Event>) -> Result<bool, Error> {
+        holds(
+            rule,
+            &self.state.profile,
+            &self.env.catalog.known_events,
+            event,
+            self.now,
+        )
+    }
+
+    fn has_done(&self, event: &str) -> bool {
+        self.state.profile.days_since(event, self.now) < NEVER_DAYS
+    }
+
+    fn send(&mut self, request: &SendRequest<'_>) -> SendAttempt {
+        let (placement, candidates) = match request.target {
+            SendTarget::Action(action) => (
+                journey_placement_id(&request.journey.id),
+                vec![action.to_string()],
+            ),
+            SendTarget::Placement(placement) => (placement.clone(), Vec::new()),
+        };
+        let decision_id = (self.new_decision_id)();
+        let context = BTreeMap::new();
+        let decision_request = DecisionRequest {
+            placement: &placement,
+            context: &context,
+            candidates: &candidates,
+            limit: 1,
+            dry_run: false,
+            scoring: Scoring::Model,
+            seed: crate::hash::fnv1a(decision_id.bytes()),
+            now: self.now,
+        };
+        // Decided on a copy: a send that does not go leaves the state as it
+        // was (a decision that serves nothing is not logged either).
+        let mut state = self.state.clone();
+        let recorded = decide_and_record(
+            &self.env,
+            &mut state,
+            &decision_request,
+            Some(RecordAs {
+                decision_id: &decision_id,
+                customer_id: self.customer_id,
+                variant: self.variant,
+                shadow: self.shadow,
+            }),
+            || true,
+        );
+        let Recorded {
+            decision,
+            log,
+            budget_taken,
+        } = match recorded {
+            Ok(Some(recorded)) => recorded,
+            Ok(None) => {
+                return SendAttempt::Blocked {
+                    reason: "the decision was withdrawn".to_owned(),
+                };
+            }
+            Err(error) => {
+                return SendAttempt::Blocked {
+                    reason: error.to_string(),
+                };
+            }
+        };
+        let Some(served) = decision.served.first() else {
+            return self.not_served(&decision);
+        };
+        let attempt = SendAttempt::Sent {
+            decision_id: decision_id.clone(),
+            action: served.action_id.clone(),
+            channel: served.channel.clone(),
+        };
+        *self.state = state;
+        self.sent.push(Sent {
+            journey: request.journey.id.to_string(),
+            step: request.step.id.clone(),
+            placement,
+            decision_id,
+            decision,
+            log,
+            budget_taken,
+        });
+        attempt
+    }
+
+    fn update(&mut self, attribute: &str, value: &AttrValue) {
+        self.state.profile.attributes.insert(
+            attribute,
+            Attribute {
+                value: value.clone(),
+                set_at: self.now,
+            },
+        );
+    }
+}

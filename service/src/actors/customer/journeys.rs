@@ -1,0 +1,158 @@
+//! The customer actor runs the customer's journeys: an event may end runs
+//! (goals, exits), move runs waiting for it and start new ones; a timer
+//! moves the runs that are due; an opt-out or a suppression removes the
+//! customer from the journeys that send on that channel. Sends decide
+//! through the full pipeline on the customer's state
+//! ([`PipelineHost`]), and what they log and the budget units they take
+//! are made durable with the state, in the same write.
+//!
+//! After every change the actor tells [`JourneyTimers`] when the customer
+//! is next due, so the engine's timer task wakes it ([`Wake`]) even after
+//! it passivated.
+
+use super::{CustomerActor, Durable, budget_changes};
+use crate::error::ServiceError;
+use crate::journeys::{Book, TimerEntry};
+use crate::store::{BudgetChange, Commit, LogEntry};
+use actix::prelude::*;
+use nudge_models::catalog::Catalog;
+use nudge_models::journey::{CustomerJourneys, Outcome, PipelineHost, Versions};
+use nudge_models::pipeline::Environment;
+use nudge_models::time::{Span, Timestamp};
+
+/// How long a customer whose wake-up could not be handled (the store
+/// refused writes) waits before it is tried again.
+pub const WAKE_RETRY: Span = Span(1_000);
+
+/// What running journeys produced, made durable with the customer's state.
+#[derive(Debug, Default)]
+pub(super) struct JourneyEffects {
+    /// Decision-log entries of the sends that went out.
+    pub log: Vec<LogEntry>,
+    /// Budget units they took.
+    pub budget: Vec<BudgetChange>,
+    /// Whether any run changed.
+    pub changed: bool,
+}
+
+impl CustomerActor {
+    /// Runs `step` over the customer's journeys, with the pipeline as the
+    /// host, and sets the customer's next timer.
+    pub(super) fn run_journeys(
+        &mut self,
+        now: Timestamp,
+        catalog: &Catalog,
+        effects: &mut JourneyEffects,
+        step: impl FnOnce(&mut CustomerJourneys, &Book, &mut PipelineHost<'_>) -> Outcome,
+    ) {
+        let book = self.shared.journeys.load();
+        let serving = self.shared.models.serving();
+        let (variant, model) = serving.for_customer(&self.customer_id);
+        let mut journeys = std::mem::take(&mut self.state.journeys);
+        let mut new_decision_id = || uuid::Uuid::new_v4().simple().to_string();
+        let mut host = PipelineHost {
+            env: Environment {
+                catalog,
+                model: model.map(|model| &**model),
+                budgets: &self.shared.budgets,
+            },
+            state: &mut self.state,
+            customer_id: &self.customer_id,
+            variant,
+            shadow: serving.shadow().map(|model| &**model),
+            now,
+            new_decision_id: &mut new_decision_id,
+            sent: Vec::new(),
+        };
+        let outcome = step(&mut journeys, &book, &mut host);
+        let sent = std::mem::take(&mut host.sent);
+        self.state.journeys = journeys;
+        for sent in sent {
+            self.shared
+                .record_decision(catalog, &sent.placement, variant, &sent.decision);
+            effects.log.extend(sent.log);
+            effects.budget.extend(budget_changes(sent.budget_taken, 1));
+        }
+        effects.changed |= !outcome.reports.is_empty();
+        self.shared.record_journeys(&outcome);
+        self.sync_timer(book.as_ref());
+    }
+
+    /// Ends the runs of journeys that send on `channel` (an opt-out, a
+    /// suppression); whether any ended.
+    pub(super) fn remove_from_channel(
+        &mut self,
+        channel: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> bool {
+        if self.state.journeys.runs.is_empty() {
+            return false;
+        }
+        let book = self.shared.journeys.load();
+        let outcome = self
+            .state
+            .journeys
+            .remove_for_channel(channel, reason, book.as_ref(), now);
+        self.shared.record_journeys(&outcome);
+        self.sync_timer(book.as_ref());
+        !outcome.reports.is_empty()
+    }
+
+    /// Tells the timers when the customer is next due, if that changed.
+    pub(super) fn sync_timer(&mut self, versions: &dyn Versions) {
+        let journeys = &self.state.journeys;
+        if journeys.runs.is_empty() && self.timer == TimerEntry::None {
+            return;
+        }
+        let entry = match journeys.next_due(versions) {
+            Some(due) => TimerEntry::Due(due),
+            None if journeys.has_paused(versions) => TimerEntry::Parked,
+            None => TimerEntry::None,
+        };
+        if entry != self.timer {
+            self.shared.timers.set(&self.customer_id, entry);
+            self.timer = entry;
+        }
+    }
+}
+
+/// The customer's journeys are due: move every run that is. Replies how
+/// many history entries were added.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Durable<usize>, ServiceError>")]
+pub struct Wake;
+
+impl Handler<Wake> for CustomerActor {
+    type Result = Result<Durable<usize>, ServiceError>;
+
+    fn handle(&mut self, _message: Wake, context: &mut Self::Context) -> Self::Result {
+        let now = self.touch();
+        // The timer task took the customer out of the schedule.
+        self.timer = TimerEntry::None;
+        self.check_loaded(context)?;
+        if let Err(error) = self.check_writable() {
+            self.timer = TimerEntry::Due(now.plus(WAKE_RETRY));
+            self.shared.timers.set(&self.customer_id, self.timer);
+            return Err(error);
+        }
+        let catalog = self.shared.catalog.load_full();
+        let before = self.state.clone();
+        let mut effects = JourneyEffects::default();
+        let mut reports = 0;
+        self.run_journeys(now, &catalog, &mut effects, |journeys, book, host| {
+            let outcome = journeys.on_time(book, now, host);
+            reports = outcome.reports.len();
+            outcome
+        });
+        let commit = if effects.changed {
+            self.persist(&before, effects.log, effects.budget)
+        } else {
+            Commit::none()
+        };
+        Ok(Durable {
+            value: reports,
+            commit,
+        })
+    }
+}

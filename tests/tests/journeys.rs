@@ -1,0 +1,370 @@
+//! Journeys run in the customer actors of the real server, on its clock: a
+//! trigger starts a run and its first send goes through the full pipeline;
+//! the timer task moves runs when they are due, waking passivated customers;
+//! an event a run waits for moves it at once; a goal ends it at once, its
+//! pending wait included; quiet hours defer a send to the next allowed
+//! moment; an opt-out removes the customer; a timer due while the service
+//! was down fires once when it is back.
+
+use nudge_models::journey::{Ending, Happened, Run, RunState, Via};
+use nudge_models::time::{Span, Timestamp};
+use nudge_proto::v1::{ConsentState, SetConsentRequest};
+use nudge_service::store::{RedbStore, StoreOptions};
+use nudge_tests::{DAY_MS, HOUR_MS, MINUTE_MS, NOON, TempDir, TestServer, contacts_on, event};
+use std::sync::Arc;
+
+/// The demo catalog with one journey: a welcome email, then a day for the
+/// customer to log in (else a reminder in the home banner), two more days,
+/// and a getting-started guide. Subscribing ends it as converted.
+fn catalog() -> String {
+    format!(
+        r#"{}
+[[journeys]]
+id = "trial_tips"
+name = "Trial tips"
+priority = 10
+trigger = {{ event = "trial_started" }}
+goals = [{{ event = "subscription_started" }}]
+reentry_after = "30d"
+
+[[journeys.steps]]
+id = "welcome"
+send = {{ action = "tips_newsletter_email" }}
+
+[[journeys.steps]]
+id = "first_login"
+wait_for = {{ event = "login", timeout = "1d", on_timeout = "reminder" }}
+next = "day3"
+
+[[journeys.steps]]
+id = "reminder"
+send = {{ placement = "home_banner" }}
+
+[[journeys.steps]]
+id = "day3"
+wait = "2d"
+
+[[journeys.steps]]
+id = "guide"
+send = {{ action = "guide_getting_started" }}
+"#,
+        nudge_models::demo::CATALOG_TOML
+    )
+}
+
+/// A server on the journey catalog (written into `files`) and `store`.
+async fn start(files: &TempDir, store: Arc<RedbStore>) -> TestServer {
+    let path = files.join("catalog.toml");
+    std::fs::write(&path, catalog()).expect("write the catalog");
+    TestServer::start_with_store(store, move |config| {
+        config.catalog = Some(path);
+        config.actors.idle_timeout_secs = 60;
+    })
+    .await
+}
+
+async fn start_in_memory(tag: &str) -> (TempDir, TestServer) {
+    let files = TempDir::new(tag);
+    let store = Arc::new(RedbStore::in_memory(StoreOptions::default()));
+    let server = start(&files, store).await;
+    (files, server)
+}
+
+/// The customer's run of `trial_tips` (the latest), read through the engine.
+async fn run_of(server: &TestServer, customer_id: &str) -> Run {
+    let state = server
+        .engine
+        .profile(customer_id)
+        .await
+        .expect("the customer is known");
+    state
+        .journeys
+        .runs
+        .iter()
+        .rev()
+        .find(|run| run.journey == "trial_tips")
+        .cloned()
+        .expect("the customer has a run of trial_tips")
+}
+
+/// Polls the customer's unreleased contacts on `channel` until there are
+/// `count` (the timer task works asynchronously after the clock moves).
+async fn until_contacts(server: &TestServer, customer_id: &str, channel: &str, count: usize) {
+    for _ in 0..2_000 {
+        if let Ok(profile) = server.profile(customer_id).await
+            && contacts_on(&profile, channel) == count
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("{customer_id} never had {count} contact(s) on {channel}");
+}
+
+async fn contacts(server: &TestServer, customer_id: &str, channel: &str) -> usize {
+    contacts_on(
+        &server.profile(customer_id).await.expect("a profile"),
+        channel,
+    )
+}
+
+/// The steps the run entered, in order, from its history.
+fn steps_entered(run: &Run) -> Vec<String> {
+    run.history
+        .iter()
+        .filter_map(|entry| match &entry.what {
+            Happened::Started { step, .. } => Some(step.clone()),
+            Happened::Moved { to: Some(to), .. } => Some(to.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_walks_its_steps_on_the_service_clock_and_its_sends_go_through_the_pipeline() {
+    let (_files, server) = start_in_memory("journey-walk").await;
+    server
+        .track(event("ana", "e1", "trial_started", NOON))
+        .await;
+    // The welcome email went at once, as a contact in the ledger (a cap
+    // slot taken), and the run waits a day for a login.
+    assert_eq!(contacts(&server, "ana", "email").await, 1);
+    let run = run_of(&server, "ana").await;
+    assert_eq!(
+        run.state,
+        RunState::WaitingFor {
+            until: Timestamp(NOON + DAY_MS)
+        }
+    );
+    assert!(
+        run.history.iter().any(|entry| matches!(
+            &entry.what,
+            Happened::Sent { action, channel, .. } if action == "tips_newsletter_email" && channel == "email"
+        )),
+        "{:?}",
+        run.history
+    );
+    assert_eq!(
+        server.engine.shared().timers.next_due(),
+        Some(Timestamp(NOON + DAY_MS))
+    );
+
+    // No login within the day: the timeout sends the reminder in the home
+    // banner, then the run waits two days.
+    server.clock.advance(Span(DAY_MS));
+    until_contacts(&server, "ana", "in_app", 1).await;
+    let run = run_of(&server, "ana").await;
+    assert_eq!(
+        run.state,
+        RunState::Waiting {
+            until: Timestamp(NOON + 3 * DAY_MS)
+        }
+    );
+
+    // Two days on, the guide, and the run is complete.
+    server.clock.advance(Span(2 * DAY_MS));
+    until_contacts(&server, "ana", "content", 1).await;
+    let run = run_of(&server, "ana").await;
+    assert!(
+        matches!(
+            run.state,
+            RunState::Ended {
+                ending: Ending::Completed,
+                ..
+            }
+        ),
+        "{:?}",
+        run.state
+    );
+    assert_eq!(
+        steps_entered(&run),
+        ["welcome", "first_login", "reminder", "day3", "guide"]
+    );
+    assert!(run.history.iter().any(|entry| matches!(
+        &entry.what,
+        Happened::Moved { from, via: Via::Timeout, .. } if from == "first_login"
+    )));
+    assert_eq!(server.engine.shared().timers.len(), (0, 0));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_awaited_event_moves_the_run_at_once_and_the_reminder_never_goes() {
+    let (_files, server) = start_in_memory("journey-event").await;
+    server
+        .track(event("ben", "e1", "trial_started", NOON))
+        .await;
+    server.clock.advance(Span(3 * HOUR_MS));
+    server
+        .track(event("ben", "e2", "login", NOON + 3 * HOUR_MS))
+        .await;
+    let run = run_of(&server, "ben").await;
+    assert_eq!(
+        run.state,
+        RunState::Waiting {
+            until: Timestamp(NOON + 3 * HOUR_MS + 2 * DAY_MS)
+        }
+    );
+    assert_eq!(steps_entered(&run), ["welcome", "first_login", "day3"]);
+    // Past the day the reminder would have gone: nothing in the banner.
+    server.clock.advance(Span(DAY_MS));
+    assert_eq!(contacts(&server, "ben", "in_app").await, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goal_ends_the_run_at_once_with_its_pending_wait_and_no_later_step_fires() {
+    let (_files, server) = start_in_memory("journey-goal").await;
+    server
+        .track(event("cleo", "e1", "trial_started", NOON))
+        .await;
+    server.clock.advance(Span(2 * HOUR_MS));
+    server
+        .track(event(
+            "cleo",
+            "e2",
+            "subscription_started",
+            NOON + 2 * HOUR_MS,
+        ))
+        .await;
+    // Ended as the goal was tracked, not when the wait would have ended.
+    let run = run_of(&server, "cleo").await;
+    assert_eq!(
+        run.state,
+        RunState::Ended {
+            at: Timestamp(NOON + 2 * HOUR_MS),
+            ending: Ending::Converted {
+                event: "subscription_started".to_owned()
+            }
+        }
+    );
+    assert_eq!(server.engine.shared().timers.len(), (0, 0));
+    // Days later nothing else was sent.
+    server.clock.advance(Span(4 * DAY_MS));
+    assert_eq!(contacts(&server, "cleo", "email").await, 1);
+    assert_eq!(contacts(&server, "cleo", "in_app").await, 0);
+    assert_eq!(contacts(&server, "cleo", "content").await, 0);
+    // The same trigger again is refused: the customer reached the goal.
+    server
+        .track(event("cleo", "e3", "trial_started", NOON + 4 * DAY_MS))
+        .await;
+    let state = server.engine.profile("cleo").await.expect("known");
+    assert_eq!(state.journeys.active().count(), 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_defer_a_send_to_the_next_allowed_moment_instead_of_dropping_it() {
+    let (_files, server) = start_in_memory("journey-quiet").await;
+    // 22:00 UTC: email's quiet hours (21:00-08:00) for a customer in UTC.
+    let late = NOON + 10 * HOUR_MS;
+    server.clock.set(Timestamp(late));
+    server
+        .track(event("dan", "e1", "trial_started", late))
+        .await;
+    let eight = NOON + 20 * HOUR_MS;
+    let run = run_of(&server, "dan").await;
+    assert!(
+        matches!(run.state, RunState::Deferred { until, .. } if until == Timestamp(eight)),
+        "{:?}",
+        run.state
+    );
+    assert_eq!(contacts(&server, "dan", "email").await, 0);
+    // At 08:00 the email goes and the run waits for a login from then.
+    server.clock.set(Timestamp(eight));
+    until_contacts(&server, "dan", "email", 1).await;
+    let run = run_of(&server, "dan").await;
+    assert_eq!(
+        run.state,
+        RunState::WaitingFor {
+            until: Timestamp(eight + DAY_MS)
+        }
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opting_out_of_a_channel_the_journey_sends_on_removes_the_customer_at_once() {
+    let (_files, server) = start_in_memory("journey-opt-out").await;
+    server
+        .track(event("eve", "e1", "trial_started", NOON))
+        .await;
+    server
+        .profiles()
+        .await
+        .set_consent(SetConsentRequest {
+            customer_id: "eve".to_owned(),
+            channel: "email".to_owned(),
+            state: ConsentState::OptedOut.into(),
+        })
+        .await
+        .expect("consent is recorded");
+    let run = run_of(&server, "eve").await;
+    assert_eq!(
+        run.state,
+        RunState::Ended {
+            at: Timestamp(NOON),
+            ending: Ending::Removed {
+                reason: "opted out of email".to_owned()
+            }
+        }
+    );
+    assert_eq!(server.engine.shared().timers.len(), (0, 0));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passivated_customer_is_woken_by_its_timer() {
+    let (_files, server) = start_in_memory("journey-passivated").await;
+    server
+        .track(event("fay", "e1", "trial_started", NOON))
+        .await;
+    server.clock.advance(Span(2 * MINUTE_MS));
+    assert_eq!(server.engine.passivate_idle(), 1);
+    server
+        .eventually("the actor stopped", |engine| engine.registry().live() == 0)
+        .await;
+    server.clock.advance(Span(DAY_MS));
+    until_contacts(&server, "fay", "in_app", 1).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_due_while_the_service_was_down_fires_once_when_it_is_back() {
+    let files = TempDir::new("journey-restart");
+    let data = files.join("data");
+    std::fs::create_dir_all(&data).expect("a data directory");
+    {
+        let store = Arc::new(RedbStore::open(&data, StoreOptions::default()).expect("open"));
+        let server = start(&files, store.clone()).await;
+        server
+            .track(event("gus", "e1", "trial_started", NOON))
+            .await;
+        server.stop().await;
+        store.close().expect("close");
+    }
+    // Back two days later: the day's timeout passed while it was down.
+    let store = Arc::new(RedbStore::open(&data, StoreOptions::default()).expect("reopen"));
+    assert_eq!(
+        nudge_service::store::StateStore::journey_timers(store.as_ref()).expect("the index"),
+        [(Arc::from("gus"), Timestamp(NOON + DAY_MS))]
+    );
+    let server = start(&files, store).await;
+    server.clock.set(Timestamp(NOON + 2 * DAY_MS));
+    until_contacts(&server, "gus", "in_app", 1).await;
+    let run = run_of(&server, "gus").await;
+    assert_eq!(
+        run.state,
+        RunState::Waiting {
+            until: Timestamp(NOON + 4 * DAY_MS)
+        }
+    );
+    let reminders = run
+        .history
+        .iter()
+        .filter(|entry| matches!(&entry.what, Happened::Sent { step, .. } if step == "reminder"))
+        .count();
+    assert_eq!(reminders, 1);
+    assert_eq!(contacts(&server, "gus", "email").await, 1);
+    server.stop().await;
+}
