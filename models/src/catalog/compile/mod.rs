@@ -292,17 +292,19 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
     );
 
     for journey in &journeys {
-        let sends_an_action = journey.steps.iter().any(|step| {
-            matches!(
-                step.kind,
+        let sent: Vec<String> = journey
+            .steps
+            .iter()
+            .filter_map(|step| match &step.kind {
                 StepKind::Send {
-                    target: SendTarget::Action(_),
+                    target: SendTarget::Action(action),
                     ..
-                }
-            )
-        });
-        if sends_an_action {
-            let mut placement = placements::journey_placement(&journey.id, &channels);
+                } => Some(action.to_string()),
+                _ => None,
+            })
+            .collect();
+        if !sent.is_empty() {
+            let mut placement = placements::journey_placement(&journey.id, &channels, sent);
             placement.set_actions(&actions, &category_levers);
             placements.insert(placement.id.clone(), placement);
         }

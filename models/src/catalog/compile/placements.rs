@@ -122,12 +122,14 @@ pub(super) fn compile_placement(
 }
 
 /// The placement a journey's fixed-action sends decide in (`journey/<id>`):
-/// every channel and category, one slot, no exploration and no fallback, so
-/// a send of one action is that action or, with a reason, nothing. Ids
-/// declared in the file cannot hold a `/`, so it never clashes with one.
+/// every channel and category, one slot, no exploration; its fallback is
+/// the actions the journey sends, so without a model a send of one action
+/// is still that action or, with a reason, nothing. Ids declared in the
+/// file cannot hold a `/`, so it never clashes with one.
 pub(super) fn journey_placement(
     journey_id: &str,
     channels: &BTreeMap<String, Channel>,
+    sent: Vec<String>,
 ) -> Placement {
     Placement {
         id: journey_placement_id(journey_id),
@@ -135,7 +137,7 @@ pub(super) fn journey_placement(
         categories: Vec::new(),
         slots: 1,
         one_per_category: false,
-        fallback: Vec::new(),
+        fallback: sent,
         context_weights: BTreeMap::new(),
         exploration: Exploration::None,
         candidates: Vec::new(),
