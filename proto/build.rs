@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "nudge/v1/decisions.proto",
     "nudge/v1/events.proto",
     "nudge/v1/profiles.proto",
+    "nudge/v1/journeys.proto",
     "nudge/v1/admin.proto",
 ];
 

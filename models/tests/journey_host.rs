@@ -238,7 +238,7 @@ fn a_fixed_action_decides_in_the_journey_placement_and_takes_its_cap_slot() {
     assert!(
         run.history.iter().any(|entry| matches!(
             &entry.what,
-            Happened::Blocked { step, reason } if step == "sms" && reason.contains("welcome_sms")
+            Happened::Blocked { step, reason, cause } if step == "sms" && reason.contains("welcome_sms") && cause == "no_consent"
         )),
         "{:?}",
         run.history

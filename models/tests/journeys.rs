@@ -265,6 +265,7 @@ impl Host for Customer {
             return SendAttempt::Deferred {
                 until,
                 reason: "quiet hours 21:00–08:00 on email".to_owned(),
+                cause: "quiet_hours".to_owned(),
             };
         }
         let (action, channel) = match request.target {
@@ -279,6 +280,7 @@ impl Host for Customer {
             if self.email_slots == 0 {
                 return SendAttempt::Blocked {
                     reason: "cap email 1/7d reached".to_owned(),
+                    cause: "cap_channel".to_owned(),
                 };
             }
             self.email_slots -= 1;
@@ -578,7 +580,7 @@ fn a_send_deferred_past_max_defer_or_capped_follows_its_configured_path() {
     let run = world.run_of("trial_conversion");
     assert!(run.history.iter().any(|entry| matches!(
         &entry.what,
-        Happened::Blocked { step, reason } if step == "welcome" && reason.contains("quiet hours")
+        Happened::Blocked { step, reason, .. } if step == "welcome" && reason.contains("quiet hours")
     )));
     assert_eq!(world.step_of("trial_conversion"), "day1");
 
@@ -686,7 +688,7 @@ fn two_journeys_due_at_once_compete_for_the_last_cap_slot_and_the_higher_priorit
             .iter()
             .any(|entry| matches!(
                 &entry.what,
-                Happened::Blocked { step, reason } if step == "offer" && reason.contains("cap")
+                Happened::Blocked { step, reason, .. } if step == "offer" && reason.contains("cap")
             ))
     );
 }
@@ -1026,4 +1028,17 @@ mod properties {
             }
         }
     }
+}
+
+#[test]
+fn the_readmes_journey_example_is_valid_on_the_demo_catalog() {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("## Journeys").expect("a Journeys section")..];
+    let start = section.find("```toml").expect("a TOML example") + "```toml".len();
+    let example = &section[start..start + section[start..].find("```").expect("closed")];
+    let text = format!("{}\n{example}", nudge_models::demo::CATALOG_TOML);
+    let catalog = Catalog::from_toml(&text).expect("the README's example is valid");
+    let journey = &catalog.journeys[0];
+    assert_eq!(journey.id.as_ref(), "trial_tips");
+    assert!(catalog.placement("journey/trial_tips").is_some());
 }

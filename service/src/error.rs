@@ -49,6 +49,19 @@ pub enum ServiceError {
         /// Why.
         source: std::io::Error,
     },
+    /// A file the service keeps cannot be written.
+    #[error("cannot write {what} {}: {source}", path.display())]
+    CannotWrite {
+        /// What the file is, e.g. `journey pauses`.
+        what: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No journey of the running catalog has this id.
+    #[error("journey '{0}' is not in the catalog (nudge journeys lists them)")]
+    UnknownJourney(String),
     /// The customer's actor did not answer in time.
     #[error("unavailable: the actor of customer '{customer_id}' timed out")]
     ActorTimedOut {
@@ -230,6 +243,8 @@ impl ServiceError {
                 Stage::Storing => Code::Unavailable,
             },
             ServiceError::CannotRead { .. } => Code::FailedPrecondition,
+            ServiceError::CannotWrite { .. } => Code::Unavailable,
+            ServiceError::UnknownJourney(_) => Code::NotFound,
             ServiceError::ActorTimedOut { .. } | ServiceError::NotActivated { .. } => {
                 Code::Unavailable
             }

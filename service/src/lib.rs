@@ -44,6 +44,7 @@ pub mod config;
 pub mod convert;
 pub mod engine;
 pub mod error;
+mod files;
 pub mod fuzzing;
 pub mod grpc;
 pub mod journeys;

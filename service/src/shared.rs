@@ -7,7 +7,7 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{BudgetedCall, Stage};
-use crate::journeys::{JourneyBook, JourneyTimers};
+use crate::journeys::{JourneyBook, JourneyStats, JourneyTimers};
 use crate::metrics::Metrics;
 use crate::registry::{ModelRegistry, Trial};
 use crate::stats::{Stats, bump};
@@ -45,6 +45,8 @@ pub struct Shared {
     pub journeys: JourneyBook,
     /// When each customer's journeys are next due.
     pub timers: JourneyTimers,
+    /// Journey analytics since the service started.
+    pub journey_stats: JourneyStats,
 }
 
 /// Each observable event is recorded once here, into both the `Admin.Stats`
@@ -53,17 +55,12 @@ impl Shared {
     /// What a customer's journeys did: every history entry, and triggers
     /// that did not start a run.
     pub fn record_journeys(&self, outcome: &nudge_models::journey::Outcome) {
-        for report in &outcome.reports {
-            tracing::debug!(
-                journey = %report.journey,
-                version = report.version,
-                what = ?report.entry.what,
-                "journey"
-            );
+        if outcome.is_empty() {
+            return;
         }
-        for refusal in &outcome.refused {
-            tracing::debug!(journey = %refusal.journey, reason = ?refusal.reason, "journey entry refused");
-        }
+        let book = self.journeys.load();
+        let drop_offs = self.journey_stats.record(outcome, &book);
+        self.metrics.journeys(outcome, &book, &drop_offs);
     }
 
     /// A customer actor was started.

@@ -368,3 +368,251 @@ async fn a_timer_due_while_the_service_was_down_fires_once_when_it_is_back() {
     assert_eq!(contacts(&server, "gus", "email").await, 1);
     server.stop().await;
 }
+
+fn count(counts: &[nudge_proto::v1::NamedCount], name: &str) -> u64 {
+    counts
+        .iter()
+        .find(|count| count.name == name)
+        .map_or(0, |count| count.count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_lists_journeys_with_their_analytics_and_a_customers_runs_with_the_audit_trail() {
+    let (_files, server) = start_in_memory("journey-admin").await;
+    let mut admin = server.admin().await;
+    server
+        .track(event("hal", "e1", "trial_started", NOON))
+        .await;
+    server
+        .track(event("ida", "e2", "trial_started", NOON))
+        .await;
+    server.clock.advance(Span(HOUR_MS));
+    server
+        .track(event("ida", "e3", "subscription_started", NOON + HOUR_MS))
+        .await;
+    // Ida again, within the 30 days of the re-entry throttle: kept out.
+    server
+        .track(event("ida", "e4", "trial_started", NOON + HOUR_MS))
+        .await;
+
+    let listing = admin
+        .list_journeys(nudge_proto::v1::ListJourneysRequest {})
+        .await
+        .expect("a listing")
+        .into_inner();
+    assert_eq!(listing.journeys.len(), 1);
+    let journey = &listing.journeys[0];
+    assert_eq!(journey.id, "trial_tips");
+    assert_eq!(journey.trigger_event, "trial_started");
+    assert!(!journey.paused);
+    assert_eq!(journey.triggered, 3);
+    assert_eq!(journey.started, 2);
+    assert_eq!(journey.active, 1);
+    assert_eq!(journey.converted, 1);
+    assert!((journey.conversion_rate - 1.0).abs() < 1e-9);
+    assert_eq!(count(&journey.refused, "too_soon"), 1);
+    assert_eq!(journey.sent, 2);
+    let steps: Vec<&str> = journey.steps.iter().map(|step| step.id.as_str()).collect();
+    assert_eq!(
+        steps,
+        ["welcome", "first_login", "reminder", "day3", "guide"]
+    );
+    let welcome = &journey.steps[0];
+    assert_eq!(
+        (welcome.kind.as_str(), welcome.entered, welcome.sent),
+        ("send", 2, 2)
+    );
+    assert_eq!(count(&welcome.exited, "done"), 2);
+    let first_login = &journey.steps[1];
+    assert_eq!(first_login.kind, "wait_for");
+    assert_eq!(first_login.entered, 2);
+    assert_eq!(count(&first_login.exited, "converted"), 1);
+    assert!((first_login.median_seconds - 3_600.0).abs() < 60.0);
+    assert!(
+        first_login.drop_off.abs() < 1e-9,
+        "converting is not dropping off"
+    );
+
+    let runs = admin
+        .get_customer_journeys(nudge_proto::v1::GetCustomerJourneysRequest {
+            customer_id: "hal".to_owned(),
+        })
+        .await
+        .expect("hal's runs")
+        .into_inner()
+        .runs;
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(
+        (
+            run.journey_id.as_str(),
+            run.step.as_str(),
+            run.state.as_str()
+        ),
+        ("trial_tips", "first_login", "waiting_for")
+    );
+    assert_eq!(run.until, Some(nudge_tests::at(NOON + DAY_MS)));
+    let what: Vec<&str> = run
+        .history
+        .iter()
+        .map(|entry| entry.what.as_str())
+        .collect();
+    assert_eq!(what, ["started", "sent", "moved"]);
+    let sent = &run.history[1];
+    assert_eq!(
+        (sent.action_id.as_str(), sent.channel.as_str()),
+        ("tips_newsletter_email", "email")
+    );
+    assert!(!sent.decision_id.is_empty());
+    assert!(
+        sent.text.contains("sent tips_newsletter_email on email"),
+        "{}",
+        sent.text
+    );
+
+    let ida = admin
+        .get_customer_journeys(nudge_proto::v1::GetCustomerJourneysRequest {
+            customer_id: "ida".to_owned(),
+        })
+        .await
+        .expect("ida's runs")
+        .into_inner()
+        .runs;
+    assert_eq!(
+        (
+            ida[0].state.as_str(),
+            ida[0].ending.as_str(),
+            ida[0].ending_detail.as_str()
+        ),
+        ("ended", "converted", "subscription_started")
+    );
+
+    let unknown = admin
+        .get_customer_journeys(nudge_proto::v1::GetCustomerJourneysRequest {
+            customer_id: "nobody".to_owned(),
+        })
+        .await
+        .expect_err("never seen");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_journey_holds_its_runs_and_takes_no_entries_until_it_is_resumed() {
+    let (_files, server) = start_in_memory("journey-pause").await;
+    let mut admin = server.admin().await;
+    server.track(event("jo", "e1", "trial_started", NOON)).await;
+    let paused = admin
+        .pause_journey(nudge_proto::v1::PauseJourneyRequest {
+            journey_id: "trial_tips".to_owned(),
+        })
+        .await
+        .expect("paused")
+        .into_inner();
+    assert!(paused.changed);
+    // Past the day's timeout, the run holds where it is.
+    server.clock.advance(Span(DAY_MS + MINUTE_MS));
+    server
+        .eventually("jo's run is parked", |engine| {
+            engine.shared().timers.len() == (0, 1)
+        })
+        .await;
+    assert_eq!(contacts(&server, "jo", "in_app").await, 0);
+    let run = run_of(&server, "jo").await;
+    assert_eq!(
+        run.state,
+        RunState::WaitingFor {
+            until: Timestamp(NOON + DAY_MS)
+        }
+    );
+    // No new entries while paused.
+    server
+        .track(event("kim", "e2", "trial_started", NOON + DAY_MS))
+        .await;
+    let listing = admin
+        .list_journeys(nudge_proto::v1::ListJourneysRequest {})
+        .await
+        .expect("a listing")
+        .into_inner();
+    assert!(listing.journeys[0].paused && listing.journeys[0].paused_by_operator);
+    assert_eq!(count(&listing.journeys[0].refused, "paused"), 1);
+    assert_eq!(contacts(&server, "kim", "email").await, 0);
+
+    // Resumed: the held run goes on from where it was.
+    let resumed = admin
+        .resume_journey(nudge_proto::v1::ResumeJourneyRequest {
+            journey_id: "trial_tips".to_owned(),
+        })
+        .await
+        .expect("resumed")
+        .into_inner();
+    assert!(resumed.changed);
+    assert_eq!(resumed.customers_woken, 1);
+    until_contacts(&server, "jo", "in_app", 1).await;
+
+    for journey_id in ["nope", ""] {
+        let status = admin
+            .pause_journey(nudge_proto::v1::PauseJourneyRequest {
+                journey_id: journey_id.to_owned(),
+            })
+            .await
+            .expect_err("not a journey");
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert!(
+            status.message().contains("not in the catalog"),
+            "{}",
+            status.message()
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_cancels_a_run_at_once_and_a_second_cancel_finds_none() {
+    let (_files, server) = start_in_memory("journey-cancel").await;
+    let mut admin = server.admin().await;
+    server
+        .track(event("lou", "e1", "trial_started", NOON))
+        .await;
+    let cancel = |journey_id: &str| nudge_proto::v1::CancelJourneyRunRequest {
+        customer_id: "lou".to_owned(),
+        journey_id: journey_id.to_owned(),
+    };
+    let first = admin
+        .cancel_journey_run(cancel("trial_tips"))
+        .await
+        .expect("cancelled")
+        .into_inner();
+    assert!(first.cancelled);
+    assert_eq!(server.engine.shared().timers.len(), (0, 0));
+    let run = run_of(&server, "lou").await;
+    assert!(matches!(
+        run.state,
+        RunState::Ended {
+            ending: Ending::Cancelled,
+            ..
+        }
+    ));
+    let second = admin
+        .cancel_journey_run(cancel("trial_tips"))
+        .await
+        .expect("answered")
+        .into_inner();
+    assert!(!second.cancelled);
+    let unknown = admin
+        .cancel_journey_run(cancel("nope"))
+        .await
+        .expect_err("not a journey");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    let bad_customer = admin
+        .cancel_journey_run(nudge_proto::v1::CancelJourneyRunRequest {
+            customer_id: String::new(),
+            journey_id: "trial_tips".to_owned(),
+        })
+        .await
+        .expect_err("no customer");
+    assert_eq!(bad_customer.code(), tonic::Code::InvalidArgument);
+    server.clock.advance(Span(2 * DAY_MS));
+    assert_eq!(contacts(&server, "lou", "in_app").await, 0);
+    server.stop().await;
+}

@@ -103,6 +103,23 @@ pub struct Step {
     pub next: Next,
 }
 
+impl StepKind {
+    /// The step's kind as the catalog writes it: `send`, `wait`,
+    /// `wait_until`, `wait_for`, `branch`, `split`, `update` or `exit`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Send { .. } => "send",
+            Self::Wait(_) => "wait",
+            Self::WaitUntil { .. } => "wait_until",
+            Self::WaitFor { .. } => "wait_for",
+            Self::Branch { .. } => "branch",
+            Self::Split { .. } => "split",
+            Self::Update { .. } => "update",
+            Self::Exit => "exit",
+        }
+    }
+}
+
 /// Where a run goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {

@@ -88,6 +88,24 @@ pub enum Refused {
     },
 }
 
+impl Refused {
+    /// A short code: `paused`, `already_in`, `once_only`, `too_soon`,
+    /// `goal_reached`, `entry_rule`, `entry_rule_failed` or
+    /// `too_many_journeys`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Paused => "paused",
+            Self::AlreadyIn => "already_in",
+            Self::OnceOnly => "once_only",
+            Self::TooSoon { .. } => "too_soon",
+            Self::GoalReached => "goal_reached",
+            Self::EntryRule => "entry_rule",
+            Self::EntryRuleFailed { .. } => "entry_rule_failed",
+            Self::TooManyJourneys { .. } => "too_many_journeys",
+        }
+    }
+}
+
 /// One history entry of one run, as a call returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {

@@ -104,6 +104,9 @@ pub enum Happened {
         until: Timestamp,
         /// Why.
         reason: String,
+        /// The filter reason's code (`quiet_hours`, `cap_channel`, …).
+        #[serde(default)]
+        cause: String,
     },
     /// A send could not go.
     Blocked {
@@ -111,6 +114,9 @@ pub enum Happened {
         step: String,
         /// Why.
         reason: String,
+        /// The filter reason's code (`opted_out`, `not_eligible`, …).
+        #[serde(default)]
+        cause: String,
     },
     /// An update step set an attribute.
     Updated {
@@ -141,5 +147,127 @@ pub enum Happened {
     Ended {
         /// How.
         ending: Ending,
+        /// The step it was at (an index into its version's steps): past
+        /// it for an ending that came by moving on (completed, an exit
+        /// step), in it for one that came from outside (a goal, an exit
+        /// event, a cancel, a removal).
+        #[serde(default)]
+        step: usize,
+        /// How long it had been at that step, in milliseconds.
+        #[serde(default)]
+        in_step_ms: i64,
     },
+}
+
+impl Ending {
+    /// A short code: `completed`, `converted`, `exited`, `exit_step`,
+    /// `cancelled`, `removed` or `failed`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Converted { .. } => "converted",
+            Self::Exited { .. } => "exited",
+            Self::ExitStep => "exit_step",
+            Self::Cancelled => "cancelled",
+            Self::Removed { .. } => "removed",
+            Self::Failed { .. } => "failed",
+        }
+    }
+
+    /// What caused it, in words (empty when the code says all).
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Converted { event } | Self::Exited { event } => event.clone(),
+            Self::Removed { reason } | Self::Failed { reason } => reason.clone(),
+            Self::Completed | Self::ExitStep | Self::Cancelled => String::new(),
+        }
+    }
+}
+
+impl Via {
+    /// A short code: `done`, `event`, `timeout`, `case_<n>`, `else`,
+    /// `arm_<n>` or `blocked`.
+    pub fn code(&self) -> String {
+        match self {
+            Self::Done => "done".to_owned(),
+            Self::Event { .. } => "event".to_owned(),
+            Self::Timeout => "timeout".to_owned(),
+            Self::Case { index } => format!("case_{index}"),
+            Self::Else => "else".to_owned(),
+            Self::Arm { index } => format!("arm_{index}"),
+            Self::Blocked => "blocked".to_owned(),
+        }
+    }
+}
+
+impl Happened {
+    /// A short code for what happened: `started`, `sent`, `deferred`,
+    /// `blocked`, `updated`, `rule_failed`, `moved` or `ended`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Started { .. } => "started",
+            Self::Sent { .. } => "sent",
+            Self::Deferred { .. } => "deferred",
+            Self::Blocked { .. } => "blocked",
+            Self::Updated { .. } => "updated",
+            Self::RuleFailed { .. } => "rule_failed",
+            Self::Moved { .. } => "moved",
+            Self::Ended { .. } => "ended",
+        }
+    }
+
+    /// The step it happened at, when it names one.
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            Self::Started { step, .. }
+            | Self::Sent { step, .. }
+            | Self::Deferred { step, .. }
+            | Self::Blocked { step, .. }
+            | Self::Updated { step, .. } => Some(step),
+            Self::Moved { from, .. } => Some(from),
+            Self::RuleFailed { .. } | Self::Ended { .. } => None,
+        }
+    }
+
+    /// One line for people, e.g. `sent trial_checkin_email on email
+    /// (decision 3f2a…)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Started { trigger, step } => format!("started by {trigger} at {step}"),
+            Self::Sent {
+                step,
+                decision_id,
+                action,
+                channel,
+            } => format!("{step}: sent {action} on {channel} (decision {decision_id})"),
+            Self::Deferred {
+                step,
+                until,
+                reason,
+                ..
+            } => format!("{step}: deferred until {until} ({reason})"),
+            Self::Blocked { step, reason, .. } => format!("{step}: blocked ({reason})"),
+            Self::Updated { step, attribute } => format!("{step}: set {attribute}"),
+            Self::RuleFailed { rule, reason } => format!("rule `{rule}` failed: {reason}"),
+            Self::Moved {
+                from,
+                to,
+                via,
+                in_step_ms,
+            } => format!(
+                "{from} -> {} via {} after {}",
+                to.as_deref().unwrap_or("end"),
+                via.code(),
+                crate::time::Span(*in_step_ms)
+            ),
+            Self::Ended { ending, .. } => {
+                let detail = ending.detail();
+                if detail.is_empty() {
+                    format!("ended: {}", ending.code())
+                } else {
+                    format!("ended: {} ({detail})", ending.code())
+                }
+            }
+        }
+    }
 }

@@ -112,13 +112,19 @@ impl PipelineHost<'_> {
             return SendAttempt::Deferred {
                 until,
                 reason: format!("{}: {}", filtered.action_id, filtered.message),
+                cause: filtered.reason.code().to_owned(),
             };
         }
-        let reason = decision.filtered.first().map_or_else(
-            || "no action is eligible".to_owned(),
-            |filtered| format!("{}: {}", filtered.action_id, filtered.message),
-        );
-        SendAttempt::Blocked { reason }
+        match decision.filtered.first() {
+            Some(filtered) => SendAttempt::Blocked {
+                reason: format!("{}: {}", filtered.action_id, filtered.message),
+                cause: filtered.reason.code().to_owned(),
+            },
+            None => SendAttempt::Blocked {
+                reason: "no action is eligible".to_owned(),
+                cause: "nothing_eligible".to_owned(),
+            },
+        }
     }
 }
 
@@ -189,11 +195,13 @@ impl Host for PipelineHost<'_> {
             Ok(None) => {
                 return SendAttempt::Blocked {
                     reason: "the decision was withdrawn".to_owned(),
+                    cause: "withdrawn".to_owned(),
                 };
             }
             Err(error) => {
                 return SendAttempt::Blocked {
                     reason: error.to_string(),
+                    cause: "error".to_owned(),
                 };
             }
         };

@@ -83,11 +83,16 @@ pub enum SendAttempt {
         until: Timestamp,
         /// Why not now, e.g. `quiet hours 21:00–08:00 on sms`.
         reason: String,
+        /// The filter reason's code, e.g. `quiet_hours`, `cap_channel`
+        /// (what analytics count by).
+        cause: String,
     },
     /// It cannot go: no consent, suppressed, nothing eligible.
     Blocked {
         /// Why.
         reason: String,
+        /// The filter reason's code, e.g. `opted_out`, `not_eligible`.
+        cause: String,
     },
 }
 
@@ -402,7 +407,7 @@ impl Run {
             step,
             target,
         });
-        let blocked = match attempt {
+        let (blocked, cause) = match attempt {
             SendAttempt::Sent {
                 decision_id,
                 action,
@@ -421,7 +426,11 @@ impl Run {
                 self.go(journey, step.next, Via::Done, now, out);
                 return;
             }
-            SendAttempt::Deferred { until, reason } if until <= deadline => {
+            SendAttempt::Deferred {
+                until,
+                reason,
+                cause,
+            } if until <= deadline => {
                 let until = until.max(now.plus(MIN_DEFERRAL));
                 self.record(
                     out,
@@ -430,16 +439,24 @@ impl Run {
                         step: step.id.clone(),
                         until,
                         reason,
+                        cause,
                     },
                 );
                 self.state = RunState::Deferred { until, deadline };
                 return;
             }
-            SendAttempt::Deferred { until, reason } => format!(
-                "{reason}; not before {until}, past the {} a send may wait",
-                journey.max_defer
+            SendAttempt::Deferred {
+                until,
+                reason,
+                cause,
+            } => (
+                format!(
+                    "{reason}; not before {until}, past the {} a send may wait",
+                    journey.max_defer
+                ),
+                cause,
             ),
-            SendAttempt::Blocked { reason } => reason,
+            SendAttempt::Blocked { reason, cause } => (reason, cause),
         };
         self.record(
             out,
@@ -447,6 +464,7 @@ impl Run {
             Happened::Blocked {
                 step: step.id.clone(),
                 reason: blocked,
+                cause,
             },
         );
         self.go(journey, *on_blocked, Via::Blocked, now, out);
@@ -539,7 +557,16 @@ impl Run {
             at: now,
             ending: ending.clone(),
         };
-        self.record(out, now, Happened::Ended { ending });
+        let in_step_ms = now.millis().saturating_sub(self.step_entered_at.millis());
+        self.record(
+            out,
+            now,
+            Happened::Ended {
+                ending,
+                step: self.step,
+                in_step_ms,
+            },
+        );
     }
 
     fn record(&mut self, out: &mut Vec<Entry>, at: Timestamp, what: Happened) {

@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use nudge_proto::v1::{
-    DecideRequest, DecideResponse, Event, ExportDecisionsRequest, ExportEventsRequest,
-    ForgetRequest, ForgetResponse, GetProfileRequest, ListModelsRequest, ListModelsResponse,
-    LoadModelRequest, LoadModelResponse, LoggedDecision, LoggedEvent, ModelsChanged, Profile,
-    PromoteModelRequest, ReloadCatalogRequest, ReloadCatalogResponse, ReportOutcomeRequest,
-    ReportOutcomeResponse, RollbackRequest, SetConsentRequest, SetConsentResponse,
+    CancelJourneyRunRequest, CancelJourneyRunResponse, DecideRequest, DecideResponse, Event,
+    ExportDecisionsRequest, ExportEventsRequest, ForgetRequest, ForgetResponse,
+    GetCustomerJourneysRequest, GetCustomerJourneysResponse, GetProfileRequest,
+    ListJourneysRequest, ListJourneysResponse, ListModelsRequest, ListModelsResponse,
+    LoadModelRequest, LoadModelResponse, LoggedDecision, LoggedEvent, ModelsChanged,
+    PauseJourneyRequest, PauseJourneyResponse, Profile, PromoteModelRequest, ReloadCatalogRequest,
+    ReloadCatalogResponse, ReportOutcomeRequest, ReportOutcomeResponse, ResumeJourneyRequest,
+    ResumeJourneyResponse, RollbackRequest, SetConsentRequest, SetConsentResponse,
     SetShadowRequest, SetShadowResponse, StatsRequest, StatsResponse, SuppressRequest,
     SuppressResponse, TrackResponse, UnsuppressRequest, admin_client::AdminClient,
     decisions_client::DecisionsClient, events_client::EventsClient,
@@ -196,6 +199,11 @@ rpc! {
     PromoteModelRequest => ModelsChanged: AdminClient::promote_model;
     RollbackRequest => ModelsChanged: AdminClient::rollback;
     SetShadowRequest => SetShadowResponse: AdminClient::set_shadow;
+    ListJourneysRequest => ListJourneysResponse: AdminClient::list_journeys;
+    GetCustomerJourneysRequest => GetCustomerJourneysResponse: AdminClient::get_customer_journeys;
+    CancelJourneyRunRequest => CancelJourneyRunResponse: AdminClient::cancel_journey_run;
+    PauseJourneyRequest => PauseJourneyResponse: AdminClient::pause_journey;
+    ResumeJourneyRequest => ResumeJourneyResponse: AdminClient::resume_journey;
 }
 
 /// Sends `request` over `connection`; a refusal reads `server said CODE:

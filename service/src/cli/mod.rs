@@ -30,6 +30,7 @@ mod args;
 mod client;
 pub mod evaluate;
 pub mod export;
+mod journeys;
 mod json;
 pub mod model;
 mod names;
@@ -44,7 +45,7 @@ mod watch;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 
-use nudge_proto::v1::StatsRequest;
+use nudge_proto::v1::{ListJourneysRequest, StatsRequest};
 use serde_json::Value as Json;
 
 pub use args::{
@@ -92,6 +93,10 @@ pub enum ClientCommand {
     /// server (events, decisions, outcomes) and report the true expected
     /// reward of what it served.
     Simulate(WithClient<simulate::SimulateArgs>),
+    /// Watch the journeys live (runs, conversion, sends, each step's
+    /// entries, exits and drop-off), show a customer's runs with their
+    /// audit trail, cancel a run, pause or resume a journey.
+    Journeys(WithClient<journeys::JourneysArgs>),
 }
 
 impl ClientCommand {
@@ -111,6 +116,7 @@ impl ClientCommand {
             Self::Export(command) => &command.client,
             Self::Model(command) => &command.client,
             Self::Simulate(command) => &command.client,
+            Self::Journeys(command) => &command.client,
         }
     }
 }
@@ -230,9 +236,24 @@ pub async fn run(command: ClientCommand, earlier: &ClientOptions) -> anyhow::Res
             .live(options.json, std::io::stdout().is_terminal())
     {
         let connection = client::connect(&options).await?;
-        return watch::watch(stats.args.interval, async || {
-            client::answer(connection.clone(), StatsRequest {}).await
-        })
+        return watch::watch(
+            stats.args.interval,
+            async || client::answer(connection.clone(), StatsRequest {}).await,
+            output::stats,
+        )
+        .await;
+    }
+    if let ClientCommand::Journeys(journeys) = &command
+        && journeys
+            .args
+            .live(options.json, std::io::stdout().is_terminal())
+    {
+        let connection = client::connect(&options).await?;
+        return watch::watch(
+            journeys.args.interval,
+            async || client::answer(connection.clone(), ListJourneysRequest {}).await,
+            |_, snapshot, _| journeys::dashboard(snapshot),
+        )
         .await;
     }
     let text = execute(command, &options).await?;
@@ -415,6 +436,7 @@ async fn execute(command: ClientCommand, options: &ClientArgs) -> anyhow::Result
             )
         }
         C::Model(c) => model::run(&c.args, options).await,
+        C::Journeys(c) => journeys::run(&c.args, options).await,
         C::Simulate(c) => {
             let simulation = c.args.simulation()?;
             let pace = simulate::RealTime {

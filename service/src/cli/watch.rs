@@ -1,13 +1,12 @@
-//! The live view of `nudge stats`: fetch a snapshot every interval, time it,
-//! and redraw the dashboard in place with plain ANSI escape codes, until
-//! Ctrl-C. Only used when stdout is a terminal; the dashboard itself is
-//! rendered by `output::stats`.
+//! The live views of `nudge stats` and `nudge journeys`: fetch a snapshot
+//! every interval, time it, and redraw the dashboard in place with plain
+//! ANSI escape codes, until Ctrl-C. Only used when stdout is a terminal; the
+//! dashboards themselves are rendered by `output`.
 
 use std::io::Write as _;
 use std::pin::pin;
 use std::time::Duration;
 
-use nudge_proto::v1::StatsResponse;
 use tokio::time::Instant;
 
 use super::output;
@@ -59,9 +58,10 @@ impl Drop for Screen {
 /// Redraws the dashboard every `interval` from `fetch` until Ctrl-C, then
 /// returns `Ok`. The first fetch's error is returned (wrong address, server
 /// down); later ones are shown under the last good frame while it retries.
-pub async fn watch(
+pub async fn watch<T>(
     interval: Duration,
-    mut fetch: impl AsyncFnMut() -> anyhow::Result<StatsResponse>,
+    mut fetch: impl AsyncFnMut() -> anyhow::Result<T>,
+    render: impl Fn(Option<&T>, &T, Duration) -> String,
 ) -> anyhow::Result<()> {
     let mut ctrl_c = pin!(tokio::signal::ctrl_c());
     let first = tokio::select! {
@@ -70,7 +70,7 @@ pub async fn watch(
         first = fetch() => first?,
     };
     let mut shown = (first, Instant::now());
-    let mut previous: Option<(StatsResponse, Instant)> = None;
+    let mut previous: Option<(T, Instant)> = None;
     let mut error: Option<String> = None;
     let mut next = Instant::now() + interval;
     let screen = Screen::enter()?;
@@ -79,7 +79,7 @@ pub async fn watch(
             Some((snapshot, at)) => (Some(snapshot), shown.1.duration_since(*at)),
             None => (None, Duration::ZERO),
         };
-        let dashboard = output::stats(before, &shown.0, elapsed);
+        let dashboard = render(before, &shown.0, elapsed);
         let footer = output::live_footer(interval, error.as_deref());
         screen.draw(&format!("{dashboard}\n\n{footer}"))?;
 

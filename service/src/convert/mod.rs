@@ -9,10 +9,12 @@
 //! - `responses.rs`: domain results into responses;
 //! - `log.rs`: the decision log (export ranges, logged decisions both ways).
 
+mod journeys;
 mod log;
 mod requests;
 mod responses;
 
+pub use journeys::{customer_journeys, journey_report};
 pub use log::{
     export_range, logged_decision, logged_decision_from_proto, logged_event,
     logged_event_from_proto,

@@ -1,10 +1,13 @@
-//! Waking customers whose journeys are due: [`Engine::fire_journey_timers`]
-//! is the timer task `server::run` runs on the service clock.
+//! Journeys through the engine: the operator's calls (list with analytics,
+//! a customer's runs, cancel, pause, resume) and waking customers whose
+//! journeys are due ([`Engine::fire_journey_timers`], the timer task
+//! `server::run` runs on the service clock).
 
 use super::Engine;
-use crate::actors::customer::{WAKE_RETRY, Wake};
+use crate::actors::customer::{CancelRun, WAKE_RETRY, Wake};
 use crate::error::ServiceError;
-use crate::journeys::TimerEntry;
+use crate::journeys::{Book, JourneyFigures, TimerEntry};
+use nudge_models::journey::{CustomerJourneys, Journey, Versions};
 use nudge_models::time::Span;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -21,7 +24,97 @@ const TAKEN_AT_ONCE: usize = 1_024;
 /// set back, say).
 const LONGEST_SLEEP: Span = Span(1_000);
 
+/// One journey as an operator sees it.
+#[derive(Debug, Clone)]
+pub struct JourneyView {
+    /// The version new runs take.
+    pub journey: Arc<Journey>,
+    /// Paused (by the catalog or an operator).
+    pub paused: bool,
+    /// Paused by an operator.
+    pub paused_by_operator: bool,
+    /// Its analytics since the service started.
+    pub figures: JourneyFigures,
+}
+
 impl Engine {
+    /// The running catalog's journeys with their analytics.
+    pub fn journeys(&self) -> Vec<JourneyView> {
+        let book = self.shared.journeys.load();
+        book.current()
+            .iter()
+            .map(|journey| JourneyView {
+                journey: journey.clone(),
+                paused: book.paused(&journey.id),
+                paused_by_operator: book.paused_by_operator().contains(journey.id.as_ref()),
+                figures: self.shared.journey_stats.of(&journey.id),
+            })
+            .collect()
+    }
+
+    /// A customer's runs, and the versions they are on.
+    pub async fn customer_journeys(
+        &self,
+        customer_id: &str,
+    ) -> Result<(CustomerJourneys, Arc<Book>), ServiceError> {
+        let state = self.profile(customer_id).await?;
+        Ok((state.journeys, self.shared.journeys.load()))
+    }
+
+    /// Ends the customer's run of `journey_id`; whether one was in
+    /// progress. Answers once the change is durable.
+    pub async fn cancel_journey_run(
+        &self,
+        customer_id: &str,
+        journey_id: &str,
+    ) -> Result<bool, ServiceError> {
+        self.known_journey(journey_id)?;
+        self.call_durable(customer_id, |_| CancelRun {
+            journey_id: journey_id.to_owned(),
+        })
+        .await
+    }
+
+    /// Pauses journey `journey_id` (no new entries, runs hold); whether it
+    /// was not paused by an operator already.
+    pub fn pause_journey(&self, journey_id: &str) -> Result<bool, ServiceError> {
+        self.known_journey(journey_id)?;
+        let changed = self.shared.journeys.set_paused(journey_id, true)?;
+        if changed {
+            tracing::warn!(journey = journey_id, "journey paused by an operator");
+        }
+        Ok(changed)
+    }
+
+    /// Lifts an operator's pause of `journey_id`: the customers whose runs
+    /// held are woken to go on. Returns whether it was paused, and how many
+    /// customers were woken.
+    pub fn resume_journey(&self, journey_id: &str) -> Result<(bool, usize), ServiceError> {
+        self.known_journey(journey_id)?;
+        let changed = self.shared.journeys.set_paused(journey_id, false)?;
+        let woken = if changed {
+            tracing::info!(journey = journey_id, "journey resumed by an operator");
+            self.shared.timers.unpark_all(self.shared.clock.now())
+        } else {
+            0
+        };
+        Ok((changed, woken))
+    }
+
+    /// Refuses a journey id the running catalog does not have.
+    fn known_journey(&self, journey_id: &str) -> Result<(), ServiceError> {
+        let book = self.shared.journeys.load();
+        if book
+            .current()
+            .iter()
+            .any(|journey| journey.id.as_ref() == journey_id)
+        {
+            Ok(())
+        } else {
+            Err(ServiceError::UnknownJourney(journey_id.to_owned()))
+        }
+    }
+
     /// Moves the customer's due journey runs now; replies how many history
     /// entries that added, once their changes are durable.
     pub async fn wake(&self, customer_id: &str) -> Result<usize, ServiceError> {
@@ -39,6 +132,8 @@ impl Engine {
         loop {
             let now = clock.now();
             let due = shared.timers.take_due(now, TAKEN_AT_ONCE);
+            let (scheduled, parked) = shared.timers.len();
+            shared.metrics.journey_timers(scheduled, parked);
             if due.is_empty() {
                 let until = shared
                     .timers

@@ -22,6 +22,7 @@ pub use crate::requests::{
 pub use crate::shared::Shared;
 pub(crate) use admin::warn_if_journeys;
 pub use ingest::{IngestSummary, Ingestion, Rejection};
+pub use journeys::JourneyView;
 
 use crate::actors::customer::Activity;
 use crate::actors::customer::{Decide, Durable};
@@ -29,7 +30,7 @@ use crate::actors::{ActorSystem, CustomerActor, CustomerRegistry, RegistryEntry}
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{BudgetedCall, ServiceError, Stage};
-use crate::journeys::{JourneyBook, JourneyTimers};
+use crate::journeys::{JourneyBook, JourneyStats, JourneyTimers};
 use crate::metrics::Metrics;
 use crate::registry::ModelRegistry;
 use crate::stats::{Stats, bump};
@@ -67,6 +68,9 @@ pub enum EngineStartError {
     /// The journey timer index could not be read.
     #[error("cannot read the journey timers: {0}")]
     Timers(StoreError),
+    /// The journeys' operator pauses could not be read.
+    #[error("{0}")]
+    Journeys(Box<ServiceError>),
     /// The actor system could not start.
     #[error("cannot start the actor system: {0}")]
     Actors(std::io::Error),
@@ -101,7 +105,10 @@ impl Engine {
         let metrics = Metrics::new();
         metrics.catalog_loaded(&catalog.version);
         metrics.model_loaded(models.serving().champion().map(|model| model.version()));
-        let journeys = JourneyBook::new(&catalog);
+        let pauses = (!config.storage.in_memory)
+            .then(|| config.storage.data_dir.join(crate::journeys::PAUSES_FILE));
+        let journeys = JourneyBook::open(&catalog, pauses)
+            .map_err(|error| EngineStartError::Journeys(Box::new(error)))?;
         let shared = Arc::new(Shared {
             config,
             catalog: ArcSwap::from_pointee(catalog),
@@ -113,6 +120,7 @@ impl Engine {
             metrics,
             journeys,
             timers: JourneyTimers::default(),
+            journey_stats: JourneyStats::default(),
         });
         shared.timers.restore(
             shared

@@ -174,4 +174,62 @@ impl proto::admin_server::Admin for AdminService {
         });
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
+
+    async fn list_journeys(
+        &self,
+        _request: Request<proto::ListJourneysRequest>,
+    ) -> Result<Response<proto::ListJourneysResponse>, Status> {
+        let journeys = self.engine.journeys();
+        Ok(Response::new(proto::ListJourneysResponse {
+            journeys: journeys.iter().map(convert::journey_report).collect(),
+        }))
+    }
+
+    async fn get_customer_journeys(
+        &self,
+        request: Request<proto::GetCustomerJourneysRequest>,
+    ) -> Result<Response<proto::GetCustomerJourneysResponse>, Status> {
+        let customer_id = request.into_inner().customer_id;
+        let limits = &self.engine.shared().config.limits;
+        convert::id("customer_id", &customer_id, limits)?;
+        let (journeys, book) = self.engine.customer_journeys(&customer_id).await?;
+        Ok(Response::new(convert::customer_journeys(&journeys, &book)))
+    }
+
+    async fn cancel_journey_run(
+        &self,
+        request: Request<proto::CancelJourneyRunRequest>,
+    ) -> Result<Response<proto::CancelJourneyRunResponse>, Status> {
+        let request = request.into_inner();
+        let limits = &self.engine.shared().config.limits;
+        convert::id("customer_id", &request.customer_id, limits)?;
+        let cancelled = self
+            .engine
+            .cancel_journey_run(&request.customer_id, &request.journey_id)
+            .await?;
+        Ok(Response::new(proto::CancelJourneyRunResponse { cancelled }))
+    }
+
+    async fn pause_journey(
+        &self,
+        request: Request<proto::PauseJourneyRequest>,
+    ) -> Result<Response<proto::PauseJourneyResponse>, Status> {
+        let changed = self
+            .engine
+            .pause_journey(&request.into_inner().journey_id)?;
+        Ok(Response::new(proto::PauseJourneyResponse { changed }))
+    }
+
+    async fn resume_journey(
+        &self,
+        request: Request<proto::ResumeJourneyRequest>,
+    ) -> Result<Response<proto::ResumeJourneyResponse>, Status> {
+        let (changed, woken) = self
+            .engine
+            .resume_journey(&request.into_inner().journey_id)?;
+        Ok(Response::new(proto::ResumeJourneyResponse {
+            changed,
+            customers_woken: u64::try_from(woken).unwrap_or(u64::MAX),
+        }))
+    }
 }

@@ -2,8 +2,9 @@
 //! HTTP listener.
 
 use super::{
-    DECIDE_DURATION_BUCKETS, DECIDE_DURATION_SECONDS, STORAGE_CHECKPOINT_BUCKETS,
-    STORAGE_CHECKPOINT_SECONDS, STORAGE_COMMIT_BUCKETS, STORAGE_COMMIT_SECONDS, describe,
+    DECIDE_DURATION_BUCKETS, DECIDE_DURATION_SECONDS, JOURNEY_STEP_BUCKETS, JOURNEY_STEP_SECONDS,
+    STORAGE_CHECKPOINT_BUCKETS, STORAGE_CHECKPOINT_SECONDS, STORAGE_COMMIT_BUCKETS,
+    STORAGE_COMMIT_SECONDS, describe,
 };
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 use std::net::SocketAddr;
@@ -57,6 +58,10 @@ pub fn install(address: SocketAddr) -> Result<(), InstallError> {
         .set_buckets_for_metric(
             Matcher::Full(STORAGE_CHECKPOINT_SECONDS.to_owned()),
             &STORAGE_CHECKPOINT_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(JOURNEY_STEP_SECONDS.to_owned()),
+            &JOURNEY_STEP_BUCKETS,
         )?
         .build()
         .map_err(|error| match error {

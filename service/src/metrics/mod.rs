@@ -24,11 +24,14 @@
 //! - `engine`: [`Metrics`], the handles of the engine and the actors;
 //! - `grpc`: [`GrpcMetrics`] and [`Rejection`], for the gRPC layer;
 //! - `storage`: [`StorageMetrics`], for the store's group commits;
+//! - `journeys`: the journey analytics, recorded through [`Metrics`]
+//!   (journey and step ids come from the catalog);
 //! - `install`: [`install`], the process-global recorder and its listener.
 
 mod engine;
 mod grpc;
 mod install;
+mod journeys;
 mod storage;
 #[cfg(test)]
 mod tests;
@@ -107,6 +110,33 @@ pub const STORAGE_FAILURES_TOTAL: &str = "nudge_storage_failures_total";
 pub const STORAGE_JOURNAL_RECORDS: &str = "nudge_storage_journal_records";
 /// Counter: customers settled from the journal into their snapshots.
 pub const STORAGE_SETTLED_TOTAL: &str = "nudge_storage_settled_total";
+/// Counter: journey triggers that fired; labels `journey`, `result`
+/// (`started`, or why the customer was not let in: `already_in`,
+/// `too_soon`, `goal_reached`, `entry_rule`, `too_many_journeys`, …).
+pub const JOURNEY_ENTRIES_TOTAL: &str = "nudge_journey_entries_total";
+/// Counter: journey runs ended; labels `journey`, `ending` (`completed`,
+/// `converted`, `exited`, `exit_step`, `cancelled`, `removed`, `failed`).
+pub const JOURNEY_RUNS_ENDED_TOTAL: &str = "nudge_journey_runs_ended_total";
+/// Counter: journey send attempts; labels `journey`, `step`, `result`
+/// (`sent`, `deferred`, `blocked`) and `cause` (the filter reason that
+/// deferred or blocked it, e.g. `quiet_hours`, `cap_channel`, `opted_out`;
+/// empty for `sent`).
+pub const JOURNEY_SENDS_TOTAL: &str = "nudge_journey_sends_total";
+/// Counter: runs that left a journey step; labels `journey`, `step`, `how`
+/// (`done`, `event`, `timeout`, `case_<n>`, `else`, `arm_<n>`, `blocked`,
+/// or the ending that took the run out while in it).
+pub const JOURNEY_STEP_EXITS_TOTAL: &str = "nudge_journey_step_exits_total";
+/// Histogram: seconds runs spent in a journey step before leaving it;
+/// labels `journey`, `step`.
+pub const JOURNEY_STEP_SECONDS: &str = "nudge_journey_step_seconds";
+/// Gauge: the share of the last runs to leave a journey step that dropped
+/// out of the journey there (exit event, removal, cancel, failure) rather
+/// than moving on or converting; labels `journey`, `step`. Alert when it
+/// jumps.
+pub const JOURNEY_STEP_DROPOFF_RATIO: &str = "nudge_journey_step_dropoff_ratio";
+/// Gauge: customers whose journey runs are scheduled to move (`due`) or
+/// held by a paused journey (`parked`); label `state`.
+pub const JOURNEY_TIMERS: &str = "nudge_journey_timers";
 
 // ── Label keys ───────────────────────────────────────────────────────────────
 
@@ -122,6 +152,13 @@ const OUTCOME: &str = "outcome";
 const VERSION: &str = "version";
 const CALL: &str = "call";
 const STAGE: &str = "stage";
+const JOURNEY: &str = "journey";
+const STEP: &str = "step";
+const RESULT: &str = "result";
+const CAUSE: &str = "cause";
+const ENDING: &str = "ending";
+const HOW: &str = "how";
+const STATE: &str = "state";
 
 /// The `event` label of event names that are not in the catalog's `events`.
 pub const OTHER_EVENT: &str = "other";
@@ -136,6 +173,21 @@ pub const STORAGE_COMMIT_BUCKETS: [f64; 12] = [
 /// about its interval is falling behind).
 pub const STORAGE_CHECKPOINT_BUCKETS: [f64; 13] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Upper bounds (seconds) of the time-in-step buckets: a minute to 30 days.
+pub const JOURNEY_STEP_BUCKETS: [f64; 11] = [
+    60.0,
+    600.0,
+    3_600.0,
+    6.0 * 3_600.0,
+    12.0 * 3_600.0,
+    86_400.0,
+    2.0 * 86_400.0,
+    3.0 * 86_400.0,
+    7.0 * 86_400.0,
+    14.0 * 86_400.0,
+    30.0 * 86_400.0,
 ];
 
 /// Upper bounds (seconds) of the Decide latency buckets: 25 µs to 250 ms, dense
@@ -173,7 +225,7 @@ pub struct Declaration {
 }
 
 /// Every metric nudge exposes.
-pub const DECLARATIONS: [Declaration; 26] = [
+pub const DECLARATIONS: [Declaration; 33] = [
     Declaration {
         name: DECIDE_DURATION_SECONDS,
         kind: Kind::Histogram,
@@ -329,6 +381,48 @@ pub const DECLARATIONS: [Declaration; 26] = [
         kind: Kind::Counter,
         labels: &[],
         help: "Customers settled from the state journal into their stored record (the journal past its bound, or a forget).",
+    },
+    Declaration {
+        name: JOURNEY_ENTRIES_TOTAL,
+        kind: Kind::Counter,
+        labels: &[JOURNEY, RESULT],
+        help: "Journey triggers that fired: started, or the entry rule that kept the customer out.",
+    },
+    Declaration {
+        name: JOURNEY_RUNS_ENDED_TOTAL,
+        kind: Kind::Counter,
+        labels: &[JOURNEY, ENDING],
+        help: "Journey runs ended, by ending (completed, converted, exited, exit_step, cancelled, removed, failed).",
+    },
+    Declaration {
+        name: JOURNEY_SENDS_TOTAL,
+        kind: Kind::Counter,
+        labels: &[JOURNEY, STEP, RESULT, CAUSE],
+        help: "Journey send attempts: sent, deferred or blocked, with the filter reason that deferred or blocked them.",
+    },
+    Declaration {
+        name: JOURNEY_STEP_EXITS_TOTAL,
+        kind: Kind::Counter,
+        labels: &[JOURNEY, STEP, HOW],
+        help: "Runs that left a journey step, by how (done, event, timeout, a branch case, blocked, or the ending that took them out).",
+    },
+    Declaration {
+        name: JOURNEY_STEP_SECONDS,
+        kind: Kind::Histogram,
+        labels: &[JOURNEY, STEP],
+        help: "Seconds runs spent in a journey step before leaving it.",
+    },
+    Declaration {
+        name: JOURNEY_STEP_DROPOFF_RATIO,
+        kind: Kind::Gauge,
+        labels: &[JOURNEY, STEP],
+        help: "Share of the last runs to leave a journey step that dropped out of the journey there (exit event, removal, cancel, failure).",
+    },
+    Declaration {
+        name: JOURNEY_TIMERS,
+        kind: Kind::Gauge,
+        labels: &[STATE],
+        help: "Customers whose journey runs are scheduled to move (due) or held by a paused journey (parked).",
     },
 ];
 

@@ -8,7 +8,6 @@ use nudge_models::experiment::Experiment;
 use nudge_models::model::Model;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -48,23 +47,10 @@ fn file_name(version: &str) -> String {
 
 /// Writes `bytes` to `path` through a flushed temporary file and a rename.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    let io = |source| RegistryError::Io {
+    crate::files::write_atomically(path, bytes).map_err(|source| RegistryError::Io {
         path: path.to_owned(),
         source,
-    };
-    let temp = path.with_extension("json.tmp");
-    let mut file = std::fs::File::create(&temp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&temp, path).map_err(io)?;
-    if let Some(parent) = path.parent()
-        && let Ok(directory) = std::fs::File::open(parent)
-    {
-        // Best effort: the rename is durable once the directory is.
-        let _ = directory.sync_all();
-    }
-    Ok(())
+    })
 }
 
 pub(super) fn save_artifact(dir: &Path, model: &Model) -> Result<String, RegistryError> {

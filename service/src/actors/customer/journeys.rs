@@ -156,3 +156,37 @@ impl Handler<Wake> for CustomerActor {
         })
     }
 }
+
+/// An operator ends the customer's run of a journey. Replies whether a run
+/// in progress was ended.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Durable<bool>, ServiceError>")]
+pub struct CancelRun {
+    /// The journey.
+    pub journey_id: String,
+}
+
+impl Handler<CancelRun> for CustomerActor {
+    type Result = Result<Durable<bool>, ServiceError>;
+
+    fn handle(&mut self, message: CancelRun, context: &mut Self::Context) -> Self::Result {
+        let now = self.touch();
+        self.check_loaded(context)?;
+        self.check_writable()?;
+        let before = self.state.clone();
+        let outcome = self.state.journeys.cancel(&message.journey_id, now);
+        let cancelled = !outcome.reports.is_empty();
+        self.shared.record_journeys(&outcome);
+        let book = self.shared.journeys.load();
+        self.sync_timer(book.as_ref());
+        let commit = if cancelled {
+            self.persist(&before, Vec::new(), Vec::new())
+        } else {
+            Commit::none()
+        };
+        Ok(Durable {
+            value: cancelled,
+            commit,
+        })
+    }
+}

@@ -9,7 +9,7 @@
 
 mod journeys;
 
-pub use journeys::{WAKE_RETRY, Wake};
+pub use journeys::{CancelRun, WAKE_RETRY, Wake};
 
 use crate::error::{BudgetedCall, ServiceError, Stage};
 use crate::journeys::TimerEntry;

@@ -1,0 +1,256 @@
+//! Journey analytics, counted from the history entries the customer actors
+//! report ([`nudge_models::journey::Outcome`]): per journey, triggers that
+//! started a run or were refused (by reason), runs started and ended (by
+//! ending), sends made, deferred and blocked (by cause: `quiet_hours`,
+//! `cap_channel`, `opted_out`, …); per step, runs entered, runs that left
+//! (by how: `done`, `timeout`, `case_0`, …, or the ending that took them out
+//! while in it: `converted`, `removed`, …) and the time they spent in it.
+//!
+//! Counted since the service started, in memory: `Admin.ListJourneys` and
+//! `nudge journeys` read them, and the same counts go to Prometheus.
+
+use super::Book;
+use hdrhistogram::Histogram;
+use nudge_models::journey::{Happened, Outcome, Versions};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+
+/// How many of the last runs to leave a step its drop-off ratio is over.
+pub const DROP_OFF_WINDOW: usize = 200;
+
+/// Endings that are a drop-off when they take a run out of a step: the
+/// customer left the journey without finishing or converting.
+const DROPPED: [&str; 4] = ["exited", "removed", "cancelled", "failed"];
+
+/// A step's drop-off ratio after a change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DropOff {
+    /// The journey.
+    pub journey: String,
+    /// The step.
+    pub step: String,
+    /// Dropped among the last runs to leave it (at most [`DROP_OFF_WINDOW`]).
+    pub ratio: f64,
+}
+
+/// The longest time in a step the histograms hold exactly (a year, in
+/// seconds); longer is counted as this.
+const LONGEST_SECONDS: u64 = 366 * 24 * 3_600;
+
+/// One step's figures.
+#[derive(Debug, Clone)]
+pub struct StepFigures {
+    /// Runs that entered it.
+    pub entered: u64,
+    /// Runs that left it, by how.
+    pub exited: BTreeMap<String, u64>,
+    /// Sends that went out from it.
+    pub sent: u64,
+    /// Sends it put off.
+    pub deferred: u64,
+    /// Sends that could not go.
+    pub blocked: u64,
+    /// Seconds runs spent in it before leaving.
+    in_step: Histogram<u64>,
+    /// Whether each of the last runs to leave dropped out there.
+    recent: VecDeque<bool>,
+}
+
+impl StepFigures {
+    fn new() -> Self {
+        Self {
+            entered: 0,
+            exited: BTreeMap::new(),
+            sent: 0,
+            deferred: 0,
+            blocked: 0,
+            in_step: Histogram::new_with_bounds(1, LONGEST_SECONDS, 2)
+                .expect("constant bounds are valid"),
+            recent: VecDeque::with_capacity(DROP_OFF_WINDOW),
+        }
+    }
+
+    /// Dropped among the last runs to leave it (0 before any left).
+    pub fn drop_off(&self) -> f64 {
+        let dropped = self.recent.iter().filter(|dropped| **dropped).count();
+        #[allow(clippy::cast_precision_loss)]
+        if self.recent.is_empty() {
+            0.0
+        } else {
+            dropped as f64 / self.recent.len() as f64
+        }
+    }
+
+    /// The median time runs spent in the step before leaving it, in
+    /// seconds; `None` before any left.
+    pub fn median_seconds(&self) -> Option<f64> {
+        #[allow(clippy::cast_precision_loss)]
+        (!self.in_step.is_empty()).then(|| self.in_step.value_at_quantile(0.5) as f64)
+    }
+
+    fn left(&mut self, how: &str, in_step_ms: i64) {
+        *self.exited.entry(how.to_owned()).or_insert(0) += 1;
+        if self.recent.len() == DROP_OFF_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(DROPPED.contains(&how));
+        let seconds = u64::try_from(in_step_ms / 1_000).unwrap_or(0);
+        self.in_step
+            .saturating_record(seconds.clamp(1, LONGEST_SECONDS));
+    }
+}
+
+/// One journey's figures.
+#[derive(Debug, Clone, Default)]
+pub struct JourneyFigures {
+    /// Runs started.
+    pub started: u64,
+    /// Triggers that did not start a run, by reason.
+    pub refused: BTreeMap<String, u64>,
+    /// Runs ended, by ending.
+    pub ended: BTreeMap<String, u64>,
+    /// Sends that went out.
+    pub sent: u64,
+    /// Sends put off, by cause.
+    pub deferred: BTreeMap<String, u64>,
+    /// Sends that could not go, by cause.
+    pub blocked: BTreeMap<String, u64>,
+    /// By step id.
+    pub steps: BTreeMap<String, StepFigures>,
+}
+
+impl JourneyFigures {
+    /// Triggers that fired: runs started and entries refused.
+    pub fn triggered(&self) -> u64 {
+        self.started + self.refused.values().sum::<u64>()
+    }
+
+    /// Runs ended, every way.
+    pub fn ended_total(&self) -> u64 {
+        self.ended.values().sum()
+    }
+
+    /// Runs ended as `code`.
+    pub fn ended_as(&self, code: &str) -> u64 {
+        self.ended.get(code).copied().unwrap_or(0)
+    }
+
+    /// Runs started and not ended since the service started.
+    pub fn active(&self) -> u64 {
+        self.started.saturating_sub(self.ended_total())
+    }
+
+    /// Converted runs among the ended ones (0 before any ended).
+    pub fn conversion_rate(&self) -> f64 {
+        let ended = self.ended_total();
+        #[allow(clippy::cast_precision_loss)]
+        if ended == 0 {
+            0.0
+        } else {
+            self.ended_as("converted") as f64 / ended as f64
+        }
+    }
+
+    fn step(&mut self, id: &str) -> &mut StepFigures {
+        self.steps
+            .entry(id.to_owned())
+            .or_insert_with(StepFigures::new)
+    }
+}
+
+/// Every journey's figures since the service started.
+#[derive(Debug, Default)]
+pub struct JourneyStats {
+    journeys: Mutex<BTreeMap<String, JourneyFigures>>,
+}
+
+impl JourneyStats {
+    /// Counts what one call changed; returns the drop-off ratios of the
+    /// steps runs left.
+    pub fn record(&self, outcome: &Outcome, book: &Book) -> Vec<DropOff> {
+        let mut drop_offs = Vec::new();
+        if outcome.is_empty() {
+            return drop_offs;
+        }
+        let mut journeys = self.journeys.lock().unwrap_or_else(PoisonError::into_inner);
+        for refusal in &outcome.refused {
+            let figures = journeys.entry(refusal.journey.clone()).or_default();
+            *figures
+                .refused
+                .entry(refusal.reason.code().to_owned())
+                .or_insert(0) += 1;
+        }
+        for report in &outcome.reports {
+            let figures = journeys.entry(report.journey.clone()).or_default();
+            match &report.entry.what {
+                Happened::Started { step, .. } => {
+                    figures.started += 1;
+                    figures.step(step).entered += 1;
+                }
+                Happened::Sent { step, .. } => {
+                    figures.sent += 1;
+                    figures.step(step).sent += 1;
+                }
+                Happened::Deferred { step, cause, .. } => {
+                    *figures.deferred.entry(cause.clone()).or_insert(0) += 1;
+                    figures.step(step).deferred += 1;
+                }
+                Happened::Blocked { step, cause, .. } => {
+                    *figures.blocked.entry(cause.clone()).or_insert(0) += 1;
+                    figures.step(step).blocked += 1;
+                }
+                Happened::Moved {
+                    from,
+                    to,
+                    via,
+                    in_step_ms,
+                } => {
+                    let left = figures.step(from);
+                    left.left(&via.code(), *in_step_ms);
+                    drop_offs.push(DropOff {
+                        journey: report.journey.clone(),
+                        step: from.clone(),
+                        ratio: left.drop_off(),
+                    });
+                    if let Some(to) = to {
+                        figures.step(to).entered += 1;
+                    }
+                }
+                Happened::Ended {
+                    ending,
+                    step,
+                    in_step_ms,
+                } => {
+                    let code = ending.code();
+                    *figures.ended.entry(code.to_owned()).or_insert(0) += 1;
+                    // A completed run left its last step by moving on,
+                    // counted then; any other ending took it out of its step.
+                    if code != "completed"
+                        && let Some(journey) = book.version(&report.journey, report.version)
+                        && let Some(at) = journey.steps.get(*step)
+                    {
+                        let left = figures.step(&at.id);
+                        left.left(code, *in_step_ms);
+                        drop_offs.push(DropOff {
+                            journey: report.journey.clone(),
+                            step: at.id.clone(),
+                            ratio: left.drop_off(),
+                        });
+                    }
+                }
+                Happened::Updated { .. } | Happened::RuleFailed { .. } => {}
+            }
+        }
+        drop_offs
+    }
+
+    /// The figures of journey `id` (empty before anything happened in it).
+    pub fn of(&self, id: &str) -> JourneyFigures {
+        self.journeys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
+    }
+}

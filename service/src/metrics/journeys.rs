@@ -1,0 +1,105 @@
+//! The journey metrics, recorded from what a customer's journeys did. Their
+//! label values are journey and step ids from the catalog and fixed codes,
+//! so the number of series is bounded by the catalog.
+
+use super::*;
+use crate::journeys::{Book, DropOff};
+use nudge_models::journey::{Happened, Outcome, Versions};
+
+impl Metrics {
+    /// Counts every history entry and refused trigger of `outcome`, and
+    /// sets the drop-off ratios that changed.
+    pub fn journeys(&self, outcome: &Outcome, book: &Book, drop_offs: &[DropOff]) {
+        for refusal in &outcome.refused {
+            metrics::counter!(
+                JOURNEY_ENTRIES_TOTAL,
+                JOURNEY => refusal.journey.clone(),
+                RESULT => refusal.reason.code()
+            )
+            .increment(1);
+        }
+        for report in &outcome.reports {
+            let journey = &report.journey;
+            match &report.entry.what {
+                Happened::Started { .. } => {
+                    metrics::counter!(JOURNEY_ENTRIES_TOTAL, JOURNEY => journey.clone(), RESULT => "started")
+                        .increment(1);
+                }
+                Happened::Sent { step, .. } => send(journey, step, "sent", ""),
+                Happened::Deferred { step, cause, .. } => send(journey, step, "deferred", cause),
+                Happened::Blocked { step, cause, .. } => send(journey, step, "blocked", cause),
+                Happened::Moved {
+                    from,
+                    via,
+                    in_step_ms,
+                    ..
+                } => left(journey, from, &via.code(), *in_step_ms),
+                Happened::Ended {
+                    ending,
+                    step,
+                    in_step_ms,
+                } => {
+                    metrics::counter!(
+                        JOURNEY_RUNS_ENDED_TOTAL,
+                        JOURNEY => journey.clone(),
+                        ENDING => ending.code()
+                    )
+                    .increment(1);
+                    if ending.code() != "completed"
+                        && let Some(version) = book.version(journey, report.version)
+                        && let Some(at) = version.steps.get(*step)
+                    {
+                        left(journey, &at.id, ending.code(), *in_step_ms);
+                    }
+                }
+                Happened::Updated { .. } | Happened::RuleFailed { .. } => {}
+            }
+        }
+        for drop_off in drop_offs {
+            metrics::gauge!(
+                JOURNEY_STEP_DROPOFF_RATIO,
+                JOURNEY => drop_off.journey.clone(),
+                STEP => drop_off.step.clone()
+            )
+            .set(drop_off.ratio);
+        }
+    }
+
+    /// Customers with journey runs scheduled to move, and held by a paused
+    /// journey.
+    pub fn journey_timers(&self, due: usize, parked: usize) {
+        #[allow(clippy::cast_precision_loss)]
+        {
+            metrics::gauge!(JOURNEY_TIMERS, STATE => "due").set(due as f64);
+            metrics::gauge!(JOURNEY_TIMERS, STATE => "parked").set(parked as f64);
+        }
+    }
+}
+
+fn send(journey: &str, step: &str, result: &'static str, cause: &str) {
+    metrics::counter!(
+        JOURNEY_SENDS_TOTAL,
+        JOURNEY => journey.to_owned(),
+        STEP => step.to_owned(),
+        RESULT => result,
+        CAUSE => cause.to_owned()
+    )
+    .increment(1);
+}
+
+fn left(journey: &str, step: &str, how: &str, in_step_ms: i64) {
+    metrics::counter!(
+        JOURNEY_STEP_EXITS_TOTAL,
+        JOURNEY => journey.to_owned(),
+        STEP => step.to_owned(),
+        HOW => how.to_owned()
+    )
+    .increment(1);
+    #[allow(clippy::cast_precision_loss)]
+    metrics::histogram!(
+        JOURNEY_STEP_SECONDS,
+        JOURNEY => journey.to_owned(),
+        STEP => step.to_owned()
+    )
+    .record(in_step_ms.max(0) as f64 / 1_000.0);
+}
