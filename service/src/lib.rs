@@ -208,6 +208,7 @@ pub fn start(
     Ok(Engine::start(
         config,
         catalog,
+        &catalog_text,
         source,
         models,
         stores.into(),

@@ -230,6 +230,9 @@ fn metrics_are_scraped_over_http_and_match_the_calls() {
     server.ok(&login);
     server.ok(&login);
     server.ok(&["track", "--customer", "m1", "--event", "made_up_event"]);
+    // A trial starts the demo's trial-conversion journey: its welcome goes
+    // out in the onboarding sidebar and the run moves on to its first wait.
+    server.ok(&["track", "--customer", "m2", "--event", "trial_started"]);
     // An outcome.
     server.ok(&[
         "outcome",
@@ -382,8 +385,9 @@ fn metrics_are_scraped_over_http_and_match_the_calls() {
     );
 
     // Actors, events, outcomes, refusals.
-    assert_eq!(after.value("nudge_actors_live", &[]), 1.0);
-    assert_eq!(after.value("nudge_actors_activations_total", &[]), 1.0);
+    // m1, and m2 of the journey.
+    assert_eq!(after.value("nudge_actors_live", &[]), 2.0);
+    assert_eq!(after.value("nudge_actors_activations_total", &[]), 2.0);
     assert_eq!(after.value("nudge_actors_passivations_total", &[]), 0.0);
     assert_eq!(
         after.value("nudge_events_ingested_total", &[("event", "login")]),
@@ -394,6 +398,57 @@ fn metrics_are_scraped_over_http_and_match_the_calls() {
         1.0
     );
     assert!(!after.text.contains("made_up_event"), "{}", after.text);
+    assert_eq!(
+        after.value("nudge_events_ingested_total", &[("event", "trial_started")]),
+        1.0
+    );
+    // The journey: one run started, its welcome sent, the step left at once;
+    // nothing ended.
+    let journey = ("journey", "trial_conversion");
+    assert_eq!(
+        after.value(
+            "nudge_journey_entries_total",
+            &[journey, ("result", "started")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        after.value(
+            "nudge_journey_sends_total",
+            &[
+                journey,
+                ("step", "welcome"),
+                ("result", "sent"),
+                ("cause", "")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        after.value(
+            "nudge_journey_step_exits_total",
+            &[journey, ("step", "welcome"), ("how", "done")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        after.get(
+            "nudge_journey_step_seconds_count",
+            &[journey, ("step", "welcome")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        after.value(
+            "nudge_journey_runs_ended_total",
+            &[journey, ("ending", "converted")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        after.value("nudge_journey_timers", &[("state", "due")]),
+        1.0
+    );
     assert_eq!(after.value("nudge_events_duplicates_total", &[]), 1.0);
     assert_eq!(
         after.value(

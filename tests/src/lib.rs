@@ -63,6 +63,16 @@ impl Drop for TempDir {
     }
 }
 
+/// The embedded demo catalog without its journeys, for tests of decisions
+/// alone: the demo's journeys start on events such tests send
+/// (`trial_started`, `support_ticket_opened`) and would add their own
+/// decisions and contacts.
+pub fn demo_without_journeys() -> &'static str {
+    let demo = nudge_models::demo::CATALOG_TOML;
+    demo.find("\n# ── Journeys")
+        .map_or(demo, |journeys| &demo[..journeys])
+}
+
 /// 2026-11-23 12:00:00 UTC: outside every channel's quiet hours.
 pub const NOON: i64 = 1_795_435_200_000;
 
@@ -77,6 +87,8 @@ pub struct TestServer {
     pub clock: ManualClock,
     /// The server's reload trigger (SIGHUP in `nudge serve`).
     reloads: mpsc::UnboundedSender<()>,
+    /// The catalog file a server started on a text keeps (removed on drop).
+    _files: Option<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), RunError>>>,
 }
@@ -142,9 +154,26 @@ impl TestServer {
             engine,
             clock,
             reloads,
+            _files: None,
             shutdown: Some(shutdown),
             task: Some(task),
         }
+    }
+
+    /// Starts a server on the catalog `text` (in memory, like
+    /// [`TestServer::start_with`]), after `configure`.
+    pub async fn start_on(text: &str, configure: impl FnOnce(&mut Config)) -> Self {
+        let files = TempDir::new("catalog");
+        std::fs::create_dir_all(files.path()).expect("a catalog directory");
+        let path = files.join("catalog.toml");
+        std::fs::write(&path, text).expect("write the catalog");
+        let mut server = Self::start_with(move |config| {
+            config.catalog = Some(path);
+            configure(config);
+        })
+        .await;
+        server._files = Some(files);
+        server
     }
 
     /// Asks the server to re-read its catalog and model, as SIGHUP does for

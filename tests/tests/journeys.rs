@@ -48,7 +48,7 @@ wait = "2d"
 id = "guide"
 send = {{ action = "guide_getting_started" }}
 "#,
-        nudge_models::demo::CATALOG_TOML
+        nudge_tests::demo_without_journeys()
     )
 }
 

@@ -17,7 +17,7 @@ use nudge_service::simulate::{ActionRef, Customer};
 use nudge_tests::simulation::{
     client_args as client, export_logs as export, run_simulation as run, simulate_args as args,
 };
-use nudge_tests::{DAY_MS, TempDir, TestServer};
+use nudge_tests::{DAY_MS, TempDir, TestServer, demo_without_journeys};
 use std::collections::HashMap;
 
 fn close(a: f64, b: f64) -> bool {
@@ -26,7 +26,7 @@ fn close(a: f64, b: f64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_summary_agrees_with_the_decision_log_and_the_truth() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_on(demo_without_journeys(), |_| {}).await;
     let started_at = server.clock.now().millis();
     let mut simulation = args(200, 2, 7).simulation().expect("valid arguments");
     simulation.keep_records = true;
@@ -176,7 +176,7 @@ async fn the_summary_agrees_with_the_decision_log_and_the_truth() {
 
     // The same seed against the same (fresh) server and model: the same
     // run, one customer at a time as four.
-    let again = TestServer::start().await;
+    let again = TestServer::start_on(demo_without_journeys(), |_| {}).await;
     again
         .clock
         .set(nudge_models::time::Timestamp::from_millis(started_at));

@@ -9,9 +9,19 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+/// What the ids of journeys' own placements start with (a `/`, which ids
+/// declared in the file cannot hold).
+const JOURNEY_PLACEMENT_PREFIX: &str = "journey/";
+
 /// The id of the placement a journey's fixed-action sends decide in.
 pub fn journey_placement_id(journey_id: &str) -> String {
-    format!("journey/{journey_id}")
+    format!("{JOURNEY_PLACEMENT_PREFIX}{journey_id}")
+}
+
+/// Whether `placement_id` is a journey's own placement rather than one the
+/// file declares.
+pub fn is_journey_placement(placement_id: &str) -> bool {
+    placement_id.starts_with(JOURNEY_PLACEMENT_PREFIX)
 }
 
 /// Limits over all of one customer's journeys (`[journey_policy]`).

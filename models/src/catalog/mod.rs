@@ -421,12 +421,17 @@ impl Catalog {
             .unwrap_or(Span::days(30))
     }
 
-    /// Counts for humans.
+    /// Counts for humans (the placements the file declares: not the
+    /// journeys' own).
     pub fn summary(&self) -> CatalogSummary {
         CatalogSummary {
             version: self.version.clone(),
             actions: self.actions.len(),
-            placements: self.placements.len(),
+            placements: self
+                .placements
+                .keys()
+                .filter(|id| !journeys::is_journey_placement(id))
+                .count(),
             channels: self.channels.len(),
             caps: self.caps.len(),
         }

@@ -119,9 +119,12 @@ impl Engine {
         let catalog = Catalog::from_toml(text).map_err(nudge_models::Error::from)?;
         warn_if_journeys(&catalog);
         let summary = catalog.summary();
-        self.shared.journeys.add_catalog(&catalog);
+        self.shared.journeys.add_catalog(&catalog, text)?;
         let previous = self.shared.catalog.swap(Arc::new(catalog));
         self.shared.metrics.catalog_loaded(&summary.version);
+        self.shared
+            .metrics
+            .journeys_declared(&self.shared.catalog.load());
         tracing::info!(version = %summary.version, previous = %previous.version, "catalog reloaded");
         Ok((summary, previous.version.clone()))
     }

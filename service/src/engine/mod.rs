@@ -85,12 +85,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the actor system and an engine over it. The global budget
-    /// counters start from what the budget ledger holds, so a restart keeps
-    /// every unit already used.
+    /// Starts the actor system and an engine over it, on `catalog` (whose
+    /// file is `catalog_text`). The global budget counters start from what
+    /// the budget ledger holds, so a restart keeps every unit already used.
     pub fn start(
         config: Config,
         catalog: Catalog,
+        catalog_text: &str,
         catalog_source: CatalogSource,
         models: ModelRegistry,
         stores: Stores,
@@ -104,10 +105,11 @@ impl Engine {
             ActorSystem::start(config.actors.arbiters).map_err(EngineStartError::Actors)?;
         let metrics = Metrics::new();
         metrics.catalog_loaded(&catalog.version);
+        metrics.journeys_declared(&catalog);
         metrics.model_loaded(models.serving().champion().map(|model| model.version()));
-        let pauses = (!config.storage.in_memory)
-            .then(|| config.storage.data_dir.join(crate::journeys::PAUSES_FILE));
-        let journeys = JourneyBook::open(&catalog, pauses)
+        let journeys_dir = (!config.storage.in_memory)
+            .then(|| config.storage.data_dir.join(crate::journeys::JOURNEYS_DIR));
+        let journeys = JourneyBook::open(&catalog, catalog_text, journeys_dir)
             .map_err(|error| EngineStartError::Journeys(Box::new(error)))?;
         let shared = Arc::new(Shared {
             config,

@@ -8,6 +8,11 @@
 //! keeps an index of every customer's earliest due run beside it, read back
 //! at start, so a timer due while the service was down fires once when it
 //! is up again.
+//!
+//! With a data directory, the book keeps `journeys/` in it: the operator's
+//! pauses ([`PAUSES_FILE`]) and a copy of each catalog that declared
+//! journeys (`catalogs/<hash>.toml`), compiled again at start, so a run on
+//! a version the running catalog replaced goes on after a restart.
 
 mod stats;
 mod timers;
@@ -23,8 +28,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// The file in the data directory that keeps the operator's pauses.
-pub const PAUSES_FILE: &str = "journey-pauses.json";
+/// The directory in the data directory where the book keeps its files.
+pub const JOURNEYS_DIR: &str = "journeys";
+
+/// The file in [`JOURNEYS_DIR`] that keeps the operator's pauses.
+pub const PAUSES_FILE: &str = "pauses.json";
+
+/// The directory in [`JOURNEYS_DIR`] that keeps the catalogs that declared
+/// journey versions.
+const CATALOGS_DIR: &str = "catalogs";
 
 /// One view of the journey versions and pauses.
 #[derive(Debug, Default)]
@@ -66,14 +78,15 @@ impl Versions for Book {
 }
 
 /// The journey versions runs may be on and the operator's pauses; actors
-/// read a snapshot ([`JourneyBook::load`]). The pauses are kept in
-/// [`PAUSES_FILE`] when the service has a data directory, so a journey an
-/// operator paused stays paused across a restart.
+/// read a snapshot ([`JourneyBook::load`]). With a directory, the pauses
+/// and the catalogs that declared journeys are kept in it, so a journey an
+/// operator paused stays paused, and a run keeps its version, across a
+/// restart.
 #[derive(Debug, Default)]
 pub struct JourneyBook {
     book: ArcSwap<Book>,
-    /// Where the pauses are kept (none: in memory only).
-    pauses: Option<PathBuf>,
+    /// Where its files are kept (none: in memory only).
+    dir: Option<PathBuf>,
     /// Serializes changes (a reload beside a pause).
     changing: Mutex<()>,
 }
@@ -85,9 +98,10 @@ struct Pauses {
 }
 
 impl JourneyBook {
-    /// A book over `catalog`'s journeys, with the pauses kept in `pauses`
-    /// (read back when the file exists).
-    pub fn open(catalog: &Catalog, pauses: Option<PathBuf>) -> Result<Self, ServiceError> {
+    /// A book over `catalog` (whose file is `text`), keeping its files in
+    /// `dir`: the pauses and the journey versions kept there are read back.
+    pub fn open(catalog: &Catalog, text: &str, dir: Option<PathBuf>) -> Result<Self, ServiceError> {
+        let pauses = dir.as_ref().map(|dir| dir.join(PAUSES_FILE));
         let paused = match &pauses {
             Some(path) if path.exists() => {
                 let cannot_read = |source| ServiceError::CannotRead {
@@ -103,18 +117,74 @@ impl JourneyBook {
             _ => BTreeSet::new(),
         };
         let book = Self {
-            pauses,
+            dir,
             ..Self::default()
         };
         book.change(|book| book.paused = paused);
-        book.add_catalog(catalog);
+        for kept in book.kept_catalogs() {
+            book.change(|book| {
+                for journey in &kept.journeys {
+                    book.versions
+                        .insert((journey.id.clone(), journey.version), journey.clone());
+                }
+            });
+        }
+        book.add_catalog(catalog, text)?;
         Ok(book)
     }
 
-    /// A book over `catalog`'s journeys, pauses in memory only.
+    /// The catalogs kept in the book's directory, oldest first (a later one
+    /// wins a version both declare). One that no longer compiles is left
+    /// out with a warning: its runs end as failed when they next move.
+    fn kept_catalogs(&self) -> Vec<Catalog> {
+        let Some(dir) = &self.dir else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(dir.join(CATALOGS_DIR)) else {
+            return Vec::new();
+        };
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.extension()
+                    .is_some_and(|extension| extension == "toml")
+            })
+            .map(|path| {
+                let modified = std::fs::metadata(&path)
+                    .and_then(|metadata| metadata.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (modified, path)
+            })
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .filter_map(|(_, path)| {
+                let compiled = std::fs::read_to_string(&path)
+                    .map_err(|error| error.to_string())
+                    .and_then(|text| Catalog::from_toml(&text).map_err(|error| error.to_string()));
+                match compiled {
+                    Ok(catalog) => Some(catalog),
+                    Err(error) => {
+                        tracing::warn!(file = %path.display(), %error, "a kept catalog with journey versions no longer loads; runs on its versions will fail");
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// A book over `catalog`'s journeys, in memory only.
     pub fn new(catalog: &Catalog) -> Self {
         let book = Self::default();
-        book.add_catalog(catalog);
+        book.change(|book| {
+            for journey in &catalog.journeys {
+                book.versions
+                    .insert((journey.id.clone(), journey.version), journey.clone());
+            }
+            book.current.clone_from(&catalog.journeys);
+        });
         book
     }
 
@@ -123,9 +193,30 @@ impl JourneyBook {
         self.book.load_full()
     }
 
-    /// `catalog` is now the running one: its journeys are the versions new
-    /// runs take, and every earlier version stays known for the runs on it.
-    pub fn add_catalog(&self, catalog: &Catalog) {
+    /// `catalog` (whose file is `text`) is now the running one: its
+    /// journeys are the versions new runs take, and every earlier version
+    /// stays known for the runs on it. With a directory, a catalog that
+    /// declares journeys is kept there first; failing to keep it changes
+    /// nothing.
+    pub fn add_catalog(&self, catalog: &Catalog, text: &str) -> Result<(), ServiceError> {
+        if let Some(dir) = &self.dir
+            && !catalog.journeys.is_empty()
+        {
+            let dir = dir.join(CATALOGS_DIR);
+            let path = dir.join(format!(
+                "{:016x}.toml",
+                nudge_models::hash::fnv1a(text.bytes())
+            ));
+            if !path.exists() {
+                let cannot_write = |source| ServiceError::CannotWrite {
+                    what: "journey versions",
+                    path: path.clone(),
+                    source,
+                };
+                std::fs::create_dir_all(&dir).map_err(cannot_write)?;
+                crate::files::write_atomically(&path, text.as_bytes()).map_err(cannot_write)?;
+            }
+        }
         self.change(|book| {
             for journey in &catalog.journeys {
                 book.versions
@@ -133,6 +224,7 @@ impl JourneyBook {
             }
             book.current.clone_from(&catalog.journeys);
         });
+        Ok(())
     }
 
     /// Pauses (`true`) or resumes journey `id`; whether anything changed.
@@ -153,22 +245,19 @@ impl JourneyBook {
         if !changed {
             return Ok(false);
         }
-        if let Some(path) = &self.pauses {
+        if let Some(dir) = &self.dir {
+            let path = &dir.join(PAUSES_FILE);
+            let cannot_write = |source| ServiceError::CannotWrite {
+                what: "journey pauses",
+                path: path.clone(),
+                source,
+            };
+            std::fs::create_dir_all(dir).map_err(cannot_write)?;
             let bytes = serde_json::to_vec_pretty(&Pauses {
                 paused: next.clone(),
             })
-            .map_err(|error| ServiceError::CannotWrite {
-                what: "journey pauses",
-                path: path.clone(),
-                source: std::io::Error::other(error),
-            })?;
-            crate::files::write_atomically(path, &bytes).map_err(|source| {
-                ServiceError::CannotWrite {
-                    what: "journey pauses",
-                    path: path.clone(),
-                    source,
-                }
-            })?;
+            .map_err(|error| cannot_write(std::io::Error::other(error)))?;
+            crate::files::write_atomically(path, &bytes).map_err(cannot_write)?;
         }
         self.book.store(Arc::new(Book {
             versions: current.versions.clone(),
@@ -229,17 +318,16 @@ send = { action = "welcome_email" }
         let catalog = Catalog::from_toml(CATALOG).unwrap();
         let dir = TempDir::new("journey-pauses");
         std::fs::create_dir_all(dir.path()).unwrap();
-        let file = dir.path().join(PAUSES_FILE);
-        let book = JourneyBook::open(&catalog, Some(file.clone())).unwrap();
+        let book = JourneyBook::open(&catalog, CATALOG, Some(dir.path().to_owned())).unwrap();
         assert!(!book.load().paused("welcome"));
         assert!(book.set_paused("welcome", true).unwrap());
         assert!(!book.set_paused("welcome", true).unwrap(), "paused already");
         assert!(book.load().paused("welcome"));
 
-        let reopened = JourneyBook::open(&catalog, Some(file.clone())).unwrap();
+        let reopened = JourneyBook::open(&catalog, CATALOG, Some(dir.path().to_owned())).unwrap();
         assert!(reopened.load().paused("welcome"));
         assert!(reopened.set_paused("welcome", false).unwrap());
-        let again = JourneyBook::open(&catalog, Some(file)).unwrap();
+        let again = JourneyBook::open(&catalog, CATALOG, Some(dir.path().to_owned())).unwrap();
         assert!(!again.load().paused("welcome"));
     }
 
@@ -248,9 +336,8 @@ send = { action = "welcome_email" }
         let catalog = Catalog::from_toml(CATALOG).unwrap();
         let dir = TempDir::new("journey-pauses-damaged");
         std::fs::create_dir_all(dir.path()).unwrap();
-        let file = dir.path().join(PAUSES_FILE);
-        std::fs::write(&file, "{ not json").unwrap();
-        let error = JourneyBook::open(&catalog, Some(file)).unwrap_err();
+        std::fs::write(dir.path().join(PAUSES_FILE), "{ not json").unwrap();
+        let error = JourneyBook::open(&catalog, CATALOG, Some(dir.path().to_owned())).unwrap_err();
         assert!(error.to_string().contains(PAUSES_FILE), "{error}");
     }
 
@@ -262,10 +349,32 @@ send = { action = "welcome_email" }
         )
         .unwrap();
         let book = JourneyBook::new(&first);
-        book.add_catalog(&second);
+        book.add_catalog(&second, "").unwrap();
         let snapshot = book.load();
         assert!(snapshot.version("welcome", 1).is_some());
         assert!(snapshot.version("welcome", 2).is_some());
         assert_eq!(snapshot.current()[0].version, 2);
+    }
+
+    #[test]
+    fn a_replaced_version_is_still_known_after_a_restart() {
+        let second_text = CATALOG.replace("id = \"welcome\"\n", "id = \"welcome\"\nversion = 2\n");
+        let first = Catalog::from_toml(CATALOG).unwrap();
+        let second = Catalog::from_toml(&second_text).unwrap();
+        let dir = TempDir::new("journey-versions");
+        std::fs::create_dir_all(dir.path()).unwrap();
+        let book = JourneyBook::open(&first, CATALOG, Some(dir.path().to_owned())).unwrap();
+        book.add_catalog(&second, &second_text).unwrap();
+        drop(book);
+        // Restarted on the second catalog: version 1 is still known.
+        let book = JourneyBook::open(&second, &second_text, Some(dir.path().to_owned())).unwrap();
+        let snapshot = book.load();
+        assert!(snapshot.version("welcome", 1).is_some());
+        assert_eq!(snapshot.current()[0].version, 2);
+        // The same catalog is kept once.
+        let kept = std::fs::read_dir(dir.path().join(CATALOGS_DIR))
+            .unwrap()
+            .count();
+        assert_eq!(kept, 2);
     }
 }

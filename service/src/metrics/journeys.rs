@@ -6,7 +6,45 @@ use super::*;
 use crate::journeys::{Book, DropOff};
 use nudge_models::journey::{Happened, Outcome, Versions};
 
+/// Every ending a run can have, as its code.
+const ENDINGS: [&str; 7] = [
+    "completed",
+    "converted",
+    "exited",
+    "exit_step",
+    "cancelled",
+    "removed",
+    "failed",
+];
+
 impl Metrics {
+    /// Registers the series of `catalog`'s journeys at zero — runs started
+    /// and ended by every ending, sends of every send step — so they are
+    /// exported (and alerts can rate them) before the first run.
+    pub fn journeys_declared(&self, catalog: &nudge_models::catalog::Catalog) {
+        for journey in &catalog.journeys {
+            let id = journey.id.to_string();
+            metrics::counter!(JOURNEY_ENTRIES_TOTAL, JOURNEY => id.clone(), RESULT => "started")
+                .increment(0);
+            for ending in ENDINGS {
+                metrics::counter!(JOURNEY_RUNS_ENDED_TOTAL, JOURNEY => id.clone(), ENDING => ending)
+                    .increment(0);
+            }
+            for step in &journey.steps {
+                if step.kind.code() == "send" {
+                    metrics::counter!(
+                        JOURNEY_SENDS_TOTAL,
+                        JOURNEY => id.clone(),
+                        STEP => step.id.clone(),
+                        RESULT => "sent",
+                        CAUSE => ""
+                    )
+                    .increment(0);
+                }
+            }
+        }
+    }
+
     /// Counts every history entry and refused trigger of `outcome`, and
     /// sets the drop-off ratios that changed.
     pub fn journeys(&self, outcome: &Outcome, book: &Book, drop_offs: &[DropOff]) {

@@ -67,9 +67,9 @@ impl CustomerActor {
         let outcome = step(&mut journeys, &book, &mut host);
         let sent = std::mem::take(&mut host.sent);
         self.state.journeys = journeys;
+        // Counted by the journey metrics (`nudge_journey_sends_total`), not
+        // as Decide calls.
         for sent in sent {
-            self.shared
-                .record_decision(catalog, &sent.placement, variant, &sent.decision);
             effects.log.extend(sent.log);
             effects.budget.extend(budget_changes(sent.budget_taken, 1));
         }

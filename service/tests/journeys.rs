@@ -1,0 +1,103 @@
+//! Journeys in the real binary: a run waiting when `nudge serve` is killed
+//! with SIGKILL resumes on the restarted server and its next step fires
+//! exactly once, the wait having ended while the server was down.
+
+mod common;
+
+use common::{Server, TempDir, poll};
+use serde_json::Value as Json;
+use std::time::Duration;
+
+/// A journey on the demo catalog with a wait short enough for a test on the
+/// wall clock: a banner at once, two seconds, then the getting-started
+/// guide. Neither channel has quiet hours, whatever the time of day.
+const JOURNEY: &str = r#"
+[[journeys]]
+id = "quick_follow_up"
+name = "Quick follow-up"
+trigger = { event = "page_view" }
+
+[[journeys.steps]]
+id = "first"
+send = { placement = "home_banner" }
+
+[[journeys.steps]]
+id = "pause"
+wait = "2s"
+
+[[journeys.steps]]
+id = "second"
+send = { action = "guide_getting_started" }
+"#;
+
+/// The customer's run of the journey, as `nudge journeys runs --json` shows it.
+fn run(server: &Server, customer: &str) -> Json {
+    let runs = server.json(&["journeys", "runs", customer]);
+    runs["runs"]
+        .as_array()
+        .and_then(|runs| {
+            runs.iter()
+                .find(|run| run["journey_id"] == "quick_follow_up")
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("no run of quick_follow_up: {runs}"))
+}
+
+/// How many times the run's history says `step` sent.
+fn sends_of(run: &Json, step: &str) -> usize {
+    run["history"].as_array().map_or(0, |history| {
+        history
+            .iter()
+            .filter(|entry| entry["what"] == "sent" && entry["step"] == step)
+            .count()
+    })
+}
+
+#[test]
+fn a_wait_that_ends_while_the_server_is_killed_fires_once_after_the_restart() {
+    let dir = TempDir::new("journey-kill");
+    let catalog = dir.join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        format!("{}\n{JOURNEY}", nudge_models::demo::CATALOG_TOML),
+    )
+    .expect("write the catalog");
+    let catalog = catalog.to_str().expect("a UTF-8 temp path").to_owned();
+    let server = Server::start(&dir, &["--catalog", &catalog]);
+    server.ok(&["track", "--customer", "k1", "--event", "page_view"]);
+    let waiting = run(&server, "k1");
+    assert_eq!(waiting["state"], "waiting", "{waiting}");
+    assert_eq!(sends_of(&waiting, "first"), 1, "{waiting}");
+    let pid = server.pid();
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -9 {pid}");
+    drop(server);
+    // Down past the end of the wait.
+    std::thread::sleep(Duration::from_millis(2_500));
+
+    let server = Server::start(&dir, &["--catalog", &catalog]);
+    let done = poll(Duration::from_secs(20), "the run completes", || {
+        let run = run(&server, "k1");
+        if run["state"] == "ended" {
+            Ok(run)
+        } else {
+            Err(run.to_string())
+        }
+    });
+    assert_eq!(done["ending"], "completed", "{done}");
+    assert_eq!(sends_of(&done, "first"), 1, "{done}");
+    assert_eq!(sends_of(&done, "second"), 1, "{done}");
+    // Exactly once: later, still one guide in the customer's ledger.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let profile = server.json(&["profile", "k1"]);
+    let guides = profile["contacts"].as_array().map_or(0, |contacts| {
+        contacts
+            .iter()
+            .filter(|contact| contact["action_id"] == "guide_getting_started")
+            .count()
+    });
+    assert_eq!(guides, 1, "{profile}");
+}
