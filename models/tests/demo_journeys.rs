@@ -304,10 +304,7 @@ fn churn_prevention_routes_a_paying_customer_by_risk_tier() {
         for (index, (name, when)) in history.into_iter().enumerate() {
             let mut properties = BTreeMap::new();
             if name == IDENTIFY_EVENT {
-                properties.insert(
-                    "plan".to_owned(),
-                    AttrValue::Str("enterprise".to_owned()),
-                );
+                properties.insert("plan".to_owned(), AttrValue::Str("enterprise".to_owned()));
             }
             demo.state.track(
                 &Event {

@@ -616,3 +616,41 @@ async fn an_operator_cancels_a_run_at_once_and_a_second_cancel_finds_none() {
     assert_eq!(contacts(&server, "lou", "in_app").await, 0);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_takes_new_entries_and_running_runs_keep_theirs() {
+    let (_files, server) = start_in_memory("journey-versions").await;
+    server.track(event("mo", "e1", "trial_started", NOON)).await;
+    // Version 2 sends the reminder as the getting-started guide instead.
+    let version_2 = catalog()
+        .replacen(
+            "id = \"trial_tips\"\n",
+            "id = \"trial_tips\"\nversion = 2\n",
+            1,
+        )
+        .replacen(
+            "id = \"reminder\"\nsend = { placement = \"home_banner\" }",
+            "id = \"reminder\"\nsend = { action = \"guide_getting_started\" }",
+            1,
+        );
+    assert_ne!(version_2, catalog());
+    server
+        .admin()
+        .await
+        .reload_catalog(nudge_proto::v1::ReloadCatalogRequest { toml: version_2 })
+        .await
+        .expect("the new version loads");
+    server
+        .track(event("ned", "e2", "trial_started", NOON))
+        .await;
+    assert_eq!(run_of(&server, "mo").await.version, 1);
+    assert_eq!(run_of(&server, "ned").await.version, 2);
+
+    // A day later each run takes its own version's reminder.
+    server.clock.advance(Span(DAY_MS));
+    until_contacts(&server, "mo", "in_app", 1).await;
+    until_contacts(&server, "ned", "content", 1).await;
+    assert_eq!(contacts(&server, "mo", "content").await, 0);
+    assert_eq!(contacts(&server, "ned", "in_app").await, 0);
+    server.stop().await;
+}
