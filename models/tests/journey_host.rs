@@ -5,17 +5,25 @@
 //! the run takes its `on_blocked` path; a send that does not go changes
 //! nothing; two journeys due at once compete for the last cap slot and the
 //! higher priority takes it.
+//!
+//! The embedded demo's journeys, with the demo model: the trial-conversion
+//! journey walks its 13 days with branches taken by the customer's events
+//! (the email cap defers the last send to the moment a slot frees); a
+//! subscription on day 5 ends the run at once, its pending wait included,
+//! and nothing fires after; churn prevention routes by risk tier.
 
 use nudge_models::budget::BudgetCounters;
 use nudge_models::catalog::Catalog;
 use nudge_models::customer::{ConsentState, CustomerState};
+use nudge_models::demo::{CATALOG_TOML, MODEL_JSON};
 use nudge_models::journey::{
-    CustomerJourneys, Ending, Happened, Outcome, PipelineHost, RunState, Via,
+    CustomerJourneys, Ending, Happened, Outcome, PipelineHost, RunState, Versions, Via,
 };
+use nudge_models::model::Model;
 use nudge_models::pipeline::Environment;
-use nudge_models::profile::Event;
+use nudge_models::profile::{Event, IDENTIFY_EVENT};
 use nudge_models::time::{DAY_MS, HOUR_MS, Timestamp};
-use std::collections::BTreeMap;
+use nudge_models::value::AttrValue;
 
 /// 2026-12-01T00:00:00Z.
 const START: i64 = 1_796_083_200_000;
@@ -108,20 +116,44 @@ fn at(hours: i64) -> Timestamp {
     Timestamp(START + hours * HOUR_MS)
 }
 
+/// One customer on a catalog (and, for the demo, its model), with the
+/// pipeline as the host of its journeys.
 struct World {
     catalog: Catalog,
+    model: Option<Model>,
     budgets: BudgetCounters,
     state: CustomerState,
+    events: u32,
     decisions: u32,
+    /// (action, when) of every send that went out.
+    sent: Vec<(String, Timestamp)>,
 }
 
 impl World {
     fn new() -> Self {
+        Self::on(
+            Catalog::from_toml(CATALOG).expect("the test catalog is valid"),
+            None,
+        )
+    }
+
+    /// The embedded demo's catalog and model.
+    fn demo() -> Self {
+        Self::on(
+            Catalog::from_toml(CATALOG_TOML).expect("the demo catalog"),
+            Some(Model::from_json(MODEL_JSON.as_bytes()).expect("the demo model")),
+        )
+    }
+
+    fn on(catalog: Catalog, model: Option<Model>) -> Self {
         Self {
-            catalog: Catalog::from_toml(CATALOG).expect("the test catalog is valid"),
+            catalog,
+            model,
             budgets: BudgetCounters::default(),
             state: CustomerState::default(),
+            events: 0,
             decisions: 0,
+            sent: Vec::new(),
         }
     }
 
@@ -141,7 +173,7 @@ impl World {
         let mut host = PipelineHost {
             env: Environment {
                 catalog: &self.catalog,
-                model: None,
+                model: self.model.as_ref(),
                 budgets: &self.budgets,
             },
             state: &mut self.state,
@@ -153,7 +185,7 @@ impl World {
             sent: Vec::new(),
         };
         let outcome = step(&mut journeys, &self.catalog, &mut host);
-        let sent = host
+        let sent: Vec<String> = host
             .sent
             .iter()
             .map(|sent| {
@@ -163,15 +195,30 @@ impl World {
             .collect();
         self.state.journeys = journeys;
         self.decisions = decisions;
+        self.sent
+            .extend(sent.iter().map(|action| (action.clone(), now)));
         (outcome, sent)
     }
 
     fn event(&mut self, name: &str, now: Timestamp) -> Vec<String> {
+        self.event_with(name, now, &[])
+    }
+
+    fn event_with(
+        &mut self,
+        name: &str,
+        now: Timestamp,
+        properties: &[(&str, AttrValue)],
+    ) -> Vec<String> {
+        self.events += 1;
         let event = Event {
-            event_id: format!("{name}-{}", now.millis()),
+            event_id: format!("e{}", self.events),
             name: name.to_owned(),
             timestamp: now,
-            properties: BTreeMap::new(),
+            properties: properties
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), value.clone()))
+                .collect(),
         };
         self.state.track(&event, now);
         self.with_host(now, |journeys, catalog, host| {
@@ -194,6 +241,20 @@ impl World {
         .1
     }
 
+    /// Fires every run due up to `until`, each at its moment.
+    fn run_until(&mut self, until: Timestamp) {
+        for _ in 0..1_000 {
+            let Some(due) = self.state.journeys.next_due(&self.catalog.journeys) else {
+                return;
+            };
+            if due > until {
+                return;
+            }
+            self.tick(due);
+        }
+        panic!("timers keep firing");
+    }
+
     fn run(&self, journey: &str) -> &nudge_models::journey::Run {
         self.state
             .journeys
@@ -202,6 +263,38 @@ impl World {
             .rev()
             .find(|run| run.journey == journey)
             .expect("a run")
+    }
+
+    /// The steps the run entered, in order.
+    fn steps_entered(&self, journey: &str) -> Vec<String> {
+        self.run(journey)
+            .history
+            .iter()
+            .filter_map(|entry| match &entry.what {
+                Happened::Started { step, .. } => Some(step.clone()),
+                Happened::Moved { to: Some(to), .. } => Some(to.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Applies `events` to the profile only: no journey sees them.
+    fn history(&mut self, events: &[(&str, Timestamp, &[(&str, AttrValue)])]) {
+        for (name, when, properties) in events {
+            self.events += 1;
+            self.state.track(
+                &Event {
+                    event_id: format!("e{}", self.events),
+                    name: (*name).to_owned(),
+                    timestamp: *when,
+                    properties: properties
+                        .iter()
+                        .map(|(key, value)| ((*key).to_owned(), value.clone()))
+                        .collect(),
+                },
+                *when,
+            );
+        }
     }
 
     fn contacts(&self) -> Vec<(String, String)> {
@@ -338,4 +431,180 @@ fn two_journeys_due_at_once_compete_for_the_last_slot_and_the_higher_priority_wi
         welcome.state
     );
     assert_eq!(world.tick(at(34)), ["welcome_email"]);
+}
+
+/// 2026-11-23T10:00:00Z, a Monday morning (the demo's timezone is UTC).
+const DEMO_START: i64 = 1_795_428_000_000;
+
+/// `days` after [`DEMO_START`].
+fn day(days: f64) -> Timestamp {
+    #[allow(clippy::cast_possible_truncation)]
+    Timestamp(DEMO_START + (days * DAY_MS as f64) as i64)
+}
+
+/// A trialist: on the trial plan, starting the trial at [`DEMO_START`].
+fn start_trial(world: &mut World) {
+    world.history(&[(
+        IDENTIFY_EVENT,
+        day(0.0),
+        &[("plan", AttrValue::Str("trial".to_owned()))],
+    )]);
+    world.event("trial_started", day(0.0));
+}
+
+#[test]
+fn the_trial_journey_walks_its_13_days_with_branches_taken_by_events() {
+    let mut world = World::demo();
+    start_trial(&mut world);
+    // Day 0: the welcome in the onboarding sidebar.
+    assert_eq!(world.sent.len(), 1);
+    let welcome = world.sent[0].0.clone();
+    let welcome_action = world.catalog.action(&welcome).expect("a demo action");
+    assert_eq!(welcome_action.channel, "in_app", "{welcome}");
+
+    // Logged in that evening: no login reminder on day 1.
+    world.event("login", day(0.5));
+    // No feature activated by day 3: the check-in email. Nobody invited by
+    // day 7: the in-app nudge. One login in 7 days: low engagement, tips.
+    // Day 10 the urgency email; day 13 waits for the next morning, when
+    // the email cap (2 a week) is still full from days 7 and 10: the final
+    // offer waits for the slot day 7's email frees.
+    world.run_until(day(20.0));
+    assert_eq!(
+        world.steps_entered("trial_conversion"),
+        [
+            "welcome",
+            "day1",
+            "logged_in",
+            "day3",
+            "activated",
+            "activation_email",
+            "day5",
+            "teammates",
+            "invite_nudge",
+            "engagement",
+            "low_engagement",
+            "day10",
+            "urgency",
+            "day13",
+            "morning",
+            "final_offer",
+        ]
+    );
+    let sent = world
+        .sent
+        .iter()
+        .map(|(action, _)| action.as_str())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        &sent[1..5],
+        [
+            "trial_checkin_email",
+            "invite_teammates",
+            "tips_newsletter_email",
+            "trial_discount_email"
+        ],
+        "{sent:?}"
+    );
+    assert_eq!(world.sent[1].1, day(3.0));
+    assert_eq!(
+        world.sent[2].1,
+        day(7.0),
+        "the invite wait timed out on day 7"
+    );
+    assert_eq!(world.sent[4].1, day(10.0));
+    let run = world.run("trial_conversion");
+    assert!(
+        run.history.iter().any(|entry| matches!(
+            &entry.what,
+            Happened::Deferred { step, cause, .. } if step == "final_offer" && cause == "cap_channel"
+        )),
+        "{:?}",
+        run.history
+    );
+    // The final offer went on day 14 at 10:00, when day 7's email left the
+    // week's window.
+    assert_eq!(sent.len(), 6, "{sent:?}");
+    let (final_action, final_at) = &world.sent[5];
+    assert_eq!(
+        world
+            .catalog
+            .action(final_action)
+            .expect("an action")
+            .channel,
+        "email"
+    );
+    assert_eq!(*final_at, day(14.0));
+    assert!(matches!(
+        run.state,
+        RunState::Ended {
+            ending: Ending::Completed,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_subscription_on_day_5_ends_the_trial_journey_at_once_and_nothing_fires_after() {
+    let mut world = World::demo();
+    start_trial(&mut world);
+    world.run_until(day(5.0));
+    let before = world.sent.len();
+    assert!(matches!(
+        world.run("trial_conversion").state,
+        RunState::Waiting { .. } | RunState::WaitingFor { .. }
+    ));
+    world.event(
+        "subscription_started",
+        day(5.0).plus(nudge_models::time::Span(HOUR_MS)),
+    );
+    assert_eq!(
+        world.run("trial_conversion").state,
+        RunState::Ended {
+            at: Timestamp(day(5.0).millis() + HOUR_MS),
+            ending: Ending::Converted {
+                event: "subscription_started".to_owned()
+            }
+        }
+    );
+    assert_eq!(world.state.journeys.next_due(&world.catalog.journeys), None);
+    world.run_until(day(30.0));
+    assert_eq!(world.sent.len(), before, "{:?}", world.sent);
+}
+
+#[test]
+fn churn_prevention_routes_a_paying_customer_by_risk_tier() {
+    let tiers = [
+        // (days since the last login, tickets in 30 days, the tier's step)
+        (20.0, 1, "csm_call"),
+        (1.0, 2, "usage_tips"),
+        (1.0, 1, "feature_discovery"),
+    ];
+    for (away, tickets, expected) in tiers {
+        let mut world = World::demo();
+        let now = day(away);
+        let enterprise = [("plan", AttrValue::Str("enterprise".to_owned()))];
+        let mut history: Vec<(&str, Timestamp, &[(&str, AttrValue)])> = vec![
+            (IDENTIFY_EVENT, day(0.0), &enterprise),
+            ("login", day(0.0), &[]),
+        ];
+        history.extend((1..tickets).map(|_| ("support_ticket_opened", now, &[][..])));
+        world.history(&history);
+        // The ticket that triggers the journey.
+        world.event("support_ticket_opened", now);
+        let steps = world.steps_entered("churn_prevention");
+        assert_eq!(
+            steps[..2],
+            ["risk_tier", expected],
+            "away {away} d, {tickets} ticket(s)"
+        );
+        assert!(
+            world
+                .catalog
+                .journeys
+                .version("churn_prevention", 1)
+                .is_some(),
+            "the demo's journeys are version 1"
+        );
+    }
 }

@@ -260,6 +260,16 @@ impl RedbStore {
         }
     }
 
+    /// A read of the database with the write-ahead log checkpointed first,
+    /// so it holds every write acknowledged so far.
+    fn read_checkpointed(&self) -> Result<redb::ReadTransaction, StoreError> {
+        self.checkpoint_log();
+        self.inner
+            .database()?
+            .begin_read()
+            .map_err(|error| self.inner.error(error))
+    }
+
     /// The state of `customer_id`, queued writes included.
     pub fn load_now(&self, customer_id: &str) -> Result<Option<CustomerState>, StoreError> {
         if let Some(pending) = self.inner.pending.get(customer_id) {
@@ -295,11 +305,7 @@ impl RedbStore {
     /// Every stored key that mentions `customer_id`, by table: what a test of
     /// `forget` reads to prove nothing is left.
     pub fn traces_of(&self, customer_id: &str) -> Result<Vec<String>, StoreError> {
-        self.checkpoint_log();
-        let database = self.inner.database()?;
-        let read = database
-            .begin_read()
-            .map_err(|error| self.inner.error(error))?;
+        let read = self.read_checkpointed()?;
         let error = |error: redb::StorageError| self.inner.error(error);
         let table_error = |error: redb::TableError| self.inner.error(error);
         let mut traces = Vec::new();
@@ -406,11 +412,7 @@ impl StateStore for RedbStore {
     }
 
     fn len(&self) -> Result<u64, StoreError> {
-        self.checkpoint_log();
-        let database = self.inner.database()?;
-        let read = database
-            .begin_read()
-            .map_err(|error| self.inner.error(error))?;
+        let read = self.read_checkpointed()?;
         let table = read
             .open_table(CUSTOMERS)
             .map_err(|error| self.inner.error(error))?;
@@ -432,11 +434,7 @@ impl StateStore for RedbStore {
     /// Reads the index as the last checkpoint left it, plus the writes
     /// since: the log is checkpointed first.
     fn journey_timers(&self) -> Result<Vec<(Arc<str>, Timestamp)>, StoreError> {
-        self.checkpoint_log();
-        let database = self.inner.database()?;
-        let read = database
-            .begin_read()
-            .map_err(|error| self.inner.error(error))?;
+        let read = self.read_checkpointed()?;
         let table = read
             .open_table(JOURNEY_TIMERS)
             .map_err(|error| self.inner.error(error))?;
@@ -467,11 +465,7 @@ impl DecisionLog for RedbStore {
         range: TimeRange,
         visit: &mut dyn FnMut(LoggedDecision) -> bool,
     ) -> Result<u64, StoreError> {
-        self.checkpoint_log();
-        let database = self.inner.database()?;
-        let read = database
-            .begin_read()
-            .map_err(|error| self.inner.error(error))?;
+        let read = self.read_checkpointed()?;
         let error = |error: redb::StorageError| self.inner.error(error);
         let table_error = |error: redb::TableError| self.inner.error(error);
         let decisions = read.open_table(DECISIONS).map_err(table_error)?;
@@ -527,11 +521,7 @@ impl DecisionLog for RedbStore {
         range: TimeRange,
         visit: &mut dyn FnMut(EventRecord) -> bool,
     ) -> Result<u64, StoreError> {
-        self.checkpoint_log();
-        let database = self.inner.database()?;
-        let read = database
-            .begin_read()
-            .map_err(|error| self.inner.error(error))?;
+        let read = self.read_checkpointed()?;
         let error = |error: redb::StorageError| self.inner.error(error);
         let events = read
             .open_table(EVENTS)
