@@ -116,6 +116,9 @@ fn at(hours: i64) -> Timestamp {
     Timestamp(START + hours * HOUR_MS)
 }
 
+/// An event of the customer's past: name, time, properties.
+type Past<'a> = (&'a str, Timestamp, &'a [(&'a str, AttrValue)]);
+
 /// One customer on a catalog (and, for the demo, its model), with the
 /// pipeline as the host of its journeys.
 struct World {
@@ -279,7 +282,7 @@ impl World {
     }
 
     /// Applies `events` to the profile only: no journey sees them.
-    fn history(&mut self, events: &[(&str, Timestamp, &[(&str, AttrValue)])]) {
+    fn history(&mut self, events: &[Past<'_>]) {
         for (name, when, properties) in events {
             self.events += 1;
             self.state.track(
@@ -584,7 +587,7 @@ fn churn_prevention_routes_a_paying_customer_by_risk_tier() {
         let mut world = World::demo();
         let now = day(away);
         let enterprise = [("plan", AttrValue::Str("enterprise".to_owned()))];
-        let mut history: Vec<(&str, Timestamp, &[(&str, AttrValue)])> = vec![
+        let mut history: Vec<Past<'_>> = vec![
             (IDENTIFY_EVENT, day(0.0), &enterprise),
             ("login", day(0.0), &[]),
         ];
