@@ -322,8 +322,12 @@ pub fn dashboard(response: &ListJourneysResponse) -> String {
         }
         journey_text(&mut out, journey);
     }
-    out.truncate(out.trim_end().len());
-    out
+    out.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_end()
+        .to_owned()
 }
 
 fn time_text(at: Option<&prost_types::Timestamp>) -> String {
@@ -393,4 +397,141 @@ fn runs_text(customer_id: &str, response: &GetCustomerJourneysResponse) -> Strin
     }
     out.truncate(out.trim_end().len());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nudge_proto::v1::{JourneyHistoryEntry, JourneyRun, JourneyStepReport};
+
+    fn count(name: &str, count: u64) -> NamedCount {
+        NamedCount {
+            name: name.to_owned(),
+            count,
+        }
+    }
+
+    #[test]
+    fn the_dashboard_shows_each_journey_and_its_steps() {
+        let response = ListJourneysResponse {
+            journeys: vec![JourneyReport {
+                id: "trial_conversion".to_owned(),
+                version: 2,
+                priority: 10,
+                trigger_event: "trial_started".to_owned(),
+                paused: true,
+                paused_by_operator: true,
+                triggered: 5,
+                started: 4,
+                active: 1,
+                completed: 1,
+                converted: 2,
+                conversion_rate: 2.0 / 3.0,
+                ended: vec![count("converted", 2), count("completed", 1)],
+                refused: vec![count("too_soon", 1)],
+                sent: 6,
+                deferred: vec![count("quiet_hours", 2)],
+                steps: vec![
+                    JourneyStepReport {
+                        id: "welcome".to_owned(),
+                        kind: "send".to_owned(),
+                        entered: 4,
+                        exited: vec![count("done", 4)],
+                        ..JourneyStepReport::default()
+                    },
+                    JourneyStepReport {
+                        id: "day1".to_owned(),
+                        kind: "wait".to_owned(),
+                        entered: 4,
+                        exited: vec![count("done", 2), count("exited", 1)],
+                        median_seconds: 86_400.0,
+                        drop_off: 1.0 / 3.0,
+                        ..JourneyStepReport::default()
+                    },
+                    JourneyStepReport {
+                        id: "final".to_owned(),
+                        kind: "send".to_owned(),
+                        ..JourneyStepReport::default()
+                    },
+                ],
+                ..JourneyReport::default()
+            }],
+        };
+        let text = dashboard(&response);
+        assert!(
+            text.starts_with(
+                "trial_conversion (v2, priority 10, on trial_started) — PAUSED by an operator"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "triggered 5  started 4  active 1  completed 1  converted 2  conversion 66.7 %"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("deferred by: quiet_hours 2"), "{text}");
+        assert!(text.contains("refused: too_soon 1"), "{text}");
+        let row = |step: &str| {
+            text.lines()
+                .find(|line| line.trim_start().starts_with(step))
+                .unwrap_or_else(|| panic!("no {step} row:\n{text}"))
+                .to_owned()
+        };
+        let day1 = row("day1");
+        assert!(
+            day1.contains("1.0d") && day1.contains("33.3%") && day1.ends_with("done 2, exited 1"),
+            "{day1}"
+        );
+        assert!(row("welcome").contains(" 0s "), "{}", row("welcome"));
+        assert!(
+            row("final").contains(" - "),
+            "nothing left it: {}",
+            row("final")
+        );
+        assert!(
+            text.lines().all(|line| line == line.trim_end()),
+            "no trailing spaces:\n{text}"
+        );
+        let json = listing_json(&response);
+        assert_eq!(json["journeys"][0]["steps"][1]["exited"]["exited"], 1);
+        assert_eq!(
+            dashboard(&ListJourneysResponse::default()),
+            "the running catalog declares no journeys ([[journeys]])"
+        );
+    }
+
+    #[test]
+    fn a_customers_runs_read_as_their_audit_trail() {
+        let at = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
+        let response = GetCustomerJourneysResponse {
+            runs: vec![JourneyRun {
+                journey_id: "trial_conversion".to_owned(),
+                version: 1,
+                started_at: Some(at(1_796_083_200)),
+                step: "day1".to_owned(),
+                state: "waiting".to_owned(),
+                until: Some(at(1_796_169_600)),
+                history: vec![JourneyHistoryEntry {
+                    at: Some(at(1_796_083_200)),
+                    what: "started".to_owned(),
+                    text: "started by trial_started at welcome".to_owned(),
+                    ..JourneyHistoryEntry::default()
+                }],
+                ..JourneyRun::default()
+            }],
+        };
+        assert_eq!(
+            runs_text("c-1", &response),
+            "trial_conversion v1 — at day1 (waiting until 2026-12-02T00:00:00Z), started 2026-12-01T00:00:00Z\n  2026-12-01T00:00:00Z  started by trial_started at welcome"
+        );
+        assert_eq!(
+            runs_text("c-2", &GetCustomerJourneysResponse::default()),
+            "c-2 has not been in a journey"
+        );
+        assert_eq!(
+            runs_json(&response)["runs"][0]["until"],
+            "2026-12-02T00:00:00Z"
+        );
+    }
 }

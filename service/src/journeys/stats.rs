@@ -33,9 +33,9 @@ pub struct DropOff {
     pub ratio: f64,
 }
 
-/// The longest time in a step the histograms hold exactly (a year, in
-/// seconds); longer is counted as this.
-const LONGEST_SECONDS: u64 = 366 * 24 * 3_600;
+/// The longest time in a step the histograms hold (a year, in
+/// milliseconds); longer is counted as this.
+const LONGEST_MS: u64 = 366 * 24 * 3_600 * 1_000;
 
 /// One step's figures.
 #[derive(Debug, Clone)]
@@ -50,7 +50,7 @@ pub struct StepFigures {
     pub deferred: u64,
     /// Sends that could not go.
     pub blocked: u64,
-    /// Seconds runs spent in it before leaving.
+    /// Milliseconds runs spent in it before leaving (at least 1).
     in_step: Histogram<u64>,
     /// Whether each of the last runs to leave dropped out there.
     recent: VecDeque<bool>,
@@ -64,7 +64,7 @@ impl StepFigures {
             sent: 0,
             deferred: 0,
             blocked: 0,
-            in_step: Histogram::new_with_bounds(1, LONGEST_SECONDS, 2)
+            in_step: Histogram::new_with_bounds(1, LONGEST_MS, 2)
                 .expect("constant bounds are valid"),
             recent: VecDeque::with_capacity(DROP_OFF_WINDOW),
         }
@@ -85,7 +85,7 @@ impl StepFigures {
     /// seconds; `None` before any left.
     pub fn median_seconds(&self) -> Option<f64> {
         #[allow(clippy::cast_precision_loss)]
-        (!self.in_step.is_empty()).then(|| self.in_step.value_at_quantile(0.5) as f64)
+        (!self.in_step.is_empty()).then(|| self.in_step.value_at_quantile(0.5) as f64 / 1_000.0)
     }
 
     fn left(&mut self, how: &str, in_step_ms: i64) {
@@ -94,9 +94,8 @@ impl StepFigures {
             self.recent.pop_front();
         }
         self.recent.push_back(DROPPED.contains(&how));
-        let seconds = u64::try_from(in_step_ms / 1_000).unwrap_or(0);
-        self.in_step
-            .saturating_record(seconds.clamp(1, LONGEST_SECONDS));
+        let millis = u64::try_from(in_step_ms).unwrap_or(0);
+        self.in_step.saturating_record(millis.clamp(1, LONGEST_MS));
     }
 }
 
