@@ -1,10 +1,11 @@
 //! Journeys in the real binary: a run waiting when `nudge serve` is killed
 //! with SIGKILL resumes on the restarted server and its next step fires
-//! exactly once, the wait having ended while the server was down.
+//! exactly once, the wait having ended while the server was down (and the
+//! timer lateness metric shows the downtime).
 
 mod common;
 
-use common::{Server, TempDir, poll};
+use common::{Server, TempDir, poll, scrape};
 use serde_json::Value as Json;
 use std::time::Duration;
 
@@ -78,7 +79,7 @@ fn a_wait_that_ends_while_the_server_is_killed_fires_once_after_the_restart() {
     // Down past the end of the wait.
     std::thread::sleep(Duration::from_millis(2_500));
 
-    let server = Server::start(&dir, &["--catalog", &catalog]);
+    let server = Server::start_with_metrics(&dir, &["--catalog", &catalog]);
     let done = poll(Duration::from_secs(20), "the run completes", || {
         let run = run(&server, "k1");
         if run["state"] == "ended" {
@@ -100,4 +101,13 @@ fn a_wait_that_ends_while_the_server_is_killed_fires_once_after_the_restart() {
             .count()
     });
     assert_eq!(guides, 1, "{profile}");
+    // The timer fired late by the time the server was down (half a second
+    // at least), and the lateness metric says so.
+    let metrics = scrape(server.metrics_address());
+    let fired = metrics.value("nudge_journey_timer_lateness_seconds_count", &[]);
+    let late = metrics.value("nudge_journey_timer_lateness_seconds_sum", &[]);
+    assert!(
+        fired >= 1.0 && late >= 0.5,
+        "{fired} wake-ups, {late} s late"
+    );
 }

@@ -2,7 +2,8 @@
 //! HTTP listener.
 
 use super::{
-    DECIDE_DURATION_BUCKETS, DECIDE_DURATION_SECONDS, JOURNEY_STEP_BUCKETS, JOURNEY_STEP_SECONDS,
+    DECIDE_DURATION_BUCKETS, DECIDE_DURATION_SECONDS, JOURNEY_LATENESS_BUCKETS,
+    JOURNEY_STEP_BUCKETS, JOURNEY_STEP_SECONDS, JOURNEY_TIMER_LATENESS_SECONDS,
     STORAGE_CHECKPOINT_BUCKETS, STORAGE_CHECKPOINT_SECONDS, STORAGE_COMMIT_BUCKETS,
     STORAGE_COMMIT_SECONDS, describe,
 };
@@ -62,6 +63,10 @@ pub fn install(address: SocketAddr) -> Result<(), InstallError> {
         .set_buckets_for_metric(
             Matcher::Full(JOURNEY_STEP_SECONDS.to_owned()),
             &JOURNEY_STEP_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(JOURNEY_TIMER_LATENESS_SECONDS.to_owned()),
+            &JOURNEY_LATENESS_BUCKETS,
         )?
         .build()
         .map_err(|error| match error {

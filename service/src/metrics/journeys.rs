@@ -22,6 +22,10 @@ impl Metrics {
     /// and ended by every ending, sends of every send step — so they are
     /// exported (and alerts can rate them) before the first run.
     pub fn journeys_declared(&self, catalog: &nudge_models::catalog::Catalog) {
+        if !catalog.journeys.is_empty() {
+            // Registered, so its buckets are exported before the first timer.
+            let _ = metrics::histogram!(JOURNEY_TIMER_LATENESS_SECONDS);
+        }
         for journey in &catalog.journeys {
             let id = journey.id.to_string();
             metrics::counter!(JOURNEY_ENTRIES_TOTAL, JOURNEY => id.clone(), RESULT => "started")
@@ -101,6 +105,11 @@ impl Metrics {
             )
             .set(drop_off.ratio);
         }
+    }
+
+    /// A customer's journey runs due since `late` moved.
+    pub fn journey_timer_fired(&self, late: std::time::Duration) {
+        metrics::histogram!(JOURNEY_TIMER_LATENESS_SECONDS).record(late.as_secs_f64());
     }
 
     /// Customers with journey runs scheduled to move, and held by a paused

@@ -137,6 +137,10 @@ pub const JOURNEY_STEP_DROPOFF_RATIO: &str = "nudge_journey_step_dropoff_ratio";
 /// Gauge: customers whose journey runs are scheduled to move (`due`) or
 /// held by a paused journey (`parked`); label `state`.
 pub const JOURNEY_TIMERS: &str = "nudge_journey_timers";
+/// Histogram: seconds from the moment a customer's journey run was due to
+/// its actor moving it (the timer task's lateness; after a restart, the
+/// time the service was down).
+pub const JOURNEY_TIMER_LATENESS_SECONDS: &str = "nudge_journey_timer_lateness_seconds";
 
 // ── Label keys ───────────────────────────────────────────────────────────────
 
@@ -173,6 +177,13 @@ pub const STORAGE_COMMIT_BUCKETS: [f64; 12] = [
 /// about its interval is falling behind).
 pub const STORAGE_CHECKPOINT_BUCKETS: [f64; 13] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Upper bounds (seconds) of the timer lateness buckets: 1 ms to 10 minutes
+/// (a timer is meant to fire within 100 ms; minutes mean a backlog or a
+/// restart).
+pub const JOURNEY_LATENESS_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0, 60.0, 600.0,
 ];
 
 /// Upper bounds (seconds) of the time-in-step buckets: a minute to 30 days.
@@ -225,7 +236,7 @@ pub struct Declaration {
 }
 
 /// Every metric nudge exposes.
-pub const DECLARATIONS: [Declaration; 33] = [
+pub const DECLARATIONS: [Declaration; 34] = [
     Declaration {
         name: DECIDE_DURATION_SECONDS,
         kind: Kind::Histogram,
@@ -423,6 +434,12 @@ pub const DECLARATIONS: [Declaration; 33] = [
         kind: Kind::Gauge,
         labels: &[STATE],
         help: "Customers whose journey runs are scheduled to move (due) or held by a paused journey (parked).",
+    },
+    Declaration {
+        name: JOURNEY_TIMER_LATENESS_SECONDS,
+        kind: Kind::Histogram,
+        labels: &[],
+        help: "Seconds from the moment a customer's journey run was due to its actor moving it.",
     },
 ];
 

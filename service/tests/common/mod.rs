@@ -6,9 +6,10 @@
 //! Each test binary uses a part of it: unused items are expected.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -450,5 +451,114 @@ impl Server {
             "nudge serve exited with {status} after kill {signal}\nlog:\n{log}"
         );
         log
+    }
+}
+
+/// How long one scrape may take.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `GET /metrics` with a minimal HTTP/1.1 client; returns the body.
+pub fn scrape(address: &str) -> Scrape {
+    let mut stream = TcpStream::connect(address)
+        .unwrap_or_else(|error| panic!("connect to the metrics listener at {address}: {error}"));
+    stream
+        .set_read_timeout(Some(SCRAPE_TIMEOUT))
+        .expect("set a read timeout");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the whole response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in:\n{response}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain"),
+        "{head}"
+    );
+    Scrape::parse(body)
+}
+
+/// One exposition: samples by name and label set.
+#[derive(Debug)]
+pub struct Scrape {
+    pub text: String,
+    samples: Vec<(String, BTreeMap<String, String>, f64)>,
+}
+
+impl Scrape {
+    /// Parses the text format (`name{key="value",…} value`; no escapes in our
+    /// label values).
+    pub fn parse(text: &str) -> Self {
+        let samples = text
+            .lines()
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(|line| {
+                let (series, value) = line
+                    .rsplit_once(' ')
+                    .unwrap_or_else(|| panic!("no value in {line:?}"));
+                let value: f64 = value
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+                let (name, labels) = match series.split_once('{') {
+                    None => (series, BTreeMap::new()),
+                    Some((name, labels)) => {
+                        let labels = labels
+                            .strip_suffix('}')
+                            .unwrap_or_else(|| panic!("unclosed labels in {line:?}"));
+                        let labels = labels
+                            .split("\",")
+                            .filter(|pair| !pair.is_empty())
+                            .map(|pair| {
+                                let (key, value) = pair
+                                    .split_once("=\"")
+                                    .unwrap_or_else(|| panic!("bad label in {line:?}"));
+                                (key.to_owned(), value.trim_end_matches('"').to_owned())
+                            })
+                            .collect();
+                        (name, labels)
+                    }
+                };
+                (name.to_owned(), labels, value)
+            })
+            .collect();
+        Self {
+            text: text.to_owned(),
+            samples,
+        }
+    }
+
+    /// The value of `name` with exactly `labels`, if exported.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.samples
+            .iter()
+            .find(|(sample, sample_labels, _)| {
+                sample == name
+                    && sample_labels.len() == labels.len()
+                    && labels.iter().all(|(key, value)| {
+                        sample_labels.get(*key).map(String::as_str) == Some(value)
+                    })
+            })
+            .map(|(_, _, value)| *value)
+    }
+
+    /// Like [`Scrape::get`], but the series must be exported.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels)
+            .unwrap_or_else(|| panic!("no {name}{labels:?} in:\n{}", self.text))
+    }
+
+    /// Every series of `name`: its labels and value.
+    pub fn series(&self, name: &str) -> Vec<(&BTreeMap<String, String>, f64)> {
+        self.samples
+            .iter()
+            .filter(|(sample, _, _)| sample == name)
+            .map(|(_, labels, value)| (labels, *value))
+            .collect()
     }
 }

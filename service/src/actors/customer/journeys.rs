@@ -137,6 +137,15 @@ impl Handler<Wake> for CustomerActor {
             return Err(error);
         }
         let catalog = self.shared.catalog.load_full();
+        let book = self.shared.journeys.load();
+        if let Some(due) = self.state.journeys.next_due(book.as_ref())
+            && due <= now
+        {
+            let late = u64::try_from(now.millis() - due.millis()).unwrap_or(0);
+            self.shared
+                .metrics
+                .journey_timer_fired(std::time::Duration::from_millis(late));
+        }
         let before = self.state.clone();
         let mut effects = JourneyEffects::default();
         let mut reports = 0;
