@@ -17,12 +17,13 @@ use nudge_models::catalog::Catalog;
 use nudge_models::customer::{ConsentState, CustomerState};
 use nudge_models::demo::{CATALOG_TOML, MODEL_JSON};
 use nudge_models::journey::{
-    CustomerJourneys, Ending, Happened, Outcome, PipelineHost, RunState, Versions, Via,
+    Acknowledged, CustomerJourneys, DispatchPolicy, Ending, Happened, Outcome, PipelineHost,
+    RunState, Versions, Via,
 };
 use nudge_models::model::Model;
 use nudge_models::pipeline::Environment;
 use nudge_models::profile::{Event, IDENTIFY_EVENT};
-use nudge_models::time::{DAY_MS, HOUR_MS, Timestamp};
+use nudge_models::time::{DAY_MS, HOUR_MS, Span, Timestamp};
 use nudge_models::value::AttrValue;
 
 /// 2026-12-01T00:00:00Z.
@@ -31,7 +32,7 @@ const START: i64 = 1_796_083_200_000;
 const CATALOG: &str = r#"
 [catalog]
 name = "journey host"
-events = ["signed_up", "trial_started", "churn_risk"]
+events = ["signed_up", "trial_started", "churn_risk", "went_quiet"]
 
 [channels.email]
 quiet_hours = { start = "21:00", end = "08:00" }
@@ -40,6 +41,8 @@ quiet_hours = { start = "21:00", end = "08:00" }
 consent = "opt_in"
 
 [channels.in_app]
+
+[channels.push]
 
 [[caps]]
 scope = "channel"
@@ -74,6 +77,21 @@ channel = "in_app"
 category = "onboarding"
 value = 3.0
 
+[[actions]]
+id = "login_push"
+channel = "push"
+category = "reminder"
+
+[[actions]]
+id = "login_sms"
+channel = "sms"
+category = "reminder"
+
+[[actions]]
+id = "login_email"
+channel = "email"
+category = "reminder"
+
 [placements.home]
 channels = ["in_app"]
 fallback = ["banner_b", "banner_a"]
@@ -97,6 +115,14 @@ next = "end"
 [[journeys.steps]]
 id = "email"
 send = { action = "welcome_email" }
+
+[[journeys]]
+id = "come_back"
+trigger = { event = "went_quiet" }
+
+[[journeys.steps]]
+id = "remind"
+send = { action = "login_push", failover = ["login_sms", "login_email"] }
 
 [[journeys]]
 id = "rescue"
@@ -196,6 +222,11 @@ impl World {
                 sent.decision.served[0].action_id.clone()
             })
             .collect();
+        // What went out waits in the outbox for a delivery service, as
+        // the actor does it.
+        for made in &host.sent {
+            journeys.dispatch(made, now);
+        }
         self.state.journeys = journeys;
         self.decisions = decisions;
         self.sent
@@ -237,11 +268,18 @@ impl World {
         .1
     }
 
+    /// Time is `now`, as a timer's wake-up: due runs move, and the due
+    /// dispatches are handed out (nobody acknowledges them here).
     fn tick(&mut self, now: Timestamp) -> Vec<String> {
-        self.with_host(now, |journeys, catalog, host| {
-            journeys.on_time(&catalog.journeys, now, host)
-        })
-        .1
+        let sent = self
+            .with_host(now, |journeys, catalog, host| {
+                journeys.on_time(&catalog.journeys, now, host)
+            })
+            .1;
+        self.state
+            .journeys
+            .deliverable(now, &DispatchPolicy::default());
+        sent
     }
 
     /// Fires every run due up to `until`, each at its moment.
@@ -610,4 +648,150 @@ fn churn_prevention_routes_a_paying_customer_by_risk_tier() {
             "the demo's journeys are version 1"
         );
     }
+}
+
+/// A delivery failed on `decision_id`, with the pipeline as the host of
+/// the failover; returns the actions the failover sent.
+fn fail(world: &mut World, decision_id: &str, now: Timestamp) -> Vec<String> {
+    let mut failover = Vec::new();
+    world.with_host(now, |journeys, catalog, host| {
+        let (outcome, sent) = journeys.failed(decision_id, &catalog.journeys, now, host);
+        failover = sent
+            .iter()
+            .map(|sent| sent.decision.served[0].action_id.clone())
+            .collect();
+        outcome
+    });
+    failover
+}
+
+fn history_codes(world: &World, journey: &str) -> Vec<&'static str> {
+    world
+        .run(journey)
+        .history
+        .iter()
+        .map(|entry| entry.what.code())
+        .collect()
+}
+
+#[test]
+fn an_unacknowledged_dispatch_is_handed_out_again_and_an_acknowledged_one_never() {
+    let mut world = World::new();
+    let policy = DispatchPolicy::default();
+    let ack_timeout = policy.ack_timeout;
+    assert_eq!(world.event("went_quiet", at(10)), ["login_push"]);
+    let outbox = &world.state.journeys.outbox;
+    assert_eq!(outbox.len(), 1);
+    let id = outbox[0].id.clone();
+    assert_eq!((outbox[0].channel.as_str(), outbox[0].attempt), ("push", 1));
+    assert_eq!(
+        world.state.journeys.next_due(&world.catalog.journeys),
+        Some(at(10)),
+        "due at once: the outbox is a timer"
+    );
+    let handed = |journeys: &mut CustomerJourneys, now: Timestamp| -> Vec<String> {
+        let (out, outcome) = journeys.deliverable(now, &policy);
+        assert!(outcome.is_empty());
+        out.into_iter().map(|dispatch| dispatch.id).collect()
+    };
+    let just = vec![id.clone()];
+    let journeys = &mut world.state.journeys;
+    assert_eq!(handed(journeys, at(10)), just);
+    assert!(handed(journeys, at(10).plus(Span(ack_timeout.0 - 1))).is_empty());
+    // Not acknowledged: handed out again, then after twice as long.
+    let again = at(10).plus(ack_timeout);
+    assert_eq!(handed(journeys, again), just);
+    assert!(handed(journeys, again.plus(Span(2 * ack_timeout.0 - 1))).is_empty());
+    assert_eq!(handed(journeys, again.plus(Span(2 * ack_timeout.0))), just);
+    // Acknowledged: never handed out again; due only to expire.
+    assert_eq!(journeys.acknowledge(&id, &policy), Acknowledged::Taken);
+    assert_eq!(journeys.acknowledge(&id, &policy), Acknowledged::Already);
+    assert_eq!(journeys.acknowledge("nope", &policy), Acknowledged::Unknown);
+    assert!(handed(journeys, at(20)).is_empty());
+    assert_eq!(
+        journeys.next_due(&world.catalog.journeys),
+        Some(at(10).plus(policy.expire_after))
+    );
+    // Delivered: out of the outbox, in the history.
+    let decision_id = journeys.outbox[0].decision_id.clone();
+    let outcome = journeys.delivered(&decision_id, at(11));
+    assert_eq!(outcome.reports.len(), 1);
+    assert!(journeys.outbox.is_empty());
+    assert_eq!(
+        history_codes(&world, "come_back"),
+        ["started", "sent", "moved", "ended", "delivered"]
+    );
+}
+
+#[test]
+fn a_dispatch_nobody_takes_leaves_the_outbox_when_it_expires() {
+    let mut world = World::new();
+    let policy = DispatchPolicy::default();
+    assert_eq!(world.event("went_quiet", at(10)), ["login_push"]);
+    // Handed out again and again, further apart up to the longest backoff,
+    // then gone at its expiry, with the reason in the history.
+    world.run_until(at(10).plus(policy.expire_after));
+    assert!(world.state.journeys.outbox.is_empty());
+    assert_eq!(world.state.journeys.next_due(&world.catalog.journeys), None);
+    let codes = history_codes(&world, "come_back");
+    assert_eq!(codes.last(), Some(&"undelivered"), "{codes:?}");
+}
+
+#[test]
+fn a_failed_channel_is_tried_once_more_then_fails_over_as_consent_and_caps_allow() {
+    let mut world = World::new();
+    assert_eq!(world.event("went_quiet", at(10)), ["login_push"]);
+    let decision_id = world.state.journeys.outbox[0].decision_id.clone();
+    // First failure: the same channel once more.
+    assert!(fail(&mut world, &decision_id, at(10)).is_empty());
+    let retry = &world.state.journeys.outbox[0];
+    assert_eq!((retry.channel.as_str(), retry.attempt), ("push", 2));
+    assert_eq!(retry.id, format!("{decision_id}.2"));
+    // Second failure: fail over. SMS needs an opt-in the customer never
+    // gave, so the pipeline takes email.
+    assert_eq!(fail(&mut world, &decision_id, at(10)), ["login_email"]);
+    let failover = &world.state.journeys.outbox[0];
+    assert_eq!(failover.channel, "email");
+    assert_eq!(failover.failed_channels, ["push"]);
+    assert_ne!(failover.decision_id, decision_id);
+    let run = world.run("come_back");
+    assert!(
+        run.history.iter().any(|entry| matches!(
+            &entry.what,
+            Happened::FailedOver { from_channel, action, channel, .. }
+                if from_channel == "push" && action == "login_email" && channel == "email"
+        )),
+        "{:?}",
+        run.history
+    );
+    // Email fails twice too: SMS is all that is left, and without consent
+    // the send is blocked, with the reason in the history.
+    let email = failover.decision_id.clone();
+    assert!(fail(&mut world, &email, at(11)).is_empty());
+    assert!(fail(&mut world, &email, at(11)).is_empty());
+    assert!(world.state.journeys.outbox.is_empty());
+    let run = world.run("come_back");
+    assert!(
+        run.history.iter().any(|entry| matches!(
+            &entry.what,
+            Happened::Blocked { reason, cause, .. } if reason.starts_with("failover:") && cause == "no_consent"
+        )),
+        "{:?}",
+        run.history
+    );
+    assert_eq!(
+        history_codes(&world, "come_back"),
+        [
+            "started",
+            "sent",
+            "moved",
+            "ended",
+            "delivery_failed",
+            "delivery_failed",
+            "failed_over",
+            "delivery_failed",
+            "delivery_failed",
+            "blocked"
+        ]
+    );
 }

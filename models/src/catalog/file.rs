@@ -289,12 +289,17 @@ pub(crate) struct StepDef {
     pub on_blocked: Option<Spanned<String>>,
 }
 
-/// `send = { action = "welcome_email" }` or `{ placement = "daily_email" }`.
+/// `send = { action = "login_push", failover = ["login_sms"] }` or
+/// `{ placement = "daily_email" }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SendDef {
     pub action: Option<Spanned<String>>,
     pub placement: Option<Spanned<String>>,
+    /// With `action`: the actions to fail over to, in order, when its
+    /// delivery fails (each on another channel).
+    #[serde(default)]
+    pub failover: Vec<Spanned<String>>,
 }
 
 /// `wait_for = { event = "login", when = "…", timeout = "1d", on_timeout = "remind" }`.

@@ -150,6 +150,10 @@ pub enum StepKind {
         target: SendTarget,
         /// Where a send that cannot go goes.
         on_blocked: Next,
+        /// For a fixed action: the actions a failed delivery fails over
+        /// to, in order, each on another channel (a placement fails over
+        /// to its actions on the other channels).
+        failover: Vec<Arc<str>>,
     },
     /// Waits this long.
     Wait(Span),

@@ -10,8 +10,11 @@
 //! it. A run keeps the journey version it started on, looked up through
 //! [`Versions`].
 
-use super::history::{Ending, Entry};
-use super::run::{Host, Run};
+use super::StepKind;
+use super::dispatch::{ATTEMPTS_PER_CHANNEL, Acknowledged, Dispatch, DispatchPolicy};
+use super::history::{Ending, Entry, Happened};
+use super::host::{PipelineHost, Sent};
+use super::run::{Host, Run, SendAttempt, SendRequest};
 use super::{Journey, JourneyPolicy};
 use crate::profile::Event;
 use crate::time::Timestamp;
@@ -157,12 +160,270 @@ pub struct CustomerJourneys {
     pub runs: Vec<Run>,
     /// By journey id.
     pub memory: BTreeMap<String, EntryMemory>,
+    /// Sends waiting for a delivery service's outcome ([`super::dispatch`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox: Vec<Dispatch>,
 }
 
 impl CustomerJourneys {
     /// Whether there is nothing to keep.
     pub fn is_empty(&self) -> bool {
-        self.runs.is_empty() && self.memory.is_empty()
+        self.runs.is_empty() && self.memory.is_empty() && self.outbox.is_empty()
+    }
+
+    /// The earliest moment a dispatch is due (to be handed out, or to
+    /// expire).
+    fn outbox_due(&self) -> Option<Timestamp> {
+        self.outbox.iter().map(|dispatch| dispatch.due).min()
+    }
+
+    /// Puts what `sent` sent into the outbox, due at once.
+    pub fn dispatch(&mut self, sent: &Sent, now: Timestamp) {
+        self.dispatch_attempt(sent, now, 1, Vec::new());
+    }
+
+    fn dispatch_attempt(
+        &mut self,
+        sent: &Sent,
+        now: Timestamp,
+        attempt: u32,
+        failed_channels: Vec<String>,
+    ) {
+        let Some(served) = sent.decision.served.first() else {
+            return;
+        };
+        self.outbox.push(Dispatch {
+            id: Dispatch::attempt_id(&sent.decision_id, attempt),
+            decision_id: sent.decision_id.clone(),
+            journey: sent.journey.clone(),
+            version: sent.version,
+            step: sent.step.clone(),
+            action: served.action_id.clone(),
+            channel: served.channel.clone(),
+            payload: served.payload.clone(),
+            attempt,
+            created_at: now,
+            due: now,
+            handed_out: 0,
+            acknowledged: false,
+            failed_channels,
+        });
+    }
+
+    /// The dispatches to hand to delivery services at `now`: those not
+    /// acknowledged whose moment came, each due again after its backoff
+    /// ([`Dispatch::hand_out`]). Those expired leave the outbox, noted in
+    /// their runs' history (the returned outcome).
+    pub fn deliverable(
+        &mut self,
+        now: Timestamp,
+        policy: &DispatchPolicy,
+    ) -> (Vec<Dispatch>, Outcome) {
+        let mut out = Vec::new();
+        let mut outcome = Outcome::default();
+        let (expired, kept): (Vec<Dispatch>, Vec<Dispatch>) = std::mem::take(&mut self.outbox)
+            .into_iter()
+            .partition(|dispatch| dispatch.is_due(now) && dispatch.is_expired(now, policy));
+        self.outbox = kept;
+        for dispatch in self
+            .outbox
+            .iter_mut()
+            .filter(|dispatch| !dispatch.acknowledged && dispatch.is_due(now))
+        {
+            dispatch.hand_out(now, policy);
+            out.push(dispatch.clone());
+        }
+        for dispatch in expired {
+            self.note(
+                &dispatch,
+                now,
+                Happened::Undelivered {
+                    step: dispatch.step.clone(),
+                    channel: dispatch.channel.clone(),
+                    acknowledged: dispatch.acknowledged,
+                },
+                &mut outcome,
+            );
+        }
+        (out, outcome)
+    }
+
+    /// A delivery service took dispatch `id`: it is not handed out again,
+    /// and waits for its outcome until it expires.
+    pub fn acknowledge(&mut self, id: &str, policy: &DispatchPolicy) -> Acknowledged {
+        match self.outbox.iter_mut().find(|dispatch| dispatch.id == id) {
+            None => Acknowledged::Unknown,
+            Some(dispatch) if dispatch.acknowledged => Acknowledged::Already,
+            Some(dispatch) => {
+                dispatch.acknowledged = true;
+                dispatch.due = dispatch.created_at.plus(policy.expire_after);
+                Acknowledged::Taken
+            }
+        }
+    }
+
+    /// Whether a dispatch of decision `decision_id` is in the outbox.
+    pub fn is_dispatched(&self, decision_id: &str) -> bool {
+        self.outbox
+            .iter()
+            .any(|dispatch| dispatch.decision_id == decision_id)
+    }
+
+    /// A delivery service delivered decision `decision_id`'s send: it
+    /// leaves the outbox, and its run's history says so.
+    pub fn delivered(&mut self, decision_id: &str, now: Timestamp) -> Outcome {
+        let mut outcome = Outcome::default();
+        let Some(position) = self
+            .outbox
+            .iter()
+            .position(|dispatch| dispatch.decision_id == decision_id)
+        else {
+            return outcome;
+        };
+        let dispatch = self.outbox.remove(position);
+        self.note(
+            &dispatch,
+            now,
+            Happened::Delivered {
+                step: dispatch.step.clone(),
+                channel: dispatch.channel.clone(),
+            },
+            &mut outcome,
+        );
+        outcome
+    }
+
+    /// A delivery service failed decision `decision_id`'s send: tried again
+    /// on the same channel once, then the send step decides again without
+    /// the channels that failed (the host's pipeline picks the next channel
+    /// that consent and caps allow), its send dispatched in turn. Every
+    /// step is in the run's history.
+    pub fn failed(
+        &mut self,
+        decision_id: &str,
+        versions: &dyn Versions,
+        now: Timestamp,
+        host: &mut PipelineHost<'_>,
+    ) -> (Outcome, Vec<Sent>) {
+        let mut outcome = Outcome::default();
+        let Some(position) = self
+            .outbox
+            .iter()
+            .position(|dispatch| dispatch.decision_id == decision_id)
+        else {
+            return (outcome, Vec::new());
+        };
+        let dispatch = self.outbox.remove(position);
+        self.note(
+            &dispatch,
+            now,
+            Happened::DeliveryFailed {
+                step: dispatch.step.clone(),
+                channel: dispatch.channel.clone(),
+                attempt: dispatch.attempt,
+            },
+            &mut outcome,
+        );
+        if dispatch.attempt < ATTEMPTS_PER_CHANNEL {
+            let attempt = dispatch.attempt + 1;
+            self.outbox.push(Dispatch {
+                id: Dispatch::attempt_id(&dispatch.decision_id, attempt),
+                attempt,
+                created_at: now,
+                due: now,
+                handed_out: 0,
+                acknowledged: false,
+                ..dispatch
+            });
+            return (outcome, Vec::new());
+        }
+        let mut failed_channels = dispatch.failed_channels.clone();
+        failed_channels.push(dispatch.channel.clone());
+        let step = versions
+            .version(&dispatch.journey, dispatch.version)
+            .and_then(|journey| {
+                journey
+                    .steps
+                    .iter()
+                    .find(|step| step.id == dispatch.step)
+                    .map(|step| (journey, step))
+            });
+        let attempt = match step {
+            Some((journey, step)) => match &step.kind {
+                StepKind::Send { target, .. } => host.send(&SendRequest {
+                    journey,
+                    step,
+                    target,
+                    exclude_channels: &failed_channels,
+                }),
+                _ => return (outcome, Vec::new()),
+            },
+            None => SendAttempt::Blocked {
+                reason: format!(
+                    "version {} of journey '{}' is no longer known",
+                    dispatch.version, dispatch.journey
+                ),
+                cause: "unknown_version".to_owned(),
+            },
+        };
+        let mut sent = Vec::new();
+        match attempt {
+            SendAttempt::Sent {
+                decision_id,
+                action,
+                channel,
+            } => {
+                self.note(
+                    &dispatch,
+                    now,
+                    Happened::FailedOver {
+                        step: dispatch.step.clone(),
+                        from_channel: dispatch.channel.clone(),
+                        decision_id,
+                        action,
+                        channel,
+                    },
+                    &mut outcome,
+                );
+                sent = std::mem::take(&mut host.sent);
+                for new in &sent {
+                    self.dispatch_attempt(new, now, 1, failed_channels.clone());
+                }
+            }
+            SendAttempt::Deferred { reason, cause, .. }
+            | SendAttempt::Blocked { reason, cause } => {
+                self.note(
+                    &dispatch,
+                    now,
+                    Happened::Blocked {
+                        step: dispatch.step.clone(),
+                        reason: format!("failover: {reason}"),
+                        cause,
+                    },
+                    &mut outcome,
+                );
+            }
+        }
+        (outcome, sent)
+    }
+
+    /// Adds `what` to the history of the run that made `dispatch` (its
+    /// latest run of that journey), and to `outcome`.
+    fn note(&mut self, dispatch: &Dispatch, at: Timestamp, what: Happened, outcome: &mut Outcome) {
+        if let Some(run) = self
+            .runs
+            .iter_mut()
+            .rev()
+            .find(|run| run.journey == dispatch.journey && run.version == dispatch.version)
+        {
+            let entry = Entry { at, what };
+            run.note(entry.clone());
+            outcome.reports.push(Report {
+                journey: run.journey.clone(),
+                version: run.version,
+                entry,
+            });
+        }
     }
 
     /// The runs in progress.
@@ -170,19 +431,24 @@ impl CustomerJourneys {
         self.runs.iter().filter(|run| !run.is_ended())
     }
 
-    /// When a run is next due (a paused journey's runs are not: resuming
-    /// it makes them due), if any is.
+    /// When a run or a dispatch is next due (a paused journey's runs are
+    /// not: resuming it makes them due), if any is.
     pub fn next_due(&self, versions: &dyn Versions) -> Option<Timestamp> {
         self.active()
             .filter(|run| !versions.paused(&run.journey))
             .filter_map(Run::due)
+            .chain(self.outbox_due())
             .min()
     }
 
-    /// When a run is next due, paused journeys' runs included: what a
-    /// durable timer index keeps (pausing and resuming change no state).
+    /// When a run or a dispatch is next due, paused journeys' runs
+    /// included: what a durable timer index keeps (pausing and resuming
+    /// change no state).
     pub fn earliest_due(&self) -> Option<Timestamp> {
-        self.active().filter_map(Run::due).min()
+        self.active()
+            .filter_map(Run::due)
+            .chain(self.outbox_due())
+            .min()
     }
 
     /// Whether a run in progress is held by a paused journey.

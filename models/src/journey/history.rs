@@ -118,6 +118,46 @@ pub enum Happened {
         #[serde(default)]
         cause: String,
     },
+    /// A delivery service reported a send delivered.
+    Delivered {
+        /// The send step.
+        step: String,
+        /// The channel.
+        channel: String,
+    },
+    /// A delivery service reported a send failed; it is tried again on
+    /// the same channel once, then fails over.
+    DeliveryFailed {
+        /// The send step.
+        step: String,
+        /// The channel that failed.
+        channel: String,
+        /// Which attempt on that channel failed (1: the first).
+        attempt: u32,
+    },
+    /// After its channel failed twice, the send went out on another one.
+    FailedOver {
+        /// The send step.
+        step: String,
+        /// The channel that failed.
+        from_channel: String,
+        /// The new decision's id.
+        decision_id: String,
+        /// The action sent instead.
+        action: String,
+        /// Its channel.
+        channel: String,
+    },
+    /// A dispatch left the outbox without an outcome: no delivery service
+    /// took it, or none reported what became of it, in time.
+    Undelivered {
+        /// The send step.
+        step: String,
+        /// Its channel.
+        channel: String,
+        /// Whether a delivery service had acknowledged it.
+        acknowledged: bool,
+    },
     /// An update step set an attribute.
     Updated {
         /// The step.
@@ -210,6 +250,10 @@ impl Happened {
             Self::Deferred { .. } => "deferred",
             Self::Blocked { .. } => "blocked",
             Self::Updated { .. } => "updated",
+            Self::Delivered { .. } => "delivered",
+            Self::DeliveryFailed { .. } => "delivery_failed",
+            Self::FailedOver { .. } => "failed_over",
+            Self::Undelivered { .. } => "undelivered",
             Self::RuleFailed { .. } => "rule_failed",
             Self::Moved { .. } => "moved",
             Self::Ended { .. } => "ended",
@@ -223,7 +267,11 @@ impl Happened {
             | Self::Sent { step, .. }
             | Self::Deferred { step, .. }
             | Self::Blocked { step, .. }
-            | Self::Updated { step, .. } => Some(step),
+            | Self::Updated { step, .. }
+            | Self::Delivered { step, .. }
+            | Self::DeliveryFailed { step, .. }
+            | Self::FailedOver { step, .. }
+            | Self::Undelivered { step, .. } => Some(step),
             Self::Moved { from, .. } => Some(from),
             Self::RuleFailed { .. } | Self::Ended { .. } => None,
         }
@@ -248,6 +296,32 @@ impl Happened {
             } => format!("{step}: deferred until {until} ({reason})"),
             Self::Blocked { step, reason, .. } => format!("{step}: blocked ({reason})"),
             Self::Updated { step, attribute } => format!("{step}: set {attribute}"),
+            Self::Delivered { step, channel } => format!("{step}: delivered on {channel}"),
+            Self::DeliveryFailed {
+                step,
+                channel,
+                attempt,
+            } => format!("{step}: delivery on {channel} failed (attempt {attempt})"),
+            Self::Undelivered {
+                step,
+                channel,
+                acknowledged,
+            } => {
+                if *acknowledged {
+                    format!("{step}: no outcome reported for the {channel} send in time")
+                } else {
+                    format!("{step}: no delivery service took the {channel} send in time")
+                }
+            }
+            Self::FailedOver {
+                step,
+                from_channel,
+                decision_id,
+                action,
+                channel,
+            } => format!(
+                "{step}: {from_channel} failed; sent {action} on {channel} instead (decision {decision_id})"
+            ),
             Self::RuleFailed { rule, reason } => format!("rule `{rule}` failed: {reason}"),
             Self::Moved {
                 from,

@@ -33,6 +33,8 @@ use std::collections::BTreeMap;
 pub struct Sent {
     /// The journey.
     pub journey: String,
+    /// Its version.
+    pub version: u32,
     /// The send step.
     pub step: String,
     /// The placement it decided in.
@@ -152,13 +154,58 @@ impl Host for PipelineHost<'_> {
     }
 
     fn send(&mut self, request: &SendRequest<'_>) -> SendAttempt {
+        let catalog = self.env.catalog;
+        let excluded = request.exclude_channels;
+        let on_channel_left = |id: &str| {
+            catalog
+                .action(id)
+                .is_some_and(|action| !excluded.contains(&action.channel))
+        };
         let (placement, candidates) = match request.target {
-            SendTarget::Action(action) => (
+            SendTarget::Action(action) if excluded.is_empty() => (
                 journey_placement_id(&request.journey.id),
                 vec![action.to_string()],
             ),
-            SendTarget::Placement(placement) => (placement.clone(), Vec::new()),
+            // A failover: the step's failover actions on the channels left.
+            SendTarget::Action(action) => {
+                let failover = match &request.step.kind {
+                    super::StepKind::Send { failover, .. } => failover.as_slice(),
+                    _ => &[],
+                };
+                let left: Vec<String> = std::iter::once(action)
+                    .chain(failover)
+                    .filter(|id| on_channel_left(id))
+                    .map(ToString::to_string)
+                    .collect();
+                (journey_placement_id(&request.journey.id), left)
+            }
+            SendTarget::Placement(placement) if excluded.is_empty() => {
+                (placement.clone(), Vec::new())
+            }
+            // A failover: the placement's actions on the channels left.
+            SendTarget::Placement(placement) => {
+                let left: Vec<String> =
+                    catalog.placement(placement).map_or_else(Vec::new, |found| {
+                        found
+                            .candidates
+                            .iter()
+                            .filter_map(|position| catalog.actions.get(*position))
+                            .filter(|action| !excluded.contains(&action.channel))
+                            .map(|action| action.id.to_string())
+                            .collect()
+                    });
+                (placement.clone(), left)
+            }
         };
+        if !excluded.is_empty() && candidates.is_empty() {
+            return SendAttempt::Blocked {
+                reason: format!(
+                    "no channel left to fail over to (failed: {})",
+                    excluded.join(", ")
+                ),
+                cause: "no_failover".to_owned(),
+            };
+        }
         let decision_id = (self.new_decision_id)();
         let context = BTreeMap::new();
         let decision_request = DecisionRequest {
@@ -216,6 +263,7 @@ impl Host for PipelineHost<'_> {
         *self.state = state;
         self.sent.push(Sent {
             journey: request.journey.id.to_string(),
+            version: request.journey.version,
             step: request.step.id.clone(),
             placement,
             decision_id,

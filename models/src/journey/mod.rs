@@ -14,12 +14,15 @@
 //! - [`customer`]: all of one customer's runs ([`CustomerJourneys`]): entry
 //!   rules, goals and exits, timers fired in priority order, opt-out;
 //! - [`host`]: the host the service runs them on ([`PipelineHost`]), whose
-//!   sends decide through the full pipeline.
+//!   sends decide through the full pipeline;
+//! - [`dispatch`]: the outbox of sends handed to delivery services, with
+//!   redelivery, a retry and channel failover.
 //!
 //! Like the rest of the domain nothing here reads a clock or does I/O: every
 //! call takes `now`, and the service's actor is the host.
 
 pub mod customer;
+pub mod dispatch;
 pub mod history;
 pub mod host;
 pub mod run;
@@ -29,6 +32,7 @@ pub use crate::catalog::journeys::{
     Step, StepKind,
 };
 pub use customer::{CustomerJourneys, EntryMemory, Outcome, Refusal, Refused, Report, Versions};
+pub use dispatch::{ATTEMPTS_PER_CHANNEL, Acknowledged, Dispatch, DispatchPolicy};
 pub use history::{Ending, Entry, Happened, Via};
 pub use host::{PipelineHost, Sent};
 pub use run::{Host, Run, RunState, SendAttempt, SendRequest};

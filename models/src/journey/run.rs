@@ -63,6 +63,8 @@ pub struct SendRequest<'a> {
     pub step: &'a Step,
     /// What to send.
     pub target: &'a SendTarget,
+    /// Channels not to use (a failover after they failed).
+    pub exclude_channels: &'a [String],
 }
 
 /// What came of a send.
@@ -397,7 +399,10 @@ impl Run {
         out: &mut Vec<Entry>,
     ) {
         let step = self.current(journey);
-        let StepKind::Send { target, on_blocked } = &step.kind else {
+        let StepKind::Send {
+            target, on_blocked, ..
+        } = &step.kind
+        else {
             debug_assert!(false, "only a send step is sent");
             return;
         };
@@ -406,6 +411,7 @@ impl Run {
             journey,
             step,
             target,
+            exclude_channels: &[],
         });
         let (blocked, cause) = match attempt {
             SendAttempt::Sent {
@@ -571,11 +577,16 @@ impl Run {
 
     fn record(&mut self, out: &mut Vec<Entry>, at: Timestamp, what: Happened) {
         let entry = Entry { at, what };
+        self.note(entry.clone());
+        out.push(entry);
+    }
+
+    /// Adds `entry` to the history, within [`MAX_HISTORY`].
+    pub(crate) fn note(&mut self, entry: Entry) {
         if self.history.len() >= MAX_HISTORY {
             // Keep the start: it says how the run began.
             self.history.remove(1);
         }
-        self.history.push(entry.clone());
-        out.push(entry);
+        self.history.push(entry);
     }
 }

@@ -209,6 +209,10 @@ fn listing_json(response: &ListJourneysResponse) -> Json {
             "sent": journey.sent,
             "deferred": counts_json(&journey.deferred),
             "blocked": counts_json(&journey.blocked),
+            "delivered": journey.delivered,
+            "failed_deliveries": counts_json(&journey.failed_deliveries),
+            "failed_over": journey.failed_over,
+            "undelivered": journey.undelivered,
             "steps": journey.steps.iter().map(|step| json!({
                 "id": step.id,
                 "kind": step.kind,
@@ -269,11 +273,24 @@ fn journey_text(out: &mut String, journey: &JourneyReport) {
             .sum::<u64>(),
         journey.blocked.iter().map(|count| count.count).sum::<u64>()
     );
+    let failed: u64 = journey
+        .failed_deliveries
+        .iter()
+        .map(|count| count.count)
+        .sum();
+    if journey.delivered + failed + journey.failed_over + journey.undelivered > 0 {
+        let _ = writeln!(
+            out,
+            "  delivered {}  failed {failed}  failed over {}  undelivered {}",
+            journey.delivered, journey.failed_over, journey.undelivered
+        );
+    }
     for (label, counts) in [
         ("ended", &journey.ended),
         ("refused", &journey.refused),
         ("deferred by", &journey.deferred),
         ("blocked by", &journey.blocked),
+        ("failed deliveries by channel", &journey.failed_deliveries),
     ] {
         if !counts.is_empty() {
             let _ = writeln!(out, "  {label}: {}", counts_text(counts));

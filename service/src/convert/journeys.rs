@@ -65,6 +65,10 @@ pub fn journey_report(view: &JourneyView) -> proto::JourneyReport {
         deferred: counts(&figures.deferred),
         blocked: counts(&figures.blocked),
         steps,
+        delivered: figures.delivered,
+        failed_deliveries: counts(&figures.failed_deliveries),
+        failed_over: figures.failed_over,
+        undelivered: figures.undelivered,
     }
 }
 
@@ -116,6 +120,12 @@ fn journey_run(run: &Run, book: &Book) -> proto::JourneyRun {
             .map(|entry| {
                 let (decision_id, action_id, channel) = match &entry.what {
                     Happened::Sent {
+                        decision_id,
+                        action,
+                        channel,
+                        ..
+                    }
+                    | Happened::FailedOver {
                         decision_id,
                         action,
                         channel,

@@ -114,6 +114,14 @@ pub struct JourneyFigures {
     pub deferred: BTreeMap<String, u64>,
     /// Sends that could not go, by cause.
     pub blocked: BTreeMap<String, u64>,
+    /// Sends delivery services reported delivered.
+    pub delivered: u64,
+    /// Deliveries reported failed, by channel.
+    pub failed_deliveries: BTreeMap<String, u64>,
+    /// Sends that failed over to another channel.
+    pub failed_over: u64,
+    /// Dispatches that left the outbox without an outcome.
+    pub undelivered: u64,
     /// By step id.
     pub steps: BTreeMap<String, StepFigures>,
 }
@@ -237,6 +245,15 @@ impl JourneyStats {
                         });
                     }
                 }
+                Happened::Delivered { .. } => figures.delivered += 1,
+                Happened::DeliveryFailed { channel, .. } => {
+                    *figures
+                        .failed_deliveries
+                        .entry(channel.clone())
+                        .or_insert(0) += 1;
+                }
+                Happened::FailedOver { .. } => figures.failed_over += 1,
+                Happened::Undelivered { .. } => figures.undelivered += 1,
                 Happened::Updated { .. } | Happened::RuleFailed { .. } => {}
             }
         }

@@ -30,6 +30,17 @@ impl Metrics {
             let id = journey.id.to_string();
             metrics::counter!(JOURNEY_ENTRIES_TOTAL, JOURNEY => id.clone(), RESULT => "started")
                 .increment(0);
+            for channel in &journey.channels {
+                for result in ["delivered", "failed"] {
+                    metrics::counter!(
+                        JOURNEY_DELIVERIES_TOTAL,
+                        JOURNEY => id.clone(),
+                        CHANNEL => channel.clone(),
+                        RESULT => result
+                    )
+                    .increment(0);
+                }
+            }
             for ending in ENDINGS {
                 metrics::counter!(JOURNEY_RUNS_ENDED_TOTAL, JOURNEY => id.clone(), ENDING => ending)
                     .increment(0);
@@ -94,6 +105,12 @@ impl Metrics {
                         left(journey, &at.id, ending.code(), *in_step_ms);
                     }
                 }
+                Happened::Delivered { channel, .. } => delivery(journey, channel, "delivered"),
+                Happened::DeliveryFailed { channel, .. } => delivery(journey, channel, "failed"),
+                Happened::FailedOver { from_channel, .. } => {
+                    delivery(journey, from_channel, "failed_over");
+                }
+                Happened::Undelivered { channel, .. } => delivery(journey, channel, "undelivered"),
                 Happened::Updated { .. } | Happened::RuleFailed { .. } => {}
             }
         }
@@ -121,6 +138,16 @@ impl Metrics {
             metrics::gauge!(JOURNEY_TIMERS, STATE => "parked").set(parked as f64);
         }
     }
+}
+
+fn delivery(journey: &str, channel: &str, result: &'static str) {
+    metrics::counter!(
+        JOURNEY_DELIVERIES_TOTAL,
+        JOURNEY => journey.to_owned(),
+        CHANNEL => channel.to_owned(),
+        RESULT => result
+    )
+    .increment(1);
 }
 
 fn send(journey: &str, step: &str, result: &'static str, cause: &str) {

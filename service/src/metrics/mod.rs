@@ -134,6 +134,11 @@ pub const JOURNEY_STEP_SECONDS: &str = "nudge_journey_step_seconds";
 /// than moving on or converting; labels `journey`, `step`. Alert when it
 /// jumps.
 pub const JOURNEY_STEP_DROPOFF_RATIO: &str = "nudge_journey_step_dropoff_ratio";
+/// Counter: what delivery services reported of journey sends; labels
+/// `journey`, `channel`, `result` (`delivered`, `failed`, `failed_over`:
+/// the channel failed twice and the send went out on another,
+/// `undelivered`: it left the outbox without an outcome).
+pub const JOURNEY_DELIVERIES_TOTAL: &str = "nudge_journey_deliveries_total";
 /// Gauge: customers whose journey runs are scheduled to move (`due`) or
 /// held by a paused journey (`parked`); label `state`.
 pub const JOURNEY_TIMERS: &str = "nudge_journey_timers";
@@ -236,7 +241,7 @@ pub struct Declaration {
 }
 
 /// Every metric nudge exposes.
-pub const DECLARATIONS: [Declaration; 34] = [
+pub const DECLARATIONS: [Declaration; 35] = [
     Declaration {
         name: DECIDE_DURATION_SECONDS,
         kind: Kind::Histogram,
@@ -428,6 +433,12 @@ pub const DECLARATIONS: [Declaration; 34] = [
         kind: Kind::Gauge,
         labels: &[JOURNEY, STEP],
         help: "Share of the last runs to leave a journey step that dropped out of the journey there (exit event, removal, cancel, failure).",
+    },
+    Declaration {
+        name: JOURNEY_DELIVERIES_TOTAL,
+        kind: Kind::Counter,
+        labels: &[JOURNEY, CHANNEL, RESULT],
+        help: "What delivery services reported of journey sends: delivered, failed, failed_over (sent on another channel instead), undelivered (no outcome in time).",
     },
     Declaration {
         name: JOURNEY_TIMERS,

@@ -295,12 +295,16 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
         let sent: Vec<String> = journey
             .steps
             .iter()
-            .filter_map(|step| match &step.kind {
+            .flat_map(|step| match &step.kind {
                 StepKind::Send {
                     target: SendTarget::Action(action),
+                    failover,
                     ..
-                } => Some(action.to_string()),
-                _ => None,
+                } => std::iter::once(action)
+                    .chain(failover)
+                    .map(ToString::to_string)
+                    .collect(),
+                _ => Vec::new(),
             })
             .collect();
         if !sent.is_empty() {

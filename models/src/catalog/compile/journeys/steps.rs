@@ -9,6 +9,7 @@ use crate::catalog::journeys::{BranchCase, Next, SendTarget, SplitArm, Step, Ste
 use crate::value::AttrValue;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
+use std::sync::Arc;
 use toml::Spanned;
 
 impl JourneyCompiler<'_, '_, '_> {
@@ -69,13 +70,18 @@ impl JourneyCompiler<'_, '_, '_> {
         }
         let kind = if let Some(send) = &def.send {
             let target = self.send_target(&format!("{field}.send"), send, channels)?;
+            let failover = self.failover(&format!("{field}.send"), send, &target)?;
             let on_blocked = match &def.on_blocked {
                 Some(reference) => {
                     self.reference(&format!("{field}.on_blocked"), reference, step_ids)?
                 }
                 None => next,
             };
-            StepKind::Send { target, on_blocked }
+            StepKind::Send {
+                target,
+                on_blocked,
+                failover,
+            }
         } else if let Some(wait) = &def.wait {
             StepKind::Wait(
                 self.checker
@@ -260,6 +266,68 @@ impl JourneyCompiler<'_, '_, '_> {
                 None
             }
         }
+    }
+
+    /// The failover actions of a send: each an action of the catalog, on a
+    /// channel none before it in the list (the primary included) uses; only
+    /// a send of one action has them.
+    fn failover(
+        &mut self,
+        field: &str,
+        send: &Spanned<SendDef>,
+        target: &SendTarget,
+    ) -> Option<Vec<Arc<str>>> {
+        let def = send.get_ref();
+        let primary = match target {
+            SendTarget::Action(action) => action.clone(),
+            SendTarget::Placement(_) => {
+                if let Some(first) = def.failover.first() {
+                    self.checker.report(
+                        format!("{field}.failover"),
+                        Some(&first.span()),
+                        "a placement send fails over to the placement's actions on other channels: `failover` goes with `action`",
+                    );
+                    return None;
+                }
+                return Some(Vec::new());
+            }
+        };
+        let channel_of = |id: &str| {
+            self.targets
+                .action_index
+                .get(id)
+                .map(|index| self.targets.actions[*index].channel.clone())
+        };
+        let mut used = vec![channel_of(&primary).unwrap_or_default()];
+        let mut failover = Vec::new();
+        let mut problems = Vec::new();
+        for (position, action) in def.failover.iter().enumerate() {
+            let at = format!("{field}.failover[{position}]");
+            match channel_of(action.get_ref()) {
+                None => problems.push((
+                    at,
+                    action.span(),
+                    format!("'{}' is not an action of the catalog", action.get_ref()),
+                )),
+                Some(channel) if used.contains(&channel) => problems.push((
+                    at,
+                    action.span(),
+                    format!(
+                        "'{}' is on {channel}, a channel an earlier action of this send uses: a failover goes to another channel",
+                        action.get_ref()
+                    ),
+                )),
+                Some(channel) => {
+                    used.push(channel);
+                    failover.push(Arc::from(action.get_ref().as_str()));
+                }
+            }
+        }
+        let valid = problems.is_empty();
+        for (at, span, message) in problems {
+            self.checker.report(at, Some(&span), message);
+        }
+        valid.then_some(failover)
     }
 
     fn send_target(
