@@ -1174,3 +1174,50 @@ fn two_journeys_may_not_share_an_id_and_the_policy_is_bounded() {
         &["journeys[0]"],
     );
 }
+
+#[test]
+fn a_sends_failover_names_actions_on_other_channels_and_only_with_an_action() {
+    let valid = journey(
+        "",
+        &step("id = \"a\"\nsend = { action = \"tip\", failover = [\"promo_mail\"] }"),
+    );
+    let catalog = Catalog::from_toml(&valid).expect("valid");
+    assert_eq!(
+        catalog
+            .placement("journey/j")
+            .map(|placement| placement.fallback.clone()),
+        Some(vec!["tip".to_owned(), "promo_mail".to_owned()]),
+        "the failover actions can go without a model too"
+    );
+
+    let unknown = journey(
+        "",
+        &step("id = \"a\"\nsend = { action = \"tip\", failover = [\"fax_blast\"] }"),
+    );
+    assert_only(
+        &unknown,
+        "journeys[0].steps[0].send.failover[0]",
+        Some(line_of(&unknown, "failover")),
+        &["'fax_blast'", "not an action"],
+    );
+    let same_channel = journey(
+        "",
+        &step("id = \"a\"\nsend = { action = \"promo_mail\", failover = [\"promo_mail\"] }"),
+    );
+    assert_only(
+        &same_channel,
+        "journeys[0].steps[0].send.failover[0]",
+        Some(line_of(&same_channel, "failover")),
+        &["on email", "another channel"],
+    );
+    let with_placement = journey(
+        "",
+        &step("id = \"a\"\nsend = { placement = \"home\", failover = [\"promo_mail\"] }"),
+    );
+    assert_only(
+        &with_placement,
+        "journeys[0].steps[0].send.failover",
+        Some(line_of(&with_placement, "failover")),
+        &["placement", "goes with `action`"],
+    );
+}
