@@ -269,18 +269,22 @@ impl CustomerJourneys {
             .any(|dispatch| dispatch.decision_id == decision_id)
     }
 
+    /// Takes decision `decision_id`'s dispatch out of the outbox.
+    fn take_dispatch(&mut self, decision_id: &str) -> Option<Dispatch> {
+        let position = self
+            .outbox
+            .iter()
+            .position(|dispatch| dispatch.decision_id == decision_id)?;
+        Some(self.outbox.remove(position))
+    }
+
     /// A delivery service delivered decision `decision_id`'s send: it
     /// leaves the outbox, and its run's history says so.
     pub fn delivered(&mut self, decision_id: &str, now: Timestamp) -> Outcome {
         let mut outcome = Outcome::default();
-        let Some(position) = self
-            .outbox
-            .iter()
-            .position(|dispatch| dispatch.decision_id == decision_id)
-        else {
+        let Some(dispatch) = self.take_dispatch(decision_id) else {
             return outcome;
         };
-        let dispatch = self.outbox.remove(position);
         self.note(
             &dispatch,
             now,
@@ -306,14 +310,9 @@ impl CustomerJourneys {
         host: &mut PipelineHost<'_>,
     ) -> (Outcome, Vec<Sent>) {
         let mut outcome = Outcome::default();
-        let Some(position) = self
-            .outbox
-            .iter()
-            .position(|dispatch| dispatch.decision_id == decision_id)
-        else {
+        let Some(dispatch) = self.take_dispatch(decision_id) else {
             return (outcome, Vec::new());
         };
-        let dispatch = self.outbox.remove(position);
         self.note(
             &dispatch,
             now,
