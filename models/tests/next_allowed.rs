@@ -135,18 +135,7 @@ fn refusal(
 }
 
 fn time_bound(reason: Option<FilterReason>) -> bool {
-    matches!(
-        reason,
-        Some(
-            FilterReason::CapChannel
-                | FilterReason::CapTotal
-                | FilterReason::CapAction
-                | FilterReason::CapCategory
-                | FilterReason::Cooldown
-                | FilterReason::QuietHours
-                | FilterReason::Blackout
-        )
-    )
+    reason.is_some_and(FilterReason::lifts_with_time)
 }
 
 #[test]

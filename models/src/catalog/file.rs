@@ -296,8 +296,8 @@ pub(crate) struct StepDef {
 pub(crate) struct SendDef {
     pub action: Option<Spanned<String>>,
     pub placement: Option<Spanned<String>>,
-    /// With `action`: the actions to fail over to, in order, when its
-    /// delivery fails (each on another channel).
+    /// With `action`: the actions its send may fail over to when its
+    /// delivery fails (each on another channel; the pipeline chooses).
     #[serde(default)]
     pub failover: Vec<Spanned<String>>,
 }

@@ -150,9 +150,10 @@ pub enum StepKind {
         target: SendTarget,
         /// Where a send that cannot go goes.
         on_blocked: Next,
-        /// For a fixed action: the actions a failed delivery fails over
-        /// to, in order, each on another channel (a placement fails over
-        /// to its actions on the other channels).
+        /// For a fixed action: the actions a failed delivery may fail
+        /// over to, each on another channel; the pipeline chooses among
+        /// those on the channels left, as consent, caps and scores allow
+        /// (a placement fails over to its actions on the other channels).
         failover: Vec<Arc<str>>,
     },
     /// Waits this long.

@@ -262,13 +262,6 @@ impl CustomerJourneys {
         }
     }
 
-    /// Whether a dispatch of decision `decision_id` is in the outbox.
-    pub fn is_dispatched(&self, decision_id: &str) -> bool {
-        self.outbox
-            .iter()
-            .any(|dispatch| dispatch.decision_id == decision_id)
-    }
-
     /// Takes decision `decision_id`'s dispatch out of the outbox.
     fn take_dispatch(&mut self, decision_id: &str) -> Option<Dispatch> {
         let position = self

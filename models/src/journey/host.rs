@@ -80,20 +80,6 @@ impl std::fmt::Debug for PipelineHost<'_> {
     }
 }
 
-/// Reasons time alone lifts: a send they stop is deferred.
-fn time_bound(reason: FilterReason) -> bool {
-    matches!(
-        reason,
-        FilterReason::CapChannel
-            | FilterReason::CapTotal
-            | FilterReason::CapAction
-            | FilterReason::CapCategory
-            | FilterReason::Cooldown
-            | FilterReason::QuietHours
-            | FilterReason::Blackout
-    )
-}
-
 impl PipelineHost<'_> {
     /// What to answer when `decision` served nothing: deferred to the
     /// earliest moment a candidate stopped only by time could go, else
@@ -103,7 +89,7 @@ impl PipelineHost<'_> {
         let later = decision
             .filtered
             .iter()
-            .filter(|filtered| time_bound(filtered.reason))
+            .filter(|filtered| filtered.reason.lifts_with_time())
             .filter_map(|filtered| {
                 let action = catalog.action(&filtered.action_id)?;
                 let until = next_allowed(catalog, self.state, action, self.now)?;

@@ -150,6 +150,16 @@ impl FilterReason {
                 | FilterReason::CapCategory
         )
     }
+
+    /// Whether time alone lifts it: a cap, a cooldown, quiet hours or a
+    /// blackout ([`next_allowed`] says when).
+    pub fn lifts_with_time(self) -> bool {
+        self.is_cap()
+            || matches!(
+                self,
+                FilterReason::Cooldown | FilterReason::QuietHours | FilterReason::Blackout
+            )
+    }
 }
 
 /// Why a decision came from the fallback ladder.

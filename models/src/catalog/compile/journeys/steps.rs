@@ -269,8 +269,8 @@ impl JourneyCompiler<'_, '_, '_> {
     }
 
     /// The failover actions of a send: each an action of the catalog, on a
-    /// channel none before it in the list (the primary included) uses; only
-    /// a send of one action has them.
+    /// channel no action before it in the list (the primary included) uses;
+    /// only a send of one action has them.
     fn failover(
         &mut self,
         field: &str,
