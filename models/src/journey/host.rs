@@ -19,8 +19,8 @@ use crate::customer::CustomerState;
 use crate::log::LogEntry;
 use crate::model::Model;
 use crate::pipeline::{
-    Decision, DecisionRequest, Environment, FilterReason, RecordAs, Recorded, Scoring,
-    decide_and_record, next_allowed,
+    Decision, DecisionRequest, Environment, RecordAs, Recorded, Scoring, decide_and_record,
+    next_allowed,
 };
 use crate::profile::{Attribute, Event, NEVER_DAYS};
 use crate::time::Timestamp;
