@@ -17,7 +17,9 @@
 mod stats;
 mod timers;
 
-pub use stats::{DROP_OFF_WINDOW, DropOff, JourneyFigures, JourneyStats, StepFigures};
+pub use stats::{
+    DROP_OFF_WINDOW, DropOff, JourneyFigures, JourneyStats, StepExit, StepFigures, step_exit,
+};
 pub use timers::{JourneyTimers, TimerEntry};
 
 use crate::error::ServiceError;

@@ -11,7 +11,7 @@
 
 use super::Book;
 use hdrhistogram::Histogram;
-use nudge_models::journey::{Happened, Outcome, Versions};
+use nudge_models::journey::{Ending, Happened, Outcome, Report, Versions};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
@@ -165,6 +165,49 @@ impl JourneyFigures {
     }
 }
 
+/// A run leaving a step, as one history entry says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepExit<'a> {
+    /// The step left.
+    pub step: &'a str,
+    /// How: the [`Via`](nudge_models::journey::Via) code of a move, or the
+    /// code of the ending that took the run out while in it.
+    pub how: String,
+    /// How long the run was in the step, in milliseconds.
+    pub in_step_ms: i64,
+}
+
+/// The step `report` says a run left, if it says one: a move leaves its
+/// step; an ending leaves the step the run was in, except a completed
+/// run's, which left its last step by moving on (a move, counted then).
+pub fn step_exit<'a>(report: &'a Report, book: &'a Book) -> Option<StepExit<'a>> {
+    match &report.entry.what {
+        Happened::Moved {
+            from,
+            via,
+            in_step_ms,
+            ..
+        } => Some(StepExit {
+            step: from,
+            how: via.code(),
+            in_step_ms: *in_step_ms,
+        }),
+        Happened::Ended {
+            ending,
+            step,
+            in_step_ms,
+        } if *ending != Ending::Completed => {
+            let journey = book.version(&report.journey, report.version)?;
+            Some(StepExit {
+                step: &journey.steps.get(*step)?.id,
+                how: ending.code().to_owned(),
+                in_step_ms: *in_step_ms,
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Every journey's figures since the service started.
 #[derive(Debug, Default)]
 pub struct JourneyStats {
@@ -189,6 +232,15 @@ impl JourneyStats {
         }
         for report in &outcome.reports {
             let figures = journeys.entry(report.journey.clone()).or_default();
+            if let Some(exit) = step_exit(report, book) {
+                let left = figures.step(exit.step);
+                left.left(&exit.how, exit.in_step_ms);
+                drop_offs.push(DropOff {
+                    journey: report.journey.clone(),
+                    step: exit.step.to_owned(),
+                    ratio: left.drop_off(),
+                });
+            }
             match &report.entry.what {
                 Happened::Started { step, .. } => {
                     figures.started += 1;
@@ -206,44 +258,13 @@ impl JourneyStats {
                     *figures.blocked.entry(cause.clone()).or_insert(0) += 1;
                     figures.step(step).blocked += 1;
                 }
-                Happened::Moved {
-                    from,
-                    to,
-                    via,
-                    in_step_ms,
-                } => {
-                    let left = figures.step(from);
-                    left.left(&via.code(), *in_step_ms);
-                    drop_offs.push(DropOff {
-                        journey: report.journey.clone(),
-                        step: from.clone(),
-                        ratio: left.drop_off(),
-                    });
+                Happened::Moved { to, .. } => {
                     if let Some(to) = to {
                         figures.step(to).entered += 1;
                     }
                 }
-                Happened::Ended {
-                    ending,
-                    step,
-                    in_step_ms,
-                } => {
-                    let code = ending.code();
-                    *figures.ended.entry(code.to_owned()).or_insert(0) += 1;
-                    // A completed run left its last step by moving on,
-                    // counted then; any other ending took it out of its step.
-                    if code != "completed"
-                        && let Some(journey) = book.version(&report.journey, report.version)
-                        && let Some(at) = journey.steps.get(*step)
-                    {
-                        let left = figures.step(&at.id);
-                        left.left(code, *in_step_ms);
-                        drop_offs.push(DropOff {
-                            journey: report.journey.clone(),
-                            step: at.id.clone(),
-                            ratio: left.drop_off(),
-                        });
-                    }
+                Happened::Ended { ending, .. } => {
+                    *figures.ended.entry(ending.code().to_owned()).or_insert(0) += 1;
                 }
                 Happened::Delivered { .. } => figures.delivered += 1,
                 Happened::DeliveryFailed { channel, .. } => {

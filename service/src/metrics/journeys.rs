@@ -3,8 +3,8 @@
 //! so the number of series is bounded by the catalog.
 
 use super::*;
-use crate::journeys::{Book, DropOff};
-use nudge_models::journey::{Happened, Outcome, Versions};
+use crate::journeys::{Book, DropOff, step_exit};
+use nudge_models::journey::{Happened, Outcome};
 
 /// Every ending a run can have, as its code.
 const ENDINGS: [&str; 7] = [
@@ -73,6 +73,9 @@ impl Metrics {
         }
         for report in &outcome.reports {
             let journey = &report.journey;
+            if let Some(exit) = step_exit(report, book) {
+                left(journey, exit.step, &exit.how, exit.in_step_ms);
+            }
             match &report.entry.what {
                 Happened::Started { .. } => {
                     metrics::counter!(JOURNEY_ENTRIES_TOTAL, JOURNEY => journey.clone(), RESULT => "started")
@@ -81,29 +84,13 @@ impl Metrics {
                 Happened::Sent { step, .. } => send(journey, step, "sent", ""),
                 Happened::Deferred { step, cause, .. } => send(journey, step, "deferred", cause),
                 Happened::Blocked { step, cause, .. } => send(journey, step, "blocked", cause),
-                Happened::Moved {
-                    from,
-                    via,
-                    in_step_ms,
-                    ..
-                } => left(journey, from, &via.code(), *in_step_ms),
-                Happened::Ended {
-                    ending,
-                    step,
-                    in_step_ms,
-                } => {
+                Happened::Ended { ending, .. } => {
                     metrics::counter!(
                         JOURNEY_RUNS_ENDED_TOTAL,
                         JOURNEY => journey.clone(),
                         ENDING => ending.code()
                     )
                     .increment(1);
-                    if ending.code() != "completed"
-                        && let Some(version) = book.version(journey, report.version)
-                        && let Some(at) = version.steps.get(*step)
-                    {
-                        left(journey, &at.id, ending.code(), *in_step_ms);
-                    }
                 }
                 Happened::Delivered { channel, .. } => delivery(journey, channel, "delivered"),
                 Happened::DeliveryFailed { channel, .. } => delivery(journey, channel, "failed"),
@@ -111,7 +98,8 @@ impl Metrics {
                     delivery(journey, from_channel, "failed_over");
                 }
                 Happened::Undelivered { channel, .. } => delivery(journey, channel, "undelivered"),
-                Happened::Updated { .. } | Happened::RuleFailed { .. } => {}
+                Happened::Moved { .. } | Happened::Updated { .. } | Happened::RuleFailed { .. } => {
+                }
             }
         }
         for drop_off in drop_offs {
