@@ -102,7 +102,7 @@ impl CustomerActor {
     /// Tells the timers when the customer is next due, if that changed.
     pub(super) fn sync_timer(&mut self, versions: &dyn Versions) {
         let journeys = &self.state.journeys;
-        if journeys.runs.is_empty() && self.timer == TimerEntry::None {
+        if journeys.runs.is_empty() && self.timer == Some(TimerEntry::None) {
             return;
         }
         let entry = match journeys.next_due(versions) {
@@ -110,9 +110,9 @@ impl CustomerActor {
             None if journeys.has_paused(versions) => TimerEntry::Parked,
             None => TimerEntry::None,
         };
-        if entry != self.timer {
+        if self.timer != Some(entry) {
             self.shared.timers.set(&self.customer_id, entry);
-            self.timer = entry;
+            self.timer = Some(entry);
         }
     }
 }
@@ -129,11 +129,12 @@ impl Handler<Wake> for CustomerActor {
     fn handle(&mut self, _message: Wake, context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
         // The timer task took the customer out of the schedule.
-        self.timer = TimerEntry::None;
+        self.timer = Some(TimerEntry::None);
         self.check_loaded(context)?;
         if let Err(error) = self.check_writable() {
-            self.timer = TimerEntry::Due(now.plus(WAKE_RETRY));
-            self.shared.timers.set(&self.customer_id, self.timer);
+            let retry = TimerEntry::Due(now.plus(WAKE_RETRY));
+            self.timer = Some(retry);
+            self.shared.timers.set(&self.customer_id, retry);
             return Err(error);
         }
         let catalog = self.shared.catalog.load_full();

@@ -79,8 +79,9 @@ pub struct CustomerActor {
     generation: u64,
     /// Called when the actor stops.
     on_stop: Option<Box<dyn FnOnce() + Send>>,
-    /// What the journey timers hold for the customer, as this actor set it.
-    timer: TimerEntry,
+    /// What the journey timers hold for the customer, as far as this actor
+    /// knows (`None`: not known, so the next sync sets it whatever it is).
+    timer: Option<TimerEntry>,
 }
 
 impl std::fmt::Debug for CustomerActor {
@@ -112,7 +113,7 @@ impl CustomerActor {
             activity,
             generation,
             on_stop: Some(on_stop),
-            timer: TimerEntry::None,
+            timer: None,
         }
     }
 
@@ -194,10 +195,12 @@ impl Actor for CustomerActor {
         context.wait(load.into_actor(self).map(|loaded, actor, _| match loaded {
             Ok(state) => {
                 actor.state = state.unwrap_or_default();
-                // The index restored at start holds the customer already;
-                // this makes it exact (and parks paused journeys' runs).
-                if !actor.state.journeys.runs.is_empty() {
-                    actor.timer = TimerEntry::Parked;
+                if actor.state.journeys.runs.is_empty() {
+                    // Never in a journey: the timers hold nothing for it.
+                    actor.timer = Some(TimerEntry::None);
+                } else {
+                    // The timers may hold what the index restored at start:
+                    // make it exact (and park paused journeys' runs).
                     let book = actor.shared.journeys.load();
                     actor.sync_timer(book.as_ref());
                 }
@@ -371,7 +374,15 @@ impl Handler<Track> for CustomerActor {
                     received_at: now,
                     event: event.clone(),
                 }));
-                if !catalog.journeys.is_empty() || !self.state.journeys.runs.is_empty() {
+                // Only an event a run waits on, or one that triggers a
+                // journey, can change the customer's journeys.
+                let triggers = || {
+                    catalog
+                        .journeys
+                        .iter()
+                        .any(|journey| journey.trigger.event == event.name)
+                };
+                if self.state.journeys.active().next().is_some() || triggers() {
                     self.run_journeys(now, &catalog, &mut effects, |journeys, book, host| {
                         journeys.on_event(
                             book.current(),
@@ -584,7 +595,7 @@ impl Handler<Forget> for CustomerActor {
         self.check_writable()?;
         let had_state = !self.state.is_empty();
         self.state = CustomerState::default();
-        self.timer = TimerEntry::None;
+        self.timer = Some(TimerEntry::None);
         self.shared.timers.set(&self.customer_id, TimerEntry::None);
         let stores = &self.shared.stores;
         let commit = stores
