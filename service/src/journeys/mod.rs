@@ -41,7 +41,7 @@ pub const PAUSES_FILE: &str = "pauses.json";
 const CATALOGS_DIR: &str = "catalogs";
 
 /// One view of the journey versions and pauses.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Book {
     /// Every version seen since start, by journey id and version.
     versions: HashMap<(Arc<str>, u32), Arc<Journey>>,
@@ -52,6 +52,14 @@ pub struct Book {
 }
 
 impl Book {
+    /// Knows `journeys`' versions too.
+    fn add_versions(&mut self, journeys: &[Arc<Journey>]) {
+        for journey in journeys {
+            self.versions
+                .insert((journey.id.clone(), journey.version), journey.clone());
+        }
+    }
+
     /// The running catalog's journeys.
     pub fn current(&self) -> &[Arc<Journey>] {
         &self.current
@@ -122,15 +130,14 @@ impl JourneyBook {
             dir,
             ..Self::default()
         };
-        book.change(|book| book.paused = paused);
-        for kept in book.kept_catalogs() {
-            book.change(|book| {
-                for journey in &kept.journeys {
-                    book.versions
-                        .insert((journey.id.clone(), journey.version), journey.clone());
-                }
-            });
-        }
+        let kept = book.kept_catalogs();
+        book.change(|book| {
+            book.paused = paused;
+            for catalog in &kept {
+                book.add_versions(&catalog.journeys);
+            }
+            Ok(())
+        })?;
         book.add_catalog(catalog, text)?;
         Ok(book)
     }
@@ -177,19 +184,6 @@ impl JourneyBook {
             .collect()
     }
 
-    /// A book over `catalog`'s journeys, in memory only.
-    pub fn new(catalog: &Catalog) -> Self {
-        let book = Self::default();
-        book.change(|book| {
-            for journey in &catalog.journeys {
-                book.versions
-                    .insert((journey.id.clone(), journey.version), journey.clone());
-            }
-            book.current.clone_from(&catalog.journeys);
-        });
-        book
-    }
-
     /// The current snapshot.
     pub fn load(&self) -> Arc<Book> {
         self.book.load_full()
@@ -220,68 +214,62 @@ impl JourneyBook {
             }
         }
         self.change(|book| {
-            for journey in &catalog.journeys {
-                book.versions
-                    .insert((journey.id.clone(), journey.version), journey.clone());
-            }
+            book.add_versions(&catalog.journeys);
             book.current.clone_from(&catalog.journeys);
-        });
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Pauses (`true`) or resumes journey `id`; whether anything changed.
     /// The change is kept before it applies; a failure to keep it changes
     /// nothing.
     pub fn set_paused(&self, id: &str, paused: bool) -> Result<bool, ServiceError> {
-        let _changing = self
-            .changing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let current = self.book.load();
-        let mut next = current.paused.clone();
-        let changed = if paused {
-            next.insert(id.to_owned())
-        } else {
-            next.remove(id)
-        };
-        if !changed {
-            return Ok(false);
-        }
-        if let Some(dir) = &self.dir {
-            let path = &dir.join(PAUSES_FILE);
-            let cannot_write = |source| ServiceError::CannotWrite {
-                what: "journey pauses",
-                path: path.clone(),
-                source,
+        self.change(|book| {
+            let changed = if paused {
+                book.paused.insert(id.to_owned())
+            } else {
+                book.paused.remove(id)
             };
-            std::fs::create_dir_all(dir).map_err(cannot_write)?;
-            let bytes = serde_json::to_vec_pretty(&Pauses {
-                paused: next.clone(),
-            })
-            .map_err(|error| cannot_write(std::io::Error::other(error)))?;
-            crate::files::write_atomically(path, &bytes).map_err(cannot_write)?;
-        }
-        self.book.store(Arc::new(Book {
-            versions: current.versions.clone(),
-            current: current.current.clone(),
-            paused: next,
-        }));
-        Ok(true)
+            if changed {
+                self.keep_pauses(&book.paused)?;
+            }
+            Ok(changed)
+        })
     }
 
-    fn change(&self, apply: impl FnOnce(&mut Book)) {
+    /// Writes `paused` to [`PAUSES_FILE`], when the book has a directory.
+    fn keep_pauses(&self, paused: &BTreeSet<String>) -> Result<(), ServiceError> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let path = &dir.join(PAUSES_FILE);
+        let cannot_write = |source| ServiceError::CannotWrite {
+            what: "journey pauses",
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(cannot_write)?;
+        let bytes = serde_json::to_vec_pretty(&Pauses {
+            paused: paused.clone(),
+        })
+        .map_err(|error| cannot_write(std::io::Error::other(error)))?;
+        crate::files::write_atomically(path, &bytes).map_err(cannot_write)
+    }
+
+    /// Applies `apply` to a copy of the book and swaps it in, unless it
+    /// fails; changes are serialized.
+    fn change<T>(
+        &self,
+        apply: impl FnOnce(&mut Book) -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
         let _changing = self
             .changing
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let current = self.book.load();
-        let mut book = Book {
-            versions: current.versions.clone(),
-            current: current.current.clone(),
-            paused: current.paused.clone(),
-        };
-        apply(&mut book);
+        let mut book = Book::clone(&self.book.load());
+        let value = apply(&mut book)?;
         self.book.store(Arc::new(book));
+        Ok(value)
     }
 }
 
@@ -350,7 +338,7 @@ send = { action = "welcome_email" }
             &CATALOG.replace("id = \"welcome\"\n", "id = \"welcome\"\nversion = 2\n"),
         )
         .unwrap();
-        let book = JourneyBook::new(&first);
+        let book = JourneyBook::open(&first, "", None).unwrap();
         book.add_catalog(&second, "").unwrap();
         let snapshot = book.load();
         assert!(snapshot.version("welcome", 1).is_some());
@@ -378,5 +366,40 @@ send = { action = "welcome_email" }
             .unwrap()
             .count();
         assert_eq!(kept, 2);
+    }
+
+    #[test]
+    fn a_kept_catalog_that_no_longer_loads_is_left_out_and_the_rest_opens() {
+        let catalog = Catalog::from_toml(CATALOG).unwrap();
+        let dir = TempDir::new("journey-versions-damaged");
+        std::fs::create_dir_all(dir.path().join(CATALOGS_DIR)).unwrap();
+        std::fs::write(
+            dir.path().join(CATALOGS_DIR).join("0.toml"),
+            "not a catalog",
+        )
+        .unwrap();
+        let book = JourneyBook::open(&catalog, CATALOG, Some(dir.path().to_owned())).unwrap();
+        assert!(book.load().version("welcome", 1).is_some());
+    }
+
+    #[test]
+    fn a_catalog_that_cannot_be_kept_changes_nothing() {
+        let first = Catalog::from_toml(CATALOG).unwrap();
+        let dir = TempDir::new("journey-versions-unwritable");
+        std::fs::create_dir_all(dir.path()).unwrap();
+        let book = JourneyBook::open(&first, CATALOG, Some(dir.path().to_owned())).unwrap();
+        // Where the catalogs go is now a file: keeping one fails.
+        let catalogs = dir.path().join(CATALOGS_DIR);
+        std::fs::remove_dir_all(&catalogs).unwrap();
+        std::fs::write(&catalogs, "in the way").unwrap();
+        let second_text = CATALOG.replace("id = \"welcome\"\n", "id = \"welcome\"\nversion = 2\n");
+        let second = Catalog::from_toml(&second_text).unwrap();
+        let error = book.add_catalog(&second, &second_text).unwrap_err();
+        assert!(
+            error.to_string().contains("cannot write journey versions"),
+            "{error}"
+        );
+        assert!(book.load().version("welcome", 2).is_none());
+        assert_eq!(book.load().current()[0].version, 1);
     }
 }
