@@ -278,7 +278,7 @@ impl World {
             .1;
         self.state
             .journeys
-            .deliverable(now, &DispatchPolicy::default());
+            .deliverable(now, &DispatchPolicy::default(), |_| true);
         sent
     }
 
@@ -653,16 +653,11 @@ fn churn_prevention_routes_a_paying_customer_by_risk_tier() {
 /// A delivery failed on `decision_id`, with the pipeline as the host of
 /// the failover; returns the actions the failover sent.
 fn fail(world: &mut World, decision_id: &str, now: Timestamp) -> Vec<String> {
-    let mut failover = Vec::new();
-    world.with_host(now, |journeys, catalog, host| {
-        let (outcome, sent) = journeys.failed(decision_id, &catalog.journeys, now, host);
-        failover = sent
-            .iter()
-            .map(|sent| sent.decision.served[0].action_id.clone())
-            .collect();
-        outcome
-    });
-    failover
+    world
+        .with_host(now, |journeys, catalog, host| {
+            journeys.failed(decision_id, None, &catalog.journeys, now, host)
+        })
+        .1
 }
 
 fn history_codes(world: &World, journey: &str) -> Vec<&'static str> {
@@ -690,7 +685,7 @@ fn an_unacknowledged_dispatch_is_handed_out_again_and_an_acknowledged_one_never(
         "due at once: the outbox is a timer"
     );
     let handed = |journeys: &mut CustomerJourneys, now: Timestamp| -> Vec<String> {
-        let (out, outcome) = journeys.deliverable(now, &policy);
+        let (out, outcome) = journeys.deliverable(now, &policy, |_| true);
         assert!(outcome.is_empty());
         out.into_iter().map(|dispatch| dispatch.id).collect()
     };
@@ -714,7 +709,7 @@ fn an_unacknowledged_dispatch_is_handed_out_again_and_an_acknowledged_one_never(
     );
     // Delivered: out of the outbox, in the history.
     let decision_id = journeys.outbox[0].decision_id.clone();
-    let outcome = journeys.delivered(&decision_id, at(11));
+    let outcome = journeys.delivered(&decision_id, None, at(11));
     assert_eq!(outcome.reports.len(), 1);
     assert!(journeys.outbox.is_empty());
     assert_eq!(
@@ -794,4 +789,87 @@ fn a_failed_channel_is_tried_once_more_then_fails_over_as_consent_and_caps_allow
             "blocked"
         ]
     );
+}
+
+#[test]
+fn a_dispatch_no_delivery_service_takes_is_held_then_handed_out_once_one_does() {
+    let mut world = World::new();
+    let policy = DispatchPolicy::default();
+    let ack_timeout = policy.ack_timeout;
+    assert_eq!(world.event("went_quiet", at(10)), ["login_push"]);
+    let journeys = &mut world.state.journeys;
+    let nobody = |_: &str| false;
+    let push_only = |channel: &str| channel == "push";
+    // Nobody takes push: held, due again after a backoff that doubles.
+    let (out, _) = journeys.deliverable(at(10), &policy, nobody);
+    assert!(out.is_empty());
+    assert_eq!(journeys.outbox[0].held, 1);
+    assert_eq!(journeys.outbox[0].handed_out, 0);
+    assert_eq!(journeys.outbox[0].due, at(10).plus(ack_timeout));
+    assert_eq!(journeys.held_channels().collect::<Vec<_>>(), ["push"]);
+    let (out, _) = journeys.deliverable(at(10).plus(ack_timeout), &policy, nobody);
+    assert!(out.is_empty());
+    assert_eq!(
+        journeys.outbox[0].due,
+        at(10).plus(ack_timeout).plus(Span(2 * ack_timeout.0))
+    );
+    // A delivery service for push comes: handed out at once, before it is
+    // due, and no longer held.
+    let soon = at(11);
+    let (out, _) = journeys.deliverable(soon, &policy, push_only);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].handed_out, out[0].held), (1, 0));
+    assert_eq!(journeys.outbox[0].due, soon.plus(ack_timeout));
+    assert_eq!(journeys.held_channels().count(), 0);
+    // Not due and not held: nothing more until its moment.
+    let (out, _) = journeys.deliverable(soon, &policy, push_only);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn an_outcome_naming_an_attempt_already_retried_changes_nothing() {
+    let mut world = World::new();
+    assert_eq!(world.event("went_quiet", at(10)), ["login_push"]);
+    let decision_id = world.state.journeys.outbox[0].decision_id.clone();
+    let first = world.state.journeys.outbox[0].id.clone();
+    assert!(
+        world
+            .state
+            .journeys
+            .retries_on_failure(&decision_id, Some(&first))
+    );
+    let failed_first = world.with_host(at(10), |journeys, catalog, host| {
+        journeys.failed(&decision_id, Some(&first), &catalog.journeys, at(10), host)
+    });
+    assert_eq!(failed_first.0.reports.len(), 1);
+    let retry = world.state.journeys.outbox[0].clone();
+    assert_eq!(retry.attempt, 2);
+    assert!(
+        !world
+            .state
+            .journeys
+            .retries_on_failure(&decision_id, Some(&retry.id))
+    );
+    // The delivery service reports attempt 1's failure again: nothing
+    // happens, the retry stays.
+    let repeated = world.with_host(at(10), |journeys, catalog, host| {
+        journeys.failed(&decision_id, Some(&first), &catalog.journeys, at(10), host)
+    });
+    assert!(repeated.0.is_empty());
+    assert!(repeated.1.is_empty());
+    assert_eq!(world.state.journeys.outbox, [retry.clone()]);
+    assert!(
+        world
+            .state
+            .journeys
+            .delivered(&decision_id, Some(&first), at(11))
+            .is_empty()
+    );
+    // Delivered on the retry: closed.
+    let delivered = world
+        .state
+        .journeys
+        .delivered(&decision_id, Some(&retry.id), at(11));
+    assert_eq!(delivered.reports.len(), 1);
+    assert!(world.state.journeys.outbox.is_empty());
 }

@@ -177,8 +177,17 @@ impl CustomerJourneys {
         self.outbox.iter().map(|dispatch| dispatch.due).min()
     }
 
-    /// Puts what `sent` sent into the outbox, due at once.
+    /// Puts what `sent` sent into the outbox, due at once, unless it is
+    /// there already (a failover's send is put there by
+    /// [`CustomerJourneys::failed`], with the channels that failed).
     pub fn dispatch(&mut self, sent: &Sent, now: Timestamp) {
+        if self
+            .outbox
+            .iter()
+            .any(|dispatch| dispatch.decision_id == sent.decision_id)
+        {
+            return;
+        }
         self.dispatch_attempt(sent, now, 1, Vec::new());
     }
 
@@ -205,6 +214,7 @@ impl CustomerJourneys {
             created_at: now,
             due: now,
             handed_out: 0,
+            held: 0,
             acknowledged: false,
             failed_channels,
         });
@@ -212,12 +222,16 @@ impl CustomerJourneys {
 
     /// The dispatches to hand to delivery services at `now`: those not
     /// acknowledged whose moment came, each due again after its backoff
-    /// ([`Dispatch::hand_out`]). Those expired leave the outbox, noted in
-    /// their runs' history (the returned outcome).
+    /// ([`Dispatch::hand_out`]), and those held earlier whose channel a
+    /// delivery service now takes. One whose channel no delivery service
+    /// takes (`takes(channel)` false) is held instead ([`Dispatch::hold`]).
+    /// Those expired leave the outbox, noted in their runs' history (the
+    /// returned outcome).
     pub fn deliverable(
         &mut self,
         now: Timestamp,
         policy: &DispatchPolicy,
+        takes: impl Fn(&str) -> bool,
     ) -> (Vec<Dispatch>, Outcome) {
         let mut out = Vec::new();
         let mut outcome = Outcome::default();
@@ -228,10 +242,18 @@ impl CustomerJourneys {
         for dispatch in self
             .outbox
             .iter_mut()
-            .filter(|dispatch| !dispatch.acknowledged && dispatch.is_due(now))
+            .filter(|dispatch| !dispatch.acknowledged)
         {
-            dispatch.hand_out(now, policy);
-            out.push(dispatch.clone());
+            let taken = takes(&dispatch.channel);
+            if !dispatch.is_due(now) && !(dispatch.held > 0 && taken) {
+                continue;
+            }
+            if taken {
+                dispatch.hand_out(now, policy);
+                out.push(dispatch.clone());
+            } else {
+                dispatch.hold(now, policy);
+            }
         }
         for dispatch in expired {
             self.note(
@@ -248,6 +270,14 @@ impl CustomerJourneys {
         (out, outcome)
     }
 
+    /// The channels of the dispatches held for want of a delivery service.
+    pub fn held_channels(&self) -> impl Iterator<Item = &str> {
+        self.outbox
+            .iter()
+            .filter(|dispatch| dispatch.held > 0)
+            .map(|dispatch| dispatch.channel.as_str())
+    }
+
     /// A delivery service took dispatch `id`: it is not handed out again,
     /// and waits for its outcome until it expires.
     pub fn acknowledge(&mut self, id: &str, policy: &DispatchPolicy) -> Acknowledged {
@@ -262,20 +292,47 @@ impl CustomerJourneys {
         }
     }
 
-    /// Takes decision `decision_id`'s dispatch out of the outbox.
-    fn take_dispatch(&mut self, decision_id: &str) -> Option<Dispatch> {
+    /// The dispatch in the outbox an outcome is about: decision
+    /// `decision_id`'s, and when the delivery service names the attempt
+    /// (`dispatch_id`), only that attempt (a repeated report of an attempt
+    /// already retried finds nothing).
+    pub fn dispatch_of(&self, decision_id: &str, dispatch_id: Option<&str>) -> Option<&Dispatch> {
+        self.outbox
+            .iter()
+            .find(|dispatch| Self::is_about(dispatch, decision_id, dispatch_id))
+    }
+
+    fn is_about(dispatch: &Dispatch, decision_id: &str, dispatch_id: Option<&str>) -> bool {
+        dispatch.decision_id == decision_id && dispatch_id.is_none_or(|id| dispatch.id == id)
+    }
+
+    /// Whether a failure of that dispatch is tried again on the same
+    /// channel (so the contact is not given up yet).
+    pub fn retries_on_failure(&self, decision_id: &str, dispatch_id: Option<&str>) -> bool {
+        self.dispatch_of(decision_id, dispatch_id)
+            .is_some_and(|dispatch| dispatch.attempt < ATTEMPTS_PER_CHANNEL)
+    }
+
+    /// Takes that dispatch out of the outbox.
+    fn take_dispatch(&mut self, decision_id: &str, dispatch_id: Option<&str>) -> Option<Dispatch> {
         let position = self
             .outbox
             .iter()
-            .position(|dispatch| dispatch.decision_id == decision_id)?;
+            .position(|dispatch| Self::is_about(dispatch, decision_id, dispatch_id))?;
         Some(self.outbox.remove(position))
     }
 
-    /// A delivery service delivered decision `decision_id`'s send: it
-    /// leaves the outbox, and its run's history says so.
-    pub fn delivered(&mut self, decision_id: &str, now: Timestamp) -> Outcome {
+    /// A delivery service delivered decision `decision_id`'s send (attempt
+    /// `dispatch_id`, when named): it leaves the outbox, and its run's
+    /// history says so.
+    pub fn delivered(
+        &mut self,
+        decision_id: &str,
+        dispatch_id: Option<&str>,
+        now: Timestamp,
+    ) -> Outcome {
         let mut outcome = Outcome::default();
-        let Some(dispatch) = self.take_dispatch(decision_id) else {
+        let Some(dispatch) = self.take_dispatch(decision_id, dispatch_id) else {
             return outcome;
         };
         self.note(
@@ -290,21 +347,23 @@ impl CustomerJourneys {
         outcome
     }
 
-    /// A delivery service failed decision `decision_id`'s send: tried again
-    /// on the same channel once, then the send step decides again without
-    /// the channels that failed (the host's pipeline picks the next channel
-    /// that consent and caps allow), its send dispatched in turn. Every
-    /// step is in the run's history.
+    /// A delivery service failed decision `decision_id`'s send (attempt
+    /// `dispatch_id`, when named): tried again on the same channel once,
+    /// then the send step decides again without the channels that failed
+    /// (the host's pipeline picks the next channel that consent and caps
+    /// allow), its send dispatched in turn and left in the host's `sent`
+    /// for the caller to log. Every step is in the run's history.
     pub fn failed(
         &mut self,
         decision_id: &str,
+        dispatch_id: Option<&str>,
         versions: &dyn Versions,
         now: Timestamp,
         host: &mut PipelineHost<'_>,
-    ) -> (Outcome, Vec<Sent>) {
+    ) -> Outcome {
         let mut outcome = Outcome::default();
-        let Some(dispatch) = self.take_dispatch(decision_id) else {
-            return (outcome, Vec::new());
+        let Some(dispatch) = self.take_dispatch(decision_id, dispatch_id) else {
+            return outcome;
         };
         self.note(
             &dispatch,
@@ -324,10 +383,11 @@ impl CustomerJourneys {
                 created_at: now,
                 due: now,
                 handed_out: 0,
+                held: 0,
                 acknowledged: false,
                 ..dispatch
             });
-            return (outcome, Vec::new());
+            return outcome;
         }
         let mut failed_channels = dispatch.failed_channels.clone();
         failed_channels.push(dispatch.channel.clone());
@@ -348,7 +408,7 @@ impl CustomerJourneys {
                     target,
                     exclude_channels: &failed_channels,
                 }),
-                _ => return (outcome, Vec::new()),
+                _ => return outcome,
             },
             None => SendAttempt::Blocked {
                 reason: format!(
@@ -358,7 +418,6 @@ impl CustomerJourneys {
                 cause: "unknown_version".to_owned(),
             },
         };
-        let mut sent = Vec::new();
         match attempt {
             SendAttempt::Sent {
                 decision_id,
@@ -377,9 +436,9 @@ impl CustomerJourneys {
                     },
                     &mut outcome,
                 );
-                sent = std::mem::take(&mut host.sent);
-                for new in &sent {
-                    self.dispatch_attempt(new, now, 1, failed_channels.clone());
+                // The host's latest send is the failover's.
+                if let Some(new) = host.sent.last() {
+                    self.dispatch_attempt(new, now, 1, failed_channels);
                 }
             }
             SendAttempt::Deferred { reason, cause, .. }
@@ -396,7 +455,7 @@ impl CustomerJourneys {
                 );
             }
         }
-        (outcome, sent)
+        outcome
     }
 
     /// Adds `what` to the history of the run that made `dispatch` (its

@@ -7,8 +7,10 @@
 //! acknowledgement timeout, doubled on each redelivery up to a bound: one
 //! not acknowledged by then is handed out again (the outbox is part of the
 //! customer's durable state and its due moments are timers, so this holds
-//! across restarts). An acknowledged dispatch waits for its outcome and is
-//! never handed out again. `delivered` closes it; `failed` tries the same
+//! across restarts). A dispatch due while no delivery service takes its
+//! channel is *held*: not handed out, tried again after the same kind of
+//! backoff, or as soon as one subscribes. An acknowledged dispatch waits
+//! for its outcome and is never handed out again. `delivered` closes it; `failed` tries the same
 //! channel once more, then fails over: the send step decides again without
 //! the channels that failed, so consent, caps and quiet hours choose the
 //! next channel. A dispatch nobody took, or whose outcome never came,
@@ -75,6 +77,10 @@ pub struct Dispatch {
     /// Times it was handed out.
     #[serde(default)]
     pub handed_out: u32,
+    /// Times in a row it was due while no delivery service took its
+    /// channel (0: not held).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub held: u32,
     /// A delivery service acknowledged it: it waits for the outcome.
     pub acknowledged: bool,
     /// Channels that failed for this send before, in order.
@@ -105,17 +111,36 @@ impl Dispatch {
     /// timeout, doubled for each earlier time, at most the longest backoff,
     /// and never past its expiry.
     pub fn hand_out(&mut self, now: Timestamp, policy: &DispatchPolicy) {
-        let doubling = 1_i64 << self.handed_out.min(20);
+        self.due = self.backoff(now, self.handed_out, policy);
+        self.handed_out = self.handed_out.saturating_add(1);
+        self.held = 0;
+    }
+
+    /// Marks it held at `now` (no delivery service takes its channel): due
+    /// again after the acknowledgement timeout, doubled for each hold in a
+    /// row, at most the longest backoff, and never past its expiry.
+    pub fn hold(&mut self, now: Timestamp, policy: &DispatchPolicy) {
+        self.due = self.backoff(now, self.held, policy);
+        self.held = self.held.saturating_add(1);
+    }
+
+    /// `now` plus the acknowledgement timeout doubled `times` times, at
+    /// most the longest backoff, and never past the expiry.
+    fn backoff(&self, now: Timestamp, times: u32, policy: &DispatchPolicy) -> Timestamp {
+        let doubling = 1_i64 << times.min(20);
         let wait = policy
             .ack_timeout
             .0
             .saturating_mul(doubling)
             .min(policy.longest_backoff.0);
-        self.handed_out = self.handed_out.saturating_add(1);
-        self.due = now
-            .plus(Span(wait))
-            .min(self.created_at.plus(policy.expire_after));
+        now.plus(Span(wait))
+            .min(self.created_at.plus(policy.expire_after))
     }
+}
+
+/// serde's `skip_serializing_if` passes a reference.
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 /// What acknowledging a dispatch did.
