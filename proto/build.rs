@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "nudge/v1/events.proto",
     "nudge/v1/profiles.proto",
     "nudge/v1/journeys.proto",
+    "nudge/v1/dispatches.proto",
     "nudge/v1/admin.proto",
 ];
 

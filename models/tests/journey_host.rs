@@ -276,9 +276,12 @@ impl World {
                 journeys.on_time(&catalog.journeys, now, host)
             })
             .1;
-        self.state
-            .journeys
-            .deliverable(now, &DispatchPolicy::default(), |_| true);
+        self.state.journeys.deliverable(
+            now,
+            &DispatchPolicy::default(),
+            &self.catalog.journeys,
+            |_| true,
+        );
         sent
     }
 
@@ -672,6 +675,7 @@ fn history_codes(world: &World, journey: &str) -> Vec<&'static str> {
 #[test]
 fn an_unacknowledged_dispatch_is_handed_out_again_and_an_acknowledged_one_never() {
     let mut world = World::new();
+    let versions = world.catalog.journeys.clone();
     let policy = DispatchPolicy::default();
     let ack_timeout = policy.ack_timeout;
     assert_eq!(world.event("went_quiet", at(10)), ["login_push"]);
@@ -685,7 +689,7 @@ fn an_unacknowledged_dispatch_is_handed_out_again_and_an_acknowledged_one_never(
         "due at once: the outbox is a timer"
     );
     let handed = |journeys: &mut CustomerJourneys, now: Timestamp| -> Vec<String> {
-        let (out, outcome) = journeys.deliverable(now, &policy, |_| true);
+        let (out, outcome) = journeys.deliverable(now, &policy, &versions, |_| true);
         assert!(outcome.is_empty());
         out.into_iter().map(|dispatch| dispatch.id).collect()
     };
@@ -794,6 +798,7 @@ fn a_failed_channel_is_tried_once_more_then_fails_over_as_consent_and_caps_allow
 #[test]
 fn a_dispatch_no_delivery_service_takes_is_held_then_handed_out_once_one_does() {
     let mut world = World::new();
+    let versions = world.catalog.journeys.clone();
     let policy = DispatchPolicy::default();
     let ack_timeout = policy.ack_timeout;
     assert_eq!(world.event("went_quiet", at(10)), ["login_push"]);
@@ -801,13 +806,13 @@ fn a_dispatch_no_delivery_service_takes_is_held_then_handed_out_once_one_does() 
     let nobody = |_: &str| false;
     let push_only = |channel: &str| channel == "push";
     // Nobody takes push: held, due again after a backoff that doubles.
-    let (out, _) = journeys.deliverable(at(10), &policy, nobody);
+    let (out, _) = journeys.deliverable(at(10), &policy, &versions, nobody);
     assert!(out.is_empty());
     assert_eq!(journeys.outbox[0].held, 1);
     assert_eq!(journeys.outbox[0].handed_out, 0);
     assert_eq!(journeys.outbox[0].due, at(10).plus(ack_timeout));
     assert_eq!(journeys.held_channels().collect::<Vec<_>>(), ["push"]);
-    let (out, _) = journeys.deliverable(at(10).plus(ack_timeout), &policy, nobody);
+    let (out, _) = journeys.deliverable(at(10).plus(ack_timeout), &policy, &versions, nobody);
     assert!(out.is_empty());
     assert_eq!(
         journeys.outbox[0].due,
@@ -816,13 +821,13 @@ fn a_dispatch_no_delivery_service_takes_is_held_then_handed_out_once_one_does() 
     // A delivery service for push comes: handed out at once, before it is
     // due, and no longer held.
     let soon = at(11);
-    let (out, _) = journeys.deliverable(soon, &policy, push_only);
+    let (out, _) = journeys.deliverable(soon, &policy, &versions, push_only);
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].handed_out, out[0].held), (1, 0));
     assert_eq!(journeys.outbox[0].due, soon.plus(ack_timeout));
     assert_eq!(journeys.held_channels().count(), 0);
     // Not due and not held: nothing more until its moment.
-    let (out, _) = journeys.deliverable(soon, &policy, push_only);
+    let (out, _) = journeys.deliverable(soon, &policy, &versions, push_only);
     assert!(out.is_empty());
 }
 
@@ -872,4 +877,63 @@ fn an_outcome_naming_an_attempt_already_retried_changes_nothing() {
         .delivered(&decision_id, Some(&retry.id), at(11));
     assert_eq!(delivered.reports.len(), 1);
     assert!(world.state.journeys.outbox.is_empty());
+}
+
+/// The catalog's journeys, every one paused by an operator.
+struct AllPaused(Vec<std::sync::Arc<nudge_models::journey::Journey>>);
+
+impl nudge_models::journey::Versions for AllPaused {
+    fn version(&self, id: &str, version: u32) -> Option<&nudge_models::journey::Journey> {
+        self.0.version(id, version)
+    }
+
+    fn paused(&self, _id: &str) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_paused_journeys_dispatches_are_not_handed_out_until_it_is_resumed() {
+    let mut world = World::new();
+    let policy = DispatchPolicy::default();
+    let running = world.catalog.journeys.clone();
+    let paused = AllPaused(running.clone());
+    assert_eq!(world.event("went_quiet", at(10)), ["login_push"]);
+    let journeys = &mut world.state.journeys;
+    assert_eq!(journeys.next_due(&paused), None);
+    assert!(journeys.has_paused(&paused));
+    // Paused past its expiry, even: it stays, untouched.
+    let late = at(10).plus(policy.expire_after).plus(Span(1));
+    let (out, outcome) = journeys.deliverable(late, &policy, &paused, |_| true);
+    assert!(out.is_empty() && outcome.is_empty());
+    assert_eq!(journeys.outbox.len(), 1);
+    assert_eq!(journeys.outbox[0].handed_out, 0);
+    // Resumed: it goes, once, unless it expired meanwhile.
+    let (out, _) = journeys.deliverable(at(20), &policy, &running, |_| true);
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn a_goal_withdraws_the_runs_sends_no_delivery_service_took_and_keeps_the_taken_ones() {
+    let policy = DispatchPolicy::default();
+    let converted = |world: &mut World| {
+        world.event("subscription_started", day(0.5));
+    };
+    let mut world = World::demo();
+    start_trial(&mut world);
+    assert_eq!(world.state.journeys.outbox.len(), 1, "the day-0 welcome");
+    converted(&mut world);
+    assert!(world.state.journeys.outbox.is_empty());
+    let codes = history_codes(&world, "trial_conversion");
+    assert!(codes.contains(&"withdrawn"), "{codes:?}");
+    assert_eq!(codes.last(), Some(&"withdrawn"), "{codes:?}");
+
+    // Taken (acknowledged) before the goal: it stays, for its outcome.
+    let mut world = World::demo();
+    start_trial(&mut world);
+    let id = world.state.journeys.outbox[0].id.clone();
+    world.state.journeys.acknowledge(&id, &policy);
+    converted(&mut world);
+    assert_eq!(world.state.journeys.outbox.len(), 1);
+    assert!(!history_codes(&world, "trial_conversion").contains(&"withdrawn"));
 }

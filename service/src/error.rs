@@ -92,6 +92,11 @@ pub enum ServiceError {
     /// The model registry refused a change.
     #[error(transparent)]
     Registry(std::sync::Arc<crate::registry::RegistryError>),
+    /// The service is shutting down: a new subscription is refused, and an
+    /// open one ends (subscribe again, to this node when it is back or to
+    /// another).
+    #[error("unavailable: nudge is shutting down")]
+    ShuttingDown,
     /// A protected call came without credentials.
     #[error("missing {0}")]
     Unauthenticated(Credential),
@@ -249,6 +254,7 @@ impl ServiceError {
                 Code::Unavailable
             }
             ServiceError::TaskFailed { .. } => Code::Internal,
+            ServiceError::ShuttingDown => Code::Unavailable,
             ServiceError::Storage(storage) => match storage {
                 StoreError::Full { .. } | StoreError::Behind { .. } => Code::ResourceExhausted,
                 StoreError::Io { .. }

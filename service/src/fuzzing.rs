@@ -258,6 +258,7 @@ pub fn seed_requests() -> Vec<(RequestKind, Vec<u8>)> {
                 outcome: proto::Outcome::Click.into(),
                 reward: Some(1.5),
                 timestamp,
+                dispatch_id: "d1.2".into(),
             }
             .encode_to_vec(),
         ),

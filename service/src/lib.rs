@@ -198,7 +198,6 @@ pub fn start(
         config.models.guardrail_test(),
     )?;
     let serving = models.serving();
-    engine::warn_if_journeys(&catalog);
     tracing::info!(
         catalog = %catalog.version,
         model = %serving.champion().map_or("(none)", |model| model.version()),

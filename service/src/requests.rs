@@ -105,6 +105,8 @@ pub struct OutcomeInput {
     pub reward: Option<f64>,
     /// When it happened (`None`: the service's time).
     pub at: Option<Timestamp>,
+    /// For a journey's dispatch: the attempt it is about, when named.
+    pub dispatch_id: Option<String>,
 }
 
 /// A validated SetConsent call.

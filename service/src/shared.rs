@@ -7,7 +7,7 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{BudgetedCall, Stage};
-use crate::journeys::{JourneyBook, JourneyStats, JourneyTimers};
+use crate::journeys::{DispatchHub, JourneyBook, JourneyStats, JourneyTimers};
 use crate::metrics::Metrics;
 use crate::registry::{ModelRegistry, Trial};
 use crate::stats::{Stats, bump};
@@ -47,6 +47,8 @@ pub struct Shared {
     pub timers: JourneyTimers,
     /// Journey analytics since the service started.
     pub journey_stats: JourneyStats,
+    /// The delivery services' subscriptions to journeys' sends.
+    pub dispatches: DispatchHub,
 }
 
 /// Each observable event is recorded once here, into both the `Admin.Stats`

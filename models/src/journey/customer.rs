@@ -226,23 +226,29 @@ impl CustomerJourneys {
     /// delivery service now takes. One whose channel no delivery service
     /// takes (`takes(channel)` false) is held instead ([`Dispatch::hold`]).
     /// Those expired leave the outbox, noted in their runs' history (the
-    /// returned outcome).
+    /// returned outcome). A paused journey's dispatches stay as they are
+    /// until it is resumed.
     pub fn deliverable(
         &mut self,
         now: Timestamp,
         policy: &DispatchPolicy,
+        versions: &dyn Versions,
         takes: impl Fn(&str) -> bool,
     ) -> (Vec<Dispatch>, Outcome) {
         let mut out = Vec::new();
         let mut outcome = Outcome::default();
         let (expired, kept): (Vec<Dispatch>, Vec<Dispatch>) = std::mem::take(&mut self.outbox)
             .into_iter()
-            .partition(|dispatch| dispatch.is_due(now) && dispatch.is_expired(now, policy));
+            .partition(|dispatch| {
+                dispatch.is_due(now)
+                    && dispatch.is_expired(now, policy)
+                    && !versions.paused(&dispatch.journey)
+            });
         self.outbox = kept;
         for dispatch in self
             .outbox
             .iter_mut()
-            .filter(|dispatch| !dispatch.acknowledged)
+            .filter(|dispatch| !dispatch.acknowledged && !versions.paused(&dispatch.journey))
         {
             let taken = takes(&dispatch.channel);
             if !dispatch.is_due(now) && !(dispatch.held > 0 && taken) {
@@ -458,6 +464,46 @@ impl CustomerJourneys {
         outcome
     }
 
+    /// Withdraws the sends not yet acknowledged of the runs `outcome` says
+    /// ended from outside ([`Ending::withdraws_sends`]), noting each in
+    /// its run's history and in `outcome`.
+    fn withdraw_ended(&mut self, now: Timestamp, outcome: &mut Outcome) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let ended: Vec<(String, u32)> = outcome
+            .reports
+            .iter()
+            .filter(|report| {
+                matches!(&report.entry.what, Happened::Ended { ending, .. } if ending.withdraws_sends())
+            })
+            .map(|report| (report.journey.clone(), report.version))
+            .collect();
+        if ended.is_empty() {
+            return;
+        }
+        let (withdrawn, kept): (Vec<Dispatch>, Vec<Dispatch>) = std::mem::take(&mut self.outbox)
+            .into_iter()
+            .partition(|dispatch| {
+                !dispatch.acknowledged
+                    && ended.iter().any(|(journey, version)| {
+                        *journey == dispatch.journey && *version == dispatch.version
+                    })
+            });
+        self.outbox = kept;
+        for dispatch in withdrawn {
+            self.note(
+                &dispatch,
+                now,
+                Happened::Withdrawn {
+                    step: dispatch.step.clone(),
+                    channel: dispatch.channel.clone(),
+                },
+                outcome,
+            );
+        }
+    }
+
     /// Adds `what` to the history of the run that made `dispatch` (its
     /// latest run of that journey), and to `outcome`.
     fn note(&mut self, dispatch: &Dispatch, at: Timestamp, what: Happened, outcome: &mut Outcome) {
@@ -488,7 +534,12 @@ impl CustomerJourneys {
         self.active()
             .filter(|run| !versions.paused(&run.journey))
             .filter_map(Run::due)
-            .chain(self.outbox_due())
+            .chain(
+                self.outbox
+                    .iter()
+                    .filter(|dispatch| !versions.paused(&dispatch.journey))
+                    .map(|dispatch| dispatch.due),
+            )
             .min()
     }
 
@@ -505,6 +556,10 @@ impl CustomerJourneys {
     /// Whether a run in progress is held by a paused journey.
     pub fn has_paused(&self, versions: &dyn Versions) -> bool {
         self.active().any(|run| versions.paused(&run.journey))
+            || self
+                .outbox
+                .iter()
+                .any(|dispatch| versions.paused(&dispatch.journey))
     }
 
     /// The customer did `event` at `now`. `journeys` are the catalog's (the
@@ -541,6 +596,8 @@ impl CustomerJourneys {
                 memory.converted = true;
             }
         }
+        // Before any new run: its history is where a new send is noted.
+        self.withdraw_ended(now, &mut outcome);
         for journey in journeys {
             if journey.trigger.event != event.name {
                 continue;
@@ -628,6 +685,7 @@ impl CustomerJourneys {
                 outcome.add(run, entries);
             }
         }
+        self.withdraw_ended(now, &mut outcome);
         self.prune();
         outcome
     }
@@ -644,6 +702,7 @@ impl CustomerJourneys {
             let entries = run.end(Ending::Cancelled, now);
             outcome.add(run, entries);
         }
+        self.withdraw_ended(now, &mut outcome);
         self.prune();
         outcome
     }

@@ -158,6 +158,14 @@ pub enum Happened {
         /// Whether a delivery service had acknowledged it.
         acknowledged: bool,
     },
+    /// A send not yet taken by a delivery service was withdrawn: its run
+    /// ended by a goal, an exit event, a cancel or a removal first.
+    Withdrawn {
+        /// The send step.
+        step: String,
+        /// Its channel.
+        channel: String,
+    },
     /// An update step set an attribute.
     Updated {
         /// The step.
@@ -214,6 +222,20 @@ impl Ending {
         }
     }
 
+    /// Whether a send of the run that a delivery service has not taken yet
+    /// is withdrawn: the run ended from outside (a goal, an exit event, a
+    /// cancel, a removal), so what it was about to say no longer fits.
+    /// Runs that end by moving on keep their last sends.
+    pub fn withdraws_sends(&self) -> bool {
+        match self {
+            Self::Converted { .. }
+            | Self::Exited { .. }
+            | Self::Cancelled
+            | Self::Removed { .. } => true,
+            Self::Completed | Self::ExitStep | Self::Failed { .. } => false,
+        }
+    }
+
     /// What caused it, in words (empty when the code says all).
     pub fn detail(&self) -> String {
         match self {
@@ -242,7 +264,8 @@ impl Via {
 
 impl Happened {
     /// A short code for what happened: `started`, `sent`, `deferred`,
-    /// `blocked`, `updated`, `rule_failed`, `moved` or `ended`.
+    /// `blocked`, `updated`, `rule_failed`, `moved`, `ended`, `delivered`,
+    /// `delivery_failed`, `failed_over`, `undelivered` or `withdrawn`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Started { .. } => "started",
@@ -254,6 +277,7 @@ impl Happened {
             Self::DeliveryFailed { .. } => "delivery_failed",
             Self::FailedOver { .. } => "failed_over",
             Self::Undelivered { .. } => "undelivered",
+            Self::Withdrawn { .. } => "withdrawn",
             Self::RuleFailed { .. } => "rule_failed",
             Self::Moved { .. } => "moved",
             Self::Ended { .. } => "ended",
@@ -271,7 +295,8 @@ impl Happened {
             | Self::Delivered { step, .. }
             | Self::DeliveryFailed { step, .. }
             | Self::FailedOver { step, .. }
-            | Self::Undelivered { step, .. } => Some(step),
+            | Self::Undelivered { step, .. }
+            | Self::Withdrawn { step, .. } => Some(step),
             Self::Moved { from, .. } => Some(from),
             Self::RuleFailed { .. } | Self::Ended { .. } => None,
         }
@@ -312,6 +337,11 @@ impl Happened {
                 } else {
                     format!("{step}: no delivery service took the {channel} send in time")
                 }
+            }
+            Self::Withdrawn { step, channel } => {
+                format!(
+                    "{step}: the {channel} send was withdrawn before a delivery service took it"
+                )
             }
             Self::FailedOver {
                 step,

@@ -125,6 +125,10 @@ pub struct OutcomeArgs {
     /// Optional reward, e.g. the revenue of a conversion.
     #[arg(long, value_name = "X", value_parser = parse_finite, allow_negative_numbers = true)]
     pub reward: Option<f64>,
+    /// For a journey's dispatch: the attempt the outcome is about (its
+    /// dispatch id).
+    #[arg(long, value_name = "ID")]
+    pub dispatch: Option<String>,
 }
 
 impl OutcomeArgs {
@@ -137,6 +141,7 @@ impl OutcomeArgs {
             outcome: crate::convert::outcome_to_proto(self.outcome) as i32,
             reward: self.reward,
             timestamp: None,
+            dispatch_id: self.dispatch.clone().unwrap_or_default(),
         }
     }
 }

@@ -213,6 +213,7 @@ fn listing_json(response: &ListJourneysResponse) -> Json {
             "failed_deliveries": counts_json(&journey.failed_deliveries),
             "failed_over": journey.failed_over,
             "undelivered": journey.undelivered,
+            "withdrawn": journey.withdrawn,
             "steps": journey.steps.iter().map(|step| json!({
                 "id": step.id,
                 "kind": step.kind,
@@ -278,11 +279,13 @@ fn journey_text(out: &mut String, journey: &JourneyReport) {
         .iter()
         .map(|count| count.count)
         .sum();
-    if journey.delivered + failed + journey.failed_over + journey.undelivered > 0 {
+    if journey.delivered + failed + journey.failed_over + journey.undelivered + journey.withdrawn
+        > 0
+    {
         let _ = writeln!(
             out,
-            "  delivered {}  failed {failed}  failed over {}  undelivered {}",
-            journey.delivered, journey.failed_over, journey.undelivered
+            "  delivered {}  failed {failed}  failed over {}  undelivered {}  withdrawn {}",
+            journey.delivered, journey.failed_over, journey.undelivered, journey.withdrawn
         );
     }
     for (label, counts) in [

@@ -500,6 +500,7 @@ async fn report(
             outcome: kind.into(),
             reward: (kind == proto::Outcome::Conversion).then_some(served.value),
             timestamp: Some(wire_time(decided + after)),
+            dispatch_id: String::new(),
         };
         if let Err(error) = send(connection, &request, true, errors).await {
             errors.record(ErrorKind::Outcome, || {

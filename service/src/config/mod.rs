@@ -63,6 +63,8 @@ pub struct Config {
     pub grpc: GrpcConfig,
     /// Guardrails of the model registry.
     pub models: ModelsConfig,
+    /// How journeys' sends are handed to delivery services.
+    pub journeys: JourneysConfig,
     /// Which logs are written: a `tracing` filter directive such as `info`,
     /// `debug` or `nudge_service=debug,info` (the `NUDGE_LOG` variable).
     pub log: String,
@@ -125,6 +127,50 @@ impl ModelsConfig {
                 min_served: self.guardrail_min_served,
                 min_conversions: self.guardrail_min_conversions,
             })
+    }
+}
+
+/// How journeys' sends are handed to delivery services (see
+/// `Dispatches.Subscribe` and [`nudge_models::journey::dispatch`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JourneysConfig {
+    /// How long a delivery service has to acknowledge a dispatch before it
+    /// is handed out again (ms; doubled on each redelivery).
+    pub ack_timeout_ms: u64,
+    /// The longest wait between two redeliveries (seconds).
+    pub longest_backoff_secs: u64,
+    /// How long after it was made a dispatch that was never acknowledged,
+    /// or whose outcome never came, leaves the outbox (seconds).
+    pub dispatch_expiry_secs: u64,
+    /// Dispatches buffered per subscriber before the next ones skip it
+    /// (they go to another subscriber of the channel, or are handed out
+    /// again after the acknowledgement timeout).
+    pub subscriber_buffer: usize,
+}
+
+impl Default for JourneysConfig {
+    fn default() -> Self {
+        let policy = nudge_models::journey::DispatchPolicy::default();
+        Self {
+            ack_timeout_ms: policy.ack_timeout.0.unsigned_abs(),
+            longest_backoff_secs: (policy.longest_backoff.0 / 1_000).unsigned_abs(),
+            dispatch_expiry_secs: (policy.expire_after.0 / 1_000).unsigned_abs(),
+            subscriber_buffer: 1_024,
+        }
+    }
+}
+
+impl JourneysConfig {
+    /// The dispatch policy these settings make.
+    pub fn dispatch_policy(&self) -> nudge_models::journey::DispatchPolicy {
+        let millis =
+            |value: u64| nudge_models::time::Span(i64::try_from(value).unwrap_or(i64::MAX));
+        nudge_models::journey::DispatchPolicy {
+            ack_timeout: millis(self.ack_timeout_ms),
+            longest_backoff: millis(self.longest_backoff_secs.saturating_mul(1_000)),
+            expire_after: millis(self.dispatch_expiry_secs.saturating_mul(1_000)),
+        }
     }
 }
 
@@ -448,6 +494,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             grpc: GrpcConfig::default(),
             models: ModelsConfig::default(),
+            journeys: JourneysConfig::default(),
             log: "info".to_owned(),
             log_format: LogFormat::Text,
             log_customer_ids: false,

@@ -8,7 +8,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let grpc = &self.grpc;
         let (alpha, effect) = (self.models.guardrail_alpha, self.models.guardrail_effect);
-        let checks: [(&'static str, bool, String); 23] = [
+        let journeys = &self.journeys;
+        let checks: [(&'static str, bool, String); 27] = [
             (
                 "models.guardrail_alpha",
                 alpha > 0.0 && alpha < 1.0,
@@ -133,6 +134,30 @@ impl Config {
                 "grpc.keepalive_timeout_secs",
                 (1..=3_600).contains(&grpc.keepalive_timeout_secs),
                 format!("{} must be 1..=3600", grpc.keepalive_timeout_secs),
+            ),
+            (
+                "journeys.ack_timeout_ms",
+                (10..=3_600_000).contains(&journeys.ack_timeout_ms),
+                format!("{} must be 10..=3600000", journeys.ack_timeout_ms),
+            ),
+            (
+                "journeys.longest_backoff_secs",
+                journeys.longest_backoff_secs.saturating_mul(1_000) >= journeys.ack_timeout_ms
+                    && journeys.longest_backoff_secs <= 86_400,
+                format!(
+                    "{} must be at least the acknowledgement timeout and at most 86400",
+                    journeys.longest_backoff_secs
+                ),
+            ),
+            (
+                "journeys.dispatch_expiry_secs",
+                (1..=365 * 86_400).contains(&journeys.dispatch_expiry_secs),
+                format!("{} must be 1..=31536000", journeys.dispatch_expiry_secs),
+            ),
+            (
+                "journeys.subscriber_buffer",
+                (1..=1_000_000).contains(&journeys.subscriber_buffer),
+                format!("{} must be 1..=1000000", journeys.subscriber_buffer),
             ),
         ];
         for (field, ok, reason) in checks {

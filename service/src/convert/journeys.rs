@@ -1,10 +1,12 @@
 //! Journeys to the wire: a journey with its analytics, a customer's runs
-//! with their audit trail.
+//! with their audit trail and outbox, a dispatch for a delivery service.
 
 use super::to_proto_timestamp;
 use crate::engine::JourneyView;
-use crate::journeys::Book;
-use nudge_models::journey::{CustomerJourneys, Happened, Run, RunState, Versions};
+use crate::journeys::{Book, Handed};
+use nudge_models::journey::{
+    Acknowledged, CustomerJourneys, Dispatch, Happened, Run, RunState, Versions,
+};
 use nudge_proto::v1 as proto;
 use std::collections::BTreeMap;
 
@@ -69,6 +71,7 @@ pub fn journey_report(view: &JourneyView) -> proto::JourneyReport {
         failed_deliveries: counts(&figures.failed_deliveries),
         failed_over: figures.failed_over,
         undelivered: figures.undelivered,
+        withdrawn: figures.withdrawn,
     }
 }
 
@@ -83,6 +86,59 @@ pub fn customer_journeys(
             .iter()
             .map(|run| journey_run(run, book))
             .collect(),
+        outbox: journeys.outbox.iter().map(outbox_entry).collect(),
+    }
+}
+
+fn outbox_entry(dispatch: &Dispatch) -> proto::OutboxEntry {
+    proto::OutboxEntry {
+        dispatch_id: dispatch.id.clone(),
+        decision_id: dispatch.decision_id.clone(),
+        journey_id: dispatch.journey.clone(),
+        step_id: dispatch.step.clone(),
+        action_id: dispatch.action.clone(),
+        channel: dispatch.channel.clone(),
+        attempt: dispatch.attempt,
+        handed_out: dispatch.handed_out,
+        held: dispatch.held > 0,
+        acknowledged: dispatch.acknowledged,
+        created_at: Some(to_proto_timestamp(dispatch.created_at)),
+        due: Some(to_proto_timestamp(dispatch.due)),
+    }
+}
+
+/// A dispatch as a delivery service receives it.
+pub fn dispatch(handed: Handed) -> proto::Dispatch {
+    let Handed {
+        customer_id,
+        dispatch,
+    } = handed;
+    proto::Dispatch {
+        dispatch_id: dispatch.id,
+        decision_id: dispatch.decision_id,
+        customer_id: customer_id.to_string(),
+        journey_id: dispatch.journey,
+        journey_version: dispatch.version,
+        step_id: dispatch.step,
+        action_id: dispatch.action,
+        channel: dispatch.channel,
+        payload: dispatch.payload.into_iter().collect(),
+        attempt: dispatch.attempt,
+        delivery: dispatch.handed_out,
+        created_at: Some(to_proto_timestamp(dispatch.created_at)),
+        failed_channels: dispatch.failed_channels,
+    }
+}
+
+/// The `state` of an Ack's answer.
+pub fn acknowledged(acknowledged: Acknowledged) -> proto::AckResponse {
+    let state = match acknowledged {
+        Acknowledged::Taken => "taken",
+        Acknowledged::Already => "already",
+        Acknowledged::Unknown => "unknown",
+    };
+    proto::AckResponse {
+        state: state.to_owned(),
     }
 }
 

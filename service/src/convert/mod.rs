@@ -14,7 +14,7 @@ mod log;
 mod requests;
 mod responses;
 
-pub use journeys::{customer_journeys, journey_report};
+pub use journeys::{acknowledged, customer_journeys, dispatch, journey_report};
 pub use log::{
     export_range, logged_decision, logged_decision_from_proto, logged_event,
     logged_event_from_proto,

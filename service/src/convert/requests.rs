@@ -117,6 +117,12 @@ pub fn report_outcome(
         ));
     }
     let at = timestamp("timestamp", request.timestamp, now, limits)?;
+    let dispatch_id = if request.dispatch_id.is_empty() {
+        None
+    } else {
+        id("dispatch_id", &request.dispatch_id, limits)?;
+        Some(request.dispatch_id)
+    };
     Ok(OutcomeInput {
         customer_id: request.customer_id,
         decision_id: request.decision_id,
@@ -124,6 +130,7 @@ pub fn report_outcome(
         outcome,
         reward: request.reward,
         at,
+        dispatch_id,
     })
 }
 

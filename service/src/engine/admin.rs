@@ -117,7 +117,6 @@ impl Engine {
             (None, CatalogSource::Demo) => nudge_models::demo::CATALOG_TOML,
         };
         let catalog = Catalog::from_toml(text).map_err(nudge_models::Error::from)?;
-        warn_if_journeys(&catalog);
         let summary = catalog.summary();
         self.shared.journeys.add_catalog(&catalog, text)?;
         let previous = self.shared.catalog.swap(Arc::new(catalog));
@@ -284,22 +283,5 @@ impl Engine {
             passivations: Stats::get(&stats.passivations),
             rejected: Stats::get(&stats.rejected),
         }
-    }
-}
-
-/// Journeys run, but no delivery service receives their sends yet: an
-/// operator who declares some is told so rather than left to wonder where
-/// the messages went.
-pub(crate) fn warn_if_journeys(catalog: &Catalog) {
-    if !catalog.journeys.is_empty() {
-        let ids: Vec<&str> = catalog
-            .journeys
-            .iter()
-            .map(|journey| journey.id.as_ref())
-            .collect();
-        tracing::warn!(
-            journeys = %ids.join(","),
-            "the catalog declares journeys: they run and their sends are decided and logged, but this version does not dispatch them to delivery services yet"
-        );
     }
 }

@@ -82,6 +82,7 @@ impl Engine {
             outcome,
             reward,
             at,
+            dispatch_id,
         } = input;
         self.call_durable_within(&customer_id, deadline, BudgetedCall::Outcome, |_| {
             ReportOutcome {
@@ -90,6 +91,7 @@ impl Engine {
                 outcome,
                 reward,
                 at,
+                dispatch_id: dispatch_id.clone(),
                 deadline,
             }
         })

@@ -1,14 +1,16 @@
 //! Journeys through the engine: the operator's calls (list with analytics,
-//! a customer's runs, cancel, pause, resume) and waking customers whose
+//! a customer's runs, cancel, pause, resume), waking customers whose
 //! journeys are due ([`Engine::fire_journey_timers`], the timer task
-//! `server::run` runs on the service clock).
+//! `server::run` runs on the service clock), and the delivery services'
+//! side: subscribing to dispatches, acknowledging them.
 
 use super::Engine;
-use crate::actors::customer::{CancelRun, WAKE_RETRY, Wake};
+use crate::actors::customer::{AckDispatch, CancelRun, WAKE_RETRY, Wake};
 use crate::error::ServiceError;
-use crate::journeys::{Book, JourneyFigures, TimerEntry};
-use nudge_models::journey::{CustomerJourneys, Journey, Versions};
+use crate::journeys::{Book, Handed, JourneyFigures, Subscription, TimerEntry};
+use nudge_models::journey::{Acknowledged, CustomerJourneys, Journey, Versions};
 use nudge_models::time::Span;
+use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -115,10 +117,77 @@ impl Engine {
         }
     }
 
-    /// Moves the customer's due journey runs now; replies how many history
-    /// entries that added, once their changes are durable.
+    /// Moves the customer's due journey runs now and hands out its due
+    /// dispatches: once the change is durable, each is offered to a
+    /// delivery service's subscription (one not taken is handed out again
+    /// after the acknowledgement timeout). Replies how many history entries
+    /// that added.
     pub async fn wake(&self, customer_id: &str) -> Result<usize, ServiceError> {
-        self.call_durable(customer_id, |_| Wake).await
+        let woken = self.call_durable(customer_id, |_| Wake).await?;
+        if !woken.handed.is_empty() {
+            let customer_id: Arc<str> = Arc::from(customer_id);
+            for dispatch in woken.handed {
+                let redelivery = dispatch.handed_out > 1;
+                let channel = dispatch.channel.clone();
+                let offered = self.shared.dispatches.offer(Handed {
+                    customer_id: customer_id.clone(),
+                    dispatch,
+                });
+                self.shared
+                    .metrics
+                    .dispatch_offered(&channel, redelivery, offered);
+            }
+        }
+        Ok(woken.entries)
+    }
+
+    /// A delivery service subscribes for `channels` (`None`: every
+    /// channel): customers holding dispatches for them are woken now.
+    pub fn subscribe_dispatches(
+        &self,
+        channels: Option<HashSet<String>>,
+    ) -> Result<Subscription, ServiceError> {
+        if let Some(unknown) = channels
+            .iter()
+            .flatten()
+            .find(|channel| self.catalog().channel(channel).is_none())
+        {
+            return Err(ServiceError::invalid(
+                "channels",
+                format!("'{unknown}' is not a channel of the catalog"),
+            ));
+        }
+        let (subscription, woken) = self
+            .shared
+            .dispatches
+            .subscribe(channels)
+            .map_err(|_| ServiceError::ShuttingDown)?;
+        let now = self.shared.clock.now();
+        self.shared
+            .timers
+            .restore(woken.into_iter().map(|customer_id| (customer_id, now)));
+        self.shared
+            .metrics
+            .dispatch_subscribers(self.shared.dispatches.subscribers());
+        Ok(subscription)
+    }
+
+    /// A delivery service took dispatch `dispatch_id` of `customer_id`:
+    /// answers once that is durable.
+    pub async fn ack_dispatch(
+        &self,
+        customer_id: &str,
+        dispatch_id: &str,
+    ) -> Result<Acknowledged, ServiceError> {
+        let (acknowledged, channel) = self
+            .call_durable(customer_id, |_| AckDispatch {
+                dispatch_id: dispatch_id.to_owned(),
+            })
+            .await?;
+        if let (Acknowledged::Taken, Some(channel)) = (acknowledged, channel) {
+            self.shared.metrics.dispatch_acknowledged(&channel);
+        }
+        Ok(acknowledged)
     }
 
     /// Wakes every customer whose journeys are due, as the service clock
@@ -133,7 +202,9 @@ impl Engine {
             let now = clock.now();
             let due = shared.timers.take_due(now, TAKEN_AT_ONCE);
             let (scheduled, parked) = shared.timers.len();
-            shared.metrics.journey_timers(scheduled, parked);
+            shared
+                .metrics
+                .journey_timers(scheduled, parked, shared.dispatches.waiting());
             if due.is_empty() {
                 let until = shared
                     .timers

@@ -20,7 +20,6 @@ pub use crate::requests::{
     ConsentInput, Deadline, DecideInput, DecideReply, OutcomeInput, StatsSnapshot, SuppressionInput,
 };
 pub use crate::shared::Shared;
-pub(crate) use admin::warn_if_journeys;
 pub use ingest::{IngestSummary, Ingestion, Rejection};
 pub use journeys::JourneyView;
 
@@ -30,7 +29,7 @@ use crate::actors::{ActorSystem, CustomerActor, CustomerRegistry, RegistryEntry}
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{BudgetedCall, ServiceError, Stage};
-use crate::journeys::{JourneyBook, JourneyStats, JourneyTimers};
+use crate::journeys::{DispatchHub, JourneyBook, JourneyStats, JourneyTimers};
 use crate::metrics::Metrics;
 use crate::registry::ModelRegistry;
 use crate::stats::{Stats, bump};
@@ -111,6 +110,7 @@ impl Engine {
             .then(|| config.storage.data_dir.join(crate::journeys::JOURNEYS_DIR));
         let journeys = JourneyBook::open(&catalog, catalog_text, journeys_dir)
             .map_err(|error| EngineStartError::Journeys(Box::new(error)))?;
+        let dispatches = DispatchHub::new(config.journeys.subscriber_buffer);
         let shared = Arc::new(Shared {
             config,
             catalog: ArcSwap::from_pointee(catalog),
@@ -123,6 +123,7 @@ impl Engine {
             journeys,
             timers: JourneyTimers::default(),
             journey_stats: JourneyStats::default(),
+            dispatches,
         });
         shared.timers.restore(
             shared

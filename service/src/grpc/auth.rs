@@ -3,7 +3,9 @@
 //! so no handler checks credentials and a refused call never reaches one.
 //!
 //! The protected calls are listed in [`PROTECTED`]: every `nudge.v1.Admin`
-//! call and the Profiles calls that change a customer's state. Everything in
+//! and `nudge.v1.Dispatches` call (a dispatch carries a customer's
+//! personalised message) and the Profiles calls that change a customer's
+//! state. Everything in
 //! [`OPEN`] (decisions, outcomes, events, reading a profile), health and
 //! reflection stay open: they are the hot path of the applications that embed
 //! nudge, and they cannot change consent, suppressions or the catalog.
@@ -33,8 +35,9 @@ use tower::{Layer, Service};
 /// every method of that service. A new method that changes state (such as an
 /// erase call) belongs here; a unit test fails until every `nudge.v1` method
 /// is listed either here or in [`OPEN`].
-pub const PROTECTED: [&str; 5] = [
+pub const PROTECTED: [&str; 6] = [
     "/nudge.v1.Admin/",
+    "/nudge.v1.Dispatches/",
     "/nudge.v1.Profiles/SetConsent",
     "/nudge.v1.Profiles/Suppress",
     "/nudge.v1.Profiles/Unsuppress",

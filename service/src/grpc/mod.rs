@@ -20,6 +20,7 @@ pub mod admission;
 pub mod auth;
 pub mod calls;
 mod decisions;
+mod dispatches;
 mod events;
 mod profiles;
 pub mod readiness;
@@ -27,6 +28,7 @@ pub mod tls;
 
 pub use admin::AdminService;
 pub use decisions::DecisionsService;
+pub use dispatches::DispatchesService;
 pub use events::EventsService;
 pub use profiles::ProfilesService;
 pub use readiness::Readiness;
@@ -170,6 +172,7 @@ pub async fn serve_until_ready(
         .add_service(readiness.events())
         .add_service(readiness.profiles())
         .add_service(readiness.admin())
+        .add_service(readiness.dispatches())
         // `serve_with_incoming*` ignores the builder's `tcp_nodelay`: the
         // accepted sockets get it from `incoming`.
         .serve_with_incoming_shutdown(connections, shutdown)

@@ -12,10 +12,11 @@
 //! clone (the test harness reaches the engine `server::run` started).
 
 use super::auth::Refuse;
-use super::{AdminService, DecisionsService, EventsService, ProfilesService};
+use super::{AdminService, DecisionsService, DispatchesService, EventsService, ProfilesService};
 use crate::engine::Engine;
 use nudge_proto::v1::{
-    admin_server::AdminServer, decisions_server::DecisionsServer, events_server::EventsServer,
+    admin_server::AdminServer, decisions_server::DecisionsServer,
+    dispatches_server::DispatchesServer, events_server::EventsServer,
     profiles_server::ProfilesServer,
 };
 use std::convert::Infallible;
@@ -48,6 +49,7 @@ pub struct Services {
     events: EventsServer<EventsService>,
     profiles: ProfilesServer<ProfilesService>,
     admin: AdminServer<AdminService>,
+    dispatches: DispatchesServer<DispatchesService>,
 }
 
 impl Services {
@@ -60,18 +62,22 @@ impl Services {
                 .max_decoding_message_size(max),
             profiles: ProfilesServer::new(ProfilesService::new(engine.clone()))
                 .max_decoding_message_size(max),
-            admin: AdminServer::new(AdminService::new(engine)).max_decoding_message_size(max),
+            admin: AdminServer::new(AdminService::new(engine.clone()))
+                .max_decoding_message_size(max),
+            dispatches: DispatchesServer::new(DispatchesService::new(engine))
+                .max_decoding_message_size(max),
         }
     }
 }
 
 /// The health names of the `nudge.v1` services, and `""` (the whole server).
-const HEALTH_NAMES: [&str; 5] = [
+const HEALTH_NAMES: [&str; 6] = [
     "",
     <DecisionsServer<DecisionsService> as NamedService>::NAME,
     <EventsServer<EventsService> as NamedService>::NAME,
     <ProfilesServer<ProfilesService> as NamedService>::NAME,
     <AdminServer<AdminService> as NamedService>::NAME,
+    <DispatchesServer<DispatchesService> as NamedService>::NAME,
 ];
 
 #[derive(Debug)]
@@ -146,11 +152,16 @@ impl Readiness {
         }
     }
 
-    /// Health turns NOT_SERVING for good; in-flight calls still finish.
+    /// Health turns NOT_SERVING for good; in-flight calls still finish,
+    /// and the delivery services' subscriptions end (UNAVAILABLE), so that
+    /// their streams do not hold the shutdown.
     pub async fn drain(&self) {
         let mut phase = self.inner.phase.lock().await;
         *phase = Phase::Draining;
         self.publish(*phase).await;
+        if let Some(engine) = self.inner.engine.borrow().as_ref() {
+            engine.shared().dispatches.close();
+        }
     }
 
     /// Sets every health name to what `phase` means. Call with `phase` locked.
@@ -191,6 +202,11 @@ impl Readiness {
     /// The Admin service, answering once ready.
     pub(super) fn admin(&self) -> Deferred<AdminServer<AdminService>> {
         Deferred::new(self.clone(), |services| &services.admin)
+    }
+
+    /// The Dispatches service, answering once ready.
+    pub(super) fn dispatches(&self) -> Deferred<DispatchesServer<DispatchesService>> {
+        Deferred::new(self.clone(), |services| &services.dispatches)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Journeys in the service: which journey versions runs may be on and
-//! which journeys an operator paused ([`JourneyBook`]), and when each
+//! which journeys an operator paused ([`JourneyBook`]), when each
 //! customer's runs are next due ([`JourneyTimers`]), which the engine's
-//! timer task fires by waking the customer's actor.
+//! timer task fires by waking the customer's actor, and the delivery
+//! services' subscriptions to the sends ([`DispatchHub`]).
 //!
 //! The runs themselves live in each customer's state and move in its actor
 //! (`nudge_models::journey`); what is durable is that state. The store
@@ -14,9 +15,11 @@
 //! journeys (`catalogs/<hash>.toml`), compiled again at start, so a run on
 //! a version the running catalog replaced goes on after a restart.
 
+mod hub;
 mod stats;
 mod timers;
 
+pub use hub::{DispatchHub, Handed, HubClosed, Offered, Subscription};
 pub use stats::{
     DROP_OFF_WINDOW, DropOff, JourneyFigures, JourneyStats, StepExit, StepFigures, step_exit,
 };

@@ -122,6 +122,9 @@ pub struct JourneyFigures {
     pub failed_over: u64,
     /// Dispatches that left the outbox without an outcome.
     pub undelivered: u64,
+    /// Sends withdrawn before a delivery service took them (their run
+    /// ended by a goal, an exit, a cancel or a removal).
+    pub withdrawn: u64,
     /// By step id.
     pub steps: BTreeMap<String, StepFigures>,
 }
@@ -275,6 +278,7 @@ impl JourneyStats {
                 }
                 Happened::FailedOver { .. } => figures.failed_over += 1,
                 Happened::Undelivered { .. } => figures.undelivered += 1,
+                Happened::Withdrawn { .. } => figures.withdrawn += 1,
                 Happened::Updated { .. } | Happened::RuleFailed { .. } => {}
             }
         }

@@ -3,7 +3,7 @@
 //! so the number of series is bounded by the catalog.
 
 use super::*;
-use crate::journeys::{Book, DropOff, step_exit};
+use crate::journeys::{Book, DropOff, Offered, step_exit};
 use nudge_models::journey::{Happened, Outcome};
 
 /// Every ending a run can have, as its code.
@@ -25,12 +25,21 @@ impl Metrics {
         if !catalog.journeys.is_empty() {
             // Registered, so its buckets are exported before the first timer.
             let _ = metrics::histogram!(JOURNEY_TIMER_LATENESS_SECONDS);
+            metrics::gauge!(JOURNEY_DISPATCH_SUBSCRIBERS).set(0.0);
         }
         for journey in &catalog.journeys {
             let id = journey.id.to_string();
             metrics::counter!(JOURNEY_ENTRIES_TOTAL, JOURNEY => id.clone(), RESULT => "started")
                 .increment(0);
             for channel in &journey.channels {
+                for result in ["handed_out", "not_taken"] {
+                    metrics::counter!(
+                        JOURNEY_DISPATCHES_TOTAL,
+                        CHANNEL => channel.clone(),
+                        RESULT => result
+                    )
+                    .increment(0);
+                }
                 for result in ["delivered", "failed"] {
                     metrics::counter!(
                         JOURNEY_DELIVERIES_TOTAL,
@@ -98,6 +107,7 @@ impl Metrics {
                     delivery(journey, from_channel, "failed_over");
                 }
                 Happened::Undelivered { channel, .. } => delivery(journey, channel, "undelivered"),
+                Happened::Withdrawn { channel, .. } => delivery(journey, channel, "withdrawn"),
                 Happened::Moved { .. } | Happened::Updated { .. } | Happened::RuleFailed { .. } => {
                 }
             }
@@ -117,15 +127,46 @@ impl Metrics {
         metrics::histogram!(JOURNEY_TIMER_LATENESS_SECONDS).record(late.as_secs_f64());
     }
 
-    /// Customers with journey runs scheduled to move, and held by a paused
-    /// journey.
-    pub fn journey_timers(&self, due: usize, parked: usize) {
+    /// Customers with journey runs scheduled to move, held by a paused
+    /// journey, and holding dispatches for want of a delivery service.
+    pub fn journey_timers(&self, due: usize, parked: usize, waiting: usize) {
         #[allow(clippy::cast_precision_loss)]
         {
             metrics::gauge!(JOURNEY_TIMERS, STATE => "due").set(due as f64);
             metrics::gauge!(JOURNEY_TIMERS, STATE => "parked").set(parked as f64);
+            metrics::gauge!(JOURNEY_DISPATCH_WAITING).set(waiting as f64);
         }
     }
+
+    /// A handed-out dispatch was offered to the subscriptions.
+    pub fn dispatch_offered(&self, channel: &str, redelivery: bool, offered: Offered) {
+        let result = match (offered, redelivery) {
+            (Offered::NotTaken, _) => "not_taken",
+            (Offered::Taken, false) => "handed_out",
+            (Offered::Taken, true) => "redelivered",
+        };
+        dispatches(channel, result);
+    }
+
+    /// A delivery service acknowledged a dispatch on `channel`.
+    pub fn dispatch_acknowledged(&self, channel: &str) {
+        dispatches(channel, "acknowledged");
+    }
+
+    /// Delivery services subscribed now.
+    pub fn dispatch_subscribers(&self, subscribers: usize) {
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!(JOURNEY_DISPATCH_SUBSCRIBERS).set(subscribers as f64);
+    }
+}
+
+fn dispatches(channel: &str, result: &'static str) {
+    metrics::counter!(
+        JOURNEY_DISPATCHES_TOTAL,
+        CHANNEL => channel.to_owned(),
+        RESULT => result
+    )
+    .increment(1);
 }
 
 fn delivery(journey: &str, channel: &str, result: &'static str) {

@@ -137,7 +137,8 @@ pub const JOURNEY_STEP_DROPOFF_RATIO: &str = "nudge_journey_step_dropoff_ratio";
 /// Counter: what delivery services reported of journey sends; labels
 /// `journey`, `channel`, `result` (`delivered`, `failed`, `failed_over`:
 /// the channel failed twice and the send went out on another,
-/// `undelivered`: it left the outbox without an outcome).
+/// `undelivered`: it left the outbox without an outcome, `withdrawn`: its
+/// run ended from outside before a delivery service took it).
 pub const JOURNEY_DELIVERIES_TOTAL: &str = "nudge_journey_deliveries_total";
 /// Gauge: customers whose journey runs are scheduled to move (`due`) or
 /// held by a paused journey (`parked`); label `state`.
@@ -146,6 +147,16 @@ pub const JOURNEY_TIMERS: &str = "nudge_journey_timers";
 /// its actor moving it (the timer task's lateness; after a restart, the
 /// time the service was down).
 pub const JOURNEY_TIMER_LATENESS_SECONDS: &str = "nudge_journey_timer_lateness_seconds";
+/// Counter: dispatches offered to the delivery services' subscriptions, and
+/// acknowledged; labels `channel`, `result` (`handed_out`, `redelivered`:
+/// handed out again, not acknowledged in time, `not_taken`: no
+/// subscription's buffer took it, `acknowledged`).
+pub const JOURNEY_DISPATCHES_TOTAL: &str = "nudge_journey_dispatches_total";
+/// Gauge: delivery services subscribed to dispatches.
+pub const JOURNEY_DISPATCH_SUBSCRIBERS: &str = "nudge_journey_dispatch_subscribers";
+/// Gauge: customers holding dispatches because no delivery service takes
+/// their channel.
+pub const JOURNEY_DISPATCH_WAITING: &str = "nudge_journey_dispatch_waiting";
 
 // ── Label keys ───────────────────────────────────────────────────────────────
 
@@ -241,7 +252,7 @@ pub struct Declaration {
 }
 
 /// Every metric nudge exposes.
-pub const DECLARATIONS: [Declaration; 35] = [
+pub const DECLARATIONS: [Declaration; 38] = [
     Declaration {
         name: DECIDE_DURATION_SECONDS,
         kind: Kind::Histogram,
@@ -438,7 +449,7 @@ pub const DECLARATIONS: [Declaration; 35] = [
         name: JOURNEY_DELIVERIES_TOTAL,
         kind: Kind::Counter,
         labels: &[JOURNEY, CHANNEL, RESULT],
-        help: "What delivery services reported of journey sends: delivered, failed, failed_over (sent on another channel instead), undelivered (no outcome in time).",
+        help: "What delivery services reported of journey sends: delivered, failed, failed_over (sent on another channel instead), undelivered (no outcome in time), withdrawn (its run ended before a delivery service took it).",
     },
     Declaration {
         name: JOURNEY_TIMERS,
@@ -451,6 +462,24 @@ pub const DECLARATIONS: [Declaration; 35] = [
         kind: Kind::Histogram,
         labels: &[],
         help: "Seconds from the moment a customer's journey run was due to its actor moving it.",
+    },
+    Declaration {
+        name: JOURNEY_DISPATCHES_TOTAL,
+        kind: Kind::Counter,
+        labels: &[CHANNEL, RESULT],
+        help: "Journey dispatches offered to delivery services (handed_out, redelivered, not_taken) and acknowledged.",
+    },
+    Declaration {
+        name: JOURNEY_DISPATCH_SUBSCRIBERS,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Delivery services subscribed to journey dispatches.",
+    },
+    Declaration {
+        name: JOURNEY_DISPATCH_WAITING,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Customers holding journey dispatches because no delivery service takes their channel.",
     },
 ];
 

@@ -6,6 +6,12 @@
 //! ([`PipelineHost`]), and what they log and the budget units they take
 //! are made durable with the state, in the same write.
 //!
+//! Every send goes into the customer's outbox, due at once; a wake-up hands
+//! the due dispatches out ([`Wake`] replies them, and the engine offers
+//! them to the delivery services' subscriptions once the change is
+//! durable), acknowledgements ([`AckDispatch`]) and outcomes (`delivered`,
+//! `failed`, in [`super::ReportOutcome`]) close them.
+//!
 //! After every change the actor tells [`JourneyTimers`] when the customer
 //! is next due, so the engine's timer task wakes it ([`Wake`]) even after
 //! it passivated.
@@ -16,9 +22,12 @@ use crate::journeys::{Book, TimerEntry};
 use crate::store::{BudgetChange, Commit, LogEntry};
 use actix::prelude::*;
 use nudge_models::catalog::Catalog;
-use nudge_models::journey::{CustomerJourneys, Outcome, PipelineHost, Versions};
+use nudge_models::journey::{
+    Acknowledged, CustomerJourneys, Dispatch, Outcome, PipelineHost, Versions,
+};
 use nudge_models::pipeline::Environment;
 use nudge_models::time::{Span, Timestamp};
+use std::collections::BTreeSet;
 
 /// How long a customer whose wake-up could not be handled (the store
 /// refused writes) waits before it is tried again.
@@ -70,6 +79,9 @@ impl CustomerActor {
         // Counted by the journey metrics (`nudge_journey_sends_total`), not
         // as Decide calls.
         for sent in sent {
+            // Each send waits in the outbox for a delivery service.
+            self.state.journeys.dispatch(&sent, now);
+            effects.changed = true;
             effects.log.extend(sent.log);
             effects.budget.extend(budget_changes(sent.budget_taken, 1));
         }
@@ -99,6 +111,40 @@ impl CustomerActor {
         !outcome.reports.is_empty()
     }
 
+    /// Hands out the outbox's due dispatches: those a delivery service
+    /// takes are returned, to be offered once the change is durable; the
+    /// others are held, and the hub wakes the customer when a delivery
+    /// service subscribes for their channel. Expired ones leave the outbox.
+    fn hand_out(&mut self, now: Timestamp) -> Vec<Dispatch> {
+        if self.state.journeys.outbox.is_empty() {
+            return Vec::new();
+        }
+        let policy = self.shared.config.journeys.dispatch_policy();
+        let hub = &self.shared.dispatches;
+        let book = self.shared.journeys.load();
+        let (handed, outcome) =
+            self.state
+                .journeys
+                .deliverable(now, &policy, book.as_ref(), |channel| hub.takes(channel));
+        self.shared.record_journeys(&outcome);
+        let held: BTreeSet<&str> = self.state.journeys.held_channels().collect();
+        let mut subscribed_since = false;
+        for channel in held {
+            subscribed_since |= hub.wait_for(channel, &self.customer_id);
+        }
+        self.sync_timer(book.as_ref());
+        if subscribed_since {
+            self.set_timer(TimerEntry::Due(now));
+        }
+        handed
+    }
+
+    /// Sets the customer's timer to `entry`.
+    fn set_timer(&mut self, entry: TimerEntry) {
+        self.timer = Some(entry);
+        self.shared.timers.set(&self.customer_id, entry);
+    }
+
     /// Tells the timers when the customer is next due, if that changed.
     pub(super) fn sync_timer(&mut self, versions: &dyn Versions) {
         let journeys = &self.state.journeys;
@@ -111,20 +157,29 @@ impl CustomerActor {
             None => TimerEntry::None,
         };
         if self.timer != Some(entry) {
-            self.shared.timers.set(&self.customer_id, entry);
-            self.timer = Some(entry);
+            self.set_timer(entry);
         }
     }
 }
 
-/// The customer's journeys are due: move every run that is. Replies how
-/// many history entries were added.
+/// What a wake-up did.
+#[derive(Debug, Default)]
+pub struct Woken {
+    /// History entries it added.
+    pub entries: usize,
+    /// Dispatches handed out, to offer to the delivery services once the
+    /// change is durable.
+    pub handed: Vec<Dispatch>,
+}
+
+/// The customer's journeys are due: move every run that is, and hand out
+/// the dispatches that are.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Durable<usize>, ServiceError>")]
+#[rtype(result = "Result<Durable<Woken>, ServiceError>")]
 pub struct Wake;
 
 impl Handler<Wake> for CustomerActor {
-    type Result = Result<Durable<usize>, ServiceError>;
+    type Result = Result<Durable<Woken>, ServiceError>;
 
     fn handle(&mut self, _message: Wake, context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
@@ -132,9 +187,7 @@ impl Handler<Wake> for CustomerActor {
         self.timer = Some(TimerEntry::None);
         self.check_loaded(context)?;
         if let Err(error) = self.check_writable() {
-            let retry = TimerEntry::Due(now.plus(WAKE_RETRY));
-            self.timer = Some(retry);
-            self.shared.timers.set(&self.customer_id, retry);
+            self.set_timer(TimerEntry::Due(now.plus(WAKE_RETRY)));
             return Err(error);
         }
         let catalog = self.shared.catalog.load_full();
@@ -149,19 +202,60 @@ impl Handler<Wake> for CustomerActor {
         }
         let before = self.state.clone();
         let mut effects = JourneyEffects::default();
-        let mut reports = 0;
+        let mut entries = 0;
         self.run_journeys(now, &catalog, &mut effects, |journeys, book, host| {
             let outcome = journeys.on_time(book, now, host);
-            reports = outcome.reports.len();
+            entries = outcome.reports.len();
             outcome
         });
-        let commit = if effects.changed {
+        let handed = self.hand_out(now);
+        let commit = if effects.changed || self.state.journeys.outbox != before.journeys.outbox {
             self.persist(&before, effects.log, effects.budget)
         } else {
             Commit::none()
         };
         Ok(Durable {
-            value: reports,
+            value: Woken { entries, handed },
+            commit,
+        })
+    }
+}
+
+/// A delivery service took dispatch `dispatch_id`: it waits for its
+/// outcome and is not handed out again. Replies what that did, and the
+/// dispatch's channel when it is in the outbox.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Durable<(Acknowledged, Option<String>)>, ServiceError>")]
+pub struct AckDispatch {
+    /// The dispatch (one attempt of a send).
+    pub dispatch_id: String,
+}
+
+impl Handler<AckDispatch> for CustomerActor {
+    type Result = Result<Durable<(Acknowledged, Option<String>)>, ServiceError>;
+
+    fn handle(&mut self, message: AckDispatch, context: &mut Self::Context) -> Self::Result {
+        self.touch();
+        self.check_loaded(context)?;
+        self.check_writable()?;
+        let policy = self.shared.config.journeys.dispatch_policy();
+        let before = self.state.clone();
+        let journeys = &mut self.state.journeys;
+        let channel = journeys
+            .outbox
+            .iter()
+            .find(|dispatch| dispatch.id == message.dispatch_id)
+            .map(|dispatch| dispatch.channel.clone());
+        let acknowledged = journeys.acknowledge(&message.dispatch_id, &policy);
+        let commit = if acknowledged == Acknowledged::Taken {
+            let book = self.shared.journeys.load();
+            self.sync_timer(book.as_ref());
+            self.persist(&before, Vec::new(), Vec::new())
+        } else {
+            Commit::none()
+        };
+        Ok(Durable {
+            value: (acknowledged, channel),
             commit,
         })
     }

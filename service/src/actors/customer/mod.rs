@@ -9,7 +9,7 @@
 
 mod journeys;
 
-pub use journeys::{CancelRun, WAKE_RETRY, Wake};
+pub use journeys::{AckDispatch, CancelRun, WAKE_RETRY, Wake, Woken};
 
 use crate::error::{BudgetedCall, ServiceError, Stage};
 use crate::journeys::TimerEntry;
@@ -421,6 +421,8 @@ pub struct ReportOutcome {
     pub reward: Option<f64>,
     /// When (the service's time if the client gave none).
     pub at: Option<Timestamp>,
+    /// For a journey's dispatch: the attempt it is about, when named.
+    pub dispatch_id: Option<String>,
     /// When the outcome must be applied by.
     pub deadline: Deadline,
 }
@@ -440,16 +442,56 @@ impl Handler<ReportOutcome> for CustomerActor {
         self.check_writable()?;
         let at = message.at.unwrap_or(now);
         let before = self.state.clone();
-        let result = self.state.report_outcome(
-            &message.decision_id,
-            &message.action_id,
+        let dispatch_id = message.dispatch_id.as_deref();
+        // A journey's send: its delivery outcome closes the dispatch, or
+        // retries it, or fails it over.
+        let dispatched = matches!(
             message.outcome,
-            message.reward,
-            at,
-            &self.shared.budgets,
-        )?;
+            OutcomeKind::Delivered | OutcomeKind::Failed
+        ) && self
+            .state
+            .journeys
+            .dispatch_of(&message.decision_id, dispatch_id)
+            .is_some_and(|dispatch| dispatch.action == message.action_id);
+        // A failure tried again on the same channel does not give the
+        // contact up yet: the ledger and the decision log see the final one.
+        let retried = dispatched
+            && message.outcome == OutcomeKind::Failed
+            && self
+                .state
+                .journeys
+                .retries_on_failure(&message.decision_id, dispatch_id);
+        let result = if retried {
+            OutcomeResult {
+                applied: true,
+                slot_released: false,
+            }
+        } else {
+            self.state.report_outcome(
+                &message.decision_id,
+                &message.action_id,
+                message.outcome,
+                message.reward,
+                at,
+                &self.shared.budgets,
+            )?
+        };
         let mut log = Vec::new();
         let mut budget = Vec::new();
+        if dispatched {
+            let catalog = self.shared.catalog.load_full();
+            let mut effects = journeys::JourneyEffects::default();
+            let decision_id = &message.decision_id;
+            self.run_journeys(now, &catalog, &mut effects, |journeys, book, host| {
+                if message.outcome == OutcomeKind::Delivered {
+                    journeys.delivered(decision_id, dispatch_id, now)
+                } else {
+                    journeys.failed(decision_id, dispatch_id, book, now, host)
+                }
+            });
+            log.extend(effects.log);
+            budget.extend(effects.budget);
+        }
         if result.slot_released
             && self
                 .shared
@@ -460,7 +502,7 @@ impl Handler<ReportOutcome> for CustomerActor {
         {
             budget = budget_changes(vec![message.action_id.clone()], -1);
         }
-        if result.applied {
+        if result.applied && !retried {
             // Counted for the variant the customer is assigned to now: the
             // one that decided, unless the experiment changed since (the
             // decision log has each decision's own variant).
