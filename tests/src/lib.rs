@@ -13,6 +13,7 @@ pub mod simulation;
 use nudge_models::time::Timestamp;
 use nudge_proto::v1::admin_client::AdminClient;
 use nudge_proto::v1::decisions_client::DecisionsClient;
+use nudge_proto::v1::dispatches_client::DispatchesClient;
 use nudge_proto::v1::events_client::EventsClient;
 use nudge_proto::v1::profiles_client::ProfilesClient;
 use nudge_service::clock::ManualClock;
@@ -229,6 +230,11 @@ impl TestServer {
     /// An Admin client.
     pub async fn admin(&self) -> AdminClient<Channel> {
         AdminClient::new(self.channel().await)
+    }
+
+    /// A Dispatches client (what delivery services use).
+    pub async fn dispatches(&self) -> DispatchesClient<Channel> {
+        DispatchesClient::new(self.channel().await)
     }
 
     /// Begins shutdown without waiting: health turns NOT_SERVING and calls in

@@ -9,18 +9,18 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use nudge_proto::v1::{
-    CancelJourneyRunRequest, CancelJourneyRunResponse, DecideRequest, DecideResponse, Event,
-    ExportDecisionsRequest, ExportEventsRequest, ForgetRequest, ForgetResponse,
-    GetCustomerJourneysRequest, GetCustomerJourneysResponse, GetProfileRequest,
+    AckRequest, AckResponse, CancelJourneyRunRequest, CancelJourneyRunResponse, DecideRequest,
+    DecideResponse, Event, ExportDecisionsRequest, ExportEventsRequest, ForgetRequest,
+    ForgetResponse, GetCustomerJourneysRequest, GetCustomerJourneysResponse, GetProfileRequest,
     ListJourneysRequest, ListJourneysResponse, ListModelsRequest, ListModelsResponse,
     LoadModelRequest, LoadModelResponse, LoggedDecision, LoggedEvent, ModelsChanged,
     PauseJourneyRequest, PauseJourneyResponse, Profile, PromoteModelRequest, ReloadCatalogRequest,
     ReloadCatalogResponse, ReportOutcomeRequest, ReportOutcomeResponse, ResumeJourneyRequest,
     ResumeJourneyResponse, RollbackRequest, SetConsentRequest, SetConsentResponse,
-    SetShadowRequest, SetShadowResponse, StatsRequest, StatsResponse, SuppressRequest,
-    SuppressResponse, TrackResponse, UnsuppressRequest, admin_client::AdminClient,
-    decisions_client::DecisionsClient, events_client::EventsClient,
-    profiles_client::ProfilesClient,
+    SetShadowRequest, SetShadowResponse, StatsRequest, StatsResponse, SubscribeRequest,
+    SuppressRequest, SuppressResponse, TrackResponse, UnsuppressRequest, admin_client::AdminClient,
+    decisions_client::DecisionsClient, dispatches_client::DispatchesClient,
+    events_client::EventsClient, profiles_client::ProfilesClient,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::{Interceptor, interceptor::InterceptedService};
@@ -204,6 +204,8 @@ rpc! {
     CancelJourneyRunRequest => CancelJourneyRunResponse: AdminClient::cancel_journey_run;
     PauseJourneyRequest => PauseJourneyResponse: AdminClient::pause_journey;
     ResumeJourneyRequest => ResumeJourneyResponse: AdminClient::resume_journey;
+    SubscribeRequest => tonic::Streaming<nudge_proto::v1::Dispatch>: DispatchesClient::subscribe;
+    AckRequest => AckResponse: DispatchesClient::ack;
 }
 
 /// Sends `request` over `connection`; a refusal reads `server said CODE:

@@ -1,7 +1,7 @@
 //! The client side of the `nudge` command-line tool: subcommands that talk to a
 //! running nudge server over gRPC (`decide`, `track`, `outcome`, `consent`,
 //! `suppress`, `unsuppress`, `profile`, `forget`, `reload`, `stats`, `export`,
-//! `simulate`)
+//! `simulate`, `model`, `journeys`, `dispatches`)
 //! and print the answer as text for a person or, with `--json`, as one JSON
 //! object.
 //!
@@ -28,6 +28,7 @@
 
 mod args;
 mod client;
+mod dispatches;
 pub mod evaluate;
 pub mod export;
 mod journeys;
@@ -97,6 +98,9 @@ pub enum ClientCommand {
     /// entries, exits and drop-off), show a customer's runs with their
     /// audit trail, cancel a run, pause or resume a journey.
     Journeys(WithClient<journeys::JourneysArgs>),
+    /// Print journeys' sends as a delivery service receives them, as they
+    /// come (and acknowledge them with --ack), or acknowledge one.
+    Dispatches(WithClient<dispatches::DispatchesArgs>),
 }
 
 impl ClientCommand {
@@ -117,6 +121,7 @@ impl ClientCommand {
             Self::Model(command) => &command.client,
             Self::Simulate(command) => &command.client,
             Self::Journeys(command) => &command.client,
+            Self::Dispatches(command) => &command.client,
         }
     }
 }
@@ -255,6 +260,11 @@ pub async fn run(command: ClientCommand, earlier: &ClientOptions) -> anyhow::Res
             |_, snapshot, _| journeys::dashboard(snapshot),
         )
         .await;
+    }
+    if let ClientCommand::Dispatches(dispatches) = &command
+        && dispatches.args.action == dispatches::DispatchesAction::Watch
+    {
+        return dispatches::watch(&dispatches.args, &options).await;
     }
     let text = execute(command, &options).await?;
     let mut stdout = std::io::stdout().lock();
@@ -437,6 +447,7 @@ async fn execute(command: ClientCommand, options: &ClientArgs) -> anyhow::Result
         }
         C::Model(c) => model::run(&c.args, options).await,
         C::Journeys(c) => journeys::run(&c.args, options).await,
+        C::Dispatches(c) => dispatches::run(&c.args, options).await,
         C::Simulate(c) => {
             let simulation = c.args.simulation()?;
             let pace = simulate::RealTime {

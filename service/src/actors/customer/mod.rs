@@ -453,6 +453,24 @@ impl Handler<ReportOutcome> for CustomerActor {
             .journeys
             .dispatch_of(&message.decision_id, dispatch_id)
             .is_some_and(|dispatch| dispatch.action == message.action_id);
+        // An outcome naming an attempt already retried, while another
+        // attempt of the send is out: a repeated report, nothing changes.
+        if !dispatched
+            && dispatch_id.is_some()
+            && self
+                .state
+                .journeys
+                .dispatch_of(&message.decision_id, None)
+                .is_some()
+        {
+            return Ok(Durable {
+                value: OutcomeResult {
+                    applied: false,
+                    slot_released: false,
+                },
+                commit: Commit::none(),
+            });
+        }
         // A failure tried again on the same channel does not give the
         // contact up yet: the ledger and the decision log see the final one.
         let retried = dispatched
