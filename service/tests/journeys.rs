@@ -111,3 +111,112 @@ fn a_wait_that_ends_while_the_server_is_killed_fires_once_after_the_restart() {
         "{fired} wake-ups, {late} s late"
     );
 }
+
+/// A journey that sends the getting-started guide (the content channel has
+/// no quiet hours) as soon as a page is viewed.
+const PING: &str = r#"
+[[journeys]]
+id = "ping"
+name = "Ping"
+trigger = { event = "page_view" }
+
+[[journeys.steps]]
+id = "guide"
+send = { action = "guide_getting_started" }
+"#;
+
+/// `nudge dispatches --json` against `server` with `extra` arguments, its
+/// JSON lines sent to the returned receiver as they come.
+fn watch_dispatches(
+    server: &Server,
+    extra: &[&str],
+) -> (common::ChildGuard, std::sync::mpsc::Receiver<Json>) {
+    let mut args = vec!["dispatches", "--json", "--server", server.url()];
+    args.extend_from_slice(extra);
+    let mut child = common::nudge_command(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn nudge dispatches");
+    let stdout = child.stdout.take().expect("a piped stdout");
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            let parsed: Json = serde_json::from_str(&line).expect("a JSON line");
+            if lines.send(parsed).is_err() {
+                return;
+            }
+        }
+    });
+    (common::ChildGuard(child), received)
+}
+
+fn next_dispatch(received: &std::sync::mpsc::Receiver<Json>) -> Json {
+    received
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a dispatch from nudge dispatches")
+}
+
+#[test]
+fn a_dispatch_not_acknowledged_when_the_server_is_killed_is_handed_out_again_after_the_restart() {
+    let dir = TempDir::new("dispatch-kill");
+    let catalog = dir.join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        format!("{}\n{PING}", nudge_models::demo::CATALOG_TOML),
+    )
+    .expect("write the catalog");
+    let catalog = catalog.to_str().expect("a UTF-8 temp path").to_owned();
+    let args = [
+        "--catalog",
+        &catalog,
+        "--set",
+        "journeys.ack_timeout_ms=500",
+    ];
+    let server = Server::start(&dir, &args);
+    let (_watcher, received) = watch_dispatches(&server, &["--channel", "content"]);
+    // Two sends; the watcher prints them (it does not acknowledge).
+    server.ok(&["track", "--customer", "k1", "--event", "page_view"]);
+    server.ok(&["track", "--customer", "k2", "--event", "page_view"]);
+    let mut first = std::collections::BTreeMap::new();
+    while first.len() < 2 {
+        let dispatch = next_dispatch(&received);
+        let customer = dispatch["customer_id"]
+            .as_str()
+            .expect("a customer")
+            .to_owned();
+        first.entry(customer).or_insert(dispatch);
+    }
+    // k1's is acknowledged (durable once answered); k2's is not.
+    let taken = server.json(&[
+        "dispatches",
+        "ack",
+        "k1",
+        first["k1"]["dispatch_id"].as_str().expect("an id"),
+    ]);
+    assert_eq!(taken["state"], "taken", "{taken}");
+    let pid = server.pid();
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -9 {pid}");
+    drop(server);
+
+    let server = Server::start(&dir, &args);
+    let (_watcher, received) = watch_dispatches(&server, &["--ack"]);
+    // k2's comes again, the same dispatch, and is taken now.
+    let again = next_dispatch(&received);
+    assert_eq!(again["customer_id"], "k2", "{again}");
+    assert_eq!(again["dispatch_id"], first["k2"]["dispatch_id"], "{again}");
+    assert!(again["delivery"].as_u64().expect("a count") >= 2, "{again}");
+    assert_eq!(again["acknowledged"], "taken", "{again}");
+    // Then only a new send: neither k1's nor k2's is handed out again.
+    server.ok(&["track", "--customer", "k3", "--event", "page_view"]);
+    let next = next_dispatch(&received);
+    assert_eq!(next["customer_id"], "k3", "{next}");
+    let runs = server.json(&["journeys", "runs", "k1"]);
+    assert_eq!(runs["outbox"][0]["acknowledged"], true, "{runs}");
+}

@@ -381,6 +381,20 @@ fn runs_json(response: &GetCustomerJourneysResponse) -> Json {
                 "text": entry.text,
             })).collect::<Json>(),
         })).collect::<Json>(),
+        "outbox": response.outbox.iter().map(|entry| json!({
+            "dispatch_id": entry.dispatch_id,
+            "decision_id": entry.decision_id,
+            "journey_id": entry.journey_id,
+            "step_id": entry.step_id,
+            "action_id": entry.action_id,
+            "channel": entry.channel,
+            "attempt": entry.attempt,
+            "handed_out": entry.handed_out,
+            "held": entry.held,
+            "acknowledged": entry.acknowledged,
+            "created_at": time_text(entry.created_at.as_ref()),
+            "due": time_text(entry.due.as_ref()),
+        })).collect::<Json>(),
     })
 }
 
@@ -413,6 +427,32 @@ fn runs_text(customer_id: &str, response: &GetCustomerJourneysResponse) -> Strin
         );
         for entry in &run.history {
             let _ = writeln!(out, "  {}  {}", time_text(entry.at.as_ref()), entry.text);
+        }
+    }
+    if !response.outbox.is_empty() {
+        let _ = writeln!(
+            out,
+            "outbox (sends waiting for a delivery service's outcome):"
+        );
+        for entry in &response.outbox {
+            let state = if entry.acknowledged {
+                "taken, waiting for its outcome until".to_owned()
+            } else if entry.held {
+                "held: no delivery service takes its channel; tried again".to_owned()
+            } else {
+                format!("handed out {} time(s); again", entry.handed_out)
+            };
+            let _ = writeln!(
+                out,
+                "  {} {} on {} ({}/{}, attempt {}): {state} {}",
+                entry.dispatch_id,
+                entry.action_id,
+                entry.channel,
+                entry.journey_id,
+                entry.step_id,
+                entry.attempt,
+                time_text(entry.due.as_ref())
+            );
         }
     }
     out.truncate(out.trim_end().len());
