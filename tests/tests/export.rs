@@ -127,6 +127,7 @@ fn outcome(
         outcome: kind.into(),
         reward,
         timestamp: None,
+        dispatch_id: String::new(),
     }
 }
 

@@ -117,6 +117,7 @@ async fn stats_report_latency_percentiles_and_consistent_totals() {
             outcome: Outcome::Impression as i32,
             reward: None,
             timestamp: None,
+            dispatch_id: String::new(),
         })
         .await
         .expect("outcome accepted")

@@ -213,6 +213,7 @@ pub fn outcome(served: &Served, ordinal: u64) -> ReportOutcomeRequest {
         outcome: outcome as i32,
         reward: None,
         timestamp: None,
+        dispatch_id: String::new(),
     }
 }
 

@@ -580,11 +580,23 @@ mod tests {
                 }],
                 ..JourneyRun::default()
             }],
+            outbox: vec![nudge_proto::v1::OutboxEntry {
+                dispatch_id: "d9.2".to_owned(),
+                action_id: "trial_checkin_email".to_owned(),
+                channel: "email".to_owned(),
+                journey_id: "trial_conversion".to_owned(),
+                step_id: "welcome".to_owned(),
+                attempt: 2,
+                acknowledged: true,
+                due: Some(at(1_796_169_600)),
+                ..nudge_proto::v1::OutboxEntry::default()
+            }],
         };
         assert_eq!(
             runs_text("c-1", &response),
-            "trial_conversion v1 — at day1 (waiting until 2026-12-02T00:00:00Z), started 2026-12-01T00:00:00Z\n  2026-12-01T00:00:00Z  started by trial_started at welcome"
+            "trial_conversion v1 — at day1 (waiting until 2026-12-02T00:00:00Z), started 2026-12-01T00:00:00Z\n  2026-12-01T00:00:00Z  started by trial_started at welcome\noutbox (sends waiting for a delivery service's outcome):\n  d9.2 trial_checkin_email on email (trial_conversion/welcome, attempt 2): taken, waiting for its outcome until 2026-12-02T00:00:00Z"
         );
+        assert_eq!(runs_json(&response)["outbox"][0]["acknowledged"], true);
         assert_eq!(
             runs_text("c-2", &GetCustomerJourneysResponse::default()),
             "c-2 has not been in a journey"

@@ -42,11 +42,14 @@ pub(super) struct JourneyEffects {
     pub budget: Vec<BudgetChange>,
     /// Whether any run changed.
     pub changed: bool,
+    /// Whether the journeys ran (the timer needs a sync).
+    pub ran: bool,
 }
 
 impl CustomerActor {
     /// Runs `step` over the customer's journeys, with the pipeline as the
-    /// host, and sets the customer's next timer.
+    /// host; every send goes into the outbox. The caller syncs the timer
+    /// once it is done with the journeys ([`CustomerActor::sync_timer`]).
     pub(super) fn run_journeys(
         &mut self,
         now: Timestamp,
@@ -86,8 +89,8 @@ impl CustomerActor {
             effects.budget.extend(budget_changes(sent.budget_taken, 1));
         }
         effects.changed |= !outcome.reports.is_empty();
+        effects.ran = true;
         self.shared.record_journeys(&outcome);
-        self.sync_timer(book.as_ref());
     }
 
     /// Ends the runs of journeys that send on `channel` (an opt-out, a
@@ -115,8 +118,11 @@ impl CustomerActor {
     /// takes are returned, to be offered once the change is durable; the
     /// others are held, and the hub wakes the customer when a delivery
     /// service subscribes for their channel. Expired ones leave the outbox.
+    /// Sets the customer's timer after.
     fn hand_out(&mut self, now: Timestamp) -> Vec<Dispatch> {
         if self.state.journeys.outbox.is_empty() {
+            let book = self.shared.journeys.load();
+            self.sync_timer(book.as_ref());
             return Vec::new();
         }
         let policy = self.shared.config.journeys.dispatch_policy();
@@ -143,6 +149,14 @@ impl CustomerActor {
     fn set_timer(&mut self, entry: TimerEntry) {
         self.timer = Some(entry);
         self.shared.timers.set(&self.customer_id, entry);
+    }
+
+    /// Tells the timers when the customer is next due, if the journeys ran.
+    pub(super) fn sync_timer_after(&mut self, effects: &JourneyEffects) {
+        if effects.ran {
+            let book = self.shared.journeys.load();
+            self.sync_timer(book.as_ref());
+        }
     }
 
     /// Tells the timers when the customer is next due, if that changed.

@@ -397,6 +397,7 @@ impl Handler<Track> for CustomerActor {
             }
             results.push(result);
         }
+        self.sync_timer_after(&effects);
         log.extend(effects.log);
         // Duplicates are written too: their first delivery may still be
         // queued, and an acknowledgement promises durability.
@@ -507,6 +508,7 @@ impl Handler<ReportOutcome> for CustomerActor {
                     journeys.failed(decision_id, dispatch_id, book, now, host)
                 }
             });
+            self.sync_timer_after(&effects);
             log.extend(effects.log);
             budget.extend(effects.budget);
         }

@@ -155,6 +155,7 @@ mod tests {
             outcome: nudge_proto::v1::Outcome::Failed as i32,
             reward: None,
             timestamp: None,
+            dispatch_id: String::new(),
         };
         let text = outcome(
             &req,
