@@ -8,7 +8,10 @@
 //!   gRPC, on an in-memory store;
 //! - [`storage`]: the durable store — event ingest with group commit, first
 //!   calls to stored customers after a restart, `nudge serve` restart time on
-//!   a large data directory, memory per live actor.
+//!   a large data directory, memory per live actor;
+//! - [`journeys`]: journey timers at scale (lateness of a million waits,
+//!   memory per wait, Decide while they fire) and dispatch throughput to
+//!   one subscriber.
 //!
 //! Each prints a Markdown report (and writes its files where `--out` says;
 //! the reports in `bench/results/` are made that way). [`report`] holds what
@@ -16,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod journeys;
 pub mod latency;
 pub mod load;
 pub mod report;

@@ -1,7 +1,7 @@
 //! `nudge-bench`: measures nudge on this machine (see the library's map).
 
 use clap::Parser;
-use nudge_bench::{latency, load, storage};
+use nudge_bench::{journeys, latency, load, storage};
 
 /// Benches for nudge.
 #[derive(Debug, Parser)]
@@ -19,6 +19,9 @@ enum Cli {
     Restart(storage::restart::RestartArgs),
     /// Resident memory per live actor with many customers stored.
     Memory(storage::memory::MemoryArgs),
+    /// Journey timers at scale (lateness, memory per wait, Decide while they
+    /// fire) and dispatch throughput to one subscriber.
+    Journeys(journeys::JourneysArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,6 +37,7 @@ fn main() -> anyhow::Result<()> {
             Cli::Activation(args) => storage::activation::run(args).await,
             Cli::Restart(args) => storage::restart::run(args).await,
             Cli::Memory(args) => storage::memory::run(args).await,
+            Cli::Journeys(args) => journeys::run(args).await,
         }
     })
 }
