@@ -50,11 +50,15 @@ pub struct JourneysArgs {
     #[arg(long, default_value_t = 10)]
     waits: u32,
     /// The first journey's wait, seconds: scheduling must be done before.
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 120)]
     delay_secs: u64,
     /// How much longer each further journey waits, seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 20)]
     step_secs: u64,
+    /// Customers are sent the trigger at an even pace over this many
+    /// seconds, so their waits fall due as evenly (0: as fast as possible).
+    #[arg(long, default_value_t = 100)]
+    spread_secs: u64,
     /// Decide calls per second, open loop, before and while the waits fire.
     #[arg(long, default_value_t = 500)]
     decide_rate: u64,
@@ -113,6 +117,29 @@ fn event(name: &str, id: String) -> Event {
     }
 }
 
+/// `call` again, after a pause, while the store asks to retry (it is
+/// catching up on its checkpoints): what a client does with
+/// RESOURCE_EXHAUSTED. Counts the retries in `retries`.
+async fn retrying<T, Fut>(
+    retries: &AtomicU64,
+    mut call: impl FnMut() -> Fut,
+) -> Result<T, nudge_service::error::ServiceError>
+where
+    Fut: Future<Output = Result<T, nudge_service::error::ServiceError>>,
+{
+    loop {
+        match call().await {
+            Err(nudge_service::error::ServiceError::Storage(
+                nudge_service::store::StoreError::Behind { .. },
+            )) => {
+                retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn customer(index: u64) -> String {
     format!("j-{index:07}")
 }
@@ -123,8 +150,18 @@ where
     F: Fn(u64) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,
 {
+    paced(concurrency, total, Duration::ZERO, call).await
+}
+
+/// Like [`for_each`], call `index` not before `index / total` of `over`.
+async fn paced<F, Fut>(concurrency: u64, total: u64, over: Duration, call: F) -> anyhow::Result<()>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
+    let started = tokio::time::Instant::now();
     for _ in 0..concurrency {
         let next = next.clone();
         let call = call.clone();
@@ -133,6 +170,10 @@ where
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 if index >= total {
                     return anyhow::Ok(());
+                }
+                if !over.is_zero() {
+                    tokio::time::sleep_until(started + over.mul_f64(index as f64 / total as f64))
+                        .await;
                 }
                 call(index).await?;
             }
@@ -210,8 +251,10 @@ pub async fn run(args: JourneysArgs) -> anyhow::Result<()> {
     let dir = DataDir::new(None, "journeys", false)?;
     let catalog_path = dir.path().join("catalog.toml");
     std::fs::write(&catalog_path, catalog(&args))?;
-    let mut config = Config::default();
-    config.catalog = Some(catalog_path);
+    let mut config = Config {
+        catalog: Some(catalog_path),
+        ..Config::default()
+    };
     config.storage.data_dir = dir.path().join("data");
     config.storage.in_memory = args.in_memory;
     config.actors.max_live_customers = usize::try_from(args.customers + args.sends)? + 50_000;
@@ -252,7 +295,8 @@ pub async fn run(args: JourneysArgs) -> anyhow::Result<()> {
 
     // 2. The waits.
     let scheduling = Instant::now();
-    for_each(args.concurrency, args.customers, {
+    let spread = Duration::from_secs(args.spread_secs);
+    paced(args.concurrency, args.customers, spread, {
         let engine = engine.clone();
         move |index| {
             let engine = engine.clone();
@@ -271,7 +315,7 @@ pub async fn run(args: JourneysArgs) -> anyhow::Result<()> {
     let scheduled = args.customers * u64::from(args.waits);
     let (due, parked) = engine.shared().timers.len();
     anyhow::ensure!(
-        scheduled_in.as_secs() < args.delay_secs,
+        scheduled_in.as_secs() + 2 < args.delay_secs,
         "scheduling took {scheduled_in:.1?}, longer than the first wait ({} s): raise --delay-secs",
         args.delay_secs
     );
@@ -317,10 +361,7 @@ pub async fn run(args: JourneysArgs) -> anyhow::Result<()> {
                 let late_ms = (at.millis() - due.millis()).max(0);
                 ended += 1;
                 within_100ms += u64::from(late_ms <= 100);
-                record_duration(
-                    &mut lateness,
-                    Duration::from_millis(late_ms.unsigned_abs()),
-                );
+                record_duration(&mut lateness, Duration::from_millis(late_ms.unsigned_abs()));
                 *per_second.entry(at.millis() / 1_000).or_default() += 1;
             }
         }
@@ -347,13 +388,15 @@ pub async fn run(args: JourneysArgs) -> anyhow::Result<()> {
     };
     writeln!(
         report,
-        "nudge-bench journeys: {} live customers, {} waits each ({} scheduled), the k-th wait {} s + k × {} s; \
-         {store_kind}; in process, the engine's timer task on the system clock; {}\n",
+        "nudge-bench journeys: {} live customers, {} waits each ({} scheduled), the k-th wait {} s + k × {} s, \
+         the customers triggered evenly over {} s; {store_kind}; in process, the engine's timer task on the \
+         system clock; {}\n",
         args.customers,
         args.waits,
         scheduled,
         args.delay_secs,
         args.step_secs,
+        args.spread_secs,
         machine(),
     )?;
     writeln!(report, "| step | figure |")?;
@@ -367,7 +410,7 @@ pub async fn run(args: JourneysArgs) -> anyhow::Result<()> {
     )?;
     writeln!(
         report,
-        "| waits scheduled (one Track each, {} runs per customer) | {:.1} s, VmRSS → {} MiB |",
+        "| waits scheduled (one Track each, {} runs per customer, paced) | {:.1} s, VmRSS → {} MiB |",
         args.waits,
         scheduled_in.as_secs_f64(),
         mib(rss_scheduled)
@@ -395,10 +438,12 @@ pub async fn run(args: JourneysArgs) -> anyhow::Result<()> {
     if let Some(dispatch) = &dispatch {
         writeln!(
             report,
-            "| **dispatch throughput** (one in-process subscriber acknowledging each) | **{:.0} dispatches/s** ({} in {:.1} s) |",
+            "| **dispatch throughput** (one in-process subscriber acknowledging each, {ACKS_IN_FLIGHT} acknowledgements in flight) | **{:.0} dispatches/s** ({} in {:.1} s; {} handed out again; {} calls retried while the store caught up) |",
             dispatch.received as f64 / dispatch.wall.as_secs_f64(),
             dispatch.received,
-            dispatch.wall.as_secs_f64()
+            dispatch.wall.as_secs_f64(),
+            dispatch.redelivered,
+            dispatch.retries,
         )?;
     }
     writeln!(report)?;
@@ -447,9 +492,17 @@ pub async fn run(args: JourneysArgs) -> anyhow::Result<()> {
 /// What the dispatch step measured.
 struct DispatchFigures {
     received: u64,
+    /// Dispatches handed out again (not taken in time: the subscriber's
+    /// buffer was full, or its acknowledgement came late).
+    redelivered: u64,
+    /// Calls retried because the store was catching up.
+    retries: u64,
     wall: Duration,
     latency: Histogram<u64>,
 }
+
+/// Acknowledgements the bench's subscriber keeps in flight.
+const ACKS_IN_FLIGHT: usize = 1_024;
 
 async fn dispatch_throughput(
     engine: &Arc<Engine>,
@@ -457,47 +510,62 @@ async fn dispatch_throughput(
 ) -> anyhow::Result<DispatchFigures> {
     let mut subscription = engine.subscribe_dispatches(None)?;
     let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let retries = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let sending = tokio::spawn(for_each(args.concurrency, args.sends, {
         let engine = engine.clone();
         let sent_at = sent_at.clone();
+        let retries = retries.clone();
         move |index| {
             let engine = engine.clone();
             let sent_at = sent_at.clone();
+            let retries = retries.clone();
             async move {
                 let id = format!("s-{index:07}");
                 if let Ok(mut sent_at) = sent_at.lock() {
                     sent_at.insert(id.clone(), Instant::now());
                 }
-                engine
-                    .track(&id, vec![event("bench_send", format!("{id}-send"))])
-                    .await?;
+                retrying(&retries, || {
+                    engine.track(&id, vec![event("bench_send", format!("{id}-send"))])
+                })
+                .await?;
                 anyhow::Ok(())
             }
         }
     }));
     let mut latency = new_histogram()?;
-    let acks = Arc::new(Semaphore::new(256));
+    let acks = Arc::new(Semaphore::new(ACKS_IN_FLIGHT));
     let mut acking = tokio::task::JoinSet::new();
     let mut received = 0_u64;
+    let mut redelivered = 0_u64;
     while received < args.sends {
-        let handed = tokio::time::timeout(Duration::from_secs(60), subscription.next())
+        let handed = tokio::time::timeout(Duration::from_secs(90), subscription.next())
             .await
-            .map_err(|_| anyhow::anyhow!("no dispatch for a minute after {received}"))?
+            .map_err(|_| anyhow::anyhow!("no dispatch for 90 s after {received}"))?
             .ok_or_else(|| anyhow::anyhow!("the hub closed"))?;
+        if handed.dispatch.handed_out > 1 {
+            redelivered += 1;
+            continue;
+        }
         received += 1;
         let customer_id = handed.customer_id.to_string();
-        if let Some(at) = sent_at.lock().ok().and_then(|sent| sent.get(&customer_id).copied()) {
+        if let Some(at) = sent_at
+            .lock()
+            .ok()
+            .and_then(|sent| sent.get(&customer_id).copied())
+        {
             record_duration(&mut latency, at.elapsed());
         }
         let permit = acks.clone().acquire_owned().await?;
         let engine = engine.clone();
+        let retries = retries.clone();
         acking.spawn(async move {
             let _permit = permit;
-            engine
-                .ack_dispatch(&customer_id, &handed.dispatch.id)
-                .await
-                .map(|_| ())
+            retrying(&retries, || {
+                engine.ack_dispatch(&customer_id, &handed.dispatch.id)
+            })
+            .await
+            .map(|_| ())
         });
         while let Some(result) = acking.try_join_next() {
             result??;
@@ -510,6 +578,8 @@ async fn dispatch_throughput(
     sending.await??;
     Ok(DispatchFigures {
         received,
+        redelivered,
+        retries: retries.load(Ordering::Relaxed),
         wall,
         latency,
     })

@@ -862,7 +862,7 @@ fn an_outcome_naming_an_attempt_already_retried_changes_nothing() {
     });
     assert!(repeated.0.is_empty());
     assert!(repeated.1.is_empty());
-    assert_eq!(world.state.journeys.outbox, [retry.clone()]);
+    assert_eq!(world.state.journeys.outbox, std::slice::from_ref(&retry));
     assert!(
         world
             .state

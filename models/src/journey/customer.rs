@@ -251,7 +251,8 @@ impl CustomerJourneys {
             .filter(|dispatch| !dispatch.acknowledged && !versions.paused(&dispatch.journey))
         {
             let taken = takes(&dispatch.channel);
-            if !dispatch.is_due(now) && !(dispatch.held > 0 && taken) {
+            let due = dispatch.is_due(now) || (dispatch.held > 0 && taken);
+            if !due {
                 continue;
             }
             if taken {

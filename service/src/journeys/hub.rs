@@ -316,7 +316,7 @@ mod tests {
         let (_push, woken) = hub.subscribe(only(&["push"])).expect("open");
         assert!(woken.is_empty());
         let (_sms, woken) = hub.subscribe(only(&["sms"])).expect("open");
-        assert_eq!(woken, [alice.clone()]);
+        assert_eq!(woken, std::slice::from_ref(&alice));
         // Taken now: nothing to wait for.
         assert!(hub.wait_for("sms", &alice));
         let (_all, woken) = hub.subscribe(None).expect("open");
