@@ -23,7 +23,7 @@
 //!    hands.
 
 use crate::report::{LATENCY_HEADER, machine, new_histogram, record_duration, row};
-use crate::storage::{DataDir, mib, rss_bytes};
+use crate::storage::{DataDir, dry_run, for_each, mib, paced, rss_bytes};
 use hdrhistogram::Histogram;
 use nudge_models::journey::{Happened, Run};
 use nudge_models::profile::Event;
@@ -144,47 +144,6 @@ fn customer(index: u64) -> String {
     format!("j-{index:07}")
 }
 
-/// Calls `call(index)` for `index` in `0..total`, `concurrency` at a time.
-async fn for_each<F, Fut>(concurrency: u64, total: u64, call: F) -> anyhow::Result<()>
-where
-    F: Fn(u64) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = anyhow::Result<()>> + Send,
-{
-    paced(concurrency, total, Duration::ZERO, call).await
-}
-
-/// Like [`for_each`], call `index` not before `index / total` of `over`.
-async fn paced<F, Fut>(concurrency: u64, total: u64, over: Duration, call: F) -> anyhow::Result<()>
-where
-    F: Fn(u64) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = anyhow::Result<()>> + Send,
-{
-    let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    let started = tokio::time::Instant::now();
-    for _ in 0..concurrency {
-        let next = next.clone();
-        let call = call.clone();
-        tasks.spawn(async move {
-            loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                if index >= total {
-                    return anyhow::Ok(());
-                }
-                if !over.is_zero() {
-                    tokio::time::sleep_until(started + over.mul_f64(index as f64 / total as f64))
-                        .await;
-                }
-                call(index).await?;
-            }
-        });
-    }
-    while let Some(result) = tasks.join_next().await {
-        result??;
-    }
-    Ok(())
-}
-
 /// Decides at `rate` per second, open loop (each call measured from its
 /// intended start), until `stop` says so; the latencies and the calls that
 /// failed.
@@ -206,14 +165,8 @@ async fn decide_load(
         let histogram = histogram.clone();
         let failed = failed.clone();
         let input = DecideInput {
-            customer_id: format!("d-{:05}", sent % 20_000),
-            placement: "home_banner".to_owned(),
-            context: Default::default(),
-            candidates: Vec::new(),
-            limit: 0,
             dry_run: false,
-            explain: false,
-            request_id: String::new(),
+            ..dry_run(format!("d-{:05}", sent % 20_000), "home_banner")
         };
         tasks.spawn(async move {
             let answered = engine.decide(input, None).await;
@@ -234,6 +187,34 @@ async fn decide_load(
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a Decide task panicked"))?;
     Ok((histogram, failed.load(Ordering::Relaxed), wall))
+}
+
+/// Tracks `name` for every customer, paced over `over`, retrying while the
+/// store catches up (counted in `retries`).
+async fn track_each(
+    engine: &Arc<Engine>,
+    args: &JourneysArgs,
+    over: Duration,
+    name: &'static str,
+    retries: &Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    paced(args.concurrency, args.customers, over, {
+        let engine = engine.clone();
+        let retries = retries.clone();
+        move |index| {
+            let engine = engine.clone();
+            let retries = retries.clone();
+            async move {
+                let id = customer(index);
+                retrying(&retries, || {
+                    engine.track(&id, vec![event(name, format!("{id}-{name}"))])
+                })
+                .await?;
+                anyhow::Ok(())
+            }
+        }
+    })
+    .await
 }
 
 /// When a run's wait ended (its end), and when it was due.
@@ -275,41 +256,16 @@ pub async fn run(args: JourneysArgs) -> anyhow::Result<()> {
     let rss_opened = rss_bytes()?;
 
     // 1. Live customers, no journey.
+    let retries = Arc::new(AtomicU64::new(0));
     let live_started = Instant::now();
-    for_each(args.concurrency, args.customers, {
-        let engine = engine.clone();
-        move |index| {
-            let engine = engine.clone();
-            async move {
-                let id = customer(index);
-                engine
-                    .track(&id, vec![event("page_view", format!("{id}-live"))])
-                    .await?;
-                anyhow::Ok(())
-            }
-        }
-    })
-    .await?;
+    track_each(&engine, &args, Duration::ZERO, "page_view", &retries).await?;
     let made_live = live_started.elapsed();
     let rss_live = rss_bytes()?;
 
     // 2. The waits.
     let scheduling = Instant::now();
     let spread = Duration::from_secs(args.spread_secs);
-    paced(args.concurrency, args.customers, spread, {
-        let engine = engine.clone();
-        move |index| {
-            let engine = engine.clone();
-            async move {
-                let id = customer(index);
-                engine
-                    .track(&id, vec![event("bench_wait", format!("{id}-wait"))])
-                    .await?;
-                anyhow::Ok(())
-            }
-        }
-    })
-    .await?;
+    track_each(&engine, &args, spread, "bench_wait", &retries).await?;
     let scheduled_in = scheduling.elapsed();
     let rss_scheduled = rss_bytes()?;
     let scheduled = args.customers * u64::from(args.waits);
@@ -368,18 +324,6 @@ pub async fn run(args: JourneysArgs) -> anyhow::Result<()> {
     }
     let peak_per_second = per_second.values().copied().max().unwrap_or(0);
 
-    // 5. Dispatch throughput to one subscriber that acknowledges each.
-    let dispatch = if args.sends > 0 {
-        Some(dispatch_throughput(&engine, &args).await?)
-    } else {
-        None
-    };
-
-    timers.abort();
-    engine.shutdown(Duration::from_secs(60)).await;
-    drop(engine);
-    store.close()?;
-
     let mut report = String::new();
     let store_kind = if args.in_memory {
         "in-memory store"
@@ -410,6 +354,11 @@ pub async fn run(args: JourneysArgs) -> anyhow::Result<()> {
     )?;
     writeln!(
         report,
+        "| Tracks retried while the store caught up on its checkpoints (live, schedule) | {} |",
+        retries.load(Ordering::Relaxed)
+    )?;
+    writeln!(
+        report,
         "| waits scheduled (one Track each, {} runs per customer, paced) | {:.1} s, VmRSS → {} MiB |",
         args.waits,
         scheduled_in.as_secs_f64(),
@@ -435,17 +384,6 @@ pub async fn run(args: JourneysArgs) -> anyhow::Result<()> {
         lateness.max() / 1_000,
         100.0 * within_100ms as f64 / ended.max(1) as f64,
     )?;
-    if let Some(dispatch) = &dispatch {
-        writeln!(
-            report,
-            "| **dispatch throughput** (one in-process subscriber acknowledging each, {ACKS_IN_FLIGHT} acknowledgements in flight) | **{:.0} dispatches/s** ({} in {:.1} s; {} handed out again; {} calls retried while the store caught up) |",
-            dispatch.received as f64 / dispatch.wall.as_secs_f64(),
-            dispatch.received,
-            dispatch.wall.as_secs_f64(),
-            dispatch.redelivered,
-            dispatch.retries,
-        )?;
-    }
     writeln!(report)?;
     writeln!(
         report,
@@ -471,11 +409,25 @@ pub async fn run(args: JourneysArgs) -> anyhow::Result<()> {
             firing.2
         )
     )?;
-    if let Some(dispatch) = &dispatch {
+    crate::report::emit(&report, args.out.as_deref())?;
+
+    // 5. Dispatch throughput to one subscriber that acknowledges each.
+    if args.sends > 0 {
+        let dispatch = dispatch_throughput(&engine, &args).await?;
+        let mut report = String::new();
+        writeln!(
+            report,
+            "Dispatch throughput to one in-process subscriber acknowledging each ({ACKS_IN_FLIGHT} acknowledgements in flight): **{:.0} dispatches/s** ({} in {:.1} s; {} handed out again; {} calls retried while the store caught up).",
+            dispatch.received as f64 / dispatch.wall.as_secs_f64(),
+            dispatch.received,
+            dispatch.wall.as_secs_f64(),
+            dispatch.redelivered,
+            dispatch.retries,
+        )?;
         writeln!(report)?;
         writeln!(
             report,
-            "From each `Track` of the trigger to its dispatch in the subscriber's hands ({} sends, {} in flight):\n",
+            "From each `Track` of the trigger to its dispatch in the subscriber's hands ({} sends, {} in flight, as fast as they go):\n",
             args.sends, args.concurrency
         )?;
         writeln!(report, "{LATENCY_HEADER}")?;
@@ -484,8 +436,13 @@ pub async fn run(args: JourneysArgs) -> anyhow::Result<()> {
             "{}",
             row("track → dispatch", &dispatch.latency, dispatch.wall)
         )?;
+        crate::report::emit(&report, args.out.as_deref())?;
     }
-    crate::report::emit(&report, args.out.as_deref())?;
+
+    timers.abort();
+    engine.shutdown(Duration::from_secs(60)).await;
+    drop(engine);
+    store.close()?;
     Ok(())
 }
 
@@ -538,13 +495,18 @@ async fn dispatch_throughput(
     let mut acking = tokio::task::JoinSet::new();
     let mut received = 0_u64;
     let mut redelivered = 0_u64;
+    let mut seen = std::collections::HashSet::new();
     while received < args.sends {
         let handed = tokio::time::timeout(Duration::from_secs(90), subscription.next())
             .await
             .map_err(|_| anyhow::anyhow!("no dispatch for 90 s after {received}"))?
             .ok_or_else(|| anyhow::anyhow!("the hub closed"))?;
+        // Handed out again: its first hand-out found the buffer full, or its
+        // acknowledgement came late. Counted once, when first seen.
         if handed.dispatch.handed_out > 1 {
             redelivered += 1;
+        }
+        if !seen.insert(handed.dispatch.id.clone()) {
             continue;
         }
         received += 1;

@@ -937,3 +937,42 @@ fn a_goal_withdraws_the_runs_sends_no_delivery_service_took_and_keeps_the_taken_
     assert_eq!(world.state.journeys.outbox.len(), 1);
     assert!(!history_codes(&world, "trial_conversion").contains(&"withdrawn"));
 }
+
+#[test]
+fn a_failover_respects_the_caps_of_the_channel_it_would_take() {
+    let mut world = World::new();
+    // The welcome journey's SMS needs an opt-in: its email goes instead,
+    // and takes the day's one email slot.
+    assert_eq!(world.event("signed_up", at(9)), ["welcome_email"]);
+    assert_eq!(world.event("went_quiet", at(10)), ["login_push"]);
+    let decision_id = world
+        .state
+        .journeys
+        .outbox
+        .iter()
+        .find(|dispatch| dispatch.channel == "push")
+        .expect("the push")
+        .decision_id
+        .clone();
+    assert!(fail(&mut world, &decision_id, at(10)).is_empty());
+    // Push failed twice: SMS has no consent and email's cap is full, so
+    // nothing goes, and the history says why.
+    assert!(fail(&mut world, &decision_id, at(10)).is_empty());
+    let run = world.run("come_back");
+    assert!(
+        run.history.iter().any(|entry| matches!(
+            &entry.what,
+            Happened::Blocked { reason, cause, .. } if reason.starts_with("failover:") && cause == "cap_channel"
+        )),
+        "{:?}",
+        run.history
+    );
+    assert!(
+        world
+            .state
+            .journeys
+            .outbox
+            .iter()
+            .all(|dispatch| dispatch.journey != "come_back")
+    );
+}

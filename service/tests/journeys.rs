@@ -31,6 +31,28 @@ id = "second"
 send = { action = "guide_getting_started" }
 "#;
 
+/// The demo catalog with `journeys` added, written into `dir`; its path.
+fn demo_with(dir: &TempDir, journeys: &str) -> String {
+    let catalog = dir.join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        format!("{}\n{journeys}", nudge_models::demo::CATALOG_TOML),
+    )
+    .expect("write the catalog");
+    catalog.to_str().expect("a UTF-8 temp path").to_owned()
+}
+
+/// Kills the server with SIGKILL: nothing is flushed or closed.
+fn kill_9(server: Server) {
+    let pid = server.pid();
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -9 {pid}");
+    drop(server);
+}
+
 /// The customer's run of the journey, as `nudge journeys runs --json` shows it.
 fn run(server: &Server, customer: &str) -> Json {
     let runs = server.json(&["journeys", "runs", customer]);
@@ -57,25 +79,13 @@ fn sends_of(run: &Json, step: &str) -> usize {
 #[test]
 fn a_wait_that_ends_while_the_server_is_killed_fires_once_after_the_restart() {
     let dir = TempDir::new("journey-kill");
-    let catalog = dir.join("catalog.toml");
-    std::fs::write(
-        &catalog,
-        format!("{}\n{JOURNEY}", nudge_models::demo::CATALOG_TOML),
-    )
-    .expect("write the catalog");
-    let catalog = catalog.to_str().expect("a UTF-8 temp path").to_owned();
+    let catalog = demo_with(&dir, JOURNEY);
     let server = Server::start(&dir, &["--catalog", &catalog]);
     server.ok(&["track", "--customer", "k1", "--event", "page_view"]);
     let waiting = run(&server, "k1");
     assert_eq!(waiting["state"], "waiting", "{waiting}");
     assert_eq!(sends_of(&waiting, "first"), 1, "{waiting}");
-    let pid = server.pid();
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pid])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -9 {pid}");
-    drop(server);
+    kill_9(server);
     // Down past the end of the wait.
     std::thread::sleep(Duration::from_millis(2_500));
 
@@ -162,13 +172,7 @@ fn next_dispatch(received: &std::sync::mpsc::Receiver<Json>) -> Json {
 #[test]
 fn a_dispatch_not_acknowledged_when_the_server_is_killed_is_handed_out_again_after_the_restart() {
     let dir = TempDir::new("dispatch-kill");
-    let catalog = dir.join("catalog.toml");
-    std::fs::write(
-        &catalog,
-        format!("{}\n{PING}", nudge_models::demo::CATALOG_TOML),
-    )
-    .expect("write the catalog");
-    let catalog = catalog.to_str().expect("a UTF-8 temp path").to_owned();
+    let catalog = demo_with(&dir, PING);
     let args = [
         "--catalog",
         &catalog,
@@ -197,13 +201,7 @@ fn a_dispatch_not_acknowledged_when_the_server_is_killed_is_handed_out_again_aft
         first["k1"]["dispatch_id"].as_str().expect("an id"),
     ]);
     assert_eq!(taken["state"], "taken", "{taken}");
-    let pid = server.pid();
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pid])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -9 {pid}");
-    drop(server);
+    kill_9(server);
 
     let server = Server::start(&dir, &args);
     let (_watcher, received) = watch_dispatches(&server, &["--ack"]);

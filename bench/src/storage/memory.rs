@@ -33,7 +33,6 @@ use nudge_service::store::{RedbStore, StoreOptions};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Flags of `nudge-bench memory`.
@@ -268,24 +267,6 @@ where
     F: Fn(Arc<Engine>, u64) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,
 {
-    let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let engine = engine.clone();
-        let next = next.clone();
-        let call = call.clone();
-        tasks.spawn(async move {
-            loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                if index >= total {
-                    return anyhow::Ok(());
-                }
-                call(engine.clone(), index).await?;
-            }
-        });
-    }
-    while let Some(result) = tasks.join_next().await {
-        result??;
-    }
-    Ok(())
+    let engine = engine.clone();
+    super::for_each(concurrency, total, move |index| call(engine.clone(), index)).await
 }

@@ -303,3 +303,49 @@ pub fn dry_run(customer_id: String, placement: &str) -> nudge_service::engine::D
         request_id: String::new(),
     }
 }
+
+/// Calls `call(index)` for `index` in `0..total`, `concurrency` at a time.
+pub async fn for_each<F, Fut>(concurrency: u64, total: u64, call: F) -> anyhow::Result<()>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    paced(concurrency, total, Duration::ZERO, call).await
+}
+
+/// Like [`for_each`], call `index` not before `index / total` of `over`.
+pub async fn paced<F, Fut>(
+    concurrency: u64,
+    total: u64,
+    over: Duration,
+    call: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = tokio::time::Instant::now();
+    for _ in 0..concurrency {
+        let next = next.clone();
+        let call = call.clone();
+        tasks.spawn(async move {
+            loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if index >= total {
+                    return anyhow::Ok(());
+                }
+                if !over.is_zero() {
+                    tokio::time::sleep_until(started + over.mul_f64(index as f64 / total as f64))
+                        .await;
+                }
+                call(index).await?;
+            }
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result??;
+    }
+    Ok(())
+}
