@@ -383,3 +383,41 @@ async fn shutdown_ends_the_subscriptions_with_unavailable() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_keeps_the_budget_ledger_exact() {
+    // The notice and the banner each spend a global budget.
+    let text = catalog()
+        .replace(
+            "id = \"payment_failed_email\"\n",
+            "id = \"payment_failed_email\"\nbudget = 100\n",
+        )
+        .replace(
+            "id = \"payment_failed_banner\"\n",
+            "id = \"payment_failed_banner\"\nbudget = 100\n",
+        );
+    let server = TestServer::start_on(&text, |_| {}).await;
+    let mut all = subscribe(&server, &[]).await;
+    payment_failed(&server, "hal", NOON).await;
+    let email = next(&mut all).await;
+    assert!(report(&server, &email, Outcome::Failed).await);
+    let retry = next(&mut all).await;
+    // The channel given up: the email's unit comes back, the banner that
+    // fails over takes one, both in the same durable write.
+    assert!(report(&server, &retry, Outcome::Failed).await);
+    let banner = next(&mut all).await;
+    assert_eq!(banner.action_id, "payment_failed_banner");
+    let shared = server.engine.shared();
+    assert_eq!(shared.budgets.used("payment_failed_email"), 0);
+    assert_eq!(shared.budgets.used("payment_failed_banner"), 1);
+    let mut ledger = shared.stores.budgets.load().expect("the budget ledger");
+    ledger.sort();
+    assert_eq!(
+        ledger
+            .iter()
+            .filter(|(_, used)| *used > 0)
+            .collect::<Vec<_>>(),
+        [&("payment_failed_banner".to_owned(), 1)]
+    );
+    server.stop().await;
+}

@@ -25,6 +25,7 @@ pub mod customer;
 pub mod dispatch;
 pub mod history;
 pub mod host;
+mod outbox;
 pub mod run;
 
 pub use crate::catalog::journeys::{

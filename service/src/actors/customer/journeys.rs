@@ -16,7 +16,7 @@
 //! is next due, so the engine's timer task wakes it ([`Wake`]) even after
 //! it passivated.
 
-use super::{CustomerActor, Durable, budget_changes};
+use super::{CustomerActor, Durable, ReportOutcome, budget_changes};
 use crate::error::ServiceError;
 use crate::journeys::{Book, TimerEntry};
 use crate::store::{BudgetChange, Commit, LogEntry};
@@ -25,6 +25,7 @@ use nudge_models::catalog::Catalog;
 use nudge_models::journey::{
     Acknowledged, CustomerJourneys, Dispatch, Outcome, PipelineHost, Versions,
 };
+use nudge_models::ledger::OutcomeKind;
 use nudge_models::pipeline::Environment;
 use nudge_models::time::{Span, Timestamp};
 use std::collections::BTreeSet;
@@ -173,6 +174,75 @@ impl CustomerActor {
         if self.timer != Some(entry) {
             self.set_timer(entry);
         }
+    }
+}
+
+/// What a delivery outcome (`ReportOutcome`) is to the customer's outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Delivery {
+    /// Not a `delivered` or `failed` of a dispatch in the outbox: the
+    /// ledger alone takes it.
+    NotDispatched,
+    /// It names an attempt already retried while another attempt of the
+    /// send is out: a repeated report, nothing changes.
+    Repeated,
+    /// A failure tried again on the same channel.
+    Retried,
+    /// It closes the dispatch (delivered), or fails it over.
+    Closes,
+}
+
+impl CustomerActor {
+    /// What `message` is to the customer's outbox.
+    pub(super) fn delivery_of(&self, message: &ReportOutcome) -> Delivery {
+        if !matches!(
+            message.outcome,
+            OutcomeKind::Delivered | OutcomeKind::Failed
+        ) {
+            return Delivery::NotDispatched;
+        }
+        let journeys = &self.state.journeys;
+        let dispatch_id = message.dispatch_id.as_deref();
+        let named = journeys
+            .dispatch_of(&message.decision_id, dispatch_id)
+            .filter(|dispatch| dispatch.action == message.action_id);
+        match named {
+            None if dispatch_id.is_some()
+                && journeys.dispatch_of(&message.decision_id, None).is_some() =>
+            {
+                Delivery::Repeated
+            }
+            None => Delivery::NotDispatched,
+            Some(_)
+                if message.outcome == OutcomeKind::Failed
+                    && journeys.retries_on_failure(&message.decision_id, dispatch_id) =>
+            {
+                Delivery::Retried
+            }
+            Some(_) => Delivery::Closes,
+        }
+    }
+
+    /// Applies `message`, the outcome of a dispatch in the outbox:
+    /// delivered closes it, failed retries or fails it over (the
+    /// failover's send, its log entries and budget units in `effects`).
+    pub(super) fn close_dispatch(
+        &mut self,
+        message: &ReportOutcome,
+        now: Timestamp,
+        effects: &mut JourneyEffects,
+    ) {
+        let catalog = self.shared.catalog.load_full();
+        let decision_id = &message.decision_id;
+        let dispatch_id = message.dispatch_id.as_deref();
+        self.run_journeys(now, &catalog, effects, |journeys, book, host| {
+            if message.outcome == OutcomeKind::Delivered {
+                journeys.delivered(decision_id, dispatch_id, now)
+            } else {
+                journeys.failed(decision_id, dispatch_id, book, now, host)
+            }
+        });
+        self.sync_timer_after(effects);
     }
 }
 

@@ -443,27 +443,8 @@ impl Handler<ReportOutcome> for CustomerActor {
         self.check_writable()?;
         let at = message.at.unwrap_or(now);
         let before = self.state.clone();
-        let dispatch_id = message.dispatch_id.as_deref();
-        // A journey's send: its delivery outcome closes the dispatch, or
-        // retries it, or fails it over.
-        let dispatched = matches!(
-            message.outcome,
-            OutcomeKind::Delivered | OutcomeKind::Failed
-        ) && self
-            .state
-            .journeys
-            .dispatch_of(&message.decision_id, dispatch_id)
-            .is_some_and(|dispatch| dispatch.action == message.action_id);
-        // An outcome naming an attempt already retried, while another
-        // attempt of the send is out: a repeated report, nothing changes.
-        if !dispatched
-            && dispatch_id.is_some()
-            && self
-                .state
-                .journeys
-                .dispatch_of(&message.decision_id, None)
-                .is_some()
-        {
+        let delivery = self.delivery_of(&message);
+        if delivery == journeys::Delivery::Repeated {
             return Ok(Durable {
                 value: OutcomeResult {
                     applied: false,
@@ -474,12 +455,7 @@ impl Handler<ReportOutcome> for CustomerActor {
         }
         // A failure tried again on the same channel does not give the
         // contact up yet: the ledger and the decision log see the final one.
-        let retried = dispatched
-            && message.outcome == OutcomeKind::Failed
-            && self
-                .state
-                .journeys
-                .retries_on_failure(&message.decision_id, dispatch_id);
+        let retried = delivery == journeys::Delivery::Retried;
         let result = if retried {
             OutcomeResult {
                 applied: true,
@@ -495,23 +471,12 @@ impl Handler<ReportOutcome> for CustomerActor {
                 &self.shared.budgets,
             )?
         };
-        let mut log = Vec::new();
-        let mut budget = Vec::new();
-        if dispatched {
-            let catalog = self.shared.catalog.load_full();
-            let mut effects = journeys::JourneyEffects::default();
-            let decision_id = &message.decision_id;
-            self.run_journeys(now, &catalog, &mut effects, |journeys, book, host| {
-                if message.outcome == OutcomeKind::Delivered {
-                    journeys.delivered(decision_id, dispatch_id, now)
-                } else {
-                    journeys.failed(decision_id, dispatch_id, book, now, host)
-                }
-            });
-            self.sync_timer_after(&effects);
-            log.extend(effects.log);
-            budget.extend(effects.budget);
+        let mut effects = journeys::JourneyEffects::default();
+        if delivery != journeys::Delivery::NotDispatched {
+            self.close_dispatch(&message, now, &mut effects);
         }
+        let mut log = effects.log;
+        let mut budget = effects.budget;
         if result.slot_released
             && self
                 .shared
@@ -520,7 +485,7 @@ impl Handler<ReportOutcome> for CustomerActor {
                 .action(&message.action_id)
                 .is_some_and(|action| action.budget.is_some())
         {
-            budget = budget_changes(vec![message.action_id.clone()], -1);
+            budget.extend(budget_changes(vec![message.action_id.clone()], -1));
         }
         if result.applied && !retried {
             // Counted for the variant the customer is assigned to now: the
