@@ -634,6 +634,19 @@ async fn an_operator_cancels_a_run_at_once_and_a_second_cancel_finds_none() {
         .await
         .expect_err("not a journey");
     assert_eq!(unknown.code(), tonic::Code::NotFound);
+    let stranger = admin
+        .cancel_journey_run(nudge_proto::v1::CancelJourneyRunRequest {
+            customer_id: "never-seen".to_owned(),
+            journey_id: "trial_tips".to_owned(),
+        })
+        .await
+        .expect_err("not a customer");
+    assert_eq!(stranger.code(), tonic::Code::NotFound);
+    assert!(
+        stranger.message().contains("never-seen"),
+        "{}",
+        stranger.message()
+    );
     let bad_customer = admin
         .cancel_journey_run(nudge_proto::v1::CancelJourneyRunRequest {
             customer_id: String::new(),

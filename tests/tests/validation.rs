@@ -132,6 +132,14 @@ async fn bad_decide_requests_are_refused_and_change_nothing() {
             "placement",
         ),
         (
+            "a journey's own placement",
+            DecideRequest {
+                placement: "journey/trial_conversion".into(),
+                ..base()
+            },
+            "placement",
+        ),
+        (
             "unknown candidate",
             DecideRequest {
                 candidate_action_ids: vec!["welcome_tour".into(), "x".into()],
@@ -152,6 +160,9 @@ async fn bad_decide_requests_are_refused_and_change_nothing() {
         let message = assert_invalid(decisions.decide(request).await, field, case);
         if case == "unknown placement" {
             assert!(message.contains("front_page"), "{message}");
+        }
+        if case == "a journey's own placement" {
+            assert!(message.contains("journey"), "{message}");
         }
         if case == "NaN context value" {
             assert!(message.contains("finite"), "{message}");

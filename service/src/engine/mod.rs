@@ -277,6 +277,16 @@ impl Engine {
                 format!("'{}' is not in the catalog", input.placement),
             ));
         }
+        if nudge_models::catalog::journeys::is_journey_placement(&input.placement) {
+            bump(&self.shared.stats.rejected);
+            return Err(ServiceError::invalid(
+                "placement",
+                format!(
+                    "'{}' is a journey's own placement: its sends decide there, not Decide calls",
+                    input.placement
+                ),
+            ));
+        }
         if let Some(unknown) = input
             .candidates
             .iter()

@@ -346,7 +346,7 @@ impl Handler<AckDispatch> for CustomerActor {
 }
 
 /// An operator ends the customer's run of a journey. Replies whether a run
-/// in progress was ended.
+/// in progress was ended; a customer nudge has never heard of is an error.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Durable<bool>, ServiceError>")]
 pub struct CancelRun {
@@ -360,6 +360,9 @@ impl Handler<CancelRun> for CustomerActor {
     fn handle(&mut self, message: CancelRun, context: &mut Self::Context) -> Self::Result {
         let now = self.touch();
         self.check_loaded(context)?;
+        if self.state.is_empty() {
+            return Err(ServiceError::UnknownCustomer(self.customer_id.to_string()));
+        }
         self.check_writable()?;
         let before = self.state.clone();
         let outcome = self.state.journeys.cancel(&message.journey_id, now);
