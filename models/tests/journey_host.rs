@@ -829,6 +829,15 @@ fn a_dispatch_no_delivery_service_takes_is_held_then_handed_out_once_one_does() 
     // Not due and not held: nothing more until its moment.
     let (out, _) = journeys.deliverable(soon, &policy, &versions, push_only);
     assert!(out.is_empty());
+    // Held again, then taken by hand (`nudge dispatches ack`): no longer
+    // waiting for a delivery service.
+    let later = soon.plus(ack_timeout);
+    let (out, _) = journeys.deliverable(later, &policy, &versions, nobody);
+    assert!(out.is_empty());
+    assert_eq!(journeys.held_channels().count(), 1);
+    let id = journeys.outbox[0].id.clone();
+    assert_eq!(journeys.acknowledge(&id, &policy), Acknowledged::Taken);
+    assert_eq!(journeys.held_channels().count(), 0);
 }
 
 #[test]

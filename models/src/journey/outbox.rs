@@ -137,6 +137,9 @@ impl CustomerJourneys {
             Some(dispatch) if dispatch.acknowledged => Acknowledged::Already,
             Some(dispatch) => {
                 dispatch.acknowledged = true;
+                // Taken, by hand even while held: no longer waiting for a
+                // delivery service.
+                dispatch.held = 0;
                 dispatch.due = dispatch.created_at.plus(policy.expire_after);
                 Acknowledged::Taken
             }
