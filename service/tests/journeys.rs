@@ -203,7 +203,7 @@ fn a_dispatch_not_acknowledged_when_the_server_is_killed_is_handed_out_again_aft
     assert_eq!(taken["state"], "taken", "{taken}");
     kill_9(server);
 
-    let server = Server::start(&dir, &args);
+    let server = Server::start_with_metrics(&dir, &args);
     let (_watcher, received) = watch_dispatches(&server, &["--ack"]);
     // k2's comes again, the same dispatch, and is taken now.
     let again = next_dispatch(&received);
@@ -217,4 +217,32 @@ fn a_dispatch_not_acknowledged_when_the_server_is_killed_is_handed_out_again_aft
     assert_eq!(next["customer_id"], "k3", "{next}");
     let runs = server.json(&["journeys", "runs", "k1"]);
     assert_eq!(runs["outbox"][0]["acknowledged"], true, "{runs}");
+    // The dispatch metrics say the same: one subscriber, k2's handed out
+    // again, k3's for the first time, both acknowledged.
+    let metrics = scrape(server.metrics_address());
+    assert_eq!(
+        metrics.value("nudge_journey_dispatch_subscribers", &[]),
+        1.0
+    );
+    let count = |result: &str| {
+        metrics.value(
+            "nudge_journey_dispatches_total",
+            &[("channel", "content"), ("result", result)],
+        )
+    };
+    assert!(
+        count("redelivered") >= 1.0,
+        "redelivered {}",
+        count("redelivered")
+    );
+    assert!(
+        count("handed_out") >= 1.0,
+        "handed out {}",
+        count("handed_out")
+    );
+    assert!(
+        count("acknowledged") >= 2.0,
+        "acknowledged {}",
+        count("acknowledged")
+    );
 }

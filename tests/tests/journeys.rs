@@ -127,18 +127,6 @@ async fn contacts(server: &TestServer, customer_id: &str, channel: &str) -> usiz
     )
 }
 
-/// The steps the run entered, in order, from its history.
-fn steps_entered(run: &Run) -> Vec<String> {
-    run.history
-        .iter()
-        .filter_map(|entry| match &entry.what {
-            Happened::Started { step, .. } => Some(step.clone()),
-            Happened::Moved { to: Some(to), .. } => Some(to.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_walks_its_steps_on_the_service_clock_and_its_sends_go_through_the_pipeline() {
     let (_files, server) = start_in_memory("journey-walk").await;
@@ -195,7 +183,7 @@ async fn a_run_walks_its_steps_on_the_service_clock_and_its_sends_go_through_the
         run.state
     );
     assert_eq!(
-        steps_entered(&run),
+        run.steps_entered().collect::<Vec<_>>(),
         ["welcome", "first_login", "reminder", "day3", "guide"]
     );
     assert!(run.history.iter().any(|entry| matches!(
@@ -227,7 +215,10 @@ async fn the_awaited_event_moves_the_run_at_once_and_the_reminder_never_goes() {
             until: Timestamp(NOON + 3 * HOUR_MS + 2 * DAY_MS)
         }
     );
-    assert_eq!(steps_entered(&run), ["welcome", "first_login", "day3"]);
+    assert_eq!(
+        run.steps_entered().collect::<Vec<_>>(),
+        ["welcome", "first_login", "day3"]
+    );
     // Past the day the reminder would have gone: nothing in the banner.
     server.clock.advance(Span(DAY_MS));
     assert_eq!(contacts(&server, "ben", "in_app").await, 0);

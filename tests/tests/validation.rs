@@ -406,6 +406,14 @@ async fn bad_outcomes_are_refused_and_change_nothing() {
             },
             "timestamp",
         ),
+        (
+            "257-byte dispatch id",
+            ReportOutcomeRequest {
+                dispatch_id: "d".repeat(257),
+                ..base()
+            },
+            "dispatch_id",
+        ),
     ];
     for (case, request, field) in cases {
         assert_invalid(decisions.report_outcome(request).await, field, case);

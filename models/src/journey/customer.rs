@@ -170,6 +170,12 @@ impl CustomerJourneys {
         self.runs.is_empty() && self.memory.is_empty() && self.outbox.is_empty()
     }
 
+    /// Whether nothing of it can ever be due: no run (ended ones included:
+    /// a run can end with a send still in the outbox) and no dispatch.
+    pub fn is_idle(&self) -> bool {
+        self.runs.is_empty() && self.outbox.is_empty()
+    }
+
     /// The runs in progress.
     pub fn active(&self) -> impl Iterator<Item = &Run> {
         self.runs.iter().filter(|run| !run.is_ended())

@@ -179,6 +179,16 @@ impl Run {
         (run, out)
     }
 
+    /// The steps the run entered, in order, from its history: the path
+    /// it took.
+    pub fn steps_entered(&self) -> impl Iterator<Item = &str> {
+        self.history.iter().filter_map(|entry| match &entry.what {
+            Happened::Started { step, .. } => Some(step.as_str()),
+            Happened::Moved { to: Some(to), .. } => Some(to.as_str()),
+            _ => None,
+        })
+    }
+
     /// Whether the run is over.
     pub fn is_ended(&self) -> bool {
         matches!(self.state, RunState::Ended { .. })

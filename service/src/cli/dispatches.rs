@@ -186,3 +186,48 @@ fn dispatch_text(dispatch: &Dispatch, acknowledged: Option<&str>) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry() -> Dispatch {
+        Dispatch {
+            dispatch_id: "d9.2".to_owned(),
+            decision_id: "d9".to_owned(),
+            customer_id: "c-42".to_owned(),
+            journey_id: "dunning".to_owned(),
+            step_id: "notice".to_owned(),
+            action_id: "payment_failed_sms".to_owned(),
+            channel: "sms".to_owned(),
+            attempt: 2,
+            delivery: 3,
+            created_at: Some(prost_types::Timestamp {
+                seconds: 1_796_083_200,
+                nanos: 0,
+            }),
+            failed_channels: vec!["email".to_owned()],
+            ..Dispatch::default()
+        }
+    }
+
+    #[test]
+    fn a_dispatch_reads_as_one_line_with_its_attempt_and_redelivery() {
+        assert_eq!(
+            dispatch_text(&retry(), Some("taken")),
+            "2026-12-01T00:00:00Z  sms      c-42  payment_failed_sms (dunning/notice)  dispatch d9.2  \
+             attempt 2  redelivery 2  after email failed  [ack: taken]"
+        );
+        let first = Dispatch {
+            attempt: 1,
+            delivery: 1,
+            failed_channels: Vec::new(),
+            ..retry()
+        };
+        assert!(dispatch_text(&first, None).ends_with("dispatch d9.2"));
+        let json = dispatch_json(&retry(), None);
+        assert_eq!(json["failed_channels"][0], "email");
+        assert_eq!(json["acknowledged"], Json::Null);
+        assert_eq!(json["created_at"], "2026-12-01T00:00:00Z");
+    }
+}

@@ -346,7 +346,7 @@ fn an_unknown_variable_or_a_bad_value_names_the_variable() {
 fn out_of_range_operations_settings_are_named() {
     /// Puts one setting out of its range.
     type Break = fn(&mut Config);
-    let cases: [(&str, Break); 10] = [
+    let cases: [(&str, Break); 15] = [
         ("grpc.max_concurrent_requests", |c| {
             c.grpc.max_concurrent_requests = 0
         }),
@@ -368,6 +368,21 @@ fn out_of_range_operations_settings_are_named() {
         }),
         ("grpc.keepalive_timeout_secs", |c| {
             c.grpc.keepalive_timeout_secs = 0
+        }),
+        ("journeys.ack_timeout_ms", |c| c.journeys.ack_timeout_ms = 0),
+        ("journeys.longest_backoff_secs", |c| {
+            // Shorter than the acknowledgement timeout.
+            c.journeys.ack_timeout_ms = 60_000;
+            c.journeys.longest_backoff_secs = 30;
+        }),
+        ("journeys.longest_backoff_secs", |c| {
+            c.journeys.longest_backoff_secs = 86_401
+        }),
+        ("journeys.dispatch_expiry_secs", |c| {
+            c.journeys.dispatch_expiry_secs = 0
+        }),
+        ("journeys.subscriber_buffer", |c| {
+            c.journeys.subscriber_buffer = 0
         }),
         ("log", |c| c.log = "nudge_service=loud".to_owned()),
         ("log_customer_id_key", |c| {

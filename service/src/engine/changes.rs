@@ -98,10 +98,12 @@ impl Engine {
         .await
     }
 
-    fn check_channel(&self, channel: &str) -> Result<(), ServiceError> {
+    /// Refuses a channel the running catalog does not have, naming the
+    /// request's `field`.
+    pub(super) fn check_channel(&self, field: &str, channel: &str) -> Result<(), ServiceError> {
         if self.catalog().channel(channel).is_none() {
             return Err(ServiceError::invalid(
-                "channel",
+                field,
                 format!("'{channel}' is not in the catalog"),
             ));
         }
@@ -115,7 +117,7 @@ impl Engine {
         channel: &str,
         state: Option<ConsentState>,
     ) -> Result<Option<ConsentState>, ServiceError> {
-        self.check_channel(channel)?;
+        self.check_channel("channel", channel)?;
         self.call_durable(customer_id, |_| SetConsent {
             channel: channel.to_owned(),
             state,
@@ -126,7 +128,7 @@ impl Engine {
     /// Adds or lifts a suppression; returns whether anything changed.
     pub async fn change_suppression(&self, input: SuppressionInput) -> Result<bool, ServiceError> {
         if let Some(channel) = &input.channel {
-            self.check_channel(channel)?;
+            self.check_channel("channel", channel)?;
         }
         let SuppressionInput {
             customer_id,

@@ -147,15 +147,8 @@ impl Engine {
         &self,
         channels: Option<HashSet<String>>,
     ) -> Result<Subscription, ServiceError> {
-        if let Some(unknown) = channels
-            .iter()
-            .flatten()
-            .find(|channel| self.catalog().channel(channel).is_none())
-        {
-            return Err(ServiceError::invalid(
-                "channels",
-                format!("'{unknown}' is not a channel of the catalog"),
-            ));
+        for channel in channels.iter().flatten() {
+            self.check_channel("channels", channel)?;
         }
         let (subscription, woken) = self
             .shared
@@ -202,9 +195,12 @@ impl Engine {
             let now = clock.now();
             let due = shared.timers.take_due(now, TAKEN_AT_ONCE);
             let (scheduled, parked) = shared.timers.len();
+            let hub = &shared.dispatches;
             shared
                 .metrics
-                .journey_timers(scheduled, parked, shared.dispatches.waiting());
+                .journey_timers(scheduled, parked, hub.waiting());
+            // Subscriptions end without telling anyone: counted here too.
+            shared.metrics.dispatch_subscribers(hub.subscribers());
             if due.is_empty() {
                 let until = shared
                     .timers

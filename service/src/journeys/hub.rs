@@ -72,8 +72,9 @@ struct Hub {
     subscribers: Vec<Subscriber>,
     /// Where the next offer starts, so subscribers of a channel take turns.
     turn: usize,
-    /// Customers holding dispatches for want of a subscriber, by channel.
-    waiting: HashMap<String, HashSet<Arc<str>>>,
+    /// Customers holding dispatches for want of a subscriber, with the
+    /// channels they wait for.
+    waiting: HashMap<Arc<str>, HashSet<String>>,
     next_id: u64,
     closed: bool,
 }
@@ -120,9 +121,9 @@ impl DispatchHub {
             sender,
         };
         let mut woken = Vec::new();
-        hub.waiting.retain(|channel, customers| {
-            if subscriber.takes(channel) {
-                woken.extend(customers.drain());
+        hub.waiting.retain(|customer_id, channels| {
+            if channels.iter().any(|channel| subscriber.takes(channel)) {
+                woken.push(customer_id.clone());
                 false
             } else {
                 true
@@ -159,9 +160,9 @@ impl DispatchHub {
         }
         if !hub.closed {
             hub.waiting
-                .entry(channel.to_owned())
+                .entry(customer_id.clone())
                 .or_default()
-                .insert(customer_id.clone());
+                .insert(channel.to_owned());
         }
         false
     }
@@ -197,12 +198,7 @@ impl DispatchHub {
 
     /// Customers remembered as holding dispatches for want of a subscriber.
     pub fn waiting(&self) -> usize {
-        let hub = self.hub();
-        let mut customers: HashSet<&Arc<str>> = HashSet::new();
-        for waiting in hub.waiting.values() {
-            customers.extend(waiting);
-        }
-        customers.len()
+        self.hub().waiting.len()
     }
 
     /// Ends every subscription and refuses new ones (shutdown).
@@ -313,14 +309,20 @@ mod tests {
         let bob: Arc<str> = Arc::from("bob");
         assert!(!hub.wait_for("sms", &alice));
         assert!(!hub.wait_for("email", &bob));
-        let (_push, woken) = hub.subscribe(only(&["push"])).expect("open");
+        // Bob holds sends for two channels: one customer waiting.
+        assert!(!hub.wait_for("push", &bob));
+        assert_eq!(hub.waiting(), 2);
+        let (_in_app, woken) = hub.subscribe(only(&["in_app"])).expect("open");
         assert!(woken.is_empty());
         let (_sms, woken) = hub.subscribe(only(&["sms"])).expect("open");
         assert_eq!(woken, std::slice::from_ref(&alice));
         // Taken now: nothing to wait for.
         assert!(hub.wait_for("sms", &alice));
-        let (_all, woken) = hub.subscribe(None).expect("open");
+        assert_eq!(hub.waiting(), 1);
+        // A subscriber for either of bob's channels wakes him, once.
+        let (_push, woken) = hub.subscribe(only(&["push"])).expect("open");
         assert_eq!(woken, [bob]);
+        assert_eq!(hub.waiting(), 0);
     }
 
     #[tokio::test]

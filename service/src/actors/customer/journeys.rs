@@ -163,7 +163,7 @@ impl CustomerActor {
     /// Tells the timers when the customer is next due, if that changed.
     pub(super) fn sync_timer(&mut self, versions: &dyn Versions) {
         let journeys = &self.state.journeys;
-        if journeys.runs.is_empty() && self.timer == Some(TimerEntry::None) {
+        if journeys.is_idle() && self.timer == Some(TimerEntry::None) {
             return;
         }
         let entry = match journeys.next_due(versions) {

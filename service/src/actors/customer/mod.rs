@@ -195,8 +195,8 @@ impl Actor for CustomerActor {
         context.wait(load.into_actor(self).map(|loaded, actor, _| match loaded {
             Ok(state) => {
                 actor.state = state.unwrap_or_default();
-                if actor.state.journeys.runs.is_empty() {
-                    // Never in a journey: the timers hold nothing for it.
+                if actor.state.journeys.is_idle() {
+                    // Nothing of a journey: the timers hold nothing for it.
                     actor.timer = Some(TimerEntry::None);
                 } else {
                     // The timers may hold what the index restored at start:
