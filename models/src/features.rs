@@ -16,6 +16,8 @@
 //! | `ctx(KEY)` | numeric request-context value (missing: 0) |
 //! | `ctx_is(KEY,VALUE)` | 1 if context KEY equals VALUE |
 //! | `click_rate(CHANNEL)` | the customer's clicks per impression on CHANNEL |
+//! | `score(ID)` | the customer's profile score ID (see [`crate::scores`]; 0 until computed) |
+//! | `tier(ID,BAND)` | 1 if the customer's tier ID is BAND |
 //! | `category(CAT)` | 1 if the action's category is CAT |
 //! | `channel(CH)` | 1 if the action's channel is CH |
 //! | `action(ID)` | 1 if the action is ID (a per-action bias) |
@@ -160,6 +162,20 @@ impl FeatureSpec {
             .product()
     }
 
+    /// The feature's value for a customer when it has only customer terms
+    /// (what a profile score reads; action terms count as 1).
+    pub fn customer_value(&self, input: &FeatureInput<'_>) -> f64 {
+        self.customer_factor(input)
+    }
+
+    /// Whether every term reads only the customer's profile: no request
+    /// context and no action (what a profile score may use).
+    pub fn reads_only_profile(&self) -> bool {
+        self.terms.iter().all(|term| {
+            !term.is_action_term() && !matches!(term, Term::Ctx { .. } | Term::CtxIs { .. })
+        })
+    }
+
     /// The product of the action terms (1 if none).
     fn action_factor(&self, action: &Action) -> f64 {
         self.terms
@@ -242,6 +258,11 @@ impl FeatureSet {
                         !catalog.channels.contains_key(name)
                     }
                     Term::Action { id } => catalog.action(id).is_none(),
+                    Term::Score { id } => catalog.scores.definition(id).is_none(),
+                    Term::Tier { id, band } => catalog
+                        .scores
+                        .tier(id)
+                        .is_none_or(|tier| !tier.bands.iter().any(|known| known.name == *band)),
                     _ => false,
                 };
                 if missing {

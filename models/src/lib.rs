@@ -14,6 +14,8 @@
 //!   events) and the join that turns them into training rows.
 //! - [`replay`]: a customer's profile as it was at a logged decision,
 //!   rebuilt from the event log (point-in-time features for training).
+//! - [`scores`]: predictive profile scores (formulas, models, lifetime
+//!   value) and tiers, declared in the catalog and kept on the profile.
 //! - [`catalog`]: actions, channels, placements and policy from the TOML file,
 //!   validated with field-and-line errors; CEL rules compiled once.
 //! - [`experiment`]: which model serves which customer: variants with
@@ -55,6 +57,7 @@ pub mod pipeline;
 pub mod profile;
 pub mod replay;
 mod rule_vars;
+pub mod scores;
 pub mod small_map;
 pub mod synthetic;
 pub mod time;

@@ -124,6 +124,45 @@ pub struct DecisionRecord {
     /// made of it, when one is set and the model ranked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowRecord>,
+    /// The customer's profile scores and tiers the decision saw (what
+    /// `score(...)` and `tier(...)` features read, which a replay of the
+    /// event log does not recompute).
+    #[serde(default, skip_serializing_if = "LoggedScores::is_empty")]
+    pub scores: LoggedScores,
+}
+
+/// A customer's profile scores and tiers at a decision.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoggedScores {
+    /// Each computed score by id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, f64>,
+    /// Each tier's band by tier id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tiers: BTreeMap<String, String>,
+}
+
+impl LoggedScores {
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty() && self.tiers.is_empty()
+    }
+
+    /// The scores and tiers on a score board.
+    pub fn of(board: &crate::scores::ScoreBoard) -> Self {
+        Self {
+            values: board
+                .values
+                .iter()
+                .map(|(id, value)| (id.to_owned(), *value))
+                .collect(),
+            tiers: board
+                .tiers
+                .iter()
+                .map(|(id, band)| (id.to_owned(), band.clone()))
+                .collect(),
+        }
+    }
 }
 
 /// A shadow model's view of one decision: its propensity for each served
@@ -305,6 +344,7 @@ impl DecisionRecord {
                 .map(|(channel, engagement)| (channel.to_owned(), engagement_counts(engagement)))
                 .collect(),
             shadow,
+            scores: LoggedScores::of(&decided_for.profile.scores),
             served: decision
                 .served
                 .iter()
@@ -535,6 +575,7 @@ mod tests {
                 events_applied: Some(0),
                 engagement: BTreeMap::new(),
                 shadow: None,
+                scores: Default::default(),
             },
             feature_names: vec!["f1".to_owned(), "f2".to_owned()],
             outcomes,

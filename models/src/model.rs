@@ -235,6 +235,19 @@ impl Model {
         &self.features
     }
 
+    /// The probability for a customer alone, for a model whose features
+    /// read only the profile (a profile score's): action terms count as 1.
+    pub fn probability(&self, input: &FeatureInput<'_>) -> f64 {
+        let logit: f64 = self
+            .features
+            .customer_factors(input)
+            .iter()
+            .zip(&self.artifact.weights)
+            .map(|(value, weight)| value * weight)
+            .sum();
+        sigmoid(logit + self.artifact.intercept)
+    }
+
     /// Propensities for every row of a feature matrix.
     pub fn score(&self, matrix: &Array2<f64>) -> Array1<f64> {
         let intercept = self.artifact.intercept;

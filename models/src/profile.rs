@@ -6,6 +6,7 @@
 //! the hour. Late and out-of-order events land in their own hour's bucket; events
 //! older than 30 days update `last_seen` but no counter.
 
+use crate::scores::ScoreBoard;
 use crate::small_map::SmallMap;
 use crate::time::Timestamp;
 use crate::value::AttrValue;
@@ -205,6 +206,10 @@ pub struct Profile {
     pub first_seen: Option<Timestamp>,
     /// The latest event time seen.
     pub last_seen: Option<Timestamp>,
+    /// Scores and tiers derived from the rest ([`crate::scores`]), as last
+    /// computed.
+    #[serde(default, skip_serializing_if = "ScoreBoard::is_empty")]
+    pub scores: ScoreBoard,
 }
 
 impl Profile {

@@ -10,7 +10,8 @@
 //! decision applies exactly the events numbered up to that count, each at
 //! the time the service applied it. What replay cannot rebuild from events
 //! — the engagement counts the service's own serves and the reported
-//! outcomes made — the decision record carries as it was.
+//! outcomes made, and the profile scores and tiers as the actor last
+//! computed them — the decision record carries as it was.
 //!
 //! A customer whose oldest events were deleted (retention) cannot be
 //! replayed exactly: replay says so ([`ReplayError::Truncated`]) rather
@@ -123,6 +124,14 @@ impl Replay {
             engagement.insert(channel, engagement_from_counts(*counts));
         }
         self.profile.engagement = engagement;
+        let mut scores = crate::scores::ScoreBoard::default();
+        for (id, value) in &decision.scores.values {
+            scores.values.insert(id, *value);
+        }
+        for (id, band) in &decision.scores.tiers {
+            scores.tiers.insert(id, band.clone());
+        }
+        self.profile.scores = scores;
         Ok(&self.profile)
     }
 }
@@ -167,6 +176,7 @@ mod tests {
             events_applied,
             engagement: BTreeMap::from([("email".to_owned(), [3, 2, 1, 0, 0, 0])]),
             shadow: None,
+            scores: Default::default(),
         }
     }
 

@@ -12,6 +12,9 @@
 //!   events not seen yet);
 //! - `profile.engagement.<channel>.{sends, impressions, clicks, conversions,
 //!   dismisses, failures, click_rate}`;
+//! - `profile.scores.<id>` (double) and `profile.tiers.<id>` (string): the
+//!   customer's profile scores and tiers as last computed
+//!   ([`crate::scores`]); absent until computed (`has(profile.scores.<id>)`);
 //! - `context.<key>`: the request context;
 //! - `action.{id, channel, category, value, payload}`.
 //!
@@ -34,6 +37,8 @@ static COUNTS_TYPE: Type = Type::new_unspecified_type("nudge.Counts");
 static ENGAGEMENT_TYPE: Type = Type::new_unspecified_type("nudge.Engagement");
 static CHANNEL_TYPE: Type = Type::new_unspecified_type("nudge.ChannelEngagement");
 static CONTEXT_TYPE: Type = Type::new_unspecified_type("nudge.Context");
+static SCORES_TYPE: Type = Type::new_unspecified_type("nudge.Scores");
+static TIERS_TYPE: Type = Type::new_unspecified_type("nudge.Tiers");
 
 fn key_of(key: &dyn Val) -> Result<&str, ExecutionError> {
     key.downcast_ref::<CelString>()
@@ -142,6 +147,8 @@ impl<'a> ProfileView<'a> {
         }
         match key {
             "engagement" => return Ok(owned(EngagementView { profile })),
+            "scores" => return Ok(owned(ScoresView { profile })),
+            "tiers" => return Ok(owned(TiersView { profile })),
             "days_since_signup" => return Ok(owned(CelDouble::from(profile.tenure_days(now)))),
             "days_since_last_seen" => {
                 let days = profile
@@ -180,6 +187,36 @@ impl<'a> CountsView<'a> {
 }
 
 view_val!(CountsView, COUNTS_TYPE);
+
+/// `profile.scores`.
+#[derive(Debug, Clone, Copy)]
+struct ScoresView<'a> {
+    profile: &'a Profile,
+}
+
+impl<'a> ScoresView<'a> {
+    fn lookup<'b>(&self, id: &str) -> Result<CowVal<'b, 'a>, ExecutionError> {
+        let score = self.profile.scores.value(id).ok_or_else(|| missing(id))?;
+        Ok(owned(CelDouble::from(score)))
+    }
+}
+
+view_val!(ScoresView, SCORES_TYPE);
+
+/// `profile.tiers`.
+#[derive(Debug, Clone, Copy)]
+struct TiersView<'a> {
+    profile: &'a Profile,
+}
+
+impl<'a> TiersView<'a> {
+    fn lookup<'b>(&self, id: &str) -> Result<CowVal<'b, 'a>, ExecutionError> {
+        let band = self.profile.scores.tier(id).ok_or_else(|| missing(id))?;
+        Ok(owned(CelString::from(band)))
+    }
+}
+
+view_val!(TiersView, TIERS_TYPE);
 
 /// `profile.engagement`.
 #[derive(Debug, Clone, Copy)]

@@ -23,6 +23,7 @@ use nudge_models::journey::{
 use nudge_models::model::Model;
 use nudge_models::pipeline::Environment;
 use nudge_models::profile::{Event, IDENTIFY_EVENT};
+use nudge_models::scores::{RefreshPath, ScoreModels};
 use nudge_models::time::{DAY_MS, HOUR_MS, Span, Timestamp};
 use nudge_models::value::AttrValue;
 
@@ -193,6 +194,26 @@ impl World {
         now: Timestamp,
         step: impl FnOnce(&mut CustomerJourneys, &Catalog, &mut PipelineHost<'_>) -> Outcome,
     ) -> (Outcome, Vec<String>) {
+        // Journey rules read fresh profile scores, as the actor makes them.
+        let no_models = ScoreModels::default();
+        if self
+            .catalog
+            .scores
+            .refresh_due(
+                &no_models,
+                &self.state.profile.scores,
+                now,
+                RefreshPath::Decision,
+            )
+            .is_some()
+        {
+            self.catalog.scores.refresh(
+                &no_models,
+                &mut self.state.profile,
+                &self.catalog.known_events,
+                now,
+            );
+        }
         let mut journeys = std::mem::take(&mut self.state.journeys);
         let mut decisions = self.decisions;
         let mut new_decision_id = || {
@@ -611,12 +632,13 @@ fn a_subscription_on_day_5_ends_the_trial_journey_at_once_and_nothing_fires_afte
 #[test]
 fn churn_prevention_routes_a_paying_customer_by_risk_tier() {
     let tiers = [
-        // (days since the last login, tickets in 30 days, the tier's step)
-        (20.0, 1, "csm_call"),
-        (1.0, 2, "usage_tips"),
-        (1.0, 1, "feature_discovery"),
+        // (days since the last login, tickets in 30 days, the churn tier,
+        // the tier's step)
+        (20.0, 1, "high", "csm_call"),
+        (1.0, 2, "medium", "usage_tips"),
+        (1.0, 1, "none", "feature_discovery"),
     ];
-    for (away, tickets, expected) in tiers {
+    for (away, tickets, tier, expected) in tiers {
         let mut world = World::demo();
         let now = day(away);
         let enterprise = [("plan", AttrValue::Str("enterprise".to_owned()))];
@@ -628,6 +650,9 @@ fn churn_prevention_routes_a_paying_customer_by_risk_tier() {
         world.history(&history);
         // The ticket that triggers the journey.
         world.event("support_ticket_opened", now);
+        // The branch reads the profile's churn tier (by the demo's rules:
+        // no churn model is loaded).
+        assert_eq!(world.state.profile.scores.tier("churn"), Some(tier));
         let steps = world.steps_entered("churn_prevention");
         assert_eq!(
             steps[..2],

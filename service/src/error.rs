@@ -272,7 +272,7 @@ impl ServiceError {
                 use crate::registry::RegistryError as R;
                 match error.as_ref() {
                     R::UnknownModel(_) => Code::NotFound,
-                    R::DoesNotFit { .. } => Code::InvalidArgument,
+                    R::DoesNotFit { .. } | R::NotAScoreModel { .. } => Code::InvalidArgument,
                     R::Experiment(nudge_models::experiment::ExperimentError::BadShare(_))
                     | R::Experiment(nudge_models::experiment::ExperimentError::BadName(_)) => {
                         Code::InvalidArgument

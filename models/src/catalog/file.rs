@@ -35,6 +35,15 @@ pub(crate) struct CatalogFile {
     pub journey_policy: JourneyPolicyDef,
     #[serde(default)]
     pub journeys: Vec<Spanned<JourneyDef>>,
+    /// `[[scores]]`: profile scores, computed in this order.
+    #[serde(default)]
+    pub scores: Vec<Spanned<ScoreDef>>,
+    /// `[[tiers]]`: named bands over a score or rules.
+    #[serde(default)]
+    pub tiers: Vec<Spanned<TierDef>>,
+    /// `[score_policy]`: when scores are refreshed.
+    #[serde(default)]
+    pub score_policy: ScorePolicyDef,
 }
 
 /// `[catalog]`: identity and defaults.
@@ -328,4 +337,85 @@ pub(crate) struct BranchCaseDef {
 pub(crate) struct SplitArmDef {
     pub weight: Spanned<u32>,
     pub goto: Spanned<String>,
+}
+
+/// `[[scores]]`: exactly one of `formula`, `model` and `clv`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScoreDef {
+    pub id: Spanned<String>,
+    #[serde(default)]
+    pub description: String,
+    pub formula: Option<Spanned<FormulaDef>>,
+    /// `model = true`: the probability of the model loaded for the score.
+    pub model: Option<Spanned<bool>>,
+    pub clv: Option<Spanned<ClvDef>>,
+}
+
+/// `formula = { bias = 0, min = 0, max = 100, terms = [{ feature = "…", weight = 10 }] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FormulaDef {
+    /// 0 when absent.
+    pub bias: Option<Spanned<f64>>,
+    /// Unbounded when absent.
+    pub min: Option<Spanned<f64>>,
+    /// Unbounded when absent.
+    pub max: Option<Spanned<f64>>,
+    pub terms: Spanned<Vec<Spanned<WeightedFeatureDef>>>,
+}
+
+/// `{ feature = "count(login,7d)", weight = 10 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WeightedFeatureDef {
+    pub feature: Spanned<String>,
+    pub weight: Spanned<f64>,
+}
+
+/// `clv = { value = "attr(mrr)", churn = "churn_risk", months = 12 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClvDef {
+    /// A feature: the value a month.
+    pub value: Spanned<String>,
+    /// A score declared before: the probability of leaving within a month.
+    pub churn: Option<Spanned<String>>,
+    /// The monthly churn when that score is not computed (0.03 when absent).
+    pub default_churn: Option<Spanned<f64>>,
+    /// The horizon (12 when absent).
+    pub months: Option<Spanned<u32>>,
+    /// The monthly discount rate (0 when absent).
+    pub discount: Option<Spanned<f64>>,
+}
+
+/// `[[tiers]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TierDef {
+    pub id: Spanned<String>,
+    /// The score the bands' `min` compare.
+    pub score: Option<Spanned<String>>,
+    pub bands: Spanned<Vec<Spanned<BandDef>>>,
+}
+
+/// `{ name = "high", min = 0.6, when = "profile.days_since_login >= 14" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BandDef {
+    pub name: Spanned<String>,
+    pub min: Option<Spanned<f64>>,
+    /// CEL over `profile`.
+    pub when: Option<Spanned<String>>,
+}
+
+/// `[score_policy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScorePolicyDef {
+    /// Scores older than this are refreshed before a decision (1h when absent).
+    pub max_age: Option<Spanned<String>>,
+    /// The shortest time between two refreshes an input change makes off
+    /// the decision path (1m when absent).
+    pub min_interval: Option<Spanned<String>>,
 }

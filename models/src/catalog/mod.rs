@@ -54,6 +54,8 @@ pub struct Catalog {
     pub journey_policy: JourneyPolicy,
     /// Journeys in file order (the versions new entries take).
     pub journeys: Vec<Arc<Journey>>,
+    /// Profile scores and tiers, and when they are refreshed.
+    pub scores: crate::scores::Scores,
     /// The CEL environment the rules were compiled in.
     cel_env: RuleEnv,
     /// How many distinct rules do not read `action` (see [`Rule`]): the

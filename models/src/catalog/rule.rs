@@ -71,6 +71,15 @@ impl Rule {
         variables
     }
 
+    /// The fields the rule selects on `profile`, one path per read
+    /// (`profile.count_7d.login` is `["count_7d", "login"]`), or `None` when
+    /// it uses `profile` some other way (passed whole to a function,
+    /// indexed with brackets): then it may read anything.
+    pub fn profile_paths(&self) -> Option<Vec<Vec<String>>> {
+        let mut paths = Vec::new();
+        collect_profile_paths(self.program.expression(), &mut paths).then_some(paths)
+    }
+
     /// Whether the rule reads the `action` variable.
     pub fn reads_action(&self) -> bool {
         self.reads_action
@@ -104,6 +113,64 @@ impl Rule {
                 reason: error.to_string(),
             }),
         }
+    }
+}
+
+/// The variable rules read the customer's profile from.
+const PROFILE_VARIABLE: &str = "profile";
+
+/// Adds to `paths` every field path selected on `profile` in `expr`;
+/// false when `profile` is used otherwise than by selecting fields.
+fn collect_profile_paths(expr: &cel::IdedExpr, paths: &mut Vec<Vec<String>>) -> bool {
+    use cel::common::ast::{EntryExpr, Expr};
+    match &expr.expr {
+        Expr::Ident(name) => name.trim_start_matches('.') != PROFILE_VARIABLE,
+        Expr::Select(_) => {
+            let mut fields = Vec::new();
+            let mut current = expr;
+            while let Expr::Select(select) = &current.expr {
+                fields.push(select.field.clone());
+                current = &select.operand;
+            }
+            match &current.expr {
+                Expr::Ident(name) if name.trim_start_matches('.') == PROFILE_VARIABLE => {
+                    fields.reverse();
+                    paths.push(fields);
+                    true
+                }
+                _ => collect_profile_paths(current, paths),
+            }
+        }
+        Expr::Call(call) => call
+            .target
+            .iter()
+            .map(|target| target.as_ref())
+            .chain(&call.args)
+            .all(|part| collect_profile_paths(part, paths)),
+        Expr::Comprehension(comprehension) => [
+            &comprehension.iter_range,
+            &comprehension.accu_init,
+            &comprehension.loop_cond,
+            &comprehension.loop_step,
+            &comprehension.result,
+        ]
+        .into_iter()
+        .all(|part| collect_profile_paths(part, paths)),
+        Expr::List(list) => list
+            .elements
+            .iter()
+            .all(|element| collect_profile_paths(element, paths)),
+        Expr::Map(cel::common::ast::MapExpr { entries })
+        | Expr::Struct(cel::common::ast::StructExpr { entries, .. }) => {
+            entries.iter().all(|entry| match &entry.expr {
+                EntryExpr::MapEntry(entry) => {
+                    collect_profile_paths(&entry.key, paths)
+                        && collect_profile_paths(&entry.value, paths)
+                }
+                EntryExpr::StructField(field) => collect_profile_paths(&field.value, paths),
+            })
+        }
+        Expr::Literal(_) | Expr::Unspecified => true,
     }
 }
 

@@ -9,6 +9,7 @@ use super::sequence::{Item, SeqDelta};
 use super::{DeltaMismatch, Diff, check_part, cleared_or_set, patch_part, replaced, set};
 use crate::ledger::Contact;
 use crate::profile::{Attribute, ChannelEngagement, EventStats, Profile};
+use crate::scores::ScoreBoard;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -223,6 +224,9 @@ pub(super) struct ProfileDelta {
         deserialize_with = "cleared_or_set"
     )]
     last_seen: Option<Option<Timestamp>>,
+    /// The score board, whole, when it changed.
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    scores: Option<ScoreBoard>,
 }
 
 impl Diff for Profile {
@@ -235,6 +239,7 @@ impl Diff for Profile {
             engagement,
             first_seen,
             last_seen,
+            scores,
         } = new;
         ProfileDelta {
             attributes: super::change(&old.attributes, attributes),
@@ -242,6 +247,7 @@ impl Diff for Profile {
             engagement: super::change(&old.engagement, engagement),
             first_seen: replaced(&old.first_seen, first_seen),
             last_seen: replaced(&old.last_seen, last_seen),
+            scores: replaced(&old.scores, scores),
         }
     }
 
@@ -257,5 +263,6 @@ impl Diff for Profile {
         patch_part(&mut self.engagement, delta.engagement.as_ref());
         set(&mut self.first_seen, delta.first_seen.as_ref());
         set(&mut self.last_seen, delta.last_seen.as_ref());
+        set(&mut self.scores, delta.scores.as_ref());
     }
 }

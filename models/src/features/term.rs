@@ -33,6 +33,10 @@ pub enum Term {
     CtxIs { key: String, value: String },
     /// Click rate on a channel.
     ClickRate { channel: String },
+    /// A profile score's last value (0 until computed).
+    Score { id: String },
+    /// Tier one-hot: 1 if the customer's tier `id` is `band`.
+    Tier { id: String, band: String },
     /// Action category one-hot.
     Category { name: String },
     /// Action channel one-hot.
@@ -167,6 +171,19 @@ impl Term {
                     channel: args[0].clone(),
                 }
             }
+            "score" => {
+                arity(1)?;
+                Term::Score {
+                    id: args[0].clone(),
+                }
+            }
+            "tier" => {
+                arity(2)?;
+                Term::Tier {
+                    id: args[0].clone(),
+                    band: args[1].clone(),
+                }
+            }
             "category" => {
                 arity(1)?;
                 Term::Category {
@@ -260,6 +277,8 @@ impl Term {
                     .is_some_and(|v| v.matches_text(value)),
             ),
             Term::ClickRate { channel } => profile.engagement(channel).click_rate(),
+            Term::Score { id } => profile.scores.value(id).unwrap_or(0.0),
+            Term::Tier { id, band } => indicator(profile.scores.tier(id) == Some(band.as_str())),
             Term::Category { .. }
             | Term::Channel { .. }
             | Term::Action { .. }
@@ -332,10 +351,31 @@ impl Term {
                     (value * 100.0).round() as i64
                 )
             }
+            Term::Score { id } => match input.profile.scores.value(id) {
+                Some(score) => write!(out, "{} score {}", Human(id), Rounded(score)),
+                None => write!(out, "no {} score yet", Human(id)),
+            },
+            Term::Tier { id, band } => {
+                let negation = if value > 0.0 { "" } else { "not " };
+                write!(out, "{} tier {negation}{band}", Human(id))
+            }
             Term::Category { name } => write!(out, "for {} actions", Human(name)),
             Term::Channel { name } => write!(out, "on {name}"),
             Term::Action { .. } => out.write_str("this action's baseline"),
             Term::ActionValue => write!(out, "business value {value}"),
+        }
+    }
+}
+
+/// A score as people read it: two decimals below 10, whole numbers above.
+struct Rounded(f64);
+
+impl fmt::Display for Rounded {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.abs() < 10.0 {
+            write!(formatter, "{:.2}", self.0)
+        } else {
+            write!(formatter, "{:.0}", self.0)
         }
     }
 }
@@ -361,6 +401,8 @@ impl fmt::Display for Term {
             Term::Ctx { key } => write!(formatter, "ctx({key})"),
             Term::CtxIs { key, value } => write!(formatter, "ctx_is({key},{value})"),
             Term::ClickRate { channel } => write!(formatter, "click_rate({channel})"),
+            Term::Score { id } => write!(formatter, "score({id})"),
+            Term::Tier { id, band } => write!(formatter, "tier({id},{band})"),
             Term::Category { name } => write!(formatter, "category({name})"),
             Term::Channel { name } => write!(formatter, "channel({name})"),
             Term::Action { id } => write!(formatter, "action({id})"),

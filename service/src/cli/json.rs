@@ -259,6 +259,12 @@ pub fn profile(p: &Profile) -> Json {
         "last_seen": timestamp_json(p.last_seen.as_ref()),
         "attributes": attributes,
         "derived": derived,
+        "scores": p.scores.as_ref().map(|scores| json!({
+            "values": scores.values,
+            "tiers": scores.tiers,
+            "computed_at": timestamp_json(scores.computed_at.as_ref()),
+            "stale": scores.stale,
+        })),
         "counters": counters,
         "engagement": engagement,
         "consent": consent,

@@ -20,7 +20,8 @@ use super::{ClientArgs, client, render};
 pub enum ModelAction {
     /// The loaded models, the variants serving and the earlier models.
     List,
-    /// Load the artifact FILE, serving no one yet.
+    /// Load the artifact FILE, serving no one yet (with --score: computing
+    /// that profile score for everyone at once).
     Load,
     /// Try model VERSION on --share % of customers (100: everyone).
     Promote,
@@ -40,6 +41,7 @@ Examples:
   nudge model promote trained-20261130T0800 --share 100    # everyone
   nudge model rollback                                     # undo the last step
   nudge model shadow trained-20261130T0800                 # score silently beside the serving model
+  nudge model load churn/model.json --score churn_risk     # the model of a profile score: at once
 Customers are assigned by a hash of their id: the same after a restart and on every node.")]
 pub struct ModelArgs {
     /// list, load, promote or rollback.
@@ -63,6 +65,11 @@ pub struct ModelArgs {
     /// by more than the server's models.max_auc_drop (promote).
     #[arg(long)]
     pub force: bool,
+    /// The profile score the model computes (load): a `model = true` score
+    /// of the catalog, e.g. churn_risk; it replaces the score's model at
+    /// once, and loading the previous artifact again rolls it back.
+    #[arg(long, value_name = "SCORE")]
+    pub score: Option<String>,
 }
 
 /// The holdout AUC of the training report `path` (`auc` at its top level).
@@ -193,6 +200,9 @@ pub fn listing_text(response: &ListModelsResponse) -> String {
                 .map_or_else(|| "-".to_owned(), |auc| format!("{auc:.4}"))
         );
     }
+    for (score, version) in &response.score_models {
+        let _ = writeln!(text, "Score {score}: computed by model {version}");
+    }
     if !response.shadow.is_empty() {
         let _ = writeln!(text, "Shadow (scores silently): {}", response.shadow);
     }
@@ -223,6 +233,7 @@ pub async fn run(args: &ModelArgs, options: &ClientArgs) -> anyhow::Result<Strin
                         })).collect::<Json>(),
                         "previous": response.previous,
                         "shadow": (!response.shadow.is_empty()).then_some(&response.shadow),
+                        "score_models": &response.score_models,
                         "guardrail": response.guardrail.as_ref().map(reading_json),
                         "last_guardrail_rollback": response.last_guardrail_rollback.as_ref().map(|r| json!({
                             "at": millis_text(r.at_ms),
@@ -255,6 +266,7 @@ pub async fn run(args: &ModelArgs, options: &ClientArgs) -> anyhow::Result<Strin
                 LoadModelRequest {
                     artifact,
                     holdout_auc,
+                    score: args.score.clone().unwrap_or_default(),
                 },
             )
             .await?;
@@ -264,7 +276,7 @@ pub async fn run(args: &ModelArgs, options: &ClientArgs) -> anyhow::Result<Strin
                 || {
                     json!({
                         "loaded": model.version, "features": model.features,
-                        "holdout_auc": model.holdout_auc,
+                        "holdout_auc": model.holdout_auc, "score": args.score,
                     })
                 },
                 || {
@@ -272,10 +284,16 @@ pub async fn run(args: &ModelArgs, options: &ClientArgs) -> anyhow::Result<Strin
                         || "no holdout AUC".to_owned(),
                         |auc| format!("holdout AUC {auc:.4}"),
                     );
-                    format!(
-                        "loaded model {} ({} features, {auc}); it serves no one until `nudge model promote {} --share N`",
-                        model.version, model.features, model.version
-                    )
+                    match &args.score {
+                        Some(score) => format!(
+                            "loaded model {} ({} features, {auc}); it computes score {score} for every customer from their next decision",
+                            model.version, model.features
+                        ),
+                        None => format!(
+                            "loaded model {} ({} features, {auc}); it serves no one until `nudge model promote {} --share N`",
+                            model.version, model.features, model.version
+                        ),
+                    }
                 },
             )
         }

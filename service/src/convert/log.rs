@@ -214,6 +214,10 @@ pub fn logged_decision_from_proto(
                 choice: (!shadow.choice.is_empty()).then_some(shadow.choice),
                 choice_propensity: shadow.choice_propensity,
             }),
+            scores: log::LoggedScores {
+                values: logged.scores.into_iter().collect(),
+                tiers: logged.tiers.into_iter().collect(),
+            },
         },
         feature_names: logged.feature_names,
         outcomes,
@@ -289,6 +293,8 @@ pub fn logged_decision(logged: LoggedDecision) -> proto::LoggedDecision {
             choice: shadow.choice.unwrap_or_default(),
             choice_propensity: shadow.choice_propensity,
         }),
+        scores: record.scores.values.into_iter().collect(),
+        tiers: record.scores.tiers.into_iter().collect(),
     }
 }
 

@@ -246,6 +246,25 @@ pub fn profile(
             .derived(&catalog.known_events, now)
             .into_iter()
             .collect(),
+        scores: (!profile.scores.is_empty()).then(|| profile_scores(&profile.scores)),
+    }
+}
+
+/// A customer's score board on the wire.
+fn profile_scores(board: &nudge_models::scores::ScoreBoard) -> proto::ProfileScores {
+    proto::ProfileScores {
+        values: board
+            .values
+            .iter()
+            .map(|(id, value)| (id.to_owned(), *value))
+            .collect(),
+        tiers: board
+            .tiers
+            .iter()
+            .map(|(id, band)| (id.to_owned(), band.clone()))
+            .collect(),
+        computed_at: board.computed_at.map(to_proto_timestamp),
+        stale: board.stale,
     }
 }
 
@@ -378,6 +397,7 @@ pub fn models_listing(listing: crate::registry::Listing) -> proto::ListModelsRes
         models: listing.models.into_iter().map(loaded_model).collect(),
         previous: listing.previous,
         shadow: listing.shadow.unwrap_or_default(),
+        score_models: listing.score_models.into_iter().collect(),
         guardrail: listing.guardrail.as_ref().map(guardrail_status),
         last_guardrail_rollback: listing.last_guardrail_rollback.map(|rollback| {
             proto::GuardrailRollback {

@@ -164,18 +164,28 @@ impl Engine {
         self.shared.models.list()
     }
 
-    /// Loads an artifact into the registry, not serving anyone yet, with
-    /// the holdout AUC of its training report if known.
+    /// Loads an artifact into the registry, with the holdout AUC of its
+    /// training report if known: an action model serves no one yet; the
+    /// model of a profile score (`score`) computes that score at once.
     pub fn load_model(
         &self,
         json: &[u8],
         holdout_auc: Option<f64>,
+        score: Option<&str>,
     ) -> Result<ModelEntry, ServiceError> {
         let model = Model::from_json(json)?;
-        let entry = self
-            .shared
-            .models
-            .load(model, &self.catalog(), holdout_auc)?;
+        let catalog = self.catalog();
+        let entry = match score {
+            None => self.shared.models.load(model, &catalog, holdout_auc)?,
+            Some(score) => {
+                let entry =
+                    self.shared
+                        .models
+                        .load_score_model(score, model, &catalog, holdout_auc)?;
+                tracing::info!(version = %entry.version, %score, "score model loaded");
+                return Ok(entry);
+            }
+        };
         tracing::info!(version = %entry.version, "model loaded into the registry");
         Ok(entry)
     }

@@ -102,9 +102,13 @@ impl proto::admin_server::Admin for AdminService {
         request: Request<proto::LoadModelRequest>,
     ) -> Result<Response<proto::LoadModelResponse>, Status> {
         let request = request.into_inner();
+        let score = (!request.score.is_empty()).then_some(request.score.as_str());
+        if let Some(score) = score {
+            convert::id("score", score, &self.engine.shared().config.limits)?;
+        }
         let entry = self
             .engine
-            .load_model(&request.artifact, request.holdout_auc)?;
+            .load_model(&request.artifact, request.holdout_auc, score)?;
         Ok(Response::new(proto::LoadModelResponse {
             model: Some(convert::loaded_model(entry)),
         }))

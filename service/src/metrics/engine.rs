@@ -314,3 +314,11 @@ impl Metrics {
         self.guardrail_rollbacks.increment(1);
     }
 }
+
+impl Metrics {
+    /// A customer's profile scores were refreshed on `path` (`decision`,
+    /// `background`) for `reason` (a staleness code).
+    pub fn score_refreshed(&self, path: &'static str, reason: &'static str) {
+        metrics::counter!(SCORE_REFRESHES_TOTAL, PATH => path, REASON => reason).increment(1);
+    }
+}

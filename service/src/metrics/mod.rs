@@ -152,6 +152,10 @@ pub const JOURNEY_TIMER_LATENESS_SECONDS: &str = "nudge_journey_timer_lateness_s
 /// handed out again, not acknowledged in time, `not_taken`: no
 /// subscription's buffer took it, `acknowledged`).
 pub const JOURNEY_DISPATCHES_TOTAL: &str = "nudge_journey_dispatches_total";
+/// Counter: profile score refreshes; labels `path` (`decision`: before a
+/// decision or a journey step used them, `background`: after events or
+/// outcomes), `reason` (`never`, `redefined`, `changed`, `aged`).
+pub const SCORE_REFRESHES_TOTAL: &str = "nudge_score_refreshes_total";
 /// Gauge: delivery services subscribed to dispatches.
 pub const JOURNEY_DISPATCH_SUBSCRIBERS: &str = "nudge_journey_dispatch_subscribers";
 /// Gauge: customers holding dispatches because no delivery service takes
@@ -179,6 +183,7 @@ const CAUSE: &str = "cause";
 const ENDING: &str = "ending";
 const HOW: &str = "how";
 const STATE: &str = "state";
+const PATH: &str = "path";
 
 /// The `event` label of event names that are not in the catalog's `events`.
 pub const OTHER_EVENT: &str = "other";
@@ -252,7 +257,7 @@ pub struct Declaration {
 }
 
 /// Every metric nudge exposes.
-pub const DECLARATIONS: [Declaration; 38] = [
+pub const DECLARATIONS: [Declaration; 39] = [
     Declaration {
         name: DECIDE_DURATION_SECONDS,
         kind: Kind::Histogram,
@@ -468,6 +473,12 @@ pub const DECLARATIONS: [Declaration; 38] = [
         kind: Kind::Counter,
         labels: &[CHANNEL, RESULT],
         help: "Journey dispatches offered to delivery services (handed_out, redelivered, not_taken) and acknowledged.",
+    },
+    Declaration {
+        name: SCORE_REFRESHES_TOTAL,
+        kind: Kind::Counter,
+        labels: &[PATH, REASON],
+        help: "Profile score refreshes, by path (decision: before a decision or journey step used them; background: after events or outcomes) and reason.",
     },
     Declaration {
         name: JOURNEY_DISPATCH_SUBSCRIBERS,

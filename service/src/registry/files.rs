@@ -26,6 +26,9 @@ struct RegistryFile {
     /// The live guardrail's last rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_guardrail_rollback: Option<GuardrailRollback>,
+    /// The model computing each profile score: score id → version.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    scores: BTreeMap<String, String>,
 }
 
 /// A file name for `version`: its safe characters and a hash of the whole.
@@ -92,6 +95,7 @@ pub(super) fn write_state(dir: &Path, state: &State) -> Result<(), RegistryError
         shadow: state.shadow.clone(),
         aucs: state.aucs.clone(),
         last_guardrail_rollback: state.last_guardrail_rollback.clone(),
+        scores: state.scores.clone(),
     };
     let path = dir.join(REGISTRY_FILE);
     let bytes = serde_json::to_vec_pretty(&file).map_err(|error| RegistryError::Unreadable {
@@ -140,7 +144,15 @@ pub(super) fn read_state(path: &Path) -> Result<State, RegistryError> {
             )));
         }
     }
+    for (score, version) in &file.scores {
+        if !models.contains_key(version) {
+            return Err(unreadable(format!(
+                "score {score} names model {version}, which is not loaded"
+            )));
+        }
+    }
     Ok(State {
+        scores: file.scores,
         models,
         experiment: file.experiment,
         previous: file.previous,

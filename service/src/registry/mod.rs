@@ -36,6 +36,7 @@ use nudge_models::catalog::Catalog;
 use nudge_models::experiment::{Experiment, ExperimentError};
 use nudge_models::guardrail::{SequentialTest, Verdict};
 use nudge_models::model::Model;
+use nudge_models::scores::ScoreModels;
 use nudge_models::time::Timestamp;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ pub struct Serving {
     shadow: Option<Arc<Model>>,
     /// The running experiment's live figures, if one runs.
     trial: Option<Arc<Trial>>,
+    /// The models computing profile scores, by score id.
+    pub score_models: ScoreModels,
 }
 
 impl Serving {
@@ -123,6 +126,16 @@ pub enum RegistryError {
     /// A holdout AUC outside 0–1.
     #[error("holdout AUC {0} is not between 0 and 1")]
     BadAuc(f64),
+    /// The model cannot compute the profile score it was loaded for.
+    #[error("model {version} cannot compute score {score}: {}", problems.join("; "))]
+    NotAScoreModel {
+        /// The model's version.
+        version: String,
+        /// The score.
+        score: String,
+        /// Why not: each feature it cannot compute, or the score's problem.
+        problems: Vec<String>,
+    },
     /// Another model with the same version is loaded.
     #[error("another model with version {0} is already loaded: give the new one its own version")]
     VersionTaken(String),
@@ -179,6 +192,8 @@ pub struct Listing {
     pub guardrail: Option<GuardrailStatus>,
     /// The guardrail's last rollback, if it ever made one.
     pub last_guardrail_rollback: Option<GuardrailRollback>,
+    /// The model computing each profile score: score id → version.
+    pub score_models: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -194,6 +209,8 @@ struct State {
     trial: Option<Arc<Trial>>,
     /// The guardrail's last rollback.
     last_guardrail_rollback: Option<GuardrailRollback>,
+    /// The model computing each profile score: score id → version.
+    scores: BTreeMap<String, String>,
 }
 
 /// The model registry.
@@ -238,6 +255,7 @@ impl ModelRegistry {
                     aucs: BTreeMap::new(),
                     trial: None,
                     last_guardrail_rollback: None,
+                    scores: BTreeMap::new(),
                 }
             }
         };
@@ -538,7 +556,38 @@ impl ModelRegistry {
                 .zip(self.guardrail.as_ref())
                 .and_then(|(trial, test)| trial.status(test)),
             last_guardrail_rollback: guard.last_guardrail_rollback.clone(),
+            score_models: guard.scores.clone(),
         }
+    }
+
+    /// Validates `model` as the model of profile score `score` of
+    /// `catalog` (a `model = true` score; features that read only the
+    /// profile and earlier scores), loads it, and makes it compute the
+    /// score for every customer at once, replacing the score's previous
+    /// model (loading that one again rolls back). Each customer's score
+    /// is recomputed at their next decision.
+    pub fn load_score_model(
+        &self,
+        score: &str,
+        model: Model,
+        catalog: &Catalog,
+        holdout_auc: Option<f64>,
+    ) -> Result<ModelEntry, RegistryError> {
+        if let Err(problems) = catalog.scores.check_model(score, &model) {
+            return Err(RegistryError::NotAScoreModel {
+                version: model.version().to_owned(),
+                score: score.to_owned(),
+                problems,
+            });
+        }
+        let listed = self.load(model, catalog, holdout_auc)?;
+        let mut guard = self.lock();
+        if guard.scores.get(score) != Some(&listed.version) {
+            let mut next = guard.clone();
+            next.scores.insert(score.to_owned(), listed.version.clone());
+            self.commit(&mut guard, next)?;
+        }
+        Ok(listed)
     }
 }
 
@@ -555,6 +604,16 @@ fn entry(model: &Model) -> ModelEntry {
 
 fn serving_of(state: &State) -> Serving {
     Serving {
+        score_models: ScoreModels::new(
+            state
+                .scores
+                .iter()
+                .filter_map(|(score, version)| {
+                    let (model, _) = state.models.get(version)?;
+                    Some((score.clone(), model.clone()))
+                })
+                .collect(),
+        ),
         shadow: state
             .shadow
             .as_ref()

@@ -101,6 +101,7 @@ pub fn sample_decision(customer: &str, decision_id: &str, offset_ms: i64) -> Log
                 choice: Some("webinar".to_owned()),
                 choice_propensity: 0.375,
             }),
+            scores: Default::default(),
         },
         feature_names: Some(Arc::from(vec![
             "bias".to_owned(),

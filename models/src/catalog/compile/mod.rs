@@ -5,12 +5,14 @@
 //! This file holds the problems, the [`Checker`] that collects them, and
 //! [`compile`], which walks the file in order: `actions` (channels and
 //! actions), `placements`, `policy` (caps, blackouts, category levers,
-//! segments), then `journeys`.
+//! segments), `scores` (scores, tiers, and the scores other rules name),
+//! then `journeys`.
 
 mod actions;
 mod journeys;
 mod placements;
 mod policy;
+mod scores;
 
 use super::Catalog;
 use super::file::CatalogFile;
@@ -21,6 +23,7 @@ use actions::{compile_actions, compile_channels};
 use journeys::compile_journeys;
 use placements::compile_placement;
 use policy::{compile_blackouts, compile_cap, compile_levers, compile_segments};
+use scores::{check_rule_names, compile_scores};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::ops::Range;
@@ -281,6 +284,8 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
         placement.set_actions(&actions, &category_levers);
     }
     let mut segments = compile_segments(&mut checker, &env, &file, &action_index);
+    let scores = compile_scores(&mut checker, &env, &file);
+    check_rule_names(&mut checker, &env, &file, &scores);
     let (journey_policy, journeys) = compile_journeys(
         &mut checker,
         &env,
@@ -348,6 +353,7 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
         segments,
         journey_policy,
         journeys,
+        scores,
         cel_env: rule_env,
         shared_rules,
         instance: NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),

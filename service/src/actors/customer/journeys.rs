@@ -27,6 +27,7 @@ use nudge_models::journey::{
 };
 use nudge_models::ledger::OutcomeKind;
 use nudge_models::pipeline::Environment;
+use nudge_models::scores::RefreshPath;
 use nudge_models::time::{Span, Timestamp};
 use std::collections::BTreeSet;
 
@@ -285,6 +286,9 @@ impl Handler<Wake> for CustomerActor {
                 .journey_timer_fired(std::time::Duration::from_millis(late));
         }
         let before = self.state.clone();
+        // Journey rules and sends decide on fresh scores.
+        let serving = self.shared.models.serving();
+        self.refresh_scores(&catalog, &serving.score_models, now, RefreshPath::Decision);
         let mut effects = JourneyEffects::default();
         let mut entries = 0;
         self.run_journeys(now, &catalog, &mut effects, |journeys, book, host| {
@@ -293,7 +297,10 @@ impl Handler<Wake> for CustomerActor {
             outcome
         });
         let handed = self.hand_out(now);
-        let commit = if effects.changed || self.state.journeys.outbox != before.journeys.outbox {
+        let commit = if effects.changed
+            || self.state.journeys.outbox != before.journeys.outbox
+            || self.state.profile.scores != before.profile.scores
+        {
             self.persist(&before, effects.log, effects.budget)
         } else {
             Commit::none()

@@ -8,6 +8,7 @@
 //! so the next call activates it afresh.
 
 mod journeys;
+mod scores;
 
 pub use journeys::{AckDispatch, CancelRun, WAKE_RETRY, Wake, Woken};
 
@@ -28,6 +29,7 @@ use nudge_models::pipeline::{
     self, DecisionRequest, Environment, FallbackReason, RecordAs, Recorded, Scoring,
 };
 use nudge_models::profile::Event;
+use nudge_models::scores::RefreshPath;
 use nudge_models::time::Timestamp;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -288,13 +290,33 @@ impl Handler<Decide> for CustomerActor {
         // units the decision took are given back: a late answer changes
         // nothing.
         let before = (!input.dry_run).then(|| self.state.clone());
-        let recorded = pipeline::decide_and_record(
-            &environment,
-            &mut self.state,
-            &request,
-            record_as,
-            || !deadline.passed(Instant::now()),
-        )?;
+        // Stale profile scores are refreshed first (and written with the
+        // decision); a dry run refreshes a copy, changing nothing.
+        let scores_due = catalog
+            .scores
+            .refresh_due(
+                &serving.score_models,
+                &self.state.profile.scores,
+                now,
+                RefreshPath::Decision,
+            )
+            .is_some();
+        let mut dry_copy = (scores_due && input.dry_run).then(|| self.state.clone());
+        let state = dry_copy.as_mut().unwrap_or(&mut self.state);
+        if scores_due {
+            scores::refresh_scores_of(
+                &self.shared,
+                state,
+                &catalog,
+                &serving.score_models,
+                now,
+                RefreshPath::Decision,
+            );
+        }
+        let recorded =
+            pipeline::decide_and_record(&environment, state, &request, record_as, || {
+                !deadline.passed(Instant::now())
+            })?;
         let Some(Recorded {
             decision,
             log,
@@ -357,6 +379,7 @@ impl Handler<Track> for CustomerActor {
         }
         self.check_writable()?;
         let catalog = self.shared.catalog.load_full();
+        let serving = self.shared.models.serving();
         let before = self.state.clone();
         let mut ordinal = before.profile.events_applied();
         let mut log = Vec::new();
@@ -366,6 +389,7 @@ impl Handler<Track> for CustomerActor {
             let result = self.state.track(event, now);
             self.shared.record_event(&catalog, &event.name, result);
             if result == TrackResult::Applied {
+                self.note_event_for_scores(&catalog, &serving.score_models, &event.name);
                 // The event log, for point-in-time replay.
                 ordinal += 1;
                 log.push(LogEntry::Event(EventRecord {
@@ -383,6 +407,13 @@ impl Handler<Track> for CustomerActor {
                         .any(|journey| journey.trigger.event == event.name)
                 };
                 if self.state.journeys.active().next().is_some() || triggers() {
+                    // Journey rules and sends decide on fresh scores.
+                    self.refresh_scores(
+                        &catalog,
+                        &serving.score_models,
+                        now,
+                        RefreshPath::Decision,
+                    );
                     self.run_journeys(now, &catalog, &mut effects, |journeys, book, host| {
                         journeys.on_event(
                             book.current(),
@@ -397,6 +428,12 @@ impl Handler<Track> for CustomerActor {
             }
             results.push(result);
         }
+        self.refresh_scores(
+            &catalog,
+            &serving.score_models,
+            now,
+            RefreshPath::Background,
+        );
         self.sync_timer_after(&effects);
         log.extend(effects.log);
         // Duplicates are written too: their first delivery may still be
@@ -474,6 +511,17 @@ impl Handler<ReportOutcome> for CustomerActor {
         let mut effects = journeys::JourneyEffects::default();
         if delivery != journeys::Delivery::NotDispatched {
             self.close_dispatch(&message, now, &mut effects);
+        }
+        if result.applied && !retried {
+            let catalog = self.shared.catalog.load_full();
+            let serving = self.shared.models.serving();
+            self.note_engagement_for_scores(&catalog, &serving.score_models);
+            self.refresh_scores(
+                &catalog,
+                &serving.score_models,
+                now,
+                RefreshPath::Background,
+            );
         }
         let mut log = effects.log;
         let mut budget = effects.budget;

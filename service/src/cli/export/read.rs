@@ -14,8 +14,8 @@ use arrow_array::types::ArrowPrimitiveType;
 use arrow_array::types::{Float64Type, TimestampMillisecondType, UInt32Type, UInt64Type};
 use arrow_array::{Array, ListArray, PrimitiveArray, RecordBatch, StringArray};
 use nudge_models::log::{
-    DecisionRecord, EngagementCounts, EventRecord, JoinedDecision, JoinedOutcomes, ServedRecord,
-    ShadowRecord,
+    DecisionRecord, EngagementCounts, EventRecord, JoinedDecision, JoinedOutcomes, LoggedScores,
+    ServedRecord, ShadowRecord,
 };
 use nudge_models::pipeline::FallbackReason;
 use nudge_models::profile::Event;
@@ -154,6 +154,15 @@ fn read_decision_batch(
     let shadow_propensity = float("shadow_propensity")?;
     let shadow_choice = text("shadow_choice")?;
     let shadow_choice_propensity = float("shadow_choice_propensity")?;
+    // Added within version 2: absent in earlier files, read as none.
+    let scores = batch
+        .column_by_name("scores")
+        .map(|_| text("scores"))
+        .transpose()?;
+    let tiers = batch
+        .column_by_name("tiers")
+        .map(|_| text("tiers"))
+        .transpose()?;
     let optional = |array: &StringArray, row: usize| {
         (!array.is_null(row)).then(|| array.value(row).to_owned())
     };
@@ -187,6 +196,20 @@ fn read_decision_batch(
                 })?;
             let engagement = read_engagement(engagement.value(row))
                 .with_context(|| format!("row {line}: unreadable engagement"))?;
+            let logged_scores = LoggedScores {
+                values: match scores {
+                    Some(scores) => serde_json::from_str(scores.value(row)).with_context(|| {
+                        format!("row {line}: the scores are not a JSON object of numbers")
+                    })?,
+                    None => BTreeMap::new(),
+                },
+                tiers: match tiers {
+                    Some(tiers) => serde_json::from_str(tiers.value(row)).with_context(|| {
+                        format!("row {line}: the tiers are not a JSON object of names")
+                    })?,
+                    None => BTreeMap::new(),
+                },
+            };
             decisions.push(JoinedDecision {
                 record: DecisionRecord {
                     decision_id: id.to_owned(),
@@ -213,6 +236,7 @@ fn read_decision_batch(
                             shadow_choice_propensity.value(row)
                         },
                     }),
+                    scores: logged_scores,
                 },
                 feature_names: strings(feature_names, row),
                 outcomes: Vec::new(),

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use nudge_models::log::{EngagementCounts, JoinedOutcomes, LoggedDecision, ShadowRecord};
+use nudge_models::log::{
+    EngagementCounts, JoinedOutcomes, LoggedDecision, LoggedScores, ShadowRecord,
+};
 use nudge_models::value::AttrValue;
 
 /// One row of the Parquet export, borrowing its text from the decision.
@@ -45,6 +47,8 @@ pub struct DecisionColumns<'a> {
     pub engagement: &'a BTreeMap<String, EngagementCounts>,
     /// What the shadow model made of the decision.
     pub shadow: Option<&'a ShadowRecord>,
+    /// The customer's profile scores and tiers.
+    pub scores: &'a LoggedScores,
 }
 
 /// The columns of one served action, its outcomes joined.
@@ -83,6 +87,7 @@ pub fn rows(decision: &LoggedDecision) -> Vec<ExportRow<'_>> {
         events_applied: record.events_applied,
         engagement: &record.engagement,
         shadow: record.shadow.as_ref(),
+        scores: &record.scores,
     };
     if record.served.is_empty() {
         return vec![ExportRow {
@@ -162,6 +167,7 @@ mod tests {
             events_applied: None,
             engagement: std::collections::BTreeMap::new(),
             shadow: None,
+            scores: Default::default(),
         }
     }
 

@@ -78,6 +78,8 @@ fn decisions() -> Vec<LoggedDecision> {
             events_applied: None,
             engagement: Vec::new(),
             shadow: None,
+            scores: Default::default(),
+            tiers: Default::default(),
             decision_id: "d-1".into(),
             customer_id: "c-1".into(),
             decided_at: at(NOON),
@@ -123,6 +125,8 @@ fn decisions() -> Vec<LoggedDecision> {
             events_applied: None,
             engagement: Vec::new(),
             shadow: None,
+            scores: Default::default(),
+            tiers: Default::default(),
             decision_id: "d-2".into(),
             customer_id: "c-2".into(),
             decided_at: at(NOON + 1),
@@ -150,6 +154,8 @@ fn decisions() -> Vec<LoggedDecision> {
             events_applied: None,
             engagement: Vec::new(),
             shadow: None,
+            scores: Default::default(),
+            tiers: Default::default(),
             decision_id: "d-3".into(),
             customer_id: "c-1".into(),
             decided_at: at(NOON + 2),
@@ -168,6 +174,8 @@ fn decisions() -> Vec<LoggedDecision> {
             events_applied: None,
             engagement: Vec::new(),
             shadow: None,
+            scores: Default::default(),
+            tiers: Default::default(),
             decision_id: "d-4".into(),
             customer_id: "c-3".into(),
             decided_at: at(NOON + 3),
@@ -269,7 +277,7 @@ fn row(decision: Json, serve: Option<Json>) -> Json {
         json!({
             "context": "{}", "eligible": [], "events_applied": null, "engagement": "{}",
             "shadow_model_version": null, "shadow_propensity": null, "shadow_choice": null,
-            "shadow_choice_propensity": null,
+            "shadow_choice_propensity": null, "scores": "{}", "tiers": "{}",
         }),
         decision,
     );
@@ -435,7 +443,7 @@ async fn jsonl_has_one_object_per_decision() {
             "catalog_version": "cat-7", "model_version": "m-3", "variant": "default",
             "fallback": null, "feature_names": ["bias", "count(login,7d)"],
             "context": {}, "eligible": [], "events_applied": null, "engagement": {},
-            "shadow": null,
+            "shadow": null, "scores": {}, "tiers": {},
             "served": [
                 {"rank": 1, "action_id": "upgrade", "channel": "in_app", "category": "upsell",
                  "score": 4.5, "propensity": 0.25, "selection_probability": 0.95,
@@ -587,6 +595,12 @@ fn current_decision() -> LoggedDecision {
         choice: "tour".into(),
         choice_propensity: 0.75,
     });
+    decision.scores = [("adoption".to_owned(), 42.5), ("churn_risk".to_owned(), 0.25)]
+        .into_iter()
+        .collect();
+    decision.tiers = [("churn".to_owned(), "medium".to_owned())]
+        .into_iter()
+        .collect();
     decision
 }
 
@@ -619,6 +633,8 @@ async fn a_decision_export_reads_back_as_it_was_logged() {
     assert_eq!(read, expected);
     assert_eq!(read[0].record.events_applied, Some(12));
     assert_eq!(read[0].record.engagement["in_app"], [4, 3, 1, 0, 0, 0]);
+    assert_eq!(read[0].record.scores.values["churn_risk"], 0.25);
+    assert_eq!(read[0].record.scores.tiers["churn"], "medium");
     std::fs::remove_dir_all(&directory).expect("cleanup");
 }
 

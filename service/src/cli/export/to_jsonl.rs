@@ -67,6 +67,8 @@ pub fn record(decision: &LoggedDecision) -> Json {
             "choice": shadow.choice,
             "choice_propensity": shadow.choice_propensity,
         })),
+        "scores": record.scores.values,
+        "tiers": record.scores.tiers,
     })
 }
 

@@ -7,7 +7,9 @@
 //! [`DECISIONS_SCHEMA`]), so a reader refuses a file of another version by
 //! name instead of misreading it. Version 2 added the columns after
 //! `converted` (context, eligible actions, events applied, engagement); a
-//! file without the key is version 1.
+//! file without the key is version 1. The profile scores and tiers (JSON
+//! objects, last) came later within version 2: a reader takes a file
+//! without them as having none.
 
 use std::fs::File;
 use std::sync::{Arc, LazyLock};
@@ -91,6 +93,8 @@ pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
             float("shadow_propensity"),
             utf8("shadow_choice", true),
             float("shadow_choice_propensity"),
+            utf8("scores", false),
+            utf8("tiers", false),
         ])
         .with_metadata(
             [(SCHEMA_KEY.to_owned(), DECISIONS_SCHEMA.to_owned())]
@@ -132,6 +136,8 @@ struct Columns {
     eligible: ListBuilder<StringBuilder>,
     events_applied: UInt64Builder,
     engagement: StringBuilder,
+    scores: StringBuilder,
+    tiers: StringBuilder,
     shadow_model_version: StringBuilder,
     shadow_propensity: Float64Builder,
     shadow_choice: StringBuilder,
@@ -176,6 +182,8 @@ impl Columns {
             eligible: ListBuilder::new(StringBuilder::new()).with_field(eligible_item()),
             events_applied: UInt64Builder::new(),
             engagement: StringBuilder::new(),
+            scores: StringBuilder::new(),
+            tiers: StringBuilder::new(),
             shadow_model_version: StringBuilder::new(),
             shadow_propensity: Float64Builder::new(),
             shadow_choice: StringBuilder::new(),
@@ -207,6 +215,10 @@ impl Columns {
         self.events_applied.append_option(decision.events_applied);
         self.engagement
             .append_value(engagement_json(decision.engagement).to_string());
+        self.scores
+            .append_value(serde_json::to_string(&decision.scores.values).unwrap_or_default());
+        self.tiers
+            .append_value(serde_json::to_string(&decision.scores.tiers).unwrap_or_default());
         self.shadow_model_version
             .append_option(decision.shadow.map(|shadow| shadow.model_version.as_str()));
         self.shadow_choice
@@ -295,6 +307,8 @@ impl Columns {
             Arc::new(self.shadow_propensity.finish()),
             Arc::new(self.shadow_choice.finish()),
             Arc::new(self.shadow_choice_propensity.finish()),
+            Arc::new(self.scores.finish()),
+            Arc::new(self.tiers.finish()),
         ];
         RecordBatch::try_new(SCHEMA.clone(), columns)
     }

@@ -10,6 +10,38 @@ use crate::cli::names::{
     count_text, number_text, suppression_reason_name, timestamp_text, value_text,
 };
 
+/// The profile scores and tiers, then when they were computed.
+fn score_lines(p: &Profile, now: DateTime<Utc>) -> Vec<String> {
+    let Some(scores) = &p.scores else {
+        return Vec::new();
+    };
+    let mut values: Vec<(String, String)> = scores
+        .values
+        .iter()
+        .map(|(id, value)| (id.clone(), number_text(*value)))
+        .collect();
+    values.sort();
+    let mut tiers: Vec<(String, String)> = scores
+        .tiers
+        .iter()
+        .map(|(id, band)| (format!("tier {id}"), band.clone()))
+        .collect();
+    tiers.sort();
+    values.extend(tiers);
+    let rows: Vec<(&String, String)> = values.iter().map(|(id, text)| (id, text.clone())).collect();
+    let mut lines = key_values(&rows);
+    let freshness = if scores.stale {
+        " (stale: an input changed; the next decision refreshes them)"
+    } else {
+        ""
+    };
+    lines.push(format!(
+        "  computed {}{freshness}",
+        timestamp_text(scores.computed_at.as_ref(), now)
+    ));
+    lines
+}
+
 /// A customer's profile: attributes, derived values, counters (1d/7d/30d),
 /// engagement, consent, suppressions and recent contacts. Ages are relative to
 /// `now`.
@@ -51,6 +83,8 @@ pub fn profile(p: &Profile, now: DateTime<Utc>) -> String {
         .collect();
     derived.sort();
     section(&mut out, "Derived", key_values(&derived));
+
+    section(&mut out, "Scores", score_lines(p, now));
 
     let rows: Vec<Vec<String>> = p
         .counters
@@ -230,8 +264,8 @@ fn non_empty_table(headers: &[(&str, Align)], rows: &[Vec<String>]) -> Vec<Strin
 mod tests {
     use super::*;
     use nudge_proto::v1::{
-        ChannelConsent, ChannelEngagement, ConsentState, Contact, EventCounter, Suppression,
-        SuppressionReason, Value, value::Kind,
+        ChannelConsent, ChannelEngagement, ConsentState, Contact, EventCounter, ProfileScores,
+        Suppression, SuppressionReason, Value, value::Kind,
     };
     use prost_types::Timestamp;
 
@@ -290,6 +324,16 @@ mod tests {
             first_seen: ts(1_714_557_600 - 86_400 * 12),
             last_seen: ts(1_714_557_600 - 120),
             derived: [("days_since_signup".to_owned(), 12.0)].into(),
+            scores: Some(ProfileScores {
+                values: [
+                    ("adoption".to_owned(), 42.5),
+                    ("churn_risk".to_owned(), 0.25),
+                ]
+                .into(),
+                tiers: [("churn".to_owned(), "medium".to_owned())].into(),
+                computed_at: ts(1_714_557_600 - 60),
+                stale: true,
+            }),
         };
         let text = profile(&p, now);
         for needle in [
@@ -298,6 +342,14 @@ mod tests {
             "plan",
             "\"pro\"",
             "days_since_signup  12",
+            "Scores",
+            "adoption",
+            "42.5",
+            "churn_risk",
+            "0.25",
+            "tier churn",
+            "medium",
+            "(stale: an input changed",
             "1D",
             "30D",
             "1,042",
@@ -326,6 +378,7 @@ mod tests {
             now,
         );
         assert!(text.contains("Attributes: none"), "{text}");
+        assert!(text.contains("Scores: none"), "{text}");
         assert!(text.contains("Suppressions: none"), "{text}");
         assert!(text.contains("Recent contacts: none"), "{text}");
     }
