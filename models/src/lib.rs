@@ -32,6 +32,9 @@
 //! - [`pipeline`]: the decision pipeline — filters, scoring, arbitration, rationale
 //!   — and its stages one at a time ([`pipeline::stages`], for the benches).
 //! - `rule_vars`: the lazy `profile`, `context` and `action` views CEL rules read.
+//! - [`send_time`]: send-time optimization for outbound channels: each
+//!   customer's engagement by local hour of week, shrunk toward the
+//!   population's pattern, and the best open moment within a window.
 //! - [`budget`]: global per-action budgets shared across customers.
 //! - [`demo`]: the embedded demo catalog and model.
 //! - [`synthetic`]: a generated 50-action × 64-feature catalog, model and
@@ -58,6 +61,7 @@ pub mod profile;
 pub mod replay;
 mod rule_vars;
 pub mod scores;
+pub mod send_time;
 pub mod small_map;
 pub mod synthetic;
 pub mod time;
