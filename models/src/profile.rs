@@ -7,6 +7,7 @@
 //! older than 30 days update `last_seen` but no counter.
 
 use crate::scores::ScoreBoard;
+use crate::send_time::EngagementClock;
 use crate::small_map::SmallMap;
 use crate::time::Timestamp;
 use crate::value::AttrValue;
@@ -210,6 +211,11 @@ pub struct Profile {
     /// computed.
     #[serde(default, skip_serializing_if = "ScoreBoard::is_empty")]
     pub scores: ScoreBoard,
+    /// When the customer engages, by local hour of week (the catalog's
+    /// engagement events, clicks and impressions on its send-time
+    /// channels): what a suggested send time follows.
+    #[serde(default, skip_serializing_if = "EngagementClock::is_empty")]
+    pub send_times: EngagementClock,
 }
 
 impl Profile {

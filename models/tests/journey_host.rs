@@ -24,6 +24,7 @@ use nudge_models::model::Model;
 use nudge_models::pipeline::Environment;
 use nudge_models::profile::{Event, IDENTIFY_EVENT};
 use nudge_models::scores::{RefreshPath, ScoreModels};
+use nudge_models::send_time::PopulationClock;
 use nudge_models::time::{DAY_MS, HOUR_MS, Span, Timestamp};
 use nudge_models::value::AttrValue;
 
@@ -215,6 +216,7 @@ impl World {
             );
         }
         let mut journeys = std::mem::take(&mut self.state.journeys);
+        let population = PopulationClock::default();
         let mut decisions = self.decisions;
         let mut new_decision_id = || {
             decisions += 1;
@@ -232,6 +234,7 @@ impl World {
             shadow: None,
             now,
             new_decision_id: &mut new_decision_id,
+            population: &population,
             sent: Vec::new(),
         };
         let outcome = step(&mut journeys, &self.catalog, &mut host);

@@ -148,6 +148,9 @@ pub struct DecideReply {
     pub variant: String,
     /// Whether nothing was recorded.
     pub dry_run: bool,
+    /// For each served action, in order: its suggested send time (outbound
+    /// channels under the catalog's `[send_time]`).
+    pub send_at: Vec<Option<nudge_models::send_time::SendTime>>,
 }
 
 /// Counters and gauges for `Admin.Stats`.

@@ -18,7 +18,9 @@ use nudge_models::catalog::Catalog;
 use nudge_models::customer::TrackResult;
 use nudge_models::ledger::OutcomeKind;
 use nudge_models::pipeline::Decision;
+use nudge_models::send_time::{HOURS_PER_WEEK, HourOfWeek, PopulationClock};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What every customer actor reads.
 #[derive(Debug)]
@@ -49,6 +51,35 @@ pub struct Shared {
     pub journey_stats: JourneyStats,
     /// The delivery services' subscriptions to journeys' sends.
     pub dispatches: DispatchHub,
+    /// The population's engagements by local hour of week, since start:
+    /// what a suggested send time falls back on for a customer with thin
+    /// history.
+    pub population: PopulationCounts,
+}
+
+/// Engagements of every customer by their local hour of week, counted as
+/// the actors see them (relaxed atomics: a suggestion reads a snapshot).
+#[derive(Debug)]
+pub struct PopulationCounts([AtomicU64; HOURS_PER_WEEK]);
+
+impl Default for PopulationCounts {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl PopulationCounts {
+    /// Counts one engagement in `hour`.
+    pub fn record(&self, hour: HourOfWeek) {
+        self.0[usize::from(hour.index())].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts as a population clock (uniform while there are none).
+    pub fn snapshot(&self) -> PopulationClock {
+        PopulationClock::from_counts(std::array::from_fn(|hour| {
+            self.0[hour].load(Ordering::Relaxed)
+        }))
+    }
 }
 
 /// Each observable event is recorded once here, into both the `Admin.Stats`

@@ -69,6 +69,7 @@ async fn a_model_is_tried_on_half_the_customers_kept_across_a_restart_and_rolled
         .load_model(LoadModelRequest {
             artifact: challenger("v2"),
             holdout_auc: None,
+            score: String::new(),
         })
         .await
         .expect("loaded")
@@ -254,6 +255,7 @@ async fn bad_artifacts_and_promotions_are_refused_and_the_serving_model_keeps_se
             .load_model(LoadModelRequest {
                 artifact,
                 holdout_auc: None,
+                score: String::new(),
             })
             .await
             .expect_err(what);
@@ -286,6 +288,7 @@ async fn bad_artifacts_and_promotions_are_refused_and_the_serving_model_keeps_se
         .load_model(LoadModelRequest {
             artifact: good,
             holdout_auc: None,
+            score: String::new(),
         })
         .await
         .expect("a good artifact loads");
@@ -349,6 +352,7 @@ async fn a_shadow_model_scores_silently_and_is_evaluated_from_the_export() {
         .load_model(LoadModelRequest {
             artifact: serde_json::to_vec(&artifact).expect("JSON"),
             holdout_auc: None,
+            score: String::new(),
         })
         .await
         .expect("loaded");
@@ -511,6 +515,7 @@ async fn a_model_with_a_worse_holdout_auc_is_promoted_only_when_forced() {
             .load_model(LoadModelRequest {
                 artifact: challenger(version),
                 holdout_auc: Some(auc),
+                score: String::new(),
             })
             .await
             .expect("loaded")
@@ -521,6 +526,7 @@ async fn a_model_with_a_worse_holdout_auc_is_promoted_only_when_forced() {
         .load_model(LoadModelRequest {
             artifact: challenger("odd"),
             holdout_auc: Some(1.5),
+            score: String::new(),
         })
         .await
         .expect_err("an AUC above 1");

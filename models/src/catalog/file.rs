@@ -44,6 +44,23 @@ pub(crate) struct CatalogFile {
     /// `[score_policy]`: when scores are refreshed.
     #[serde(default)]
     pub score_policy: ScorePolicyDef,
+    /// `[send_time]`: send-time optimization.
+    pub send_time: Option<Spanned<SendTimeDef>>,
+}
+
+/// `[send_time]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SendTimeDef {
+    /// Outbound channels that get a suggested send time.
+    pub channels: Spanned<Vec<Spanned<String>>>,
+    /// Events that show when a customer engages.
+    #[serde(default)]
+    pub engagement_events: Vec<Spanned<String>>,
+    /// The window searched by default (24h when absent).
+    pub window: Option<Spanned<String>>,
+    /// The prior's weight in pseudo-engagements (12 when absent).
+    pub prior_strength: Option<Spanned<f64>>,
 }
 
 /// `[catalog]`: identity and defaults.
@@ -309,6 +326,11 @@ pub(crate) struct SendDef {
     /// delivery fails (each on another channel; the pipeline chooses).
     #[serde(default)]
     pub failover: Vec<Spanned<String>>,
+    /// `"now"` (the default) or `"best_time"`: wait for the customer's
+    /// best moment within `within` (the `[send_time]` window when absent).
+    pub at: Option<Spanned<String>>,
+    /// With `at = "best_time"`: the window searched.
+    pub within: Option<Spanned<String>>,
 }
 
 /// `wait_for = { event = "login", when = "…", timeout = "1d", on_timeout = "remind" }`.

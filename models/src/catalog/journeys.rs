@@ -130,6 +130,20 @@ impl StepKind {
     }
 }
 
+/// When a send step's send goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendAt {
+    /// As soon as the step is reached (policy permitting).
+    Now,
+    /// At the customer's best time (send-time optimization) within a
+    /// window from the moment the step is reached (`None`: the catalog's
+    /// `[send_time]` window); policy still wins over it.
+    BestTime {
+        /// The window searched.
+        within: Option<Span>,
+    },
+}
+
 /// Where a run goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -155,6 +169,8 @@ pub enum StepKind {
         /// those on the channels left, as consent, caps and scores allow
         /// (a placement fails over to its actions on the other channels).
         failover: Vec<Arc<str>>,
+        /// When it goes: at once, or at the customer's best time.
+        at: SendAt,
     },
     /// Waits this long.
     Wait(Span),

@@ -56,6 +56,8 @@ pub struct Catalog {
     pub journeys: Vec<Arc<Journey>>,
     /// Profile scores and tiers, and when they are refreshed.
     pub scores: crate::scores::Scores,
+    /// Send-time optimization (`[send_time]`), when declared.
+    pub send_time: Option<crate::send_time::SendTimeSettings>,
     /// The CEL environment the rules were compiled in.
     cel_env: RuleEnv,
     /// How many distinct rules do not read `action` (see [`Rule`]): the

@@ -10,6 +10,7 @@ use super::{DeltaMismatch, Diff, check_part, cleared_or_set, patch_part, replace
 use crate::ledger::Contact;
 use crate::profile::{Attribute, ChannelEngagement, EventStats, Profile};
 use crate::scores::ScoreBoard;
+use crate::send_time::EngagementClock;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -227,6 +228,9 @@ pub(super) struct ProfileDelta {
     /// The score board, whole, when it changed.
     #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
     scores: Option<ScoreBoard>,
+    /// The engagement clock, whole, when it changed.
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    send_times: Option<EngagementClock>,
 }
 
 impl Diff for Profile {
@@ -240,6 +244,7 @@ impl Diff for Profile {
             first_seen,
             last_seen,
             scores,
+            send_times,
         } = new;
         ProfileDelta {
             attributes: super::change(&old.attributes, attributes),
@@ -248,6 +253,7 @@ impl Diff for Profile {
             first_seen: replaced(&old.first_seen, first_seen),
             last_seen: replaced(&old.last_seen, last_seen),
             scores: replaced(&old.scores, scores),
+            send_times: replaced(&old.send_times, send_times),
         }
     }
 
@@ -264,5 +270,6 @@ impl Diff for Profile {
         set(&mut self.first_seen, delta.first_seen.as_ref());
         set(&mut self.last_seen, delta.last_seen.as_ref());
         set(&mut self.scores, delta.scores.as_ref());
+        set(&mut self.send_times, delta.send_times.as_ref());
     }
 }

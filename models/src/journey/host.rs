@@ -23,7 +23,8 @@ use crate::pipeline::{
     next_allowed,
 };
 use crate::profile::{Attribute, Event, NEVER_DAYS};
-use crate::time::Timestamp;
+use crate::send_time::{Basis, Placement, PopulationClock, SendTimeEstimate};
+use crate::time::{Span, Timestamp};
 use crate::value::AttrValue;
 use chrono_tz::Tz;
 use std::collections::BTreeMap;
@@ -65,6 +66,9 @@ pub struct PipelineHost<'a> {
     pub now: Timestamp,
     /// A new decision id for each send.
     pub new_decision_id: &'a mut dyn FnMut() -> String,
+    /// The population's engagement by hour of week: what a send at the
+    /// customer's best time falls back on when their own history is thin.
+    pub population: &'a PopulationClock,
     /// The sends that went out, in order.
     pub sent: Vec<Sent>,
 }
@@ -137,6 +141,56 @@ impl Host for PipelineHost<'_> {
 
     fn has_done(&self, event: &str) -> bool {
         self.state.profile.days_since(event, self.now) < NEVER_DAYS
+    }
+
+    /// For one action: its suggested send time (caps, cooldowns, quiet
+    /// hours and blackouts close hours). For a placement, whose action is
+    /// chosen when the moment comes: the customer's best hour, the
+    /// pipeline deferring it then if policy says later.
+    fn best_time(
+        &mut self,
+        request: &SendRequest<'_>,
+        within: Option<Span>,
+    ) -> Option<(Timestamp, String)> {
+        let catalog = self.env.catalog;
+        let settings = catalog.send_time.as_ref()?;
+        let window = within.unwrap_or(settings.policy.window);
+        let suggested = match request.target {
+            SendTarget::Action(id) => {
+                let action = catalog.action(id)?;
+                crate::send_time::suggest(
+                    catalog,
+                    self.state,
+                    action,
+                    self.population,
+                    self.now,
+                    Some(window),
+                )?
+            }
+            SendTarget::Placement(_) => {
+                let estimate = SendTimeEstimate::new(
+                    &self.state.profile.send_times,
+                    self.population,
+                    &settings.policy,
+                );
+                let timezone = catalog.timezone_of(&self.state.profile);
+                estimate.best_time(timezone, self.now, window, |_| None)?
+            }
+        };
+        let whose = match suggested.basis {
+            Basis::Personal => "the customer's own",
+            Basis::Population => "the population's (thin history)",
+        };
+        let moved = match suggested.placement {
+            Placement::Best => "",
+            Placement::Moved { .. } => "; a better hour was closed by policy",
+            Placement::AfterWindow => "; the whole window was closed by policy",
+        };
+        let reason = format!(
+            "waiting for the best time, {} local, by {whose} engagement pattern{moved}",
+            suggested.hour
+        );
+        Some((suggested.at, reason))
     }
 
     fn send(&mut self, request: &SendRequest<'_>) -> SendAttempt {

@@ -29,8 +29,8 @@ mod outbox;
 pub mod run;
 
 pub use crate::catalog::journeys::{
-    BranchCase, EventMatch, Journey, JourneyPolicy, JourneyStatus, Next, SendTarget, SplitArm,
-    Step, StepKind,
+    BranchCase, EventMatch, Journey, JourneyPolicy, JourneyStatus, Next, SendAt, SendTarget,
+    SplitArm, Step, StepKind,
 };
 pub use customer::{CustomerJourneys, EntryMemory, Outcome, Refusal, Refused, Report, Versions};
 pub use dispatch::{ATTEMPTS_PER_CHANNEL, Acknowledged, Dispatch, DispatchPolicy};

@@ -15,7 +15,7 @@
 //! blocked, the run's ending.
 
 use super::history::{Ending, Entry, Happened, Via};
-use super::{EventMatch, Journey, Next, SendTarget, Step, StepKind, split_arm};
+use super::{EventMatch, Journey, Next, SendAt, SendTarget, Step, StepKind, split_arm};
 use crate::Error;
 use crate::catalog::Rule;
 use crate::profile::Event;
@@ -30,6 +30,10 @@ type EndingOf = fn(String) -> Ending;
 /// Most history entries a run keeps: past it, the oldest after its start
 /// are dropped.
 pub const MAX_HISTORY: usize = 200;
+
+/// The cause a send waiting for the customer's best time is deferred with
+/// (what analytics count by).
+pub const BEST_TIME_CAUSE: &str = "best_time";
 
 /// The shortest deferral: a host that says "later" with a moment already
 /// past gets this long, so a run never spins.
@@ -52,6 +56,17 @@ pub trait Host {
     fn send(&mut self, request: &SendRequest<'_>) -> SendAttempt;
     /// Sets one profile attribute.
     fn update(&mut self, attribute: &str, value: &AttrValue);
+    /// The customer's best moment for this send within `within` (the
+    /// catalog's window when `None`), with its explanation; `None` when
+    /// there is no better moment than now (or no send-time optimization).
+    fn best_time(
+        &mut self,
+        request: &SendRequest<'_>,
+        within: Option<Span>,
+    ) -> Option<(Timestamp, String)> {
+        let _ = (request, within);
+        None
+    }
 }
 
 /// One send a run asks its host for.
@@ -410,19 +425,45 @@ impl Run {
     ) {
         let step = self.current(journey);
         let StepKind::Send {
-            target, on_blocked, ..
+            target,
+            on_blocked,
+            at,
+            ..
         } = &step.kind
         else {
             debug_assert!(false, "only a send step is sent");
             return;
         };
-        let deadline = deadline.unwrap_or_else(|| now.plus(journey.max_defer));
-        let attempt = host.send(&SendRequest {
+        let request = SendRequest {
             journey,
             step,
             target,
             exclude_channels: &[],
-        });
+        };
+        // The first try of a send at the customer's best time waits for
+        // it; the pipeline decides when it comes (policy still wins).
+        if let (None, SendAt::BestTime { within }) = (deadline, at)
+            && let Some((best, reason)) = host.best_time(&request, *within)
+            && best > now
+        {
+            self.record(
+                out,
+                now,
+                Happened::Deferred {
+                    step: step.id.clone(),
+                    until: best,
+                    reason,
+                    cause: BEST_TIME_CAUSE.to_owned(),
+                },
+            );
+            self.state = RunState::Deferred {
+                until: best,
+                deadline: best.plus(journey.max_defer),
+            };
+            return;
+        }
+        let deadline = deadline.unwrap_or_else(|| now.plus(journey.max_defer));
+        let attempt = host.send(&request);
         let (blocked, cause) = match attempt {
             SendAttempt::Sent {
                 decision_id,

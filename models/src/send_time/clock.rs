@@ -178,6 +178,15 @@ impl PopulationClock {
         Self::default()
     }
 
+    /// The population with these counts, one per hour of week.
+    pub fn from_counts(counts: [u64; HOURS_PER_WEEK]) -> Self {
+        let mut clock = Self::default();
+        for (hour, count) in HourOfWeek::all().zip(counts) {
+            clock.add_count(hour, count);
+        }
+        clock
+    }
+
     /// Counts one engagement in `hour`.
     pub fn record(&mut self, hour: HourOfWeek) {
         self.add_count(hour, 1);

@@ -80,8 +80,10 @@ mod best;
 mod clock;
 mod estimate;
 mod hour;
+mod suggest;
 
 pub use best::{MAX_SEARCH, Placement, SendTime, best_time};
 pub use clock::{EngagementClock, PopulationClock};
 pub use estimate::{Basis, SendTimeEstimate, SendTimePolicy};
 pub use hour::{HOURS_PER_WEEK, HourOfWeek, next_local_hour_start};
+pub use suggest::{SendTimeSettings, engagements, record_engagement, suggest};

@@ -64,6 +64,13 @@ pub fn decide(r: &DecideResponse) -> Json {
                 "value": a.value,
                 "rationale": rationale,
                 "payload": payload,
+                "send_at": a.send_at.as_ref().map(|send_at| json!({
+                    "at": timestamp_json(send_at.at.as_ref()),
+                    "local_hour": send_at.local_hour,
+                    "lift": send_at.lift,
+                    "basis": send_at.basis,
+                    "placement": send_at.placement,
+                })),
             })
         })
         .collect();

@@ -85,6 +85,27 @@ pub(crate) fn fallback_reason_to_proto(reason: FallbackReason) -> proto::Fallbac
     }
 }
 
+/// A suggested send time on the wire.
+fn send_time(suggested: &nudge_models::send_time::SendTime) -> proto::SendTime {
+    use nudge_models::send_time::{Basis, Placement};
+    proto::SendTime {
+        at: Some(to_proto_timestamp(suggested.at)),
+        local_hour: suggested.hour.to_string(),
+        lift: suggested.lift(),
+        basis: match suggested.basis {
+            Basis::Personal => "personal",
+            Basis::Population => "population",
+        }
+        .to_owned(),
+        placement: match suggested.placement {
+            Placement::Best => "best",
+            Placement::Moved { .. } => "moved",
+            Placement::AfterWindow => "after_window",
+        }
+        .to_owned(),
+    }
+}
+
 /// The wire form of a decision. Without `explain`, filtered candidates are
 /// summarized as counts only.
 pub fn decide_response(
@@ -94,6 +115,7 @@ pub fn decide_response(
     server_time_us: u64,
 ) -> proto::DecideResponse {
     let decision = reply.decision;
+    let mut send_at = reply.send_at.into_iter();
     let filtered_counts = decision
         .filtered_counts()
         .into_iter()
@@ -126,6 +148,10 @@ pub fn decide_response(
                 })
                 .collect(),
             payload: served.payload.into_iter().collect(),
+            send_at: send_at
+                .next()
+                .flatten()
+                .map(|suggested| send_time(&suggested)),
         })
         .collect();
     let filtered = if explain {

@@ -124,6 +124,7 @@ impl Engine {
             timers: JourneyTimers::default(),
             journey_stats: JourneyStats::default(),
             dispatches,
+            population: crate::shared::PopulationCounts::default(),
         });
         shared.timers.restore(
             shared

@@ -13,6 +13,7 @@ mod journeys;
 mod placements;
 mod policy;
 mod scores;
+mod send_time;
 
 use super::Catalog;
 use super::file::CatalogFile;
@@ -24,6 +25,7 @@ use journeys::compile_journeys;
 use placements::compile_placement;
 use policy::{compile_blackouts, compile_cap, compile_levers, compile_segments};
 use scores::{check_rule_names, compile_scores};
+use send_time::compile_send_time;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::ops::Range;
@@ -286,6 +288,7 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
     let mut segments = compile_segments(&mut checker, &env, &file, &action_index);
     let scores = compile_scores(&mut checker, &env, &file);
     check_rule_names(&mut checker, &env, &file, &scores);
+    let send_time = compile_send_time(&mut checker, &file, &channels);
     let (journey_policy, journeys) = compile_journeys(
         &mut checker,
         &env,
@@ -296,6 +299,25 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
         &placements,
     );
 
+    if send_time.is_none() {
+        for (position, def) in file.journeys.iter().enumerate() {
+            for (step, step_def) in def.get_ref().steps.iter().enumerate() {
+                let best_time = step_def.get_ref().send.as_ref().and_then(|send| {
+                    send.get_ref()
+                        .at
+                        .as_ref()
+                        .filter(|at| at.get_ref() == "best_time")
+                });
+                if let Some(at) = best_time {
+                    checker.report(
+                        format!("journeys[{position}].steps[{step}].send.at"),
+                        Some(&at.span()),
+                        "\"best_time\" needs a [send_time] table (which channels, which engagement events)",
+                    );
+                }
+            }
+        }
+    }
     for journey in &journeys {
         let sent: Vec<String> = journey
             .steps
@@ -354,6 +376,7 @@ pub(super) fn compile(text: &str) -> Result<Catalog, CatalogProblems> {
         journey_policy,
         journeys,
         scores,
+        send_time,
         cel_env: rule_env,
         shared_rules,
         instance: NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),

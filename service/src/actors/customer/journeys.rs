@@ -64,6 +64,7 @@ impl CustomerActor {
         let (variant, model) = serving.for_customer(&self.customer_id);
         let mut journeys = std::mem::take(&mut self.state.journeys);
         let mut new_decision_id = || uuid::Uuid::new_v4().simple().to_string();
+        let population = self.shared.population.snapshot();
         let mut host = PipelineHost {
             env: Environment {
                 catalog,
@@ -76,6 +77,7 @@ impl CustomerActor {
             shadow: serving.shadow().map(|model| &**model),
             now,
             new_decision_id: &mut new_decision_id,
+            population: &population,
             sent: Vec::new(),
         };
         let outcome = step(&mut journeys, &book, &mut host);

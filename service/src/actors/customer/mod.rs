@@ -9,6 +9,7 @@
 
 mod journeys;
 mod scores;
+mod send_times;
 
 pub use journeys::{AckDispatch, CancelRun, WAKE_RETRY, Wake, Woken};
 
@@ -325,6 +326,9 @@ impl Handler<Decide> for CustomerActor {
         else {
             return Err(deadline.exceeded(BudgetedCall::Decide, Stage::Queued));
         };
+        // Suggested send times, against the state before this decision (its
+        // own contact does not count against its caps and cooldown).
+        let send_at = self.send_times(&catalog, before.as_ref(), &decision, now);
         let commit = match (log, before) {
             (Some(log), Some(before)) => {
                 self.persist(&before, vec![log], budget_changes(budget_taken, 1))
@@ -343,6 +347,7 @@ impl Handler<Decide> for CustomerActor {
                 catalog_version: catalog.version.clone(),
                 variant: variant.to_owned(),
                 dry_run: input.dry_run,
+                send_at,
             },
             commit,
         })
@@ -390,6 +395,7 @@ impl Handler<Track> for CustomerActor {
             self.shared.record_event(&catalog, &event.name, result);
             if result == TrackResult::Applied {
                 self.note_event_for_scores(&catalog, &serving.score_models, &event.name);
+                self.note_event_for_send_times(&catalog, &event.name, event.timestamp);
                 // The event log, for point-in-time replay.
                 ordinal += 1;
                 log.push(LogEntry::Event(EventRecord {
@@ -515,6 +521,7 @@ impl Handler<ReportOutcome> for CustomerActor {
         if result.applied && !retried {
             let catalog = self.shared.catalog.load_full();
             let serving = self.shared.models.serving();
+            self.note_outcome_for_send_times(&catalog, &message.action_id, message.outcome, at);
             self.note_engagement_for_scores(&catalog, &serving.score_models);
             self.refresh_scores(
                 &catalog,

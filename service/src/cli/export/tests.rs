@@ -595,9 +595,12 @@ fn current_decision() -> LoggedDecision {
         choice: "tour".into(),
         choice_propensity: 0.75,
     });
-    decision.scores = [("adoption".to_owned(), 42.5), ("churn_risk".to_owned(), 0.25)]
-        .into_iter()
-        .collect();
+    decision.scores = [
+        ("adoption".to_owned(), 42.5),
+        ("churn_risk".to_owned(), 0.25),
+    ]
+    .into_iter()
+    .collect();
     decision.tiers = [("churn".to_owned(), "medium".to_owned())]
         .into_iter()
         .collect();

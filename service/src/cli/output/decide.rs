@@ -1,7 +1,7 @@
 //! Text for `decide`: the served actions with their rationale, what was not
 //! served, and a footer with the decision's metadata.
 
-use nudge_proto::v1::{Contribution, DecideResponse};
+use nudge_proto::v1::{Contribution, DecideResponse, SendTime};
 
 use super::Align::{Left, Right};
 use super::{or_dash, table};
@@ -15,6 +15,28 @@ fn rationale_line(c: &Contribution) -> String {
         c.text.trim().to_owned()
     };
     format!("{what} ({:+.2})", c.contribution)
+}
+
+/// When to send an outbound action, and why then.
+fn send_at_line(send_at: &SendTime) -> String {
+    let when = send_at
+        .at
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), crate::cli::names::rfc3339);
+    let basis = if send_at.basis == "personal" {
+        "their own engagement pattern"
+    } else {
+        "the population's pattern (thin history)"
+    };
+    let moved = match send_at.placement.as_str() {
+        "moved" => "; a better hour was closed by policy",
+        "after_window" => "; policy closed the whole window: its first open moment",
+        _ => "",
+    };
+    format!(
+        "send at {when} ({} local, {:.1}× an average hour, by {basis}{moved})",
+        send_at.local_hour, send_at.lift
+    )
 }
 
 /// The served actions with their rationale, what was not served (counts by
@@ -60,6 +82,9 @@ pub fn decide(r: &DecideResponse) -> String {
         out.push(header);
         for (line, action) in lines.zip(&r.served) {
             out.push(line);
+            if let Some(send_at) = &action.send_at {
+                out.push(format!("{indent}{}", send_at_line(send_at)));
+            }
             for c in &action.rationale {
                 out.push(format!("{indent}- {}", rationale_line(c)));
             }
@@ -167,6 +192,7 @@ mod tests {
                 text: text.into(),
             }],
             payload: Default::default(),
+            send_at: None,
         }
     }
 
@@ -233,6 +259,26 @@ mod tests {
             .expect("row present");
         assert!(lines[row + 1].starts_with("       "), "{text}");
         assert!(lines[0].contains("PROPENSITY") && lines[0].contains("CONFIDENCE"));
+    }
+
+    #[test]
+    fn decide_shows_an_outbound_action_s_send_time() {
+        let mut r = response();
+        r.served[0].send_at = Some(SendTime {
+            at: Some(prost_types::Timestamp {
+                seconds: 1_796_666_400,
+                nanos: 0,
+            }),
+            local_hour: "Mon 18:00".into(),
+            lift: 3.25,
+            basis: "personal".into(),
+            placement: "moved".into(),
+        });
+        let text = decide(&r);
+        assert!(
+            text.contains("send at 2026-12-07T18:00:00Z (Mon 18:00 local, 3.2× an average hour, by their own engagement pattern; a better hour was closed by policy)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use super::{BRANCH_RULE_VARIABLES, END, JourneyCompiler};
 use crate::catalog::compile::actions::minute_of_day;
 use crate::catalog::file::{EventMatchDef, SendDef, StepDef};
-use crate::catalog::journeys::{BranchCase, Next, SendTarget, SplitArm, Step, StepKind};
+use crate::catalog::journeys::{BranchCase, Next, SendAt, SendTarget, SplitArm, Step, StepKind};
+use crate::send_time::MAX_SEARCH;
 use crate::value::AttrValue;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
@@ -77,10 +78,12 @@ impl JourneyCompiler<'_, '_, '_> {
                 }
                 None => next,
             };
+            let at = self.send_at(&format!("{field}.send"), send.get_ref())?;
             StepKind::Send {
                 target,
                 on_blocked,
                 failover,
+                at,
             }
         } else if let Some(wait) = &def.wait {
             StepKind::Wait(
@@ -262,6 +265,50 @@ impl JourneyCompiler<'_, '_, '_> {
                         "'{name}' is not a step of this journey (steps: {}; or '{END}')",
                         known.join(", ")
                     ),
+                );
+                None
+            }
+        }
+    }
+
+    /// When a send goes: `at = "now"` (the default) or `"best_time"`, with
+    /// `within` only for the latter.
+    fn send_at(&mut self, field: &str, def: &SendDef) -> Option<SendAt> {
+        let within = match &def.within {
+            Some(within) => {
+                let span = self
+                    .checker
+                    .span_field(&format!("{field}.within"), Some(within))?;
+                if span.millis() <= 0 || span > MAX_SEARCH {
+                    self.checker.report(
+                        format!("{field}.within"),
+                        Some(&within.span()),
+                        format!("must be more than 0 and at most {MAX_SEARCH}"),
+                    );
+                    return None;
+                }
+                Some(span)
+            }
+            None => None,
+        };
+        match def.at.as_ref().map(|at| (at.get_ref().as_str(), at.span())) {
+            None | Some(("now", _)) => {
+                if let Some(within) = &def.within {
+                    self.checker.report(
+                        format!("{field}.within"),
+                        Some(&within.span()),
+                        "`within` goes with `at = \"best_time\"`",
+                    );
+                    return None;
+                }
+                Some(SendAt::Now)
+            }
+            Some(("best_time", _)) => Some(SendAt::BestTime { within }),
+            Some((other, span)) => {
+                self.checker.report(
+                    format!("{field}.at"),
+                    Some(&span),
+                    format!("'{other}' is not \"now\" or \"best_time\""),
                 );
                 None
             }
