@@ -46,6 +46,7 @@ async fn cli(
         variant: None,
         report: None,
         force: false,
+        score: None,
     };
     model::run(&args, &client_args(server))
         .await

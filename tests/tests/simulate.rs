@@ -275,6 +275,7 @@ async fn the_learning_loop_closes() {
             variant: None,
             report: None,
             force: false,
+            score: None,
         };
         let options = client(&server);
         async move {
