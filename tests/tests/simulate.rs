@@ -52,7 +52,10 @@ async fn the_summary_agrees_with_the_decision_log_and_the_truth() {
         "two placements a visit"
     );
     // Every event it sent was applied and logged.
-    let sent = summary.events.history + summary.events.sessions + summary.events.effects;
+    let sent = summary.events.history
+        + summary.events.sessions
+        + summary.events.daily
+        + summary.events.effects;
     assert_eq!(sent, events.len() as u64);
     assert!(summary.events.effects > 0, "conversions changed accounts");
 

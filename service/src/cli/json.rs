@@ -444,6 +444,7 @@ pub fn simulate(run: &super::simulate::Run, server: &str) -> Json {
         "events": {
             "history": s.events.history,
             "sessions": s.events.sessions,
+            "daily": s.events.daily,
             "effects": s.events.effects,
             "duplicates": s.events.duplicates,
         },

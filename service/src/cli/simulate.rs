@@ -1,6 +1,8 @@
 //! `nudge simulate`: drives the synthetic customers of [`crate::simulate`]
 //! through a running server over gRPC — their event history
-//! (`TrackStream`), then rounds of visits: session events (`Track`), a
+//! (`TrackStream`), then rounds: each customer's day outside the product
+//! (`Track`: email opens, tickets, failed payments, cancellations), and
+//! the visits: session events (`Track`), a
 //! `Decide` per placement, and the sampled outcomes of what was served
 //! (`ReportOutcome`: impressions, clicks, conversions, dismissals) — and
 //! tallies what the server served against the world's ground truth.
@@ -67,10 +69,11 @@ pub const MAX_CUSTOMERS: u64 = 1_000_000;
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
 Each customer is drawn from the seed alone (plan, seats, tenure, engagement, buying intent, \
-responsiveness, ...). Their 30-day event history is sent first; then, in each round, every \
-customer who visits sends a session of events, gets a decision in each placement, and reports \
-what happened to each served action, sampled from the world's true click and conversion \
-probabilities. The summary gives, per placement and per model version, the observed conversion \
+responsiveness, timezone, ...). Their 30-day event history is sent first; then, in each round (a \
+day), each customer's day outside the product (email opens at their hour, support tickets, failed \
+payments, a cancellation), and every customer who visits sends a session of events, gets a \
+decision in each placement, and reports what happened to each served action, sampled from the \
+world's true click and conversion probabilities. The summary gives, per placement and per model version, the observed conversion \
 rate and the true expected reward: the mean true conversion probability of what was served.
 
 Run it again with the same --seed and another --prefix to face another model with the very same \
@@ -343,6 +346,7 @@ fn decide_request(
 struct Visit {
     visited: bool,
     sessions: u64,
+    daily: u64,
     effects: u64,
     duplicates: u64,
     decisions: Vec<SimDecision>,
@@ -513,8 +517,9 @@ async fn report(
     }
 }
 
-/// One customer's visit in `round`: their session, a decision per
-/// placement, the outcomes and what conversions change.
+/// One customer's round: their day outside the product, then, if they
+/// visit, their session, a decision per placement, the outcomes and what
+/// conversions change.
 async fn visit<P: Pace>(
     plan: VisitPlan<P>,
     mut customer: Customer,
@@ -522,11 +527,19 @@ async fn visit<P: Pace>(
 ) -> (Customer, Visit) {
     let mut out = Visit::default();
     let now = plan.pace.now();
+    let connection = &plan.connection;
+    for event in customer.day(round, now) {
+        if let Some(duplicate) =
+            track(connection, wire_event(&customer.id, event), &mut out.errors).await
+        {
+            out.daily += 1;
+            out.duplicates += u64::from(duplicate);
+        }
+    }
     let Some(session) = customer.session(round, now) else {
         return (customer, out);
     };
     out.visited = true;
-    let connection = &plan.connection;
     for event in session {
         if let Some(duplicate) =
             track(connection, wire_event(&customer.id, event), &mut out.errors).await
@@ -769,6 +782,7 @@ pub async fn simulate<P: Pace>(
         for visit in visits.into_iter().flatten() {
             summary.visits += u64::from(visit.visited);
             summary.events.sessions += visit.sessions;
+            summary.events.daily += visit.daily;
             summary.events.effects += visit.effects;
             summary.events.duplicates += visit.duplicates;
             summary.errors.merge(visit.errors);

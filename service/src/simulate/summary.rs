@@ -247,6 +247,9 @@ pub struct EventCounts {
     pub history: u64,
     /// Sessions in the rounds.
     pub sessions: u64,
+    /// Outside the sessions in the rounds: each round's day of email
+    /// opens, support tickets, failed payments and cancellations.
+    pub daily: u64,
     /// Caused by conversions (an upgrade, a data source connected, …).
     pub effects: u64,
     /// Acknowledged as duplicates (an event id the server had already

@@ -1,13 +1,30 @@
 //! The ground truth: each customer's true click and conversion probability
-//! for any action in any context, and the outcomes sampled from them. The
-//! formula is documented (with its reasons) in the module documentation of
-//! [`super`]; the unit tests below check the properties it promises.
+//! for any action in any context (for an email, push or SMS, at the instant
+//! it is sent), the outcomes sampled from them, and each customer's true
+//! daily hazard of cancelling. The formulas are documented (with their
+//! reasons) in the module documentation of [`super`]; the unit tests below
+//! check the properties they promise.
 
 use super::random::{Draws, key};
 use super::world::{Context, Customer, Page, Plan};
 
-/// The key of outcome draws (the world's own keys are 1–4).
+/// The key of outcome draws (the world's own keys are 1–4 and 6–9).
 const OUTCOME: u64 = 5;
+/// The key of the outcome draws of sends ([`Customer::send_outcome`]).
+const SEND: u64 = 10;
+
+/// The channels whose messages reach the customer outside the product, at
+/// the instant they are sent: their opens depend on the local time.
+pub const OUTBOUND_CHANNELS: [&str; 3] = ["email", "push", "sms"];
+/// The send-time effect: the most added to the log-odds of opening an
+/// outbound message, sent in the middle of the customer's preferred hour.
+pub const SEND_TIME_PEAK: f64 = 0.9;
+/// The send-time effect: its width, in hours (the standard deviation of
+/// its Gaussian bump).
+pub const SEND_TIME_WIDTH_HOURS: f64 = 1.5;
+/// The send-time effect far from the preferred hour: added to the log-odds
+/// of opening.
+pub const SEND_TIME_FLOOR: f64 = -0.25;
 
 /// Added to the conversion log-odds for the click log-odds: a click is
 /// about 3.3 times as likely as a conversion at low rates.
@@ -59,6 +76,94 @@ pub struct Outcome {
     pub conversion: Option<i64>,
     /// Dismissed, this many ms after the decision.
     pub dismiss: Option<i64>,
+}
+
+/// What the churn hazard reads: a paying customer's observable behaviour
+/// at an instant, each through a feature the service computes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChurnSignals {
+    /// The plan (`is(plan, …)`).
+    pub plan: Plan,
+    /// Seats on the account (`attr(seats)`).
+    pub seats: u32,
+    /// The engagement trait E, which the service sees through login and
+    /// page-view counts (`count(login, 7d)`).
+    pub engagement: f64,
+    /// Days since the last login (`days_since(login)`).
+    pub days_since_login: f64,
+    /// Support tickets opened in the last 30 days
+    /// (`count(support_ticket_opened, 30d)`).
+    pub tickets_30d: u32,
+    /// Failed payments in the last 30 days (`count(payment_failed, 30d)`).
+    pub failed_payments_30d: u32,
+}
+
+/// The churn hazard's intercept (log-odds of cancelling in a day).
+pub const CHURN_BASE: f64 = -6.6;
+/// Added per day since the last login, up to [`CHURN_LAPSE_CAP_DAYS`].
+pub const CHURN_PER_IDLE_DAY: f64 = 0.06;
+/// Days since the last login count up to this many.
+pub const CHURN_LAPSE_CAP_DAYS: f64 = 30.0;
+/// Times ln E: engaged customers stay.
+pub const CHURN_ENGAGEMENT: f64 = -1.8;
+/// Added per support ticket in the last 30 days, up to 3.
+pub const CHURN_PER_TICKET: f64 = 0.6;
+/// Added when a payment failed in the last 30 days.
+pub const CHURN_FAILED_PAYMENT: f64 = 1.5;
+/// Times ln(seats): larger teams stay.
+pub const CHURN_SEATS: f64 = -0.5;
+/// Added on the starter plan (pro adds nothing).
+pub const CHURN_STARTER: f64 = 0.7;
+/// Added on the enterprise plan: contracts.
+pub const CHURN_ENTERPRISE: f64 = -1.0;
+
+/// The true daily hazard of a paying customer cancelling their
+/// subscription: `σ(η)` with η = [`CHURN_BASE`]
+/// + [`CHURN_PER_IDLE_DAY`] · min(days since login, 30)
+/// + [`CHURN_ENGAGEMENT`] · ln E + [`CHURN_PER_TICKET`] · min(tickets, 3)
+/// + [`CHURN_FAILED_PAYMENT`] · [a failed payment] + [`CHURN_SEATS`] ·
+///   ln(seats) + the plan's term ([`CHURN_STARTER`], pro 0,
+///   [`CHURN_ENTERPRISE`]). A trial has no subscription to cancel: 0.
+pub fn true_churn_hazard(signals: &ChurnSignals) -> f64 {
+    let plan = match signals.plan {
+        Plan::Trial => return 0.0,
+        Plan::Starter => CHURN_STARTER,
+        Plan::Pro => 0.0,
+        Plan::Enterprise => CHURN_ENTERPRISE,
+    };
+    let idle = signals.days_since_login.clamp(0.0, CHURN_LAPSE_CAP_DAYS);
+    let z = CHURN_BASE
+        + CHURN_PER_IDLE_DAY * idle
+        + CHURN_ENGAGEMENT * signals.engagement.max(1e-3).ln()
+        + CHURN_PER_TICKET * f64::from(signals.tickets_30d.min(3))
+        + if signals.failed_payments_30d > 0 {
+            CHURN_FAILED_PAYMENT
+        } else {
+            0.0
+        }
+        + CHURN_SEATS * ln(signals.seats)
+        + plan;
+    sigmoid(z)
+}
+
+/// The send-time effect on the log-odds of opening an outbound message
+/// sent `hours` local hours from the middle of the customer's preferred
+/// hour: [`SEND_TIME_FLOOR`] + [`SEND_TIME_PEAK`] · exp(−hours² / (2 ·
+/// [`SEND_TIME_WIDTH_HOURS`]²)).
+pub fn send_time_shift(hours: f64) -> f64 {
+    let width = SEND_TIME_WIDTH_HOURS;
+    SEND_TIME_FLOOR + SEND_TIME_PEAK * (-hours * hours / (2.0 * width * width)).exp()
+}
+
+/// Whether messages on `channel` reach the customer outside the product
+/// (email, push, SMS: [`OUTBOUND_CHANNELS`]).
+pub fn is_outbound(channel: &str) -> bool {
+    OUTBOUND_CHANNELS.contains(&channel)
+}
+
+/// The log-odds of `p` in (0, 1).
+fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
 }
 
 /// The channel's baseline log-odds of a conversion.
@@ -196,17 +301,63 @@ impl Customer {
     }
 
     /// The customer's true response probabilities to `action` served in
-    /// `context` at `now` (ms).
+    /// `context` at `now` (ms). An email, push or SMS is sent at `now`:
+    /// the chance that it is seen (opened) moves with the send time (see
+    /// [`Self::open_shift`]), and clicks and conversions, which need the
+    /// open, move in proportion.
     pub fn respond(&self, action: ActionRef<'_>, context: Context, now: i64) -> Response {
         let z = self.true_logit(action, context, now);
         let conversion = sigmoid(z);
         let click = sigmoid(z + CLICK_LIFT);
         let seen = click + (1.0 - click) * channel_seen(action.channel);
-        Response {
-            seen,
-            click,
-            conversion,
+        if !is_outbound(action.channel) {
+            return Response {
+                seen,
+                click,
+                conversion,
+            };
         }
+        let opened = sigmoid(logit(seen) + self.open_shift(now));
+        let ratio = opened / seen;
+        Response {
+            seen: opened,
+            click: click * ratio,
+            conversion: conversion * ratio,
+        }
+    }
+
+    /// The send-time effect on the log-odds of opening an outbound message
+    /// sent at `sent_at` (ms): [`send_time_shift`] of the local hours
+    /// between `sent_at` and the middle of the customer's preferred hour.
+    pub fn open_shift(&self, sent_at: i64) -> f64 {
+        send_time_shift(self.hours_from_preferred(sent_at))
+    }
+
+    /// The customer's true response to an outbound `action` (email, push,
+    /// SMS) sent at `sent_at` (ms), away from the product (the context of
+    /// a desktop home page: no device or page term): `seen` is the chance
+    /// that it is opened, `click` that it is clicked, `conversion` that it
+    /// converts. The same as [`Self::respond`] with that context.
+    pub fn respond_to_send(&self, action: ActionRef<'_>, sent_at: i64) -> Response {
+        let away = Context {
+            mobile: false,
+            page: Page::Home,
+        };
+        self.respond(action, away, sent_at)
+    }
+
+    /// What happens to `action` sent to the customer, given their
+    /// `response` to it (e.g. [`Self::respond_to_send`]): opened (the
+    /// impression), clicked and converted, each with exactly its
+    /// probability, as [`Self::outcome`] samples them, times after the
+    /// send. The draws are keyed by the customer, `send` (any number the
+    /// caller gives a send: a day, a campaign) and the action, not by the
+    /// instant: the same send at another time of day gets the same draws,
+    /// a paired comparison; give each arm its own `send` for independent
+    /// samples.
+    pub fn send_outcome(&self, send: u64, action: ActionRef<'_>, response: Response) -> Outcome {
+        let draws = self.draws(SEND, &[send, key(action.id)]);
+        sample(draws, action, response)
     }
 
     /// What happens to `action`, served at `rank` in `placement` in
@@ -226,7 +377,7 @@ impl Customer {
         action: ActionRef<'_>,
         response: Response,
     ) -> Outcome {
-        let mut draws = self.draws(
+        let draws = self.draws(
             OUTCOME,
             &[
                 u64::from(round),
@@ -235,29 +386,35 @@ impl Customer {
                 key(action.id),
             ],
         );
-        let (seen, click, convert, dismiss) = (
-            draws.uniform(),
-            draws.uniform(),
-            draws.uniform(),
-            draws.uniform(),
-        );
-        let mut outcome = Outcome::default();
-        if seen >= response.seen {
-            return outcome;
-        }
-        let shown = 1_000;
-        outcome.impression = Some(shown);
-        if click < response.click / response.seen {
-            let clicked = shown + delay(&mut draws, 2, 30);
-            outcome.click = Some(clicked);
-            if convert < response.conversion / response.click {
-                outcome.conversion = Some(clicked + delay(&mut draws, 10, 120));
-            }
-        } else if action.channel == "in_app" && dismiss < DISMISS_RATE {
-            outcome.dismiss = Some(shown + delay(&mut draws, 3, 20));
-        }
-        outcome
+        sample(draws, action, response)
     }
+}
+
+/// The outcome of `action` given `response`, from `draws`: see
+/// [`Customer::outcome`].
+fn sample(mut draws: Draws, action: ActionRef<'_>, response: Response) -> Outcome {
+    let (seen, click, convert, dismiss) = (
+        draws.uniform(),
+        draws.uniform(),
+        draws.uniform(),
+        draws.uniform(),
+    );
+    let mut outcome = Outcome::default();
+    if seen >= response.seen {
+        return outcome;
+    }
+    let shown = 1_000;
+    outcome.impression = Some(shown);
+    if click < response.click / response.seen {
+        let clicked = shown + delay(&mut draws, 2, 30);
+        outcome.click = Some(clicked);
+        if convert < response.conversion / response.click {
+            outcome.conversion = Some(clicked + delay(&mut draws, 10, 120));
+        }
+    } else if action.channel == "in_app" && dismiss < DISMISS_RATE {
+        outcome.dismiss = Some(shown + delay(&mut draws, 3, 20));
+    }
+    outcome
 }
 
 /// A delay of `low` to `high` seconds, in ms.
@@ -450,6 +607,131 @@ mod tests {
         let before = customer.true_logit(action(tour.0, tour.1, tour.2), HOME, START);
         let after = converted.true_logit(action(tour.0, tour.1, tour.2), HOME, START);
         assert!((before - after - REPEAT_PENALTY).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_send_time_truth_peaks_at_the_preferred_hour() {
+        let all = customers(2_000);
+        let email = action("tips_newsletter_email", "email", "education");
+        let (mut at_best, mut at_ten) = ([0.0; 2], [0.0; 2]);
+        for customer in &all {
+            let zone = customer.timezone();
+            let peak = f64::from(customer.preferred_hour()) + 0.5;
+            let best = zone.next_at(START, peak);
+            let open = |at| customer.respond_to_send(email, at);
+            // Every other hour of the day opens less, and the effect
+            // decays with the distance.
+            let mut last = open(best).seen;
+            for hours in 1..=12 {
+                let later = open(best + i64::from(hours) * nudge_models::time::HOUR_MS);
+                assert!(later.seen < last, "{hours} h later");
+                last = later.seen;
+            }
+            let response = open(best);
+            let base = customer.respond(email, HOME, best);
+            assert_eq!(response, base);
+            // The documented shift: the full peak at the preferred hour,
+            // nothing of it 12 hours away.
+            let far_shift = (-144.0 / (2.0 * SEND_TIME_WIDTH_HOURS.powi(2))).exp();
+            assert!(
+                (logit(response.seen)
+                    - logit(open(best + 12 * 3_600_000).seen)
+                    - SEND_TIME_PEAK * (1.0 - far_shift))
+                    .abs()
+                    < 1e-9,
+                "{response:?}"
+            );
+            // A click needs the open: their ratio does not move.
+            let far = open(best + 6 * 3_600_000);
+            assert!((response.click / response.seen - far.click / far.seen).abs() < 1e-12);
+            at_best[0] += response.seen;
+            at_best[1] += response.click;
+            let ten = open(zone.next_at(START, 10.0));
+            at_ten[0] += ten.seen;
+            at_ten[1] += ten.click;
+            // In-product channels do not care about the hour.
+            let gallery = action("template_gallery", "in_app", "education");
+            assert_eq!(
+                customer.respond(gallery, HOME, best),
+                customer.respond(gallery, HOME, best + 6 * 3_600_000)
+            );
+        }
+        // Sending at each customer's best hour instead of 10:00 local.
+        let open_lift = at_best[0] / at_ten[0] - 1.0;
+        let click_lift = at_best[1] / at_ten[1] - 1.0;
+        assert!((0.2..0.4).contains(&open_lift), "{open_lift}");
+        assert!((0.2..0.4).contains(&click_lift), "{click_lift}");
+    }
+
+    #[test]
+    fn sends_are_sampled_with_their_probabilities() {
+        let all = customers(500);
+        let email = action("trial_discount_email", "email", "upsell");
+        let (mut expected, mut counts) = ([0.0; 3], [0_u32; 3]);
+        for send in 0..8_u32 {
+            for customer in &all {
+                let at = customer.timezone().next_at(START, 10.0 + f64::from(send));
+                let response = customer.respond_to_send(email, at);
+                let outcome = customer.send_outcome(u64::from(send), email, response);
+                assert_eq!(
+                    outcome,
+                    customer.send_outcome(u64::from(send), email, response)
+                );
+                assert!(outcome.dismiss.is_none());
+                expected[0] += response.seen;
+                expected[1] += response.click;
+                expected[2] += response.conversion;
+                counts[0] += u32::from(outcome.impression.is_some());
+                counts[1] += u32::from(outcome.click.is_some());
+                counts[2] += u32::from(outcome.conversion.is_some());
+            }
+        }
+        for (k, expected) in expected.iter().enumerate() {
+            let observed = f64::from(counts[k]);
+            assert!(
+                (observed - expected).abs() < 4.0 * expected.sqrt() + 5.0,
+                "{k}: {observed} vs {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_churn_hazard_follows_its_formula() {
+        let signals = ChurnSignals {
+            plan: Plan::Starter,
+            seats: 4,
+            engagement: 1.0,
+            days_since_login: 2.0,
+            tickets_30d: 1,
+            failed_payments_30d: 0,
+        };
+        let z = CHURN_BASE
+            + 2.0 * CHURN_PER_IDLE_DAY
+            + CHURN_PER_TICKET
+            + CHURN_SEATS * 4_f64.ln()
+            + CHURN_STARTER;
+        assert!((true_churn_hazard(&signals) - sigmoid(z)).abs() < 1e-15);
+        let hazard = |change: &dyn Fn(&mut ChurnSignals)| {
+            let mut changed = signals;
+            change(&mut changed);
+            true_churn_hazard(&changed)
+        };
+        let base = true_churn_hazard(&signals);
+        assert!(hazard(&|s| s.days_since_login = 20.0) > 2.5 * base);
+        assert_eq!(
+            hazard(&|s| s.days_since_login = 30.0),
+            hazard(&|s| s.days_since_login = 300.0)
+        );
+        assert!(hazard(&|s| s.failed_payments_30d = 1) > 3.0 * base);
+        assert!(hazard(&|s| s.tickets_30d = 3) > hazard(&|s| s.tickets_30d = 2));
+        assert_eq!(
+            hazard(&|s| s.tickets_30d = 3),
+            hazard(&|s| s.tickets_30d = 9)
+        );
+        assert!(hazard(&|s| s.engagement = 3.0) < base);
+        assert!(hazard(&|s| s.seats = 100) < base);
+        assert!(hazard(&|s| s.plan = Plan::Enterprise) < hazard(&|s| s.plan = Plan::Pro));
+        assert_eq!(hazard(&|s| s.plan = Plan::Trial), 0.0);
     }
 
     #[test]

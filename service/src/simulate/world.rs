@@ -1,23 +1,35 @@
 //! The simulated customers: their traits, the behavioural events those
-//! traits produce (a 30-day history before the first round, a session in
-//! each round they visit), the request context of their decisions, and what
-//! a conversion changes. Everything is drawn from [`Draws`] keyed by the
-//! run's seed and the customer's index, so customer 17 of seed 7 is the same
-//! customer in every run, whatever else happens.
+//! traits produce (a 30-day history before the first round, a day outside
+//! the product and a session in each round), the request context of their
+//! decisions, what a conversion changes, and when they cancel. Everything
+//! is drawn from [`Draws`] keyed by the run's seed and the customer's
+//! index, so customer 17 of seed 7 is the same customer in every run,
+//! whatever else happens.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use nudge_models::time::{DAY_MS, HOUR_MS, Timestamp};
 use nudge_models::value::AttrValue;
 
+use super::clock::Zone;
 use super::random::{Draws, key};
+use super::truth::{ChurnSignals, true_churn_hazard};
 
-/// Keys of the draws, one per purpose (the truth's outcomes use 5).
+/// Keys of the draws, one per purpose (the truth's outcomes use 5, its
+/// sends 10). A new purpose gets a new key, so no existing draw changes.
 mod purpose {
     pub const TRAITS: u64 = 1;
     pub const HISTORY: u64 = 2;
     pub const SESSION: u64 = 3;
     pub const CONTEXT: u64 = 4;
+    /// The timezone and the preferred hour.
+    pub const CLOCK: u64 = 6;
+    /// The times of day of the history's engagement events.
+    pub const HOURS: u64 = 7;
+    /// Cancellations: the history's days (key 0), each round (its number).
+    pub const CHURN: u64 = 8;
+    /// A round's day outside the product.
+    pub const DAY: u64 = 9;
 }
 
 /// How far back the history reaches: the service's rolling counters keep
@@ -33,6 +45,43 @@ pub const OLDEST_EVENT_DAYS: i64 = 300;
 pub const SESSION_MS: i64 = 10 * 60_000;
 /// A customer who has not logged in for this many days counts as lapsed.
 pub const LAPSED_DAYS: f64 = 14.0;
+/// The `plan` attribute of a customer who cancelled their subscription.
+pub const CANCELLED_PLAN: &str = "cancelled";
+/// The share of engagement events within an hour of the middle of the
+/// customer's preferred hour; the rest fall anywhere in waking hours.
+pub const PEAK_SHARE: f64 = 0.7;
+/// Waking hours, local: engagement events off the peak fall in them.
+pub const WAKING_HOURS: (f64, f64) = (7.0, 23.0);
+/// The history's events that happen at the customer's time of day: usage
+/// and email opens (support tickets, billing and seat limits do not).
+pub const TIMED_EVENTS: [&str; 7] = [
+    "login",
+    "page_view",
+    "pricing_page_view",
+    "feature_activated",
+    "report_created",
+    "invite_sent",
+    "email_opened",
+];
+/// The events a cancelled customer no longer sends: usage, support
+/// tickets, billing and seat limits (they still open emails).
+pub const STOPPED_BY_CANCELLING: [&str; 9] = [
+    "login",
+    "page_view",
+    "pricing_page_view",
+    "feature_activated",
+    "report_created",
+    "invite_sent",
+    "support_ticket_opened",
+    "payment_failed",
+    "seat_limit_reached",
+];
+/// Daily rate of support tickets (as in the history).
+pub const TICKET_RATE: f64 = 0.015;
+/// Daily rate of support tickets while lapsed (as in the history).
+pub const LAPSED_TICKET_RATE: f64 = 0.06;
+/// Daily rate of failed payments of a paying customer in the rounds.
+pub const FAILED_PAYMENT_RATE: f64 = 0.005;
 
 /// A customer's plan, sent as the `plan` attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -94,6 +143,12 @@ pub struct Traits {
     pub payment_failed: bool,
     /// How often the seat limit was hit in the last week before the start.
     pub seat_limit_hits: u32,
+    /// Where the customer lives (the `timezone` attribute).
+    pub timezone: Zone,
+    /// The local hour of day the customer is most active in (0–23): their
+    /// engagement events cluster around its middle (`preferred_hour`:30),
+    /// and an email, push or SMS sent then is opened most.
+    pub preferred_hour: u32,
 }
 
 /// `Draws::between` over a log scale, as a whole number.
@@ -154,6 +209,19 @@ impl Traits {
         } else {
             0
         };
+        let mut clock = Draws::new(seed, &[purpose::CLOCK, index]);
+        let timezone = match clock.uniform() {
+            u if u < 0.30 => Zone::NewYork,
+            u if u < 0.45 => Zone::LosAngeles,
+            u if u < 0.70 => Zone::Berlin,
+            u if u < 0.85 => Zone::Kolkata,
+            _ => Zone::Utc,
+        };
+        let preferred_hour = match clock.uniform() {
+            u if u < 0.45 => 7 + clock.below(3) as u32,
+            u if u < 0.65 => 12 + clock.below(2) as u32,
+            _ => 19 + clock.below(3) as u32,
+        };
         Self {
             plan,
             seats,
@@ -166,6 +234,8 @@ impl Traits {
             integration,
             payment_failed,
             seat_limit_hits,
+            timezone,
+            preferred_hour,
         }
     }
 }
@@ -240,6 +310,20 @@ pub struct State {
     pub last_seen: i64,
     /// Events made in the current round so far (for their ids).
     round_events: u32,
+    /// When the customer cancelled their subscription, if they did: they
+    /// no longer visit, use the product, open tickets or fail payments.
+    pub cancelled: Option<i64>,
+    /// The last login before the history, as the truth assumes it (the
+    /// history's events do not reach back further): when the 30-day window
+    /// opens, or when a customer who lapsed before it last came.
+    pub prior_login: i64,
+    /// Support tickets opened (ms), the last 30 days of them.
+    pub tickets: Vec<i64>,
+    /// Failed payments (ms), the last 30 days of them.
+    pub failed_payments: Vec<i64>,
+    /// The end of the previous round's day (or of the history): the next
+    /// day's events come after it.
+    pub day_end: i64,
 }
 
 /// One simulated customer.
@@ -276,15 +360,84 @@ impl Customer {
             converted: BTreeSet::new(),
             last_seen: start - HISTORY_GAP_MS,
             round_events: 0,
+            cancelled: None,
+            prior_login: start,
+            tickets: Vec::new(),
+            failed_payments: Vec::new(),
+            day_end: start - HISTORY_GAP_MS,
         };
-        Self {
+        let mut customer = Self {
             index,
             id: format!("{prefix}-{index:05}"),
             traits,
             state,
             start,
             seed,
-        }
+        };
+        customer.state.prior_login = customer.window_start().min(customer.active_end());
+        customer
+    }
+
+    /// When the history's window opens: 30 days before the start, or at
+    /// signup if later.
+    fn window_start(&self) -> i64 {
+        self.signup_at().max(self.start - HISTORY_DAYS * DAY_MS)
+    }
+
+    /// When the history's usage ends: an hour before the start, or when a
+    /// lapsed customer stopped coming.
+    fn active_end(&self) -> i64 {
+        let end = self.start - HISTORY_GAP_MS;
+        self.traits
+            .lapsed_days
+            .map_or(end, |days| self.start - (days * DAY_MS as f64) as i64)
+            .min(end)
+    }
+
+    /// The customer's timezone.
+    pub fn timezone(&self) -> Zone {
+        self.traits.timezone
+    }
+
+    /// The customer's preferred local hour of day (0–23).
+    pub fn preferred_hour(&self) -> u32 {
+        self.traits.preferred_hour
+    }
+
+    /// The local hours between the instant `at` and the middle of the
+    /// customer's preferred hour, around the clock: in [0, 12].
+    pub fn hours_from_preferred(&self, at: i64) -> f64 {
+        let peak = f64::from(self.traits.preferred_hour) + 0.5;
+        let apart = (self.timezone().hour_of_day(at) - peak).rem_euclid(24.0);
+        apart.min(24.0 - apart)
+    }
+
+    /// A local time of day (hours) of one of the customer's engagement
+    /// events: with probability [`PEAK_SHARE`] uniform within an hour of
+    /// the middle of their preferred hour, else uniform over
+    /// [`WAKING_HOURS`].
+    fn engagement_hour(&self, draws: &mut Draws) -> f64 {
+        let hour = if draws.chance(PEAK_SHARE) {
+            f64::from(self.traits.preferred_hour) + 0.5 + draws.between(-1.0, 1.0)
+        } else {
+            draws.between(WAKING_HOURS.0, WAKING_HOURS.1)
+        };
+        hour.rem_euclid(24.0)
+    }
+
+    /// `at` moved to an engagement hour of its local day (see
+    /// [`Self::engagement_hour`]), a day earlier or later if that leaves
+    /// [`from`, `to`), and left where it was if no such day fits.
+    fn at_engagement_hour(&self, at: i64, from: i64, to: i64, draws: &mut Draws) -> i64 {
+        let zone = self.timezone();
+        let hour = self.engagement_hour(draws);
+        let local = zone.local(at);
+        let moved = local - local.rem_euclid(DAY_MS) + (hour * HOUR_MS as f64) as i64;
+        [0, -DAY_MS, DAY_MS]
+            .into_iter()
+            .map(|shift| zone.instant(moved + shift))
+            .find(|instant| (from..to).contains(instant))
+            .unwrap_or(at)
     }
 
     /// The draws of this customer for `purpose` and `key`.
@@ -312,41 +465,137 @@ impl Customer {
         (now - since) as f64 / DAY_MS as f64 >= LAPSED_DAYS
     }
 
-    /// The identify event setting `plan`, `seats` and `signup_at` at `at`.
+    /// The identify event setting `plan` ([`CANCELLED_PLAN`] once
+    /// cancelled), `seats`, `signup_at` and `timezone` at `at`.
     fn identify(&self, event_id: String, at: i64) -> SimEvent {
         let signup = Timestamp::from_millis(self.signup_at()).to_string();
+        let plan = if self.state.cancelled.is_some() {
+            CANCELLED_PLAN
+        } else {
+            self.state.plan.name()
+        };
         SimEvent {
             event_id,
             name: "identify",
             at,
             properties: BTreeMap::from([
-                ("plan".to_owned(), text(self.state.plan.name())),
+                ("plan".to_owned(), text(plan)),
                 (
                     "seats".to_owned(),
                     AttrValue::Num(f64::from(self.state.seats)),
                 ),
                 ("signup_at".to_owned(), text(&signup)),
+                ("timezone".to_owned(), text(self.timezone().name())),
             ]),
         }
     }
 
+    /// The churn signals at `at` of a customer whose last login was
+    /// `last_login` and whose tickets and failed payments are `tickets` and
+    /// `failed` (any order; those in the 30 days before `at` count).
+    fn signals_at(
+        &self,
+        at: i64,
+        last_login: i64,
+        tickets: &[i64],
+        failed: &[i64],
+    ) -> ChurnSignals {
+        let within = |times: &[i64]| {
+            times
+                .iter()
+                .filter(|&&t| t < at && t >= at - HISTORY_DAYS * DAY_MS)
+                .count() as u32
+        };
+        ChurnSignals {
+            plan: self.state.plan,
+            seats: self.state.seats,
+            engagement: self.traits.engagement,
+            days_since_login: ((at - last_login) as f64 / DAY_MS as f64).max(0.0),
+            tickets_30d: within(tickets),
+            failed_payments_30d: within(failed),
+        }
+    }
+
+    /// The customer's churn signals at `at` (ms), from what their account
+    /// holds: see [`true_churn_hazard`].
+    pub fn churn_signals(&self, at: i64) -> ChurnSignals {
+        let last_login = self.state.last_login.unwrap_or(self.state.prior_login);
+        self.signals_at(
+            at,
+            last_login,
+            &self.state.tickets,
+            &self.state.failed_payments,
+        )
+    }
+
+    /// The customer's true daily hazard of cancelling at `at` (ms): 0 on a
+    /// trial or once cancelled, else [`true_churn_hazard`] of
+    /// [`Self::churn_signals`].
+    pub fn churn_hazard(&self, at: i64) -> f64 {
+        if self.state.cancelled.is_some() {
+            return 0.0;
+        }
+        true_churn_hazard(&self.churn_signals(at))
+    }
+
+    /// The cancellation in the history, if any: day by day from the window
+    /// start, a draw with the hazard as of the day's start (from the
+    /// history's events before it, oldest first in `events`), the
+    /// cancellation at a uniform instant of the first day it hits.
+    fn history_cancellation(
+        &self,
+        events: &[(&'static str, i64)],
+        from: i64,
+        end: i64,
+    ) -> Option<i64> {
+        if self.state.plan == Plan::Trial {
+            return None;
+        }
+        let mut draws = self.draws(purpose::CHURN, &[0]);
+        let (mut next, mut last_login) = (0, self.state.prior_login);
+        let (mut tickets, mut failed) = (Vec::new(), Vec::new());
+        let mut day = from;
+        while day < end {
+            while let Some(&(name, at)) = events.get(next).filter(|(_, at)| *at < day) {
+                match name {
+                    "login" => last_login = last_login.max(at),
+                    "support_ticket_opened" => tickets.push(at),
+                    "payment_failed" => failed.push(at),
+                    _ => {}
+                }
+                next += 1;
+            }
+            let day_end = (day + DAY_MS).min(end);
+            let hazard = true_churn_hazard(&self.signals_at(day, last_login, &tickets, &failed));
+            let (hit, when) = (draws.uniform(), draws.uniform());
+            if hit < hazard {
+                return Some(day + (when * (day_end - day) as f64) as i64);
+            }
+            day = day_end;
+        }
+        None
+    }
+
     /// The events before the first round, oldest first: an `identify`
-    /// (plan, seats, signup_at) when the 30-day window opens or at signup,
-    /// `trial_started`, `integration_connected`, usage events at the
-    /// traits' daily rates (none in a lapsed customer's last days),
+    /// (plan, seats, signup_at, timezone) when the 30-day window opens or
+    /// at signup, `trial_started`, `integration_connected`, usage events at
+    /// the traits' daily rates (none in a lapsed customer's last days),
     /// `email_opened`, `support_ticket_opened`, and a recent
     /// `payment_failed` or `seat_limit_reached` where the traits say so.
-    /// Sets the customer's last login.
+    /// Usage events and email opens fall at the customer's time of day
+    /// ([`TIMED_EVENTS`]). A paying customer may cancel, day by day with
+    /// the hazard of the day's start: `subscription_cancelled` and an
+    /// `identify` with plan [`CANCELLED_PLAN`], and none of
+    /// [`STOPPED_BY_CANCELLING`] after it. Sets the customer's last login,
+    /// tickets, failed payments and cancellation.
     pub fn history(&mut self) -> Vec<SimEvent> {
         let traits = &self.traits;
         let mut draws = self.draws(purpose::HISTORY, &[]);
+        let mut hours = self.draws(purpose::HOURS, &[]);
         let signup = self.signup_at();
-        let window_start = signup.max(self.start - HISTORY_DAYS * DAY_MS);
+        let window_start = self.window_start();
         let end = self.start - HISTORY_GAP_MS;
-        let active_end = traits
-            .lapsed_days
-            .map_or(end, |days| self.start - (days * DAY_MS as f64) as i64)
-            .min(end);
+        let active_end = self.active_end();
         let mut events: Vec<(&'static str, i64)> = Vec::new();
         let trial = traits.plan == Plan::Trial;
         if trial {
@@ -385,7 +634,11 @@ impl Customer {
             }
             let days = (to - from) as f64 / DAY_MS as f64;
             for _ in 0..draws.poisson(rate * days) {
-                events.push((name, from + draws.below((to - from) as u64) as i64));
+                let mut at = from + draws.below((to - from) as u64) as i64;
+                if TIMED_EVENTS.contains(&name) {
+                    at = self.at_engagement_hour(at, from, to, &mut hours);
+                }
+                events.push((name, at));
             }
         };
         for (name, rate) in usage {
@@ -394,9 +647,9 @@ impl Customer {
         let opens = 0.5 * super::truth::sigmoid(traits.responsiveness);
         poisson("email_opened", opens, window_start, end, &mut events);
         let tickets = if traits.lapsed_days.is_some() {
-            0.06
+            LAPSED_TICKET_RATE
         } else {
-            0.015
+            TICKET_RATE
         };
         poisson(
             "support_ticket_opened",
@@ -421,25 +674,136 @@ impl Customer {
             &mut events,
         );
         events.sort_by_key(|&(_, at)| at);
+        let cancelled = self.history_cancellation(&events, window_start, end);
+        if let Some(at) = cancelled {
+            events.retain(|(name, when)| *when <= at || !STOPPED_BY_CANCELLING.contains(name));
+            // Stable: the identify after the cancellation, at the same instant.
+            events.push(("subscription_cancelled", at));
+            events.push(("identify", at));
+            events.sort_by_key(|&(_, at)| at);
+        }
+        // The first identify says what the customer was when the window
+        // opened; the cancellation's, what they are after it.
+        let mut out = Vec::with_capacity(events.len() + 1);
+        out.push(self.identify(format!("{}:h0", self.id), window_start));
+        self.state.cancelled = cancelled;
+        let times = |wanted: &str| -> Vec<i64> {
+            events
+                .iter()
+                .filter(|&&(name, at)| name == wanted && at >= end - HISTORY_DAYS * DAY_MS)
+                .map(|&(_, at)| at)
+                .collect()
+        };
+        self.state.tickets = times("support_ticket_opened");
+        self.state.failed_payments = times("payment_failed");
         self.state.last_login = events
             .iter()
             .filter(|(name, _)| *name == "login")
             .map(|&(_, at)| at)
             .max();
-        let mut out = Vec::with_capacity(events.len() + 1);
-        out.push(self.identify(format!("{}:h0", self.id), window_start));
-        out.extend(
-            events
-                .into_iter()
-                .enumerate()
-                .map(|(n, (name, at))| SimEvent {
-                    event_id: format!("{}:h{}", self.id, n + 1),
+        for (n, (name, at)) in events.into_iter().enumerate() {
+            let event_id = format!("{}:h{}", self.id, n + 1);
+            out.push(if name == "identify" {
+                self.identify(event_id, at)
+            } else {
+                SimEvent {
+                    event_id,
                     name,
                     at,
                     properties: BTreeMap::new(),
-                }),
-        );
+                }
+            });
+        }
         out
+    }
+
+    /// What happens to the customer outside the product in the day before
+    /// round `round`'s decisions at `now` (ms), oldest first: from the end
+    /// of the previous round's day (or of the history), at most a day back,
+    /// `email_opened` at the history's rate and the customer's time of day,
+    /// `support_ticket_opened` at the history's rates ([`TICKET_RATE`], or
+    /// [`LAPSED_TICKET_RATE`] when lapsed) and, for a paying customer,
+    /// `payment_failed` at [`FAILED_PAYMENT_RATE`], all in proportion to
+    /// the time since. A paying customer cancels with probability
+    /// [`Self::churn_hazard`] as of the day's start, once a round (a round
+    /// is a day): `subscription_cancelled` and an `identify` with plan
+    /// [`CANCELLED_PLAN`] at a uniform instant of the day, no ticket or
+    /// failed payment after it, and no visit from then on. Call it before
+    /// [`Self::session`]; a cancelled customer still opens emails.
+    pub fn day(&mut self, round: u32, now: i64) -> Vec<SimEvent> {
+        let from = self.state.day_end.max(now - DAY_MS);
+        self.state.day_end = self.state.day_end.max(now);
+        let span = (now - from).max(0);
+        let days = span as f64 / DAY_MS as f64;
+        let at_random = |draws: &mut Draws| from + draws.below(span as u64) as i64;
+        let mut cancelled = None;
+        if self.state.cancelled.is_none() {
+            let hazard = self.churn_hazard(from);
+            let mut draws = self.draws(purpose::CHURN, &[u64::from(round)]);
+            if draws.uniform() < hazard {
+                cancelled = Some(if span > 0 { at_random(&mut draws) } else { now });
+            }
+        }
+        let mut draws = self.draws(purpose::DAY, &[u64::from(round)]);
+        let mut events: Vec<(&'static str, i64)> = Vec::new();
+        if span > 0 {
+            let opens = 0.5 * super::truth::sigmoid(self.traits.responsiveness);
+            for _ in 0..draws.poisson(opens * days) {
+                let at = at_random(&mut draws);
+                let at = self.at_engagement_hour(at, from, now, &mut draws);
+                events.push(("email_opened", at));
+            }
+            let tickets = if self.lapsed(from) {
+                LAPSED_TICKET_RATE
+            } else {
+                TICKET_RATE
+            };
+            for _ in 0..draws.poisson(tickets * days) {
+                events.push(("support_ticket_opened", at_random(&mut draws)));
+            }
+            if self.state.plan != Plan::Trial {
+                for _ in 0..draws.poisson(FAILED_PAYMENT_RATE * days) {
+                    events.push(("payment_failed", at_random(&mut draws)));
+                }
+            }
+        }
+        let stop = self.state.cancelled.or(cancelled);
+        events.retain(|(name, at)| {
+            stop.is_none_or(|stop| *at <= stop) || !STOPPED_BY_CANCELLING.contains(name)
+        });
+        if let Some(at) = cancelled {
+            self.state.cancelled = Some(at);
+            events.push(("subscription_cancelled", at));
+            events.push(("identify", at));
+        }
+        events.sort_by_key(|&(_, at)| at);
+        let recent = now - HISTORY_DAYS * DAY_MS;
+        for &(name, at) in &events {
+            match name {
+                "support_ticket_opened" => self.state.tickets.push(at),
+                "payment_failed" => self.state.failed_payments.push(at),
+                _ => {}
+            }
+        }
+        self.state.tickets.retain(|&at| at >= recent);
+        self.state.failed_payments.retain(|&at| at >= recent);
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(n, (name, at))| {
+                let event_id = format!("{}:d{round}.{}", self.id, n + 1);
+                if name == "identify" {
+                    self.identify(event_id, at)
+                } else {
+                    SimEvent {
+                        event_id,
+                        name,
+                        at,
+                        properties: BTreeMap::new(),
+                    }
+                }
+            })
+            .collect()
     }
 
     /// A new event id in `round`.
@@ -449,17 +813,21 @@ impl Customer {
     }
 
     /// The customer's visit in `round` at `now` (ms): `None` if they do not come
-    /// (a lapsed customer comes with probability 0.15, others with
-    /// 0.4 + 0.3 × engagement, at most 0.95), else the session's events,
-    /// spread evenly over the last [`SESSION_MS`] (or since their previous
-    /// session, if that is later): a
-    /// `login`, page views, pricing page views (intent), a feature
+    /// (a cancelled customer never does, a lapsed customer comes with
+    /// probability 0.15, others with 0.4 + 0.3 × engagement, at most 0.95),
+    /// else the session's events, spread evenly over the last
+    /// [`SESSION_MS`] (or since their previous session, if that is later):
+    /// a `login`, page views, pricing page views (intent), a feature
     /// activated, a report created (with a data source), an invite (larger
-    /// teams), an email opened (responsiveness).
+    /// teams). Emails are opened at the customer's time of day, outside
+    /// sessions (see [`Self::day`]).
     pub fn session(&mut self, round: u32, now: i64) -> Option<Vec<SimEvent>> {
         self.state.round_events = 0;
         let since = self.state.last_seen;
         self.state.last_seen = now;
+        if self.state.cancelled.is_some() {
+            return None;
+        }
         let mut draws = self.draws(purpose::SESSION, &[u64::from(round)]);
         let traits = &self.traits;
         let visit = if self.lapsed(now) {
@@ -495,9 +863,6 @@ impl Customer {
         }
         if draws.chance(0.02 * f64::from(self.state.seats + 1).ln()) {
             names.push("invite_sent");
-        }
-        if draws.chance(0.4 * super::truth::sigmoid(traits.responsiveness)) {
-            names.push("email_opened");
         }
         let from = since.max(now - SESSION_MS);
         let step = (now - from).max(0) / (names.len() as i64 + 1);
@@ -666,7 +1031,11 @@ mod tests {
                 );
             }
             if customer.traits.payment_failed {
-                assert!(events.iter().any(|e| e.name == "payment_failed"));
+                // Unless the customer cancelled before it came.
+                assert!(
+                    events.iter().any(|e| e.name == "payment_failed")
+                        || customer.state.cancelled.is_some()
+                );
             }
         }
     }
@@ -718,6 +1087,298 @@ mod tests {
             }
         }
         assert!((150..390).contains(&visits), "{visits}");
+    }
+
+    /// Whether local hour bucket `hour` is within an hour of `preferred`,
+    /// around the clock.
+    fn near(hour: f64, preferred: u32) -> bool {
+        let apart = (hour.floor() as i64 - i64::from(preferred)).rem_euclid(24);
+        apart <= 1 || apart == 23
+    }
+
+    #[test]
+    fn clocks_mix_the_zones_and_peak_at_the_documented_hours() {
+        let customers = population(4, 4_000);
+        let mut zones = BTreeMap::new();
+        let mut hours = [0_u32; 24];
+        for customer in &customers {
+            *zones.entry(customer.timezone()).or_insert(0) += 1;
+            hours[customer.preferred_hour() as usize] += 1;
+        }
+        let share = |zone| f64::from(zones[&zone]) / 4_000.0;
+        for (zone, expected) in [
+            (Zone::NewYork, 0.30),
+            (Zone::LosAngeles, 0.15),
+            (Zone::Berlin, 0.25),
+            (Zone::Kolkata, 0.15),
+            (Zone::Utc, 0.15),
+        ] {
+            assert!((share(zone) - expected).abs() < 0.03, "{zones:?}");
+        }
+        let group = |range: std::ops::RangeInclusive<usize>| {
+            f64::from(hours[range].iter().sum::<u32>()) / 4_000.0
+        };
+        assert!((group(7..=9) - 0.45).abs() < 0.03, "{hours:?}");
+        assert!((group(12..=13) - 0.20).abs() < 0.03, "{hours:?}");
+        assert!((group(19..=21) - 0.35).abs() < 0.03, "{hours:?}");
+        assert_eq!(group(7..=9) + group(12..=13) + group(19..=21), 1.0);
+    }
+
+    #[test]
+    fn the_preferred_hour_shows_in_the_history() {
+        // Opens and logins cluster within an hour of the preferred hour, in
+        // the customer's own time; the identify says which zone that is.
+        let (mut timed, mut close, mut customers_with_opens, mut found) = (0, 0, 0, 0);
+        for mut customer in population(6, 1_000) {
+            let events = customer.history();
+            assert_eq!(
+                events[0].properties.get("timezone"),
+                Some(&text(customer.timezone().name()))
+            );
+            let zone = customer.timezone();
+            let preferred = customer.preferred_hour();
+            let mut opens = [0_u32; 24];
+            for event in events
+                .iter()
+                .filter(|e| matches!(e.name, "email_opened" | "login"))
+            {
+                let hour = zone.hour_of_day(event.at);
+                timed += 1;
+                close += u32::from(near(hour, preferred));
+                if event.name == "email_opened" {
+                    opens[hour.floor() as usize] += 1;
+                }
+            }
+            if opens.iter().sum::<u32>() >= 6 {
+                customers_with_opens += 1;
+                let top = (0..24).max_by_key(|&h| opens[h]).unwrap_or(0);
+                found += u32::from(near(top as f64, preferred));
+            }
+        }
+        let share = f64::from(close) / f64::from(timed);
+        // 70 % by construction, plus the waking-hours rest that lands there.
+        assert!((0.7..0.85).contains(&share), "{share}");
+        assert!(customers_with_opens > 200, "{customers_with_opens}");
+        assert!(
+            f64::from(found) > 0.9 * f64::from(customers_with_opens),
+            "{found} of {customers_with_opens}"
+        );
+    }
+
+    #[test]
+    fn cancellations_appear_in_the_history_and_stop_the_usage() {
+        let mut cancelled = 0;
+        let mut paying = 0;
+        for mut customer in population(12, 3_000) {
+            let events = customer.history();
+            paying += u32::from(customer.traits.plan != Plan::Trial);
+            let Some(at) = customer.state.cancelled else {
+                assert!(events.iter().all(|e| e.name != "subscription_cancelled"));
+                continue;
+            };
+            cancelled += 1;
+            assert_ne!(customer.traits.plan, Plan::Trial, "trials do not cancel");
+            let position = events
+                .iter()
+                .position(|e| e.name == "subscription_cancelled")
+                .expect("the cancellation is sent");
+            assert_eq!(events[position].at, at);
+            let identify = &events[position + 1];
+            assert_eq!(identify.name, "identify");
+            assert_eq!(identify.properties.get("plan"), Some(&text(CANCELLED_PLAN)));
+            for event in &events {
+                if STOPPED_BY_CANCELLING.contains(&event.name) {
+                    assert!(event.at <= at, "{event:?} after the cancellation at {at}");
+                }
+            }
+            assert!(customer.session(1, START + DAY_MS).is_none(), "gone");
+            assert_eq!(customer.churn_hazard(START), 0.0);
+        }
+        // About 8 % of paying customers in the history's 30 days.
+        let share = f64::from(cancelled) / f64::from(paying);
+        assert!((0.05..0.12).contains(&share), "{cancelled} of {paying}");
+    }
+
+    #[test]
+    fn cancellations_follow_the_hazard_in_the_rounds() {
+        // The frequency of cancellations in a round matches the hazard the
+        // customers had, lapsed or not, and the lapsed cancel more often.
+        let mut customers = population(13, 4_000);
+        for customer in &mut customers {
+            customer.history();
+        }
+        // [lapsed]: (expected, observed, customer-rounds)
+        let mut tally = [(0.0, 0_u32, 0_u32); 2];
+        for round in 1..=20 {
+            let now = START + i64::from(round - 1) * DAY_MS;
+            for customer in &mut customers {
+                let from = customer.state.day_end.max(now - DAY_MS);
+                let hazard = customer.churn_hazard(from);
+                let lapsed = usize::from(customer.lapsed(from));
+                let before = customer.state.cancelled;
+                let events = customer.day(round, now);
+                let cancelled = customer.state.cancelled.is_some() && before.is_none();
+                if hazard > 0.0 {
+                    tally[lapsed].0 += hazard;
+                    tally[lapsed].1 += u32::from(cancelled);
+                    tally[lapsed].2 += 1;
+                }
+                assert_eq!(
+                    events.iter().any(|e| e.name == "subscription_cancelled"),
+                    cancelled
+                );
+                let session = customer.session(round, now);
+                if customer.state.cancelled.is_some() {
+                    assert!(session.is_none());
+                }
+            }
+        }
+        for (expected, observed, _) in tally {
+            // Within 4 Poisson standard deviations.
+            assert!(
+                (f64::from(observed) - expected).abs() < 4.0 * expected.sqrt() + 3.0,
+                "{tally:?}"
+            );
+        }
+        let rate = |(_, observed, n): (f64, u32, u32)| f64::from(observed) / f64::from(n);
+        assert!(tally[1].1 > 20, "{tally:?}");
+        assert!(rate(tally[1]) > 3.0 * rate(tally[0]), "{tally:?}");
+    }
+
+    #[test]
+    fn a_round_day_is_deterministic_and_timed() {
+        let run = || {
+            let mut customers = population(14, 300);
+            let mut all = Vec::new();
+            for customer in &mut customers {
+                customer.history();
+            }
+            for round in 1..=10 {
+                let now = START + i64::from(round - 1) * DAY_MS;
+                for customer in &mut customers {
+                    let from = customer.state.day_end.max(now - DAY_MS);
+                    let events = customer.day(round, now);
+                    for event in &events {
+                        assert!(event.at >= from && event.at <= now, "{event:?}");
+                        assert!(event.event_id.contains(&format!(":d{round}.")));
+                    }
+                    all.extend(events);
+                    all.extend(customer.session(round, now).unwrap_or_default());
+                }
+            }
+            (customers, all)
+        };
+        let (customers, events) = run();
+        assert_eq!((customers.clone(), events.clone()), run());
+        let ids: BTreeSet<_> = events.iter().map(|e| &e.event_id).collect();
+        assert_eq!(ids.len(), events.len(), "unique ids");
+        let count = |name| events.iter().filter(|e| e.name == name).count();
+        assert!(count("email_opened") > 300, "{}", count("email_opened"));
+        assert!(count("support_ticket_opened") > 10);
+        assert!(count("payment_failed") > 0);
+        assert!(count("subscription_cancelled") > 0);
+        assert_eq!(
+            count("subscription_cancelled"),
+            customers
+                .iter()
+                .filter(|c| c
+                    .state
+                    .cancelled
+                    .is_some_and(|at| at >= START - HISTORY_GAP_MS))
+                .count()
+        );
+        // The first round's day is the hour since the history ended: few
+        // events; the same seed and customer give the same day again.
+        let mut customer = Customer::new(14, "t", 7, START);
+        customer.history();
+        let first = customer.day(1, START);
+        assert!(first.iter().all(|e| e.at > START - HISTORY_GAP_MS));
+        assert!(customer.day(1, START).is_empty(), "no time has passed");
+    }
+
+    /// The area under the ROC curve of `scored` (score, label).
+    fn auc(scored: &mut [(f64, bool)]) -> f64 {
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (mut rank_sum, mut positives) = (0.0, 0.0);
+        for (rank, (_, label)) in scored.iter().enumerate() {
+            if *label {
+                rank_sum += (rank + 1) as f64;
+                positives += 1.0;
+            }
+        }
+        let negatives = scored.len() as f64 - positives;
+        (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
+    }
+
+    #[test]
+    fn a_churn_score_on_what_the_service_sees_ranks_who_cancels() {
+        // 60 rounds a day apart after the history. At the first round and
+        // at round 31, score the paying customers still subscribed and see
+        // who cancels in the next 30 days: the true hazard ranks them well,
+        // and so does the hazard with E read from 30 days of page views
+        // (what a model trained on the event log can do).
+        let mut customers = population(5, 4_000);
+        let mut page_views: Vec<Vec<i64>> = customers
+            .iter_mut()
+            .map(|customer| {
+                let events = customer.history();
+                events
+                    .iter()
+                    .filter(|e| e.name == "page_view")
+                    .map(|e| e.at)
+                    .collect()
+            })
+            .collect();
+        let mut scores = BTreeMap::new();
+        for round in 1..=60 {
+            let now = START + i64::from(round - 1) * DAY_MS;
+            if round == 1 || round == 31 {
+                let scored: Vec<_> = customers
+                    .iter()
+                    .zip(&page_views)
+                    .enumerate()
+                    .filter(|(_, (c, _))| c.churn_hazard(now) > 0.0)
+                    .map(|(index, (customer, views))| {
+                        let mut signals = customer.churn_signals(now);
+                        let month = views
+                            .iter()
+                            .filter(|&&at| at < now && at >= now - HISTORY_DAYS * DAY_MS)
+                            .count();
+                        signals.engagement = (month as f64 + 1.0) / 30.0;
+                        let seen = true_churn_hazard(&signals);
+                        (index, customer.churn_hazard(now), seen)
+                    })
+                    .collect();
+                scores.insert(now, scored);
+            }
+            for (customer, views) in customers.iter_mut().zip(&mut page_views) {
+                customer.day(round, now);
+                if let Some(events) = customer.session(round, now) {
+                    views.extend(
+                        events
+                            .iter()
+                            .filter(|e| e.name == "page_view")
+                            .map(|e| e.at),
+                    );
+                }
+            }
+        }
+        for (at, scored) in scores {
+            let until = at + 30 * DAY_MS;
+            let label = |index: usize| {
+                customers[index]
+                    .state
+                    .cancelled
+                    .is_some_and(|when| when >= at && when < until)
+            };
+            let mut truth: Vec<_> = scored.iter().map(|s| (s.1, label(s.0))).collect();
+            let mut seen: Vec<_> = scored.iter().map(|s| (s.2, label(s.0))).collect();
+            let cancelled = truth.iter().filter(|s| s.1).count() as f64 / truth.len() as f64;
+            let (truth, seen) = (auc(&mut truth), auc(&mut seen));
+            assert!((0.03..0.12).contains(&cancelled), "{cancelled}");
+            assert!((0.75..0.88).contains(&truth), "{truth}");
+            assert!((0.72..0.88).contains(&seen), "{seen}");
+        }
     }
 
     #[test]

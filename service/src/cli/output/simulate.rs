@@ -56,10 +56,11 @@ pub fn simulate(run: &Run, server: &str) -> String {
             p = run.prefix,
         ),
         format!(
-            "{}; events sent: {} history, {} in sessions, {} from conversions{}.",
+            "{}; events sent: {} history, {} in sessions, {} between them, {} from conversions{}.",
             plural(s.visits, "visit"),
             count_text(s.events.history),
             count_text(s.events.sessions),
+            count_text(s.events.daily),
             count_text(s.events.effects),
             if s.events.duplicates > 0 {
                 format!(
