@@ -11,7 +11,10 @@
 //!   a large data directory, memory per live actor;
 //! - [`journeys`]: journey timers at scale (lateness of a million waits,
 //!   memory per wait, Decide while they fire) and dispatch throughput to
-//!   one subscriber.
+//!   one subscriber;
+//! - [`predictive`]: send-time optimization on the simulator (the open-rate
+//!   lift of best-time sends over fixed-time ones, with a confidence
+//!   interval) and the churn score's AUC on a time-ordered holdout.
 //!
 //! Each prints a Markdown report (and writes its files where `--out` says;
 //! the reports in `bench/results/` are made that way). [`report`] holds what
@@ -22,5 +25,6 @@
 pub mod journeys;
 pub mod latency;
 pub mod load;
+pub mod predictive;
 pub mod report;
 pub mod storage;

@@ -1,7 +1,7 @@
 //! `nudge-bench`: measures nudge on this machine (see the library's map).
 
 use clap::Parser;
-use nudge_bench::{journeys, latency, load, storage};
+use nudge_bench::{journeys, latency, load, predictive, storage};
 
 /// Benches for nudge.
 #[derive(Debug, Parser)]
@@ -22,6 +22,9 @@ enum Cli {
     /// Journey timers at scale (lateness, memory per wait, Decide while they
     /// fire) and dispatch throughput to one subscriber.
     Journeys(journeys::JourneysArgs),
+    /// Send-time optimization (open-rate lift of best-time sends over fixed
+    /// ones, with a CI) and the churn score, on the simulator.
+    Predictive(predictive::PredictiveArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +41,7 @@ fn main() -> anyhow::Result<()> {
             Cli::Restart(args) => storage::restart::run(args).await,
             Cli::Memory(args) => storage::memory::run(args).await,
             Cli::Journeys(args) => journeys::run(args).await,
+            Cli::Predictive(args) => predictive::run(args).await,
         }
     })
 }
