@@ -28,8 +28,9 @@ enum Command {
     /// Work with catalog files offline.
     #[command(subcommand)]
     Catalog(CatalogCommand),
-    /// Train a model from a CSV of customer rows: writes a model artifact
-    /// that `serve --model` loads, and an evaluation report.
+    /// Train a model from a CSV of customer rows, the decision log, or (a
+    /// profile score's) the event log: writes a model artifact that `serve
+    /// --model` (or `model load`) loads, and an evaluation report.
     Train(nudge_service::cli::train::TrainArgs),
     /// Evaluate a shadow model off-line from a decision log export: what it
     /// would have earned had it served (IPS, SNIPS, doubly robust).

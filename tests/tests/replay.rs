@@ -320,6 +320,7 @@ async fn training_from_the_log_evaluates_the_new_policy_off_line() {
         events: Some(events_file),
         features: Vec::new(),
         catalog: Some(catalog_file),
+        score: Default::default(),
         label: None,
         id: None,
         time: None,

@@ -247,6 +247,7 @@ async fn the_learning_loop_closes() {
         events: Some(events_file),
         features: Vec::new(),
         catalog: Some(catalog_file.clone()),
+        score: Default::default(),
         label: None,
         id: None,
         time: None,

@@ -81,6 +81,7 @@ async fn a_trained_model_is_reloaded_and_scores_the_next_decision() {
             events: None,
             features: Vec::new(),
             catalog: None,
+            score: Default::default(),
             label: Some("converted".to_owned()),
             id: Some("customer".to_owned()),
             time: None,

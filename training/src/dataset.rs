@@ -1,5 +1,7 @@
 //! The rows a model is trained on, whatever their source: a CSV of customer
-//! attributes ([`crate::csv`]) or, later, the decision log's served actions.
+//! attributes ([`crate::csv`]), the decision log's served actions
+//! ([`crate::log`]) or, for a profile score, customers at cut-offs replayed
+//! from the event log ([`crate::score`]).
 
 use ndarray::{Array2, ArrayView2, Axis};
 use serde::Serialize;

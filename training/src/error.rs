@@ -93,6 +93,26 @@ pub enum Error {
         /// What is missing.
         reason: String,
     },
+    /// An event log export gives no labelled example for a profile score.
+    #[error("{file}: {reason}")]
+    Events {
+        /// The export's name.
+        file: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// A feature a profile score's model cannot be trained on from the
+    /// event log (the request context, the action, a score, a tier or
+    /// channel engagement).
+    #[error("'{spec}' cannot be a feature of score {score}: {reason}")]
+    ScoreFeature {
+        /// The score being trained.
+        score: String,
+        /// The feature spec as given.
+        spec: String,
+        /// Why it cannot be.
+        reason: &'static str,
+    },
     /// No column is left to be a feature.
     #[error("{file}: no feature column (every column is the label, id, time, action or ignored)")]
     NoFeatures {

@@ -15,6 +15,10 @@
 //!   error with its line and column.
 //! - [`log`]: the decision log's served actions → a dataset, with the
 //!   features as logged or replayed from the event log (point in time).
+//! - [`score`]: a model profile score's rows (`churn_risk`) from the event
+//!   log alone: each customer at daily cut-offs, the profile replayed to
+//!   each, labelled by the label event within the horizon after it
+//!   (censored at the end of the data, none after the customer's first).
 //! - [`split`]: the time-ordered training / validation / holdout split, and
 //!   the grid's evenly spaced subsample.
 //! - [`scaling`]: standardization, folded back into raw-space weights.
@@ -45,6 +49,7 @@ pub mod ope;
 pub mod progress;
 pub mod report;
 pub mod scaling;
+pub mod score;
 pub mod split;
 pub mod train;
 

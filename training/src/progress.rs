@@ -13,6 +13,16 @@ pub enum Event {
         /// Rows read.
         rows: u64,
     },
+    /// Customers replayed to their cut-offs so far, for a profile score's
+    /// rows (every 10,000 customers, and once at the end).
+    Replayed {
+        /// Customers replayed.
+        customers: usize,
+        /// Customers in the event log.
+        of: usize,
+        /// Labelled rows made so far.
+        rows: usize,
+    },
     /// The rows were split in time order.
     Split {
         /// Training rows.
@@ -68,6 +78,14 @@ impl fmt::Display for Event {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Event::RowsRead { rows } => write!(formatter, "read {rows} rows"),
+            Event::Replayed {
+                customers,
+                of,
+                rows,
+            } => write!(
+                formatter,
+                "replayed {customers} of {of} customers to their cut-offs: {rows} rows"
+            ),
             Event::Split {
                 train,
                 validation,
