@@ -24,7 +24,18 @@
 //! The lift is best ÷ fixed − 1 with a 95 % confidence interval for a ratio
 //! of two proportions (normal on the log ratio: Var = (1−p₁)/(n₁p₁) +
 //! (1−p₂)/(n₂p₂); the arms are the same customers, so this is
-//! conservative). The results go to stdout and `--out` (markdown).
+//! conservative).
+//!
+//! **Churn score.** `--churn-customers` customers live `--rounds` days
+//! after their history, in process (their day away from the product and
+//! their sessions, no decisions): their event log, numbered as the service
+//! numbers it (the history applied at the start, each round's events when
+//! the round comes), goes through `nudge train --score churn_risk
+//! --label-event subscription_cancelled --horizon 30d`'s code
+//! (`nudge_training::score`, its default features), and the holdout AUC of
+//! the trained model is the newest fifth of the cut-offs (time-ordered).
+//!
+//! The results go to stdout and `--out` (markdown).
 
 use nudge_models::catalog::Catalog;
 use nudge_models::customer::CustomerState;
@@ -48,6 +59,12 @@ pub struct PredictiveArgs {
     /// The simulator's seed.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Customers whose churn is simulated (0: skip the churn score).
+    #[arg(long, default_value_t = 4_000)]
+    churn_customers: u64,
+    /// Days simulated after the history for the churn score.
+    #[arg(long, default_value_t = 120)]
+    rounds: u32,
     /// Where to write the results (markdown); stdout always gets them.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -274,9 +291,102 @@ pub async fn run(args: PredictiveArgs) -> anyhow::Result<()> {
         best.sends,
         1e6 * suggest_secs / best.sends.max(1) as f64,
     );
+    if args.churn_customers > 0 {
+        churn(&args, &mut out)?;
+    }
     print!("{out}");
     if let Some(path) = &args.out {
         std::fs::write(path, &out)?;
     }
     Ok(())
+}
+
+/// The churn score: the event log of simulated customers, trained as
+/// `nudge train --score` trains, its holdout AUC appended to `out`.
+fn churn(args: &PredictiveArgs, out: &mut String) -> anyhow::Result<()> {
+    use nudge_models::features::FeatureSet;
+    use nudge_models::log::EventRecord;
+    use nudge_models::time::Span;
+    use nudge_training::score::{ScoreOptions, dataset, default_features};
+    use nudge_training::{Silent, TrainOptions, train};
+
+    let started = std::time::Instant::now();
+    let mut events = Vec::new();
+    let mut cancellations = 0u64;
+    for index in 0..args.churn_customers {
+        let mut customer = Customer::new(args.seed, "churn", index, START);
+        let mut ordinal = 0;
+        let mut log = |event: nudge_service::simulate::world::SimEvent, received_at: i64| {
+            ordinal += 1;
+            events.push(EventRecord {
+                customer_id: customer_id(index),
+                ordinal,
+                received_at: Timestamp(received_at),
+                event: Event {
+                    event_id: event.event_id,
+                    name: event.name.to_owned(),
+                    timestamp: Timestamp(event.at),
+                    properties: event.properties,
+                },
+            });
+        };
+        for event in customer.history() {
+            cancellations += u64::from(event.name == "subscription_cancelled");
+            log(event, START);
+        }
+        for round in 1..=args.rounds {
+            let now = START + i64::from(round) * DAY_MS;
+            let mut day = customer.day(round, now);
+            day.extend(customer.session(round, now).unwrap_or_default());
+            for event in day {
+                cancellations += u64::from(event.name == "subscription_cancelled");
+                log(event, now);
+            }
+        }
+    }
+    let simulated_secs = started.elapsed().as_secs_f64();
+    let options = ScoreOptions::new("churn_risk", "subscription_cancelled", Span::days(30));
+    let specs = default_features(&events, &options);
+    let features = FeatureSet::parse(&specs)?;
+    let started = std::time::Instant::now();
+    let (rows, summary) = dataset("simulator", &events, &features, &options, &mut Silent)?;
+    let trained = train(&rows, &TrainOptions::new(chrono::Utc::now()), &mut Silent)?;
+    let trained_secs = started.elapsed().as_secs_f64();
+    let report = &trained.report;
+    let _ = writeln!(
+        out,
+        "\n## Churn score: `nudge train --score churn_risk --label-event subscription_cancelled --horizon 30d` on the simulator (seed {}, {} customers, {} days after their 30-day history)\n",
+        args.seed, args.churn_customers, args.rounds
+    );
+    let _ = writeln!(
+        out,
+        "{} events, {cancellations} cancellations; {} rows (customer-days) labelled, {} positive; {} censored (horizon past the data), {} after a cancellation. {} default features.\n",
+        events.len(),
+        summary.rows,
+        summary.positives,
+        summary.censored,
+        summary.excluded_after_label,
+        features.len(),
+    );
+    let _ = writeln!(
+        out,
+        "| holdout (newest 20 % of cut-offs) | AUC | log loss | calibration error (ECE) | base rate | mean predicted |\n|---|---|---|---|---|---|\n| {} rows | **{:.4}** | {:.4} | {:.4} | {:.4} | {:.4} |\n",
+        report.rows.holdout,
+        report.auc,
+        report.log_loss,
+        report.calibration_error,
+        report.base_rate,
+        report.mean_predicted,
+    );
+    let _ = writeln!(
+        out,
+        "Simulated in {simulated_secs:.1} s; labelled and trained in {trained_secs:.1} s (alpha {}).",
+        report.alpha
+    );
+    Ok(())
+}
+
+/// A churn customer's id.
+fn customer_id(index: u64) -> String {
+    format!("churn-{index:05}")
 }
