@@ -150,7 +150,7 @@ fn formulas_clamp_models_score_and_clv_discounts_by_churn() {
     assert_eq!(board.value("adoption"), Some(35.0));
     assert_eq!(board.value("churn_risk"), None);
     let expected_clv: f64 = (0..12).map(|month| 100.0 * 0.9f64.powi(month)).sum();
-    assert!((board.value("clv").unwrap() - expected_clv).abs() < 1e-9);
+    assert!((board.value("clv").expect("clv") - expected_clv).abs() < 1e-9);
     assert_eq!(board.tier("adopter"), Some("casual"));
     // One login in 7 days: the rule-based default says medium.
     assert_eq!(board.tier("churn"), Some("medium"));
@@ -165,12 +165,12 @@ fn formulas_clamp_models_score_and_clv_discounts_by_churn() {
     let board = &state.profile.scores;
     assert_eq!(board.value("adoption"), Some(100.0));
     let churn = sigmoid(0.5 * (1.0 / 24.0) - 1.0);
-    assert!((board.value("churn_risk").unwrap() - churn).abs() < 1e-12);
+    assert!((board.value("churn_risk").expect("churn risk") - churn).abs() < 1e-12);
     // With the model, the bands compare the score: 0.27 is low.
     assert_eq!(board.tier("churn"), Some("low"));
     assert_eq!(board.tier("adopter"), Some("power"));
     let expected_clv: f64 = (0..12).map(|month| 100.0 * (1.0 - churn).powi(month)).sum();
-    assert!((board.value("clv").unwrap() - expected_clv).abs() < 1e-9);
+    assert!((board.value("clv").expect("clv") - expected_clv).abs() < 1e-9);
 }
 
 #[test]

@@ -11,7 +11,9 @@ use nudge_models::journey::{
 };
 use nudge_models::pipeline::{Environment, next_allowed, record};
 use nudge_models::profile::{Event, IDENTIFY_EVENT};
-use nudge_models::send_time::{HourOfWeek, Placement, PopulationClock, record_engagement, suggest};
+use nudge_models::send_time::{
+    HourOfWeek, Placement, PopulationClock, SendTime, record_engagement, suggest,
+};
 use nudge_models::time::{DAY_MS, HOUR_MS, Span, Timestamp};
 use nudge_models::value::AttrValue;
 use std::collections::BTreeMap;
@@ -63,6 +65,20 @@ id = "hello"
 send = { action = "digest", at = "best_time", within = "24h" }
 "#;
 
+/// The digest's suggested send time at `now` with no population data.
+fn suggest_digest(catalog: &Catalog, state: &CustomerState, now: Timestamp) -> SendTime {
+    let digest = catalog.action("digest").expect("digest");
+    suggest(
+        catalog,
+        state,
+        digest,
+        &PopulationClock::default(),
+        now,
+        None,
+    )
+    .expect("email is a send-time channel")
+}
+
 fn catalog() -> Catalog {
     Catalog::from_toml(CATALOG).unwrap_or_else(|problems| panic!("{problems}"))
 }
@@ -111,7 +127,7 @@ fn a_customer_who_engages_in_the_evening_gets_an_evening_send_time() {
     assert_eq!(suggested.at, at_hour(0, 18));
     assert_eq!(
         suggested.hour,
-        HourOfWeek::from_day_and_hour(0, 18).unwrap()
+        HourOfWeek::from_day_and_hour(0, 18).expect("an hour")
     );
     assert_eq!(suggested.placement, Placement::Best);
     // In-app is not a send-time channel.
@@ -137,16 +153,8 @@ fn quiet_hours_override_the_suggested_time() {
     let state = customer(&catalog, "Europe/Berlin", &[20, 21, 22]);
     let digest = catalog.action("digest").expect("digest");
     let now = at_hour(0, 9);
-    let suggested = suggest(
-        &catalog,
-        &state,
-        digest,
-        &PopulationClock::default(),
-        now,
-        None,
-    )
-    .expect("a moment");
-    let local = HourOfWeek::of(suggested.at, "Europe/Berlin".parse().unwrap());
+    let suggested = suggest_digest(&catalog, &state, now);
+    let local = HourOfWeek::of(suggested.at, "Europe/Berlin".parse().expect("a timezone"));
     assert!(
         (8..21).contains(&local.hour_of_day()),
         "{local} is inside the quiet hours"
@@ -194,15 +202,7 @@ fn a_full_cap_moves_the_suggestion_to_the_moment_it_frees() {
     record(&mut state, "d1", &decision, &catalog, sent_at);
     let digest = catalog.action("digest").expect("digest");
     let now = at_hour(0, 9);
-    let suggested = suggest(
-        &catalog,
-        &state,
-        digest,
-        &PopulationClock::default(),
-        now,
-        None,
-    )
-    .expect("a moment");
+    let suggested = suggest_digest(&catalog, &state, now);
     assert_eq!(suggested.placement, Placement::AfterWindow);
     assert_eq!(
         Some(suggested.at),
@@ -218,7 +218,7 @@ fn without_history_the_population_s_best_hour_is_suggested() {
     let mut population = PopulationClock::default();
     for day in 0..7 {
         for _ in 0..50 {
-            population.record(HourOfWeek::from_day_and_hour(day, 12).unwrap());
+            population.record(HourOfWeek::from_day_and_hour(day, 12).expect("an hour"));
         }
     }
     let digest = catalog.action("digest").expect("digest");

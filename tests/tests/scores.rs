@@ -284,29 +284,35 @@ async fn a_score_model_is_refused_when_not_computable_and_drives_the_tier_once_l
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn decide_suggests_a_send_time_that_follows_engagement_and_gives_way_to_quiet_hours() {
-    let server = TestServer::start_on(nudge_tests::demo_without_journeys(), |_| {}).await;
-    // Opens email at 18:00 in Berlin (17:00 UTC) every day for two weeks.
+/// A starter customer in Berlin who opened an email at `utc_hour` on each
+/// of the 14 days before the test's day.
+async fn opens_email_daily(server: &TestServer, customer: &str, utc_hour: i64) {
     server
         .track(identify(
-            "eve",
+            customer,
             "i",
             NOON - 20 * DAY_MS,
             &[("timezone", "Europe/Berlin"), ("plan", "starter")],
         ))
         .await;
-    // NOON is 12:00 UTC: 17:00 UTC is five hours later each day.
+    // NOON is 12:00 UTC.
     for day in 1..=14 {
         server
             .track(event(
-                "eve",
+                customer,
                 &format!("o{day}"),
                 "email_opened",
-                NOON - day * DAY_MS + 5 * HOUR_MS,
+                NOON - day * DAY_MS + (utc_hour - 12) * HOUR_MS,
             ))
             .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decide_suggests_a_send_time_that_follows_engagement_and_gives_way_to_quiet_hours() {
+    let server = TestServer::start_on(nudge_tests::demo_without_journeys(), |_| {}).await;
+    // Opens email at 18:00 in Berlin (17:00 UTC) every day for two weeks.
+    opens_email_daily(&server, "eve", 17).await;
     let response = server.decide(decide_request("eve", "daily_email")).await;
     let served = response.served.first().expect("an email is served");
     let send_at = served.send_at.as_ref().expect("email gets a send time");
@@ -317,24 +323,7 @@ async fn decide_suggests_a_send_time_that_follows_engagement_and_gives_way_to_qu
 
     // A customer who opens at 22:00 Berlin (21:00 UTC), inside email's quiet
     // hours (21:00–08:00 local): the suggestion moves to an open hour.
-    server
-        .track(identify(
-            "owl",
-            "i",
-            NOON - 20 * DAY_MS,
-            &[("timezone", "Europe/Berlin"), ("plan", "starter")],
-        ))
-        .await;
-    for day in 1..=14 {
-        server
-            .track(event(
-                "owl",
-                &format!("o{day}"),
-                "email_opened",
-                NOON - day * DAY_MS + 9 * HOUR_MS,
-            ))
-            .await;
-    }
+    opens_email_daily(&server, "owl", 21).await;
     let response = server.decide(decide_request("owl", "daily_email")).await;
     let send_at = response.served[0].send_at.as_ref().expect("a send time");
     assert_eq!(send_at.placement, "moved");

@@ -278,17 +278,11 @@ pub fn profile(
 
 /// A customer's score board on the wire.
 fn profile_scores(board: &nudge_models::scores::ScoreBoard) -> proto::ProfileScores {
+    let nudge_models::log::LoggedScores { values, tiers } =
+        nudge_models::log::LoggedScores::of(board);
     proto::ProfileScores {
-        values: board
-            .values
-            .iter()
-            .map(|(id, value)| (id.to_owned(), *value))
-            .collect(),
-        tiers: board
-            .tiers
-            .iter()
-            .map(|(id, band)| (id.to_owned(), band.clone()))
-            .collect(),
+        values: values.into_iter().collect(),
+        tiers: tiers.into_iter().collect(),
         computed_at: board.computed_at.map(to_proto_timestamp),
         stale: board.stale,
     }
