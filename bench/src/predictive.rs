@@ -34,6 +34,9 @@
 //! --label-event subscription_cancelled --horizon 30d`'s code
 //! (`nudge_training::score`, its default features), and the holdout AUC of
 //! the trained model is the newest fifth of the cut-offs (time-ordered).
+//! Beside it, the AUC on the same rows of the simulator's true daily
+//! hazard as of each cut-off: the ranking no model of these events can
+//! beat by much (a model well above it would mean a leak).
 //!
 //! The results go to stdout and `--out` (markdown).
 
@@ -307,12 +310,15 @@ fn churn(args: &PredictiveArgs, out: &mut String) -> anyhow::Result<()> {
     use nudge_models::features::FeatureSet;
     use nudge_models::log::EventRecord;
     use nudge_models::time::Span;
-    use nudge_training::score::{ScoreOptions, dataset, default_features};
+    use nudge_training::score::{ScoreOptions, dataset, default_features, examples};
     use nudge_training::{Silent, TrainOptions, train};
+    use std::collections::HashMap;
 
     let started = std::time::Instant::now();
     let mut events = Vec::new();
     let mut cancellations = 0u64;
+    // The true daily hazard as of each midnight: (customer, cut-off) → hazard.
+    let mut hazards: HashMap<(String, i64), f64> = HashMap::new();
     for index in 0..args.churn_customers {
         let mut customer = Customer::new(args.seed, "churn", index, START);
         let mut ordinal = 0;
@@ -334,6 +340,7 @@ fn churn(args: &PredictiveArgs, out: &mut String) -> anyhow::Result<()> {
             cancellations += u64::from(event.name == "subscription_cancelled");
             log(event, START);
         }
+        hazards.insert((customer_id(index), START), customer.churn_hazard(START));
         for round in 1..=args.rounds {
             let now = START + i64::from(round) * DAY_MS;
             let mut day = customer.day(round, now);
@@ -342,6 +349,7 @@ fn churn(args: &PredictiveArgs, out: &mut String) -> anyhow::Result<()> {
                 cancellations += u64::from(event.name == "subscription_cancelled");
                 log(event, now);
             }
+            hazards.insert((customer_id(index), now), customer.churn_hazard(now));
         }
     }
     let simulated_secs = started.elapsed().as_secs_f64();
@@ -353,6 +361,20 @@ fn churn(args: &PredictiveArgs, out: &mut String) -> anyhow::Result<()> {
     let trained = train(&rows, &TrainOptions::new(chrono::Utc::now()), &mut Silent)?;
     let trained_secs = started.elapsed().as_secs_f64();
     let report = &trained.report;
+    // The same rows, in the same (cut-off) order, with their customers.
+    let (labelled, _) = examples("simulator", &events, &features, &options, &mut Silent)?;
+    let holdout = &labelled[trained.split.holdout.clone()];
+    let truth: Vec<f64> = holdout
+        .iter()
+        .map(|example| {
+            hazards
+                .get(&(example.customer.clone(), example.cut_off.millis()))
+                .copied()
+                .unwrap_or(0.0)
+        })
+        .collect();
+    let labels: Vec<bool> = holdout.iter().map(|example| example.label).collect();
+    let truth_auc = nudge_training::metrics::auc(&truth, &labels).unwrap_or(f64::NAN);
     let _ = writeln!(
         out,
         "\n## Churn score: `nudge train --score churn_risk --label-event subscription_cancelled --horizon 30d` on the simulator (seed {}, {} customers, {} days after their 30-day history)\n",
@@ -370,9 +392,10 @@ fn churn(args: &PredictiveArgs, out: &mut String) -> anyhow::Result<()> {
     );
     let _ = writeln!(
         out,
-        "| holdout (newest 20 % of cut-offs) | AUC | log loss | calibration error (ECE) | base rate | mean predicted |\n|---|---|---|---|---|---|\n| {} rows | **{:.4}** | {:.4} | {:.4} | {:.4} | {:.4} |\n",
+        "| holdout (newest 20 % of cut-offs) | AUC | the true hazard's AUC | log loss | calibration error (ECE) | base rate | mean predicted |\n|---|---|---|---|---|---|---|\n| {} rows | **{:.4}** | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
         report.rows.holdout,
         report.auc,
+        truth_auc,
         report.log_loss,
         report.calibration_error,
         report.base_rate,

@@ -211,6 +211,7 @@ struct Customer {
     id: String,
     profile: Profile,
     known_events: Vec<String>,
+    env: std::sync::Arc<cel::Env>,
     channels: HashMap<String, String>,
     now: Timestamp,
     /// Email sends left before the cap says no.
@@ -227,6 +228,7 @@ impl Customer {
             id: id.to_owned(),
             profile: Profile::default(),
             known_events: catalog.known_events.clone(),
+            env: catalog.cel_env().clone(),
             channels: catalog
                 .actions
                 .iter()
@@ -251,7 +253,14 @@ impl Host for Customer {
     }
 
     fn holds(&self, rule: &Rule, event: Option<&Event>) -> Result<bool, Error> {
-        journey::holds(rule, &self.profile, &self.known_events, event, self.now)
+        journey::holds(
+            &self.env,
+            rule,
+            &self.profile,
+            &self.known_events,
+            event,
+            self.now,
+        )
     }
 
     fn has_done(&self, event: &str) -> bool {

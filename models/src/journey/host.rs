@@ -131,6 +131,7 @@ impl Host for PipelineHost<'_> {
 
     fn holds(&self, rule: &Rule, event: Option<&Event>) -> Result<bool, Error> {
         holds(
+            self.env.catalog.cel_env(),
             rule,
             &self.state.profile,
             &self.env.catalog.known_events,

@@ -43,13 +43,17 @@ use crate::catalog::Rule;
 use crate::profile::{Event, Profile};
 use crate::rule_vars::JourneyVars;
 use crate::time::Timestamp;
+use std::sync::Arc;
 
 /// Whether `rule` holds over the customer's `profile` and, for a rule about
 /// an event (a trigger, a goal, an exit, a `wait_for`), that event's
 /// properties as `event`. An error (a missing key, a value that is not a
 /// bool) is not a verdict: callers decide what it means, and journeys take
-/// it as "does not hold" and note it in the run's history.
+/// it as "does not hold" and note it in the run's history. `env` is the
+/// catalog's CEL environment ([`crate::catalog::Catalog::cel_env`]): a rule
+/// of a common shape is read directly, any other runs in it.
 pub fn holds(
+    env: &Arc<cel::Env>,
     rule: &Rule,
     profile: &Profile,
     known_events: &[String],
@@ -62,7 +66,10 @@ pub fn holds(
         event.map(|event| &event.properties),
         now,
     );
-    let mut context = cel::Context::default();
+    if let Some(verdict) = rule.direct_verdict(&vars) {
+        return Ok(verdict);
+    }
+    let mut context = cel::Context::with_env(env.clone());
     context.set_variable_resolver(&vars);
     rule.evaluate(&context)
 }

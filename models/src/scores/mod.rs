@@ -49,6 +49,7 @@ use crate::catalog::Rule;
 use crate::features::{FeatureInput, FeatureSpec, Term};
 use crate::model::Model;
 use crate::profile::Profile;
+use crate::rule_vars::JourneyVars;
 use crate::time::{Span, Timestamp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -67,6 +68,8 @@ pub struct Scores {
     pub reads: ProfileReads,
     /// A hash of the definitions: scores computed under others are stale.
     pub fingerprint: u64,
+    /// The catalog's CEL environment, which tier rules run in.
+    pub cel_env: Option<crate::catalog::RuleEnv>,
 }
 
 /// One declared score.
@@ -404,13 +407,10 @@ impl Scores {
                 .score
                 .as_deref()
                 .and_then(|id| profile.scores.value(id));
-            let band = tier
-                .bands
-                .iter()
-                .find(|band| band_holds(band, score, profile, known_events, now));
+            let band = self.band(tier, score, profile, known_events, now);
             match band {
                 Some(band) => {
-                    profile.scores.tiers.insert(&tier.id, band.name.clone());
+                    profile.scores.tiers.insert(&tier.id, band);
                 }
                 None => {
                     profile.scores.tiers.remove(&tier.id);
@@ -449,20 +449,44 @@ pub fn unscorable(spec: &FeatureSpec, declared_before: &dyn Fn(&str) -> bool) ->
     None
 }
 
-/// Whether `band` holds for a customer whose tier score is `score`.
-fn band_holds(
-    band: &Band,
-    score: Option<f64>,
-    profile: &Profile,
-    known_events: &[String],
-    now: Timestamp,
-) -> bool {
-    match (score, band.min, &band.when) {
-        (Some(score), Some(min), _) => score >= min,
-        (_, _, Some(rule)) => {
-            crate::journey::holds(rule, profile, known_events, None, now).unwrap_or(false)
-        }
-        (None, Some(_), None) => false,
-        (_, None, None) => true,
+impl Scores {
+    /// The first band of `tier` that holds for `profile`, whose tier score
+    /// is `score`: a band's rule is read directly when of a common shape,
+    /// else run by the interpreter in one context for the tier (made on
+    /// first use, in the catalog's environment); a rule that fails (a
+    /// missing key) does not hold.
+    fn band(
+        &self,
+        tier: &Tier,
+        score: Option<f64>,
+        profile: &Profile,
+        known_events: &[String],
+        now: Timestamp,
+    ) -> Option<String> {
+        let vars = JourneyVars::new(profile, known_events, None, now);
+        let mut context: Option<cel::Context<'_, '_>> = None;
+        let mut rule_holds = |rule: &Rule| {
+            if let Some(verdict) = rule.direct_verdict(&vars) {
+                return verdict;
+            }
+            let context = context.get_or_insert_with(|| {
+                let mut context = match &self.cel_env {
+                    Some(env) => cel::Context::with_env(env.0.clone()),
+                    None => cel::Context::default(),
+                };
+                context.set_variable_resolver(&vars);
+                context
+            });
+            rule.evaluate(context).unwrap_or(false)
+        };
+        tier.bands
+            .iter()
+            .find(|band| match (score, band.min, &band.when) {
+                (Some(score), Some(min), _) => score >= min,
+                (_, _, Some(rule)) => rule_holds(rule),
+                (None, Some(_), None) => false,
+                (_, None, None) => true,
+            })
+            .map(|band| band.name.clone())
     }
 }

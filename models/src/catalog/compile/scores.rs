@@ -12,6 +12,7 @@ use crate::scores::{
 };
 use std::collections::BTreeSet;
 use std::ops::Range;
+use std::sync::Arc;
 use toml::Spanned;
 
 /// Most terms a formula may have.
@@ -22,10 +23,13 @@ const MAX_CLV_MONTHS: u32 = 240;
 /// The scores, tiers and policy of the file.
 pub(super) fn compile_scores(
     checker: &mut Checker<'_>,
-    env: &cel::Env,
+    env: &Arc<cel::Env>,
     file: &CatalogFile,
 ) -> Scores {
-    let mut scores = Scores::default();
+    let mut scores = Scores {
+        cel_env: Some(crate::catalog::RuleEnv(env.clone())),
+        ..Scores::default()
+    };
     let mut fingerprint_text = String::new();
     for (position, def) in file.scores.iter().enumerate() {
         let field = format!("scores[{position}]");
