@@ -641,6 +641,51 @@ async fn a_decision_export_reads_back_as_it_was_logged() {
     std::fs::remove_dir_all(&directory).expect("cleanup");
 }
 
+#[tokio::test]
+async fn a_version_2_export_from_before_scores_reads_as_having_none() {
+    let directory = scratch("before-scores");
+    let path = directory.join("decisions.parquet");
+    let writer = ExportWriter::create(&path, ExportFormat::Parquet).expect("writable");
+    write_stream(stream(vec![current_decision()], None), writer)
+        .await
+        .expect("the export succeeds");
+    // The same file without the two columns added within version 2.
+    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("open"))
+        .expect("parquet");
+    let metadata = builder.schema().metadata().clone();
+    let reader = builder.build().expect("a reader");
+    let batches: Vec<arrow_array::RecordBatch> =
+        reader.map(|batch| batch.expect("a batch")).collect();
+    let schema = batches[0].schema();
+    let kept: Vec<usize> = (0..schema.fields().len())
+        .filter(|&index| !matches!(schema.field(index).name().as_str(), "scores" | "tiers"))
+        .collect();
+    let older = directory.join("older.parquet");
+    let projected = std::sync::Arc::new(
+        schema
+            .project(&kept)
+            .expect("a projection")
+            .with_metadata(metadata),
+    );
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        File::create(&older).expect("a file"),
+        projected.clone(),
+        None,
+    )
+    .expect("a writer");
+    for batch in &batches {
+        let columns = batch.project(&kept).expect("projected").columns().to_vec();
+        let batch = arrow_array::RecordBatch::try_new(projected.clone(), columns).expect("a batch");
+        writer.write(&batch).expect("written");
+    }
+    writer.close().expect("closed");
+    let read = read::decisions(&older).expect("it reads");
+    assert_eq!(read.len(), 1);
+    assert!(read[0].record.scores.is_empty());
+    assert_eq!(read[0].record.events_applied, Some(12));
+    std::fs::remove_dir_all(&directory).expect("cleanup");
+}
+
 #[test]
 fn an_export_of_another_schema_or_version_is_refused_by_name() {
     use arrow_array::{ArrayRef, RecordBatch, StringArray};
