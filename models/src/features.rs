@@ -27,7 +27,7 @@
 //! the action once per candidate.
 
 use crate::Error;
-use crate::catalog::Action;
+use crate::action::Action;
 use crate::profile::{EventStats, Profile};
 use crate::time::Timestamp;
 use crate::value::AttrValue;
@@ -238,39 +238,6 @@ impl FeatureSet {
     /// The specs, in column order.
     pub fn specs(&self) -> &[FeatureSpec] {
         &self.specs
-    }
-
-    /// What the specs name that `catalog` does not have: a category, a
-    /// channel or an action no catalog action carries. Such a feature is 0
-    /// for every candidate, so a model trained with it would score this
-    /// catalog's actions differently from how it was trained (events and
-    /// attributes are not checked: one never seen reads 0 by design).
-    pub fn unknown_in(&self, catalog: &crate::catalog::Catalog) -> Vec<String> {
-        let mut unknown = Vec::new();
-        for spec in &self.specs {
-            for term in spec.terms() {
-                let missing = match term {
-                    Term::Category { name } => !catalog
-                        .actions
-                        .iter()
-                        .any(|action| action.category == *name),
-                    Term::Channel { name } | Term::ClickRate { channel: name } => {
-                        !catalog.channels.contains_key(name)
-                    }
-                    Term::Action { id } => catalog.action(id).is_none(),
-                    Term::Score { id } => catalog.scores.definition(id).is_none(),
-                    Term::Tier { id, band } => catalog
-                        .scores
-                        .tier(id)
-                        .is_none_or(|tier| !tier.bands.iter().any(|known| known.name == *band)),
-                    _ => false,
-                };
-                if missing {
-                    unknown.push(format!("{} (in {})", term, spec.text()));
-                }
-            }
-        }
-        unknown
     }
 
     /// Number of features.

@@ -16,6 +16,8 @@
 //!   rebuilt from the event log (point-in-time features for training).
 //! - [`scores`]: predictive profile scores (formulas, models, lifetime
 //!   value) and tiers, declared in the catalog and kept on the profile.
+//! - [`action`]: one catalog action, as features, rules and the pipeline
+//!   read it.
 //! - [`catalog`]: actions, channels, placements and policy from the TOML file,
 //!   validated with field-and-line errors; CEL rules compiled once.
 //! - [`experiment`]: which model serves which customer: variants with
@@ -42,6 +44,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod action;
 pub mod budget;
 pub mod catalog;
 pub mod customer;

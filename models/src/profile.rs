@@ -6,8 +6,8 @@
 //! the hour. Late and out-of-order events land in their own hour's bucket; events
 //! older than 30 days update `last_seen` but no counter.
 
-use crate::scores::ScoreBoard;
-use crate::send_time::EngagementClock;
+use crate::scores::board::ScoreBoard;
+use crate::send_time::clock::EngagementClock;
 use crate::small_map::SmallMap;
 use crate::time::Timestamp;
 use crate::value::AttrValue;

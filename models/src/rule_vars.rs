@@ -21,7 +21,7 @@
 //! A key that does not exist is CEL's "no such key": `has(profile.plan)` is
 //! false, and reading it makes the rule fail (reason `rule_error`).
 
-use crate::catalog::Action;
+use crate::action::Action;
 use crate::profile::{ChannelEngagement, NEVER_DAYS, Profile, Window};
 use crate::time::Timestamp;
 use crate::value::AttrValue;

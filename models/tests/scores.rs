@@ -362,7 +362,7 @@ fn features_read_scores_and_tiers() {
     // An action model naming a score the catalog lacks does not fit it.
     let unknown =
         FeatureSet::parse(&["score(upsell_propensity)", "tier(churn,extreme)"]).expect("parses");
-    assert_eq!(unknown.unknown_in(&catalog).len(), 2);
+    assert_eq!(catalog.unknown_features(&unknown).len(), 2);
 }
 
 #[test]

@@ -11,13 +11,15 @@ mod compile;
 mod file;
 pub mod journeys;
 mod native;
-mod rule;
+pub(crate) mod rule;
 
+pub use crate::action::Action;
 pub use compile::{CatalogProblem, CatalogProblems};
 pub use journeys::{Journey, JourneyPolicy};
 pub use rule::{Rule, RuleEnv};
 
-use crate::time::{Span, Timestamp};
+use crate::features::{FeatureSet, Term};
+use crate::time::Span;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use std::collections::{BTreeMap, HashMap};
@@ -55,9 +57,9 @@ pub struct Catalog {
     /// Journeys in file order (the versions new entries take).
     pub journeys: Vec<Arc<Journey>>,
     /// Profile scores and tiers, and when they are refreshed.
-    pub scores: crate::scores::Scores,
+    pub scores: crate::scores::definitions::Scores,
     /// Send-time optimization (`[send_time]`), when declared.
-    pub send_time: Option<crate::send_time::SendTimeSettings>,
+    pub send_time: Option<crate::send_time::settings::SendTimeSettings>,
     /// The CEL environment the rules were compiled in.
     cel_env: RuleEnv,
     /// How many distinct rules do not read `action` (see [`Rule`]): the
@@ -116,55 +118,6 @@ impl QuietHours {
             self.end_minute / 60,
             self.end_minute % 60
         )
-    }
-}
-
-/// One thing nudge can recommend.
-#[derive(Debug)]
-pub struct Action {
-    /// Position in [`Catalog::actions`].
-    pub index: usize,
-    /// Action id, shared with every decision that names the action (a
-    /// filtered candidate's id is a reference count, not a copy).
-    pub id: Arc<str>,
-    /// Human name.
-    pub name: String,
-    /// Channel id.
-    pub channel: String,
-    /// Position of the channel in [`Catalog::channels`] (in id order).
-    pub channel_position: usize,
-    /// Category, e.g. `onboarding`, `upsell`, `retention`.
-    pub category: String,
-    /// Business value (the V of P·V·L·C).
-    pub value: f64,
-    /// Action lever (part of the L of P·V·L·C).
-    pub lever: f64,
-    /// Switched on.
-    pub active: bool,
-    /// Not before this instant.
-    pub valid_from: Option<Timestamp>,
-    /// Not after this instant.
-    pub valid_until: Option<Timestamp>,
-    /// Eligibility rule.
-    pub rule: Option<Rule>,
-    /// Minimum time between two serves of this action to one customer.
-    pub cooldown: Option<Span>,
-    /// Minimum time after a dismissal before it may be served again.
-    pub dismiss_cooldown: Option<Span>,
-    /// Maximum serves across all customers.
-    pub budget: Option<u64>,
-    /// Positions in [`Catalog::caps`] of the caps this action counts toward.
-    pub caps: Vec<usize>,
-    /// Personalization payload returned with the action.
-    pub payload: BTreeMap<String, String>,
-    /// The `action` variable of rules, converted once at load.
-    cel_value: Box<dyn cel::common::value::Val>,
-}
-
-impl Action {
-    /// The value rules see as `action`.
-    pub fn cel_value(&self) -> &(dyn cel::common::value::Val + 'static) {
-        self.cel_value.as_ref()
     }
 }
 
@@ -356,6 +309,39 @@ pub struct CatalogSummary {
 }
 
 impl Catalog {
+    /// What `features` name that this catalog does not have: a category,
+    /// a channel or an action no catalog action carries, a score or a
+    /// tier band it does not declare. Such a feature is 0 for every
+    /// candidate, so a model trained with it would score this catalog's
+    /// actions differently from how it was trained (events and attributes
+    /// are not checked: one never seen reads 0 by design).
+    pub fn unknown_features(&self, features: &FeatureSet) -> Vec<String> {
+        let mut unknown = Vec::new();
+        for spec in features.specs() {
+            for term in spec.terms() {
+                let missing = match term {
+                    Term::Category { name } => {
+                        !self.actions.iter().any(|action| action.category == *name)
+                    }
+                    Term::Channel { name } | Term::ClickRate { channel: name } => {
+                        !self.channels.contains_key(name)
+                    }
+                    Term::Action { id } => self.action(id).is_none(),
+                    Term::Score { id } => self.scores.definition(id).is_none(),
+                    Term::Tier { id, band } => self
+                        .scores
+                        .tier(id)
+                        .is_none_or(|tier| !tier.bands.iter().any(|known| known.name == *band)),
+                    _ => false,
+                };
+                if missing {
+                    unknown.push(format!("{} (in {})", term, spec.text()));
+                }
+            }
+        }
+        unknown
+    }
+
     /// Parses and validates a catalog file. Every problem found is reported, each
     /// with its field path and line.
     pub fn from_toml(text: &str) -> Result<Self, CatalogProblems> {

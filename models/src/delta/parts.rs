@@ -9,8 +9,8 @@ use super::sequence::{Item, SeqDelta};
 use super::{DeltaMismatch, Diff, check_part, cleared_or_set, patch_part, replaced, set};
 use crate::ledger::Contact;
 use crate::profile::{Attribute, ChannelEngagement, EventStats, Profile};
-use crate::scores::ScoreBoard;
-use crate::send_time::EngagementClock;
+use crate::scores::board::ScoreBoard;
+use crate::send_time::clock::EngagementClock;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,7 @@
 //! its value for a customer or an action, and its words in a rationale.
 
 use super::FeatureInput;
-use crate::catalog::Action;
+use crate::action::Action;
 use crate::profile::{EventStats, Window, days_since_last};
 use crate::value::AttrValue;
 use std::fmt::{self, Write as _};

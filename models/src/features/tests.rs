@@ -175,7 +175,7 @@ fn features_naming_what_the_catalog_lacks_are_listed() {
     let catalog = crate::catalog::Catalog::from_toml(crate::demo::CATALOG_TOML).expect("demo");
     let model = crate::model::Model::from_json(crate::demo::MODEL_JSON.as_bytes()).expect("demo");
     assert_eq!(
-        model.features().unknown_in(&catalog),
+        catalog.unknown_features(model.features()),
         Vec::<String>::new(),
         "the demo model fits the demo catalog"
     );
@@ -187,7 +187,7 @@ fn features_naming_what_the_catalog_lacks_are_listed() {
     ])
     .expect("parses");
     assert_eq!(
-        features.unknown_in(&catalog),
+        catalog.unknown_features(&features),
         [
             "category(teleport) (in category(teleport) * is(plan,pro))",
             "click_rate(pigeon) (in click_rate(pigeon))",

@@ -1,7 +1,7 @@
 //! What a score reads of the profile, so the actor knows which events and
 //! outcomes can change it: every other event leaves its scores as they are.
 
-use crate::catalog::Rule;
+use crate::catalog::rule::Rule;
 use crate::features::{FeatureSpec, Term};
 use crate::profile::IDENTIFY_EVENT;
 use std::collections::BTreeSet;

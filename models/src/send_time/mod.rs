@@ -76,14 +76,16 @@
 //! Pure and deterministic, like the rest of the domain: `now` and the
 //! timezone are arguments.
 
-mod best;
-mod clock;
-mod estimate;
-mod hour;
+pub mod best;
+pub mod clock;
+pub mod estimate;
+pub mod hour;
+pub mod settings;
 mod suggest;
 
 pub use best::{MAX_SEARCH, Placement, SendTime, best_time};
 pub use clock::{EngagementClock, PopulationClock};
 pub use estimate::{Basis, SendTimeEstimate, SendTimePolicy};
 pub use hour::{HOURS_PER_WEEK, HourOfWeek, next_local_hour_start};
-pub use suggest::{SendTimeSettings, engagements, record_engagement, suggest};
+pub use settings::SendTimeSettings;
+pub use suggest::{engagements, record_engagement, suggest};

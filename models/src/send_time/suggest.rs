@@ -1,41 +1,13 @@
-//! Send-time optimization in the catalog and on a customer: which channels
-//! get a suggested send time and which events show when a customer
-//! engages (`[send_time]`), the engagements a profile counts, and the
-//! suggestion for one action, with the policy that depends on time — caps,
-//! cooldowns, quiet hours, blackout dates — always winning.
+//! Send-time optimization on a customer: the engagements a profile counts,
+//! and the suggestion for one action, with the policy that depends on time
+//! — caps, cooldowns, quiet hours, blackout dates — always winning.
 
-use super::{
-    EngagementClock, HourOfWeek, PopulationClock, SendTime, SendTimeEstimate, SendTimePolicy,
-};
+use super::{EngagementClock, HourOfWeek, PopulationClock, SendTime, SendTimeEstimate};
 use crate::catalog::{Action, Catalog};
 use crate::customer::CustomerState;
 use crate::pipeline::next_allowed;
 use crate::profile::Profile;
 use crate::time::{Span, Timestamp};
-
-/// The catalog's `[send_time]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SendTimeSettings {
-    /// The outbound channels a decision suggests a send time for.
-    pub channels: Vec<String>,
-    /// Events that show when a customer engages (an email opened, a
-    /// login); a click or an impression on one of `channels` does too.
-    pub engagement_events: Vec<String>,
-    /// The estimate and the default window.
-    pub policy: SendTimePolicy,
-}
-
-impl SendTimeSettings {
-    /// Whether actions on `channel` get a suggested send time.
-    pub fn covers(&self, channel: &str) -> bool {
-        self.channels.iter().any(|known| known == channel)
-    }
-
-    /// Whether an event named `name` is an engagement.
-    pub fn is_engagement(&self, name: &str) -> bool {
-        self.engagement_events.iter().any(|known| known == name)
-    }
-}
 
 /// Counts an engagement at `at` on the customer's clock, in their own
 /// timezone, and returns its hour of week (for the population's counts);

@@ -305,7 +305,7 @@ impl ModelRegistry {
             return Err(RegistryError::BadAuc(auc));
         }
         let version = model.version().to_owned();
-        let unknown = model.features().unknown_in(catalog);
+        let unknown = catalog.unknown_features(model.features());
         if !unknown.is_empty() {
             return Err(RegistryError::DoesNotFit { version, unknown });
         }
@@ -474,7 +474,7 @@ impl ModelRegistry {
         now: Timestamp,
     ) -> Result<String, RegistryError> {
         let version = model.version().to_owned();
-        let unknown = model.features().unknown_in(catalog);
+        let unknown = catalog.unknown_features(model.features());
         if !unknown.is_empty() {
             return Err(RegistryError::DoesNotFit { version, unknown });
         }

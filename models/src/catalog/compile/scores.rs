@@ -3,13 +3,13 @@
 //! `profile.tiers.<id>` names one the catalog declares.
 
 use super::Checker;
-use crate::catalog::Rule;
 use crate::catalog::file::{CatalogFile, ClvDef, FormulaDef, ScoreDef, TierDef};
+use crate::catalog::rule::Rule;
 use crate::features::FeatureSpec;
-use crate::scores::{
-    Band, Clv, Formula, ProfileReads, ScoreDefinition, ScoreKind, ScorePolicy, Scores, Tier,
-    named_scores, unscorable,
+use crate::scores::definitions::{
+    Band, Clv, Formula, ScoreDefinition, ScoreKind, ScorePolicy, Scores, Tier, unscorable,
 };
+use crate::scores::reads::{ProfileReads, named_scores};
 use std::collections::BTreeSet;
 use std::ops::Range;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ pub(super) fn compile_scores(
     file: &CatalogFile,
 ) -> Scores {
     let mut scores = Scores {
-        cel_env: Some(crate::catalog::RuleEnv(env.clone())),
+        cel_env: Some(crate::catalog::rule::RuleEnv(env.clone())),
         ..Scores::default()
     };
     let mut fingerprint_text = String::new();

@@ -4,7 +4,9 @@
 use super::Checker;
 use crate::catalog::Channel;
 use crate::catalog::file::CatalogFile;
-use crate::send_time::{MAX_SEARCH, SendTimePolicy, SendTimeSettings};
+use crate::send_time::best::MAX_SEARCH;
+use crate::send_time::estimate::SendTimePolicy;
+use crate::send_time::settings::SendTimeSettings;
 use std::collections::BTreeMap;
 
 /// The file's `[send_time]`, if it has one.

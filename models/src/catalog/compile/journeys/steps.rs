@@ -6,7 +6,7 @@ use super::{BRANCH_RULE_VARIABLES, END, JourneyCompiler};
 use crate::catalog::compile::actions::minute_of_day;
 use crate::catalog::file::{EventMatchDef, SendDef, StepDef};
 use crate::catalog::journeys::{BranchCase, Next, SendAt, SendTarget, SplitArm, Step, StepKind};
-use crate::send_time::MAX_SEARCH;
+use crate::send_time::best::MAX_SEARCH;
 use crate::value::AttrValue;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
