@@ -342,3 +342,54 @@ async fn decide_suggests_a_send_time_that_follows_engagement_and_gives_way_to_qu
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_and_clicks_of_outbound_sends_count_as_engagements() {
+    use nudge_proto::v1::{Outcome as OutcomeKind, ReportOutcomeRequest};
+    let server = TestServer::start_on(nudge_tests::demo_without_journeys(), |_| {}).await;
+    server
+        .track(identify(
+            "ivy",
+            "i",
+            NOON - DAY_MS,
+            &[("timezone", "Europe/Berlin"), ("plan", "starter")],
+        ))
+        .await;
+    let engaged = |state: &nudge_models::customer::CustomerState| state.profile.send_times.total();
+    let population = || server.engine.shared().population.snapshot().total();
+    assert_eq!(
+        engaged(&server.engine.profile("ivy").await.expect("ivy")),
+        0
+    );
+    let before = population();
+    let email = server.decide(decide_request("ivy", "daily_email")).await;
+    let in_app = server.decide(decide_request("ivy", "home_banner")).await;
+    let report =
+        |response: &nudge_proto::v1::DecideResponse, kind: OutcomeKind| ReportOutcomeRequest {
+            customer_id: "ivy".to_owned(),
+            decision_id: response.decision_id.clone(),
+            action_id: response.served[0].action_id.clone(),
+            outcome: kind.into(),
+            ..Default::default()
+        };
+    let mut decisions = server.decisions().await;
+    for (response, kind) in [
+        (&email, OutcomeKind::Impression),
+        (&email, OutcomeKind::Click),
+        // Neither a conversion nor an in-app impression says when the
+        // customer reads their email.
+        (&email, OutcomeKind::Conversion),
+        (&in_app, OutcomeKind::Impression),
+    ] {
+        decisions
+            .report_outcome(report(response, kind))
+            .await
+            .expect("the outcome is applied");
+    }
+    assert_eq!(
+        engaged(&server.engine.profile("ivy").await.expect("ivy")),
+        2
+    );
+    assert_eq!(population() - before, 2);
+    server.stop().await;
+}

@@ -53,7 +53,6 @@ use crate::catalog::Rule;
 use crate::features::FeatureInput;
 use crate::model::Model;
 use crate::profile::Profile;
-use crate::rule_vars::JourneyVars;
 use crate::time::Timestamp;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -281,10 +280,9 @@ impl Scores {
 
 impl Scores {
     /// The first band of `tier` that holds for `profile`, whose tier score
-    /// is `score`: a band's rule is read directly when of a common shape,
-    /// else run by the interpreter in one context for the tier (made on
-    /// first use, in the catalog's environment); a rule that fails (a
-    /// missing key) does not hold.
+    /// is `score`; a band's rule is a journey rule over `profile`
+    /// ([`crate::journey::holds`]), and one that fails (a missing key)
+    /// does not hold.
     fn band(
         &self,
         tier: &Tier,
@@ -293,21 +291,12 @@ impl Scores {
         known_events: &[String],
         now: Timestamp,
     ) -> Option<String> {
-        let vars = JourneyVars::new(profile, known_events, None, now);
-        let mut context: Option<cel::Context<'_, '_>> = None;
-        let mut rule_holds = |rule: &Rule| {
-            if let Some(verdict) = rule.direct_verdict(&vars) {
-                return verdict;
-            }
-            let context = context.get_or_insert_with(|| {
-                let mut context = match &self.cel_env {
-                    Some(env) => cel::Context::with_env(env.0.clone()),
-                    None => cel::Context::default(),
-                };
-                context.set_variable_resolver(&vars);
-                context
-            });
-            rule.evaluate(context).unwrap_or(false)
+        // Compiled tiers come with the catalog's environment.
+        let rule_holds = |rule: &Rule| {
+            self.cel_env.as_ref().is_some_and(|env| {
+                crate::journey::holds(&env.0, rule, profile, known_events, None, now)
+                    .unwrap_or(false)
+            })
         };
         tier.bands
             .iter()

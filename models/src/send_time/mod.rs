@@ -88,4 +88,4 @@ pub use clock::{EngagementClock, PopulationClock};
 pub use estimate::{Basis, SendTimeEstimate, SendTimePolicy};
 pub use hour::{HOURS_PER_WEEK, HourOfWeek, next_local_hour_start};
 pub use settings::SendTimeSettings;
-pub use suggest::{engagements, record_engagement, suggest};
+pub use suggest::{record_engagement, suggest};

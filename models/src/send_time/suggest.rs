@@ -2,7 +2,7 @@
 //! and the suggestion for one action, with the policy that depends on time
 //! — caps, cooldowns, quiet hours, blackout dates — always winning.
 
-use super::{EngagementClock, HourOfWeek, PopulationClock, SendTime, SendTimeEstimate};
+use super::{HourOfWeek, PopulationClock, SendTime, SendTimeEstimate};
 use crate::catalog::{Action, Catalog};
 use crate::customer::CustomerState;
 use crate::pipeline::next_allowed;
@@ -47,9 +47,4 @@ pub fn suggest(
     estimate.best_time(timezone, now, window, |at| {
         next_allowed(catalog, state, action, at).filter(|open| *open > at)
     })
-}
-
-/// What a profile's clock holds, for a test or a report.
-pub fn engagements(profile: &Profile) -> &EngagementClock {
-    &profile.send_times
 }

@@ -81,25 +81,22 @@ impl Handler<Decide> for CustomerActor {
         let before = (!input.dry_run).then(|| self.state.clone());
         // Stale profile scores are refreshed first (and written with the
         // decision); a dry run refreshes a copy, changing nothing.
-        let scores_due = catalog
-            .scores
-            .refresh_due(
-                &serving.score_models,
-                &self.state.profile.scores,
-                now,
-                RefreshPath::Decision,
-            )
-            .is_some();
-        let mut dry_copy = (scores_due && input.dry_run).then(|| self.state.clone());
+        let scores_due = catalog.scores.refresh_due(
+            &serving.score_models,
+            &self.state.profile.scores,
+            now,
+            RefreshPath::Decision,
+        );
+        let mut dry_copy = (scores_due.is_some() && input.dry_run).then(|| self.state.clone());
         let state = dry_copy.as_mut().unwrap_or(&mut self.state);
-        if scores_due {
+        if let Some(reason) = scores_due {
             scores::refresh_scores_of(
                 &self.shared,
                 state,
                 &catalog,
                 &serving.score_models,
                 now,
-                RefreshPath::Decision,
+                (RefreshPath::Decision, reason),
             );
         }
         let recorded =

@@ -7,7 +7,7 @@
 use super::CustomerActor;
 use nudge_models::catalog::Catalog;
 use nudge_models::customer::CustomerState;
-use nudge_models::scores::{RefreshPath, ScoreModels};
+use nudge_models::scores::{RefreshPath, ScoreModels, Staleness};
 use nudge_models::time::Timestamp;
 
 impl CustomerActor {
@@ -38,25 +38,33 @@ impl CustomerActor {
         now: Timestamp,
         path: RefreshPath,
     ) {
-        refresh_scores_of(&self.shared, &mut self.state, catalog, models, now, path);
+        if let Some(reason) =
+            catalog
+                .scores
+                .refresh_due(models, &self.state.profile.scores, now, path)
+        {
+            refresh_scores_of(
+                &self.shared,
+                &mut self.state,
+                catalog,
+                models,
+                now,
+                (path, reason),
+            );
+        }
     }
 }
 
-/// Refreshes `state`'s scores if they are due on `path`, counting it.
+/// Refreshes `state`'s scores, due on `path` for `reason`
+/// ([`nudge_models::scores::Scores::refresh_due`]), counting it.
 pub(super) fn refresh_scores_of(
     shared: &crate::shared::Shared,
     state: &mut CustomerState,
     catalog: &Catalog,
     models: &ScoreModels,
     now: Timestamp,
-    path: RefreshPath,
+    (path, reason): (RefreshPath, Staleness),
 ) {
-    let Some(reason) = catalog
-        .scores
-        .refresh_due(models, &state.profile.scores, now, path)
-    else {
-        return;
-    };
     catalog
         .scores
         .refresh(models, &mut state.profile, &catalog.known_events, now);
