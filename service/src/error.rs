@@ -103,6 +103,9 @@ pub enum ServiceError {
     /// A protected call came with credentials that are not accepted.
     #[error("invalid {0}")]
     PermissionDenied(Credential),
+    /// A browser call (or a call with a customer token) was refused.
+    #[error(transparent)]
+    Browser(#[from] crate::web::BrowserError),
 }
 
 /// A call that runs within the service budget.
@@ -287,6 +290,8 @@ impl ServiceError {
             }
             ServiceError::Unauthenticated(_) => Code::Unauthenticated,
             ServiceError::PermissionDenied(_) => Code::PermissionDenied,
+            ServiceError::Browser(error) if error.is_unauthenticated() => Code::Unauthenticated,
+            ServiceError::Browser(_) => Code::PermissionDenied,
         }
     }
 }

@@ -27,6 +27,8 @@
 //! - [`logging`]: the log subscriber (text or JSON lines) and customer ids
 //!   in logs (hashed unless configured otherwise).
 //! - [`metrics`]: Prometheus metrics, every name declared in one place, and the exporter.
+//! - [`web`]: browsers: who may call over grpc-web (origins, customer
+//!   tokens), and the pages listener (`/nudge.js`, `/demo`, `/console`).
 //! - [`cli`]: the `nudge` client subcommands.
 //! - [`simulate`]: the world of `nudge simulate`: synthetic customers, their
 //!   events and a known ground truth of their responses (pure; the driver
@@ -60,6 +62,7 @@ pub mod stats;
 pub mod store;
 #[cfg(test)]
 mod testing;
+pub mod web;
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};

@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use nudge_service::cli::{ClientCommand, ClientOptions};
-use nudge_service::config::{Config, LogFormat, MetricsListen};
+use nudge_service::config::{Config, Listen, LogFormat};
 use nudge_service::server;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,8 +35,18 @@ enum Command {
     /// Evaluate a shadow model off-line from a decision log export: what it
     /// would have earned had it served (IPS, SNIPS, doubly robust).
     Evaluate(nudge_service::cli::evaluate::EvaluateArgs),
+    /// Customer tokens for browser calls.
+    #[command(subcommand)]
+    Token(TokenCommand),
     #[command(flatten)]
     Client(ClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Issue a customer token signed with the configured key
+    /// (`web.customer_token_key`), as an application's backend would: print it.
+    Issue(nudge_service::cli::token::IssueArgs),
 }
 
 /// Flags of `nudge serve`. They override the configuration file and the
@@ -57,7 +67,11 @@ struct ServeArgs {
     /// Prometheus metrics address, served over HTTP at /metrics, or `off`
     /// [default: 127.0.0.1:9464].
     #[arg(long, value_name = "ADDR|off")]
-    metrics_listen: Option<MetricsListen>,
+    metrics_listen: Option<Listen>,
+    /// The pages listener (`/nudge.js`, `/demo`, `/console`) over HTTP, or
+    /// `off` [default: 127.0.0.1:8080 on the embedded demo, off otherwise].
+    #[arg(long, value_name = "ADDR|off")]
+    web_listen: Option<Listen>,
     /// Catalog file [default: the embedded demo catalog].
     #[arg(long)]
     catalog: Option<PathBuf>,
@@ -75,18 +89,8 @@ struct ServeArgs {
     log_format: Option<LogFormat>,
     /// Any setting by its key, e.g. `--set grpc.max_concurrent_requests=512`
     /// (repeatable; the flags above win over it).
-    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = key_value)]
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = nudge_service::cli::key_value)]
     set: Vec<(String, String)>,
-}
-
-/// `KEY=VALUE` of `--set`.
-fn key_value(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => {
-            Ok((key.trim().to_owned(), value.to_owned()))
-        }
-        _ => Err(format!("'{text}' is not KEY=VALUE")),
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +115,11 @@ fn main() -> ExitCode {
         Command::Train(args) => nudge_service::cli::train::train(&args).map(|summary| {
             println!("{summary}");
         }),
+        Command::Token(TokenCommand::Issue(args)) => {
+            use nudge_service::clock::Clock as _;
+            let now = nudge_service::clock::SystemClock.now();
+            nudge_service::cli::token::issue(&args, now).map(|token| println!("{token}"))
+        }
         Command::Evaluate(args) => {
             nudge_service::cli::evaluate::evaluate(&args).map(|text| println!("{text}"))
         }
@@ -151,6 +160,9 @@ fn configure(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(metrics_listen) = args.metrics_listen {
         config.metrics_listen = metrics_listen;
+    }
+    if let Some(web_listen) = args.web_listen {
+        config.web.listen = Some(web_listen);
     }
     if let Some(catalog) = &args.catalog {
         config.catalog = Some(catalog.clone());
@@ -205,7 +217,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     // The recorder first: the gRPC layer and the engine register their metric
     // handles when they start.
-    if let MetricsListen::On(address) = config.metrics_listen {
+    if let Listen::On(address) = config.metrics_listen {
         nudge_service::metrics::install(address).context(
             "cannot serve metrics (--metrics-listen ADDR picks another address, `off` disables them)",
         )?;
@@ -217,6 +229,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let web_listener = match config.web.pages_address(config.catalog.is_none()) {
+        None => None,
+        Some((address, configured)) => match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => Some(listener),
+            Err(error) if !configured => {
+                // The demo's default port is taken: the service still runs.
+                tracing::warn!(%address, %error, "no pages: cannot listen (--web-listen ADDR picks another address)");
+                None
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!("cannot serve pages on {address} (web.listen; `off` disables them)")
+                });
+            }
+        },
+    };
     let shutdown = async move {
         tokio::select! {
             _ = interrupt.recv() => {}
@@ -225,6 +253,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let options = server::Options {
         reloads: Box::pin(hangups),
+        web_listener,
         ..server::Options::default()
     };
     server::run(config, listener, options, shutdown).await?;

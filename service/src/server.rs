@@ -18,10 +18,13 @@
 //!    tasks, passivates every actor and flushes the store.
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 use crate::grpc::{self, Readiness, ServeError};
 use crate::store::Stores;
+use crate::web::pages::{self, ConsoleAccess, GrpcWebUrl, Pages};
+use crate::web::tokens::CustomerTokens;
+use crate::web::{BrowserAccess, console};
 use crate::{StartError, open_store, start};
 use nudge_models::time::Span;
 use std::fmt;
@@ -60,6 +63,9 @@ pub struct Options {
     /// Health and the `nudge.v1` services' state; a clone kept by the caller
     /// reaches the engine once started ([`Readiness::engine`]).
     pub readiness: Readiness,
+    /// The pages listener (`/nudge.js`, `/demo`, `/console`), already bound;
+    /// `None`: no pages (`nudge serve` binds it as `web.listen` says).
+    pub web_listener: Option<TcpListener>,
 }
 
 impl Default for Options {
@@ -69,6 +75,7 @@ impl Default for Options {
             store: None,
             reloads: Box::pin(tokio_stream::pending()),
             readiness: Readiness::new(),
+            web_listener: None,
         }
     }
 }
@@ -80,6 +87,7 @@ impl fmt::Debug for Options {
             .field("clock", &self.clock)
             .field("store", &self.store.as_ref().map(|_| "(given)"))
             .field("readiness", &self.readiness)
+            .field("web_listener", &self.web_listener)
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +110,12 @@ pub enum RunError {
     /// The gRPC server task panicked.
     #[error("the server task failed: {0}")]
     ServerTask(JoinError),
+    /// The `web.*` settings cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The pages listener failed.
+    #[error("the pages listener failed: {0}")]
+    Pages(std::io::Error),
 }
 
 /// Runs the whole server on `listener` until `shutdown` completes (see the
@@ -119,9 +133,17 @@ pub async fn run(
         store,
         reloads,
         readiness,
+        web_listener,
     } = options;
     let address = listener.local_addr().map_err(RunError::Listener)?;
-    let hint = demo_hint(&config, address);
+    let web_address = web_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .map_err(RunError::Listener)?;
+    let hint = demo_hint(&config, address, web_address);
+    let browsers = browser_access(&config, clock.clone(), web_address)?;
+    let pages_parts = (browsers.tokens().cloned(), grpc_web_url(&config, address));
     tracing::info!(%address, "listening; starting (health: NOT_SERVING until ready)");
     let shutdown = async move {
         shutdown.await;
@@ -130,7 +152,7 @@ pub async fn run(
     let server_config = config.clone();
     let serving = readiness.clone();
     let mut server = tokio::spawn(async move {
-        grpc::serve_until_ready(listener, &server_config, serving, shutdown).await
+        grpc::serve_until_ready(listener, &server_config, browsers, serving, shutdown).await
     });
     let mut starting = tokio::task::spawn_blocking(move || {
         let store = match store {
@@ -169,12 +191,51 @@ pub async fn run(
     }
 
     let mut background = JoinSet::new();
+    let (stop_pages, pages) = match web_listener {
+        Some(web_listener) => {
+            let history = Arc::new(console::History::default());
+            background.spawn(console::sample(engine.clone(), history.clone()));
+            let (tokens, grpc_web) = pages_parts;
+            let pages = Pages {
+                demo: engine.shared().config.catalog.is_none(),
+                console: console_access(&engine.shared().config)?,
+                engine: engine.clone(),
+                history,
+                tokens,
+                grpc_web,
+            };
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let serving = tokio::spawn(pages::serve(web_listener, pages, async move {
+                let _ = stopped.await;
+            }));
+            if let Some(web_address) = web_address {
+                tracing::info!(
+                    "pages at http://{web_address}/ (/nudge.js, /console{})",
+                    if engine.shared().config.catalog.is_none() {
+                        ", /demo"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            (Some(stop), Some(serving))
+        }
+        None => (None, None),
+    };
     background.spawn(sweep_idle(engine.clone()));
     background.spawn(apply_retention(engine.clone()));
     background.spawn(reload_on_request(engine.clone(), reloads));
     background.spawn(probe_storage(engine.clone()));
     background.spawn(engine.clone().fire_journey_timers());
     let served = server.await;
+    if let (Some(stop), Some(pages)) = (stop_pages, pages) {
+        let _ = stop.send(());
+        match pages.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "the pages listener failed"),
+            Err(error) => tracing::warn!(%error, "the pages task failed"),
+        }
+    }
     // Drained: nothing calls the engine any more.
     background.shutdown().await;
     engine.shutdown(SHUTDOWN_GRACE).await;
@@ -287,14 +348,85 @@ async fn reload_on_request(engine: Arc<Engine>, mut reloads: Reloads) {
 }
 
 /// `secs` seconds as a [`Span`] (saturating).
-fn seconds(secs: u64) -> Span {
+pub(crate) fn seconds(secs: u64) -> Span {
     Span(i64::try_from(secs.saturating_mul(1_000)).unwrap_or(i64::MAX))
+}
+
+/// Who may call from a web page: `web.allowed_origins` and the customer
+/// token key. On the embedded demo with pages, their own origin is allowed
+/// too, and without a configured key a random one is drawn, so `/demo`
+/// works out of the box (its tokens die with the process).
+fn browser_access(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    pages: Option<SocketAddr>,
+) -> Result<BrowserAccess, ConfigError> {
+    let configured = BrowserAccess::from_config(config, clock.clone())?;
+    let Some(pages) = pages.filter(|_| config.catalog.is_none()) else {
+        return Ok(configured);
+    };
+    let mut origins = configured.origins().to_vec();
+    let port = pages.port();
+    let hosts = if pages.ip().is_unspecified() || pages.ip().is_loopback() {
+        vec![
+            "127.0.0.1".to_owned(),
+            "localhost".to_owned(),
+            "[::1]".to_owned(),
+        ]
+    } else {
+        vec![match pages.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+        }]
+    };
+    for host in hosts {
+        let origin = format!("http://{host}:{port}");
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    let tokens = configured.tokens().cloned().or_else(|| {
+        let key = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        Some(CustomerTokens::new(
+            key.as_bytes(),
+            seconds(config.web.max_token_lifetime_secs),
+        ))
+    });
+    Ok(BrowserAccess::new(origins, tokens, clock))
+}
+
+/// Where `/nudge.js` tells pages grpc-web is.
+fn grpc_web_url(config: &Config, grpc: SocketAddr) -> GrpcWebUrl {
+    match &config.web.grpc_web_url {
+        Some(url) => GrpcWebUrl::Fixed(url.clone()),
+        None => GrpcWebUrl::SameHost {
+            scheme: if config.tls.cert.is_some() {
+                "https"
+            } else {
+                "http"
+            },
+            port: grpc.port(),
+        },
+    }
+}
+
+/// Who may read the console's figures: as for the gRPC Admin calls.
+fn console_access(config: &Config) -> Result<ConsoleAccess, ConfigError> {
+    Ok(match config.auth_token()? {
+        Some(token) => ConsoleAccess::Token(token),
+        None if config.tls.client_ca.is_some() => ConsoleAccess::Refused,
+        None => ConsoleAccess::Open,
+    })
 }
 
 /// On the embedded demo, a first command to try against this server: the
 /// client's default address is `http://127.0.0.1:50051`, so `--server` is
 /// added when the port differs or the server speaks TLS.
-fn demo_hint(config: &Config, address: SocketAddr) -> Option<String> {
+fn demo_hint(config: &Config, address: SocketAddr, pages: Option<SocketAddr>) -> Option<String> {
     if config.catalog.is_some() {
         return None;
     }
@@ -305,8 +437,16 @@ fn demo_hint(config: &Config, address: SocketAddr) -> Option<String> {
     } else {
         format!(" --server http://{address}")
     };
+    let browser = pages.map_or_else(String::new, |pages| {
+        let host = if pages.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            pages.ip().to_string()
+        };
+        format!(", or open http://{host}:{}/demo", pages.port())
+    });
     Some(format!(
-        "running the embedded demo; try: nudge decide --customer demo-1 --placement home_banner --explain{server}"
+        "running the embedded demo; try: nudge decide --customer demo-1 --placement home_banner --explain{server}{browser}"
     ))
 }
 
@@ -317,7 +457,7 @@ mod tests {
     fn hint(configure: impl FnOnce(&mut Config), address: &str) -> Option<String> {
         let mut config = Config::default();
         configure(&mut config);
-        demo_hint(&config, address.parse().expect("an address"))
+        demo_hint(&config, address.parse().expect("an address"), None)
     }
 
     #[test]

@@ -8,7 +8,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod browser;
 pub mod simulation;
+pub mod web;
 
 use nudge_models::time::Timestamp;
 use nudge_proto::v1::admin_client::AdminClient;
@@ -17,7 +19,7 @@ use nudge_proto::v1::dispatches_client::DispatchesClient;
 use nudge_proto::v1::events_client::EventsClient;
 use nudge_proto::v1::profiles_client::ProfilesClient;
 use nudge_service::clock::ManualClock;
-use nudge_service::config::Config;
+use nudge_service::config::{Config, Listen};
 use nudge_service::engine::Engine;
 use nudge_service::grpc::Readiness;
 use nudge_service::server::{self, RunError};
@@ -82,6 +84,9 @@ pub const NOON: i64 = 1_795_435_200_000;
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its pages listener listens, when the test configured
+    /// `web.listen` (e.g. `127.0.0.1:0`).
+    pub web: Option<SocketAddr>,
     /// The engine behind it, for direct inspection.
     pub engine: Arc<Engine>,
     /// The service clock; tests move it.
@@ -133,6 +138,15 @@ impl TestServer {
         let clock = ManualClock::new(Timestamp::from_millis(NOON));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let web_listener = match config.web.listen {
+            Some(Listen::On(address)) => {
+                Some(tokio::net::TcpListener::bind(address).await.unwrap())
+            }
+            _ => None,
+        };
+        let web = web_listener
+            .as_ref()
+            .map(|listener| listener.local_addr().unwrap());
         let (reloads, reload_requests) = mpsc::unbounded_channel();
         let readiness = Readiness::new();
         let options = server::Options {
@@ -140,6 +154,7 @@ impl TestServer {
             store: Some(store.into()),
             reloads: Box::pin(UnboundedReceiverStream::new(reload_requests)),
             readiness: readiness.clone(),
+            web_listener,
         };
         let (shutdown, signal) = oneshot::channel::<()>();
         let signal = async move {
@@ -152,6 +167,7 @@ impl TestServer {
         };
         Self {
             addr,
+            web,
             engine,
             clock,
             reloads,

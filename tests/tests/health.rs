@@ -139,7 +139,13 @@ async fn health_is_not_serving_until_the_engine_has_started() {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            nudge_service::grpc::serve_until_ready(listener, &config, readiness, shutdown).await
+            let browsers = nudge_service::web::BrowserAccess::from_config(
+                &config,
+                Arc::new(nudge_service::clock::SystemClock),
+            )
+            .expect("the default web settings");
+            nudge_service::grpc::serve_until_ready(listener, &config, browsers, readiness, shutdown)
+                .await
         })
     };
     let channel = Channel::from_shared(format!("http://{addr}"))

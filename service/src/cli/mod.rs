@@ -37,9 +37,11 @@ pub mod model;
 mod names;
 mod output;
 mod parse;
+pub use parse::key_value;
 pub mod simulate;
 #[cfg(test)]
 mod tests;
+pub mod token;
 pub mod train;
 mod watch;
 

@@ -162,6 +162,16 @@ pub fn into_map(pairs: &[KeyValue], flag: &str) -> anyhow::Result<HashMap<String
     Ok(map)
 }
 
+/// `KEY=VALUE` of `--set`.
+pub fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("'{text}' is not KEY=VALUE")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,8 +20,8 @@ const NOT_SETTINGS: [&str; 6] = [
 
 /// The tables of [`Config`]: `NUDGE_ACTORS_ARBITERS` is `actors.arbiters`, a
 /// name that starts with no section is a top-level key.
-pub(super) const SECTIONS: [&str; 8] = [
-    "actors", "limits", "auth", "tls", "storage", "grpc", "models", "journeys",
+pub(super) const SECTIONS: [&str; 9] = [
+    "actors", "limits", "auth", "tls", "storage", "grpc", "models", "journeys", "web",
 ];
 
 /// The environment variable of a setting: `actors.max_live_customers` →

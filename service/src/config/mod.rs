@@ -14,6 +14,7 @@
 //! - this file: the types of every setting, their defaults, [`ConfigError`];
 //! - `layers`: [`Config::load`], the file and the environment / `--set`
 //!   overlay, and [`environment`];
+//! - `web`: [`WebConfig`], the settings of browser callers and pages;
 //! - `validate`: [`Config::validate`] and the settings read from files
 //!   ([`Config::auth_token`], [`Config::tls_files`]).
 
@@ -21,8 +22,10 @@ mod layers;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod web;
 
 pub use layers::{ENV_PREFIX, env_name, environment};
+pub use web::WebConfig;
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -36,7 +39,7 @@ pub struct Config {
     /// gRPC listen address.
     pub listen: SocketAddr,
     /// Where Prometheus metrics are served (`/metrics`), or `off`.
-    pub metrics_listen: MetricsListen,
+    pub metrics_listen: Listen,
     /// Catalog file; the embedded demo catalog when absent.
     pub catalog: Option<PathBuf>,
     /// Model artifact; the embedded demo model when absent.
@@ -65,6 +68,9 @@ pub struct Config {
     pub models: ModelsConfig,
     /// How journeys' sends are handed to delivery services.
     pub journeys: JourneysConfig,
+    /// Browsers: grpc-web and its allowed origins, customer tokens, and the
+    /// pages listener (`/nudge.js`, `/demo`, `/console`).
+    pub web: WebConfig,
     /// Which logs are written: a `tracing` filter directive such as `info`,
     /// `debug` or `nudge_service=debug,info` (the `NUDGE_LOG` variable).
     pub log: String,
@@ -385,39 +391,40 @@ impl std::fmt::Debug for TlsFiles {
     }
 }
 
-/// Where the Prometheus exporter listens: an address, or `off` for no
-/// exporter. Written `127.0.0.1:9464` or `off` in the file, the
-/// `--metrics-listen` flag and `NUDGE_METRICS_LISTEN`.
+/// Where an HTTP listener (the Prometheus exporter, the pages) listens: an
+/// address, or `off` for none. Written `127.0.0.1:9464` or `off` in the
+/// file, the flags (`--metrics-listen`, `--web-listen`) and the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
-pub enum MetricsListen {
-    /// No exporter.
+pub enum Listen {
+    /// No listener.
     Off,
-    /// Serve `/metrics` over HTTP on this address.
+    /// Serve over HTTP on this address.
     On(SocketAddr),
 }
 
-impl MetricsListen {
-    /// The default: 127.0.0.1:9464, loopback only.
-    pub const DEFAULT: MetricsListen = MetricsListen::On(SocketAddr::V4(
-        std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9464),
-    ));
+impl Listen {
+    /// The exporter's default: 127.0.0.1:9464, loopback only.
+    pub const DEFAULT: Listen = Listen::On(SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::LOCALHOST,
+        9464,
+    )));
 }
 
-impl std::str::FromStr for MetricsListen {
+impl std::str::FromStr for Listen {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         if text.eq_ignore_ascii_case("off") {
-            return Ok(MetricsListen::Off);
+            return Ok(Listen::Off);
         }
         text.parse()
-            .map(MetricsListen::On)
+            .map(Listen::On)
             .map_err(|_| format!("'{text}' is neither an address such as 127.0.0.1:9464 nor 'off'"))
     }
 }
 
-impl TryFrom<String> for MetricsListen {
+impl TryFrom<String> for Listen {
     type Error = String;
 
     fn try_from(text: String) -> Result<Self, Self::Error> {
@@ -425,11 +432,11 @@ impl TryFrom<String> for MetricsListen {
     }
 }
 
-impl std::fmt::Display for MetricsListen {
+impl std::fmt::Display for Listen {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            MetricsListen::Off => formatter.write_str("off"),
-            MetricsListen::On(address) => address.fmt(formatter),
+            Listen::Off => formatter.write_str("off"),
+            Listen::On(address) => address.fmt(formatter),
         }
     }
 }
@@ -482,7 +489,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
-            metrics_listen: MetricsListen::DEFAULT,
+            metrics_listen: Listen::DEFAULT,
             catalog: None,
             model: None,
             budget_ms: 100,
@@ -495,6 +502,7 @@ impl Default for Config {
             grpc: GrpcConfig::default(),
             models: ModelsConfig::default(),
             journeys: JourneysConfig::default(),
+            web: WebConfig::default(),
             log: "info".to_owned(),
             log_format: LogFormat::Text,
             log_customer_ids: false,

@@ -183,10 +183,10 @@ fn metrics_listen_is_an_address_or_off() {
     let config = Config::from_toml("metrics_listen = \"0.0.0.0:9100\"\n").expect("valid");
     assert_eq!(
         config.metrics_listen,
-        MetricsListen::On("0.0.0.0:9100".parse().expect("an address"))
+        Listen::On("0.0.0.0:9100".parse().expect("an address"))
     );
     let config = Config::from_toml("metrics_listen = \"off\"\n").expect("valid");
-    assert_eq!(config.metrics_listen, MetricsListen::Off);
+    assert_eq!(config.metrics_listen, Listen::Off);
     let error = Config::from_toml("metrics_listen = \"nowhere\"\n").expect_err("invalid");
     assert!(
         error.contains("line 1") && error.contains("'nowhere'"),
@@ -270,7 +270,7 @@ fn string_settings_take_values_that_look_like_numbers() {
     assert_eq!(config.auth.token, Some(Secret::new("12345")));
     assert_eq!(config.catalog, Some(PathBuf::from("2024")));
     assert_eq!(config.listen, "0.0.0.0:7000".parse().expect("an address"));
-    assert_eq!(config.metrics_listen, MetricsListen::Off);
+    assert_eq!(config.metrics_listen, Listen::Off);
     assert_eq!(config.log, "nudge_service=debug,info");
     assert!(config.log_customer_ids);
     assert_eq!(config.storage.data_dir, PathBuf::from("/var/lib/nudge"));

@@ -183,6 +183,7 @@ impl Config {
         }
         self.auth_token()?;
         self.tls_files()?;
+        self.web.validate()?;
         Ok(())
     }
 
@@ -257,7 +258,10 @@ impl Config {
 }
 
 /// The content of the file a setting names; the error names the setting.
-fn read_setting(field: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+pub(super) fn read_setting(
+    field: &'static str,
+    path: &std::path::Path,
+) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path).map_err(|error| ConfigError::Invalid {
         field,
         reason: format!("cannot read {}: {error}", path.display()),

@@ -130,7 +130,7 @@ impl Authorizer {
 
 /// The token of an `authorization: Bearer <token>` value (the scheme is
 /// case-insensitive), if it is one.
-fn bearer_token(value: &HeaderValue) -> Option<&[u8]> {
+pub(crate) fn bearer_token(value: &HeaderValue) -> Option<&[u8]> {
     let value = value.as_bytes();
     let space = value.iter().position(|byte| *byte == b' ')?;
     let (scheme, rest) = value.split_at(space);
@@ -153,7 +153,7 @@ fn has_client_certificate(extensions: &Extensions) -> bool {
 
 /// `a == b` in time that depends on the lengths only, not on where the bytes
 /// differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -202,6 +202,9 @@ pub struct Auth<S> {
 #[derive(Debug)]
 pub struct Refuse<B, E> {
     status: tonic::Status,
+    /// Whether the answer is grpc-web's (its content type; a trailers-only
+    /// answer is otherwise the same).
+    grpc_web: bool,
     types: PhantomData<fn() -> (B, E)>,
 }
 
@@ -210,7 +213,16 @@ impl<B, E> Refuse<B, E> {
     pub fn new(status: tonic::Status) -> Self {
         Self {
             status,
+            grpc_web: false,
             types: PhantomData,
+        }
+    }
+
+    /// Answers a grpc-web call with `status`.
+    pub fn grpc_web(status: tonic::Status) -> Self {
+        Self {
+            grpc_web: true,
+            ..Self::new(status)
         }
     }
 }
@@ -225,7 +237,14 @@ impl<B: Default, E, Request> Service<Request> for Refuse<B, E> {
     }
 
     fn call(&mut self, _: Request) -> Self::Future {
-        ready(Ok(self.status.clone().into_http()))
+        let mut response = self.status.clone().into_http();
+        if self.grpc_web {
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc-web+proto"),
+            );
+        }
+        ready(Ok(response))
     }
 }
 

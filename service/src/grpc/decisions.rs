@@ -1,8 +1,10 @@
-//! `nudge.v1.Decisions`: validate, convert, call the engine, convert back.
+//! `nudge.v1.Decisions`: check a customer token's customer, validate,
+//! convert, call the engine, convert back.
 
 use super::client_deadline;
 use crate::convert;
 use crate::engine::Engine;
+use crate::web;
 use nudge_proto::v1 as proto;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +30,7 @@ impl proto::decisions_server::Decisions for DecisionsService {
         request: Request<proto::DecideRequest>,
     ) -> Result<Response<proto::DecideResponse>, Status> {
         let started = Instant::now();
+        web::check_customer(request.extensions().get(), &request.get_ref().customer_id)?;
         let deadline = client_deadline(request.metadata());
         let input =
             convert::decide_input(request.into_inner(), &self.engine.shared().config.limits)?;
@@ -46,6 +49,7 @@ impl proto::decisions_server::Decisions for DecisionsService {
         &self,
         request: Request<proto::ReportOutcomeRequest>,
     ) -> Result<Response<proto::ReportOutcomeResponse>, Status> {
+        web::check_customer(request.extensions().get(), &request.get_ref().customer_id)?;
         let shared = self.engine.shared();
         let deadline = client_deadline(request.metadata());
         let input = convert::report_outcome(

@@ -33,6 +33,7 @@ impl proto::events_server::Events for EventsService {
         &self,
         request: Request<proto::Event>,
     ) -> Result<Response<proto::TrackResponse>, Status> {
+        crate::web::check_customer(request.extensions().get(), &request.get_ref().customer_id)?;
         let shared = self.engine.shared();
         let deadline = super::client_deadline(request.metadata());
         let (customer_id, event) = convert::event(

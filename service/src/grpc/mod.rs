@@ -3,7 +3,10 @@
 //! ([`crate::server::run`], which `nudge serve` and the tests run, calls its
 //! twin [`serve_until_ready`]). [`serve`] also applies, to every service:
 //!
-//! - [`calls`]: the outermost layer: one log span per call, admission control
+//! - [`browser`]: the outermost layers: CORS, and who may call from a page
+//!   (allowed origins, grpc-web only for Decide, ReportOutcome and Track,
+//!   customer tokens), then `tonic_web` translating grpc-web to gRPC;
+//! - [`calls`]: the layer one log span per call, admission control
 //!   ([`admission`]: calls beyond a limit that queueing delay lowers and
 //!   `grpc.max_concurrent_requests` caps are shed with RESOURCE_EXHAUSTED
 //!   before they are decoded; [`admission::control`] adjusts the limit),
@@ -18,6 +21,7 @@
 mod admin;
 pub mod admission;
 pub mod auth;
+pub mod browser;
 pub mod calls;
 mod decisions;
 mod dispatches;
@@ -36,6 +40,7 @@ pub use readiness::Readiness;
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 use crate::metrics::GrpcMetrics;
+use crate::web::BrowserAccess;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,17 +98,20 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let readiness = Readiness::new();
     let config = engine.shared().config.clone();
+    let browsers = BrowserAccess::from_config(&config, engine.shared().clock.clone())?;
     readiness.ready(engine).await;
-    serve_until_ready(listener, &config, readiness, shutdown).await
+    serve_until_ready(listener, &config, browsers, readiness, shutdown).await
 }
 
 /// Like [`serve`], for an engine that is still starting: health and
 /// reflection answer at once, health NOT_SERVING and every `nudge.v1` call
 /// UNAVAILABLE until [`Readiness::ready`] hands `readiness` the engine.
-/// `config` gives the transport settings (the engine's own configuration).
+/// `config` gives the transport settings (the engine's own configuration),
+/// `browsers` who may call from a web page.
 pub async fn serve_until_ready(
     listener: TcpListener,
     config: &Config,
+    browsers: BrowserAccess,
     readiness: Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
@@ -118,8 +126,11 @@ pub async fn serve_until_ready(
         tls = tls.is_some(),
         mtls = config.tls.client_ca.is_some(),
         token = config.auth.token.is_some() || config.auth.token_file.is_some(),
+        browser_origins = browsers.origins().len(),
+        customer_tokens = browsers.tokens().is_some(),
         "transport security"
     );
+    let cors = browser::cors(&browsers);
     let metrics = Arc::new(GrpcMetrics::new());
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -162,7 +173,15 @@ pub async fn serve_until_ready(
         .http2_keepalive_interval(Some(Duration::from_secs(grpc.keepalive_interval_secs)))
         .http2_keepalive_timeout(Some(Duration::from_secs(grpc.keepalive_timeout_secs)))
         .max_concurrent_streams(grpc.max_concurrent_streams)
-        // Outermost first: shed and unauthorized calls are logged and counted too.
+        // grpc-web arrives over HTTP/1.1 from browsers.
+        .accept_http1(true)
+        // Outermost first: CORS answers preflights and decorates every
+        // answer to a page (refusals included); browser calls are checked
+        // before anything is decoded, then translated to gRPC.
+        .layer(cors)
+        .layer(browser::BrowserLayer::new(browsers))
+        .layer(tonic_web::GrpcWebLayer::new())
+        // Shed and unauthorized calls are logged and counted too.
         .layer(calls::CallLayer::new(admission, metrics))
         .layer(auth::AuthLayer::new(authorizer))
         .add_service(health_service)
