@@ -14,8 +14,12 @@
 //!    (waking each customer whose journey runs are due,
 //!    [`Engine::fire_journey_timers`]), and a reload of the catalog and model
 //!    on each item of [`Options::reloads`] (SIGHUP in `nudge serve`);
-//! 4. when `shutdown` completes: drains in-flight calls, stops the background
-//!    tasks, passivates every actor and flushes the store.
+//! 4. with a pages listener ([`Options::web_listener`]): serves `/nudge.js`,
+//!    `/console` (and `/demo` on the embedded demo) and samples the
+//!    console's figures; on the embedded demo, the pages' own origin may
+//!    call over grpc-web, with a random customer token key if none is set;
+//! 5. when `shutdown` completes: drains in-flight calls, stops the pages and
+//!    the background tasks, passivates every actor and flushes the store.
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};

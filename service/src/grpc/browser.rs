@@ -14,6 +14,7 @@
 
 use super::auth::Refuse;
 use crate::error::ServiceError;
+use crate::metrics::GrpcMetrics;
 use crate::web::{BrowserAccess, TOKEN_HEADER, is_grpc_web};
 use std::future::Ready;
 use std::sync::Arc;
@@ -57,13 +58,16 @@ pub fn cors(access: &BrowserAccess) -> CorsLayer {
 #[derive(Debug, Clone)]
 pub struct BrowserLayer {
     access: Arc<BrowserAccess>,
+    /// Refusals count in `nudge_grpc_rejected_total` like the other layers'.
+    metrics: Arc<GrpcMetrics>,
 }
 
 impl BrowserLayer {
-    /// Checks calls with `access`.
-    pub fn new(access: BrowserAccess) -> Self {
+    /// Checks calls with `access`, counting refusals in `metrics`.
+    pub fn new(access: BrowserAccess, metrics: Arc<GrpcMetrics>) -> Self {
         Self {
             access: Arc::new(access),
+            metrics,
         }
     }
 }
@@ -75,6 +79,7 @@ impl<S> Layer<S> for BrowserLayer {
         Browser {
             inner,
             access: self.access.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -84,6 +89,7 @@ impl<S> Layer<S> for BrowserLayer {
 pub struct Browser<S> {
     inner: S,
     access: Arc<BrowserAccess>,
+    metrics: Arc<GrpcMetrics>,
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Browser<S>
@@ -112,6 +118,7 @@ where
                 Err(error) => {
                     tracing::debug!(path = request.uri().path(), %error, "refused a browser call");
                     let status = tonic::Status::from(ServiceError::from(error));
+                    self.metrics.grpc_status(status.code());
                     Either::Right(if is_grpc_web(request.headers()) {
                         Refuse::grpc_web(status)
                     } else {

@@ -179,7 +179,7 @@ pub async fn serve_until_ready(
         // answer to a page (refusals included); browser calls are checked
         // before anything is decoded, then translated to gRPC.
         .layer(cors)
-        .layer(browser::BrowserLayer::new(browsers))
+        .layer(browser::BrowserLayer::new(browsers, metrics.clone()))
         .layer(tonic_web::GrpcWebLayer::new())
         // Shed and unauthorized calls are logged and counted too.
         .layer(calls::CallLayer::new(admission, metrics))
