@@ -199,14 +199,7 @@ impl Config {
                 });
             }
             (Some(token), None) => ("auth.token", token.clone()),
-            (None, Some(path)) => {
-                let text = read_setting("auth.token_file", path)?;
-                let text = String::from_utf8(text).map_err(|_| ConfigError::Invalid {
-                    field: "auth.token_file",
-                    reason: format!("{} is not UTF-8 text", path.display()),
-                })?;
-                ("auth.token_file", Secret::new(text.trim()))
-            }
+            (None, Some(path)) => ("auth.token_file", read_secret("auth.token_file", path)?),
         };
         // Never echo the token itself in the reason.
         if token.expose().is_empty() {
@@ -255,6 +248,19 @@ impl Config {
             })),
         }
     }
+}
+
+/// The secret in the file a setting names (UTF-8 text, surrounding
+/// whitespace trimmed); the error names the setting, never the secret.
+pub(super) fn read_secret(
+    field: &'static str,
+    path: &std::path::Path,
+) -> Result<Secret, ConfigError> {
+    let text = String::from_utf8(read_setting(field, path)?).map_err(|_| ConfigError::Invalid {
+        field,
+        reason: format!("{} is not UTF-8 text", path.display()),
+    })?;
+    Ok(Secret::new(text.trim()))
 }
 
 /// The content of the file a setting names; the error names the setting.

@@ -3,7 +3,7 @@
 //! which origins may make them, how their customer tokens are checked, and
 //! where the pages listener (`/nudge.js`, `/demo`, `/console`) runs.
 
-use super::validate::read_setting;
+use super::validate::read_secret;
 use super::{ConfigError, Listen, Secret};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -73,14 +73,10 @@ impl WebConfig {
                 });
             }
             (Some(key), None) => ("web.customer_token_key", key.clone()),
-            (None, Some(path)) => {
-                let text = read_setting("web.customer_token_key_file", path)?;
-                let text = String::from_utf8(text).map_err(|_| ConfigError::Invalid {
-                    field: "web.customer_token_key_file",
-                    reason: format!("{} is not UTF-8 text", path.display()),
-                })?;
-                ("web.customer_token_key_file", Secret::new(text.trim()))
-            }
+            (None, Some(path)) => (
+                "web.customer_token_key_file",
+                read_secret("web.customer_token_key_file", path)?,
+            ),
         };
         // Never echo the key itself.
         let length = key.expose().len();
@@ -200,6 +196,33 @@ mod tests {
             ..WebConfig::default()
         };
         assert!(config.token_key().expect("long enough").is_some());
+    }
+
+    #[test]
+    fn the_environment_sets_origins_and_turns_the_pages_off() {
+        let config = crate::config::Config::load(
+            None,
+            [
+                (
+                    "NUDGE_WEB_ALLOWED_ORIGINS",
+                    r#"["https://app.example.com"]"#,
+                ),
+                ("NUDGE_WEB_LISTEN", "off"),
+            ],
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(config.web.allowed_origins, ["https://app.example.com"]);
+        assert_eq!(config.web.pages_address(true), None);
+        let demo = WebConfig::default();
+        assert_eq!(demo.pages_address(true), Some((DEMO_PAGES, false)));
+        assert_eq!(demo.pages_address(false), None);
+        let bad = WebConfig {
+            allowed_origins: vec!["https://app.example.com/login".to_owned()],
+            ..WebConfig::default()
+        };
+        let error = bad.validate().expect_err("a path is no origin").to_string();
+        assert!(error.contains("web.allowed_origins"), "{error}");
     }
 
     #[test]
