@@ -12,6 +12,16 @@ pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
         })
 }
 
+/// SplitMix64's finalizer: spreads the bits of `value` over the whole word
+/// (FNV-1a of short inputs differs mostly in the low bits). Stable, like
+/// [`fnv1a`]: cluster placement keys stored data by it.
+pub fn mix(value: u64) -> u64 {
+    let mut z = value;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

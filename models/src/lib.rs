@@ -38,6 +38,8 @@
 //!   customer's engagement by local hour of week, shrunk toward the
 //!   population's pattern, and the best open moment within a window.
 //! - [`budget`]: global per-action budgets shared across customers.
+//! - [`cluster`]: ownership across nodes: customers in partitions, partitions
+//!   placed on nodes by rendezvous hashing, leases with fencing tokens.
 //! - [`demo`]: the embedded demo catalog and model.
 //! - [`synthetic`]: a generated 50-action × 64-feature catalog, model and
 //!   customer that the pipeline benches and the load bench share.
@@ -47,6 +49,7 @@
 pub mod action;
 pub mod budget;
 pub mod catalog;
+pub mod cluster;
 pub mod customer;
 pub mod delta;
 pub mod demo;

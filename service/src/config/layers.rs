@@ -7,15 +7,19 @@ use super::{Config, ConfigError};
 /// The prefix of every environment variable of nudge.
 pub const ENV_PREFIX: &str = "NUDGE_";
 
-/// `NUDGE_*` variables that are not settings: the file's path, and the
-/// options of the client subcommands (the same binary).
-const NOT_SETTINGS: [&str; 6] = [
+/// `NUDGE_*` variables that are not settings: the file's path, the
+/// options of the client subcommands (the same binary), and the browser
+/// tests' (set in CI while the server runs).
+const NOT_SETTINGS: [&str; 9] = [
     "NUDGE_CONFIG",
     "NUDGE_SERVER",
     "NUDGE_TOKEN",
     "NUDGE_CA_CERT",
     "NUDGE_CLIENT_CERT",
     "NUDGE_CLIENT_KEY",
+    "NUDGE_BROWSER_TESTS",
+    "NUDGE_CHROMIUM",
+    "NUDGE_CHROMIUM_LOG",
 ];
 
 /// The tables of [`Config`]: `NUDGE_ACTORS_ARBITERS` is `actors.arbiters`, a
