@@ -269,6 +269,10 @@ impl ServiceError {
                 | StoreError::Unencodable { .. }
                 | StoreError::UnknownLayout { .. }
                 | StoreError::NoWriter { .. }
+                | StoreError::Redis { .. }
+                | StoreError::NotOwner { .. }
+                | StoreError::Fenced { .. }
+                | StoreError::Leased { .. }
                 | StoreError::Closed => Code::Unavailable,
             },
             ServiceError::Registry(error) => {

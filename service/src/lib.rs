@@ -127,10 +127,15 @@ fn read(path: &PathBuf) -> Result<String, StartError> {
     })
 }
 
-/// Opens the configured stores: in memory with `storage.in_memory`,
-/// otherwise the durable store in `storage.data_dir`. Blocking; may take a
-/// few seconds on a large data directory.
+/// Opens the configured stores: the Redis Cluster with `storage.backend =
+/// "redis"`, in memory with `storage.in_memory`, otherwise the durable
+/// store in `storage.data_dir`. Blocking; may take a few seconds on a large
+/// data directory, or up to a lease time on Redis while this node's
+/// partitions are still leased from before a crash.
 pub fn open_store(config: &Config) -> Result<Stores, StartError> {
+    if config.storage.backend == config::StorageBackend::Redis {
+        return open_redis(config);
+    }
     let options = StoreOptions {
         max_batch_writes: config.storage.max_batch_writes,
         journal_records: config.storage.journal_records,
@@ -158,6 +163,55 @@ pub fn open_store(config: &Config) -> Result<Stores, StartError> {
         "store opened"
     );
     Ok(Stores::from(Arc::new(store)))
+}
+
+/// The Redis Cluster store of `config`, holding every partition (one
+/// node on Redis). Blocking.
+fn open_redis(config: &Config) -> Result<Stores, StartError> {
+    let started = std::time::Instant::now();
+    let options = redis_options(config);
+    let urls = options.client.urls.join(", ");
+    let store = store::redis::RedisStore::open(options).map_err(|source| StartError::Store {
+        data_dir: PathBuf::from(&urls),
+        source,
+    })?;
+    tracing::info!(
+        redis = %urls,
+        partitions = config.cluster.partitions,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "redis store opened"
+    );
+    Ok(Stores::from(store))
+}
+
+/// The Redis store's options from `config`.
+pub fn redis_options(config: &Config) -> store::redis::RedisOptions {
+    use store::redis::{ClientOptions, Durability, RedisOptions};
+    let storage = &config.storage;
+    let durability = match storage.redis_durability {
+        config::RedisDurability::Fsync => Durability::Fsync,
+        config::RedisDurability::Replicas => Durability::Replicas {
+            count: storage.redis_wait_replicas,
+            timeout: std::time::Duration::from_millis(storage.redis_wait_timeout_ms),
+        },
+        config::RedisDurability::Unchecked => Durability::Unchecked,
+    };
+    let lease = std::time::Duration::from_millis(config.cluster.lease_ms);
+    RedisOptions {
+        client: ClientOptions {
+            urls: storage.redis_urls.clone(),
+            durability,
+            timeout: std::time::Duration::from_millis(storage.redis_timeout_ms),
+        },
+        namespace: storage.redis_namespace.clone(),
+        partitions: nudge_models::cluster::Partitions::new(config.cluster.partitions)
+            .unwrap_or(nudge_models::cluster::Partitions::DEFAULT),
+        node: config.cluster.node_name(),
+        lease,
+        // A node restarted after a crash finds its old leases still
+        // running: it waits them out.
+        acquire_wait: lease * 2,
+    }
 }
 
 /// Validates `config`, loads the catalog and model (or the embedded demo), and

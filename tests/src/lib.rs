@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod browser;
+pub mod redis;
 pub mod simulation;
 pub mod web;
 

@@ -10,7 +10,7 @@ pub const ENV_PREFIX: &str = "NUDGE_";
 /// `NUDGE_*` variables that are not settings: the file's path, the
 /// options of the client subcommands (the same binary), and the browser
 /// tests' (set in CI while the server runs).
-const NOT_SETTINGS: [&str; 9] = [
+const NOT_SETTINGS: [&str; 10] = [
     "NUDGE_CONFIG",
     "NUDGE_SERVER",
     "NUDGE_TOKEN",
@@ -20,12 +20,13 @@ const NOT_SETTINGS: [&str; 9] = [
     "NUDGE_BROWSER_TESTS",
     "NUDGE_CHROMIUM",
     "NUDGE_CHROMIUM_LOG",
+    "NUDGE_REDIS_TESTS",
 ];
 
 /// The tables of [`Config`]: `NUDGE_ACTORS_ARBITERS` is `actors.arbiters`, a
 /// name that starts with no section is a top-level key.
-pub(super) const SECTIONS: [&str; 9] = [
-    "actors", "limits", "auth", "tls", "storage", "grpc", "models", "journeys", "web",
+pub(super) const SECTIONS: [&str; 10] = [
+    "actors", "limits", "auth", "tls", "storage", "grpc", "models", "journeys", "web", "cluster",
 ];
 
 /// The environment variable of a setting: `actors.max_live_customers` →

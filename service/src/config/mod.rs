@@ -18,12 +18,14 @@
 //! - `validate`: [`Config::validate`] and the settings read from files
 //!   ([`Config::auth_token`], [`Config::tls_files`]).
 
+mod cluster;
 mod layers;
 #[cfg(test)]
 mod tests;
 mod validate;
 mod web;
 
+pub use cluster::{ClusterConfig, RedisDurability, StorageBackend};
 pub use layers::{ENV_PREFIX, env_name, environment};
 pub use web::WebConfig;
 
@@ -68,6 +70,8 @@ pub struct Config {
     pub models: ModelsConfig,
     /// How journeys' sends are handed to delivery services.
     pub journeys: JourneysConfig,
+    /// This node among several (`nudge serve --cluster`).
+    pub cluster: ClusterConfig,
     /// Browsers: grpc-web and its allowed origins, customer tokens, and the
     /// pages listener (`/nudge.js`, `/demo`, `/console`).
     pub web: WebConfig,
@@ -258,7 +262,12 @@ impl std::str::FromStr for LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// The data directory (created if missing); holds `nudge.redb`.
+    /// Where everything is kept: `embedded` (the data directory) or
+    /// `redis` (a Redis Cluster, `redis_urls`).
+    pub backend: StorageBackend,
+    /// The data directory (created if missing); holds `nudge.redb`. With
+    /// the Redis backend it still holds the model registry and the
+    /// journeys' catalogs.
     pub data_dir: PathBuf,
     /// Keep everything in memory instead: nothing survives a restart. For
     /// trials and tests only.
@@ -301,6 +310,25 @@ pub struct StorageConfig {
     pub decision_retention_days: u64,
     /// How often compaction runs (seconds).
     pub compaction_interval_secs: u64,
+    /// The Redis Cluster's nodes (`redis://host:port`, `rediss://` for
+    /// TLS): a few are enough, the rest are discovered.
+    pub redis_urls: Vec<String>,
+    /// The first part of every key nudge writes, so several deployments
+    /// can share a cluster.
+    pub redis_namespace: String,
+    /// What a write waits for before it is acknowledged: `fsync` (every
+    /// primary fsyncs its AOF on each write; checked at start), `replicas`
+    /// (`WAIT` for `redis_wait_replicas`) or `unchecked`.
+    pub redis_durability: RedisDurability,
+    /// With `redis_durability = "replicas"`: how many replicas must have a
+    /// write.
+    pub redis_wait_replicas: u32,
+    /// With `redis_durability = "replicas"`: the longest wait for them (ms);
+    /// fewer in time fails the write.
+    pub redis_wait_timeout_ms: u64,
+    /// The longest a Redis command or connection attempt may take (ms)
+    /// before it fails and is retried with backoff.
+    pub redis_timeout_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -316,6 +344,13 @@ impl Default for StorageConfig {
             checkpoint_interval_ms: 5_000,
             decision_retention_days: 90,
             compaction_interval_secs: 3_600,
+            backend: StorageBackend::Embedded,
+            redis_urls: Vec::new(),
+            redis_namespace: "nudge".to_owned(),
+            redis_durability: RedisDurability::Fsync,
+            redis_wait_replicas: 1,
+            redis_wait_timeout_ms: 100,
+            redis_timeout_ms: 1_000,
         }
     }
 }
@@ -499,6 +534,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
             storage: StorageConfig::default(),
+            cluster: ClusterConfig::default(),
             grpc: GrpcConfig::default(),
             models: ModelsConfig::default(),
             journeys: JourneysConfig::default(),

@@ -184,6 +184,7 @@ impl Config {
         self.auth_token()?;
         self.tls_files()?;
         self.web.validate()?;
+        self.validate_cluster()?;
         Ok(())
     }
 

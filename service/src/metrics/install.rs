@@ -4,8 +4,8 @@
 use super::{
     DECIDE_DURATION_BUCKETS, DECIDE_DURATION_SECONDS, JOURNEY_LATENESS_BUCKETS,
     JOURNEY_STEP_BUCKETS, JOURNEY_STEP_SECONDS, JOURNEY_TIMER_LATENESS_SECONDS,
-    STORAGE_CHECKPOINT_BUCKETS, STORAGE_CHECKPOINT_SECONDS, STORAGE_COMMIT_BUCKETS,
-    STORAGE_COMMIT_SECONDS, describe,
+    REDIS_ROUND_TRIP_SECONDS, STORAGE_CHECKPOINT_BUCKETS, STORAGE_CHECKPOINT_SECONDS,
+    STORAGE_COMMIT_BUCKETS, STORAGE_COMMIT_SECONDS, describe,
 };
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 use std::net::SocketAddr;
@@ -54,6 +54,10 @@ pub fn install(address: SocketAddr) -> Result<(), InstallError> {
         )?
         .set_buckets_for_metric(
             Matcher::Full(STORAGE_COMMIT_SECONDS.to_owned()),
+            &STORAGE_COMMIT_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(REDIS_ROUND_TRIP_SECONDS.to_owned()),
             &STORAGE_COMMIT_BUCKETS,
         )?
         .set_buckets_for_metric(

@@ -32,6 +32,7 @@ mod engine;
 mod grpc;
 mod install;
 mod journeys;
+mod redis;
 mod storage;
 #[cfg(test)]
 mod tests;
@@ -39,6 +40,7 @@ mod tests;
 pub use engine::Metrics;
 pub use grpc::{GrpcMetrics, Rejection};
 pub use install::{InstallError, install};
+pub use redis::RedisMetrics;
 pub use storage::StorageMetrics;
 
 use nudge_models::ledger::OutcomeKind;
@@ -110,6 +112,18 @@ pub const STORAGE_FAILURES_TOTAL: &str = "nudge_storage_failures_total";
 pub const STORAGE_JOURNAL_RECORDS: &str = "nudge_storage_journal_records";
 /// Counter: customers settled from the journal into their snapshots.
 pub const STORAGE_SETTLED_TOTAL: &str = "nudge_storage_settled_total";
+/// Histogram: seconds one round trip to Redis took (the Redis store);
+/// label `operation` (`apply`: a partition's batch of writes, `lease`,
+/// `wait`, `load`, `export`, …).
+pub const REDIS_ROUND_TRIP_SECONDS: &str = "nudge_redis_round_trip_duration_seconds";
+/// Counter: writes Redis refused because their fencing token was stale (a
+/// newer owner holds the partition).
+pub const CLUSTER_FENCING_REFUSALS_TOTAL: &str = "nudge_cluster_fencing_refusals_total";
+/// Counter: partition lease changes on this node; label `change`
+/// (`acquired`, `lost`, `released`).
+pub const CLUSTER_LEASE_CHANGES_TOTAL: &str = "nudge_cluster_lease_changes_total";
+/// Gauge: partitions whose lease this node holds.
+pub const CLUSTER_PARTITIONS_OWNED: &str = "nudge_cluster_partitions_owned";
 /// Counter: journey triggers that fired; labels `journey`, `result`
 /// (`started`, or why the customer was not let in: `already_in`,
 /// `too_soon`, `goal_reached`, `entry_rule`, `too_many_journeys`, …).
@@ -184,6 +198,8 @@ const ENDING: &str = "ending";
 const HOW: &str = "how";
 const STATE: &str = "state";
 const PATH: &str = "path";
+const OPERATION: &str = "operation";
+const CHANGE: &str = "change";
 
 /// The `event` label of event names that are not in the catalog's `events`.
 pub const OTHER_EVENT: &str = "other";
@@ -257,7 +273,7 @@ pub struct Declaration {
 }
 
 /// Every metric nudge exposes.
-pub const DECLARATIONS: [Declaration; 39] = [
+pub const DECLARATIONS: [Declaration; 43] = [
     Declaration {
         name: DECIDE_DURATION_SECONDS,
         kind: Kind::Histogram,
@@ -413,6 +429,30 @@ pub const DECLARATIONS: [Declaration; 39] = [
         kind: Kind::Counter,
         labels: &[],
         help: "Customers settled from the state journal into their stored record (the journal past its bound, or a forget).",
+    },
+    Declaration {
+        name: REDIS_ROUND_TRIP_SECONDS,
+        kind: Kind::Histogram,
+        labels: &[OPERATION],
+        help: "Seconds one round trip to Redis took (storage.backend = \"redis\"), by operation: apply (one partition's batch of writes, one script call), lease, wait (replicas), load, export, scan.",
+    },
+    Declaration {
+        name: CLUSTER_FENCING_REFUSALS_TOTAL,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Writes Redis refused because their fencing token was stale: another node took the partition's lease.",
+    },
+    Declaration {
+        name: CLUSTER_LEASE_CHANGES_TOTAL,
+        kind: Kind::Counter,
+        labels: &[CHANGE],
+        help: "Partition lease changes on this node: acquired, lost (not renewed in time, or taken over), released.",
+    },
+    Declaration {
+        name: CLUSTER_PARTITIONS_OWNED,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Partitions whose lease this node holds.",
     },
     Declaration {
         name: JOURNEY_ENTRIES_TOTAL,

@@ -19,7 +19,7 @@ pub struct Erased {
 
 impl Erased {
     /// Both erasures together.
-    fn merge(self, other: Erased) -> Erased {
+    pub(crate) fn merge(self, other: Erased) -> Erased {
         Erased {
             state: self.state || other.state,
             decisions: self.decisions + other.decisions,

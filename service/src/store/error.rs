@@ -100,6 +100,45 @@ pub enum StoreError {
         /// Writes waiting for a checkpoint.
         buffered: usize,
     },
+    /// A Redis call failed (unreachable, timed out, refused).
+    #[error("storage unavailable: redis {operation}: {message}")]
+    Redis {
+        /// What was asked: `apply`, `load`, `lease`, `connect`, …
+        operation: &'static str,
+        /// Redis's (or the client's) error.
+        message: String,
+    },
+    /// A write to a partition whose lease this node does not hold.
+    #[error("storage refuses the write: this node does not hold partition {partition}'s lease")]
+    NotOwner {
+        /// The partition.
+        partition: u16,
+    },
+    /// Redis refused a write whose fencing token is stale: another node
+    /// took the partition.
+    #[error(
+        "storage refused a stale write: partition {partition} has fencing token {current}, the write carried {token}"
+    )]
+    Fenced {
+        /// The partition.
+        partition: u16,
+        /// The token the write carried.
+        token: u64,
+        /// The partition's current token.
+        current: u64,
+    },
+    /// A partition is leased to another node.
+    #[error(
+        "storage unavailable: partition {partition} is leased to node '{holder}' until {expires_at} ms; is another nudge using this storage.redis_namespace?"
+    )]
+    Leased {
+        /// The partition.
+        partition: u16,
+        /// Its holder.
+        holder: String,
+        /// When the holder's lease ends unless renewed (ms since the epoch, Redis's clock).
+        expires_at: i64,
+    },
     /// The store is shut down.
     #[error("storage is closed")]
     Closed,

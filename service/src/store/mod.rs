@@ -31,6 +31,7 @@ mod error;
 mod journal;
 mod records;
 mod redb_store;
+pub mod redis;
 mod source;
 mod tables;
 mod wal;

@@ -1,0 +1,340 @@
+//! [`Client`]: the connection to the Redis Cluster, the runtime its I/O runs
+//! on, the scripts, and the durability a write waits for.
+
+use crate::store::StoreError;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr,
+};
+use redis::{Cmd, Script, Value};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What an acknowledged write is, beyond being applied on its primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every primary appends to its AOF with `appendfsync always`: a write
+    /// is on the primary's disk before Redis answers. Checked at start
+    /// (`CONFIG GET`); a primary configured otherwise refuses the start.
+    Fsync,
+    /// Every write waits (`WAIT`) until this many replicas have it, at most
+    /// this long; fewer fails the write (it may still be applied: treat it
+    /// as not acknowledged).
+    Replicas {
+        /// Replicas that must have the write.
+        count: u32,
+        /// The longest wait.
+        timeout: Duration,
+    },
+    /// Whatever the servers are configured for; nothing is checked. For
+    /// managed services that hide `CONFIG`, and for tests.
+    Unchecked,
+}
+
+/// How to reach the cluster.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Seed nodes (`redis://host:port`); the rest is discovered.
+    pub urls: Vec<String>,
+    /// The durability writes wait for.
+    pub durability: Durability,
+    /// The longest a command may take before it fails (and the longest a
+    /// connection attempt may take).
+    pub timeout: Duration,
+}
+
+/// The cluster connection and its runtime; cheap to clone.
+#[derive(Clone)]
+pub(super) struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Owned so the store works whoever calls it (a test's thread, the
+    /// server's runtime, a blocking export); shut down in the background
+    /// when the last clone goes.
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+    connection: ClusterConnection,
+    apply: Script,
+    lease: Script,
+    options: ClientOptions,
+    /// Round trips made and the time they took, for the metrics.
+    pub(super) round_trips: crate::metrics::RedisMetrics,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Client")
+            .field("urls", &self.inner.options.urls)
+            .field("durability", &self.inner.options.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(runtime) = self
+            .runtime
+            .lock()
+            .ok()
+            .and_then(|mut runtime| runtime.take())
+        {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Client {
+    /// Connects to the cluster and checks the durability it promises.
+    /// Blocking.
+    pub(super) fn connect(options: ClientOptions) -> Result<Self, StoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("nudge-redis")
+            .enable_all()
+            .build()
+            .map_err(|source| StoreError::NoWriter {
+                source: Arc::new(source),
+            })?;
+        let handle = runtime.handle().clone();
+        let client = ClusterClient::builder(options.urls.clone())
+            .connection_timeout(options.timeout)
+            .response_timeout(options.timeout)
+            .retries(6)
+            .min_retry_wait(10)
+            .max_retry_wait(500)
+            .build()
+            .map_err(|error| redis_error("connect", &error))?;
+        let connection = runtime
+            .block_on(async {
+                tokio::time::timeout(options.timeout * 4, client.get_async_connection()).await
+            })
+            .map_err(|_| StoreError::Redis {
+                operation: "connect",
+                message: format!(
+                    "no answer from {} within {:?}",
+                    options.urls.join(", "),
+                    options.timeout * 4
+                ),
+            })?
+            .map_err(|error| redis_error("connect", &error))?;
+        let client = Self {
+            inner: Arc::new(Inner {
+                runtime: Mutex::new(Some(runtime)),
+                handle,
+                connection,
+                apply: Script::new(include_str!("apply.lua")),
+                lease: Script::new(include_str!("lease.lua")),
+                options,
+                round_trips: crate::metrics::RedisMetrics::default(),
+            }),
+        };
+        if client.inner.options.durability == Durability::Fsync {
+            client.block_on(client.clone().check_fsync())?;
+        }
+        Ok(client)
+    }
+
+    /// The runtime the store's I/O runs on.
+    pub(super) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.inner.handle
+    }
+
+    /// The round-trip counters.
+    pub(super) fn metrics(&self) -> &crate::metrics::RedisMetrics {
+        &self.inner.round_trips
+    }
+
+    /// Runs `future` on the store's runtime and waits for it on this
+    /// thread (never call it from the store's own runtime).
+    pub(super) fn block_on<T: Send + 'static>(
+        &self,
+        future: impl Future<Output = T> + Send + 'static,
+    ) -> T {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        self.inner.handle.spawn(async move {
+            let _ = sender.send(future.await);
+        });
+        #[allow(clippy::expect_used)]
+        receiver
+            .recv()
+            .expect("the store's runtime runs until the store is dropped")
+    }
+
+    /// Sends `command` to the node of `key`'s slot (or, for `None`, to any
+    /// primary) and counts the round trip.
+    pub(super) async fn query(
+        &self,
+        operation: &'static str,
+        command: Cmd,
+        key: Option<&str>,
+    ) -> Result<Value, StoreError> {
+        let routing = match key {
+            Some(key) => RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                Route::with_slot(Slot::for_key(key), SlotAddr::Master),
+            )),
+            None => RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
+        };
+        let started = Instant::now();
+        let mut connection = self.inner.connection.clone();
+        let result = connection.route_command(command, routing).await;
+        self.inner.round_trips.record(operation, started.elapsed());
+        result.map_err(|error| redis_error(operation, &error))
+    }
+
+    /// `apply.lua` on the partition whose lease is `lease_key`, with its
+    /// `prefix`, fencing `token` ("" unfenced) and `count` operations.
+    pub(super) async fn apply(
+        &self,
+        lease_key: &str,
+        prefix: &str,
+        token: &str,
+        count: usize,
+        args: Vec<Vec<u8>>,
+    ) -> Result<Vec<Value>, StoreError> {
+        let mut invocation = self.inner.apply.key(lease_key);
+        invocation.arg(prefix).arg(token).arg(count);
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let started = Instant::now();
+        let mut connection = self.inner.connection.clone();
+        let result: Result<Vec<Value>, redis::RedisError> =
+            invocation.invoke_async(&mut connection).await;
+        self.inner.round_trips.record("apply", started.elapsed());
+        result.map_err(|error| {
+            if error.code() == Some("FENCED") {
+                let current = error
+                    .detail()
+                    .and_then(|detail| detail.trim().parse().ok())
+                    .unwrap_or(0);
+                return StoreError::Fenced {
+                    partition: 0,
+                    token: token.parse().unwrap_or(0),
+                    current,
+                };
+            }
+            redis_error("apply", &error)
+        })
+    }
+
+    /// `lease.lua`: `operation` ("acquire" or "release") of the lease at
+    /// `lease_key` by `node` with `argument` (the lease time in ms, or the
+    /// token held); the script's `{taken, token or holder, expires}`.
+    pub(super) async fn lease(
+        &self,
+        lease_key: &str,
+        operation: &'static str,
+        node: &str,
+        argument: u64,
+    ) -> Result<(bool, String, i64), StoreError> {
+        let mut invocation = self.inner.lease.key(lease_key);
+        invocation.arg(operation).arg(node).arg(argument);
+        let started = Instant::now();
+        let mut connection = self.inner.connection.clone();
+        let result: Result<(i64, String, i64), redis::RedisError> =
+            invocation.invoke_async(&mut connection).await;
+        self.inner.round_trips.record("lease", started.elapsed());
+        let (taken, who, expires) = result.map_err(|error| redis_error("lease", &error))?;
+        Ok((taken == 1, who, expires))
+    }
+
+    /// Waits until the replicas the durability asks for have every write
+    /// made so far on the primary of `key`'s slot.
+    pub(super) async fn replicate(&self, key: &str) -> Result<(), StoreError> {
+        let Durability::Replicas { count, timeout } = self.inner.options.durability else {
+            return Ok(());
+        };
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(count).arg(timeout.as_millis() as u64);
+        let value = self.query("wait", wait, Some(key)).await?;
+        let acknowledged: u32 = redis::from_redis_value(value).unwrap_or(0);
+        if acknowledged < count {
+            return Err(StoreError::Redis {
+                operation: "wait",
+                message: format!(
+                    "only {acknowledged} of {count} replicas acknowledged the write within {timeout:?}"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a primary that does not fsync every write to its AOF.
+    async fn check_fsync(self) -> Result<(), StoreError> {
+        let all_primaries = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        let mut settings = Vec::new();
+        for name in ["appendonly", "appendfsync"] {
+            let mut command = redis::cmd("CONFIG");
+            command.arg("GET").arg(name);
+            let mut connection = self.inner.connection.clone();
+            let value = connection
+                .route_command(command, all_primaries.clone())
+                .await
+                .map_err(|error| StoreError::Redis {
+                    operation: "check durability",
+                    message: format!(
+                        "{error}; storage.redis_durability = \"fsync\" reads CONFIG GET {name} \
+                         from every primary: allow it, or choose \"replicas\" or \"unchecked\""
+                    ),
+                })?;
+            settings.push((name, nodes_and_values(value)));
+        }
+        let wanted = [("appendonly", "yes"), ("appendfsync", "always")];
+        for ((name, nodes), (_, value)) in settings.iter().zip(wanted) {
+            for (node, found) in nodes {
+                if found != value {
+                    return Err(StoreError::Redis {
+                        operation: "check durability",
+                        message: format!(
+                            "primary {node} has {name} {found}; storage.redis_durability = \
+                             \"fsync\" needs appendonly yes and appendfsync always on every \
+                             primary (or choose \"replicas\" or \"unchecked\")"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A per-node answer of `CONFIG GET name` as (node, value).
+fn nodes_and_values(value: Value) -> Vec<(String, String)> {
+    let Value::Map(nodes) = value else {
+        return vec![("?".to_owned(), last_text(&value))];
+    };
+    nodes
+        .into_iter()
+        .map(|(node, answer)| {
+            let node: String = redis::from_redis_value(node).unwrap_or_else(|_| "?".to_owned());
+            (node, last_text(&answer))
+        })
+        .collect()
+}
+
+/// The last text in a `CONFIG GET` answer (its value, in either protocol).
+fn last_text(value: &Value) -> String {
+    match value {
+        Value::Array(items) => items.last().map(last_text).unwrap_or_default(),
+        Value::Map(pairs) => pairs
+            .last()
+            .map(|(_, value)| last_text(value))
+            .unwrap_or_default(),
+        Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Value::SimpleString(text) => text.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A Redis error as the store's.
+pub(super) fn redis_error(operation: &'static str, error: &impl std::fmt::Display) -> StoreError {
+    StoreError::Redis {
+        operation,
+        message: error.to_string(),
+    }
+}

@@ -1,0 +1,847 @@
+//! [`RedisStore`]: customer state, the decision and event logs and the
+//! budget counters in a Redis Cluster, for running nudge as several nodes
+//! (PRODUCT.md §11). It implements [`StateStore`], [`DecisionLog`] and
+//! [`BudgetLedger`] and passes the same [`contract`](super::contract).
+//!
+//! Layout (`keys.rs`): customers fall into a fixed number of partitions
+//! ([`Partitions`]); every key of a partition carries its hash tag, so a
+//! partition lives in one slot:
+//! - `<ns>:{p<n>}:lease` — the partition's lease and fencing token;
+//! - `…:state` — customer id → state (the embedded store's encoding);
+//! - `…:timers` — customer → earliest journey due time;
+//! - `…:dlog`, `…:dec`, `…:out` — decisions in time order, their records,
+//!   their outcomes; `…:cd:<customer>` — a customer's decisions, for forget;
+//! - `…:ec`, `…:et`, `…:ev:<customer>` — customers with events, events in
+//!   the order applied, one customer's events by number;
+//! - `<ns>:{shared}:budgets`, `…:features` — the budget counters and the
+//!   models' feature specs, owned by no node.
+//!
+//! Every write goes through its partition's lane (`lanes.rs`): one script
+//! call applies everything queued for the partition, atomically, after
+//! checking the node's fencing token for it, so a node that lost a
+//! partition (paused, partitioned, too slow to renew) never overwrites the
+//! new owner's state. A write waits for the durability configured
+//! ([`Durability`]). Until then a queued state is what [`StateStore::load`]
+//! returns, as in the embedded store.
+//!
+//! The node holds its partitions' leases ([`Leases`], renewed by a task on
+//! the store's runtime); [`RedisStore::open`] takes every partition, for a
+//! single node on Redis. A write to a partition the node does not hold
+//! fails at once with [`StoreError::NotOwner`].
+
+mod client;
+mod export;
+mod keys;
+mod lanes;
+mod leases;
+
+pub use client::{ClientOptions, Durability};
+
+use super::records::{decode, encode};
+use super::{
+    BudgetChange, BudgetLedger, Commit, DecisionLog, EventRecord, LogEntry, LoggedDecision,
+    StateStore, StoreError, StoreFuture, TimeRange, TimerWrite,
+};
+use client::Client;
+use dashmap::DashMap;
+use keys::Keys;
+use lanes::{LaneTarget, Op, Queued};
+use leases::Leases;
+use nudge_models::cluster::{FencingToken, Partition, Partitions};
+use nudge_models::customer::CustomerState;
+use nudge_models::time::Timestamp;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Customer → the number of its newest queued write and that write's
+/// encoded state (`None`: a queued forget).
+type PendingStates = DashMap<Arc<str>, (u64, Option<Arc<[u8]>>)>;
+
+/// How to open a [`RedisStore`].
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// The cluster and the durability writes wait for.
+    pub client: ClientOptions,
+    /// The first part of every key, so several deployments (or tests) can
+    /// share a cluster.
+    pub namespace: String,
+    /// How many partitions customers fall into; fixed for the data's life.
+    pub partitions: Partitions,
+    /// This node's name in the leases.
+    pub node: String,
+    /// How long a lease runs unless renewed (renewed every third of it).
+    pub lease: Duration,
+    /// How long [`RedisStore::open`] waits for partitions another node
+    /// holds (e.g. this node before a crash) to be free.
+    pub acquire_wait: Duration,
+}
+
+/// The Redis Cluster store.
+pub struct RedisStore {
+    client: Client,
+    keys: Keys,
+    partitions: Partitions,
+    /// One lane per partition, then the lane of the shared keys.
+    lanes: Vec<mpsc::UnboundedSender<Queued>>,
+    leases: Arc<Leases>,
+    /// Customer → its newest queued state (`None`: a queued forget) and the
+    /// write's number, until Redis has it.
+    pending_states: Arc<PendingStates>,
+    /// Budget changes queued and not yet in Redis.
+    pending_budgets: Arc<Mutex<HashMap<String, i64>>>,
+    /// Model versions whose feature specs this store wrote.
+    written_models: DashMap<String, ()>,
+    /// Numbers writes (pending states) and budget changes (their ids).
+    sequence: AtomicU64,
+    /// Set by a failed round trip, cleared by a successful one: why writes
+    /// are refused now.
+    failure: Arc<Mutex<Option<StoreError>>>,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("RedisStore")
+            .field("client", &self.client)
+            .field("partitions", &self.partitions.count())
+            .field("node", &self.leases.node())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects, checks the durability, and takes every partition's lease
+    /// for this node (waiting up to `acquire_wait` for leases another node
+    /// holds), then keeps renewing them. Blocking.
+    pub fn open(options: RedisOptions) -> Result<Arc<Self>, StoreError> {
+        let store = Self::connect(options.clone())?;
+        let all: Vec<Partition> = options.partitions.all().collect();
+        let deadline = Instant::now() + options.acquire_wait;
+        loop {
+            let refused = store.acquire(&all)?;
+            let Some((partition, holder, expires)) = refused.into_iter().next() else {
+                break;
+            };
+            if Instant::now() >= deadline {
+                return Err(StoreError::Leased {
+                    partition: partition.0,
+                    holder,
+                    expires_at: expires,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100).min(options.lease / 4));
+        }
+        store.clone().keep_renewing();
+        Ok(store)
+    }
+
+    /// Connects without taking any lease (a cluster node takes the ones
+    /// placement gives it).
+    pub fn connect(options: RedisOptions) -> Result<Arc<Self>, StoreError> {
+        let client = Client::connect(options.client.clone())?;
+        let keys = Keys::new(&options.namespace);
+        let leases = Arc::new(Leases::new(
+            &options.node,
+            options.lease,
+            options.partitions,
+        ));
+        let failure = Arc::new(Mutex::new(None));
+        let mut lanes: Vec<_> = options
+            .partitions
+            .all()
+            .map(|partition| {
+                let target = LaneTarget {
+                    partition: Some(partition),
+                    prefix: keys.partition(partition),
+                };
+                lanes::start(&client, target, leases.clone(), failure.clone())
+            })
+            .collect();
+        let shared = LaneTarget {
+            partition: None,
+            prefix: keys.shared(),
+        };
+        lanes.push(lanes::start(
+            &client,
+            shared,
+            leases.clone(),
+            failure.clone(),
+        ));
+        Ok(Arc::new(Self {
+            client,
+            keys,
+            partitions: options.partitions,
+            lanes,
+            leases,
+            pending_states: Arc::new(DashMap::new()),
+            pending_budgets: Arc::new(Mutex::new(HashMap::new())),
+            written_models: DashMap::new(),
+            sequence: AtomicU64::new(0),
+            failure,
+        }))
+    }
+
+    /// Asks for (or renews) `partitions`' leases; the ones another node
+    /// holds, with their holder and when their lease ends (ms, Redis's
+    /// clock). Blocking.
+    pub fn acquire(
+        &self,
+        partitions: &[Partition],
+    ) -> Result<Vec<(Partition, String, i64)>, StoreError> {
+        let client = self.client.clone();
+        let leases = self.leases.clone();
+        let keys = self.keys.clone();
+        let partitions = partitions.to_vec();
+        self.client
+            .block_on(async move { acquire(&client, &leases, &keys, &partitions).await })
+    }
+
+    /// Gives up `partitions`' leases (their tokens stay, so the next holder's
+    /// are larger). Blocking.
+    pub fn release(&self, partitions: &[Partition]) -> Result<(), StoreError> {
+        let client = self.client.clone();
+        let leases = self.leases.clone();
+        let keys = self.keys.clone();
+        let partitions = partitions.to_vec();
+        self.client.block_on(async move {
+            for partition in partitions {
+                let Some(FencingToken(token)) = leases.token(partition) else {
+                    continue;
+                };
+                leases.drop_partition(partition);
+                let lease_key = Keys::lease(&keys.partition(partition));
+                client
+                    .lease(&lease_key, "release", leases.node(), token)
+                    .await?;
+                client
+                    .metrics()
+                    .lease_changed("released", leases.owned().len());
+            }
+            Ok(())
+        })
+    }
+
+    /// The partitions this node holds now.
+    pub fn owned(&self) -> Vec<Partition> {
+        self.leases.owned()
+    }
+
+    /// The partition of `customer_id`.
+    pub fn partition_of(&self, customer_id: &str) -> Partition {
+        self.partitions.of(customer_id)
+    }
+
+    /// The fencing token this node writes `partition` with, while it holds
+    /// it.
+    pub fn token(&self, partition: Partition) -> Option<FencingToken> {
+        self.leases.token(partition)
+    }
+
+    /// Queues `state` for `customer_id` carrying `token`, whatever this node
+    /// holds now: the write of a node that read its token, stalled (a
+    /// pause, a partition) past its lease, and then sent it. Redis refuses
+    /// it unless `token` is still the partition's current one. For the
+    /// tests of the fencing; the service never calls it.
+    #[doc(hidden)]
+    pub fn write_stalled(
+        &self,
+        customer_id: &Arc<str>,
+        state: &CustomerState,
+        token: FencingToken,
+    ) -> Commit {
+        let encoded: Arc<[u8]> = match encode(state) {
+            Ok(encoded) => encoded.into(),
+            Err(error) => return Commit::done(Err(error)),
+        };
+        let (reply, receiver) = oneshot::channel();
+        let queued = Queued {
+            ops: vec![Op::State {
+                customer: customer_id.clone(),
+                encoded,
+                timer: String::new(),
+            }],
+            reply,
+            after: None,
+            token: Some(token),
+        };
+        if self
+            .lane(Some(self.partitions.of(customer_id)))
+            .send(queued)
+            .is_err()
+        {
+            return Commit::done(Err(StoreError::Closed));
+        }
+        Commit::pending(receiver)
+    }
+
+    /// Round trips to Redis so far, by operation.
+    pub fn round_trips(&self) -> Vec<(&'static str, u64)> {
+        self.client.metrics().round_trips()
+    }
+
+    /// Renews the held leases every third of the lease time, for as long as
+    /// the store lives.
+    fn keep_renewing(self: Arc<Self>) {
+        let weak = Arc::downgrade(&self);
+        let every = self.leases.ttl() / 3;
+        self.client.runtime().spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(store) = weak.upgrade() else {
+                    return;
+                };
+                let held: Vec<Partition> = store
+                    .leases
+                    .recorded()
+                    .into_iter()
+                    .map(|(partition, _)| partition)
+                    .collect();
+                let renewed = acquire(&store.client, &store.leases, &store.keys, &held).await;
+                if let Err(error) = renewed {
+                    tracing::warn!(%error, "renewing the partition leases failed");
+                }
+            }
+        });
+    }
+
+    fn lane(&self, partition: Option<Partition>) -> &mpsc::UnboundedSender<Queued> {
+        let index = partition.map_or(self.lanes.len() - 1, |partition| usize::from(partition.0));
+        &self.lanes[index.min(self.lanes.len() - 1)]
+    }
+
+    /// Queues `ops` on the lane of `partition`; `after` runs once Redis
+    /// answered, before the commit resolves.
+    fn queue(
+        &self,
+        partition: Option<Partition>,
+        ops: Vec<Op>,
+        after: Option<lanes::After>,
+    ) -> Commit {
+        let (reply, receiver) = oneshot::channel();
+        let queued = Queued {
+            ops,
+            reply,
+            after,
+            token: None,
+        };
+        if self.lane(partition).send(queued).is_err() {
+            return Commit::done(Err(StoreError::Closed));
+        }
+        Commit::pending(receiver)
+    }
+
+    /// Queues a state (or, for `None`, its erasure) with the op that writes
+    /// it, visible to [`StateStore::load`] until Redis has it.
+    fn queue_state(&self, customer_id: &Arc<str>, encoded: Option<Arc<[u8]>>, op: Op) -> Commit {
+        let number = self.sequence.fetch_add(1, Ordering::Relaxed);
+        self.pending_states
+            .insert(customer_id.clone(), (number, encoded));
+        let pending = self.pending_states.clone();
+        let customer = customer_id.clone();
+        let after: lanes::After = Box::new(move |_| {
+            pending.remove_if(&customer, |_, (queued, _)| *queued == number);
+        });
+        self.queue(Some(self.partitions.of(customer_id)), vec![op], Some(after))
+    }
+
+    fn failing(&self) -> Result<(), StoreError> {
+        match self.failure.lock() {
+            Ok(failure) => failure.clone().map_or(Ok(()), Err),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Waits until every lane answered what was queued before. Blocking.
+    fn drain(&self) -> Result<(), StoreError> {
+        let commits: Vec<Commit> = self
+            .lanes
+            .iter()
+            .map(|lane| {
+                let (reply, receiver) = oneshot::channel();
+                let _ = lane.send(Queued {
+                    ops: Vec::new(),
+                    reply,
+                    after: None,
+                    token: None,
+                });
+                Commit::pending(receiver)
+            })
+            .collect();
+        self.client.block_on(async move {
+            for commit in commits {
+                commit.wait().await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// A query on the store's runtime from a blocking caller.
+    fn query_blocking(
+        &self,
+        operation: &'static str,
+        command: redis::Cmd,
+        key: String,
+    ) -> Result<redis::Value, StoreError> {
+        let client = self.client.clone();
+        self.client
+            .block_on(async move { client.query(operation, command, Some(&key)).await })
+    }
+
+    /// Runs `query` for every partition at once on the store's runtime.
+    fn every_partition<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        query: impl Fn(&str) -> redis::Cmd,
+        read: fn(redis::Value) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let requests: Vec<(redis::Cmd, String)> = self
+            .partitions
+            .all()
+            .map(|partition| {
+                let prefix = self.keys.partition(partition);
+                (query(&prefix), Keys::lease(&prefix))
+            })
+            .collect();
+        let client = self.client.clone();
+        self.client.block_on(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (index, (command, key)) in requests.into_iter().enumerate() {
+                let client = client.clone();
+                tasks.spawn(async move {
+                    let value = client.query(operation, command, Some(&key)).await?;
+                    Ok::<_, StoreError>((index, read(value)?))
+                });
+            }
+            let mut results = Vec::new();
+            while let Some(joined) = tasks.join_next().await {
+                let joined = joined.map_err(|error| StoreError::Redis {
+                    operation,
+                    message: error.to_string(),
+                })?;
+                results.push(joined?);
+            }
+            results.sort_by_key(|(index, _)| *index);
+            Ok(results.into_iter().map(|(_, value)| value).collect())
+        })
+    }
+}
+
+/// Asks for (or renews) `partitions`' leases at once; the refused ones.
+async fn acquire(
+    client: &Client,
+    leases: &Arc<Leases>,
+    keys: &Keys,
+    partitions: &[Partition],
+) -> Result<Vec<(Partition, String, i64)>, StoreError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for &partition in partitions {
+        let client = client.clone();
+        let lease_key = Keys::lease(&keys.partition(partition));
+        let node = leases.node().to_owned();
+        let ttl = leases.ttl().as_millis() as u64;
+        tasks.spawn(async move {
+            let asked = Instant::now();
+            let answer = client.lease(&lease_key, "acquire", &node, ttl).await;
+            (partition, asked, answer)
+        });
+    }
+    let mut refused = Vec::new();
+    let mut failure = None;
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((partition, asked, answer)) = joined else {
+            continue;
+        };
+        match answer {
+            Ok((true, token, _)) => {
+                let token = FencingToken(token.parse().unwrap_or(0));
+                if leases.hold(partition, token, asked) {
+                    client
+                        .metrics()
+                        .lease_changed("acquired", leases.owned().len());
+                }
+            }
+            Ok((false, holder, expires)) => {
+                if leases.drop_partition(partition) {
+                    client.metrics().lease_changed("lost", leases.owned().len());
+                }
+                refused.push((partition, holder, expires));
+            }
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
+        }
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => {
+            refused.sort_by_key(|(partition, _, _)| *partition);
+            Ok(refused)
+        }
+    }
+}
+
+impl StateStore for RedisStore {
+    fn load<'a>(&'a self, customer_id: &'a str) -> StoreFuture<'a, Option<CustomerState>> {
+        Box::pin(async move {
+            if let Some(pending) = self.pending_states.get(customer_id) {
+                let encoded = pending.1.clone();
+                drop(pending);
+                return encoded
+                    .map(|bytes| decode("customer state", &bytes))
+                    .transpose();
+            }
+            let prefix = self.keys.partition(self.partitions.of(customer_id));
+            let mut command = redis::cmd("HGET");
+            command.arg(Keys::states(&prefix)).arg(customer_id);
+            let client = self.client.clone();
+            let key = Keys::lease(&prefix);
+            let value = self
+                .client
+                .runtime()
+                .spawn(async move { client.query("load", command, Some(&key)).await })
+                .await
+                .map_err(|error| StoreError::Redis {
+                    operation: "load",
+                    message: error.to_string(),
+                })??;
+            let bytes: Option<Vec<u8>> = redis::from_redis_value(value)
+                .map_err(|error| client::redis_error("load", &error))?;
+            bytes
+                .map(|bytes| decode("customer state", &bytes))
+                .transpose()
+        })
+    }
+
+    fn write(&self, customer_id: &Arc<str>, state: &CustomerState) -> Commit {
+        if let Err(error) = self.failing() {
+            return Commit::done(Err(error));
+        }
+        let encoded: Arc<[u8]> = match encode(state) {
+            Ok(encoded) => encoded.into(),
+            Err(error) => return Commit::done(Err(error)),
+        };
+        let timer = match TimerWrite::of(state) {
+            TimerWrite::Untouched => String::new(),
+            TimerWrite::Clear => "-".to_owned(),
+            TimerWrite::Set(due) => due.to_string(),
+        };
+        let op = Op::State {
+            customer: customer_id.clone(),
+            encoded: encoded.clone(),
+            timer,
+        };
+        self.queue_state(customer_id, Some(encoded), op)
+    }
+
+    fn forget(&self, customer_id: &Arc<str>) -> Commit {
+        let op = Op::ForgetState {
+            customer: customer_id.clone(),
+        };
+        self.queue_state(customer_id, None, op)
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.failing()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.drain()
+    }
+
+    fn len(&self) -> Result<u64, StoreError> {
+        let counts = self.every_partition(
+            "scan",
+            |prefix| {
+                let mut command = redis::cmd("HLEN");
+                command.arg(Keys::states(prefix));
+                command
+            },
+            |value| {
+                redis::from_redis_value::<u64>(value)
+                    .map_err(|error| client::redis_error("scan", &error))
+            },
+        )?;
+        Ok(counts.into_iter().sum())
+    }
+
+    fn journey_timers(&self) -> Result<Vec<(Arc<str>, Timestamp)>, StoreError> {
+        let partitions = self.every_partition(
+            "scan",
+            |prefix| {
+                let mut command = redis::cmd("ZRANGE");
+                command
+                    .arg(Keys::timers(prefix))
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES");
+                command
+            },
+            |value| {
+                redis::from_redis_value::<Vec<(String, f64)>>(value)
+                    .map_err(|error| client::redis_error("scan", &error))
+            },
+        )?;
+        Ok(partitions
+            .into_iter()
+            .flatten()
+            .map(|(customer, due)| (Arc::from(customer), Timestamp::from_millis(due as i64)))
+            .collect())
+    }
+
+    fn probe(&self) {
+        let client = self.client.clone();
+        let failure = self.failure.clone();
+        let key = Keys::lease(&self.keys.shared());
+        self.client.runtime().spawn(async move {
+            if client
+                .query("other", redis::cmd("PING"), Some(&key))
+                .await
+                .is_ok()
+                && let Ok(mut failure) = failure.lock()
+            {
+                *failure = None;
+            }
+        });
+    }
+}
+
+impl DecisionLog for RedisStore {
+    fn append(&self, entries: Vec<LogEntry>) -> Commit {
+        if entries.is_empty() {
+            return Commit::none();
+        }
+        if let Err(error) = self.failing() {
+            return Commit::done(Err(error));
+        }
+        let mut by_partition: HashMap<Partition, Vec<Op>> = HashMap::new();
+        let mut shared = Vec::new();
+        for entry in entries {
+            let (partition, op) = match self.log_op(entry, &mut shared) {
+                Ok(op) => op,
+                Err(error) => return Commit::done(Err(error)),
+            };
+            by_partition.entry(partition).or_default().push(op);
+        }
+        let mut commit = Commit::none();
+        if !shared.is_empty() {
+            commit = commit.and(self.queue(None, shared, None));
+        }
+        for (partition, ops) in by_partition {
+            commit = commit.and(self.queue(Some(partition), ops, None));
+        }
+        commit
+    }
+
+    fn export(
+        &self,
+        range: TimeRange,
+        visit: &mut dyn FnMut(LoggedDecision) -> bool,
+    ) -> Result<u64, StoreError> {
+        export::decisions(self, range, visit)
+    }
+
+    fn export_events(
+        &self,
+        range: TimeRange,
+        visit: &mut dyn FnMut(EventRecord) -> bool,
+    ) -> Result<u64, StoreError> {
+        export::events(self, range, visit)
+    }
+
+    fn compact(&self, before: Timestamp, max: usize) -> Commit {
+        export::compact(self, before, max)
+    }
+
+    fn forget(&self, customer_id: &Arc<str>) -> Commit {
+        let op = Op::ForgetLog {
+            customer: customer_id.clone(),
+        };
+        self.queue(Some(self.partitions.of(customer_id)), vec![op], None)
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.failing()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.drain()
+    }
+
+    fn probe(&self) {
+        StateStore::probe(self);
+    }
+}
+
+impl RedisStore {
+    /// The partition and operation of one log entry; a decision of a model
+    /// whose feature specs this store has not written adds their write to
+    /// `shared`.
+    fn log_op(&self, entry: LogEntry, shared: &mut Vec<Op>) -> Result<(Partition, Op), StoreError> {
+        Ok(match entry {
+            LogEntry::Decision {
+                record,
+                feature_names,
+            } => {
+                if let (Some(model), Some(names)) = (&record.model_version, &feature_names)
+                    && self.written_models.insert(model.clone(), ()).is_none()
+                {
+                    shared.push(Op::Features {
+                        model: model.clone(),
+                        encoded: encode(&names.to_vec())?,
+                    });
+                }
+                let partition = self.partitions.of(&record.customer_id);
+                let member =
+                    keys::decision_member(record.at, &record.decision_id, &record.customer_id);
+                let encoded = encode(&record)?;
+                (
+                    partition,
+                    Op::Decision {
+                        member,
+                        customer: record.customer_id,
+                        encoded,
+                    },
+                )
+            }
+            LogEntry::Outcome(outcome) => {
+                let partition = self.partitions.of(&outcome.customer_id);
+                let member = keys::decision_member(
+                    outcome.decision_at,
+                    &outcome.decision_id,
+                    &outcome.customer_id,
+                );
+                let id = format!("{}\u{0}{}", outcome.action_id, outcome.outcome.name());
+                let encoded = encode(&outcome)?;
+                (
+                    partition,
+                    Op::Outcome {
+                        member,
+                        customer: outcome.customer_id,
+                        id,
+                        encoded,
+                    },
+                )
+            }
+            LogEntry::Event(event) => {
+                let partition = self.partitions.of(&event.customer_id);
+                let encoded = encode(&event)?;
+                (
+                    partition,
+                    Op::Event {
+                        ordinal: keys::ordinal(event.ordinal),
+                        time: keys::sortable(event.received_at),
+                        customer: event.customer_id,
+                        encoded,
+                    },
+                )
+            }
+        })
+    }
+}
+
+impl BudgetLedger for RedisStore {
+    fn load(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        // Read in the shared lane's order: the counters as of every change
+        // queued before, plus the changes still pending, which at that
+        // moment are exactly the ones queued after.
+        let (sender, receiver) = oneshot::channel();
+        let pending = self.pending_budgets.clone();
+        let after: lanes::After = Box::new(move |results| {
+            let Some(stored) = results.and_then(|results| results.first()) else {
+                return;
+            };
+            let stored: Result<HashMap<String, i64>, _> = redis::from_redis_value(stored.clone());
+            let Ok(mut counters) = stored else {
+                return;
+            };
+            if let Ok(pending) = pending.lock() {
+                for (action, delta) in pending.iter() {
+                    *counters.entry(action.clone()).or_default() += delta;
+                }
+            }
+            let _ = sender.send(counters);
+        });
+        let commit = self.queue(None, vec![Op::ReadBudgets], Some(after));
+        let counters = self.client.block_on(async move {
+            commit.wait().await?;
+            receiver.await.map_err(|_| StoreError::Redis {
+                operation: "load",
+                message: "the budget counters could not be read".to_owned(),
+            })
+        })?;
+        let mut counters: Vec<(String, u64)> = counters
+            .into_iter()
+            .filter_map(|(action, used)| {
+                u64::try_from(used)
+                    .ok()
+                    .filter(|used| *used > 0)
+                    .map(|used| (action, used))
+            })
+            .collect();
+        counters.sort();
+        Ok(counters)
+    }
+
+    fn record(&self, changes: Vec<BudgetChange>) -> Commit {
+        if changes.is_empty() {
+            return Commit::none();
+        }
+        if let Err(error) = self.failing() {
+            return Commit::done(Err(error));
+        }
+        let node = self.leases.node();
+        let ops: Vec<Op> = changes
+            .iter()
+            .map(|change| Op::Budget {
+                action: change.action_id.clone(),
+                delta: change.delta,
+                id: format!("{node}-{}", self.sequence.fetch_add(1, Ordering::Relaxed)),
+            })
+            .collect();
+        if let Ok(mut pending) = self.pending_budgets.lock() {
+            for change in &changes {
+                *pending.entry(change.action_id.clone()).or_default() += change.delta;
+            }
+        }
+        let pending = self.pending_budgets.clone();
+        let after: lanes::After = Box::new(move |_| {
+            if let Ok(mut pending) = pending.lock() {
+                for change in changes {
+                    let left = pending.entry(change.action_id.clone()).or_default();
+                    *left -= change.delta;
+                    if *left == 0 {
+                        pending.remove(&change.action_id);
+                    }
+                }
+            }
+        });
+        self.queue(None, ops, Some(after))
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.failing()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.drain()
+    }
+
+    fn probe(&self) {
+        StateStore::probe(self);
+    }
+}
+
+impl From<Arc<RedisStore>> for super::Stores {
+    /// The Redis store serves all three roles.
+    fn from(store: Arc<RedisStore>) -> Self {
+        Self {
+            state: store.clone(),
+            log: store.clone(),
+            budgets: store,
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The Redis Cluster store against a real three-primary cluster: the store
+//! contract every backend keeps, what survives the Redis processes being
+//! killed and restarted, and the fencing that keeps a stale owner's writes
+//! out.
+
+use nudge_models::cluster::{FencingToken, Partitions};
+use nudge_service::store::contract;
+use nudge_service::store::redis::{ClientOptions, Durability, RedisOptions, RedisStore};
+use nudge_service::store::{BudgetLedger, DecisionLog, StateStore, StoreError, Stores};
+use nudge_tests::redis::RedisCluster;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn options(cluster: &RedisCluster, namespace: &str, node: &str, lease_ms: u64) -> RedisOptions {
+    RedisOptions {
+        client: ClientOptions {
+            urls: cluster.urls(),
+            durability: Durability::Fsync,
+            timeout: Duration::from_secs(2),
+        },
+        namespace: namespace.to_owned(),
+        partitions: Partitions::new(64).expect("a partition count"),
+        node: node.to_owned(),
+        lease: Duration::from_millis(lease_ms),
+        acquire_wait: Duration::from_millis(lease_ms * 2),
+    }
+}
+
+fn open(cluster: &RedisCluster, namespace: &str) -> Arc<RedisStore> {
+    RedisStore::open(options(cluster, namespace, "node-a", 5_000)).expect("open the redis store")
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(future)
+}
+
+#[test]
+fn the_redis_store_keeps_the_store_contract() {
+    let Some(cluster) = RedisCluster::for_test(3) else {
+        return;
+    };
+    let state: Arc<dyn StateStore> = open(&cluster, "state");
+    contract::state_store(&state);
+    let log: Arc<dyn DecisionLog> = open(&cluster, "log");
+    contract::decision_log(&log);
+    let events: Arc<dyn DecisionLog> = open(&cluster, "events");
+    contract::event_log(&events);
+    let budgets: Arc<dyn BudgetLedger> = open(&cluster, "budgets");
+    contract::budget_ledger(&budgets);
+    contract::survives_reopen(&|| Stores::from(open(&cluster, "reopen")));
+}
+
+#[test]
+fn a_stale_owners_write_is_refused_by_its_fencing_token_and_changes_nothing() {
+    let Some(cluster) = RedisCluster::for_test(3) else {
+        return;
+    };
+    // Node A holds every partition for 600 ms and does not renew: it
+    // stalls.
+    let a = RedisStore::connect(options(&cluster, "fence", "node-a", 600)).expect("connect a");
+    let all: Vec<_> = Partitions::new(64).expect("count").all().collect();
+    assert!(a.acquire(&all).expect("a acquires").is_empty());
+    let alice: Arc<str> = Arc::from("alice");
+    let partition = a.partition_of(&alice);
+    let a_token = a.token(partition).expect("a holds alice's partition");
+    block_on(StateStore::write(a.as_ref(), &alice, &contract::sample_state(1)).wait())
+        .expect("a writes as owner");
+
+    // B may not take the partition while A's lease runs.
+    let b = RedisStore::connect(options(&cluster, "fence", "node-b", 5_000)).expect("connect b");
+    let refused = b.acquire(&[partition]).expect("b asks");
+    assert_eq!(refused.len(), 1, "a's lease still runs");
+    assert_eq!(refused[0].1, "node-a");
+
+    // Once it ends, B takes it with a larger token and writes.
+    let b_token = loop {
+        if b.acquire(&[partition]).expect("b asks").is_empty() {
+            break b.token(partition).expect("b holds it");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(b_token > a_token, "a new holder's token is larger");
+    block_on(StateStore::write(b.as_ref(), &alice, &contract::sample_state(2)).wait())
+        .expect("b writes as owner");
+
+    // A wakes up and sends the write it had prepared with its old token.
+    let stale = block_on(
+        a.write_stalled(&alice, &contract::sample_state(7), a_token)
+            .wait(),
+    );
+    match stale {
+        Err(StoreError::Fenced {
+            token,
+            current,
+            partition: refused_partition,
+        }) => {
+            assert_eq!(FencingToken(token), a_token);
+            assert_eq!(FencingToken(current), b_token);
+            assert_eq!(refused_partition, partition.0);
+        }
+        other => panic!("a stale token must be refused, got {other:?}"),
+    }
+    // A's own view has expired too: its ordinary writes fail before Redis.
+    assert!(matches!(
+        block_on(StateStore::write(a.as_ref(), &alice, &contract::sample_state(7)).wait()),
+        Err(StoreError::NotOwner { .. })
+    ));
+    assert_eq!(
+        block_on(StateStore::load(b.as_ref(), &alice)).expect("load"),
+        Some(contract::sample_state(2)),
+        "the new owner's state stands"
+    );
+}
+
+#[test]
+fn acknowledged_writes_survive_every_redis_process_being_killed() {
+    let Some(mut cluster) = RedisCluster::for_test(3) else {
+        return;
+    };
+    {
+        let store = open(&cluster, "crash");
+        let commits: Vec<_> = (0..50)
+            .map(|customer| {
+                let id: Arc<str> = Arc::from(format!("crash-{customer}"));
+                StateStore::write(store.as_ref(), &id, &contract::sample_state(customer % 4))
+            })
+            .collect();
+        for commit in commits {
+            block_on(commit.wait()).expect("acknowledged");
+        }
+    }
+    cluster.kill_and_restart_all();
+    let store = RedisStore::open(options(&cluster, "crash", "node-a", 5_000))
+        .expect("open after the restart");
+    for customer in 0..50 {
+        let id = format!("crash-{customer}");
+        assert_eq!(
+            block_on(StateStore::load(store.as_ref(), &id)).expect("load"),
+            Some(contract::sample_state(customer % 4)),
+            "{id}"
+        );
+    }
+}
