@@ -42,6 +42,7 @@
 pub mod actors;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod convert;
 pub mod engine;
@@ -182,6 +183,36 @@ fn open_redis(config: &Config) -> Result<Stores, StartError> {
         "redis store opened"
     );
     Ok(Stores::from(store))
+}
+
+/// Joins the cluster of `config` (`cluster.enabled`) as a node that other
+/// nodes reach at `cluster.advertise`, or else at `listening`: connects to
+/// Redis (taking no partition yet) and registers in the membership.
+/// Blocking.
+pub fn join_cluster(
+    config: &Config,
+    listening: std::net::SocketAddr,
+) -> Result<Arc<cluster::Cluster>, StartError> {
+    let options = redis_options(config);
+    let urls = options.client.urls.join(", ");
+    let failed = |source| StartError::Store {
+        data_dir: PathBuf::from(&urls),
+        source,
+    };
+    let (node, partitions, lease) = (options.node.clone(), options.partitions, options.lease);
+    let store = store::redis::RedisStore::connect(options).map_err(failed)?;
+    let address = config
+        .cluster
+        .advertise
+        .clone()
+        .unwrap_or_else(|| listening.to_string());
+    if config.cluster.advertise.is_none() && listening.ip().is_unspecified() {
+        tracing::warn!(
+            %address,
+            "cluster.advertise is unset and the listener is on every interface: other nodes forward to {address}, reachable only on this host"
+        );
+    }
+    cluster::Cluster::join(store, node, address, partitions, lease).map_err(failed)
 }
 
 /// The Redis store's options from `config`.

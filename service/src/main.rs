@@ -87,6 +87,15 @@ struct ServeArgs {
     /// Log format [default: text].
     #[arg(long, value_name = "text|json")]
     log_format: Option<LogFormat>,
+    /// Run as one node of a cluster over Redis Cluster: sets
+    /// `cluster.enabled` and `storage.backend = "redis"`; the other nodes
+    /// are found through Redis.
+    #[arg(long)]
+    cluster: bool,
+    /// Redis Cluster nodes to connect to (repeatable, or comma-separated),
+    /// e.g. redis://127.0.0.1:7001 [default: storage.redis_urls].
+    #[arg(long = "redis", value_name = "URL", value_delimiter = ',')]
+    redis: Vec<String>,
     /// Any setting by its key, e.g. `--set grpc.max_concurrent_requests=512`
     /// (repeatable; the flags above win over it).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = nudge_service::cli::key_value)]
@@ -178,6 +187,13 @@ fn configure(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(log_format) = args.log_format {
         config.log_format = log_format;
+    }
+    if args.cluster {
+        config.cluster.enabled = true;
+        config.storage.backend = nudge_service::config::StorageBackend::Redis;
+    }
+    if !args.redis.is_empty() {
+        config.storage.redis_urls = args.redis.clone();
     }
     config.validate()?;
     Ok(config)

@@ -18,8 +18,12 @@
 //!    `/console` (and `/demo` on the embedded demo) and samples the
 //!    console's figures; on the embedded demo, the pages' own origin may
 //!    call over grpc-web, with a random customer token key if none is set;
-//! 5. when `shutdown` completes: drains in-flight calls, stops the pages and
-//!    the background tasks, passivates every actor and flushes the store.
+//! 5. as a cluster node (`cluster.enabled`): joins the membership in Redis,
+//!    takes the partitions placement gives it before turning ready, and
+//!    keeps renewing and rebalancing them ([`crate::cluster`]);
+//! 6. when `shutdown` completes: drains in-flight calls, stops the pages and
+//!    the background tasks, hands a cluster node's partitions off,
+//!    passivates every actor and flushes the store.
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
@@ -29,7 +33,7 @@ use crate::store::Stores;
 use crate::web::pages::{self, ConsoleAccess, GrpcWebUrl, Pages};
 use crate::web::tokens::CustomerTokens;
 use crate::web::{BrowserAccess, console};
-use crate::{StartError, open_store, start};
+use crate::{StartError, join_cluster, open_store, start};
 use nudge_models::time::Span;
 use std::fmt;
 use std::future::Future;
@@ -159,15 +163,23 @@ pub async fn run(
         grpc::serve_until_ready(listener, &server_config, browsers, serving, shutdown).await
     });
     let mut starting = tokio::task::spawn_blocking(move || {
-        let store = match store {
-            Some(store) => store,
-            None => open_store(&config)?,
+        // A cluster node opens its own store: the Redis Cluster, holding
+        // no partition until placement gives it some.
+        let cluster = if config.cluster.enabled {
+            Some(join_cluster(&config, address)?)
+        } else {
+            None
         };
-        start(config, store, clock)
+        let store = match (&cluster, store) {
+            (Some(cluster), _) => Stores::from(cluster.store().clone()),
+            (None, Some(store)) => store,
+            (None, None) => open_store(&config)?,
+        };
+        Ok::<_, StartError>((start(config, store, clock)?, cluster))
     });
-    let engine = tokio::select! {
+    let (engine, cluster) = tokio::select! {
         started = &mut starting => match started {
-            Ok(Ok(engine)) => Arc::new(engine),
+            Ok(Ok((engine, cluster))) => (Arc::new(engine), cluster),
             Ok(Err(error)) => {
                 server.abort();
                 return Err(error.into());
@@ -180,7 +192,12 @@ pub async fn run(
         stopped = &mut server => {
             tracing::info!("stopped before the service was ready");
             match starting.await {
-                Ok(Ok(engine)) => engine.shutdown(SHUTDOWN_GRACE).await,
+                Ok(Ok((engine, cluster))) => {
+                    if let Some(cluster) = cluster {
+                        cluster.leave().await;
+                    }
+                    engine.shutdown(SHUTDOWN_GRACE).await
+                }
                 Ok(Err(error)) => tracing::warn!(%error, "the engine did not start"),
                 Err(error) => tracing::warn!(%error, "the start-up task failed"),
             }
@@ -188,6 +205,20 @@ pub async fn run(
             return Ok(());
         }
     };
+    if let Some(cluster) = &cluster {
+        // Takes the partitions placement gives this node before answering
+        // (the rest are forwarded); a lease still held by a node that left
+        // uncleanly moves here when it runs out.
+        engine.join_cluster(cluster.clone());
+        if let Err(error) = cluster.tick().await {
+            tracing::warn!(%error, "first cluster round failed; retrying in the background");
+        }
+        tracing::info!(
+            node = %cluster.node(),
+            partitions = cluster.store().owned().len(),
+            "cluster node ready"
+        );
+    }
     readiness.ready(engine.clone()).await;
     tracing::info!(%address, "nudge is serving");
     if let Some(hint) = hint {
@@ -231,6 +262,9 @@ pub async fn run(
     background.spawn(reload_on_request(engine.clone(), reloads));
     background.spawn(probe_storage(engine.clone()));
     background.spawn(engine.clone().fire_journey_timers());
+    if let Some(cluster) = &cluster {
+        background.spawn(cluster.clone().run());
+    }
     let served = server.await;
     if let (Some(stop), Some(pages)) = (stop_pages, pages) {
         let _ = stop.send(());
@@ -242,6 +276,11 @@ pub async fn run(
     }
     // Drained: nothing calls the engine any more.
     background.shutdown().await;
+    if let Some(cluster) = &cluster {
+        // Hands every partition off at once: the other nodes take them
+        // over now rather than after a lease time.
+        cluster.leave().await;
+    }
     engine.shutdown(SHUTDOWN_GRACE).await;
     tracing::info!("stopped");
     served.map_err(RunError::ServerTask)??;

@@ -30,19 +30,7 @@ impl RedisCluster {
     /// A cluster of `primaries` nodes, or `None` (with a note on stderr)
     /// when `redis-server` is missing and not required.
     pub fn for_test(primaries: usize) -> Option<Self> {
-        let required = std::env::var("NUDGE_REDIS_TESTS").is_ok_and(|value| value == "required");
-        if !installed() {
-            assert!(
-                !required,
-                "NUDGE_REDIS_TESTS=required but redis-server is not installed \
-                 (apt-get install redis-server)"
-            );
-            eprintln!(
-                "skipped: redis-server is not installed (NUDGE_REDIS_TESTS=required makes this fail)"
-            );
-            return None;
-        }
-        Some(Self::start(primaries))
+        available().then(|| Self::start(primaries))
     }
 
     /// Starts the nodes and joins them into a cluster.
@@ -133,6 +121,25 @@ impl Drop for RedisCluster {
             }
         }
     }
+}
+
+/// Whether the Redis tests can run here: `redis-server` and `redis-cli`
+/// are installed. Without them, `false` (with a note on stderr), or a
+/// failure when `NUDGE_REDIS_TESTS=required`.
+pub fn available() -> bool {
+    let required = std::env::var("NUDGE_REDIS_TESTS").is_ok_and(|value| value == "required");
+    if !installed() {
+        assert!(
+            !required,
+            "NUDGE_REDIS_TESTS=required but redis-server is not installed \
+                 (apt-get install redis-server)"
+        );
+        eprintln!(
+            "skipped: redis-server is not installed (NUDGE_REDIS_TESTS=required makes this fail)"
+        );
+        return false;
+    }
+    true
 }
 
 /// Whether `redis-server` and `redis-cli` run.

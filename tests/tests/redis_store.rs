@@ -63,7 +63,7 @@ fn a_stale_owners_write_is_refused_by_its_fencing_token_and_changes_nothing() {
     // stalls.
     let a = RedisStore::connect(options(&cluster, "fence", "node-a", 600)).expect("connect a");
     let all: Vec<_> = Partitions::new(64).expect("count").all().collect();
-    assert!(a.acquire(&all).expect("a acquires").is_empty());
+    assert!(a.acquire(&all).expect("a acquires").refused.is_empty());
     let alice: Arc<str> = Arc::from("alice");
     let partition = a.partition_of(&alice);
     let a_token = a.token(partition).expect("a holds alice's partition");
@@ -72,13 +72,13 @@ fn a_stale_owners_write_is_refused_by_its_fencing_token_and_changes_nothing() {
 
     // B may not take the partition while A's lease runs.
     let b = RedisStore::connect(options(&cluster, "fence", "node-b", 5_000)).expect("connect b");
-    let refused = b.acquire(&[partition]).expect("b asks");
+    let refused = b.acquire(&[partition]).expect("b asks").refused;
     assert_eq!(refused.len(), 1, "a's lease still runs");
-    assert_eq!(refused[0].1, "node-a");
+    assert_eq!(refused[0].holder, "node-a");
 
     // Once it ends, B takes it with a larger token and writes.
     let b_token = loop {
-        if b.acquire(&[partition]).expect("b asks").is_empty() {
+        if b.acquire(&[partition]).expect("b asks").refused.is_empty() {
             break b.token(partition).expect("b holds it");
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -202,6 +202,21 @@ impl CustomerRegistry {
             .count()
     }
 
+    /// Asks every live actor whose customer `matches` to passivate; how
+    /// many are still live (asked now or before, not yet stopped).
+    pub fn passivate_matching(&self, matches: impl Fn(&str) -> bool) -> usize {
+        let matching: Vec<RegistryEntry> = self
+            .entries
+            .iter()
+            .filter(|entry| matches(entry.key()))
+            .map(|entry| entry.value().clone())
+            .collect();
+        for entry in &matching {
+            self.ask_to_passivate(entry);
+        }
+        matching.len()
+    }
+
     /// Passivates every live actor (shutdown).
     pub fn passivate_all(&self) {
         for entry in self.entries.iter() {

@@ -18,9 +18,10 @@ use nudge_proto::v1::{
     ReloadCatalogResponse, ReportOutcomeRequest, ReportOutcomeResponse, ResumeJourneyRequest,
     ResumeJourneyResponse, RollbackRequest, SetConsentRequest, SetConsentResponse,
     SetShadowRequest, SetShadowResponse, StatsRequest, StatsResponse, SubscribeRequest,
-    SuppressRequest, SuppressResponse, TrackResponse, UnsuppressRequest, admin_client::AdminClient,
-    decisions_client::DecisionsClient, dispatches_client::DispatchesClient,
-    events_client::EventsClient, profiles_client::ProfilesClient,
+    SuppressRequest, SuppressResponse, TopologyRequest, TopologyResponse, TrackResponse,
+    UnsuppressRequest, admin_client::AdminClient, decisions_client::DecisionsClient,
+    dispatches_client::DispatchesClient, events_client::EventsClient,
+    profiles_client::ProfilesClient,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::{Interceptor, interceptor::InterceptedService};
@@ -204,6 +205,7 @@ rpc! {
     CancelJourneyRunRequest => CancelJourneyRunResponse: AdminClient::cancel_journey_run;
     PauseJourneyRequest => PauseJourneyResponse: AdminClient::pause_journey;
     ResumeJourneyRequest => ResumeJourneyResponse: AdminClient::resume_journey;
+    TopologyRequest => TopologyResponse: AdminClient::topology;
     SubscribeRequest => tonic::Streaming<nudge_proto::v1::Dispatch>: DispatchesClient::subscribe;
     AckRequest => AckResponse: DispatchesClient::ack;
 }

@@ -28,6 +28,7 @@
 
 mod args;
 mod client;
+mod cluster;
 mod dispatches;
 pub mod evaluate;
 pub mod export;
@@ -103,6 +104,8 @@ pub enum ClientCommand {
     /// Print journeys' sends as a delivery service receives them, as they
     /// come (and acknowledge them with --ack), or acknowledge one.
     Dispatches(WithClient<dispatches::DispatchesArgs>),
+    /// Cluster mode: the live nodes and which holds each partition.
+    Cluster(WithClient<cluster::ClusterArgs>),
 }
 
 impl ClientCommand {
@@ -124,6 +127,7 @@ impl ClientCommand {
             Self::Simulate(command) => &command.client,
             Self::Journeys(command) => &command.client,
             Self::Dispatches(command) => &command.client,
+            Self::Cluster(command) => &command.client,
         }
     }
 }
@@ -450,6 +454,7 @@ async fn execute(command: ClientCommand, options: &ClientArgs) -> anyhow::Result
         C::Model(c) => model::run(&c.args, options).await,
         C::Journeys(c) => journeys::run(&c.args, options).await,
         C::Dispatches(c) => dispatches::run(&c.args, options).await,
+        C::Cluster(c) => cluster::run(&c.args, options).await,
         C::Simulate(c) => {
             let simulation = c.args.simulation()?;
             let pace = simulate::RealTime {

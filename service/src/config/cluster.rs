@@ -55,6 +55,10 @@ pub struct ClusterConfig {
     /// partitions are taken over after at most this long; renewals go
     /// every third of it.
     pub lease_ms: u64,
+    /// `host:port` where the other nodes reach this node's gRPC listener to
+    /// forward calls. Unset: the address the listener is bound to (set it
+    /// when that is `0.0.0.0` or not reachable from the other nodes).
+    pub advertise: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -64,6 +68,7 @@ impl Default for ClusterConfig {
             node_id: None,
             partitions: 256,
             lease_ms: 5_000,
+            advertise: None,
         }
     }
 }
@@ -108,6 +113,12 @@ impl Config {
                 return Err(invalid(
                     "storage.in_memory",
                     "cannot be set with storage.backend = \"redis\"".to_owned(),
+                ));
+            }
+            if cluster.enabled && self.tls.cert.is_some() {
+                return Err(invalid(
+                    "cluster.enabled",
+                    "calls are forwarded between nodes over plaintext gRPC: run a cluster without tls.* (terminate TLS in front of the nodes) or as one node".to_owned(),
                 ));
             }
         } else if cluster.enabled {
@@ -164,6 +175,18 @@ impl Config {
                         && node.chars().all(|c| c.is_ascii_graphic())
                 }),
                 "must be 1 to 128 printable characters without spaces".to_owned(),
+            ),
+            (
+                "cluster.advertise",
+                cluster.advertise.as_ref().is_none_or(|address| {
+                    address.rsplit_once(':').is_some_and(|(host, port)| {
+                        !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port > 0)
+                    }) && !address.contains("://")
+                }),
+                format!(
+                    "'{}' must be host:port, e.g. \"10.0.0.5:50051\"",
+                    cluster.advertise.as_deref().unwrap_or_default()
+                ),
             ),
         ];
         for (field, ok, reason) in checks {

@@ -7,13 +7,16 @@
 //!   conversion shares;
 //! - `requests.rs`: each request into its domain input;
 //! - `responses.rs`: domain results into responses;
-//! - `log.rs`: the decision log (export ranges, logged decisions both ways).
+//! - `log.rs`: the decision log (export ranges, logged decisions both ways);
+//! - `cluster.rs`: cluster mode's topology.
 
+mod cluster;
 mod journeys;
 mod log;
 mod requests;
 mod responses;
 
+pub use cluster::topology;
 pub use journeys::{acknowledged, customer_journeys, dispatch, journey_report};
 pub use log::{
     export_range, logged_decision, logged_decision_from_proto, logged_event,

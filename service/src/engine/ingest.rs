@@ -52,12 +52,18 @@ pub struct IngestSummary {
 
 impl IngestSummary {
     fn reject(&mut self, index: u64, event_id: String, error: &ServiceError) {
+        self.reject_forwarded(index, event_id, &error.to_string());
+    }
+
+    /// Counts the event at `index` refused (by the node it was forwarded
+    /// to, in a cluster) with `message`.
+    pub fn reject_forwarded(&mut self, index: u64, event_id: String, message: &str) {
         self.rejected += 1;
         if self.rejections.len() < MAX_LISTED_REJECTIONS {
             self.rejections.push(Rejection {
                 index,
                 event_id,
-                message: error.to_string(),
+                message: message.to_owned(),
             });
         }
     }

@@ -216,6 +216,11 @@ impl Engine {
                 continue;
             }
             for customer_id in due {
+                // A cluster node fires only its own partitions' timers; a
+                // partition taken later brings its timers along.
+                if !self.serves(&customer_id) {
+                    continue;
+                }
                 let Ok(permit) = in_flight.clone().acquire_owned().await else {
                     return;
                 };

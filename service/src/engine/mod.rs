@@ -81,6 +81,8 @@ pub struct Engine {
     shared: Arc<Shared>,
     registry: CustomerRegistry,
     catalog_source: CatalogSource,
+    /// This node in a cluster (`cluster.enabled`), once joined.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Engine {
@@ -138,7 +140,34 @@ impl Engine {
             shared,
             registry,
             catalog_source,
+            cluster: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Serves as a node of `cluster` from now on: calls are routed by
+    /// it, journey timers fire only for the partitions it holds.
+    pub fn join_cluster(self: &Arc<Self>, cluster: Arc<crate::cluster::Cluster>) {
+        cluster.attach(self);
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// This node in its cluster, if it is one.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Whether this node serves `customer_id` now: always, unless it is a
+    /// cluster node that does not hold the customer's partition.
+    pub fn serves(&self, customer_id: &str) -> bool {
+        self.cluster
+            .get()
+            .is_none_or(|cluster| cluster.owns(customer_id))
+    }
+
+    /// Asks the live actors of the customers that `matches` to passivate;
+    /// how many are still live.
+    pub fn passivate_matching(&self, matches: impl Fn(&str) -> bool) -> usize {
+        self.registry.passivate_matching(matches)
     }
 
     /// The shared state.

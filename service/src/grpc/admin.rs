@@ -1,4 +1,5 @@
-//! `nudge.v1.Admin`: catalog validation and reload, runtime statistics.
+//! `nudge.v1.Admin`: catalog validation and reload, runtime statistics,
+//! models, journeys, the cluster's topology.
 
 use crate::convert;
 use crate::engine::Engine;
@@ -235,5 +236,21 @@ impl proto::admin_server::Admin for AdminService {
             changed,
             customers_woken: u64::try_from(woken).unwrap_or(u64::MAX),
         }))
+    }
+
+    async fn topology(
+        &self,
+        _request: Request<proto::TopologyRequest>,
+    ) -> Result<Response<proto::TopologyResponse>, Status> {
+        let Some(cluster) = self.engine.cluster().cloned() else {
+            return Err(Status::failed_precondition(
+                "this node is not in a cluster (cluster.enabled is off)",
+            ));
+        };
+        let topology = tokio::task::spawn_blocking(move || cluster.topology())
+            .await
+            .map_err(|error| Status::internal(error.to_string()))?
+            .map_err(|error| Status::unavailable(error.to_string()))?;
+        Ok(Response::new(convert::topology(topology)))
     }
 }

@@ -6,7 +6,8 @@
 //!    [`MAX_REQUEST_ID_BYTES`]); everything the handler logs is inside it;
 //! 2. admits the call or sheds it with RESOURCE_EXHAUSTED ([`Admission`]),
 //!    before the request is decoded; an admitted call's time in the server
-//!    is what admission control goes by, when it was answered OK;
+//!    is what admission control goes by, when it was answered OK and not
+//!    marked [`NotQueueing`] (forwarded, or waited for a partition);
 //! 3. when the answer is ready, reads its `grpc-status`, counts refusals in
 //!    the metrics, and logs the status and latency: at debug, or at error
 //!    for a server fault (INTERNAL, UNKNOWN, DATA_LOSS).
@@ -28,6 +29,12 @@ use std::time::Instant;
 use tonic::codegen::http;
 use tower::{Layer, Service};
 use tracing::Instrument as _;
+
+/// A response extension: the call's time in this node was not spent
+/// queueing here (it was forwarded to another node, or waited for a
+/// partition to move), so admission control leaves it out.
+#[derive(Debug, Clone, Copy)]
+pub struct NotQueueing;
 
 /// The longest `x-request-id` put in the span; a longer one is left out.
 pub const MAX_REQUEST_ID_BYTES: usize = 128;
@@ -166,10 +173,13 @@ where
             async move {
                 let result = answer.await;
                 let code = result.as_ref().ok().map(status_of);
+                let queued_here = result
+                    .as_ref()
+                    .is_ok_and(|response| response.extensions().get::<NotQueueing>().is_none());
                 // The place is free once the answer is ready. Only a call
-                // that did its work measures the queue (see
+                // that did its work here measures the queue (see
                 // `Gate::answered`).
-                if permit.is_some() && code == Some(tonic::Code::Ok) {
+                if permit.is_some() && code == Some(tonic::Code::Ok) && queued_here {
                     admission.gate().answered(started.elapsed());
                 }
                 drop(permit);
@@ -221,7 +231,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_calls_answered_ok_are_timed_for_admission() {
+    async fn only_calls_answered_ok_here_are_timed_for_admission() {
         use crate::queueing::Settings;
         use std::time::Duration;
         use tower::ServiceExt as _;
@@ -231,6 +241,10 @@ mod tests {
         let inner = tower::service_fn(|request: http::Request<()>| async move {
             let response = if request.uri().path().ends_with("Refused") {
                 tonic::Status::resource_exhausted("storage is catching up").into_http()
+            } else if request.uri().path().ends_with("Forwarded") {
+                let mut response = http::Response::new(());
+                response.extensions_mut().insert(NotQueueing);
+                response
             } else {
                 http::Response::new(())
             };
@@ -261,6 +275,15 @@ mod tests {
         let adjustment = gate.end_interval();
         assert_eq!(adjustment.baseline, None, "a refusal is not timed");
         assert_eq!(adjustment.standing, None);
+
+        let forwarded = call("/nudge.v1.Events/Forwarded").await;
+        assert_eq!(status_of(&forwarded), tonic::Code::Ok);
+        assert_eq!(gate.in_flight(), 0, "the forwarded call's place is free");
+        assert_eq!(
+            gate.end_interval().baseline,
+            None,
+            "a call answered elsewhere is not timed here"
+        );
 
         let answered = call("/nudge.v1.Events/Track").await;
         assert_eq!(status_of(&answered), tonic::Code::Ok);

@@ -1,11 +1,13 @@
-//! `nudge.v1.Decisions`: check a customer token's customer, validate,
-//! convert, call the engine, convert back.
+//! `nudge.v1.Decisions`: check a customer token's customer, route (to the
+//! owner node in a cluster), validate, convert, call the engine, convert
+//! back.
 
-use super::client_deadline;
+use super::{client_deadline, forward};
 use crate::convert;
 use crate::engine::Engine;
 use crate::web;
 use nudge_proto::v1 as proto;
+use nudge_proto::v1::decisions_client::DecisionsClient;
 use std::sync::Arc;
 use std::time::Instant;
 use tonic::{Request, Response, Status};
@@ -29,8 +31,43 @@ impl proto::decisions_server::Decisions for DecisionsService {
         &self,
         request: Request<proto::DecideRequest>,
     ) -> Result<Response<proto::DecideResponse>, Status> {
-        let started = Instant::now();
         web::check_customer(request.extensions().get(), &request.get_ref().customer_id)?;
+        forward::route(
+            &self.engine,
+            "decide",
+            request,
+            |request| &request.customer_id,
+            |request| self.decide_here(request),
+            |channel, request| async move { DecisionsClient::new(channel).decide(request).await },
+        )
+        .await
+    }
+
+    async fn report_outcome(
+        &self,
+        request: Request<proto::ReportOutcomeRequest>,
+    ) -> Result<Response<proto::ReportOutcomeResponse>, Status> {
+        web::check_customer(request.extensions().get(), &request.get_ref().customer_id)?;
+        forward::route(
+            &self.engine,
+            "report_outcome",
+            request,
+            |request| &request.customer_id,
+            |request| self.report_outcome_here(request),
+            |channel, request| async move {
+                DecisionsClient::new(channel).report_outcome(request).await
+            },
+        )
+        .await
+    }
+}
+
+impl DecisionsService {
+    async fn decide_here(
+        &self,
+        request: Request<proto::DecideRequest>,
+    ) -> Result<Response<proto::DecideResponse>, Status> {
+        let started = Instant::now();
         let deadline = client_deadline(request.metadata());
         let input =
             convert::decide_input(request.into_inner(), &self.engine.shared().config.limits)?;
@@ -45,11 +82,10 @@ impl proto::decisions_server::Decisions for DecisionsService {
         )))
     }
 
-    async fn report_outcome(
+    async fn report_outcome_here(
         &self,
         request: Request<proto::ReportOutcomeRequest>,
     ) -> Result<Response<proto::ReportOutcomeResponse>, Status> {
-        web::check_customer(request.extensions().get(), &request.get_ref().customer_id)?;
         let shared = self.engine.shared();
         let deadline = client_deadline(request.metadata());
         let input = convert::report_outcome(

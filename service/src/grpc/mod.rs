@@ -26,6 +26,7 @@ pub mod calls;
 mod decisions;
 mod dispatches;
 mod events;
+pub mod forward;
 mod profiles;
 pub mod readiness;
 pub mod tls;

@@ -1,8 +1,11 @@
-//! `nudge.v1.Profiles`: read a profile, change consent and suppression.
+//! `nudge.v1.Profiles`: read a profile, change consent and suppression,
+//! forget a customer; routed to the owner node in a cluster.
 
+use super::forward;
 use crate::convert;
 use crate::engine::Engine;
 use nudge_proto::v1 as proto;
+use nudge_proto::v1::profiles_client::ProfilesClient;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -25,6 +28,83 @@ impl proto::profiles_server::Profiles for ProfilesService {
         &self,
         request: Request<proto::GetProfileRequest>,
     ) -> Result<Response<proto::Profile>, Status> {
+        forward::route(
+            &self.engine,
+            "get_profile",
+            request,
+            |request| &request.customer_id,
+            |request| self.get_profile_here(request),
+            |channel, request| async move { ProfilesClient::new(channel).get_profile(request).await },
+        )
+        .await
+    }
+
+    async fn set_consent(
+        &self,
+        request: Request<proto::SetConsentRequest>,
+    ) -> Result<Response<proto::SetConsentResponse>, Status> {
+        forward::route(
+            &self.engine,
+            "set_consent",
+            request,
+            |request| &request.customer_id,
+            |request| self.set_consent_here(request),
+            |channel, request| async move { ProfilesClient::new(channel).set_consent(request).await },
+        )
+        .await
+    }
+
+    async fn suppress(
+        &self,
+        request: Request<proto::SuppressRequest>,
+    ) -> Result<Response<proto::SuppressResponse>, Status> {
+        forward::route(
+            &self.engine,
+            "suppress",
+            request,
+            |request| &request.customer_id,
+            |request| self.suppress_here(request),
+            |channel, request| async move { ProfilesClient::new(channel).suppress(request).await },
+        )
+        .await
+    }
+
+    async fn unsuppress(
+        &self,
+        request: Request<proto::UnsuppressRequest>,
+    ) -> Result<Response<proto::SuppressResponse>, Status> {
+        forward::route(
+            &self.engine,
+            "unsuppress",
+            request,
+            |request| &request.customer_id,
+            |request| self.unsuppress_here(request),
+            |channel, request| async move { ProfilesClient::new(channel).unsuppress(request).await },
+        )
+        .await
+    }
+
+    async fn forget(
+        &self,
+        request: Request<proto::ForgetRequest>,
+    ) -> Result<Response<proto::ForgetResponse>, Status> {
+        forward::route(
+            &self.engine,
+            "forget",
+            request,
+            |request| &request.customer_id,
+            |request| self.forget_here(request),
+            |channel, request| async move { ProfilesClient::new(channel).forget(request).await },
+        )
+        .await
+    }
+}
+
+impl ProfilesService {
+    async fn get_profile_here(
+        &self,
+        request: Request<proto::GetProfileRequest>,
+    ) -> Result<Response<proto::Profile>, Status> {
         let request = request.into_inner();
         let shared = self.engine.shared();
         convert::id("customer_id", &request.customer_id, &shared.config.limits)?;
@@ -38,7 +118,7 @@ impl proto::profiles_server::Profiles for ProfilesService {
         )))
     }
 
-    async fn set_consent(
+    async fn set_consent_here(
         &self,
         request: Request<proto::SetConsentRequest>,
     ) -> Result<Response<proto::SetConsentResponse>, Status> {
@@ -51,7 +131,7 @@ impl proto::profiles_server::Profiles for ProfilesService {
         Ok(Response::new(convert::consent_response(previous)))
     }
 
-    async fn suppress(
+    async fn suppress_here(
         &self,
         request: Request<proto::SuppressRequest>,
     ) -> Result<Response<proto::SuppressResponse>, Status> {
@@ -60,7 +140,7 @@ impl proto::profiles_server::Profiles for ProfilesService {
         Ok(Response::new(proto::SuppressResponse { changed }))
     }
 
-    async fn unsuppress(
+    async fn unsuppress_here(
         &self,
         request: Request<proto::UnsuppressRequest>,
     ) -> Result<Response<proto::SuppressResponse>, Status> {
@@ -69,7 +149,7 @@ impl proto::profiles_server::Profiles for ProfilesService {
         Ok(Response::new(proto::SuppressResponse { changed }))
     }
 
-    async fn forget(
+    async fn forget_here(
         &self,
         request: Request<proto::ForgetRequest>,
     ) -> Result<Response<proto::ForgetResponse>, Status> {

@@ -40,7 +40,7 @@ mod tests;
 pub use engine::Metrics;
 pub use grpc::{GrpcMetrics, Rejection};
 pub use install::{InstallError, install};
-pub use redis::RedisMetrics;
+pub use redis::{RedisMetrics, forwarded};
 pub use storage::StorageMetrics;
 
 use nudge_models::ledger::OutcomeKind;
@@ -122,6 +122,9 @@ pub const CLUSTER_FENCING_REFUSALS_TOTAL: &str = "nudge_cluster_fencing_refusals
 /// Counter: partition lease changes on this node; label `change`
 /// (`acquired`, `lost`, `released`).
 pub const CLUSTER_LEASE_CHANGES_TOTAL: &str = "nudge_cluster_lease_changes_total";
+/// Counter: calls forwarded to the node holding their customer's
+/// partition; labels `call`, `result` (`ok`, `error`).
+pub const CLUSTER_FORWARDS_TOTAL: &str = "nudge_cluster_forwards_total";
 /// Gauge: partitions whose lease this node holds.
 pub const CLUSTER_PARTITIONS_OWNED: &str = "nudge_cluster_partitions_owned";
 /// Counter: journey triggers that fired; labels `journey`, `result`
@@ -273,7 +276,7 @@ pub struct Declaration {
 }
 
 /// Every metric nudge exposes.
-pub const DECLARATIONS: [Declaration; 43] = [
+pub const DECLARATIONS: [Declaration; 44] = [
     Declaration {
         name: DECIDE_DURATION_SECONDS,
         kind: Kind::Histogram,
@@ -447,6 +450,12 @@ pub const DECLARATIONS: [Declaration; 43] = [
         kind: Kind::Counter,
         labels: &[CHANGE],
         help: "Partition lease changes on this node: acquired, lost (not renewed in time, or taken over), released.",
+    },
+    Declaration {
+        name: CLUSTER_FORWARDS_TOTAL,
+        kind: Kind::Counter,
+        labels: &[CALL, RESULT],
+        help: "Calls this node forwarded to the node holding their customer's partition, by call and result (ok, error).",
     },
     Declaration {
         name: CLUSTER_PARTITIONS_OWNED,

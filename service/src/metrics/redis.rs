@@ -4,8 +4,9 @@
 //! recorder.
 
 use super::{
-    CHANGE, CLUSTER_FENCING_REFUSALS_TOTAL, CLUSTER_LEASE_CHANGES_TOTAL, CLUSTER_PARTITIONS_OWNED,
-    OPERATION, REDIS_ROUND_TRIP_SECONDS,
+    CALL, CHANGE, CLUSTER_FENCING_REFUSALS_TOTAL, CLUSTER_FORWARDS_TOTAL,
+    CLUSTER_LEASE_CHANGES_TOTAL, CLUSTER_PARTITIONS_OWNED, OPERATION, REDIS_ROUND_TRIP_SECONDS,
+    RESULT,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -21,6 +22,21 @@ pub struct RedisMetrics {
 }
 
 impl RedisMetrics {
+    /// The handles, with every series registered at zero so a node on the
+    /// Redis store exports them (and alerts can rate them) before the first
+    /// lease change or forward.
+    pub fn registered() -> Self {
+        for operation in REDIS_OPERATIONS {
+            let _ = metrics::histogram!(REDIS_ROUND_TRIP_SECONDS, OPERATION => operation);
+        }
+        metrics::counter!(CLUSTER_FENCING_REFUSALS_TOTAL).increment(0);
+        for change in ["acquired", "lost", "released"] {
+            metrics::counter!(CLUSTER_LEASE_CHANGES_TOTAL, CHANGE => change).increment(0);
+        }
+        metrics::gauge!(CLUSTER_PARTITIONS_OWNED).set(0.0);
+        Self::default()
+    }
+
     /// A round trip of `operation` took `duration`.
     pub fn record(&self, operation: &'static str, duration: Duration) {
         let index = REDIS_OPERATIONS
@@ -52,4 +68,11 @@ impl RedisMetrics {
         metrics::counter!(CLUSTER_LEASE_CHANGES_TOTAL, CHANGE => change).increment(1);
         metrics::gauge!(CLUSTER_PARTITIONS_OWNED).set(owned as f64);
     }
+}
+
+/// A `call` was forwarded to its customer's owner and answered (`ok`) or
+/// not.
+pub fn forwarded(call: &'static str, ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    metrics::counter!(CLUSTER_FORWARDS_TOTAL, CALL => call, RESULT => result).increment(1);
 }

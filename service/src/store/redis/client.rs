@@ -60,6 +60,7 @@ struct Inner {
     connection: ClusterConnection,
     apply: Script,
     lease: Script,
+    members: Script,
     options: ClientOptions,
     /// Round trips made and the time they took, for the metrics.
     pub(super) round_trips: crate::metrics::RedisMetrics,
@@ -129,8 +130,9 @@ impl Client {
                 connection,
                 apply: Script::new(include_str!("apply.lua")),
                 lease: Script::new(include_str!("lease.lua")),
+                members: Script::new(include_str!("members.lua")),
                 options,
-                round_trips: crate::metrics::RedisMetrics::default(),
+                round_trips: crate::metrics::RedisMetrics::registered(),
             }),
         };
         if client.inner.options.durability == Durability::Fsync {
@@ -241,6 +243,43 @@ impl Client {
         self.inner.round_trips.record("lease", started.elapsed());
         let (taken, who, expires) = result.map_err(|error| redis_error("lease", &error))?;
         Ok((taken == 1, who, expires))
+    }
+
+    /// `members.lua`: `operation` ("join", "leave" or "list") for `node`
+    /// at `address` with `ttl_ms`; the live members as (node, address,
+    /// registration end in ms).
+    pub(super) async fn members(
+        &self,
+        keys: [&str; 2],
+        operation: &'static str,
+        node: &str,
+        address: &str,
+        ttl_ms: u64,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let mut invocation = self.inner.members.key(keys[0]);
+        invocation
+            .key(keys[1])
+            .arg(operation)
+            .arg(node)
+            .arg(address)
+            .arg(ttl_ms);
+        let started = Instant::now();
+        let mut connection = self.inner.connection.clone();
+        let result: Result<Vec<String>, redis::RedisError> =
+            invocation.invoke_async(&mut connection).await;
+        self.inner.round_trips.record("lease", started.elapsed());
+        let flat = result.map_err(|error| redis_error("members", &error))?;
+        Ok(flat
+            .chunks(3)
+            .filter_map(|member| match member {
+                [node, address, ends] => Some((
+                    node.clone(),
+                    address.clone(),
+                    ends.parse::<f64>().map_or(0, |ends| ends as i64),
+                )),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Waits until the replicas the durability asks for have every write

@@ -78,6 +78,12 @@ impl Keys {
         format!("{prefix}:ev:{customer_id}")
     }
 
+    /// The cluster's live nodes and their addresses (under
+    /// [`Keys::shared`]).
+    pub(super) fn members(prefix: &str) -> [String; 2] {
+        [format!("{prefix}:members"), format!("{prefix}:addresses")]
+    }
+
     /// Model version → its feature specs (under [`Keys::shared`]).
     pub(super) fn features(prefix: &str) -> String {
         format!("{prefix}:features")

@@ -80,6 +80,49 @@ pub struct RedisOptions {
     pub acquire_wait: Duration,
 }
 
+/// What asking for leases gave.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Acquisition {
+    /// Partitions this node holds with a token new to it (taken, or taken
+    /// again after losing it): whatever it knew of them may be stale.
+    pub new: Vec<Partition>,
+    /// Partitions another node holds.
+    pub refused: Vec<Refused>,
+}
+
+/// A lease another node holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The partition.
+    pub partition: Partition,
+    /// Its holder.
+    pub holder: String,
+    /// When the holder's lease ends unless renewed (ms, Redis's clock).
+    pub expires_at: i64,
+}
+
+/// A live member of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Member {
+    /// Its node name.
+    pub node: String,
+    /// Where other nodes forward calls to it (`host:port`).
+    pub address: String,
+    /// When its registration ends unless renewed (ms, Redis's clock).
+    pub until: i64,
+}
+
+/// A partition's lease as Redis holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseView {
+    /// Who holds (or last held) it.
+    pub holder: String,
+    /// Its fencing token.
+    pub token: FencingToken,
+    /// When it ends unless renewed (ms, Redis's clock); past: free.
+    pub expires_at: i64,
+}
+
 /// The Redis Cluster store.
 pub struct RedisStore {
     client: Client,
@@ -122,15 +165,15 @@ impl RedisStore {
         let all: Vec<Partition> = options.partitions.all().collect();
         let deadline = Instant::now() + options.acquire_wait;
         loop {
-            let refused = store.acquire(&all)?;
-            let Some((partition, holder, expires)) = refused.into_iter().next() else {
+            let acquisition = store.acquire(&all)?;
+            let Some(refused) = acquisition.refused.into_iter().next() else {
                 break;
             };
             if Instant::now() >= deadline {
                 return Err(StoreError::Leased {
-                    partition: partition.0,
-                    holder,
-                    expires_at: expires,
+                    partition: refused.partition.0,
+                    holder: refused.holder,
+                    expires_at: refused.expires_at,
                 });
             }
             std::thread::sleep(Duration::from_millis(100).min(options.lease / 4));
@@ -188,16 +231,30 @@ impl RedisStore {
     /// Asks for (or renews) `partitions`' leases; the ones another node
     /// holds, with their holder and when their lease ends (ms, Redis's
     /// clock). Blocking.
-    pub fn acquire(
-        &self,
-        partitions: &[Partition],
-    ) -> Result<Vec<(Partition, String, i64)>, StoreError> {
+    pub fn acquire(&self, partitions: &[Partition]) -> Result<Acquisition, StoreError> {
         let client = self.client.clone();
         let leases = self.leases.clone();
         let keys = self.keys.clone();
         let partitions = partitions.to_vec();
         self.client
             .block_on(async move { acquire(&client, &leases, &keys, &partitions).await })
+    }
+
+    /// [`RedisStore::acquire`] from async code: runs on the store's runtime
+    /// without blocking the caller's.
+    pub async fn acquire_now(&self, partitions: &[Partition]) -> Result<Acquisition, StoreError> {
+        let client = self.client.clone();
+        let leases = self.leases.clone();
+        let keys = self.keys.clone();
+        let partitions = partitions.to_vec();
+        self.client
+            .runtime()
+            .spawn(async move { acquire(&client, &leases, &keys, &partitions).await })
+            .await
+            .map_err(|error| StoreError::Redis {
+                operation: "lease",
+                message: error.to_string(),
+            })?
     }
 
     /// Gives up `partitions`' leases (their tokens stay, so the next holder's
@@ -276,6 +333,119 @@ impl RedisStore {
             return Commit::done(Err(StoreError::Closed));
         }
         Commit::pending(receiver)
+    }
+
+    /// Registers (or renews) this node at `address` for `ttl` in the
+    /// cluster's membership; the live members, this node among them, in
+    /// node order. Blocking.
+    pub fn heartbeat(&self, address: &str, ttl: Duration) -> Result<Vec<Member>, StoreError> {
+        self.members("join", address, ttl)
+    }
+
+    /// Takes this node out of the membership at once; the members left.
+    /// Blocking.
+    pub fn leave(&self) -> Result<Vec<Member>, StoreError> {
+        self.members("leave", "", Duration::ZERO)
+    }
+
+    /// The live members. Blocking.
+    pub fn members_now(&self) -> Result<Vec<Member>, StoreError> {
+        self.members("list", "", Duration::ZERO)
+    }
+
+    fn members(
+        &self,
+        operation: &'static str,
+        address: &str,
+        ttl: Duration,
+    ) -> Result<Vec<Member>, StoreError> {
+        let client = self.client.clone();
+        let [set, addresses] = Keys::members(&self.keys.shared());
+        let node = self.leases.node().to_owned();
+        let address = address.to_owned();
+        let ttl = ttl.as_millis() as u64;
+        let mut members = self.client.block_on(async move {
+            client
+                .members([&set, &addresses], operation, &node, &address, ttl)
+                .await
+        })?;
+        members.sort();
+        Ok(members
+            .into_iter()
+            .map(|(node, address, until)| Member {
+                node,
+                address,
+                until,
+            })
+            .collect())
+    }
+
+    /// Every partition's lease as Redis holds it (`None`: never leased).
+    /// Blocking.
+    pub fn leases(&self) -> Result<Vec<Option<LeaseView>>, StoreError> {
+        self.every_partition(
+            "scan",
+            |prefix| {
+                let mut command = redis::cmd("HMGET");
+                command
+                    .arg(Keys::lease(prefix))
+                    .arg("holder")
+                    .arg("token")
+                    .arg("expires");
+                command
+            },
+            |value| {
+                let (holder, token, expires): (Option<String>, Option<u64>, Option<i64>) =
+                    redis::from_redis_value(value)
+                        .map_err(|error| client::redis_error("scan", &error))?;
+                Ok(holder.map(|holder| LeaseView {
+                    holder,
+                    token: FencingToken(token.unwrap_or(0)),
+                    expires_at: expires.unwrap_or(0),
+                }))
+            },
+        )
+    }
+
+    /// Waits until every write queued for `partition` so far has been
+    /// answered. Blocking.
+    pub fn flush_partition(&self, partition: Partition) -> Result<(), StoreError> {
+        let (reply, receiver) = oneshot::channel();
+        let _ = self.lane(Some(partition)).send(Queued {
+            ops: Vec::new(),
+            reply,
+            after: None,
+            token: None,
+        });
+        self.client
+            .block_on(async move { Commit::pending(receiver).wait().await.map(|_| ()) })
+    }
+
+    /// The customers of `partitions` with a journey run in progress and
+    /// when their earliest run is due. Blocking.
+    pub fn journey_timers_of(
+        &self,
+        partitions: &[Partition],
+    ) -> Result<Vec<(Arc<str>, Timestamp)>, StoreError> {
+        let mut timers = Vec::new();
+        for &partition in partitions {
+            let prefix = self.keys.partition(partition);
+            let mut command = redis::cmd("ZRANGE");
+            command
+                .arg(Keys::timers(&prefix))
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES");
+            let value = self.query_blocking("scan", command, Keys::lease(&prefix))?;
+            let due: Vec<(String, f64)> = redis::from_redis_value(value)
+                .map_err(|error| client::redis_error("scan", &error))?;
+            timers.extend(
+                due.into_iter().map(|(customer, due)| {
+                    (Arc::from(customer), Timestamp::from_millis(due as i64))
+                }),
+            );
+        }
+        Ok(timers)
     }
 
     /// Round trips to Redis so far, by operation.
@@ -430,13 +600,13 @@ impl RedisStore {
     }
 }
 
-/// Asks for (or renews) `partitions`' leases at once; the refused ones.
+/// Asks for (or renews) `partitions`' leases at once.
 async fn acquire(
     client: &Client,
     leases: &Arc<Leases>,
     keys: &Keys,
     partitions: &[Partition],
-) -> Result<Vec<(Partition, String, i64)>, StoreError> {
+) -> Result<Acquisition, StoreError> {
     let mut tasks = tokio::task::JoinSet::new();
     for &partition in partitions {
         let client = client.clone();
@@ -449,7 +619,7 @@ async fn acquire(
             (partition, asked, answer)
         });
     }
-    let mut refused = Vec::new();
+    let mut acquisition = Acquisition::default();
     let mut failure = None;
     while let Some(joined) = tasks.join_next().await {
         let Ok((partition, asked, answer)) = joined else {
@@ -462,13 +632,18 @@ async fn acquire(
                     client
                         .metrics()
                         .lease_changed("acquired", leases.owned().len());
+                    acquisition.new.push(partition);
                 }
             }
-            Ok((false, holder, expires)) => {
+            Ok((false, holder, expires_at)) => {
                 if leases.drop_partition(partition) {
                     client.metrics().lease_changed("lost", leases.owned().len());
                 }
-                refused.push((partition, holder, expires));
+                acquisition.refused.push(Refused {
+                    partition,
+                    holder,
+                    expires_at,
+                });
             }
             Err(error) => {
                 failure.get_or_insert(error);
@@ -478,8 +653,9 @@ async fn acquire(
     match failure {
         Some(error) => Err(error),
         None => {
-            refused.sort_by_key(|(partition, _, _)| *partition);
-            Ok(refused)
+            acquisition.new.sort();
+            acquisition.refused.sort_by_key(|refused| refused.partition);
+            Ok(acquisition)
         }
     }
 }

@@ -1,0 +1,131 @@
+//! Cluster mode: a call for a customer whose partition another node holds
+//! is forwarded to it over gRPC ([`crate::cluster`] decides where), within
+//! the same deadline; every answer names the node that served it in
+//! [`OWNER`], so a client that keeps customers' owners can call them
+//! directly next time.
+//!
+//! A call is checked (browser token, input limits of the request as
+//! received) by the node it reaches first; the owner checks it again.
+//! Forwarded calls carry the caller's `authorization` and count their hops
+//! in [`HOPS`]: [`crate::cluster::MAX_HOPS`] at most.
+
+use super::calls::NotQueueing;
+use super::client_deadline;
+use crate::cluster::Route;
+use crate::engine::Engine;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+/// Response metadata: the node that served the call.
+pub const OWNER: &str = "x-nudge-owner";
+
+/// Request metadata: how many times the call was forwarded.
+pub const HOPS: &str = "x-nudge-hops";
+
+/// Runs `here` when this node serves `customer_id` (always, outside a
+/// cluster); otherwise sends the request with `there` to the node that
+/// does. The answer names its node in [`OWNER`].
+pub async fn route<Req, Resp, Here, HereFuture, There, ThereFuture>(
+    engine: &Arc<Engine>,
+    call: &'static str,
+    request: Request<Req>,
+    customer_id: fn(&Req) -> &str,
+    here: Here,
+    there: There,
+) -> Result<Response<Resp>, Status>
+where
+    Req: Clone,
+    Here: FnOnce(Request<Req>) -> HereFuture,
+    HereFuture: Future<Output = Result<Response<Resp>, Status>>,
+    There: FnOnce(Channel, Request<Req>) -> ThereFuture,
+    ThereFuture: Future<Output = Result<Response<Resp>, Status>>,
+{
+    let Some(cluster) = engine.cluster() else {
+        return here(request).await;
+    };
+    let hops = hops(request.metadata());
+    let budget = Duration::from_millis(engine.shared().config.budget_ms);
+    let within = client_deadline(request.metadata()).map_or(budget, |client| client.min(budget));
+    let started = Instant::now();
+    let route = cluster
+        .route(customer_id(request.get_ref()), hops, started + within)
+        .await;
+    match route {
+        Route::Local(guard) => {
+            let answer = here(request).await;
+            let waited = guard.waited();
+            drop(guard);
+            answer.map(|response| {
+                let mut response = with_owner(response, cluster.node());
+                if waited {
+                    response.extensions_mut().insert(NotQueueing);
+                }
+                response
+            })
+        }
+        Route::Forward { node, address } => {
+            let channel = cluster.channel(&address).map_err(Status::unavailable)?;
+            let mut forwarded = Request::new(request.get_ref().clone());
+            if let Some(authorization) = request.metadata().get("authorization") {
+                forwarded
+                    .metadata_mut()
+                    .insert("authorization", authorization.clone());
+            }
+            forwarded
+                .metadata_mut()
+                .insert(HOPS, MetadataValue::from(hops + 1));
+            forwarded.set_timeout(within.saturating_sub(started.elapsed()));
+            let answer = there(channel, forwarded).await;
+            crate::metrics::forwarded(call, answer.is_ok());
+            // Only the owner's name passes on from the owner's response
+            // headers (not its transport's).
+            answer
+                .map(|response| {
+                    let owner = response.metadata().get(OWNER).cloned();
+                    let mut fresh = Response::new(response.into_inner());
+                    // The owner's admission control timed the work.
+                    fresh.extensions_mut().insert(NotQueueing);
+                    match owner {
+                        Some(owner) => {
+                            fresh.metadata_mut().insert(OWNER, owner);
+                            fresh
+                        }
+                        None => with_owner(fresh, &node),
+                    }
+                })
+                .map_err(|status| match status.code() {
+                // The owner's own refusals pass through; a connection
+                // that failed says which node was tried.
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal
+                    if status.metadata().get(OWNER).is_none() =>
+                {
+                    Status::unavailable(format!(
+                        "the owner of this customer, node '{node}' at {address}, did not answer: {}",
+                        status.message()
+                    ))
+                }
+                _ => status,
+            })
+        }
+        Route::Unavailable(reason) => Err(Status::unavailable(reason)),
+    }
+}
+
+fn hops(metadata: &MetadataMap) -> u32 {
+    metadata
+        .get(HOPS)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+}
+
+fn with_owner<Resp>(mut response: Response<Resp>, node: &str) -> Response<Resp> {
+    if let Ok(value) = MetadataValue::try_from(node) {
+        response.metadata_mut().insert(OWNER, value);
+    }
+    response
+}

@@ -1,0 +1,715 @@
+//! Cluster mode end to end: `nudge serve --cluster` nodes (the real binary,
+//! so a node can be killed with SIGKILL) over a local Redis Cluster of
+//! three primaries. Any node answers for any customer from the customer's
+//! one owner; concurrent decisions over all nodes keep caps exact; a node
+//! joining moves partitions without a failed call; a node killed under
+//! load is taken over with nothing acknowledged lost.
+//!
+//! Skipped without `redis-server` unless `NUDGE_REDIS_TESTS=required`
+//! (`.ci/run` sets it and installs the server). The tests run one at a
+//! time: each starts three Redis processes and up to three nodes.
+
+mod common;
+// The Redis Cluster harness of the end-to-end tests, shared by path (it
+// names `crate::TempDir`).
+#[path = "../../tests/src/redis.rs"]
+#[allow(dead_code)]
+mod redis;
+
+use common::{Server, TempDir, poll};
+use nudge_models::cluster::Partitions;
+use nudge_proto::v1 as proto;
+use nudge_proto::v1::decisions_client::DecisionsClient;
+use nudge_proto::v1::events_client::EventsClient;
+use nudge_proto::v1::profiles_client::ProfilesClient;
+use redis::RedisCluster;
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// The demo's in-app cap: 5 per 7 days (the home banner rotates through six
+/// eligible in-app actions, so the cap is what stops the sixth).
+const IN_APP_CAP: usize = 5;
+
+/// The lease the tests' nodes hold partitions with: short, so a killed
+/// node is taken over in seconds, yet renewed (every third) with room to
+/// spare on a loaded machine.
+const LEASE_MS: u64 = 3_000;
+
+/// One test at a time: each runs six processes besides the test.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// A `nudge serve --cluster` node with its own data directory.
+struct Node {
+    name: String,
+    server: Server,
+    _dir: TempDir,
+}
+
+impl Node {
+    fn start(redis: &RedisCluster, namespace: &str, name: &str) -> Self {
+        let dir = TempDir::new(name);
+        let urls = redis.urls().join(",");
+        let node_id = format!("cluster.node_id={name}");
+        let lease = format!("cluster.lease_ms={LEASE_MS}");
+        let namespace = format!("storage.redis_namespace={namespace}");
+        let server = Server::start(
+            &dir,
+            &[
+                "--cluster",
+                "--redis",
+                &urls,
+                "--web-listen",
+                "off",
+                "--set",
+                &node_id,
+                "--set",
+                &lease,
+                "--set",
+                &namespace,
+            ],
+        );
+        Self {
+            name: name.to_owned(),
+            server,
+            _dir: dir,
+        }
+    }
+
+    fn topology(&self) -> Json {
+        self.server.json(&["cluster", "status"])
+    }
+}
+
+/// Waits until `node` sees exactly `names` live and every partition held by
+/// the node placement gives it; returns that topology.
+fn settled(node: &Node, names: &[&str]) -> Json {
+    poll(Duration::from_secs(30), "the cluster to settle", || {
+        let topology = node.topology();
+        let mut live: Vec<&str> = topology["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|node| node["node"].as_str().expect("a node name"))
+            .collect();
+        live.sort_unstable();
+        let mut expected = names.to_vec();
+        expected.sort_unstable();
+        let moving = topology["owners"]
+            .as_array()
+            .expect("owners")
+            .iter()
+            .filter(|owner| {
+                owner["holder"].as_str().is_none_or(str::is_empty)
+                    || owner["holder"] != owner["placed"]
+            })
+            .count();
+        if live == expected && moving == 0 {
+            Ok(topology)
+        } else {
+            Err(format!(
+                "live {live:?} (want {expected:?}), {moving} partitions moving"
+            ))
+        }
+    })
+}
+
+/// The holder of `customer_id`'s partition in `topology`.
+fn holder_of(topology: &Json, customer_id: &str) -> String {
+    let partitions = Partitions::new(
+        u16::try_from(topology["partitions"].as_u64().expect("partitions")).expect("u16"),
+    )
+    .expect("a partition count");
+    let partition = usize::from(partitions.of(customer_id).0);
+    topology["owners"][partition]["holder"]
+        .as_str()
+        .expect("a holder")
+        .to_owned()
+}
+
+async fn connect(url: &str) -> Channel {
+    Channel::from_shared(url.to_owned())
+        .expect("a valid url")
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .connect()
+        .await
+        .expect("connect to the node")
+}
+
+fn decide_request(customer_id: &str) -> proto::DecideRequest {
+    proto::DecideRequest {
+        customer_id: customer_id.to_owned(),
+        placement: "home_banner".to_owned(),
+        ..Default::default()
+    }
+}
+
+fn owner_header<T>(response: &tonic::Response<T>) -> String {
+    response
+        .metadata()
+        .get("x-nudge-owner")
+        .and_then(|value| value.to_str().ok())
+        .expect("every answer names its owner")
+        .to_owned()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+fn three_nodes(namespace: &str) -> Option<(RedisCluster, Vec<Node>)> {
+    let redis = RedisCluster::for_test(3)?;
+    let nodes: Vec<Node> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|name| Node::start(&redis, namespace, name))
+        .collect();
+    Some((redis, nodes))
+}
+
+#[test]
+fn any_node_answers_from_the_customers_one_owner() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Some((_redis, nodes)) = three_nodes("answers") else {
+        return;
+    };
+    let topology = settled(&nodes[0], &["node-a", "node-b", "node-c"]);
+    for node in &topology["nodes"].as_array().expect("nodes").clone() {
+        let holds = node["holds"].as_u64().expect("holds");
+        assert!(
+            (40..=130).contains(&holds),
+            "256 partitions over three nodes by rendezvous hashing: {node}"
+        );
+    }
+    let status = nodes[1].server.ok(&["cluster", "status"]);
+    assert!(
+        status.contains("3 nodes, 256 of 256 partitions held"),
+        "{status}"
+    );
+    assert!(
+        status.contains("every partition is held by the node placement gives it"),
+        "{status}"
+    );
+
+    runtime().block_on(async {
+        let mut owners = BTreeSet::new();
+        for index in 0..24 {
+            let customer_id = format!("answers-{index}");
+            let expected = holder_of(&topology, &customer_id);
+            owners.insert(expected.clone());
+            let mut decision_ids = BTreeSet::new();
+            // Through every node: the owner answers each time, from one
+            // ledger.
+            for node in &nodes {
+                let channel = connect(node.server.url()).await;
+                let response = DecisionsClient::new(channel.clone())
+                    .decide(decide_request(&customer_id))
+                    .await
+                    .unwrap_or_else(|status| panic!("decide through {}: {status}", node.name));
+                assert_eq!(
+                    owner_header(&response),
+                    expected,
+                    "{customer_id} through {}",
+                    node.name
+                );
+                let response = response.into_inner();
+                assert!(!response.served.is_empty(), "{response:?}");
+                decision_ids.insert(response.decision_id);
+                let event = proto::Event {
+                    customer_id: customer_id.clone(),
+                    event_id: format!("{customer_id}-{}", node.name),
+                    name: "login".to_owned(),
+                    ..Default::default()
+                };
+                let tracked = EventsClient::new(channel)
+                    .track(event)
+                    .await
+                    .unwrap_or_else(|status| panic!("track through {}: {status}", node.name));
+                assert_eq!(owner_header(&tracked), expected);
+                assert!(!tracked.into_inner().duplicate);
+            }
+            // Any node's profile shows all three decisions.
+            let channel = connect(nodes[index % 3].server.url()).await;
+            let profile = ProfilesClient::new(channel)
+                .get_profile(proto::GetProfileRequest {
+                    customer_id: customer_id.clone(),
+                })
+                .await
+                .expect("profile")
+                .into_inner();
+            let seen: BTreeSet<String> = profile
+                .contacts
+                .iter()
+                .map(|contact| contact.decision_id.clone())
+                .collect();
+            assert_eq!(seen, decision_ids, "{customer_id}'s ledger");
+        }
+        assert_eq!(owners.len(), 3, "24 customers fall on all three nodes");
+    });
+
+    // A node not in a cluster says so.
+    let dir = TempDir::new("single");
+    let single = Server::start(&dir, &["--web-listen", "off"]);
+    let output = single.client(&["cluster", "status"]);
+    assert!(!output.status.success());
+    assert!(
+        output.stderr.contains("FAILED_PRECONDITION") || output.stderr.contains("not in a cluster"),
+        "{}",
+        output.describe()
+    );
+}
+
+#[test]
+fn fifty_concurrent_decides_over_three_nodes_serve_exactly_the_cap() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Some((_redis, nodes)) = three_nodes("caps") else {
+        return;
+    };
+    settled(&nodes[0], &["node-a", "node-b", "node-c"]);
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|node| node.server.url().to_owned())
+        .collect();
+    runtime().block_on(async {
+        let mut channels = Vec::new();
+        for url in &urls {
+            channels.push(connect(url).await);
+        }
+        let calls: Vec<_> = (0..50)
+            .map(|index| {
+                let channel = channels[index % 3].clone();
+                tokio::spawn(async move {
+                    DecisionsClient::new(channel)
+                        .decide(decide_request("capped"))
+                        .await
+                        .expect("decide")
+                        .into_inner()
+                })
+            })
+            .collect();
+        let mut in_app = 0;
+        let mut served = BTreeSet::new();
+        for call in calls {
+            let response = call.await.expect("the call's task");
+            for action in &response.served {
+                served.insert((response.decision_id.clone(), action.action_id.clone()));
+                if action.channel == "in_app" {
+                    in_app += 1;
+                }
+            }
+        }
+        assert_eq!(
+            in_app, IN_APP_CAP,
+            "in-app serves over 50 concurrent decides"
+        );
+        let profile = ProfilesClient::new(channels[2].clone())
+            .get_profile(proto::GetProfileRequest {
+                customer_id: "capped".to_owned(),
+            })
+            .await
+            .expect("profile")
+            .into_inner();
+        let ledger: BTreeSet<(String, String)> = profile
+            .contacts
+            .iter()
+            .map(|contact| (contact.decision_id.clone(), contact.action_id.clone()))
+            .collect();
+        assert_eq!(ledger, served, "the ledger holds exactly what was served");
+    });
+}
+
+/// What the load acknowledged, for checking afterwards.
+#[derive(Debug, Default)]
+struct Acknowledged {
+    events: BTreeMap<String, Vec<String>>,
+    served: BTreeMap<String, Vec<(String, String)>>,
+    failures: Vec<String>,
+    calls: usize,
+}
+
+/// Decides and tracks for `customers` through `urls` (round robin) until
+/// `stop`; each customer belongs to one task, so the acknowledged record is
+/// exact.
+async fn load(
+    urls: Vec<String>,
+    task: usize,
+    customers: usize,
+    stop: Arc<AtomicBool>,
+) -> Acknowledged {
+    let mut channels = Vec::new();
+    for url in &urls {
+        channels.push(connect(url).await);
+    }
+    let mut ack = Acknowledged::default();
+    for step in 0usize.. {
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        let who = format!("load-{task}-{}", step % customers);
+        let channel = channels[step % channels.len()].clone();
+        ack.calls += 1;
+        if step % 2 == 0 {
+            let event_id = format!("t{task}-{step}");
+            let event = proto::Event {
+                customer_id: who.clone(),
+                event_id: event_id.clone(),
+                name: "login".to_owned(),
+                ..Default::default()
+            };
+            match EventsClient::new(channel).track(event).await {
+                Ok(response) => {
+                    assert!(!response.into_inner().duplicate, "{event_id} is new");
+                    ack.events.entry(who).or_default().push(event_id);
+                }
+                Err(status) => ack.failures.push(format!("track {who}: {status}")),
+            }
+        } else {
+            match DecisionsClient::new(channel)
+                .decide(decide_request(&who))
+                .await
+            {
+                Ok(response) => {
+                    let response = response.into_inner();
+                    for served in response.served {
+                        ack.served
+                            .entry(who.clone())
+                            .or_default()
+                            .push((response.decision_id.clone(), served.action_id));
+                    }
+                }
+                Err(status) => ack.failures.push(format!("decide {who}: {status}")),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    ack
+}
+
+/// Checks through `url` that everything acknowledged is there once and no
+/// customer was served past the in-app cap.
+async fn verify(url: &str, acks: &[Acknowledged]) {
+    let channel = connect(url).await;
+    let mut events = EventsClient::new(channel.clone());
+    let mut profiles = ProfilesClient::new(channel);
+    for ack in acks {
+        for (who, ids) in &ack.events {
+            for event_id in ids {
+                let event = proto::Event {
+                    customer_id: who.clone(),
+                    event_id: event_id.clone(),
+                    name: "login".to_owned(),
+                    ..Default::default()
+                };
+                let response = events.track(event).await.expect("track").into_inner();
+                assert!(
+                    response.duplicate,
+                    "acknowledged event {event_id} of {who} was lost"
+                );
+            }
+        }
+        for (who, served) in &ack.served {
+            let profile = profiles
+                .get_profile(proto::GetProfileRequest {
+                    customer_id: who.clone(),
+                })
+                .await
+                .unwrap_or_else(|status| panic!("{who} was lost: {status}"))
+                .into_inner();
+            let ledger: BTreeSet<(String, String)> = profile
+                .contacts
+                .iter()
+                .map(|contact| (contact.decision_id.clone(), contact.action_id.clone()))
+                .collect();
+            for decision in served {
+                assert!(
+                    ledger.contains(decision),
+                    "acknowledged decision {decision:?} of {who} is not in the ledger"
+                );
+            }
+            let in_app = profile
+                .contacts
+                .iter()
+                .filter(|contact| contact.channel == "in_app" && !contact.released)
+                .count();
+            assert!(
+                in_app <= IN_APP_CAP,
+                "{who} was served {in_app} in-app actions"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_node_joining_moves_partitions_without_a_failed_call() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Some(redis) = RedisCluster::for_test(3) else {
+        return;
+    };
+    let a = Node::start(&redis, "joining", "node-a");
+    let b = Node::start(&redis, "joining", "node-b");
+    settled(&a, &["node-a", "node-b"]);
+    let urls = vec![a.server.url().to_owned(), b.server.url().to_owned()];
+    let runtime = runtime();
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..4)
+        .map(|task| runtime.spawn(load(urls.clone(), task, 12, stop.clone())))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let c = Node::start(&redis, "joining", "node-c");
+    let topology = settled(&c, &["node-a", "node-b", "node-c"]);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Release);
+    let acks: Vec<Acknowledged> = runtime.block_on(async {
+        let mut acks = Vec::new();
+        for task in tasks {
+            acks.push(task.await.expect("a load task"));
+        }
+        acks
+    });
+    let failures: Vec<&String> = acks.iter().flat_map(|ack| &ack.failures).collect();
+    let calls: usize = acks.iter().map(|ack| ack.calls).sum();
+    assert!(
+        failures.is_empty(),
+        "{} of {calls} calls failed: {failures:?}",
+        failures.len()
+    );
+    let joined = topology["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|node| node["node"] == "node-c")
+        .expect("node-c is live")["holds"]
+        .as_u64()
+        .expect("holds");
+    assert!(joined > 0, "node-c took partitions: {topology}");
+    runtime.block_on(verify(c.server.url(), &acks));
+}
+
+#[test]
+fn an_owner_killed_under_load_is_taken_over_with_nothing_acknowledged_lost() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Some((_redis, mut nodes)) = three_nodes("takeover") else {
+        return;
+    };
+    settled(&nodes[0], &["node-a", "node-b", "node-c"]);
+    // The load goes through a and b; c owns about a third of its customers.
+    let urls = vec![
+        nodes[0].server.url().to_owned(),
+        nodes[1].server.url().to_owned(),
+    ];
+    let runtime = runtime();
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..4)
+        .map(|task| runtime.spawn(load(urls.clone(), task, 12, stop.clone())))
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let victim = nodes.pop().expect("node-c");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &victim.server.pid()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let at = Instant::now();
+    settled(&nodes[0], &["node-a", "node-b"]);
+    let takeover = at.elapsed();
+    // The load goes on a while on the two nodes left.
+    std::thread::sleep(Duration::from_millis(1_000));
+    stop.store(true, Ordering::Release);
+    let acks: Vec<Acknowledged> = runtime.block_on(async {
+        let mut acks = Vec::new();
+        for task in tasks {
+            acks.push(task.await.expect("a load task"));
+        }
+        acks
+    });
+    let calls: usize = acks.iter().map(|ack| ack.calls).sum();
+    let failures: Vec<&String> = acks.iter().flat_map(|ack| &ack.failures).collect();
+    eprintln!(
+        "takeover after kill -9: {} ms (lease {LEASE_MS} ms); {} of {calls} calls failed meanwhile",
+        takeover.as_millis(),
+        failures.len()
+    );
+    for failure in &failures {
+        assert!(
+            failure.contains("Unavailable") || failure.contains("unavailable"),
+            "a call failed otherwise than UNAVAILABLE: {failure}"
+        );
+    }
+    runtime.block_on(verify(nodes[1].server.url(), &acks));
+    // After the takeover every customer is served again.
+    runtime.block_on(async {
+        let channel = connect(nodes[0].server.url()).await;
+        for task in 0..4 {
+            for index in 0..12 {
+                let who = format!("load-{task}-{index}");
+                DecisionsClient::new(channel.clone())
+                    .decide(decide_request(&who))
+                    .await
+                    .unwrap_or_else(|status| panic!("{who} after the takeover: {status}"));
+            }
+        }
+    });
+}
+
+/// `tests/cluster/local.sh` running: stopped with SIGTERM (its trap stops
+/// the nodes and Redis) when dropped, whatever the test's outcome.
+struct Script(std::process::Child);
+
+impl Script {
+    /// Sends SIGTERM and waits up to 30 s; whether the script ended.
+    fn terminate(&mut self) -> bool {
+        if matches!(self.0.try_wait(), Ok(Some(_))) {
+            return true;
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        false
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// The first of `count` consecutive loopback ports that are free now (with
+/// their Redis Cluster bus ports, 10,000 up, when `bus`).
+fn free_ports(count: u16, bus: bool) -> u16 {
+    let bindable = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    loop {
+        let first = common::free_port();
+        if first > 50_000 {
+            continue;
+        }
+        if (first..first + count).all(|port| bindable(port) && (!bus || bindable(port + 10_000))) {
+            return first;
+        }
+    }
+}
+
+#[test]
+fn the_local_cluster_script_starts_three_nodes_that_answer_and_stops_them() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // The script needs what the Redis harness needs.
+    if !redis::available() {
+        return;
+    }
+    let dir = TempDir::new("local-cluster");
+    let redis_port = free_ports(3, true);
+    let nudge_port = free_ports(3, false);
+    let metrics_port = free_ports(3, false);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/cluster/local.sh");
+    let mut command = std::process::Command::new("bash");
+    command.arg(script);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("NUDGE_") {
+            command.env_remove(name);
+        }
+    }
+    let child = command
+        .env("NUDGE", env!("CARGO_BIN_EXE_nudge"))
+        .env("CLUSTER_REDIS_PORT", redis_port.to_string())
+        .env("CLUSTER_NUDGE_PORT", nudge_port.to_string())
+        .env("CLUSTER_METRICS_PORT", metrics_port.to_string())
+        .env("CLUSTER_DIR", dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run tests/cluster/local.sh");
+    let mut script_process = Script(child);
+    // Its output, line by line as it comes.
+    let (lines, printed) = std::sync::mpsc::channel::<String>();
+    let stdout = script_process.0.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.expect("the script's output");
+            all.push_str(&line);
+            all.push('\n');
+            let _ = lines.send(line);
+        }
+        all
+    });
+    let stderr = common::drain(script_process.0.stderr.take());
+    let ready_by = Instant::now() + Duration::from_secs(90);
+    let ready = loop {
+        match printed.recv_timeout(ready_by.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.starts_with("nudge cluster ready") => break true,
+            Ok(_) => continue,
+            Err(_) => break false,
+        }
+    };
+    if !ready {
+        drop(script_process);
+        let out = reader.join().expect("stdout");
+        let err = stderr.join().expect("stderr");
+        panic!("the script did not report a ready cluster:\n{out}\n{err}");
+    }
+    // Every node answers, from the customer's owner.
+    runtime().block_on(async {
+        let mut owners = BTreeSet::new();
+        for offset in 0..3 {
+            let channel = connect(&format!("http://127.0.0.1:{}", nudge_port + offset)).await;
+            let response = DecisionsClient::new(channel)
+                .decide(decide_request("local-script-1"))
+                .await
+                .unwrap_or_else(|status| panic!("decide through node {offset}: {status}"));
+            assert!(!response.get_ref().served.is_empty());
+            owners.insert(owner_header(&response));
+        }
+        assert_eq!(owners.len(), 1, "one owner: {owners:?}");
+    });
+    // SIGTERM stops the nodes and Redis, and the script ends.
+    assert!(
+        script_process.terminate(),
+        "the script ends within 30 s of SIGTERM"
+    );
+    let out = reader.join().expect("stdout");
+    let err = stderr.join().expect("stderr");
+    assert!(
+        out.contains("nudge cluster ready") && out.contains("every partition is held"),
+        "{out}\n{err}"
+    );
+    assert!(out.contains("stopping"), "{out}\n{err}");
+    for port in [redis_port, nudge_port, nudge_port + 2] {
+        poll(
+            Duration::from_secs(10),
+            "the script's processes to stop",
+            || {
+                std::net::TcpListener::bind(("127.0.0.1", port))
+                    .map(drop)
+                    .map_err(|error| format!("port {port}: {error}"))
+            },
+        );
+    }
+}
