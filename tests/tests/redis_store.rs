@@ -145,3 +145,61 @@ fn acknowledged_writes_survive_every_redis_process_being_killed() {
         );
     }
 }
+
+#[test]
+fn a_changes_state_and_log_entries_queued_together_take_one_round_trip() {
+    let Some(cluster) = RedisCluster::for_test(3) else {
+        return;
+    };
+    let store = open(&cluster, "together");
+    let applies = |store: &RedisStore| {
+        store
+            .round_trips()
+            .into_iter()
+            .find(|(operation, _)| *operation == "apply")
+            .map_or(0, |(_, count)| count)
+    };
+    let alice: Arc<str> = Arc::from("alice");
+    // A first write of each kind, so one-time writes (the model's feature
+    // names) are out of the way.
+    block_on(
+        StateStore::write(store.as_ref(), &alice, &contract::sample_state(1))
+            .and(DecisionLog::append(
+                store.as_ref(),
+                vec![contract::sample_decision("alice", "d-0", 0)],
+            ))
+            .wait(),
+    )
+    .expect("first writes");
+
+    for round in 1..=20_u32 {
+        let before = applies(&store);
+        // What an actor queues for one change: its state, a decision and
+        // an event of the customer.
+        let commit = nudge_service::store::together(|| {
+            StateStore::write(
+                store.as_ref(),
+                &alice,
+                &contract::sample_state(round as usize + 1),
+            )
+            .and(DecisionLog::append(
+                store.as_ref(),
+                vec![
+                    contract::sample_decision("alice", &format!("d-{round}"), i64::from(round)),
+                    contract::sample_event("alice", u64::from(round), i64::from(round)),
+                ],
+            ))
+        });
+        block_on(commit.wait()).expect("the change is durable");
+        assert_eq!(
+            applies(&store) - before,
+            1,
+            "round {round}: one script call for the whole change"
+        );
+    }
+    // All of it is there.
+    let loaded = block_on(StateStore::load(store.as_ref(), "alice"))
+        .expect("load")
+        .expect("alice");
+    assert_eq!(loaded, contract::sample_state(21));
+}

@@ -59,13 +59,22 @@ where
             let answer = here(request).await;
             let waited = guard.waited();
             drop(guard);
-            answer.map(|response| {
-                let mut response = with_owner(response, cluster.node());
-                if waited {
-                    response.extensions_mut().insert(NotQueueing);
-                }
-                response
-            })
+            // Refusals name their node too: a forwarding node passes them
+            // on as they are.
+            answer
+                .map(|response| {
+                    let mut response = with_owner(response, cluster.node());
+                    if waited {
+                        response.extensions_mut().insert(NotQueueing);
+                    }
+                    response
+                })
+                .map_err(|mut status| {
+                    if let Ok(value) = MetadataValue::try_from(cluster.node()) {
+                        status.metadata_mut().insert(OWNER, value);
+                    }
+                    status
+                })
         }
         Route::Forward { node, address } => {
             let channel = cluster.channel(&address).map_err(Status::unavailable)?;
@@ -98,9 +107,14 @@ where
                     }
                 })
                 .map_err(|status| match status.code() {
-                // The owner's own refusals pass through; a connection
-                // that failed says which node was tried.
-                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal
+                // The owner's own refusals (which name it) pass through; a
+                // connection that failed, was reset (a node killed) or
+                // timed out says which node was tried.
+                tonic::Code::Unavailable
+                | tonic::Code::Unknown
+                | tonic::Code::Internal
+                | tonic::Code::Cancelled
+                | tonic::Code::DeadlineExceeded
                     if status.metadata().get(OWNER).is_none() =>
                 {
                     Status::unavailable(format!(

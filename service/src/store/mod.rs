@@ -51,6 +51,15 @@ pub use nudge_models::log::{
 pub use redb_store::{DATA_FILE, RedbStore};
 pub use source::FaultSwitch;
 
+/// Runs `f`, handing the writes it queues on this thread to their store
+/// together when it returns: one change's state, log entries and budget
+/// changes then travel in one round trip to a store that sends each write
+/// as it comes (Redis); the embedded store groups them in its commit
+/// anyway.
+pub fn together<T>(f: impl FnOnce() -> T) -> T {
+    redis::together(f)
+}
+
 use nudge_models::customer::CustomerState;
 use nudge_models::delta::StateDelta;
 use nudge_models::time::Timestamp;

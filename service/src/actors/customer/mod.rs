@@ -169,11 +169,13 @@ impl CustomerActor {
         };
         self.writes += 1;
         let stores = &self.shared.stores;
-        stores
-            .state
-            .write_change(&self.customer_id, &self.state, change)
-            .and(stores.log.append(log))
-            .and(stores.budgets.record(budget))
+        crate::store::together(|| {
+            stores
+                .state
+                .write_change(&self.customer_id, &self.state, change)
+                .and(stores.log.append(log))
+                .and(stores.budgets.record(budget))
+        })
     }
 }
 

@@ -381,6 +381,7 @@ async fn compact_owned(
                 reply,
                 after: None,
                 token: None,
+                joined: Vec::new(),
             };
             if lanes[usize::from(partition.0)].send(queued).is_err() {
                 return Err(StoreError::Closed);

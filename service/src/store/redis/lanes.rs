@@ -187,6 +187,9 @@ pub(super) struct Queued {
     /// The token to send instead of the one this node holds (a stalled
     /// owner's write, simulated by tests); such a write goes alone.
     pub(super) token: Option<FencingToken>,
+    /// Writes queued together with this one ([`super::together`]): sent
+    /// as one message, so they go in the same script call.
+    pub(super) joined: Vec<Queued>,
 }
 
 impl std::fmt::Debug for Queued {
@@ -237,10 +240,19 @@ struct Lane {
     failure: Arc<Mutex<Option<StoreError>>>,
 }
 
+/// A write and the writes joined to it, in the order queued.
+fn unjoin(mut queued: Queued) -> Vec<Queued> {
+    let joined = std::mem::take(&mut queued.joined);
+    let mut writes = Vec::with_capacity(1 + joined.len());
+    writes.push(queued);
+    writes.extend(joined);
+    writes
+}
+
 impl Lane {
     async fn run(self, mut receiver: mpsc::UnboundedReceiver<Queued>) {
         while let Some(first) = receiver.recv().await {
-            let mut batch = vec![first];
+            let mut batch = unjoin(first);
             let mut held_back = None;
             while batch[0].token.is_none() && batch.len() < MAX_BATCH {
                 match receiver.try_recv() {
@@ -248,7 +260,7 @@ impl Lane {
                         held_back = Some(next);
                         break;
                     }
-                    Ok(next) => batch.push(next),
+                    Ok(next) => batch.extend(unjoin(next)),
                     Err(_) => break,
                 }
             }

@@ -57,6 +57,61 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+/// A write and the lane it goes to.
+type LaneWrite = (mpsc::UnboundedSender<Queued>, Queued);
+
+thread_local! {
+    /// The writes [`together`] holds on this thread.
+    static HELD: std::cell::RefCell<Option<Vec<LaneWrite>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f`, holding the writes it queues on this thread until it returns
+/// and then sending them one right after the other, so that a lane takes
+/// them in one script call: the state, log entries and budget changes of
+/// one change, queued one after the other, cost one round trip, not one
+/// each. Nothing waits on a held write before `f` returns (its commit is
+/// awaited later), so holding delays nothing.
+pub fn together<T>(f: impl FnOnce() -> T) -> T {
+    struct Release(bool);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            if !self.0 {
+                return;
+            }
+            let held = HELD
+                .with(|held| held.borrow_mut().take())
+                .unwrap_or_default();
+            // One message per lane: the first write with the others of
+            // its lane joined, in the order queued.
+            let mut messages: Vec<LaneWrite> = Vec::new();
+            for (lane, queued) in held {
+                match messages
+                    .iter_mut()
+                    .find(|(sent_to, _)| sent_to.same_channel(&lane))
+                {
+                    Some((_, first)) => first.joined.push(queued),
+                    None => messages.push((lane, queued)),
+                }
+            }
+            for (lane, queued) in messages {
+                let _ = lane.send(queued);
+            }
+        }
+    }
+    let outermost = HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        if held.is_some() {
+            false
+        } else {
+            *held = Some(Vec::new());
+            true
+        }
+    });
+    let _release = Release(outermost);
+    f()
+}
+
 /// Customer → the number of its newest queued write and that write's
 /// encoded state (`None`: a queued forget).
 type PendingStates = DashMap<Arc<str>, (u64, Option<Arc<[u8]>>)>;
@@ -324,6 +379,7 @@ impl RedisStore {
             reply,
             after: None,
             token: Some(token),
+            joined: Vec::new(),
         };
         if self
             .lane(Some(self.partitions.of(customer_id)))
@@ -416,6 +472,7 @@ impl RedisStore {
             reply,
             after: None,
             token: None,
+            joined: Vec::new(),
         });
         self.client
             .block_on(async move { Commit::pending(receiver).wait().await.map(|_| ()) })
@@ -497,10 +554,23 @@ impl RedisStore {
             reply,
             after,
             token: None,
+            joined: Vec::new(),
         };
-        if self.lane(partition).send(queued).is_err() {
+        let lane = self.lane(partition);
+        let queued = HELD.with(|held| match held.borrow_mut().as_mut() {
+            Some(writes) => {
+                writes.push((lane.clone(), queued));
+                None
+            }
+            None => Some(queued),
+        });
+        if let Some(queued) = queued
+            && lane.send(queued).is_err()
+        {
             return Commit::done(Err(StoreError::Closed));
         }
+        // A held write whose lane has closed by the time it is sent
+        // resolves as closed: its reply is dropped unanswered.
         Commit::pending(receiver)
     }
 
@@ -537,6 +607,7 @@ impl RedisStore {
                     reply,
                     after: None,
                     token: None,
+                    joined: Vec::new(),
                 });
                 Commit::pending(receiver)
             })
