@@ -425,6 +425,22 @@ async fn load(
     ack
 }
 
+/// Stops the load tasks and collects what they acknowledged.
+fn stop_load(
+    runtime: &tokio::runtime::Runtime,
+    stop: &AtomicBool,
+    tasks: Vec<tokio::task::JoinHandle<Acknowledged>>,
+) -> Vec<Acknowledged> {
+    stop.store(true, Ordering::Release);
+    runtime.block_on(async {
+        let mut acks = Vec::new();
+        for task in tasks {
+            acks.push(task.await.expect("a load task"));
+        }
+        acks
+    })
+}
+
 /// Checks through `url` that everything acknowledged is there once and no
 /// customer was served past the in-app cap.
 async fn verify(url: &str, acks: &[Acknowledged]) {
@@ -500,14 +516,7 @@ fn a_node_joining_moves_partitions_without_a_failed_call() {
     let c = Node::start(&redis, "joining", "node-c");
     let topology = settled(&c, &["node-a", "node-b", "node-c"]);
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Release);
-    let acks: Vec<Acknowledged> = runtime.block_on(async {
-        let mut acks = Vec::new();
-        for task in tasks {
-            acks.push(task.await.expect("a load task"));
-        }
-        acks
-    });
+    let acks = stop_load(&runtime, &stop, tasks);
     let failures: Vec<&String> = acks.iter().flat_map(|ack| &ack.failures).collect();
     let calls: usize = acks.iter().map(|ack| ack.calls).sum();
     assert!(
@@ -558,14 +567,7 @@ fn an_owner_killed_under_load_is_taken_over_with_nothing_acknowledged_lost() {
     let takeover = at.elapsed();
     // The load goes on a while on the two nodes left.
     std::thread::sleep(Duration::from_millis(1_000));
-    stop.store(true, Ordering::Release);
-    let acks: Vec<Acknowledged> = runtime.block_on(async {
-        let mut acks = Vec::new();
-        for task in tasks {
-            acks.push(task.await.expect("a load task"));
-        }
-        acks
-    });
+    let acks = stop_load(&runtime, &stop, tasks);
     let calls: usize = acks.iter().map(|ack| ack.calls).sum();
     let failures: Vec<&String> = acks.iter().flat_map(|ack| &ack.failures).collect();
     let shed: usize = acks.iter().map(|ack| ack.shed).sum();
