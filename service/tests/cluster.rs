@@ -51,6 +51,11 @@ struct Node {
 
 impl Node {
     fn start(redis: &RedisCluster, namespace: &str, name: &str) -> Self {
+        Self::start_with(redis, namespace, name, &[])
+    }
+
+    /// A node started with `extra` arguments besides the cluster's.
+    fn start_with(redis: &RedisCluster, namespace: &str, name: &str, extra: &[&str]) -> Self {
         let dir = TempDir::new(name);
         let urls = redis.urls().join(",");
         let node_id = format!("cluster.node_id={name}");
@@ -70,7 +75,10 @@ impl Node {
                 &lease,
                 "--set",
                 &namespace,
-            ],
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
         );
         Self {
             name: name.to_owned(),
@@ -145,6 +153,28 @@ fn decide_request(customer_id: &str) -> proto::DecideRequest {
         customer_id: customer_id.to_owned(),
         placement: "home_banner".to_owned(),
         ..Default::default()
+    }
+}
+
+/// Decides for `customer_id` through `channel`. A call shed for overload
+/// changed nothing: it is retried with backoff, as clients are told to.
+async fn decide_retrying(channel: Channel, customer_id: &str) -> proto::DecideResponse {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match DecisionsClient::new(channel.clone())
+            .decide(decide_request(customer_id))
+            .await
+        {
+            Ok(response) => return response.into_inner(),
+            Err(status)
+                if status.code() == tonic::Code::ResourceExhausted
+                    && backoff < Duration::from_secs(5) =>
+            {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            Err(status) => panic!("decide for {customer_id}: {status}"),
+        }
     }
 }
 
@@ -289,27 +319,7 @@ fn fifty_concurrent_decides_over_three_nodes_serve_exactly_the_cap() {
         let calls: Vec<_> = (0..50)
             .map(|index| {
                 let channel = channels[index % 3].clone();
-                tokio::spawn(async move {
-                    // A call shed for overload changed nothing: retried
-                    // with backoff, as clients are told to.
-                    let mut backoff = Duration::from_millis(20);
-                    loop {
-                        match DecisionsClient::new(channel.clone())
-                            .decide(decide_request("capped"))
-                            .await
-                        {
-                            Ok(response) => break response.into_inner(),
-                            Err(status)
-                                if status.code() == tonic::Code::ResourceExhausted
-                                    && backoff < Duration::from_secs(5) =>
-                            {
-                                tokio::time::sleep(backoff).await;
-                                backoff *= 2;
-                            }
-                            Err(status) => panic!("decide: {status}"),
-                        }
-                    }
-                })
+                tokio::spawn(async move { decide_retrying(channel, "capped").await })
             })
             .collect();
         let mut in_app = 0;
@@ -341,6 +351,139 @@ fn fifty_concurrent_decides_over_three_nodes_serve_exactly_the_cap() {
             .collect();
         assert_eq!(ledger, served, "the ledger holds exactly what was served");
     });
+}
+
+/// The units of each budgeted in-app action in [`budgeted_catalog`].
+const IN_APP_BUDGET: usize = 4;
+
+/// The demo catalog with a global budget of [`IN_APP_BUDGET`] on each of
+/// the six in-app actions a new customer is eligible for.
+fn budgeted_catalog() -> String {
+    let catalog = nudge_models::demo::CATALOG_TOML;
+    let mut budgeted = String::new();
+    for (index, block) in catalog.split("[[actions]]").enumerate() {
+        if index > 0 {
+            budgeted.push_str("[[actions]]");
+        }
+        let new_customers = [
+            "welcome_tour",
+            "connect_first_integration",
+            "create_first_report",
+            "invite_teammates",
+            "upgrade_to_pro_banner",
+            "template_gallery",
+        ];
+        if new_customers
+            .iter()
+            .any(|id| block.contains(&format!("id = \"{id}\"\n")))
+        {
+            budgeted.push_str(&block.replacen(
+                "cooldown = \"1h\"\n",
+                &format!("cooldown = \"1h\"\nbudget = {IN_APP_BUDGET}\n"),
+                1,
+            ));
+        } else {
+            budgeted.push_str(block);
+        }
+    }
+    assert_eq!(
+        budgeted
+            .matches(&format!("budget = {IN_APP_BUDGET}\n"))
+            .count(),
+        6,
+        "the six in-app actions of a new customer are budgeted"
+    );
+    budgeted
+}
+
+#[test]
+fn three_nodes_together_serve_a_global_budget_exactly_never_past_it() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Some(redis) = RedisCluster::for_test(3) else {
+        return;
+    };
+    let dir = TempDir::new("budgets");
+    let catalog = dir.path().join("catalog.toml");
+    std::fs::write(&catalog, budgeted_catalog()).expect("write the catalog");
+    let catalog = catalog.to_str().expect("a UTF-8 path").to_owned();
+    let nodes: Vec<Node> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|name| Node::start_with(&redis, "budgets", name, &["--catalog", &catalog]))
+        .collect();
+    settled(&nodes[0], &["node-a", "node-b", "node-c"]);
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|node| node.server.url().to_owned())
+        .collect();
+    let budgeted = 6 * IN_APP_BUDGET;
+    let mut served: BTreeMap<String, usize> = BTreeMap::new();
+    runtime().block_on(async {
+        let mut channels = Vec::new();
+        for url in &urls {
+            channels.push(connect(url).await);
+        }
+        // Waves of new customers, each deciding once through a node in
+        // turn (so through owners and non-owners), all at once: demand far
+        // past the budgets on every node. Waves go on until every unit is
+        // served; a node holding units serves them to the next wave.
+        let started = Instant::now();
+        let mut wave = 0;
+        while served.values().sum::<usize>() < budgeted {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the budgets were not used up within a minute: {served:?}"
+            );
+            let calls: Vec<_> = (0..60)
+                .map(|index| {
+                    let channel = channels[index % 3].clone();
+                    let customer = format!("budget-{wave}-{index}");
+                    tokio::spawn(async move { decide_retrying(channel, &customer).await })
+                })
+                .collect();
+            for call in calls {
+                let response = call.await.expect("the call's task");
+                for action in response.served.iter().filter(|action| action.channel == "in_app") {
+                    *served.entry(action.action_id.clone()).or_default() += 1;
+                }
+            }
+            for (action, count) in &served {
+                assert!(
+                    *count <= IN_APP_BUDGET,
+                    "{action} served {count} times, past its budget of {IN_APP_BUDGET} (wave {wave}: {served:?})"
+                );
+            }
+            wave += 1;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    assert_eq!(
+        served.len(),
+        6,
+        "every budgeted action was served: {served:?}"
+    );
+    assert!(
+        served.values().all(|count| *count == IN_APP_BUDGET),
+        "{served:?}"
+    );
+    // The ledger agrees: every unit used, none left held by a node.
+    let topology = nodes[1].topology();
+    let budgets = topology["budgets"].as_array().expect("budgets");
+    let in_app: Vec<&Json> = budgets
+        .iter()
+        .filter(|budget| served.contains_key(budget["action_id"].as_str().expect("an action")))
+        .collect();
+    assert_eq!(in_app.len(), 6, "{budgets:?}");
+    for budget in in_app {
+        assert_eq!(budget["limit"], IN_APP_BUDGET, "{budget}");
+        assert_eq!(budget["used"], IN_APP_BUDGET, "{budget}");
+        assert_eq!(budget["held"], Json::Array(Vec::new()), "{budget}");
+    }
+    // The status table shows them too.
+    let table = nodes[2].server.ok(&["cluster", "status"]);
+    assert!(table.contains("BUDGET"), "{table}");
+    assert!(table.contains("welcome_tour"), "{table}");
 }
 
 /// What the load acknowledged, for checking afterwards.

@@ -1,12 +1,16 @@
 //! The Redis Cluster store against a real three-primary cluster: the store
 //! contract every backend keeps, what survives the Redis processes being
-//! killed and restarted, and the fencing that keeps a stale owner's writes
-//! out.
+//! killed and restarted, the fencing that keeps a stale owner's writes
+//! out, and the budget grants that keep nodes within a global budget.
 
 use nudge_models::cluster::{FencingToken, Partitions};
 use nudge_service::store::contract;
-use nudge_service::store::redis::{ClientOptions, Durability, RedisOptions, RedisStore};
-use nudge_service::store::{BudgetLedger, DecisionLog, StateStore, StoreError, Stores};
+use nudge_service::store::redis::{
+    ClientOptions, Durability, GrantChange, RedisOptions, RedisStore,
+};
+use nudge_service::store::{
+    BudgetChange, BudgetLedger, DecisionLog, StateStore, StoreError, Stores,
+};
 use nudge_tests::redis::RedisCluster;
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,6 +118,110 @@ fn a_stale_owners_write_is_refused_by_its_fencing_token_and_changes_nothing() {
         Some(contract::sample_state(2)),
         "the new owner's state stands"
     );
+}
+
+#[test]
+fn the_ledger_grants_budget_units_within_the_limit_and_takes_back_a_gone_nodes() {
+    let Some(cluster) = RedisCluster::for_test(3) else {
+        return;
+    };
+    let a = RedisStore::connect(options(&cluster, "grants", "node-a", 5_000)).expect("connect a");
+    let b = RedisStore::connect(options(&cluster, "grants", "node-b", 5_000)).expect("connect b");
+    a.register("a:1", Duration::from_secs(5)).expect("a joins");
+    b.register("b:1", Duration::from_secs(5)).expect("b joins");
+    let ask = |store: &RedisStore, delta: i64| {
+        let granted = block_on(store.change_grants(vec![GrantChange {
+            action_id: "coupon".to_owned(),
+            limit: 5,
+            delta,
+        }]))
+        .expect("the ledger answers");
+        assert_eq!(granted.len(), 1);
+        let granted = granted.into_iter().next().expect("one answer");
+        (granted.units, granted.used, granted.free)
+    };
+    let held = |store: &RedisStore| -> Vec<(String, u64)> {
+        let nodes = ["node-a".to_owned(), "node-b".to_owned()];
+        let budgets = store.budgets(&nodes).expect("read the budgets");
+        budgets
+            .into_iter()
+            .find(|budget| budget.action_id == "coupon")
+            .map(|budget| {
+                let mut held = budget.held;
+                held.insert(0, ("used".to_owned(), budget.used));
+                held
+            })
+            .unwrap_or_default()
+    };
+    let line = |used: u64, a: u64, b: u64| {
+        let mut line = vec![("used".to_owned(), used)];
+        if a > 0 {
+            line.push(("node-a".to_owned(), a));
+        }
+        if b > 0 {
+            line.push(("node-b".to_owned(), b));
+        }
+        line
+    };
+
+    // Grants never pass the limit, whoever asks.
+    assert_eq!(ask(&a, 3), (3, 0, 2));
+    assert_eq!(ask(&b, 4), (2, 0, 0), "only the 2 units left");
+    assert_eq!(ask(&a, 1), (0, 0, 0));
+    assert_eq!(held(&a), line(0, 3, 2));
+
+    // A unit served leaves its node's grant in the same call that counts
+    // it used; a unit given back is free for any node.
+    let spend = |store: &RedisStore, delta: i64| {
+        block_on(
+            BudgetLedger::record(
+                store,
+                vec![BudgetChange {
+                    action_id: "coupon".to_owned(),
+                    delta,
+                }],
+            )
+            .wait(),
+        )
+        .expect("the change is stored");
+    };
+    spend(&a, 1);
+    assert_eq!(held(&b), line(1, 2, 2));
+    assert_eq!(ask(&b, 1), (0, 1, 0), "used + held is the limit");
+    assert_eq!(ask(&a, -1), (-1, 1, 1));
+    assert_eq!(ask(&a, -9), (-1, 1, 2), "only what it holds");
+    assert_eq!(held(&a), line(1, 0, 2));
+
+    // A failed delivery's unit goes back to the ledger.
+    spend(&b, 1);
+    spend(&b, -1);
+    assert_eq!(held(&a), line(1, 0, 1));
+
+    // A node leaving gives its units back.
+    b.leave().expect("b leaves");
+    assert_eq!(held(&a), line(1, 0, 0));
+
+    // So does a node whose registration runs out, once any node looks.
+    assert_eq!(ask(&b, 3), (3, 1, 1));
+    b.heartbeat("b:1", Duration::from_millis(300))
+        .expect("b renews briefly");
+    std::thread::sleep(Duration::from_millis(400));
+    let live = a.members_now().expect("a lists the members");
+    assert_eq!(
+        live.iter()
+            .map(|member| member.node.as_str())
+            .collect::<Vec<_>>(),
+        ["node-a"]
+    );
+    assert_eq!(held(&a), line(1, 0, 0));
+
+    // And a node starting again under the same name starts with none.
+    b.register("b:1", Duration::from_secs(5)).expect("b joins");
+    assert_eq!(ask(&b, 2), (2, 1, 2));
+    b.register("b:1", Duration::from_secs(5))
+        .expect("b starts again");
+    assert_eq!(held(&a), line(1, 0, 0));
+    assert_eq!(ask(&a, 9), (4, 1, 0), "every unit not used is grantable");
 }
 
 #[test]

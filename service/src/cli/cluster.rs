@@ -68,6 +68,15 @@ pub fn status_json(response: &TopologyResponse) -> Json {
             "lease_until": seconds(&owner.lease_until),
             "placed": owner.placed,
         })).collect::<Vec<_>>(),
+        "budgets": response.budgets.iter().map(|budget| json!({
+            "action_id": budget.action_id,
+            "limit": budget.limit,
+            "used": budget.used,
+            "held": budget.held.iter().map(|holding| json!({
+                "node": holding.node,
+                "units": holding.units,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -106,6 +115,7 @@ pub fn status_text(response: &TopologyResponse) -> String {
             node.node, node.address, node.holds, node.placed
         );
     }
+    budgets_text(&mut text, response);
     let moving: Vec<_> = response
         .owners
         .iter()
@@ -149,4 +159,105 @@ pub fn status_text(response: &TopologyResponse) -> String {
         );
     }
     text
+}
+
+/// The shared budgets: used, held by nodes, and left to grant.
+fn budgets_text(text: &mut String, response: &TopologyResponse) {
+    if response.budgets.is_empty() {
+        return;
+    }
+    let width = response
+        .budgets
+        .iter()
+        .map(|budget| budget.action_id.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let _ = writeln!(
+        text,
+        "\n  {:<width$}  {:>8}  {:>8}  {:>6}  HELD BY",
+        "BUDGET", "LIMIT", "USED", "HELD"
+    );
+    for budget in &response.budgets {
+        let held: u64 = budget.held.iter().map(|holding| holding.units).sum();
+        let holders: Vec<String> = budget
+            .held
+            .iter()
+            .map(|holding| format!("{} {}", holding.node, holding.units))
+            .collect();
+        let limit = if budget.limit == 0 {
+            "-".to_owned()
+        } else {
+            budget.limit.to_string()
+        };
+        let _ = writeln!(
+            text,
+            "  {:<width$}  {limit:>8}  {:>8}  {held:>6}  {}",
+            budget.action_id,
+            budget.used,
+            if holders.is_empty() {
+                "-".to_owned()
+            } else {
+                holders.join(", ")
+            }
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nudge_proto::v1::{BudgetHolding, ClusterNode, SharedBudget};
+
+    fn response() -> TopologyResponse {
+        TopologyResponse {
+            node: "node-a".to_owned(),
+            partitions: 0,
+            nodes: vec![ClusterNode {
+                node: "node-a".to_owned(),
+                address: "10.0.0.5:50051".to_owned(),
+                ..Default::default()
+            }],
+            owners: Vec::new(),
+            budgets: vec![
+                SharedBudget {
+                    action_id: "trial_discount_email".to_owned(),
+                    limit: 1000,
+                    used: 412,
+                    held: vec![
+                        BudgetHolding {
+                            node: "node-a".to_owned(),
+                            units: 6,
+                        },
+                        BudgetHolding {
+                            node: "node-b".to_owned(),
+                            units: 2,
+                        },
+                    ],
+                },
+                SharedBudget {
+                    action_id: "retired".to_owned(),
+                    limit: 0,
+                    used: 3,
+                    held: Vec::new(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn the_status_table_shows_each_shared_budget_and_who_holds_its_units() {
+        let text = status_text(&response());
+        assert!(
+            text.contains("trial_discount_email      1000       412       8  node-a 6, node-b 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("retired                      -         3       0  -"),
+            "{text}"
+        );
+        let json = status_json(&response());
+        assert_eq!(json["budgets"][0]["held"][1]["units"], 2);
+        assert_eq!(json["budgets"][1]["limit"], 0);
+    }
 }

@@ -28,9 +28,10 @@
 //! A partition taken with a token new to this node first passivates any
 //! actor of it left from before, so nothing is served from stale state.
 
+mod budgets;
 mod topology;
 
-pub use topology::{NodeView, PartitionView, Topology};
+pub use topology::{BudgetLine, NodeView, PartitionView, Topology};
 
 use crate::engine::Engine;
 use crate::store::StoreError;
@@ -67,6 +68,10 @@ pub struct Cluster {
     engine: OnceLock<Weak<Engine>>,
     /// Forwarding connections to the other nodes, by address.
     peers: dashmap::DashMap<String, tonic::transport::Channel>,
+    /// This node's share of the global budgets.
+    grants: budgets::Grants,
+    /// When a heartbeat was last answered.
+    heartbeat: std::sync::Mutex<Instant>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -127,7 +132,8 @@ impl Cluster {
         partitions: Partitions,
         lease: Duration,
     ) -> Result<Arc<Self>, StoreError> {
-        let members = store.heartbeat(&address, lease)?;
+        let sent = Instant::now();
+        let members = store.register(&address, lease)?;
         let count = usize::from(partitions.count());
         tracing::info!(%node, %address, members = members.len(), "joined the cluster");
         Ok(Arc::new(Self {
@@ -141,6 +147,8 @@ impl Cluster {
             in_flight: (0..count).map(|_| AtomicUsize::new(0)).collect(),
             engine: OnceLock::new(),
             peers: dashmap::DashMap::new(),
+            grants: budgets::Grants::default(),
+            heartbeat: std::sync::Mutex::new(sent),
         }))
     }
 
@@ -338,12 +346,16 @@ impl Cluster {
     pub async fn tick(&self) -> Result<(), StoreError> {
         let store = self.store.clone();
         let (address, lease) = (self.address.clone(), self.lease);
+        // The registration runs a lease time from when Redis renewed it,
+        // which is after this.
+        let sent = Instant::now();
         let members = tokio::task::spawn_blocking(move || store.heartbeat(&address, lease))
             .await
             .map_err(|error| StoreError::Redis {
                 operation: "members",
                 message: error.to_string(),
             })??;
+        *self.heartbeat.lock().unwrap_or_else(|e| e.into_inner()) = sent;
         let before: Vec<String> = self.members.load().iter().map(|m| m.node.clone()).collect();
         let now: Vec<String> = members.iter().map(|m| m.node.clone()).collect();
         if before != now {
@@ -408,6 +420,7 @@ impl Cluster {
     /// stops.
     pub async fn run(self: Arc<Self>) {
         let every = self.lease / 3;
+        tokio::spawn(self.clone().keep_budgets());
         loop {
             if let Err(error) = self.tick().await {
                 tracing::warn!(%error, "cluster round failed");
@@ -425,6 +438,16 @@ impl Cluster {
         }
     }
 
+    /// Whether this node's registration surely still runs: a heartbeat
+    /// was answered within the lease time.
+    fn registered(&self) -> bool {
+        self.heartbeat
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+            < self.lease
+    }
+
     /// Whether some partition placed here is not held yet.
     fn waiting_for_leases(&self) -> bool {
         self.partitions.all().any(|partition| {
@@ -437,6 +460,9 @@ impl Cluster {
     /// Leaves the cluster: hands every held partition off and deregisters,
     /// so the other nodes take over at once instead of after a lease time.
     pub async fn leave(&self) {
+        // Calls still finishing here serve no budget unit: the ledger
+        // takes this node's units back as it leaves.
+        self.drop_budgets();
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.leave()).await;
         for partition in self.store.owned() {

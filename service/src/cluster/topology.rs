@@ -3,7 +3,9 @@
 
 use super::Cluster;
 use crate::store::StoreError;
+use crate::store::redis::BudgetView;
 use nudge_models::cluster::{NodeId, assignment};
+use std::collections::BTreeMap;
 
 /// The cluster as one node sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +18,21 @@ pub struct Topology {
     pub nodes: Vec<NodeView>,
     /// Every partition, in order.
     pub owners: Vec<PartitionView>,
+    /// The shared global budgets, by action.
+    pub budgets: Vec<BudgetLine>,
+}
+
+/// One shared global budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetLine {
+    /// The budgeted action.
+    pub action_id: String,
+    /// Its budget in this node's catalog (0: no longer budgeted).
+    pub limit: u64,
+    /// Units used across the cluster.
+    pub used: u64,
+    /// Units each node holds, by node.
+    pub held: Vec<(String, u64)>,
 }
 
 /// One live member.
@@ -51,6 +68,8 @@ pub struct PartitionView {
 pub(super) fn read(cluster: &Cluster) -> Result<Topology, StoreError> {
     let members = cluster.store.members_now()?;
     let leases = cluster.store.leases()?;
+    let names: Vec<String> = members.iter().map(|member| member.node.clone()).collect();
+    let budgets = budgets(cluster, cluster.store.budgets(&names)?);
     // Whether a lease still runs, on this node's clock (close to Redis's;
     // the table shows when each lease ends anyway).
     let now = std::time::SystemTime::now()
@@ -105,5 +124,51 @@ pub(super) fn read(cluster: &Cluster) -> Result<Topology, StoreError> {
         partitions: cluster.partitions.count(),
         nodes,
         owners,
+        budgets,
     })
+}
+
+/// The ledger's budgets with this node's catalog's limits: every budgeted
+/// action, counted or not yet.
+fn budgets(cluster: &Cluster, ledger: Vec<BudgetView>) -> Vec<BudgetLine> {
+    let limits: Vec<(String, u64)> = cluster
+        .engine
+        .get()
+        .and_then(std::sync::Weak::upgrade)
+        .map(|engine| {
+            engine
+                .catalog()
+                .actions
+                .iter()
+                .filter_map(|action| action.budget.map(|limit| (action.id.to_string(), limit)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut lines: BTreeMap<String, BudgetLine> = limits
+        .into_iter()
+        .map(|(action_id, limit)| {
+            (
+                action_id.clone(),
+                BudgetLine {
+                    action_id,
+                    limit,
+                    used: 0,
+                    held: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    for view in ledger {
+        let line = lines
+            .entry(view.action_id.clone())
+            .or_insert_with(|| BudgetLine {
+                action_id: view.action_id,
+                limit: 0,
+                used: 0,
+                held: Vec::new(),
+            });
+        line.used = view.used;
+        line.held = view.held;
+    }
+    lines.into_values().collect()
 }

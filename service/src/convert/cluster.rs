@@ -35,5 +35,19 @@ pub fn topology(topology: Topology) -> proto::TopologyResponse {
                 placed: owner.placed,
             })
             .collect(),
+        budgets: topology
+            .budgets
+            .into_iter()
+            .map(|budget| proto::SharedBudget {
+                action_id: budget.action_id,
+                limit: budget.limit,
+                used: budget.used,
+                held: budget
+                    .held
+                    .into_iter()
+                    .map(|(node, units)| proto::BudgetHolding { node, units })
+                    .collect(),
+            })
+            .collect(),
     }
 }

@@ -98,7 +98,13 @@ impl Engine {
         stores: Stores,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, EngineStartError> {
-        let budgets = BudgetCounters::default();
+        // A node of a cluster shares the budgets with the other nodes: it
+        // serves only units the ledger granted it (`cluster/budgets.rs`).
+        let budgets = if config.cluster.enabled {
+            BudgetCounters::shared()
+        } else {
+            BudgetCounters::default()
+        };
         for (action_id, used) in stores.budgets.load()? {
             budgets.restore(&action_id, used);
         }

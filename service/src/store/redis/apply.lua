@@ -19,7 +19,14 @@
 --   X customer                   forget the customer's log -> {decisions, outcomes, events}
 --   C count member...            compact decisions       -> {decisions, outcomes}
 --   K count member...            compact events          -> {0, 0, events}
---   B action delta id            a budget change, once per id (24 h)
+--   B action delta id node       a budget change, once per id (24 h); units
+--                                taken (delta > 0) come out of `node`'s grant
+--   G node action limit delta    grant `node` up to delta more units of the
+--                                budget (delta < 0: take back up to -delta),
+--                                never past limit - used - granted to anyone
+--                                -> {units granted (negative: taken back),
+--                                    used, free after}
+--   H node                       read `node`'s grants -> action, units, …
 --   M model features             a model version's feature specs
 --   R                            read the budget counters -> field, value, …
 --
@@ -51,6 +58,25 @@ local outcomes_key = prefix .. ':out'
 local event_times_key = prefix .. ':et'
 local event_customers_key = prefix .. ':ec'
 local budgets_key = prefix .. ':budgets'
+-- Budget units granted to nodes and not used yet: in all, and per node.
+local granted_key = prefix .. ':granted'
+
+local function grants_of(node)
+  return prefix .. ':grants:' .. node
+end
+
+-- Adds `delta` to `field` of hash `key`, deleting it at zero or below.
+local function add(key, field, delta)
+  local value = redis.call('HINCRBY', key, field, delta)
+  if value <= 0 then
+    redis.call('HDEL', key, field)
+  end
+  return value
+end
+
+local function number(value)
+  return tonumber(value or 0) or 0
+end
 
 local function customer_decisions(customer)
   return prefix .. ':cd:' .. customer
@@ -188,14 +214,41 @@ for _ = 1, count do
     end
     at = at + 2 + members
   elseif code == 'B' then
-    local action, delta, id = ARGV[at + 1], tonumber(ARGV[at + 2]), ARGV[at + 3]
+    local action, delta, id, node = ARGV[at + 1], tonumber(ARGV[at + 2]), ARGV[at + 3], ARGV[at + 4]
     if redis.call('SET', prefix .. ':applied:' .. id, '1', 'NX', 'PX', 86400000) then
-      local value = redis.call('HINCRBY', budgets_key, action, delta)
-      if value <= 0 then
-        redis.call('HDEL', budgets_key, action)
+      add(budgets_key, action, delta)
+      if delta > 0 and node ~= '' then
+        local held = number(redis.call('HGET', grants_of(node), action))
+        local spent = math.min(delta, held)
+        if spent > 0 then
+          add(grants_of(node), action, -spent)
+          add(granted_key, action, -spent)
+        end
       end
     end
-    at = at + 4
+    at = at + 5
+  elseif code == 'G' then
+    local node, action, limit, delta = ARGV[at + 1], ARGV[at + 2], tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
+    local used = number(redis.call('HGET', budgets_key, action))
+    local granted = number(redis.call('HGET', granted_key, action))
+    local change = 0
+    if delta > 0 then
+      change = math.max(0, math.min(delta, limit - used - granted))
+    elseif delta < 0 then
+      change = -math.min(-delta, number(redis.call('HGET', grants_of(node), action)))
+    end
+    if change ~= 0 then
+      add(grants_of(node), action, change)
+      granted = add(granted_key, action, change)
+      if granted < 0 then
+        granted = 0
+      end
+    end
+    result = {change, used, math.max(0, limit - used - granted)}
+    at = at + 5
+  elseif code == 'H' then
+    result = redis.call('HGETALL', grants_of(ARGV[at + 1]))
+    at = at + 2
   elseif code == 'R' then
     result = redis.call('HGETALL', budgets_key)
     at = at + 1

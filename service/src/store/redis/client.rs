@@ -251,6 +251,7 @@ impl Client {
     pub(super) async fn members(
         &self,
         keys: [&str; 2],
+        prefix: &str,
         operation: &'static str,
         node: &str,
         address: &str,
@@ -262,7 +263,8 @@ impl Client {
             .arg(operation)
             .arg(node)
             .arg(address)
-            .arg(ttl_ms);
+            .arg(ttl_ms)
+            .arg(prefix);
         let started = Instant::now();
         let mut connection = self.inner.connection.clone();
         let result: Result<Vec<String>, redis::RedisError> =

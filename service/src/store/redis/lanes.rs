@@ -58,12 +58,25 @@ pub(super) enum Op {
     CompactDecisions(Vec<String>),
     /// Delete these events (their time members).
     CompactEvents(Vec<String>),
-    /// A budget counter change, applied once per `id`.
+    /// A budget counter change, applied once per `id`; units taken come
+    /// out of `node`'s grant.
     Budget {
         action: String,
         delta: i64,
         id: String,
+        node: String,
     },
+    /// Grant `node` up to `delta` more units of a budget of `limit`
+    /// (negative: take back up to `-delta`); returns the units granted,
+    /// the units used and the units left free.
+    Grant {
+        node: String,
+        action: String,
+        limit: u64,
+        delta: i64,
+    },
+    /// Read `node`'s grants (returns action and units pairs).
+    ReadGrants { node: String },
     /// A model version's feature specs.
     Features { model: String, encoded: Vec<u8> },
     /// Read the budget counters (returns them, field and value pairs).
@@ -138,11 +151,33 @@ impl Op {
                     put(member.as_bytes());
                 }
             }
-            Op::Budget { action, delta, id } => {
+            Op::Budget {
+                action,
+                delta,
+                id,
+                node,
+            } => {
                 put(b"B");
                 put(action.as_bytes());
                 put(delta.to_string().as_bytes());
                 put(id.as_bytes());
+                put(node.as_bytes());
+            }
+            Op::Grant {
+                node,
+                action,
+                limit,
+                delta,
+            } => {
+                put(b"G");
+                put(node.as_bytes());
+                put(action.as_bytes());
+                put(limit.to_string().as_bytes());
+                put(delta.to_string().as_bytes());
+            }
+            Op::ReadGrants { node } => {
+                put(b"H");
+                put(node.as_bytes());
             }
             Op::Features { model, encoded } => {
                 put(b"M");

@@ -3,25 +3,50 @@
 --
 -- KEYS[1]  members: a sorted set of node → when its registration ends (ms)
 -- KEYS[2]  addresses: node → the address other nodes forward calls to
--- ARGV[1]  "join" (register or renew), "leave", or "list"
+-- ARGV[1]  "register" (a node starting: join with no budget units held),
+--          "join" (register or renew), "leave", or "list"
 -- ARGV[2]  the node
 -- ARGV[3]  its address
 -- ARGV[4]  the time to live (ms)
+-- ARGV[5]  the prefix of the shared keys (the budget grants live there)
+--
+-- A node that leaves, or whose registration ends, gives back the budget
+-- units granted to it (see apply.lua), so no budget stays held by a node
+-- that cannot serve it.
 --
 -- Returns the live nodes after the change: node, address, ends, …
+
+local prefix = ARGV[5]
+
+local function return_grants(node)
+  local key = prefix .. ':grants:' .. node
+  local held = redis.call('HGETALL', key)
+  for index = 1, #held, 2 do
+    local left = redis.call('HINCRBY', prefix .. ':granted', held[index], -tonumber(held[index + 1]))
+    if left <= 0 then
+      redis.call('HDEL', prefix .. ':granted', held[index])
+    end
+  end
+  redis.call('DEL', key)
+end
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 for _, gone in ipairs(redis.call('ZRANGE', KEYS[1], '-inf', '(' .. now, 'BYSCORE')) do
   redis.call('ZREM', KEYS[1], gone)
   redis.call('HDEL', KEYS[2], gone)
+  return_grants(gone)
 end
-if ARGV[1] == 'join' then
+if ARGV[1] == 'register' then
+  return_grants(ARGV[2])
+end
+if ARGV[1] == 'join' or ARGV[1] == 'register' then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[2])
   redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 elseif ARGV[1] == 'leave' then
   redis.call('ZREM', KEYS[1], ARGV[2])
   redis.call('HDEL', KEYS[2], ARGV[2])
+  return_grants(ARGV[2])
 end
 local listed = {}
 for _, node in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do

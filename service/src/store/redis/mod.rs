@@ -50,7 +50,7 @@ use leases::Leases;
 use nudge_models::cluster::{FencingToken, Partition, Partitions};
 use nudge_models::customer::CustomerState;
 use nudge_models::time::Timestamp;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -165,6 +165,41 @@ pub struct Member {
     pub address: String,
     /// When its registration ends unless renewed (ms, Redis's clock).
     pub until: i64,
+}
+
+/// One change of this node's grant of a shared budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantChange {
+    /// The budgeted action.
+    pub action_id: String,
+    /// Its budget.
+    pub limit: u64,
+    /// Units asked for (negative: given back).
+    pub delta: i64,
+}
+
+/// What the ledger did with a [`GrantChange`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Granted {
+    /// The budgeted action.
+    pub action_id: String,
+    /// Units granted (negative: taken back).
+    pub units: i64,
+    /// Units used across the cluster (this node's pending changes counted).
+    pub used: u64,
+    /// Units neither used nor granted to any node.
+    pub free: u64,
+}
+
+/// One budget as the ledger holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BudgetView {
+    /// The budgeted action.
+    pub action_id: String,
+    /// Units used across the cluster.
+    pub used: u64,
+    /// Units granted to each node and not used yet, by node.
+    pub held: Vec<(String, u64)>,
 }
 
 /// A partition's lease as Redis holds it.
@@ -398,8 +433,15 @@ impl RedisStore {
         self.members("join", address, ttl)
     }
 
-    /// Takes this node out of the membership at once; the members left.
+    /// [`RedisStore::heartbeat`] for a node starting: whatever budget
+    /// units an earlier run of the same node held go back to the ledger.
     /// Blocking.
+    pub fn register(&self, address: &str, ttl: Duration) -> Result<Vec<Member>, StoreError> {
+        self.members("register", address, ttl)
+    }
+
+    /// Takes this node out of the membership at once, giving back the
+    /// budget units granted to it; the members left. Blocking.
     pub fn leave(&self) -> Result<Vec<Member>, StoreError> {
         self.members("leave", "", Duration::ZERO)
     }
@@ -416,13 +458,14 @@ impl RedisStore {
         ttl: Duration,
     ) -> Result<Vec<Member>, StoreError> {
         let client = self.client.clone();
-        let [set, addresses] = Keys::members(&self.keys.shared());
+        let shared = self.keys.shared();
+        let [set, addresses] = Keys::members(&shared);
         let node = self.leases.node().to_owned();
         let address = address.to_owned();
         let ttl = ttl.as_millis() as u64;
         let mut members = self.client.block_on(async move {
             client
-                .members([&set, &addresses], operation, &node, &address, ttl)
+                .members([&set, &addresses], &shared, operation, &node, &address, ttl)
                 .await
         })?;
         members.sort();
@@ -434,6 +477,131 @@ impl RedisStore {
                 until,
             })
             .collect())
+    }
+
+    /// Changes this node's grants of shared budgets (see
+    /// [`nudge_models::budget`]): for each change, up to `delta` more units
+    /// (never past the limit less the units used and those granted to any
+    /// node) or, for a negative `delta`, up to `-delta` units given back.
+    /// One round trip, in order with the budget changes queued before.
+    pub async fn change_grants(
+        &self,
+        changes: Vec<GrantChange>,
+    ) -> Result<Vec<Granted>, StoreError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let node = self.leases.node().to_owned();
+        let ops = changes
+            .iter()
+            .map(|change| Op::Grant {
+                node: node.clone(),
+                action: change.action_id.clone(),
+                limit: change.limit,
+                delta: change.delta,
+            })
+            .collect();
+        let (sender, receiver) = oneshot::channel();
+        let pending = self.pending_budgets.clone();
+        let after: lanes::After = Box::new(move |results| {
+            let Some(results) = results else {
+                return;
+            };
+            // The units used as of the changes queued before, plus the
+            // ones still pending (queued after), as `load` counts them.
+            let pending = pending
+                .lock()
+                .map(|pending| pending.clone())
+                .unwrap_or_default();
+            let granted: Option<Vec<Granted>> = changes
+                .into_iter()
+                .zip(results)
+                .map(|(change, result)| {
+                    let [units, used, free]: [i64; 3] =
+                        redis::from_redis_value::<Vec<i64>>(result.clone())
+                            .ok()?
+                            .try_into()
+                            .ok()?;
+                    let used = used + pending.get(&change.action_id).copied().unwrap_or(0);
+                    Some(Granted {
+                        action_id: change.action_id,
+                        units,
+                        used: u64::try_from(used).unwrap_or(0),
+                        free: u64::try_from(free).unwrap_or(0),
+                    })
+                })
+                .collect();
+            if let Some(granted) = granted {
+                let _ = sender.send(granted);
+            }
+        });
+        let commit = self.queue(None, ops, Some(after));
+        commit.wait().await?;
+        receiver.await.map_err(|_| StoreError::Redis {
+            operation: "grant",
+            message: "the ledger's answer to a grant could not be read".to_owned(),
+        })
+    }
+
+    /// Every budget's units used and the units each of `nodes` holds, as
+    /// the ledger has them. Blocking.
+    pub fn budgets(&self, nodes: &[String]) -> Result<Vec<BudgetView>, StoreError> {
+        let mut ops = vec![Op::ReadBudgets];
+        ops.extend(
+            nodes
+                .iter()
+                .map(|node| Op::ReadGrants { node: node.clone() }),
+        );
+        let (sender, receiver) = oneshot::channel();
+        let names = nodes.to_vec();
+        let after: lanes::After = Box::new(move |results| {
+            let Some(results) = results else {
+                return;
+            };
+            let read = |value: &redis::Value| -> Option<HashMap<String, i64>> {
+                redis::from_redis_value(value.clone()).ok()
+            };
+            let Some(used) = results.first().and_then(read) else {
+                return;
+            };
+            let mut budgets: BTreeMap<String, BudgetView> = used
+                .into_iter()
+                .map(|(action, used)| {
+                    (
+                        action.clone(),
+                        BudgetView {
+                            action_id: action,
+                            used: u64::try_from(used).unwrap_or(0),
+                            held: Vec::new(),
+                        },
+                    )
+                })
+                .collect();
+            for (node, grants) in names.iter().zip(results.iter().skip(1)) {
+                let Some(grants) = read(grants) else {
+                    return;
+                };
+                for (action, units) in grants {
+                    budgets
+                        .entry(action.clone())
+                        .or_insert_with(|| BudgetView {
+                            action_id: action,
+                            ..BudgetView::default()
+                        })
+                        .held
+                        .push((node.clone(), u64::try_from(units).unwrap_or(0)));
+                }
+            }
+            let _ = sender.send(budgets.into_values().collect());
+        });
+        let commit = self.queue(None, ops, Some(after));
+        self.client.block_on(async move {
+            commit.wait().await?;
+            receiver.await.map_err(|_| StoreError::Redis {
+                operation: "budgets",
+                message: "the budget counters could not be read".to_owned(),
+            })
+        })
     }
 
     /// Every partition's lease as Redis holds it (`None`: never leased).
@@ -1047,6 +1215,7 @@ impl BudgetLedger for RedisStore {
                 action: change.action_id.clone(),
                 delta: change.delta,
                 id: format!("{node}-{}", self.sequence.fetch_add(1, Ordering::Relaxed)),
+                node: node.to_owned(),
             })
             .collect();
         if let Ok(mut pending) = self.pending_budgets.lock() {
