@@ -10,7 +10,8 @@
 //! 3. runs the background tasks on the service clock: the idle sweeper
 //!    (`actors.sweep_interval_secs`), decision-log retention
 //!    (`storage.compaction_interval_secs`), the storage probe (every 250 ms
-//!    while a store refuses writes, e.g. on a full disk), the journey timers
+//!    while a store refuses writes, e.g. on a full disk, with health
+//!    NOT_SERVING for writes meanwhile), the journey timers
 //!    (waking each customer whose journey runs are due,
 //!    [`Engine::fire_journey_timers`]), and a reload of the catalog and model
 //!    on each item of [`Options::reloads`] (SIGHUP in `nudge serve`);
@@ -260,7 +261,7 @@ pub async fn run(
     background.spawn(sweep_idle(engine.clone()));
     background.spawn(apply_retention(engine.clone()));
     background.spawn(reload_on_request(engine.clone(), reloads));
-    background.spawn(probe_storage(engine.clone()));
+    background.spawn(probe_storage(engine.clone(), readiness.clone()));
     background.spawn(engine.clone().fire_journey_timers());
     if let Some(cluster) = &cluster {
         background.spawn(cluster.clone().run());
@@ -350,17 +351,20 @@ async fn apply_retention(engine: Arc<Engine>) {
 /// check whether they work again.
 const STORAGE_PROBE_INTERVAL: Span = Span(250);
 
-/// While a store refuses writes (a full disk), asks it every
-/// [`STORAGE_PROBE_INTERVAL`] whether writing works again; the store then
-/// commits what it retained and accepts writes, without a restart.
-async fn probe_storage(engine: Arc<Engine>) {
+/// While a store refuses writes (a full disk, Redis unreachable), asks it
+/// every [`STORAGE_PROBE_INTERVAL`] whether writing works again; the store
+/// then commits what it retained and accepts writes, without a restart.
+/// Health follows: NOT_SERVING for writes while they are refused.
+async fn probe_storage(engine: Arc<Engine>, readiness: Readiness) {
     let stores = engine.shared().stores.clone();
     every(
         engine.shared().clock.clone(),
         STORAGE_PROBE_INTERVAL,
         || {
             stores.probe();
-            std::future::ready(())
+            let writable = !stores.failing();
+            let readiness = readiness.clone();
+            async move { readiness.writes(writable).await }
         },
     )
     .await;

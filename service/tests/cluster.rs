@@ -3,7 +3,9 @@
 //! three primaries. Any node answers for any customer from the customer's
 //! one owner; concurrent decisions over all nodes keep caps exact; a node
 //! joining moves partitions without a failed call; a node killed under
-//! load is taken over with nothing acknowledged lost.
+//! load is taken over with nothing acknowledged lost; global budgets hold
+//! across nodes; losing Redis turns health NOT_SERVING for writes while
+//! live customers are still read.
 //!
 //! Skipped without `redis-server` unless `NUDGE_REDIS_TESTS=required`
 //! (`.ci/run` sets it and installs the server). The tests run one at a
@@ -29,6 +31,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 /// The demo's in-app cap: 5 per 7 days (the home banner rotates through six
 /// eligible in-app actions, so the cap is what stops the sixth).
@@ -484,6 +489,184 @@ fn three_nodes_together_serve_a_global_budget_exactly_never_past_it() {
     let table = nodes[2].server.ok(&["cluster", "status"]);
     assert!(table.contains("BUDGET"), "{table}");
     assert!(table.contains("welcome_tour"), "{table}");
+}
+
+/// Health of the whole server, Decisions, Events and Profiles.
+async fn health(channel: &Channel) -> Vec<ServingStatus> {
+    let mut health = HealthClient::new(channel.clone());
+    let mut statuses = Vec::new();
+    for service in [
+        "",
+        "nudge.v1.Decisions",
+        "nudge.v1.Events",
+        "nudge.v1.Profiles",
+    ] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health answers")
+            .into_inner()
+            .status();
+        statuses.push(status);
+    }
+    statuses
+}
+
+#[test]
+fn losing_redis_turns_health_not_serving_for_writes_while_live_customers_are_read() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Some(mut redis) = RedisCluster::for_test(3) else {
+        return;
+    };
+    let node = Node::start(&redis, "outage", "node-a");
+    settled(&node, &["node-a"]);
+    let url = node.server.url().to_owned();
+    let rt = runtime();
+    let channel = rt.block_on(connect(&url));
+    let first = rt.block_on(async {
+        let decided = decide_retrying(channel.clone(), "kept").await;
+        EventsClient::new(channel.clone())
+            .track(proto::Event {
+                customer_id: "kept".to_owned(),
+                event_id: "kept-1".to_owned(),
+                name: "login".to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect("tracked");
+        assert_eq!(health(&channel).await, [ServingStatus::Serving; 4]);
+        decided
+    });
+
+    redis.kill_all();
+    let refusing = [
+        ServingStatus::NotServing,
+        ServingStatus::NotServing,
+        ServingStatus::NotServing,
+        ServingStatus::Serving,
+    ];
+    poll(
+        Duration::from_secs(60),
+        "health to say writes are refused",
+        || {
+            let seen = rt.block_on(health(&channel));
+            if seen == refusing {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        },
+    );
+    // Past the lease: as far as the node knows it no longer holds the
+    // customer's partition (no renewal was answered).
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    rt.block_on(async {
+        // Writes are refused with UNAVAILABLE…
+        let decide = DecisionsClient::new(channel.clone())
+            .decide(decide_request("kept"))
+            .await
+            .expect_err("a decision is a write");
+        assert_eq!(decide.code(), tonic::Code::Unavailable, "{decide:?}");
+        let track = EventsClient::new(channel.clone())
+            .track(proto::Event {
+                customer_id: "kept".to_owned(),
+                event_id: "kept-2".to_owned(),
+                name: "login".to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("an event is a write");
+        assert_eq!(track.code(), tonic::Code::Unavailable, "{track:?}");
+        // …while a dry run and a profile read of the live customer answer,
+        // with nothing of the refused calls applied.
+        let mut dry = decide_request("kept");
+        dry.dry_run = true;
+        let probe = DecisionsClient::new(channel.clone())
+            .decide(dry)
+            .await
+            .expect("a dry run needs no write")
+            .into_inner();
+        assert!(!probe.served.is_empty(), "{probe:?}");
+        let profile = ProfilesClient::new(channel.clone())
+            .get_profile(proto::GetProfileRequest {
+                customer_id: "kept".to_owned(),
+            })
+            .await
+            .expect("the live customer's profile")
+            .into_inner();
+        let decisions: BTreeSet<&str> = profile
+            .contacts
+            .iter()
+            .map(|contact| contact.decision_id.as_str())
+            .collect();
+        assert_eq!(decisions, BTreeSet::from([first.decision_id.as_str()]));
+        // A customer not in memory cannot be read: it lives in Redis.
+        let stranger = ProfilesClient::new(channel.clone())
+            .get_profile(proto::GetProfileRequest {
+                customer_id: "stranger".to_owned(),
+            })
+            .await
+            .expect_err("not in memory");
+        assert_eq!(stranger.code(), tonic::Code::Unavailable, "{stranger:?}");
+    });
+
+    // Redis back: health turns SERVING by itself and writes work again,
+    // on top of everything acknowledged before.
+    redis.restart_all();
+    poll(Duration::from_secs(60), "health to turn SERVING", || {
+        let seen = rt.block_on(health(&channel));
+        if seen == [ServingStatus::Serving; 4] {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    });
+    rt.block_on(async {
+        let second = poll_async(Duration::from_secs(30), || async {
+            DecisionsClient::new(channel.clone())
+                .decide(decide_request("kept"))
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|status| format!("{status:?}"))
+        })
+        .await;
+        let profile = ProfilesClient::new(channel.clone())
+            .get_profile(proto::GetProfileRequest {
+                customer_id: "kept".to_owned(),
+            })
+            .await
+            .expect("profile")
+            .into_inner();
+        let decisions: BTreeSet<&str> = profile
+            .contacts
+            .iter()
+            .map(|contact| contact.decision_id.as_str())
+            .collect();
+        assert_eq!(
+            decisions,
+            BTreeSet::from([first.decision_id.as_str(), second.decision_id.as_str()])
+        );
+    });
+}
+
+/// Calls `attempt` until it succeeds, for up to `limit`.
+async fn poll_async<T, F, Fut>(limit: Duration, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let started = Instant::now();
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(error) if started.elapsed() > limit => panic!("gave up after {limit:?}: {error}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// What the load acknowledged, for checking afterwards.

@@ -89,14 +89,28 @@ impl RedisCluster {
     /// and files, then waits for the cluster to be whole: what was fsynced
     /// to the append-only files is all that is left.
     pub fn kill_and_restart_all(&mut self) {
+        self.kill_all();
+        self.restart_all();
+    }
+
+    /// Kills every node with SIGKILL: Redis is gone until
+    /// [`RedisCluster::restart_all`].
+    pub fn kill_all(&mut self) {
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
                 let _ = child.kill();
                 let _ = child.wait();
             }
         }
+    }
+
+    /// Starts every killed node again on its port and files, then waits for
+    /// the cluster to be whole.
+    pub fn restart_all(&mut self) {
         for node in &mut self.nodes {
-            node.child = Some(spawn_node(self.dir.path(), node.port));
+            if node.child.is_none() {
+                node.child = Some(spawn_node(self.dir.path(), node.port));
+            }
         }
         for node in &self.nodes {
             wait_for(node.port, "PING", "PONG");

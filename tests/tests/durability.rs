@@ -1,6 +1,7 @@
 //! Durable state through the real server: forget erases a customer from the
 //! store itself, a failing disk refuses writes with a clear error while
-//! reads keep working (and the service recovers by itself), a customer whose
+//! reads keep working and health says so (and the service recovers by
+//! itself), a customer whose
 //! state cannot be loaded gets the storage error and nothing applied, and a
 //! passivated customer comes back exactly as it was.
 
@@ -20,6 +21,9 @@ use nudge_tests::{
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 /// A customer with events, a served decision and its outcomes.
 async fn make_history(server: &TestServer, customer: &str) -> String {
@@ -187,6 +191,15 @@ async fn a_failing_disk_refuses_writes_keeps_reads_and_recovers_without_restart(
         .decide(probe_request("carol", "home_banner", &[]))
         .await;
     assert!(!probe.served.is_empty(), "dry runs need no write");
+    // Health says so on the next storage probe: NOT_SERVING for the whole
+    // server and the services that write, SERVING for reads.
+    let refusing = [
+        ServingStatus::NotServing,
+        ServingStatus::NotServing,
+        ServingStatus::NotServing,
+        ServingStatus::Serving,
+    ];
+    health_becomes(&server, refusing).await;
 
     switch.set(false);
     let mut recovered = false;
@@ -210,6 +223,39 @@ async fn a_failing_disk_refuses_writes_keeps_reads_and_recovers_without_restart(
     assert!(recovered, "writes are accepted again once space is back");
     let decision = server.decide(decide_request("carol", "home_banner")).await;
     assert!(!decision.decision_id.is_empty());
+    health_becomes(&server, [ServingStatus::Serving; 4]).await;
+}
+
+/// Advances the service clock by storage probes until health of the whole
+/// server, Decisions, Events and Profiles is `expected`.
+async fn health_becomes(server: &TestServer, expected: [ServingStatus; 4]) {
+    let mut health = HealthClient::new(server.channel().await);
+    let mut seen = Vec::new();
+    for _ in 0..400 {
+        seen.clear();
+        for service in [
+            "",
+            "nudge.v1.Decisions",
+            "nudge.v1.Events",
+            "nudge.v1.Profiles",
+        ] {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .expect("health answers")
+                .into_inner()
+                .status();
+            seen.push(status);
+        }
+        if seen == expected {
+            return;
+        }
+        server.clock.advance(Span(250));
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("health stayed {seen:?}, expected {expected:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -287,6 +287,39 @@ impl Cluster {
         }
     }
 
+    /// Where a call that only reads (a dry run, a profile read) runs: as
+    /// [`Cluster::route`] says, except while Redis cannot be reached (the
+    /// store refuses writes): then a node that held the customer's
+    /// partition last and still has the customer's actor live answers from
+    /// it. Redis being down for every node, no node can have taken the
+    /// partition since; when only this node is cut off from Redis, the
+    /// answer may miss what the partition's next owner wrote since this
+    /// node's lease ran out.
+    pub async fn route_read(
+        self: &Arc<Self>,
+        engine: &Engine,
+        customer_id: &str,
+        hops: u32,
+        deadline: Instant,
+    ) -> Route {
+        let partition = self.partitions.of(customer_id);
+        let index = usize::from(partition.0);
+        if self.store.token(partition).is_none()
+            && !self.leaving[index].load(Ordering::Acquire)
+            && crate::store::StateStore::check_writable(self.store.as_ref()).is_err()
+            && self.store.held_last(partition)
+            && engine.registry().get(customer_id).is_some()
+        {
+            self.in_flight[index].fetch_add(1, Ordering::AcqRel);
+            return Route::Local(LocalCall {
+                cluster: self.clone(),
+                partition,
+                waited: false,
+            });
+        }
+        self.route(customer_id, hops, deadline).await
+    }
+
     /// A forwarding connection to `address` (connected on first use).
     pub fn channel(&self, address: &str) -> Result<tonic::transport::Channel, String> {
         if let Some(channel) = self.peers.get(address) {
@@ -354,7 +387,13 @@ impl Cluster {
             .map_err(|error| StoreError::Redis {
                 operation: "members",
                 message: error.to_string(),
-            })??;
+            })?
+            .inspect_err(|error| {
+                // Redis did not answer, after its retries: writes would fail
+                // too, so they are refused (and health says so) until a
+                // probe reaches it again.
+                self.store.unreachable(error.clone());
+            })?;
         *self.heartbeat.lock().unwrap_or_else(|e| e.into_inner()) = sent;
         let before: Vec<String> = self.members.load().iter().map(|m| m.node.clone()).collect();
         let now: Vec<String> = members.iter().map(|m| m.node.clone()).collect();

@@ -36,7 +36,6 @@ impl proto::decisions_server::Decisions for DecisionsService {
             &self.engine,
             "decide",
             request,
-            |request| &request.customer_id,
             |request| self.decide_here(request),
             |channel, request| async move { DecisionsClient::new(channel).decide(request).await },
         )
@@ -52,7 +51,6 @@ impl proto::decisions_server::Decisions for DecisionsService {
             &self.engine,
             "report_outcome",
             request,
-            |request| &request.customer_id,
             |request| self.report_outcome_here(request),
             |channel, request| async move {
                 DecisionsClient::new(channel).report_outcome(request).await

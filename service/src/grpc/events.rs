@@ -39,7 +39,6 @@ impl proto::events_server::Events for EventsService {
             &self.engine,
             "track",
             request,
-            |event| &event.customer_id,
             |request| self.track_here(request),
             |channel, request| async move { EventsClient::new(channel).track(request).await },
         )

@@ -13,6 +13,7 @@ use super::calls::NotQueueing;
 use super::client_deadline;
 use crate::cluster::Route;
 use crate::engine::Engine;
+use nudge_proto::v1 as proto;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,19 +27,70 @@ pub const OWNER: &str = "x-nudge-owner";
 /// Request metadata: how many times the call was forwarded.
 pub const HOPS: &str = "x-nudge-hops";
 
-/// Runs `here` when this node serves `customer_id` (always, outside a
-/// cluster); otherwise sends the request with `there` to the node that
-/// does. The answer names its node in [`OWNER`].
+/// A call about one customer, as routing sees it.
+pub trait Routed: Clone {
+    /// The customer the call is about.
+    fn customer_id(&self) -> &str;
+
+    /// Whether the call only reads (a dry run, a profile read): while
+    /// Redis is unreachable, the node that last held the customer's
+    /// partition answers it from the customer's live actor.
+    fn reads_only(&self) -> bool {
+        false
+    }
+}
+
+macro_rules! routed {
+    ($($request:ty),* $(,)?) => {
+        $(impl Routed for $request {
+            fn customer_id(&self) -> &str {
+                &self.customer_id
+            }
+        })*
+    };
+}
+
+routed!(
+    proto::ReportOutcomeRequest,
+    proto::Event,
+    proto::SetConsentRequest,
+    proto::SuppressRequest,
+    proto::UnsuppressRequest,
+    proto::ForgetRequest,
+);
+
+impl Routed for proto::DecideRequest {
+    fn customer_id(&self) -> &str {
+        &self.customer_id
+    }
+
+    fn reads_only(&self) -> bool {
+        self.dry_run
+    }
+}
+
+impl Routed for proto::GetProfileRequest {
+    fn customer_id(&self) -> &str {
+        &self.customer_id
+    }
+
+    fn reads_only(&self) -> bool {
+        true
+    }
+}
+
+/// Runs `here` when this node serves the request's customer (always,
+/// outside a cluster); otherwise sends the request with `there` to the node
+/// that does. The answer names its node in [`OWNER`].
 pub async fn route<Req, Resp, Here, HereFuture, There, ThereFuture>(
     engine: &Arc<Engine>,
     call: &'static str,
     request: Request<Req>,
-    customer_id: fn(&Req) -> &str,
     here: Here,
     there: There,
 ) -> Result<Response<Resp>, Status>
 where
-    Req: Clone,
+    Req: Routed,
     Here: FnOnce(Request<Req>) -> HereFuture,
     HereFuture: Future<Output = Result<Response<Resp>, Status>>,
     There: FnOnce(Channel, Request<Req>) -> ThereFuture,
@@ -51,9 +103,16 @@ where
     let budget = Duration::from_millis(engine.shared().config.budget_ms);
     let within = client_deadline(request.metadata()).map_or(budget, |client| client.min(budget));
     let started = Instant::now();
-    let route = cluster
-        .route(customer_id(request.get_ref()), hops, started + within)
-        .await;
+    let routed = request.get_ref();
+    let route = if routed.reads_only() {
+        cluster
+            .route_read(engine, routed.customer_id(), hops, started + within)
+            .await
+    } else {
+        cluster
+            .route(routed.customer_id(), hops, started + within)
+            .await
+    };
     match route {
         Route::Local(guard) => {
             let answer = here(request).await;

@@ -32,7 +32,6 @@ impl proto::profiles_server::Profiles for ProfilesService {
             &self.engine,
             "get_profile",
             request,
-            |request| &request.customer_id,
             |request| self.get_profile_here(request),
             |channel, request| async move { ProfilesClient::new(channel).get_profile(request).await },
         )
@@ -47,7 +46,6 @@ impl proto::profiles_server::Profiles for ProfilesService {
             &self.engine,
             "set_consent",
             request,
-            |request| &request.customer_id,
             |request| self.set_consent_here(request),
             |channel, request| async move { ProfilesClient::new(channel).set_consent(request).await },
         )
@@ -62,7 +60,6 @@ impl proto::profiles_server::Profiles for ProfilesService {
             &self.engine,
             "suppress",
             request,
-            |request| &request.customer_id,
             |request| self.suppress_here(request),
             |channel, request| async move { ProfilesClient::new(channel).suppress(request).await },
         )
@@ -77,7 +74,6 @@ impl proto::profiles_server::Profiles for ProfilesService {
             &self.engine,
             "unsuppress",
             request,
-            |request| &request.customer_id,
             |request| self.unsuppress_here(request),
             |channel, request| async move { ProfilesClient::new(channel).unsuppress(request).await },
         )
@@ -92,7 +88,6 @@ impl proto::profiles_server::Profiles for ProfilesService {
             &self.engine,
             "forget",
             request,
-            |request| &request.customer_id,
             |request| self.forget_here(request),
             |channel, request| async move { ProfilesClient::new(channel).forget(request).await },
         )

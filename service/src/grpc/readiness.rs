@@ -8,6 +8,11 @@
 //! started engine: the `nudge.v1` services answer from then on and health
 //! turns SERVING. When shutdown begins, [`Readiness::drain`] turns health
 //! NOT_SERVING at once, while in-flight calls finish; that is final.
+//! While the store refuses writes (a full disk, Redis unreachable),
+//! [`Readiness::writes`] turns the whole server (`""`) and the services
+//! that write (Decisions, Events) NOT_SERVING, so load balancers stop
+//! sending them calls; Profiles, Admin and Dispatches stay SERVING (a dry
+//! run and a profile read of a customer in memory still answer).
 //! [`Readiness::engine`] waits for the started engine, for whoever holds a
 //! clone (the test harness reaches the engine `server::run` started).
 
@@ -70,22 +75,32 @@ impl Services {
     }
 }
 
-/// The health names of the `nudge.v1` services, and `""` (the whole server).
-const HEALTH_NAMES: [&str; 6] = [
-    "",
-    <DecisionsServer<DecisionsService> as NamedService>::NAME,
-    <EventsServer<EventsService> as NamedService>::NAME,
-    <ProfilesServer<ProfilesService> as NamedService>::NAME,
-    <AdminServer<AdminService> as NamedService>::NAME,
-    <DispatchesServer<DispatchesService> as NamedService>::NAME,
+/// The health names of the `nudge.v1` services, and `""` (the whole
+/// server), each with whether it needs the store to accept writes.
+const HEALTH_NAMES: [(&str, bool); 6] = [
+    ("", true),
+    (
+        <DecisionsServer<DecisionsService> as NamedService>::NAME,
+        true,
+    ),
+    (<EventsServer<EventsService> as NamedService>::NAME, true),
+    (
+        <ProfilesServer<ProfilesService> as NamedService>::NAME,
+        false,
+    ),
+    (<AdminServer<AdminService> as NamedService>::NAME, false),
+    (
+        <DispatchesServer<DispatchesService> as NamedService>::NAME,
+        false,
+    ),
 ];
 
 #[derive(Debug)]
 struct Inner {
     health: HealthReporter,
     /// Held while health is updated, so that a late `ready` cannot undo
-    /// `drain`.
-    phase: tokio::sync::Mutex<Phase>,
+    /// `drain`; with whether the store accepts writes.
+    phase: tokio::sync::Mutex<(Phase, bool)>,
     services: OnceLock<Services>,
     /// The engine the services answer from, once started; a watch so that
     /// [`Readiness::engine`] can wait for it.
@@ -111,7 +126,7 @@ impl Readiness {
         Self {
             inner: Arc::new(Inner {
                 health: HealthReporter::new(),
-                phase: tokio::sync::Mutex::new(Phase::Starting),
+                phase: tokio::sync::Mutex::new((Phase::Starting, true)),
                 services: OnceLock::new(),
                 engine: tokio::sync::watch::Sender::new(None),
             }),
@@ -128,8 +143,8 @@ impl Readiness {
             .services
             .set(Services::new(engine.clone()))
             .is_ok();
-        if *phase == Phase::Starting {
-            *phase = Phase::Serving;
+        if phase.0 == Phase::Starting {
+            phase.0 = Phase::Serving;
         }
         self.publish(*phase).await;
         if first {
@@ -157,20 +172,40 @@ impl Readiness {
     /// their streams do not hold the shutdown.
     pub async fn drain(&self) {
         let mut phase = self.inner.phase.lock().await;
-        *phase = Phase::Draining;
+        phase.0 = Phase::Draining;
         self.publish(*phase).await;
         if let Some(engine) = self.inner.engine.borrow().as_ref() {
             engine.shared().dispatches.close();
         }
     }
 
-    /// Sets every health name to what `phase` means. Call with `phase` locked.
-    async fn publish(&self, phase: Phase) {
-        let status = match phase {
-            Phase::Serving => ServingStatus::Serving,
-            Phase::Starting | Phase::Draining => ServingStatus::NotServing,
-        };
-        for name in HEALTH_NAMES {
+    /// Whether the store accepts writes: while it does not, health of the
+    /// whole server and of the services that write is NOT_SERVING. Logs
+    /// each change.
+    pub async fn writes(&self, writable: bool) {
+        let mut phase = self.inner.phase.lock().await;
+        if phase.1 == writable {
+            return;
+        }
+        phase.1 = writable;
+        if writable {
+            tracing::info!("the store accepts writes again: health SERVING");
+        } else {
+            tracing::warn!(
+                "the store refuses writes: health NOT_SERVING for \"\", Decisions and Events until it accepts them"
+            );
+        }
+        self.publish(*phase).await;
+    }
+
+    /// Sets every health name to what `phase` and whether the store
+    /// accepts writes mean. Call with `phase` locked.
+    async fn publish(&self, (phase, writable): (Phase, bool)) {
+        for (name, writes) in HEALTH_NAMES {
+            let status = match phase {
+                Phase::Serving if writable || !writes => ServingStatus::Serving,
+                _ => ServingStatus::NotServing,
+            };
             self.inner.health.set_service_status(name, status).await;
         }
     }

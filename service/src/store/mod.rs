@@ -265,6 +265,11 @@ pub trait BudgetLedger: Send + Sync + fmt::Debug {
     fn probe(&self) {}
 }
 
+/// Whether `checked` is a refusal that lasts until the store recovers.
+fn failing(checked: Result<(), StoreError>) -> bool {
+    matches!(checked, Err(error) if !matches!(error, StoreError::Behind { .. }))
+}
+
 /// The three stores the service runs on.
 #[derive(Debug, Clone)]
 pub struct Stores {
@@ -289,7 +294,6 @@ impl Stores {
     /// again (see [`StateStore::probe`]); a store only catching up on its
     /// checkpoints ([`StoreError::Behind`]) needs no probe.
     pub fn probe(&self) {
-        let failing = |checked: Result<(), StoreError>| matches!(checked, Err(error) if !matches!(error, StoreError::Behind { .. }));
         if failing(self.state.check_writable()) {
             self.state.probe();
         }
@@ -299,6 +303,15 @@ impl Stores {
         if failing(self.budgets.check_writable()) {
             self.budgets.probe();
         }
+    }
+
+    /// Whether some store refuses writes until it recovers (a full disk,
+    /// Redis unreachable), as opposed to one only catching up on its
+    /// checkpoints for a moment ([`StoreError::Behind`]).
+    pub fn failing(&self) -> bool {
+        failing(self.state.check_writable())
+            || failing(self.log.check_writable())
+            || failing(self.budgets.check_writable())
     }
 
     /// Waits until everything queued in every store is durable. Blocking.

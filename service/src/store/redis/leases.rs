@@ -93,6 +93,14 @@ impl Leases {
             .collect()
     }
 
+    /// Whether `partition` is recorded as held, valid or not: this node
+    /// held it last and has not heard that another node took it.
+    pub(super) fn recorded_as_held(&self, partition: Partition) -> bool {
+        self.held
+            .get(usize::from(partition.0))
+            .is_some_and(|held| held.token.load(Ordering::Acquire) != 0)
+    }
+
     /// Partitions recorded as held (valid or not): the ones to renew.
     pub(super) fn recorded(&self) -> Vec<(Partition, FencingToken)> {
         self.held
@@ -127,6 +135,8 @@ mod tests {
         assert!(leases.hold(Partition(1), FencingToken(3), long_ago));
         assert_eq!(leases.token(Partition(1)), None, "past ttl less a tenth");
         assert_eq!(leases.recorded(), [(Partition(1), FencingToken(3))]);
+        assert!(leases.recorded_as_held(Partition(1)));
+        assert!(!leases.recorded_as_held(Partition(2)));
         assert!(
             !leases.hold(Partition(1), FencingToken(3), Instant::now()),
             "renewed"
@@ -135,6 +145,7 @@ mod tests {
         assert_eq!(leases.owned(), [Partition(1)]);
         assert!(leases.drop_partition(Partition(1)));
         assert_eq!(leases.token(Partition(1)), None);
+        assert!(!leases.recorded_as_held(Partition(1)));
         assert!(leases.owned().is_empty());
     }
 }

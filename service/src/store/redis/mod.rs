@@ -446,6 +446,21 @@ impl RedisStore {
         self.members("leave", "", Duration::ZERO)
     }
 
+    /// Whether this node held `partition` last, as far as it knows: it
+    /// holds it, or its lease ran out without Redis answering a renewal.
+    pub fn held_last(&self, partition: Partition) -> bool {
+        self.leases.recorded_as_held(partition)
+    }
+
+    /// Refuses writes from now until a probe reaches Redis again
+    /// ([`StateStore::probe`]): Redis failed a call outside the write
+    /// lanes (a heartbeat), so writes would fail too.
+    pub fn unreachable(&self, error: StoreError) {
+        if let Ok(mut failure) = self.failure.lock() {
+            *failure = Some(error);
+        }
+    }
+
     /// The live members. Blocking.
     pub fn members_now(&self) -> Result<Vec<Member>, StoreError> {
         self.members("list", "", Duration::ZERO)
