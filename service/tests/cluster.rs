@@ -5,7 +5,8 @@
 //! joining moves partitions without a failed call; a node killed under
 //! load is taken over with nothing acknowledged lost; global budgets hold
 //! across nodes; losing Redis turns health NOT_SERVING for writes while
-//! live customers are still read.
+//! live customers are still read; a Redis primary failover loses nothing
+//! acknowledged and applies nothing twice.
 //!
 //! Skipped without `redis-server` unless `NUDGE_REDIS_TESTS=required`
 //! (`.ci/run` sets it and installs the server). The tests run one at a
@@ -675,6 +676,9 @@ struct Acknowledged {
     events: BTreeMap<String, Vec<String>>,
     served: BTreeMap<String, Vec<(String, String)>>,
     failures: Vec<String>,
+    /// Events whose track failed (maybe applied, maybe not), by customer:
+    /// a client sends them again.
+    unanswered: BTreeMap<String, Vec<String>>,
     /// Calls shed for overload (RESOURCE_EXHAUSTED before anything was
     /// done): the machine was busy, not a failure of the cluster.
     shed: usize,
@@ -727,7 +731,10 @@ async fn load(
                     assert!(!response.into_inner().duplicate, "{event_id} is new");
                     ack.events.entry(who).or_default().push(event_id);
                 }
-                Err(status) => ack.failed("track", &who, &status),
+                Err(status) => {
+                    ack.failed("track", &who, &status);
+                    ack.unanswered.entry(who).or_default().push(event_id);
+                }
             }
         } else {
             match DecisionsClient::new(channel)
@@ -771,8 +778,8 @@ fn stop_load(
 /// customer was served past the in-app cap.
 async fn verify(url: &str, acks: &[Acknowledged]) {
     let channel = connect(url).await;
-    let mut events = EventsClient::new(channel.clone());
-    let mut profiles = ProfilesClient::new(channel);
+    let events = EventsClient::new(channel.clone());
+    let profiles = ProfilesClient::new(channel);
     for ack in acks {
         for (who, ids) in &ack.events {
             for event_id in ids {
@@ -782,7 +789,20 @@ async fn verify(url: &str, acks: &[Acknowledged]) {
                     name: "login".to_owned(),
                     ..Default::default()
                 };
-                let response = events.track(event).await.expect("track").into_inner();
+                // A call refused while the cluster settles is retried, as
+                // clients do.
+                let response = poll_async(Duration::from_secs(30), || {
+                    let mut events = events.clone();
+                    let event = event.clone();
+                    async move {
+                        events
+                            .track(event)
+                            .await
+                            .map(tonic::Response::into_inner)
+                            .map_err(|status| format!("track: {status:?}"))
+                    }
+                })
+                .await;
                 assert!(
                     response.duplicate,
                     "acknowledged event {event_id} of {who} was lost"
@@ -790,13 +810,20 @@ async fn verify(url: &str, acks: &[Acknowledged]) {
             }
         }
         for (who, served) in &ack.served {
-            let profile = profiles
-                .get_profile(proto::GetProfileRequest {
+            let profile = poll_async(Duration::from_secs(30), || {
+                let mut profiles = profiles.clone();
+                let request = proto::GetProfileRequest {
                     customer_id: who.clone(),
-                })
-                .await
-                .unwrap_or_else(|status| panic!("{who} was lost: {status}"))
-                .into_inner();
+                };
+                async move {
+                    profiles
+                        .get_profile(request)
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|status| format!("{who} was not read: {status:?}"))
+                }
+            })
+            .await;
             let ledger: BTreeSet<(String, String)> = profile
                 .contacts
                 .iter()
@@ -919,6 +946,143 @@ fn an_owner_killed_under_load_is_taken_over_with_nothing_acknowledged_lost() {
                     .decide(decide_request(&who))
                     .await
                     .unwrap_or_else(|status| panic!("{who} after the takeover: {status}"));
+            }
+        }
+    });
+}
+
+#[test]
+fn a_redis_primary_failover_loses_nothing_acknowledged_and_applies_nothing_twice() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Some(mut redis) = RedisCluster::with_replicas_for_test(3) else {
+        return;
+    };
+    // A write is acknowledged once a replica has it too.
+    let durability = [
+        "--set",
+        "storage.redis_durability=replicas",
+        "--set",
+        "storage.redis_wait_replicas=1",
+        // Room for a replica on a loaded machine.
+        "--set",
+        "storage.redis_wait_timeout_ms=500",
+    ];
+    let nodes: Vec<Node> = ["node-a", "node-b"]
+        .iter()
+        .map(|name| Node::start_with(&redis, "failover", name, &durability))
+        .collect();
+    settled(&nodes[0], &["node-a", "node-b"]);
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|node| node.server.url().to_owned())
+        .collect();
+    let runtime = runtime();
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..4)
+        .map(|task| runtime.spawn(load(urls.clone(), task, 12, stop.clone())))
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+
+    // A primary dies; its replica is promoted in its place.
+    let victim = redis.primaries()[0];
+    redis.kill(victim);
+    let at = Instant::now();
+    poll(Duration::from_secs(30), "a replica to be promoted", || {
+        let primaries = redis.primaries();
+        if primaries.len() == 3 {
+            Ok(())
+        } else {
+            Err(format!("primaries {primaries:?}"))
+        }
+    });
+    let promoted = at.elapsed();
+    // The old primary comes back as a replica of the new one (so that
+    // writes find the replica they wait for again).
+    redis.restart_all();
+    redis.wait_whole();
+    let at = Instant::now();
+    poll(
+        Duration::from_secs(30),
+        "writes to be acknowledged again",
+        || {
+            runtime.block_on(async {
+                let channel = connect(&urls[0]).await;
+                for index in 0..24 {
+                    DecisionsClient::new(channel.clone())
+                        .decide(decide_request(&format!("after-failover-{index}")))
+                        .await
+                        .map_err(|status| format!("{status:?}"))?;
+                }
+                Ok(())
+            })
+        },
+    );
+    let resumed = at.elapsed();
+    std::thread::sleep(Duration::from_millis(1_000));
+    let acks = stop_load(&runtime, &stop, tasks);
+    let calls: usize = acks.iter().map(|ack| ack.calls).sum();
+    let failures: Vec<&String> = acks.iter().flat_map(|ack| &ack.failures).collect();
+    eprintln!(
+        "failover: replica promoted {} ms after the kill, writes to every partition acknowledged {} ms after the restart of the old primary; {} of {calls} calls failed meanwhile",
+        promoted.as_millis(),
+        resumed.as_millis(),
+        failures.len()
+    );
+    for failure in &failures {
+        assert!(
+            failure.contains("Unavailable") || failure.contains("unavailable"),
+            "a call failed otherwise than UNAVAILABLE: {failure}"
+        );
+    }
+    runtime.block_on(async {
+        verify(&urls[1], &acks).await;
+        // Events whose track failed are sent again, as a client does: each
+        // event is then applied exactly once, whether or not its first
+        // attempt was.
+        let channel = connect(&urls[0]).await;
+        for ack in &acks {
+            let customers: BTreeSet<&String> =
+                ack.events.keys().chain(ack.unanswered.keys()).collect();
+            for who in customers {
+                let unanswered = ack.unanswered.get(who).cloned().unwrap_or_default();
+                for event_id in &unanswered {
+                    poll_async(Duration::from_secs(10), || async {
+                        EventsClient::new(channel.clone())
+                            .track(proto::Event {
+                                customer_id: who.clone(),
+                                event_id: event_id.clone(),
+                                name: "login".to_owned(),
+                                ..Default::default()
+                            })
+                            .await
+                            .map_err(|status| format!("{status:?}"))
+                    })
+                    .await;
+                }
+                let profile = poll_async(Duration::from_secs(15), || async {
+                    ProfilesClient::new(channel.clone())
+                        .get_profile(proto::GetProfileRequest {
+                            customer_id: who.clone(),
+                        })
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|status| format!("{status:?}"))
+                })
+                .await;
+                let logins = profile
+                    .counters
+                    .iter()
+                    .find(|counter| counter.name == "login")
+                    .map_or(0, |counter| counter.last_1d as usize);
+                let acknowledged = ack.events.get(who).map_or(0, Vec::len);
+                assert_eq!(
+                    logins,
+                    acknowledged + unanswered.len(),
+                    "{who}: every event applied once ({acknowledged} acknowledged, {} sent again)",
+                    unanswered.len()
+                );
             }
         }
     });

@@ -33,14 +33,26 @@ impl RedisCluster {
         available().then(|| Self::start(primaries))
     }
 
+    /// A cluster of `primaries` primaries with one replica each, or `None`
+    /// as [`RedisCluster::for_test`].
+    pub fn with_replicas_for_test(primaries: usize) -> Option<Self> {
+        available().then(|| Self::start_with(primaries, 1))
+    }
+
     /// Starts the nodes and joins them into a cluster.
     pub fn start(primaries: usize) -> Self {
+        Self::start_with(primaries, 0)
+    }
+
+    /// Starts `primaries` primaries with `replicas` replicas each and
+    /// joins them into a cluster.
+    pub fn start_with(primaries: usize, replicas: usize) -> Self {
         let dir = TempDir::new("redis");
         let mut cluster = Self {
             nodes: Vec::new(),
             dir,
         };
-        for _ in 0..primaries {
+        for _ in 0..primaries * (1 + replicas) {
             let port = free_port();
             let child = spawn_node(cluster.dir.path(), port);
             cluster.nodes.push(Node {
@@ -60,7 +72,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .output()
@@ -74,7 +86,46 @@ impl RedisCluster {
         for node in &cluster.nodes {
             wait_for(node.port, "CLUSTER INFO", "cluster_state:ok");
         }
+        if replicas > 0 {
+            // Every replica has caught up with its primary, as both see it.
+            for node in &cluster.nodes {
+                if cli(node.port, &["ROLE"]).starts_with("slave") {
+                    wait_for(node.port, "ROLE", "connected");
+                } else {
+                    wait_for(node.port, "INFO replication", "state=online");
+                }
+            }
+        }
         cluster
+    }
+
+    /// The nodes that are primaries now, by index.
+    pub fn primaries(&self) -> Vec<usize> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, node)| {
+                node.child.is_some() && cli(node.port, &["ROLE"]).starts_with("master")
+            })
+            .map(|(index, _)| index)
+            .collect()
+    }
+
+    /// Kills node `index` with SIGKILL.
+    pub fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.nodes[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits (at most 20 s) until every live node sees the cluster whole
+    /// again (after a failover: a replica promoted in a killed primary's
+    /// place).
+    pub fn wait_whole(&self) {
+        for node in self.nodes.iter().filter(|node| node.child.is_some()) {
+            wait_for(node.port, "CLUSTER INFO", "cluster_state:ok");
+        }
     }
 
     /// The nodes' URLs, for `storage.redis_urls`.

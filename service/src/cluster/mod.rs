@@ -72,7 +72,13 @@ pub struct Cluster {
     grants: budgets::Grants,
     /// When a heartbeat was last answered.
     heartbeat: std::sync::Mutex<Instant>,
+    /// Heartbeats failed in a row.
+    failed_heartbeats: AtomicUsize,
 }
+
+/// Heartbeats failed in a row after which the connections to Redis are
+/// made afresh.
+const RECONNECT_AFTER: usize = 3;
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -149,6 +155,7 @@ impl Cluster {
             peers: dashmap::DashMap::new(),
             grants: budgets::Grants::default(),
             heartbeat: std::sync::Mutex::new(sent),
+            failed_heartbeats: AtomicUsize::new(0),
         }))
     }
 
@@ -338,12 +345,23 @@ impl Cluster {
     /// from before are passivated (another node may have changed their
     /// state since), and their journey timers are loaded.
     async fn took(&self, partitions: &[Partition]) {
+        // The new tokens are not written with (nor served from) until the
+        // actors left from before are gone: an old call still in one of
+        // them would write its stale state with the new token.
+        let tokens = self.store.pending_tokens(partitions);
         let Some(engine) = self.engine.get().and_then(Weak::upgrade) else {
+            self.store.activate_tokens(&tokens);
             return;
         };
-        for &partition in partitions {
-            self.passivate(&engine, partition).await;
+        let mut passivated = Vec::new();
+        for &(partition, token) in &tokens {
+            if self.passivate(&engine, partition).await {
+                passivated.push((partition, token));
+            }
         }
+        // A partition whose actors did not stop stays pending: the next
+        // call or round finds its token new again and tries again.
+        self.store.activate_tokens(&passivated);
         let store = self.store.clone();
         let taken = partitions.to_vec();
         let timers = tokio::task::spawn_blocking(move || store.journey_timers_of(&taken)).await;
@@ -357,8 +375,8 @@ impl Cluster {
     }
 
     /// Passivates `partition`'s actors and waits (at most a lease time) until
-    /// they stopped.
-    async fn passivate(&self, engine: &Arc<Engine>, partition: Partition) {
+    /// they stopped; whether they did.
+    async fn passivate(&self, engine: &Arc<Engine>, partition: Partition) -> bool {
         let partitions = self.partitions;
         let started = Instant::now();
         while engine.passivate_matching(|customer| partitions.of(customer) == partition) > 0 {
@@ -367,10 +385,11 @@ impl Cluster {
                     partition = partition.0,
                     "actors still live after a lease time"
                 );
-                return;
+                return false;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        true
     }
 
     /// One round of membership and placement: registers this node, reads
@@ -393,7 +412,22 @@ impl Cluster {
                 // too, so they are refused (and health says so) until a
                 // probe reaches it again.
                 self.store.unreachable(error.clone());
-            })?;
+            });
+        let members = match members {
+            Ok(members) => {
+                self.failed_heartbeats.store(0, Ordering::Release);
+                members
+            }
+            Err(error) => {
+                if self.failed_heartbeats.fetch_add(1, Ordering::AcqRel) + 1 >= RECONNECT_AFTER {
+                    self.failed_heartbeats.store(0, Ordering::Release);
+                    if let Err(error) = self.store.reconnect().await {
+                        tracing::warn!(%error, "could not reconnect to Redis");
+                    }
+                }
+                return Err(error);
+            }
+        };
         *self.heartbeat.lock().unwrap_or_else(|e| e.into_inner()) = sent;
         let before: Vec<String> = self.members.load().iter().map(|m| m.node.clone()).collect();
         let now: Vec<String> = members.iter().map(|m| m.node.clone()).collect();

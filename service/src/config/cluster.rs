@@ -158,6 +158,15 @@ impl Config {
                 format!("{} must be 10..=60000", storage.redis_timeout_ms),
             ),
             (
+                "storage.redis_wait_timeout_ms",
+                storage.redis_durability != RedisDurability::Replicas
+                    || storage.redis_wait_timeout_ms < storage.redis_timeout_ms,
+                format!(
+                    "{} must be shorter than storage.redis_timeout_ms ({}): a write's WAIT goes with it in one round trip",
+                    storage.redis_wait_timeout_ms, storage.redis_timeout_ms
+                ),
+            ),
+            (
                 "cluster.partitions",
                 (1..=4_096).contains(&cluster.partitions),
                 format!("{} must be 1..=4096", cluster.partitions),

@@ -501,3 +501,41 @@ fn the_live_guardrail_is_set_by_file_and_environment_and_checked() {
         );
     }
 }
+
+#[test]
+fn a_replicas_wait_must_fit_in_the_redis_timeout() {
+    let redis = |redis_durability, redis_wait_timeout_ms, redis_timeout_ms| Config {
+        storage: StorageConfig {
+            backend: StorageBackend::Redis,
+            redis_urls: vec!["redis://127.0.0.1:7001".to_owned()],
+            redis_durability,
+            redis_wait_timeout_ms,
+            redis_timeout_ms,
+            ..StorageConfig::default()
+        },
+        ..Config::default()
+    };
+    assert!(
+        redis(RedisDurability::Replicas, 100, 1_000)
+            .validate()
+            .is_ok()
+    );
+    assert_eq!(
+        invalid_field(&redis(RedisDurability::Replicas, 1_000, 1_000)),
+        "storage.redis_wait_timeout_ms"
+    );
+    let error = redis(RedisDurability::Replicas, 2_000, 1_000)
+        .validate()
+        .expect_err("longer than the timeout")
+        .to_string();
+    assert!(
+        error.contains("shorter than storage.redis_timeout_ms (1000)"),
+        "{error}"
+    );
+    // Without replicas the wait is not used.
+    assert!(
+        redis(RedisDurability::Fsync, 2_000, 1_000)
+            .validate()
+            .is_ok()
+    );
+}

@@ -29,6 +29,9 @@
 --   H node                       read `node`'s grants -> action, units, …
 --   M model features             a model version's feature specs
 --   R                            read the budget counters -> field, value, …
+--   L customer                   read the customer's state -> {state} or {}
+--                                (fenced like a write: a primary that came
+--                                back stale after a failover is not read)
 --
 -- A decision member is the decision's sortable time (20 digits), its id's
 -- length (4 hex digits), its id and its customer. A customer's events are a
@@ -49,6 +52,11 @@ if token ~= '' then
     return redis.error_reply('FENCED ' .. tostring(current or 0))
   end
 end
+
+-- Every call writes, even one whose operations all find their work done
+-- (a call run again after a lost answer): a WAIT after it then covers
+-- the replication of the first run too.
+redis.call('INCR', prefix .. ':calls')
 
 local state_key = prefix .. ':state'
 local timers_key = prefix .. ':timers'
@@ -252,6 +260,10 @@ for _ = 1, count do
   elseif code == 'R' then
     result = redis.call('HGETALL', budgets_key)
     at = at + 1
+  elseif code == 'L' then
+    local state = redis.call('HGET', state_key, ARGV[at + 1])
+    result = state and {state} or {}
+    at = at + 2
   elseif code == 'M' then
     redis.call('HSET', prefix .. ':features', ARGV[at + 1], ARGV[at + 2])
     at = at + 3

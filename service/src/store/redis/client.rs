@@ -57,7 +57,12 @@ struct Inner {
     /// when the last clone goes.
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     handle: tokio::runtime::Handle,
-    connection: ClusterConnection,
+    /// Makes new connections ([`Client::reconnect`]).
+    cluster: ClusterClient,
+    connection: std::sync::RwLock<ClusterConnection>,
+    /// The connection of the writes that `WAIT` for replicas (the same as
+    /// `connection` when none do).
+    waiting: std::sync::RwLock<ClusterConnection>,
     apply: Script,
     lease: Script,
     members: Script,
@@ -89,7 +94,84 @@ impl Drop for Inner {
     }
 }
 
+/// What an `apply.lua` call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// Writes (and whatever reads go with them): waits for replicas.
+    Write,
+    /// Only reads of counters no stale primary can mislead (budgets,
+    /// grants): no wait.
+    Read,
+    /// A customer's state for its actor: waits for replicas, so a primary
+    /// that came back stale after a failover (and has none) is not read.
+    Load,
+}
+
+impl Purpose {
+    fn operation(self) -> &'static str {
+        match self {
+            Self::Write | Self::Read => "apply",
+            Self::Load => "load",
+        }
+    }
+
+    fn waits(self) -> bool {
+        self != Self::Read
+    }
+}
+
 impl Client {
+    fn connection(&self) -> ClusterConnection {
+        self.inner
+            .connection
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn waiting(&self) -> ClusterConnection {
+        self.inner
+            .waiting
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the connections with new ones (slots and nodes read
+    /// afresh): after a failover a connection may keep sending a slot's
+    /// commands where nothing answers. Calls in flight finish on the old
+    /// ones.
+    pub(super) async fn reconnect(&self) -> Result<(), StoreError> {
+        let timeout = self.inner.options.timeout * 4;
+        let fresh = || async {
+            tokio::time::timeout(timeout, self.inner.cluster.get_async_connection())
+                .await
+                .map_err(|_| StoreError::Redis {
+                    operation: "connect",
+                    message: format!("no answer within {timeout:?}"),
+                })?
+                .map_err(|error| redis_error("connect", &error))
+        };
+        let connection = fresh().await?;
+        let waiting = if matches!(self.inner.options.durability, Durability::Replicas { .. }) {
+            fresh().await?
+        } else {
+            connection.clone()
+        };
+        *self
+            .inner
+            .connection
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = connection;
+        *self
+            .inner
+            .waiting
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = waiting;
+        tracing::info!("reconnected to the Redis Cluster");
+        Ok(())
+    }
+
     /// Connects to the cluster and checks the durability it promises.
     /// Blocking.
     pub(super) fn connect(options: ClientOptions) -> Result<Self, StoreError> {
@@ -110,24 +192,37 @@ impl Client {
             .max_retry_wait(500)
             .build()
             .map_err(|error| redis_error("connect", &error))?;
-        let connection = runtime
-            .block_on(async {
-                tokio::time::timeout(options.timeout * 4, client.get_async_connection()).await
-            })
-            .map_err(|_| StoreError::Redis {
-                operation: "connect",
-                message: format!(
-                    "no answer from {} within {:?}",
-                    options.urls.join(", "),
-                    options.timeout * 4
-                ),
-            })?
-            .map_err(|error| redis_error("connect", &error))?;
+        let connect = || {
+            runtime
+                .block_on(async {
+                    tokio::time::timeout(options.timeout * 4, client.get_async_connection()).await
+                })
+                .map_err(|_| StoreError::Redis {
+                    operation: "connect",
+                    message: format!(
+                        "no answer from {} within {:?}",
+                        options.urls.join(", "),
+                        options.timeout * 4
+                    ),
+                })?
+                .map_err(|error| redis_error("connect", &error))
+        };
+        let connection = connect()?;
+        // `WAIT` blocks its connection until the replicas answer: the
+        // writes that wait for them get their own, so that leases,
+        // membership and reads never queue behind a slow replica.
+        let waiting = if matches!(options.durability, Durability::Replicas { .. }) {
+            connect()?
+        } else {
+            connection.clone()
+        };
         let client = Self {
             inner: Arc::new(Inner {
                 runtime: Mutex::new(Some(runtime)),
                 handle,
-                connection,
+                cluster: client,
+                connection: std::sync::RwLock::new(connection),
+                waiting: std::sync::RwLock::new(waiting),
                 apply: Script::new(include_str!("apply.lua")),
                 lease: Script::new(include_str!("lease.lua")),
                 members: Script::new(include_str!("members.lua")),
@@ -182,32 +277,53 @@ impl Client {
             None => RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
         };
         let started = Instant::now();
-        let mut connection = self.inner.connection.clone();
+        let mut connection = self.connection();
         let result = connection.route_command(command, routing).await;
         self.inner.round_trips.record(operation, started.elapsed());
         result.map_err(|error| redis_error(operation, &error))
     }
 
     /// `apply.lua` on the partition whose lease is `lease_key`, with its
-    /// `prefix`, fencing `token` ("" unfenced) and `count` operations.
+    /// `prefix`, fencing `token` ("" unfenced) and `count` operations. With
+    /// `storage.redis_durability = "replicas"` a write or a load is
+    /// pipelined with `WAIT` ([`Client::invoke_replicated`]).
     pub(super) async fn apply(
         &self,
+        purpose: Purpose,
         lease_key: &str,
         prefix: &str,
         token: &str,
         count: usize,
         args: Vec<Vec<u8>>,
     ) -> Result<Vec<Value>, StoreError> {
-        let mut invocation = self.inner.apply.key(lease_key);
-        invocation.arg(prefix).arg(token).arg(count);
-        for arg in args {
-            invocation.arg(arg);
-        }
         let started = Instant::now();
-        let mut connection = self.inner.connection.clone();
-        let result: Result<Vec<Value>, redis::RedisError> =
-            invocation.invoke_async(&mut connection).await;
-        self.inner.round_trips.record("apply", started.elapsed());
+        let operation = purpose.operation();
+        let result = match self.inner.options.durability {
+            Durability::Replicas {
+                count: replicas,
+                timeout,
+            } if purpose.waits() => {
+                let mut all: Vec<Vec<u8>> = vec![
+                    prefix.as_bytes().to_vec(),
+                    token.as_bytes().to_vec(),
+                    count.to_string().into_bytes(),
+                ];
+                all.extend(args);
+                self.invoke_replicated(&self.inner.apply, lease_key, all, replicas, timeout)
+                    .await
+                    .and_then(|value| Ok(redis::from_redis_value(value)?))
+            }
+            _ => {
+                let mut invocation = self.inner.apply.key(lease_key);
+                invocation.arg(prefix).arg(token).arg(count);
+                for arg in args {
+                    invocation.arg(arg);
+                }
+                let mut connection = self.connection();
+                invocation.invoke_async(&mut connection).await
+            }
+        };
+        self.inner.round_trips.record(operation, started.elapsed());
         result.map_err(|error| {
             if error.code() == Some("FENCED") {
                 let current = error
@@ -220,8 +336,88 @@ impl Client {
                     current,
                 };
             }
-            redis_error("apply", &error)
+            redis_error(operation, &error)
         })
+    }
+
+    /// `script` on `key` with `args`, and `WAIT` for `replicas` replicas,
+    /// pipelined on one connection to the slot's primary; the script's
+    /// answer. `WAIT` counts the writes made on its own connection, so sent
+    /// on another (a connection opened again after an error, a topology
+    /// refresh) it could answer at once for a write that no replica has.
+    /// Retried whole, the script runs again: `apply.lua`'s operations are
+    /// idempotent and it always writes, and `lease.lua`'s acquisition
+    /// renews, so the `WAIT` after covers the first run's writes too.
+    async fn invoke_replicated(
+        &self,
+        script: &Script,
+        key: &str,
+        args: Vec<Vec<u8>>,
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<Value, redis::RedisError> {
+        let mut evalsha = redis::cmd("EVALSHA");
+        evalsha.arg(script.get_hash()).arg(1).arg(key);
+        for arg in args {
+            evalsha.arg(arg);
+        }
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(timeout.as_millis() as u64);
+        let mut pipeline = redis::pipe();
+        pipeline.add_command(evalsha).add_command(wait);
+        let route = SingleNodeRoutingInfo::SpecificNode(Route::with_slot(
+            Slot::for_key(key),
+            SlotAddr::Master,
+        ));
+        let mut loaded = false;
+        loop {
+            let mut connection = self.waiting();
+            let answers = connection
+                .route_pipeline(pipeline.clone(), 0, 2, route.clone())
+                .await
+                .and_then(|values| {
+                    let mut values = values.into_iter();
+                    match (values.next(), values.next()) {
+                        (Some(answer), Some(waited)) => Ok((answer.extract_error()?, waited)),
+                        _ => Err(redis::RedisError::from((
+                            redis::ErrorKind::Client,
+                            "script and WAIT",
+                            "fewer answers than commands".to_owned(),
+                        ))),
+                    }
+                });
+            match answers {
+                Err(error)
+                    if !loaded
+                        && error.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    // A primary that has not seen the script yet (a new
+                    // one after a failover): load it, then send again.
+                    let mut connection = self.connection();
+                    script
+                        .prepare_invoke()
+                        .key(key)
+                        .load_async(&mut connection)
+                        .await?;
+                    loaded = true;
+                }
+                Err(error) => return Err(error),
+                Ok((answer, waited)) => {
+                    let acknowledged: u32 = redis::from_redis_value(waited).unwrap_or(0);
+                    if acknowledged < replicas {
+                        return Err(redis::RedisError::from((
+                            redis::ErrorKind::Client,
+                            "wait",
+                            format!(
+                                "only {acknowledged} of {replicas} replicas acknowledged the write within {timeout:?}"
+                            ),
+                        )));
+                    }
+                    return Ok(answer);
+                }
+            }
+        }
     }
 
     /// `lease.lua`: `operation` ("acquire" or "release") of the lease at
@@ -237,9 +433,47 @@ impl Client {
         let mut invocation = self.inner.lease.key(lease_key);
         invocation.arg(operation).arg(node).arg(argument);
         let started = Instant::now();
-        let mut connection = self.inner.connection.clone();
+        let mut connection = self.connection();
         let result: Result<(i64, String, i64), redis::RedisError> =
             invocation.invoke_async(&mut connection).await;
+        self.inner.round_trips.record("lease", started.elapsed());
+        let (taken, who, expires) = result.map_err(|error| redis_error("lease", &error))?;
+        Ok((taken == 1, who, expires))
+    }
+
+    /// Whether writes wait for replicas (`storage.redis_durability =
+    /// "replicas"`).
+    pub(super) fn waits_for_replicas(&self) -> bool {
+        matches!(self.inner.options.durability, Durability::Replicas { .. })
+    }
+
+    /// [`Client::lease`]'s "acquire" again, pipelined with `WAIT` for the
+    /// replicas the durability asks for: a token new to the node is used
+    /// only once they have it (a failover that lost it would give the same
+    /// token to the next holder too). The renewal's answer, which must
+    /// carry the same token.
+    pub(super) async fn lease_replicated(
+        &self,
+        lease_key: &str,
+        node: &str,
+        ttl_ms: u64,
+    ) -> Result<(bool, String, i64), StoreError> {
+        let Durability::Replicas { count, timeout } = self.inner.options.durability else {
+            return self.lease(lease_key, "acquire", node, ttl_ms).await;
+        };
+        let args = vec![
+            b"acquire".to_vec(),
+            node.as_bytes().to_vec(),
+            ttl_ms.to_string().into_bytes(),
+        ];
+        let started = Instant::now();
+        let result = self
+            .invoke_replicated(&self.inner.lease, lease_key, args, count, timeout)
+            .await
+            .and_then(|value| {
+                let answer: (i64, String, i64) = redis::from_redis_value(value)?;
+                Ok(answer)
+            });
         self.inner.round_trips.record("lease", started.elapsed());
         let (taken, who, expires) = result.map_err(|error| redis_error("lease", &error))?;
         Ok((taken == 1, who, expires))
@@ -266,7 +500,7 @@ impl Client {
             .arg(ttl_ms)
             .arg(prefix);
         let started = Instant::now();
-        let mut connection = self.inner.connection.clone();
+        let mut connection = self.connection();
         let result: Result<Vec<String>, redis::RedisError> =
             invocation.invoke_async(&mut connection).await;
         self.inner.round_trips.record("lease", started.elapsed());
@@ -284,27 +518,6 @@ impl Client {
             .collect())
     }
 
-    /// Waits until the replicas the durability asks for have every write
-    /// made so far on the primary of `key`'s slot.
-    pub(super) async fn replicate(&self, key: &str) -> Result<(), StoreError> {
-        let Durability::Replicas { count, timeout } = self.inner.options.durability else {
-            return Ok(());
-        };
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(count).arg(timeout.as_millis() as u64);
-        let value = self.query("wait", wait, Some(key)).await?;
-        let acknowledged: u32 = redis::from_redis_value(value).unwrap_or(0);
-        if acknowledged < count {
-            return Err(StoreError::Redis {
-                operation: "wait",
-                message: format!(
-                    "only {acknowledged} of {count} replicas acknowledged the write within {timeout:?}"
-                ),
-            });
-        }
-        Ok(())
-    }
-
     /// Refuses a primary that does not fsync every write to its AOF.
     async fn check_fsync(self) -> Result<(), StoreError> {
         let all_primaries = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
@@ -312,7 +525,7 @@ impl Client {
         for name in ["appendonly", "appendfsync"] {
             let mut command = redis::cmd("CONFIG");
             command.arg("GET").arg(name);
-            let mut connection = self.inner.connection.clone();
+            let mut connection = self.connection();
             let value = connection
                 .route_command(command, all_primaries.clone())
                 .await

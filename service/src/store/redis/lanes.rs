@@ -9,7 +9,7 @@
 //! in the order the actor made them, even across a retry; lanes run side by
 //! side, so many partitions' writes are in flight at once.
 
-use super::client::Client;
+use super::client::{Client, Purpose};
 use super::keys::Keys;
 use super::leases::Leases;
 use crate::store::{Erased, StoreError};
@@ -383,9 +383,24 @@ impl Lane {
                 count += 1;
             }
         }
+        let reads_only = batch
+            .iter()
+            .flat_map(|queued| &queued.ops)
+            .all(|op| matches!(op, Op::ReadBudgets | Op::ReadGrants { .. }));
         let results = self
             .client
-            .apply(&self.lease_key, &self.target.prefix, &token, count, args)
+            .apply(
+                if reads_only {
+                    Purpose::Read
+                } else {
+                    Purpose::Write
+                },
+                &self.lease_key,
+                &self.target.prefix,
+                &token,
+                count,
+                args,
+            )
             .await
             .map_err(|error| match error {
                 StoreError::Fenced { current, token, .. } => StoreError::Fenced {
@@ -395,7 +410,6 @@ impl Lane {
                 },
                 other => other,
             })?;
-        self.client.replicate(&self.lease_key).await?;
         Ok(results)
     }
 }

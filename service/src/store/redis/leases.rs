@@ -27,8 +27,12 @@ pub(super) struct Leases {
 
 #[derive(Debug, Default)]
 struct Held {
-    /// The fencing token; 0 while not held.
+    /// The fencing token writes carry; 0 while not held (or while a token
+    /// new to this node waits for [`Leases::activate`]).
     token: AtomicU64,
+    /// A token new to this node, not written with until activated: the
+    /// node first drops what it knew of the partition.
+    pending: AtomicU64,
     /// Until when (ms after `base`) the lease counts as held.
     valid_until: AtomicU64,
 }
@@ -64,7 +68,9 @@ impl Leases {
     }
 
     /// Redis gave (or renewed) `partition` with `token`, asked for at
-    /// `asked`. Whether the token is new to this node.
+    /// `asked`. Whether the token is new to this node: then it is only
+    /// pending, not written with (nor [`Leases::token`]) until
+    /// [`Leases::activate`]d.
     pub(super) fn hold(&self, partition: Partition, token: FencingToken, asked: Instant) -> bool {
         let Some(held) = self.held.get(usize::from(partition.0)) else {
             return false;
@@ -73,14 +79,44 @@ impl Leases {
         // A deadline before `base` is already past: 0.
         let until = until.saturating_duration_since(self.base).as_millis() as u64;
         held.valid_until.store(until, Ordering::Release);
-        held.token.swap(token.0, Ordering::AcqRel) != token.0
+        if held.token.load(Ordering::Acquire) == token.0 {
+            return false;
+        }
+        held.token.store(0, Ordering::Release);
+        held.pending.store(token.0, Ordering::Release);
+        true
+    }
+
+    /// The token of `partition` new to this node and not activated yet.
+    pub(super) fn pending(&self, partition: Partition) -> Option<FencingToken> {
+        let held = self.held.get(usize::from(partition.0))?;
+        let token = held.pending.load(Ordering::Acquire);
+        (token != 0).then_some(FencingToken(token))
+    }
+
+    /// Writes to `partition` carry `token` from now on, if it is still the
+    /// one pending; whether it was.
+    pub(super) fn activate(&self, partition: Partition, token: FencingToken) -> bool {
+        let Some(held) = self.held.get(usize::from(partition.0)) else {
+            return false;
+        };
+        if held
+            .pending
+            .compare_exchange(token.0, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        held.token.store(token.0, Ordering::Release);
+        true
     }
 
     /// This node no longer holds `partition`; whether it did.
     pub(super) fn drop_partition(&self, partition: Partition) -> bool {
-        self.held
-            .get(usize::from(partition.0))
-            .is_some_and(|held| held.token.swap(0, Ordering::AcqRel) != 0)
+        self.held.get(usize::from(partition.0)).is_some_and(|held| {
+            let pending = held.pending.swap(0, Ordering::AcqRel);
+            held.token.swap(0, Ordering::AcqRel) != 0 || pending != 0
+        })
     }
 
     /// The partitions held now.
@@ -96,9 +132,20 @@ impl Leases {
     /// Whether `partition` is recorded as held, valid or not: this node
     /// held it last and has not heard that another node took it.
     pub(super) fn recorded_as_held(&self, partition: Partition) -> bool {
-        self.held
-            .get(usize::from(partition.0))
-            .is_some_and(|held| held.token.load(Ordering::Acquire) != 0)
+        self.recorded_token(partition) != 0
+    }
+
+    /// The token `partition` is recorded as held with (valid or not,
+    /// active or pending); 0 when not held.
+    pub(super) fn recorded_token(&self, partition: Partition) -> u64 {
+        self.held.get(usize::from(partition.0)).map_or(0, |held| {
+            let token = held.token.load(Ordering::Acquire);
+            if token != 0 {
+                token
+            } else {
+                held.pending.load(Ordering::Acquire)
+            }
+        })
     }
 
     /// Partitions recorded as held (valid or not): the ones to renew.
@@ -106,9 +153,10 @@ impl Leases {
         self.held
             .iter()
             .enumerate()
-            .filter_map(|(index, held)| {
-                let token = held.token.load(Ordering::Acquire);
-                (token != 0).then_some((Partition(index as u16), FencingToken(token)))
+            .filter_map(|(index, _)| {
+                let partition = Partition(index as u16);
+                let token = self.recorded_token(partition);
+                (token != 0).then_some((partition, FencingToken(token)))
             })
             .collect()
     }
@@ -133,6 +181,14 @@ mod tests {
         assert_eq!(leases.token(Partition(1)), None);
         let long_ago = Instant::now() - Duration::from_millis(950);
         assert!(leases.hold(Partition(1), FencingToken(3), long_ago));
+        assert_eq!(leases.token(Partition(1)), None, "pending");
+        assert_eq!(leases.pending(Partition(1)), Some(FencingToken(3)));
+        assert!(
+            !leases.activate(Partition(1), FencingToken(2)),
+            "not the pending one"
+        );
+        assert!(leases.activate(Partition(1), FencingToken(3)));
+        assert_eq!(leases.pending(Partition(1)), None);
         assert_eq!(leases.token(Partition(1)), None, "past ttl less a tenth");
         assert_eq!(leases.recorded(), [(Partition(1), FencingToken(3))]);
         assert!(leases.recorded_as_held(Partition(1)));
@@ -146,6 +202,16 @@ mod tests {
         assert!(leases.drop_partition(Partition(1)));
         assert_eq!(leases.token(Partition(1)), None);
         assert!(!leases.recorded_as_held(Partition(1)));
+        // A token new to the node (another held the partition between)
+        // stays pending, the old one unusable, until activated.
+        assert!(leases.hold(Partition(2), FencingToken(5), Instant::now()));
+        assert!(leases.activate(Partition(2), FencingToken(5)));
+        assert!(leases.hold(Partition(2), FencingToken(7), Instant::now()));
+        assert_eq!(leases.token(Partition(2)), None);
+        assert!(leases.recorded_as_held(Partition(2)));
+        assert_eq!(leases.recorded(), [(Partition(2), FencingToken(7))]);
+        assert!(leases.drop_partition(Partition(2)));
+        assert!(!leases.recorded_as_held(Partition(2)));
         assert!(leases.owned().is_empty());
     }
 }

@@ -320,18 +320,26 @@ impl RedisStore {
 
     /// Asks for (or renews) `partitions`' leases; the ones another node
     /// holds, with their holder and when their lease ends (ms, Redis's
-    /// clock). Blocking.
+    /// clock). The partitions taken with a token new to this node are
+    /// written with at once. Blocking.
     pub fn acquire(&self, partitions: &[Partition]) -> Result<Acquisition, StoreError> {
         let client = self.client.clone();
         let leases = self.leases.clone();
         let keys = self.keys.clone();
         let partitions = partitions.to_vec();
-        self.client
-            .block_on(async move { acquire(&client, &leases, &keys, &partitions).await })
+        let acquisition = self
+            .client
+            .block_on(async move { acquire(&client, &leases, &keys, &partitions).await })?;
+        // Nothing of these partitions is known here yet: written at once.
+        self.activate(&acquisition.new);
+        Ok(acquisition)
     }
 
     /// [`RedisStore::acquire`] from async code: runs on the store's runtime
-    /// without blocking the caller's.
+    /// without blocking the caller's. A cluster node may have actors of a
+    /// partition left from before another node held it, so a token new to
+    /// it stays pending: nothing is written with it until the node has
+    /// dropped them and [`RedisStore::activate_tokens`].
     pub async fn acquire_now(&self, partitions: &[Partition]) -> Result<Acquisition, StoreError> {
         let client = self.client.clone();
         let leases = self.leases.clone();
@@ -444,6 +452,22 @@ impl RedisStore {
     /// budget units granted to it; the members left. Blocking.
     pub fn leave(&self) -> Result<Vec<Member>, StoreError> {
         self.members("leave", "", Duration::ZERO)
+    }
+
+    /// Replaces the connections to Redis with new ones, read afresh from
+    /// the cluster: whoever sees calls keep failing (a heartbeat, a probe)
+    /// asks for it, since after a failover a connection may keep sending
+    /// a slot's commands where nothing answers.
+    pub async fn reconnect(&self) -> Result<(), StoreError> {
+        let client = self.client.clone();
+        self.client
+            .runtime()
+            .spawn(async move { client.reconnect().await })
+            .await
+            .map_err(|error| StoreError::Redis {
+                operation: "connect",
+                message: error.to_string(),
+            })?
     }
 
     /// Whether this node held `partition` last, as far as it knows: it
@@ -619,6 +643,33 @@ impl RedisStore {
         })
     }
 
+    /// The tokens of `partitions` new to this node and not written with
+    /// yet ([`RedisStore::acquire_now`] leaves them pending).
+    pub fn pending_tokens(&self, partitions: &[Partition]) -> Vec<(Partition, FencingToken)> {
+        partitions
+            .iter()
+            .filter_map(|&partition| {
+                self.leases
+                    .pending(partition)
+                    .map(|token| (partition, token))
+            })
+            .collect()
+    }
+
+    /// Writes to each partition carry its pending token from now on, if it
+    /// is still the one pending (the caller dropped what it knew of the
+    /// partition meanwhile).
+    pub fn activate_tokens(&self, tokens: &[(Partition, FencingToken)]) {
+        for &(partition, token) in tokens {
+            self.leases.activate(partition, token);
+        }
+    }
+
+    fn activate(&self, partitions: &[Partition]) {
+        let tokens = self.pending_tokens(partitions);
+        self.activate_tokens(&tokens);
+    }
+
     /// Every partition's lease as Redis holds it (`None`: never leased).
     /// Blocking.
     pub fn leases(&self) -> Result<Vec<Option<LeaseView>>, StoreError> {
@@ -710,9 +761,11 @@ impl RedisStore {
                     .into_iter()
                     .map(|(partition, _)| partition)
                     .collect();
-                let renewed = acquire(&store.client, &store.leases, &store.keys, &held).await;
-                if let Err(error) = renewed {
-                    tracing::warn!(%error, "renewing the partition leases failed");
+                match acquire(&store.client, &store.leases, &store.keys, &held).await {
+                    // This node is the only writer: taken again, written at
+                    // once.
+                    Ok(renewed) => store.activate(&renewed.new),
+                    Err(error) => tracing::warn!(%error, "renewing the partition leases failed"),
                 }
             }
         });
@@ -867,9 +920,28 @@ async fn acquire(
         let lease_key = Keys::lease(&keys.partition(partition));
         let node = leases.node().to_owned();
         let ttl = leases.ttl().as_millis() as u64;
+        let recorded = leases.recorded_token(partition).to_string();
         tasks.spawn(async move {
             let asked = Instant::now();
-            let answer = client.lease(&lease_key, "acquire", &node, ttl).await;
+            let answer = match client.lease(&lease_key, "acquire", &node, ttl).await {
+                // A token new to this node is used only once the replicas
+                // the durability asks for have it: a failover that lost it
+                // would give the same token to the next holder too.
+                Ok((true, token, _)) if token != recorded && client.waits_for_replicas() => {
+                    match client.lease_replicated(&lease_key, &node, ttl).await {
+                        Ok((true, again, expires)) if again == token => Ok((true, token, expires)),
+                        Ok((true, again, _)) => Err(StoreError::Redis {
+                            operation: "lease",
+                            message: format!(
+                                "partition {}'s lease changed from token {token} to {again} while its replicas were waited for",
+                                partition.0
+                            ),
+                        }),
+                        other => other,
+                    }
+                }
+                answer => answer,
+            };
             (partition, asked, answer)
         });
     }
@@ -905,7 +977,17 @@ async fn acquire(
         }
     }
     match failure {
-        Some(error) => Err(error),
+        Some(error) => {
+            // The caller takes the partitions new to this node (dropping
+            // what it knew of them) only from a whole answer: the ones
+            // taken in a round that failed are let go here, so that the
+            // next round finds their token new again instead of renewing
+            // it over stale actors.
+            for partition in acquisition.new {
+                leases.drop_partition(partition);
+            }
+            Err(error)
+        }
         None => {
             acquisition.new.sort();
             acquisition.refused.sort_by_key(|refused| refused.partition);
@@ -924,22 +1006,56 @@ impl StateStore for RedisStore {
                     .map(|bytes| decode("customer state", &bytes))
                     .transpose();
             }
-            let prefix = self.keys.partition(self.partitions.of(customer_id));
-            let mut command = redis::cmd("HGET");
-            command.arg(Keys::states(&prefix)).arg(customer_id);
+            let partition = self.partitions.of(customer_id);
+            let prefix = self.keys.partition(partition);
             let client = self.client.clone();
             let key = Keys::lease(&prefix);
-            let value = self
+            let customer = customer_id.to_owned();
+            // The partition's owner reads with its fencing token, so a
+            // primary that came back with stale data after a failover (and
+            // an older token) is refused, not read.
+            let token = self.leases.token(partition);
+            let bytes = self
                 .client
                 .runtime()
-                .spawn(async move { client.query("load", command, Some(&key)).await })
+                .spawn(async move {
+                    let Some(token) = token else {
+                        let mut command = redis::cmd("HGET");
+                        command.arg(Keys::states(&prefix)).arg(&customer);
+                        let value = client.query("load", command, Some(&key)).await?;
+                        return redis::from_redis_value::<Option<Vec<u8>>>(value)
+                            .map_err(|error| client::redis_error("load", &error));
+                    };
+                    let args = vec![b"L".to_vec(), customer.into_bytes()];
+                    let results = client
+                        .apply(
+                            client::Purpose::Load,
+                            &key,
+                            &prefix,
+                            &token.0.to_string(),
+                            1,
+                            args,
+                        )
+                        .await
+                        .map_err(|error| match error {
+                            StoreError::Fenced { current, token, .. } => StoreError::Fenced {
+                                partition: partition.0,
+                                token,
+                                current,
+                            },
+                            other => other,
+                        })?;
+                    let state = results.into_iter().next().map_or(Ok(Vec::new()), |state| {
+                        redis::from_redis_value::<Vec<Vec<u8>>>(state)
+                            .map_err(|error| client::redis_error("load", &error))
+                    })?;
+                    Ok(state.into_iter().next())
+                })
                 .await
                 .map_err(|error| StoreError::Redis {
                     operation: "load",
                     message: error.to_string(),
                 })??;
-            let bytes: Option<Vec<u8>> = redis::from_redis_value(value)
-                .map_err(|error| client::redis_error("load", &error))?;
             bytes
                 .map(|bytes| decode("customer state", &bytes))
                 .transpose()
