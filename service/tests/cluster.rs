@@ -102,7 +102,13 @@ impl Node {
 /// the node placement gives it; returns that topology.
 fn settled(node: &Node, names: &[&str]) -> Json {
     poll(Duration::from_secs(30), "the cluster to settle", || {
-        let topology = node.topology();
+        // A busy node may shed the call: asked again.
+        let output = node.server.client(&["cluster", "status", "--json"]);
+        if !output.status.success() {
+            return Err(output.stderr);
+        }
+        let topology: Json =
+            serde_json::from_str(&output.stdout).map_err(|error| error.to_string())?;
         let mut live: Vec<&str> = topology["nodes"]
             .as_array()
             .expect("nodes")

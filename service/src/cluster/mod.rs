@@ -17,7 +17,7 @@
 //!   takes the lease on the spot (or is forwarded to the node still holding
 //!   it, when that node is live); any other is forwarded to the placement's
 //!   owner over gRPC (`grpc/forward.rs`). A forwarded call is forwarded at
-//!   most once more (while a partition moves, a node with an older view of
+//!   most twice more (while a partition moves, a node with an older view of
 //!   the members may send it to the previous owner); then it is refused
 //!   with UNAVAILABLE, never answered by a node that does not hold the
 //!   customer's partition.
@@ -42,9 +42,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-/// Most hops a call may take between nodes: one to the owner, one more
-/// while a partition moves.
-pub const MAX_HOPS: u32 = 2;
+/// Most hops a call may take between nodes: one to the owner, two more
+/// while a partition moves (a node with an older view sends it to the node
+/// still holding it, which hands it off meanwhile and sends it on).
+pub const MAX_HOPS: u32 = 3;
 
 /// How often a waiting call looks again at a partition being handed off
 /// or not yet free.
@@ -243,6 +244,19 @@ impl Cluster {
             let mine = placed
                 .as_ref()
                 .is_some_and(|member| member.node == self.node);
+            if mine && !self.store.pending_tokens(&[partition]).is_empty() {
+                // Just taken: its old actors are being dropped (`took`),
+                // then it is served here.
+                if Instant::now() >= deadline {
+                    return Route::Unavailable(format!(
+                        "partition {} is moving to this node; retry",
+                        partition.0
+                    ));
+                }
+                tokio::time::sleep(RECHECK).await;
+                waited = true;
+                continue;
+            }
             if !mine {
                 return match placed {
                     Some(member) if hops < max_hops => Route::Forward {
