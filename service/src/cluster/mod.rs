@@ -73,12 +73,12 @@ pub struct Cluster {
     grants: budgets::Grants,
     /// When a heartbeat was last answered.
     heartbeat: std::sync::Mutex<Instant>,
-    /// Heartbeats failed in a row.
-    failed_heartbeats: AtomicUsize,
+    /// Cluster rounds failed in a row.
+    failed_rounds: AtomicUsize,
 }
 
-/// Heartbeats failed in a row after which the connections to Redis are
-/// made afresh.
+/// Cluster rounds failed in a row after which the connections to Redis
+/// are made afresh.
 const RECONNECT_AFTER: usize = 3;
 
 impl std::fmt::Debug for Cluster {
@@ -156,7 +156,7 @@ impl Cluster {
             peers: dashmap::DashMap::new(),
             grants: budgets::Grants::default(),
             heartbeat: std::sync::Mutex::new(sent),
-            failed_heartbeats: AtomicUsize::new(0),
+            failed_rounds: AtomicUsize::new(0),
         }))
     }
 
@@ -427,21 +427,7 @@ impl Cluster {
                 // probe reaches it again.
                 self.store.unreachable(error.clone());
             });
-        let members = match members {
-            Ok(members) => {
-                self.failed_heartbeats.store(0, Ordering::Release);
-                members
-            }
-            Err(error) => {
-                if self.failed_heartbeats.fetch_add(1, Ordering::AcqRel) + 1 >= RECONNECT_AFTER {
-                    self.failed_heartbeats.store(0, Ordering::Release);
-                    if let Err(error) = self.store.reconnect().await {
-                        tracing::warn!(%error, "could not reconnect to Redis");
-                    }
-                }
-                return Err(error);
-            }
-        };
+        let members = members?;
         *self.heartbeat.lock().unwrap_or_else(|e| e.into_inner()) = sent;
         let before: Vec<String> = self.members.load().iter().map(|m| m.node.clone()).collect();
         let now: Vec<String> = members.iter().map(|m| m.node.clone()).collect();
@@ -509,8 +495,20 @@ impl Cluster {
         let every = self.lease / 3;
         tokio::spawn(self.clone().keep_budgets());
         loop {
-            if let Err(error) = self.tick().await {
-                tracing::warn!(%error, "cluster round failed");
+            match self.tick().await {
+                Ok(()) => self.failed_rounds.store(0, Ordering::Release),
+                Err(error) => {
+                    tracing::warn!(%error, "cluster round failed");
+                    // A heartbeat or a lease renewal failing round after
+                    // round: after a failover a connection may keep sending
+                    // a slot's commands where nothing answers.
+                    if self.failed_rounds.fetch_add(1, Ordering::AcqRel) + 1 >= RECONNECT_AFTER {
+                        self.failed_rounds.store(0, Ordering::Release);
+                        if let Err(error) = self.store.reconnect().await {
+                            tracing::warn!(%error, "could not reconnect to Redis");
+                        }
+                    }
+                }
             }
             let waiting = self.waiting_for_leases();
             tokio::time::sleep(if waiting {
