@@ -190,6 +190,38 @@ async fn decide_retrying(channel: Channel, customer_id: &str) -> proto::DecideRe
     }
 }
 
+/// A `login` event of `customer_id`.
+fn login(customer_id: impl Into<String>, event_id: impl Into<String>) -> proto::Event {
+    proto::Event {
+        customer_id: customer_id.into(),
+        event_id: event_id.into(),
+        name: "login".to_owned(),
+        ..Default::default()
+    }
+}
+
+/// `customer_id`'s profile, read through `channel`.
+async fn read_profile(
+    channel: &Channel,
+    customer_id: impl Into<String>,
+) -> Result<proto::Profile, tonic::Status> {
+    ProfilesClient::new(channel.clone())
+        .get_profile(proto::GetProfileRequest {
+            customer_id: customer_id.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The decisions in `profile`'s contact ledger.
+fn decision_ids(profile: &proto::Profile) -> BTreeSet<&str> {
+    profile
+        .contacts
+        .iter()
+        .map(|contact| contact.decision_id.as_str())
+        .collect()
+}
+
 fn owner_header<T>(response: &tonic::Response<T>) -> String {
     response
         .metadata()
@@ -266,12 +298,7 @@ fn any_node_answers_from_the_customers_one_owner() {
                 let response = response.into_inner();
                 assert!(!response.served.is_empty(), "{response:?}");
                 decision_ids.insert(response.decision_id);
-                let event = proto::Event {
-                    customer_id: customer_id.clone(),
-                    event_id: format!("{customer_id}-{}", node.name),
-                    name: "login".to_owned(),
-                    ..Default::default()
-                };
+                let event = login(&customer_id, format!("{customer_id}-{}", node.name));
                 let tracked = EventsClient::new(channel)
                     .track(event)
                     .await
@@ -281,13 +308,7 @@ fn any_node_answers_from_the_customers_one_owner() {
             }
             // Any node's profile shows all three decisions.
             let channel = connect(nodes[index % 3].server.url()).await;
-            let profile = ProfilesClient::new(channel)
-                .get_profile(proto::GetProfileRequest {
-                    customer_id: customer_id.clone(),
-                })
-                .await
-                .expect("profile")
-                .into_inner();
+            let profile = read_profile(&channel, &customer_id).await.expect("profile");
             let seen: BTreeSet<String> = profile
                 .contacts
                 .iter()
@@ -349,13 +370,7 @@ fn fifty_concurrent_decides_over_three_nodes_serve_exactly_the_cap() {
             in_app, IN_APP_CAP,
             "in-app serves over 50 concurrent decides"
         );
-        let profile = ProfilesClient::new(channels[2].clone())
-            .get_profile(proto::GetProfileRequest {
-                customer_id: "capped".to_owned(),
-            })
-            .await
-            .expect("profile")
-            .into_inner();
+        let profile = read_profile(&channels[2], "capped").await.expect("profile");
         let ledger: BTreeSet<(String, String)> = profile
             .contacts
             .iter()
@@ -521,6 +536,19 @@ async fn health(channel: &Channel) -> Vec<ServingStatus> {
     statuses
 }
 
+/// Waits (at most a minute) until [`health`] through `channel` is
+/// `expected`.
+fn health_becomes(rt: &tokio::runtime::Runtime, channel: &Channel, expected: [ServingStatus; 4]) {
+    poll(Duration::from_secs(60), "health to change", || {
+        let seen = rt.block_on(health(channel));
+        if seen == expected {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}, expected {expected:?}"))
+        }
+    });
+}
+
 #[test]
 fn losing_redis_turns_health_not_serving_for_writes_while_live_customers_are_read() {
     let _serial = SERIAL
@@ -537,12 +565,7 @@ fn losing_redis_turns_health_not_serving_for_writes_while_live_customers_are_rea
     let first = rt.block_on(async {
         let decided = decide_retrying(channel.clone(), "kept").await;
         EventsClient::new(channel.clone())
-            .track(proto::Event {
-                customer_id: "kept".to_owned(),
-                event_id: "kept-1".to_owned(),
-                name: "login".to_owned(),
-                ..Default::default()
-            })
+            .track(login("kept", "kept-1"))
             .await
             .expect("tracked");
         assert_eq!(health(&channel).await, [ServingStatus::Serving; 4]);
@@ -556,18 +579,7 @@ fn losing_redis_turns_health_not_serving_for_writes_while_live_customers_are_rea
         ServingStatus::NotServing,
         ServingStatus::Serving,
     ];
-    poll(
-        Duration::from_secs(60),
-        "health to say writes are refused",
-        || {
-            let seen = rt.block_on(health(&channel));
-            if seen == refusing {
-                Ok(())
-            } else {
-                Err(format!("{seen:?}"))
-            }
-        },
-    );
+    health_becomes(&rt, &channel, refusing);
     // Past the lease: as far as the node knows it no longer holds the
     // customer's partition (no renewal was answered).
     std::thread::sleep(Duration::from_millis(LEASE_MS));
@@ -579,12 +591,7 @@ fn losing_redis_turns_health_not_serving_for_writes_while_live_customers_are_rea
             .expect_err("a decision is a write");
         assert_eq!(decide.code(), tonic::Code::Unavailable, "{decide:?}");
         let track = EventsClient::new(channel.clone())
-            .track(proto::Event {
-                customer_id: "kept".to_owned(),
-                event_id: "kept-2".to_owned(),
-                name: "login".to_owned(),
-                ..Default::default()
-            })
+            .track(login("kept", "kept-2"))
             .await
             .expect_err("an event is a write");
         assert_eq!(track.code(), tonic::Code::Unavailable, "{track:?}");
@@ -598,24 +605,13 @@ fn losing_redis_turns_health_not_serving_for_writes_while_live_customers_are_rea
             .expect("a dry run needs no write")
             .into_inner();
         assert!(!probe.served.is_empty(), "{probe:?}");
-        let profile = ProfilesClient::new(channel.clone())
-            .get_profile(proto::GetProfileRequest {
-                customer_id: "kept".to_owned(),
-            })
+        let profile = read_profile(&channel, "kept")
             .await
-            .expect("the live customer's profile")
-            .into_inner();
-        let decisions: BTreeSet<&str> = profile
-            .contacts
-            .iter()
-            .map(|contact| contact.decision_id.as_str())
-            .collect();
+            .expect("the live customer's profile");
+        let decisions = decision_ids(&profile);
         assert_eq!(decisions, BTreeSet::from([first.decision_id.as_str()]));
         // A customer not in memory cannot be read: it lives in Redis.
-        let stranger = ProfilesClient::new(channel.clone())
-            .get_profile(proto::GetProfileRequest {
-                customer_id: "stranger".to_owned(),
-            })
+        let stranger = read_profile(&channel, "stranger")
             .await
             .expect_err("not in memory");
         assert_eq!(stranger.code(), tonic::Code::Unavailable, "{stranger:?}");
@@ -624,14 +620,7 @@ fn losing_redis_turns_health_not_serving_for_writes_while_live_customers_are_rea
     // Redis back: health turns SERVING by itself and writes work again,
     // on top of everything acknowledged before.
     redis.restart_all();
-    poll(Duration::from_secs(60), "health to turn SERVING", || {
-        let seen = rt.block_on(health(&channel));
-        if seen == [ServingStatus::Serving; 4] {
-            Ok(())
-        } else {
-            Err(format!("{seen:?}"))
-        }
-    });
+    health_becomes(&rt, &channel, [ServingStatus::Serving; 4]);
     rt.block_on(async {
         let second = poll_async(Duration::from_secs(30), || async {
             DecisionsClient::new(channel.clone())
@@ -641,18 +630,8 @@ fn losing_redis_turns_health_not_serving_for_writes_while_live_customers_are_rea
                 .map_err(|status| format!("{status:?}"))
         })
         .await;
-        let profile = ProfilesClient::new(channel.clone())
-            .get_profile(proto::GetProfileRequest {
-                customer_id: "kept".to_owned(),
-            })
-            .await
-            .expect("profile")
-            .into_inner();
-        let decisions: BTreeSet<&str> = profile
-            .contacts
-            .iter()
-            .map(|contact| contact.decision_id.as_str())
-            .collect();
+        let profile = read_profile(&channel, "kept").await.expect("profile");
+        let decisions = decision_ids(&profile);
         assert_eq!(
             decisions,
             BTreeSet::from([first.decision_id.as_str(), second.decision_id.as_str()])
@@ -726,12 +705,7 @@ async fn load(
         ack.calls += 1;
         if step % 2 == 0 {
             let event_id = format!("t{task}-{step}");
-            let event = proto::Event {
-                customer_id: who.clone(),
-                event_id: event_id.clone(),
-                name: "login".to_owned(),
-                ..Default::default()
-            };
+            let event = login(&who, &event_id);
             match EventsClient::new(channel).track(event).await {
                 Ok(response) => {
                     assert!(!response.into_inner().duplicate, "{event_id} is new");
@@ -789,12 +763,7 @@ async fn verify(url: &str, acks: &[Acknowledged]) {
     for ack in acks {
         for (who, ids) in &ack.events {
             for event_id in ids {
-                let event = proto::Event {
-                    customer_id: who.clone(),
-                    event_id: event_id.clone(),
-                    name: "login".to_owned(),
-                    ..Default::default()
-                };
+                let event = login(who, event_id);
                 // A call refused while the cluster settles is retried, as
                 // clients do.
                 let response = poll_async(Duration::from_secs(30), || {
@@ -1010,7 +979,7 @@ fn a_redis_primary_failover_loses_nothing_acknowledged_and_applies_nothing_twice
     redis.wait_whole();
     let at = Instant::now();
     poll(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "writes to be acknowledged again",
         || {
             runtime.block_on(async {
@@ -1056,24 +1025,15 @@ fn a_redis_primary_failover_loses_nothing_acknowledged_and_applies_nothing_twice
                 for event_id in &unanswered {
                     poll_async(Duration::from_secs(10), || async {
                         EventsClient::new(channel.clone())
-                            .track(proto::Event {
-                                customer_id: who.clone(),
-                                event_id: event_id.clone(),
-                                name: "login".to_owned(),
-                                ..Default::default()
-                            })
+                            .track(login(who, event_id))
                             .await
                             .map_err(|status| format!("{status:?}"))
                     })
                     .await;
                 }
                 let profile = poll_async(Duration::from_secs(15), || async {
-                    ProfilesClient::new(channel.clone())
-                        .get_profile(proto::GetProfileRequest {
-                            customer_id: who.clone(),
-                        })
+                    read_profile(&channel, who)
                         .await
-                        .map(tonic::Response::into_inner)
                         .map_err(|status| format!("{status:?}"))
                 })
                 .await;
