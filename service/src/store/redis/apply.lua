@@ -53,10 +53,6 @@ if token ~= '' then
   end
 end
 
--- Every call writes, even one whose operations all find their work done
--- (a call run again after a lost answer): a WAIT after it then covers
--- the replication of the first run too.
-redis.call('INCR', prefix .. ':calls')
 
 local state_key = prefix .. ':state'
 local timers_key = prefix .. ':timers'
@@ -134,8 +130,13 @@ end
 local results = {}
 local count = tonumber(ARGV[3])
 local at = 4
+local reads = {R = true, H = true, L = true}
+local writes = false
 for _ = 1, count do
   local code = ARGV[at]
+  if not reads[code] then
+    writes = true
+  end
   local result = {0, 0, 0}
   if code == 'S' then
     local customer, state, timer = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
@@ -271,5 +272,12 @@ for _ = 1, count do
     return redis.error_reply('UNKNOWN operation ' .. tostring(code))
   end
   results[#results + 1] = result
+end
+-- A call that writes always changes something, even when its operations
+-- all find their work done (a call run again after a lost answer): a WAIT
+-- after it then covers the replication of the first run too. A call that
+-- only reads writes nothing (a load costs no AOF fsync).
+if writes then
+  redis.call('INCR', prefix .. ':calls')
 end
 return results
