@@ -93,6 +93,9 @@ pub struct Tally {
     pub skipped: u64,
     /// Failed calls by gRPC status code name.
     pub errors: BTreeMap<String, u64>,
+    /// The first failed call's message, by gRPC status code name (what a
+    /// refusal said, e.g. which limit shed it).
+    pub first_messages: BTreeMap<String, String>,
 }
 
 impl Tally {
@@ -105,6 +108,7 @@ impl Tally {
             fallbacks: 0,
             skipped: 0,
             errors: BTreeMap::new(),
+            first_messages: BTreeMap::new(),
         })
     }
 
@@ -125,7 +129,7 @@ pub type Tallies = BTreeMap<Kind, Tally>;
 /// What a call ended with.
 enum Ending {
     Ok { fallback: bool },
-    Failed(tonic::Code),
+    Failed(tonic::Status),
 }
 
 /// What every call task shares.
@@ -162,8 +166,13 @@ impl Shared {
                 tally.fallbacks += u64::from(fallback);
                 tally.answered.saturating_record(micros.max(1));
             }
-            Ending::Failed(code) => {
-                *tally.errors.entry(format!("{code:?}")).or_default() += 1;
+            Ending::Failed(status) => {
+                let code = format!("{:?}", status.code());
+                tally
+                    .first_messages
+                    .entry(code.clone())
+                    .or_insert_with(|| status.message().to_owned());
+                *tally.errors.entry(code).or_default() += 1;
                 tally.refused.saturating_record(micros.max(1));
             }
         }
@@ -342,7 +351,7 @@ async fn call(
             request.set_timeout(deadline);
             let ending = match HealthClient::new(channel).check(request).await {
                 Ok(_) => Ending::Ok { fallback: false },
-                Err(status) => Ending::Failed(status.code()),
+                Err(status) => Ending::Failed(status),
             };
             (Kind::Check, ending)
         }
@@ -372,7 +381,7 @@ async fn call(
                         fallback: answer.fallback,
                     }
                 }
-                Err(status) => Ending::Failed(status.code()),
+                Err(status) => Ending::Failed(status),
             };
             (kind, ending)
         }
@@ -382,7 +391,7 @@ async fn call(
             request.set_timeout(deadline);
             let ending = match EventsClient::new(channel).track(request).await {
                 Ok(_) => Ending::Ok { fallback: false },
-                Err(status) => Ending::Failed(status.code()),
+                Err(status) => Ending::Failed(status),
             };
             (Kind::Track, ending)
         }
@@ -391,11 +400,16 @@ async fn call(
             request.set_timeout(deadline);
             let ending = match DecisionsClient::new(channel).report_outcome(request).await {
                 Ok(_) => Ending::Ok { fallback: false },
-                Err(status) => Ending::Failed(status.code()),
+                Err(status) => Ending::Failed(status),
             };
             (Kind::Outcome, ending)
         }
-        (kind, _, _) => (kind, Ending::Failed(tonic::Code::Internal)),
+        (kind, _, _) => (
+            kind,
+            Ending::Failed(tonic::Status::internal(
+                "the generator drew a call it cannot make",
+            )),
+        ),
     }
 }
 

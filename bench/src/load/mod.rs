@@ -329,9 +329,10 @@ pub async fn smoke(channels: &[Channel]) -> anyhow::Result<Tallies> {
         );
         anyhow::ensure!(
             tally.errors.is_empty(),
-            "{}: calls failed: {:?}",
+            "{}: calls failed: {:?}, first saying {:?}",
             kind.name(),
-            tally.errors
+            tally.errors,
+            tally.first_messages
         );
         anyhow::ensure!(tally.ok > 0, "{}: nothing answered", kind.name());
     }
