@@ -25,6 +25,9 @@ enum Cli {
     /// Send-time optimization (open-rate lift of best-time sends over fixed
     /// ones, with a CI) and the churn score, on the simulator.
     Predictive(predictive::PredictiveArgs),
+    /// Writes the synthetic catalog and model `load` serves, for a server
+    /// started by hand (e.g. a cluster's nodes, loaded with `load --target`).
+    Synthetic(load::process::SyntheticArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +45,7 @@ fn main() -> anyhow::Result<()> {
             Cli::Memory(args) => storage::memory::run(args).await,
             Cli::Journeys(args) => journeys::run(args).await,
             Cli::Predictive(args) => predictive::run(args).await,
+            Cli::Synthetic(args) => load::process::synthetic(&args),
         }
     })
 }

@@ -15,6 +15,7 @@ use nudge_proto::v1::decisions_client::DecisionsClient;
 use nudge_proto::v1::events_client::EventsClient;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,6 +84,10 @@ pub struct Tally {
     pub answered: Histogram<u64>,
     /// Latency of refused or failed calls from their intended start, µs.
     pub refused: Histogram<u64>,
+    /// In a cluster: latency of answered calls by the node that served
+    /// them (the `x-nudge-owner` answer header), µs; empty when no answer
+    /// named one.
+    pub by_owner: BTreeMap<String, Histogram<u64>>,
     /// Calls started.
     pub sent: u64,
     /// Calls answered OK.
@@ -99,10 +104,11 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn new() -> anyhow::Result<Self> {
+    pub(crate) fn new() -> anyhow::Result<Self> {
         Ok(Self {
             answered: new_histogram()?,
             refused: new_histogram()?,
+            by_owner: BTreeMap::new(),
             sent: 0,
             ok: 0,
             fallbacks: 0,
@@ -128,7 +134,11 @@ pub type Tallies = BTreeMap<Kind, Tally>;
 
 /// What a call ended with.
 enum Ending {
-    Ok { fallback: bool },
+    Ok {
+        fallback: bool,
+        /// The node that served it, when the answer named one.
+        owner: Option<String>,
+    },
     Failed(tonic::Status),
 }
 
@@ -161,10 +171,19 @@ impl Shared {
         };
         tally.sent += 1;
         match ending {
-            Ending::Ok { fallback } => {
+            Ending::Ok { fallback, owner } => {
                 tally.ok += 1;
                 tally.fallbacks += u64::from(fallback);
                 tally.answered.saturating_record(micros.max(1));
+                if let Some(owner) = owner {
+                    let histogram = match tally.by_owner.entry(owner) {
+                        Entry::Occupied(entry) => Some(entry.into_mut()),
+                        Entry::Vacant(entry) => new_histogram().ok().map(|new| entry.insert(new)),
+                    };
+                    if let Some(histogram) = histogram {
+                        histogram.saturating_record(micros.max(1));
+                    }
+                }
             }
             Ending::Failed(status) => {
                 let code = format!("{:?}", status.code());
@@ -350,7 +369,10 @@ async fn call(
             });
             request.set_timeout(deadline);
             let ending = match HealthClient::new(channel).check(request).await {
-                Ok(_) => Ending::Ok { fallback: false },
+                Ok(_) => Ending::Ok {
+                    fallback: false,
+                    owner: None,
+                },
                 Err(status) => Ending::Failed(status),
             };
             (Kind::Check, ending)
@@ -365,6 +387,7 @@ async fn call(
             request.set_timeout(deadline);
             let ending = match DecisionsClient::new(channel).decide(request).await {
                 Ok(answer) => {
+                    let owner = owner_of(answer.metadata());
                     let answer = answer.into_inner();
                     if let Some(first) = answer.served.first() {
                         shared
@@ -379,6 +402,7 @@ async fn call(
                     }
                     Ending::Ok {
                         fallback: answer.fallback,
+                        owner,
                     }
                 }
                 Err(status) => Ending::Failed(status),
@@ -390,7 +414,10 @@ async fn call(
                 tonic::Request::new(traffic::event(&customer.id, shared.run, ordinal));
             request.set_timeout(deadline);
             let ending = match EventsClient::new(channel).track(request).await {
-                Ok(_) => Ending::Ok { fallback: false },
+                Ok(answer) => Ending::Ok {
+                    fallback: false,
+                    owner: owner_of(answer.metadata()),
+                },
                 Err(status) => Ending::Failed(status),
             };
             (Kind::Track, ending)
@@ -399,7 +426,10 @@ async fn call(
             let mut request = tonic::Request::new(traffic::outcome(&served, ordinal));
             request.set_timeout(deadline);
             let ending = match DecisionsClient::new(channel).report_outcome(request).await {
-                Ok(_) => Ending::Ok { fallback: false },
+                Ok(answer) => Ending::Ok {
+                    fallback: false,
+                    owner: owner_of(answer.metadata()),
+                },
                 Err(status) => Ending::Failed(status),
             };
             (Kind::Outcome, ending)
@@ -435,4 +465,12 @@ async fn report_progress(shared: Arc<Shared>, start: Instant, end: Instant) {
         );
         last = completed;
     }
+}
+
+/// The node a cluster answer names in its `x-nudge-owner` header.
+fn owner_of(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
+    metadata
+        .get("x-nudge-owner")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
 }

@@ -37,19 +37,36 @@ pub struct KindSummary {
     pub max_us: u64,
     /// 99th percentile of the refused/failed calls, µs (how fast a refusal is).
     pub refused_p99_us: u64,
+    /// In a cluster: the answered calls by the node that served them.
+    pub by_owner: BTreeMap<String, OwnerSummary>,
+}
+
+/// The answered calls of one kind that one cluster node served.
+#[derive(Debug, Clone, Serialize)]
+pub struct OwnerSummary {
+    /// Answered calls.
+    pub ok: u64,
+    /// Latency from the intended start, µs.
+    pub p50_us: u64,
+    /// 99th percentile, µs.
+    pub p99_us: u64,
+    /// 99.9th percentile, µs.
+    pub p999_us: u64,
+}
+
+/// The `q` quantile of `histogram`, 0 when it is empty.
+fn quantile(histogram: &Histogram<u64>, q: f64) -> u64 {
+    if histogram.is_empty() {
+        0
+    } else {
+        histogram.value_at_quantile(q)
+    }
 }
 
 impl KindSummary {
     /// The summary of `tally` over a measured window of `seconds`.
     pub fn of(tally: &Tally, seconds: f64) -> Self {
         let answered = &tally.answered;
-        let quantile = |q: f64| {
-            if answered.is_empty() {
-                0
-            } else {
-                answered.value_at_quantile(q)
-            }
-        };
         Self {
             sent: tally.sent,
             ok: tally.ok,
@@ -57,16 +74,25 @@ impl KindSummary {
             skipped: tally.skipped,
             errors: tally.errors.clone(),
             goodput: tally.ok as f64 / seconds.max(f64::EPSILON),
-            p50_us: quantile(0.50),
-            p90_us: quantile(0.90),
-            p99_us: quantile(0.99),
-            p999_us: quantile(0.999),
+            p50_us: quantile(answered, 0.50),
+            p90_us: quantile(answered, 0.90),
+            p99_us: quantile(answered, 0.99),
+            p999_us: quantile(answered, 0.999),
             max_us: answered.max(),
-            refused_p99_us: if tally.refused.is_empty() {
-                0
-            } else {
-                tally.refused.value_at_quantile(0.99)
-            },
+            refused_p99_us: quantile(&tally.refused, 0.99),
+            by_owner: tally
+                .by_owner
+                .iter()
+                .map(|(owner, histogram)| {
+                    let summary = OwnerSummary {
+                        ok: histogram.len(),
+                        p50_us: quantile(histogram, 0.50),
+                        p99_us: quantile(histogram, 0.99),
+                        p999_us: quantile(histogram, 0.999),
+                    };
+                    (owner.clone(), summary)
+                })
+                .collect(),
         }
     }
 
@@ -215,6 +241,35 @@ pub fn table(steps: &[StepSummary]) -> String {
             );
         }
     }
+    let by_owner = steps.iter().any(|step| {
+        step.kinds
+            .values()
+            .any(|summary| !summary.by_owner.is_empty())
+    });
+    if by_owner {
+        text.push_str(
+            "\nBy the node that served them (`x-nudge-owner`):\n\n\
+             | phase | target/s | kind | node | answered | p50 ms | p99 ms | p99.9 ms |\n\
+             |---|---|---|---|---|---|---|---|\n",
+        );
+        for step in steps {
+            for (kind, summary) in &step.kinds {
+                for (owner, served) in &summary.by_owner {
+                    let _ = writeln!(
+                        text,
+                        "| {} | {:.0} | {} | {owner} | {} | {:.2} | {:.2} | {:.2} |",
+                        step.phase,
+                        step.rate,
+                        kind.name(),
+                        served.ok,
+                        served.p50_us as f64 / 1_000.0,
+                        served.p99_us as f64 / 1_000.0,
+                        served.p999_us as f64 / 1_000.0,
+                    );
+                }
+            }
+        }
+    }
     text
 }
 
@@ -337,5 +392,58 @@ mod tests {
         let columns: Vec<&str> = last_row.split_whitespace().collect();
         assert_eq!(columns[0], "1.000");
         assert_eq!(columns[2], "1000");
+    }
+
+    fn step(tally: &Tally) -> StepSummary {
+        StepSummary {
+            phase: "decide".to_owned(),
+            rate: 2_000.0,
+            within_knee: true,
+            kinds: BTreeMap::from([(Kind::Decide, KindSummary::of(tally, 1.0))]),
+            server: None,
+            repeat_p99_us: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn answers_that_name_their_node_are_summed_up_per_node() {
+        let mut tally = Tally::new().unwrap();
+        for (owner, micros, calls) in [("node-0", 400, 30), ("node-1", 900, 60)] {
+            let mut histogram = crate::report::new_histogram().unwrap();
+            for _ in 0..calls {
+                histogram.record(micros).unwrap();
+                tally.answered.record(micros).unwrap();
+            }
+            tally.by_owner.insert(owner.to_owned(), histogram);
+        }
+        tally.sent = 90;
+        tally.ok = 90;
+
+        let summary = KindSummary::of(&tally, 1.0);
+        assert_eq!(summary.by_owner["node-0"].ok, 30);
+        assert_eq!(summary.by_owner["node-1"].ok, 60);
+        assert!(summary.by_owner["node-0"].p99_us < summary.by_owner["node-1"].p99_us);
+        assert_eq!(summary.p99_us, summary.by_owner["node-1"].p99_us);
+
+        let text = table(&[step(&tally)]);
+        assert!(text.contains("By the node that served them"), "{text}");
+        let row = text
+            .lines()
+            .find(|line| line.contains("| node-0 |"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            row.starts_with("| decide | 2000 | decide | node-0 | 30 | 0.40 |"),
+            "{row}"
+        );
+    }
+
+    #[test]
+    fn a_single_server_has_no_per_node_table() {
+        let mut tally = Tally::new().unwrap();
+        tally.answered.record(500).unwrap();
+        tally.sent = 1;
+        tally.ok = 1;
+        let text = table(&[step(&tally)]);
+        assert!(!text.contains("By the node"), "{text}");
     }
 }

@@ -61,6 +61,28 @@ pub fn write_synthetic(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((catalog, model))
 }
 
+/// Flags of `nudge-bench synthetic`.
+#[derive(Debug, clap::Args)]
+pub struct SyntheticArgs {
+    /// The directory to write `catalog.toml` and `model.json` into.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `nudge-bench synthetic`: writes the catalog and model `nudge-bench load`
+/// serves, for a server started by hand (e.g. the nodes of a cluster loaded
+/// with `--target`).
+pub fn synthetic(args: &SyntheticArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out)?;
+    let (catalog, model) = write_synthetic(&args.out)?;
+    println!(
+        "wrote {} and {}: serve them with --catalog and --model",
+        catalog.display(),
+        model.display()
+    );
+    Ok(())
+}
+
 impl ServerProcess {
     /// Starts the server and waits until it is SERVING.
     pub async fn start(spec: &ServerSpec) -> anyhow::Result<Self> {
