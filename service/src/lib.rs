@@ -200,6 +200,7 @@ pub fn join_cluster(
         source,
     };
     let (node, partitions, lease) = (options.node.clone(), options.partitions, options.lease);
+    let tls = config.forwarding_tls()?;
     let store = store::redis::RedisStore::connect(options).map_err(failed)?;
     let address = config
         .cluster
@@ -212,7 +213,7 @@ pub fn join_cluster(
             "cluster.advertise is unset and the listener is on every interface: other nodes forward to {address}, reachable only on this host"
         );
     }
-    cluster::Cluster::join(store, node, address, partitions, lease).map_err(failed)
+    cluster::Cluster::join(store, node, address, partitions, lease, tls.as_ref()).map_err(failed)
 }
 
 /// The Redis store's options from `config`.

@@ -6,7 +6,8 @@
 //! load is taken over with nothing acknowledged lost; global budgets hold
 //! across nodes; losing Redis turns health NOT_SERVING for writes while
 //! live customers are still read; a Redis primary failover loses nothing
-//! acknowledged and applies nothing twice.
+//! acknowledged and applies nothing twice; nodes serving TLS forward to
+//! each other over TLS.
 //!
 //! Skipped without `redis-server` unless `NUDGE_REDIS_TESTS=required`
 //! (`.ci/run` sets it and installs the server). The tests run one at a
@@ -19,7 +20,7 @@ mod common;
 #[allow(dead_code)]
 mod redis;
 
-use common::{Server, TempDir, poll};
+use common::{Access, Ca, Server, TempDir, poll};
 use nudge_models::cluster::Partitions;
 use nudge_proto::v1 as proto;
 use nudge_proto::v1::decisions_client::DecisionsClient;
@@ -62,12 +63,23 @@ impl Node {
 
     /// A node started with `extra` arguments besides the cluster's.
     fn start_with(redis: &RedisCluster, namespace: &str, name: &str, extra: &[&str]) -> Self {
+        Self::start_with_access(redis, namespace, name, extra, Access::default())
+    }
+
+    /// A node with `extra` arguments whose client commands use `access`.
+    fn start_with_access(
+        redis: &RedisCluster,
+        namespace: &str,
+        name: &str,
+        extra: &[&str],
+        access: Access,
+    ) -> Self {
         let dir = TempDir::new(name);
         let urls = redis.urls().join(",");
         let node_id = format!("cluster.node_id={name}");
         let lease = format!("cluster.lease_ms={LEASE_MS}");
         let namespace = format!("storage.redis_namespace={namespace}");
-        let server = Server::start(
+        let server = Server::start_with_access(
             &dir,
             &[
                 "--cluster",
@@ -85,6 +97,7 @@ impl Node {
             .into_iter()
             .chain(extra.iter().copied())
             .collect::<Vec<_>>(),
+            access,
         );
         Self {
             name: name.to_owned(),
@@ -329,6 +342,125 @@ fn any_node_answers_from_the_customers_one_owner() {
         "{}",
         output.describe()
     );
+}
+
+#[test]
+fn nodes_serving_tls_forward_over_tls_showing_their_own_certificates() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Some(redis) = RedisCluster::for_test(3) else {
+        return;
+    };
+    // One certificate for 127.0.0.1, for serving and for calling; every
+    // node asks its callers for a certificate of the cluster's CA (mTLS),
+    // so a node forwarding a call must show its own.
+    let dir = TempDir::new("cluster-tls");
+    let both = [
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let [ca, cert, key] = Ca::new("cluster CA").write(&dir, "cluster-ca", "node", &both);
+    let [stranger_ca, _, _] = Ca::new("stranger CA").write(&dir, "stranger-ca", "stranger", &both);
+    let serving = [
+        format!("tls.cert={cert}"),
+        format!("tls.key={key}"),
+        format!("tls.client_ca={ca}"),
+    ];
+    let node = |name: &str, cluster_ca: &str| {
+        let cluster_ca = format!("cluster.tls_ca={cluster_ca}");
+        let extra: Vec<&str> = serving
+            .iter()
+            .chain([&cluster_ca])
+            .flat_map(|setting| ["--set", setting.as_str()])
+            .collect();
+        let access = Access {
+            https: true,
+            client_args: [
+                "--ca-cert",
+                &ca,
+                "--client-cert",
+                &cert,
+                "--client-key",
+                &key,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            ..Access::default()
+        };
+        Node::start_with_access(&redis, "tls", name, &extra, access)
+    };
+    let read = |path: &str| std::fs::read(path).expect("read a PEM file");
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(read(&ca)))
+        .identity(tonic::transport::Identity::from_pem(
+            read(&cert),
+            read(&key),
+        ));
+    let connect_tls = |node: &Node| {
+        let tls = tls.clone();
+        let url = node.server.url().to_owned();
+        async move {
+            assert!(url.starts_with("https://"), "{url}");
+            Channel::from_shared(url)
+                .expect("a valid url")
+                .tls_config(tls)
+                .expect("a TLS client")
+                .connect()
+                .await
+                .expect("connect over TLS")
+        }
+    };
+
+    let mut nodes = vec![node("node-a", &ca), node("node-b", &ca)];
+    let topology = settled(&nodes[0], &["node-a", "node-b"]);
+    let rt = runtime();
+    rt.block_on(async {
+        let mut owners = BTreeSet::new();
+        for index in 0..12 {
+            let customer_id = format!("tls-{index}");
+            let expected = holder_of(&topology, &customer_id);
+            owners.insert(expected.clone());
+            // Through both nodes, so once through the one that forwards.
+            for node in &nodes {
+                let response = DecisionsClient::new(connect_tls(node).await)
+                    .decide(decide_request(&customer_id))
+                    .await
+                    .unwrap_or_else(|status| panic!("decide through {}: {status}", node.name));
+                assert_eq!(owner_header(&response), expected, "{customer_id}");
+                assert!(!response.into_inner().served.is_empty());
+            }
+        }
+        assert_eq!(owners.len(), 2, "12 customers fall on both nodes");
+    });
+
+    // A node that checks the others against another CA cannot forward to
+    // them: its calls for their customers fail, never go in the clear.
+    nodes.push(node("node-c", &stranger_ca));
+    let topology = settled(&nodes[0], &["node-a", "node-b", "node-c"]);
+    rt.block_on(async {
+        let channel = connect_tls(&nodes[2]).await;
+        let customer_id = (0..)
+            .map(|index| format!("tls-stranger-{index}"))
+            .find(|customer_id| holder_of(&topology, customer_id) != "node-c")
+            .expect("a customer another node holds");
+        let status = DecisionsClient::new(channel)
+            .decide(decide_request(&customer_id))
+            .await
+            .expect_err("node-c does not trust the owner's certificate");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+        assert!(status.message().contains("did not answer"), "{status}");
+        // The others forward to node-c: its certificate is the cluster's.
+        let customer_id = (0..)
+            .map(|index| format!("tls-c-{index}"))
+            .find(|customer_id| holder_of(&topology, customer_id) == "node-c")
+            .expect("a customer node-c holds");
+        let response = DecisionsClient::new(connect_tls(&nodes[0]).await)
+            .decide(decide_request(&customer_id))
+            .await
+            .expect("node-a forwards to node-c");
+        assert_eq!(owner_header(&response), "node-c");
+    });
 }
 
 #[test]

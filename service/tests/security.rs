@@ -5,67 +5,11 @@
 
 mod common;
 
-use common::{Access, Server, TempDir, run, run_with_env};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use common::{Access, Ca, Server, TempDir, run, run_with_env};
+use rcgen::ExtendedKeyUsagePurpose;
 use std::fs;
 
 const TOKEN: &str = "binary-t0ken";
-
-/// A certificate authority made for one test.
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("no names is valid");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().expect("a CA key");
-        let cert = params.self_signed(&key).expect("a self-signed CA");
-        Self {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// Writes the CA as `NAME.pem` and a certificate it signs for `usage` as
-    /// `LEAF.pem` / `LEAF.key`; returns the three paths.
-    fn write(
-        &self,
-        dir: &TempDir,
-        name: &str,
-        leaf: &str,
-        usage: ExtendedKeyUsagePurpose,
-    ) -> [String; 3] {
-        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("valid names");
-        params.distinguished_name.push(DnType::CommonName, leaf);
-        params.extended_key_usages = vec![usage];
-        params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate().expect("a leaf key");
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("signed by the CA");
-        let write = |file: String, content: &str| {
-            let path = dir.join(&file);
-            fs::write(&path, content).expect("write a PEM file");
-            path.display().to_string()
-        };
-        [
-            write(format!("{name}.pem"), &self.pem),
-            write(format!("{leaf}.pem"), &cert.pem()),
-            write(format!("{leaf}.key"), &key.serialize_pem()),
-        ]
-    }
-}
 
 fn write_config(dir: &TempDir, text: &str) -> String {
     let path = dir.join("nudge.toml");
@@ -169,19 +113,19 @@ fn tls_and_mtls_from_the_config_file_with_the_clients_certificate_flags() {
         &dir,
         "server-ca",
         "server",
-        ExtendedKeyUsagePurpose::ServerAuth,
+        &[ExtendedKeyUsagePurpose::ServerAuth],
     );
     let [client_ca_pem, client_cert, client_key] = client_ca.write(
         &dir,
         "client-ca",
         "client",
-        ExtendedKeyUsagePurpose::ClientAuth,
+        &[ExtendedKeyUsagePurpose::ClientAuth],
     );
     let [_, stranger_cert, stranger_key] = Ca::new("stranger CA").write(
         &dir,
         "stranger-ca",
         "stranger",
-        ExtendedKeyUsagePurpose::ClientAuth,
+        &[ExtendedKeyUsagePurpose::ClientAuth],
     );
     let token_file = dir.join("token");
     fs::write(&token_file, format!("{TOKEN}\n")).expect("write the token file");

@@ -33,6 +33,7 @@ mod topology;
 
 pub use topology::{BudgetLine, NodeView, PartitionView, Topology};
 
+use crate::config::ForwardingTls;
 use crate::engine::Engine;
 use crate::store::StoreError;
 use crate::store::redis::{Member, RedisStore};
@@ -69,6 +70,8 @@ pub struct Cluster {
     engine: OnceLock<Weak<Engine>>,
     /// Forwarding connections to the other nodes, by address.
     peers: dashmap::DashMap<String, tonic::transport::Channel>,
+    /// How forwarded calls are encrypted: `None` for plain gRPC.
+    tls: Option<tonic::transport::ClientTlsConfig>,
     /// This node's share of the global budgets.
     grants: budgets::Grants,
     /// When a heartbeat was last answered.
@@ -131,14 +134,27 @@ impl Drop for LocalCall {
 
 impl Cluster {
     /// This node over `store` (connected, holding nothing yet), reachable
-    /// at `address`; registered in the membership at once. Blocking.
+    /// at `address`; registered in the membership at once. Calls are
+    /// forwarded to the other nodes over `tls` when given. Blocking.
     pub fn join(
         store: Arc<RedisStore>,
         node: String,
         address: String,
         partitions: Partitions,
         lease: Duration,
+        tls: Option<&ForwardingTls>,
     ) -> Result<Arc<Self>, StoreError> {
+        let tls = tls.map(|tls| {
+            let mut config = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca));
+            if let Some(name) = &tls.server_name {
+                config = config.domain_name(name.clone());
+            }
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+            }
+            config
+        });
         let sent = Instant::now();
         let members = store.register(&address, lease)?;
         let count = usize::from(partitions.count());
@@ -154,6 +170,7 @@ impl Cluster {
             in_flight: (0..count).map(|_| AtomicUsize::new(0)).collect(),
             engine: OnceLock::new(),
             peers: dashmap::DashMap::new(),
+            tls,
             grants: budgets::Grants::default(),
             heartbeat: std::sync::Mutex::new(sent),
             failed_rounds: AtomicUsize::new(0),
@@ -346,10 +363,16 @@ impl Cluster {
         if let Some(channel) = self.peers.get(address) {
             return Ok(channel.clone());
         }
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{address}"))
             .map_err(|error| format!("node address '{address}': {error}"))?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_millis(500));
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|error| format!("TLS to node '{address}': {error}"))?;
+        }
         let channel = endpoint.connect_lazy();
         self.peers.insert(address.to_owned(), channel.clone());
         Ok(channel)

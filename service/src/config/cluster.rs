@@ -59,6 +59,40 @@ pub struct ClusterConfig {
     /// forward calls. Unset: the address the listener is bound to (set it
     /// when that is `0.0.0.0` or not reachable from the other nodes).
     pub advertise: Option<String>,
+    /// With `tls.cert`: the PEM file of the certificate authority that
+    /// signed every node's certificate. Calls forwarded to another node go
+    /// over TLS and check its certificate against this CA; when
+    /// `tls.client_ca` asks callers for certificates, a forwarding node
+    /// presents its own `tls.cert`.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// The name every node's certificate is issued for, checked on
+    /// forwarded calls (one certificate name for all nodes, e.g.
+    /// "nudge.internal"). Unset: the host of the node's advertised address,
+    /// which its certificate must then name.
+    pub tls_server_name: Option<String>,
+}
+
+/// What a node needs to forward calls over TLS (`cluster.tls_ca` with
+/// `tls.*`), read at start.
+#[derive(Clone)]
+pub struct ForwardingTls {
+    /// The CA the other nodes' certificates are checked against (PEM).
+    pub ca: Vec<u8>,
+    /// The name checked in their certificates; `None`: each node's host.
+    pub server_name: Option<String>,
+    /// This node's certificate chain and key (PEM), presented when the
+    /// nodes ask callers for certificates (`tls.client_ca`).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ForwardingTls {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ForwardingTls")
+            .field("server_name", &self.server_name)
+            .field("client_certificate", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ClusterConfig {
@@ -69,6 +103,8 @@ impl Default for ClusterConfig {
             partitions: 256,
             lease_ms: 5_000,
             advertise: None,
+            tls_ca: None,
+            tls_server_name: None,
         }
     }
 }
@@ -89,6 +125,61 @@ impl ClusterConfig {
 }
 
 impl Config {
+    /// How calls are forwarded to the other nodes: over TLS (`Some`) when
+    /// this node serves TLS in a cluster, checked with `cluster.tls_ca`;
+    /// in plain gRPC (`None`) otherwise. Reads the files.
+    pub fn forwarding_tls(&self) -> Result<Option<ForwardingTls>, ConfigError> {
+        let invalid = |field: &'static str, reason: &str| ConfigError::Invalid {
+            field,
+            reason: reason.to_owned(),
+        };
+        let cluster = &self.cluster;
+        if !cluster.enabled {
+            return Ok(None);
+        }
+        let (Some(cert), Some(key)) = (&self.tls.cert, &self.tls.key) else {
+            if cluster.tls_ca.is_some() {
+                return Err(invalid(
+                    "cluster.tls_ca",
+                    "forwarding over TLS needs the nodes to serve TLS: set tls.cert and tls.key too",
+                ));
+            }
+            if cluster.tls_server_name.is_some() {
+                return Err(invalid(
+                    "cluster.tls_server_name",
+                    "only checked on TLS: set tls.cert, tls.key and cluster.tls_ca too",
+                ));
+            }
+            return Ok(None);
+        };
+        let Some(ca) = &cluster.tls_ca else {
+            return Err(invalid(
+                "cluster.tls_ca",
+                "the nodes serve TLS (tls.cert), so calls forwarded between them go over TLS too: name the PEM file of the CA that signed every node's certificate",
+            ));
+        };
+        if let Some(name) = &cluster.tls_server_name
+            && (name.is_empty() || name.contains(char::is_whitespace) || name.contains(':'))
+        {
+            return Err(invalid(
+                "cluster.tls_server_name",
+                "must be a DNS name or an IP address, e.g. \"nudge.internal\"",
+            ));
+        }
+        let identity = match &self.tls.client_ca {
+            Some(_) => Some((
+                super::validate::read_setting("tls.cert", cert)?,
+                super::validate::read_setting("tls.key", key)?,
+            )),
+            None => None,
+        };
+        Ok(Some(ForwardingTls {
+            ca: super::validate::read_setting("cluster.tls_ca", ca)?,
+            server_name: cluster.tls_server_name.clone(),
+            identity,
+        }))
+    }
+
     /// Checks the Redis and cluster settings.
     pub(super) fn validate_cluster(&self) -> Result<(), ConfigError> {
         let invalid = |field: &'static str, reason: String| ConfigError::Invalid { field, reason };
@@ -115,12 +206,7 @@ impl Config {
                     "cannot be set with storage.backend = \"redis\"".to_owned(),
                 ));
             }
-            if cluster.enabled && self.tls.cert.is_some() {
-                return Err(invalid(
-                    "cluster.enabled",
-                    "calls are forwarded between nodes over plaintext gRPC: run a cluster without tls.* (terminate TLS in front of the nodes) or as one node".to_owned(),
-                ));
-            }
+            self.forwarding_tls()?;
         } else if cluster.enabled {
             return Err(invalid(
                 "cluster.enabled",

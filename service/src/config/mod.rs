@@ -25,7 +25,7 @@ mod tests;
 mod validate;
 mod web;
 
-pub use cluster::{ClusterConfig, RedisDurability, StorageBackend};
+pub use cluster::{ClusterConfig, ForwardingTls, RedisDurability, StorageBackend};
 pub use layers::{ENV_PREFIX, env_name, environment};
 pub use web::WebConfig;
 

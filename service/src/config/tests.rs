@@ -539,3 +539,104 @@ fn a_replicas_wait_must_fit_in_the_redis_timeout() {
             .is_ok()
     );
 }
+
+#[test]
+fn a_cluster_serving_tls_forwards_over_tls_checked_with_its_ca() {
+    let dir = std::env::temp_dir().join(format!("nudge-forwarding-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write a PEM file");
+        Some(path)
+    };
+    let (cert, key, ca) = (
+        file("node.pem", "node certificate"),
+        file("node.key", "node key"),
+        file("ca.pem", "cluster CA"),
+    );
+    let cluster = |tls: TlsConfig, tls_ca: Option<PathBuf>, tls_server_name: Option<&str>| Config {
+        storage: StorageConfig {
+            backend: StorageBackend::Redis,
+            redis_urls: vec!["redis://127.0.0.1:7001".to_owned()],
+            ..StorageConfig::default()
+        },
+        cluster: ClusterConfig {
+            enabled: true,
+            tls_ca,
+            tls_server_name: tls_server_name.map(str::to_owned),
+            ..ClusterConfig::default()
+        },
+        tls,
+        ..Config::default()
+    };
+    let serving = TlsConfig {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: None,
+    };
+    let mutual = TlsConfig {
+        client_ca: ca.clone(),
+        ..serving.clone()
+    };
+
+    // Plain gRPC without TLS.
+    let plain = cluster(TlsConfig::default(), None, None);
+    assert!(plain.validate().is_ok());
+    assert!(plain.forwarding_tls().expect("valid").is_none());
+    // TLS needs the CA the nodes are checked with.
+    let error = cluster(serving.clone(), None, None)
+        .validate()
+        .expect_err("no CA")
+        .to_string();
+    assert!(error.contains("cluster.tls_ca"), "{error}");
+    assert!(
+        error.contains("CA that signed every node's certificate"),
+        "{error}"
+    );
+    // The CA and the name mean nothing without TLS.
+    assert_eq!(
+        invalid_field(&cluster(TlsConfig::default(), ca.clone(), None)),
+        "cluster.tls_ca"
+    );
+    assert_eq!(
+        invalid_field(&cluster(TlsConfig::default(), None, Some("nudge.internal"))),
+        "cluster.tls_server_name"
+    );
+    for bad in ["", "nudge internal", "nudge.internal:443"] {
+        assert_eq!(
+            invalid_field(&cluster(serving.clone(), ca.clone(), Some(bad))),
+            "cluster.tls_server_name",
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        invalid_field(&cluster(
+            serving.clone(),
+            Some(dir.join("missing.pem")),
+            None
+        )),
+        "cluster.tls_ca"
+    );
+
+    let tls = cluster(serving, ca.clone(), Some("nudge.internal"));
+    assert!(tls.validate().is_ok());
+    let forwarding = tls.forwarding_tls().expect("valid").expect("over TLS");
+    assert_eq!(forwarding.ca, b"cluster CA");
+    assert_eq!(forwarding.server_name.as_deref(), Some("nudge.internal"));
+    assert!(
+        forwarding.identity.is_none(),
+        "no client certificates asked"
+    );
+    // With client certificates asked of callers, a forwarding node shows
+    // its own.
+    let forwarding = cluster(mutual, ca, None)
+        .forwarding_tls()
+        .expect("valid")
+        .expect("over TLS");
+    assert_eq!(
+        forwarding.identity,
+        Some((b"node certificate".to_vec(), b"node key".to_vec()))
+    );
+    assert_eq!(forwarding.server_name, None);
+    let _ = std::fs::remove_dir_all(&dir);
+}

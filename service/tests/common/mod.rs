@@ -16,6 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 use serde_json::Value as Json;
 
 /// The binary under test.
@@ -564,5 +568,58 @@ impl Scrape {
             .filter(|(sample, _, _)| sample == name)
             .map(|(_, labels, value)| (labels, *value))
             .collect()
+    }
+}
+
+/// A certificate authority made for one test.
+pub struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("no names is valid");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().expect("a CA key");
+        let cert = params.self_signed(&key).expect("a self-signed CA");
+        Self {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// Writes the CA as `NAME.pem` and a certificate it signs for 127.0.0.1
+    /// and `usages` as `LEAF.pem` / `LEAF.key`; returns the three paths.
+    pub fn write(
+        &self,
+        dir: &TempDir,
+        name: &str,
+        leaf: &str,
+        usages: &[ExtendedKeyUsagePurpose],
+    ) -> [String; 3] {
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("valid names");
+        params.distinguished_name.push(DnType::CommonName, leaf);
+        params.extended_key_usages = usages.to_vec();
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().expect("a leaf key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("signed by the CA");
+        let write = |file: String, content: &str| {
+            let path = dir.join(&file);
+            std::fs::write(&path, content).expect("write a PEM file");
+            path.display().to_string()
+        };
+        [
+            write(format!("{name}.pem"), &self.pem),
+            write(format!("{leaf}.pem"), &cert.pem()),
+            write(format!("{leaf}.key"), &key.serialize_pem()),
+        ]
     }
 }
