@@ -330,6 +330,52 @@ fn any_node_answers_from_the_customers_one_owner() {
             assert_eq!(seen, decision_ids, "{customer_id}'s ledger");
         }
         assert_eq!(owners.len(), 3, "24 customers fall on all three nodes");
+
+        // A stream of events through one node, for customers of all three:
+        // each applied once by its owner; duplicates and bad events are
+        // counted as on one node.
+        let customers: Vec<String> = (0..12).map(|index| format!("stream-{index}")).collect();
+        let mut events: Vec<proto::Event> = (0..3)
+            .flat_map(|round| {
+                customers
+                    .iter()
+                    .map(move |customer_id| login(customer_id, format!("{customer_id}-{round}")))
+            })
+            .collect();
+        events.push(login(&customers[5], format!("{}-1", customers[5])));
+        events.push(proto::Event {
+            name: String::new(),
+            ..login(&customers[7], "nameless")
+        });
+        let channel = connect(nodes[0].server.url()).await;
+        let summary = EventsClient::new(channel.clone())
+            .track_stream(tokio_stream::iter(events))
+            .await
+            .expect("the stream is answered")
+            .into_inner();
+        assert_eq!(
+            (summary.accepted, summary.duplicates, summary.rejected),
+            (36, 1, 1),
+            "{summary:?}"
+        );
+        assert_eq!(summary.rejections.len(), 1, "{summary:?}");
+        assert_eq!(summary.rejections[0].index, 37, "{summary:?}");
+        assert_eq!(summary.rejections[0].event_id, "nameless");
+        let elsewhere = customers
+            .iter()
+            .filter(|customer_id| holder_of(&topology, customer_id) != "node-a")
+            .count();
+        assert!(elsewhere > 0, "some stream customers are forwarded");
+        for (index, customer_id) in customers.iter().enumerate() {
+            let channel = connect(nodes[index % 3].server.url()).await;
+            let profile = read_profile(&channel, customer_id).await.expect("profile");
+            let logins = profile
+                .counters
+                .iter()
+                .find(|counter| counter.name == "login")
+                .map(|counter| counter.last_1d);
+            assert_eq!(logins, Some(3), "{customer_id}: {profile:?}");
+        }
     });
 
     // A node not in a cluster says so.

@@ -10,7 +10,7 @@
 # and their metrics on 127.0.0.1:9464-9466. CLUSTER_REDIS_PORT,
 # CLUSTER_NUDGE_PORT and CLUSTER_METRICS_PORT move the first of each three;
 # CLUSTER_DIR (default ./nudge-cluster) holds Redis's files and the nodes'
-# data and logs, kept for the next start. NUDGE_ARGS adds arguments to every
+# data and logs, kept for the next start. CLUSTER_NUDGE_ARGS adds arguments to every
 # node's `nudge serve` (e.g. "--catalog FILE --model FILE").
 # Ctrl-C (or SIGTERM) stops the nodes, then Redis.
 set -euo pipefail
@@ -97,7 +97,7 @@ redis_urls=$(
     IFS=,
     echo "${urls[*]}"
 )
-read -r -a extra_args <<<"${NUDGE_ARGS:-}"
+read -r -a extra_args <<<"${CLUSTER_NUDGE_ARGS:-}"
 for i in 0 1 2; do
     "$NUDGE" serve --cluster --redis "$redis_urls" \
         --listen "127.0.0.1:$((nudge_port + i))" \

@@ -7,6 +7,7 @@ use crate::engine::Engine;
 use nudge_models::customer::TrackResult;
 use nudge_proto::v1 as proto;
 use nudge_proto::v1::events_client::EventsClient;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_stream::StreamExt;
@@ -14,6 +15,14 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// Most events of a stream applied together (grouped by customer).
 const MAX_CHUNK: usize = 1_024;
+
+/// In a cluster: most customers of a stream whose events are being
+/// forwarded to their owners at once (each customer's in stream order).
+const MAX_FORWARDING: usize = 32;
+
+/// What the owner said to a forwarded event: (index in the stream, event
+/// id, whether it was a duplicate or why it was refused).
+type ForwardedAnswer = (u64, String, Result<bool, Status>);
 
 /// The Events service over an [`Engine`].
 #[derive(Debug, Clone)]
@@ -81,23 +90,20 @@ impl proto::events_server::Events for EventsService {
                 .collect();
             if self.engine.cluster().is_some() {
                 // A cluster node applies its own customers' events together
-                // and sends each of the others to its owner, in stream
-                // order.
+                // and sends the others to their owners.
                 let mut own = Vec::with_capacity(numbered.len());
+                let mut others: BTreeMap<String, Vec<(u64, proto::Event)>> = BTreeMap::new();
                 for (at, event) in numbered {
                     if self.engine.serves(&event.customer_id) {
                         own.push((at, event));
-                        continue;
+                    } else {
+                        others
+                            .entry(event.customer_id.clone())
+                            .or_default()
+                            .push((at, event));
                     }
-                    let event_id = event.event_id.clone();
-                    let answer =
-                        proto::events_server::Events::track(self, Request::new(event)).await;
-                    forwarded.push((
-                        at,
-                        event_id,
-                        answer.map(|answer| answer.into_inner().duplicate),
-                    ));
                 }
+                forwarded.extend(self.forward_all(others).await?);
                 numbered = own;
             }
             let now = shared.clock.now();
@@ -115,6 +121,7 @@ impl proto::events_server::Events for EventsService {
             ingestion.apply(events).await;
         }
         let mut summary = ingestion.finish().await;
+        forwarded.sort_unstable_by_key(|(index, _, _)| *index);
         for (index, event_id, answer) in forwarded {
             match answer {
                 Ok(true) => summary.duplicates += 1,
@@ -124,6 +131,50 @@ impl proto::events_server::Events for EventsService {
         }
         Ok(Response::new(convert::track_stream_summary(summary)))
     }
+}
+
+impl EventsService {
+    /// Sends each customer's events of `by_customer` to its owner as
+    /// `Track` calls: one customer's in stream order, up to
+    /// [`MAX_FORWARDING`] customers at once.
+    async fn forward_all(
+        &self,
+        by_customer: BTreeMap<String, Vec<(u64, proto::Event)>>,
+    ) -> Result<Vec<ForwardedAnswer>, Status> {
+        let mut answers = Vec::new();
+        let mut running = tokio::task::JoinSet::new();
+        for (_, events) in by_customer {
+            if running.len() >= MAX_FORWARDING
+                && let Some(done) = running.join_next().await
+            {
+                answers.extend(done.map_err(forwarding_failed)?);
+            }
+            let service = self.clone();
+            running.spawn(async move {
+                let mut answers = Vec::with_capacity(events.len());
+                for (at, event) in events {
+                    let event_id = event.event_id.clone();
+                    let answer =
+                        proto::events_server::Events::track(&service, Request::new(event)).await;
+                    answers.push((
+                        at,
+                        event_id,
+                        answer.map(|answer| answer.into_inner().duplicate),
+                    ));
+                }
+                answers
+            });
+        }
+        while let Some(done) = running.join_next().await {
+            answers.extend(done.map_err(forwarding_failed)?);
+        }
+        Ok(answers)
+    }
+}
+
+/// A forwarding task that panicked or was cancelled.
+fn forwarding_failed(error: tokio::task::JoinError) -> Status {
+    Status::internal(format!("forwarding events to their owners failed: {error}"))
 }
 
 impl EventsService {
