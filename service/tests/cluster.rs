@@ -342,10 +342,16 @@ fn any_node_answers_from_the_customers_one_owner() {
                     .map(move |customer_id| login(customer_id, format!("{customer_id}-{round}")))
             })
             .collect();
-        events.push(login(&customers[5], format!("{}-1", customers[5])));
+        // A duplicate and a bad event of a customer another node holds:
+        // the owner's answers about them come back to this stream.
+        let remote = customers
+            .iter()
+            .find(|customer_id| holder_of(&topology, customer_id) != "node-a")
+            .expect("a stream customer held by another node");
+        events.push(login(remote, format!("{remote}-1")));
         events.push(proto::Event {
             name: String::new(),
-            ..login(&customers[7], "nameless")
+            ..login(remote, "nameless")
         });
         let channel = connect(nodes[0].server.url()).await;
         let summary = EventsClient::new(channel.clone())
@@ -361,11 +367,6 @@ fn any_node_answers_from_the_customers_one_owner() {
         assert_eq!(summary.rejections.len(), 1, "{summary:?}");
         assert_eq!(summary.rejections[0].index, 37, "{summary:?}");
         assert_eq!(summary.rejections[0].event_id, "nameless");
-        let elsewhere = customers
-            .iter()
-            .filter(|customer_id| holder_of(&topology, customer_id) != "node-a")
-            .count();
-        assert!(elsewhere > 0, "some stream customers are forwarded");
         for (index, customer_id) in customers.iter().enumerate() {
             let channel = connect(nodes[index % 3].server.url()).await;
             let profile = read_profile(&channel, customer_id).await.expect("profile");

@@ -216,6 +216,13 @@ impl Cluster {
             .cloned()
     }
 
+    /// The node placement gives `customer_id`'s partition, when that is
+    /// another node: where a stream of the customer's events is sent.
+    pub fn placed_elsewhere(&self, customer_id: &str) -> Option<Member> {
+        self.placed(self.partitions.of(customer_id))
+            .filter(|member| member.node != self.node)
+    }
+
     fn live(&self, node: &str) -> Option<Member> {
         self.members
             .load()

@@ -188,7 +188,8 @@ where
     }
 }
 
-fn hops(metadata: &MetadataMap) -> u32 {
+/// How many times the call was forwarded so far.
+pub(super) fn hops(metadata: &MetadataMap) -> u32 {
     metadata
         .get(HOPS)
         .and_then(|value| value.to_str().ok())
