@@ -7,7 +7,7 @@ use crate::engine::Engine;
 use nudge_models::customer::TrackResult;
 use nudge_proto::v1 as proto;
 use nudge_proto::v1::events_client::EventsClient;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_stream::StreamExt;
@@ -23,6 +23,17 @@ const MAX_FORWARDING: usize = 32;
 /// In a cluster: how long the node a chunk's events were streamed to may
 /// take to answer for them.
 const FORWARDED_CHUNK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a cluster node sends a customer's events of a stream.
+enum Way {
+    /// Applied here: this node holds the customer.
+    Here,
+    /// In one stream to the node placement gives the customer (name,
+    /// address).
+    Stream(String, String),
+    /// One routed `Track` at a time.
+    OneByOne,
+}
 
 /// What the owners said about the events of a stream forwarded to them.
 #[derive(Debug, Default)]
@@ -132,22 +143,33 @@ impl proto::events_server::Events for EventsService {
                 let mut by_owner: BTreeMap<(String, String), Vec<(u64, proto::Event)>> =
                     BTreeMap::new();
                 let mut by_customer: BTreeMap<String, Vec<(u64, proto::Event)>> = BTreeMap::new();
+                // Decided once per customer, so that a partition moving
+                // meanwhile cannot split one customer's events of a chunk
+                // between two ways (and their order).
+                let mut ways: HashMap<String, Way> = HashMap::new();
                 for (at, event) in numbered {
-                    if self.engine.serves(&event.customer_id) {
-                        own.push((at, event));
-                    } else if let Some(owner) = (!forwarded_here)
-                        .then(|| cluster.placed_elsewhere(&event.customer_id))
-                        .flatten()
-                    {
-                        by_owner
-                            .entry((owner.node, owner.address))
+                    let way = ways.entry(event.customer_id.clone()).or_insert_with(|| {
+                        if self.engine.serves(&event.customer_id) {
+                            Way::Here
+                        } else if let Some(owner) = (!forwarded_here)
+                            .then(|| cluster.placed_elsewhere(&event.customer_id))
+                            .flatten()
+                        {
+                            Way::Stream(owner.node, owner.address)
+                        } else {
+                            Way::OneByOne
+                        }
+                    });
+                    match way {
+                        Way::Here => own.push((at, event)),
+                        Way::Stream(node, address) => by_owner
+                            .entry((node.clone(), address.clone()))
                             .or_default()
-                            .push((at, event));
-                    } else {
-                        by_customer
+                            .push((at, event)),
+                        Way::OneByOne => by_customer
                             .entry(event.customer_id.clone())
                             .or_default()
-                            .push((at, event));
+                            .push((at, event)),
                     }
                 }
                 let mut streams = tokio::task::JoinSet::new();
