@@ -11,12 +11,24 @@
 # CLUSTER_NUDGE_PORT and CLUSTER_METRICS_PORT move the first of each three;
 # CLUSTER_DIR (default ./nudge-cluster) holds Redis's files and the nodes'
 # data and logs, kept for the next start. CLUSTER_NUDGE_ARGS adds arguments to every
-# node's `nudge serve` (e.g. "--catalog FILE --model FILE").
+# node's `nudge serve` (e.g. "--catalog FILE --model FILE"). CLUSTER_REPLICAS=1
+# gives each primary a replica (three more Redis processes, on the next three
+# ports) and the nodes `storage.redis_durability = "replicas"`: every write
+# waits for a replica, so a primary's failover loses nothing acknowledged.
 # Ctrl-C (or SIGTERM) stops the nodes, then Redis.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 redis_port=${CLUSTER_REDIS_PORT:-7001}
+replicas=${CLUSTER_REPLICAS:-0}
+case "$replicas" in
+0 | 1) ;;
+*)
+    echo "CLUSTER_REPLICAS must be 0 or 1, not '$replicas'" >&2
+    exit 1
+    ;;
+esac
+redis_count=$((3 * (1 + replicas)))
 nudge_port=${CLUSTER_NUDGE_PORT:-50051}
 metrics_port=${CLUSTER_METRICS_PORT:-9464}
 dir=${CLUSTER_DIR:-nudge-cluster}
@@ -69,7 +81,7 @@ await_redis() {
 
 addresses=()
 urls=()
-for i in 0 1 2; do
+for ((i = 0; i < redis_count; i++)); do
     port=$((redis_port + i))
     mkdir -p "$dir/redis-$port"
     redis-server --port "$port" --bind 127.0.0.1 \
@@ -80,18 +92,29 @@ for i in 0 1 2; do
     addresses+=("127.0.0.1:$port")
     urls+=("redis://127.0.0.1:$port")
 done
-for i in 0 1 2; do
+for ((i = 0; i < redis_count; i++)); do
     await_redis $((redis_port + i)) PONG PING
 done
-# The first start joins the three into a cluster; later starts find it in
-# their nodes.conf.
+# The first start joins them into a cluster (the first three primaries, the
+# others their replicas); later starts find it in their nodes.conf.
 if ! redis-cli -p "$redis_port" CLUSTER INFO | grep -q "cluster_slots_assigned:16384"; then
-    redis-cli --cluster create "${addresses[@]}" --cluster-replicas 0 --cluster-yes >"$dir/cluster-create.log"
+    redis-cli --cluster create "${addresses[@]}" --cluster-replicas "$replicas" --cluster-yes >"$dir/cluster-create.log"
 fi
-for i in 0 1 2; do
+for ((i = 0; i < redis_count; i++)); do
     await_redis $((redis_port + i)) cluster_state:ok CLUSTER INFO
 done
-echo "Redis Cluster up: ${addresses[*]} (appendfsync always)"
+durability=()
+if [ "$replicas" -gt 0 ]; then
+    # Every primary has its replica before a node writes (WAIT needs one),
+    # whichever process is the primary after earlier failovers.
+    for ((i = 0; i < redis_count; i++)); do
+        await_redis $((redis_port + i)) "connected_slaves:1\|master_link_status:up" INFO replication
+    done
+    durability=(--set storage.redis_durability=replicas)
+    echo "Redis Cluster up: ${addresses[*]} (three primaries with a replica each, appendfsync always)"
+else
+    echo "Redis Cluster up: ${addresses[*]} (appendfsync always)"
+fi
 
 redis_urls=$(
     IFS=,
@@ -105,6 +128,7 @@ for i in 0 1 2; do
         --web-listen off \
         --data-dir "$dir/node-$i" \
         --set "cluster.node_id=node-$i" \
+        "${durability[@]}" \
         "${extra_args[@]}" \
         >"$dir/node-$i.log" 2>&1 &
     nudge_pids+=($!)
