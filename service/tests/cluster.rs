@@ -497,6 +497,14 @@ fn nodes_serving_tls_forward_over_tls_showing_their_own_certificates() {
             .expect_err("node-c does not trust the owner's certificate");
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
         assert!(status.message().contains("did not answer"), "{status}");
+        poll(Duration::from_secs(5), "node-c's warning", || {
+            let log = nodes[2].server.log();
+            if log.contains("calls forwarded to another node get no answer") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        });
         // The others forward to node-c: its certificate is the cluster's.
         let customer_id = (0..)
             .map(|index| format!("tls-c-{index}"))

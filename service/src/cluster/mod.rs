@@ -72,6 +72,9 @@ pub struct Cluster {
     peers: dashmap::DashMap<String, tonic::transport::Channel>,
     /// How forwarded calls are encrypted: `None` for plain gRPC.
     tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Per peer address: when a failed forward was last logged, and the
+    /// failures since.
+    forward_failures: dashmap::DashMap<String, (Option<Instant>, u64)>,
     /// This node's share of the global budgets.
     grants: budgets::Grants,
     /// When a heartbeat was last answered.
@@ -79,6 +82,10 @@ pub struct Cluster {
     /// Cluster rounds failed in a row.
     failed_rounds: AtomicUsize,
 }
+
+/// At most one warning per peer in this long that calls forwarded to it
+/// fail (the metrics count every one).
+const FORWARD_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// Cluster rounds failed in a row after which the connections to Redis
 /// are made afresh.
@@ -171,6 +178,7 @@ impl Cluster {
             engine: OnceLock::new(),
             peers: dashmap::DashMap::new(),
             tls,
+            forward_failures: dashmap::DashMap::new(),
             grants: budgets::Grants::default(),
             heartbeat: std::sync::Mutex::new(sent),
             failed_rounds: AtomicUsize::new(0),
@@ -383,6 +391,32 @@ impl Cluster {
         let channel = endpoint.connect_lazy();
         self.peers.insert(address.to_owned(), channel.clone());
         Ok(channel)
+    }
+
+    /// Notes that a call forwarded to `node` at `address` got no answer
+    /// (`reason`: the transport's error, e.g. a refused connection or a
+    /// certificate the cluster's CA did not sign): logged as a warning at
+    /// most every [`FORWARD_WARNING_EVERY`] per peer, with the failures
+    /// since the last one.
+    pub fn forward_failed(&self, node: &str, address: &str, reason: &str) {
+        let now = Instant::now();
+        let mut failures = self
+            .forward_failures
+            .entry(address.to_owned())
+            .or_insert((None, 0));
+        let (warned, since) = &mut *failures;
+        *since += 1;
+        if warned.is_none_or(|warned| now.duration_since(warned) >= FORWARD_WARNING_EVERY) {
+            tracing::warn!(
+                peer = node,
+                %address,
+                failures = *since,
+                reason,
+                "calls forwarded to another node get no answer"
+            );
+            *warned = Some(now);
+            *since = 0;
+        }
     }
 
     /// Partitions taken with a token new to this node: actors of them left

@@ -319,7 +319,12 @@ async fn stream_to_owner(
                 rejections,
             }
         }
-        Err(status) => refused(status.message()),
+        Err(status) => {
+            if status.metadata().get(super::forward::OWNER).is_none() {
+                cluster.forward_failed(&node, &address, status.message());
+            }
+            refused(status.message())
+        }
     }
 }
 

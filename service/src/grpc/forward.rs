@@ -176,6 +176,7 @@ where
                 | tonic::Code::DeadlineExceeded
                     if status.metadata().get(OWNER).is_none() =>
                 {
+                    cluster.forward_failed(&node, &address, status.message());
                     Status::unavailable(format!(
                         "the owner of this customer, node '{node}' at {address}, did not answer: {}",
                         status.message()
