@@ -286,6 +286,27 @@ fn any_node_answers_from_the_customers_one_owner() {
         status.contains("every partition is held by the node placement gives it"),
         "{status}"
     );
+    // Each node registers what it serves: here all the same demo.
+    poll(
+        Duration::from_secs(10),
+        "every node's catalog and models",
+        || {
+            let topology = nodes[2].topology();
+            let served: BTreeSet<String> = topology["nodes"]
+                .as_array()
+                .expect("nodes")
+                .iter()
+                .map(|node| format!("{} {}", node["catalog_version"], node["variants"]))
+                .collect();
+            match served.iter().next() {
+                Some(one) if served.len() == 1 && one.contains("demo-2026-11") => Ok(()),
+                _ => Err(format!("{served:?}")),
+            }
+        },
+    );
+    let status = nodes[0].server.ok(&["cluster", "status"]);
+    assert!(status.contains("CATALOG"), "{status}");
+    assert!(!status.contains("different catalogs or models"), "{status}");
 
     runtime().block_on(async {
         let mut owners = BTreeSet::new();

@@ -6,7 +6,7 @@
 use nudge_models::cluster::{FencingToken, Partitions};
 use nudge_service::store::contract;
 use nudge_service::store::redis::{
-    ClientOptions, Durability, GrantChange, RedisOptions, RedisStore,
+    ClientOptions, Durability, GrantChange, RedisOptions, RedisStore, Serves,
 };
 use nudge_service::store::{
     BudgetChange, BudgetLedger, DecisionLog, StateStore, StoreError, Stores,
@@ -127,8 +127,21 @@ fn the_ledger_grants_budget_units_within_the_limit_and_takes_back_a_gone_nodes()
     };
     let a = RedisStore::connect(options(&cluster, "grants", "node-a", 5_000)).expect("connect a");
     let b = RedisStore::connect(options(&cluster, "grants", "node-b", 5_000)).expect("connect b");
-    a.register("a:1", Duration::from_secs(5)).expect("a joins");
-    b.register("b:1", Duration::from_secs(5)).expect("b joins");
+    // Each registers what it serves too; the members list it.
+    let serves = Serves {
+        catalog: "demo-2026-11".to_owned(),
+        variants: vec![("default".to_owned(), "m1".to_owned(), 100)],
+    };
+    a.register("a:1", Duration::from_secs(5), &serves)
+        .expect("a joins");
+    let members = b
+        .register("b:1", Duration::from_secs(5), &Serves::default())
+        .expect("b joins");
+    let listed: Option<Serves> = members
+        .iter()
+        .find(|member| member.node == "node-a")
+        .and_then(|member| serde_json::from_str(&member.serving).ok());
+    assert_eq!(listed, Some(serves));
     let ask = |store: &RedisStore, delta: i64| {
         let granted = block_on(store.change_grants(vec![GrantChange {
             action_id: "coupon".to_owned(),
@@ -203,7 +216,7 @@ fn the_ledger_grants_budget_units_within_the_limit_and_takes_back_a_gone_nodes()
 
     // So does a node whose registration runs out, once any node looks.
     assert_eq!(ask(&b, 3), (3, 1, 1));
-    b.heartbeat("b:1", Duration::from_millis(300))
+    b.heartbeat("b:1", Duration::from_millis(300), &Serves::default())
         .expect("b renews briefly");
     std::thread::sleep(Duration::from_millis(400));
     let live = a.members_now().expect("a lists the members");
@@ -216,9 +229,10 @@ fn the_ledger_grants_budget_units_within_the_limit_and_takes_back_a_gone_nodes()
     assert_eq!(held(&a), line(1, 0, 0));
 
     // And a node starting again under the same name starts with none.
-    b.register("b:1", Duration::from_secs(5)).expect("b joins");
+    b.register("b:1", Duration::from_secs(5), &Serves::default())
+        .expect("b joins");
     assert_eq!(ask(&b, 2), (2, 1, 2));
-    b.register("b:1", Duration::from_secs(5))
+    b.register("b:1", Duration::from_secs(5), &Serves::default())
         .expect("b starts again");
     assert_eq!(held(&a), line(1, 0, 0));
     assert_eq!(ask(&a, 9), (4, 1, 0), "every unit not used is grantable");

@@ -60,6 +60,12 @@ pub fn status_json(response: &TopologyResponse) -> Json {
             "holds": node.holds,
             "placed": node.placed,
             "registered_until": seconds(&node.registered_until),
+            "catalog_version": node.catalog_version,
+            "variants": node.variants.iter().map(|variant| json!({
+                "name": variant.name,
+                "model_version": variant.model_version,
+                "share_percent": variant.share_percent,
+            })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "owners": response.owners.iter().map(|owner| json!({
             "partition": owner.partition,
@@ -103,16 +109,46 @@ pub fn status_text(response: &TopologyResponse) -> String {
         .max()
         .unwrap_or(4)
         .max(4);
+    let catalog_width = response
+        .nodes
+        .iter()
+        .map(|node| node.catalog_version.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
     let _ = writeln!(
         text,
-        "\n  {:<width$}  {:<22}  {:>5}  {:>6}",
-        "NODE", "ADDRESS", "HOLDS", "PLACED"
+        "\n  {:<width$}  {:<22}  {:>5}  {:>6}  {:<catalog_width$}  MODELS",
+        "NODE", "ADDRESS", "HOLDS", "PLACED", "CATALOG"
     );
     for node in &response.nodes {
         let _ = writeln!(
             text,
-            "  {:<width$}  {:<22}  {:>5}  {:>6}",
-            node.node, node.address, node.holds, node.placed
+            "  {:<width$}  {:<22}  {:>5}  {:>6}  {:<catalog_width$}  {}",
+            node.node,
+            node.address,
+            node.holds,
+            node.placed,
+            if node.catalog_version.is_empty() {
+                "-"
+            } else {
+                &node.catalog_version
+            },
+            models_text(&node.variants),
+        );
+    }
+    let mut served: Vec<(&str, String)> = response
+        .nodes
+        .iter()
+        .filter(|node| !node.catalog_version.is_empty())
+        .map(|node| (node.catalog_version.as_str(), models_text(&node.variants)))
+        .collect();
+    served.sort();
+    served.dedup();
+    if served.len() > 1 {
+        let _ = writeln!(
+            text,
+            "\nthe nodes serve different catalogs or models: each node loads its own, so reload the catalog and load, promote or roll back models on every node"
         );
     }
     budgets_text(&mut text, response);
@@ -159,6 +195,25 @@ pub fn status_text(response: &TopologyResponse) -> String {
         );
     }
     text
+}
+
+/// A node's models: the one model serving everyone, or each variant with
+/// its share.
+fn models_text(variants: &[nudge_proto::v1::ServingVariant]) -> String {
+    match variants {
+        [] => "-".to_owned(),
+        [only] if only.share_percent == 100 => only.model_version.clone(),
+        variants => variants
+            .iter()
+            .map(|variant| {
+                format!(
+                    "{} {} {} %",
+                    variant.name, variant.model_version, variant.share_percent
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 /// The shared budgets: used, held by nodes, and left to grant.
@@ -259,5 +314,58 @@ mod tests {
         let json = status_json(&response());
         assert_eq!(json["budgets"][0]["held"][1]["units"], 2);
         assert_eq!(json["budgets"][1]["limit"], 0);
+    }
+
+    #[test]
+    fn the_status_table_shows_what_each_node_serves_and_says_when_they_differ() {
+        use nudge_proto::v1::ServingVariant;
+        let variant = |name: &str, model: &str, share| ServingVariant {
+            name: name.to_owned(),
+            model_version: model.to_owned(),
+            share_percent: share,
+        };
+        let node = |name: &str, catalog: &str, variants: Vec<ServingVariant>| ClusterNode {
+            node: name.to_owned(),
+            address: "10.0.0.5:50051".to_owned(),
+            catalog_version: catalog.to_owned(),
+            variants,
+            ..Default::default()
+        };
+        let mut response = TopologyResponse {
+            node: "node-a".to_owned(),
+            nodes: vec![
+                node(
+                    "node-a",
+                    "demo-2026-11",
+                    vec![variant("default", "m1", 100)],
+                ),
+                node(
+                    "node-b",
+                    "demo-2026-11",
+                    vec![variant("default", "m1", 100)],
+                ),
+                node("node-c", "", Vec::new()),
+            ],
+            ..Default::default()
+        };
+        let text = status_text(&response);
+        assert!(text.contains("CATALOG       MODELS"), "{text}");
+        assert!(text.contains("demo-2026-11  m1"), "{text}");
+        // A node that has not said yet shows dashes and is not a
+        // disagreement.
+        assert!(text.contains("-             -"), "{text}");
+        assert!(!text.contains("different catalogs or models"), "{text}");
+
+        response.nodes[1].variants = vec![variant("control", "m1", 90), variant("m2", "m2", 10)];
+        let text = status_text(&response);
+        assert!(text.contains("control m1 90 %, m2 m2 10 %"), "{text}");
+        assert!(
+            text.contains("the nodes serve different catalogs or models"),
+            "{text}"
+        );
+        let json = status_json(&response);
+        assert_eq!(json["nodes"][0]["catalog_version"], "demo-2026-11");
+        assert_eq!(json["nodes"][1]["variants"][1]["model_version"], "m2");
+        assert_eq!(json["nodes"][1]["variants"][1]["share_percent"], 10);
     }
 }

@@ -36,7 +36,7 @@ pub use topology::{BudgetLine, NodeView, PartitionView, Topology};
 use crate::config::ForwardingTls;
 use crate::engine::Engine;
 use crate::store::StoreError;
-use crate::store::redis::{Member, RedisStore};
+use crate::store::redis::{Member, RedisStore, Serves};
 use arc_swap::ArcSwap;
 use nudge_models::cluster::{NodeId, Partition, Partitions, assignment, owner};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -163,7 +163,9 @@ impl Cluster {
             config
         });
         let sent = Instant::now();
-        let members = store.register(&address, lease)?;
+        // What it serves is registered from its first round on, once the
+        // engine is attached.
+        let members = store.register(&address, lease, &Serves::default())?;
         let count = usize::from(partitions.count());
         tracing::info!(%node, %address, members = members.len(), "joined the cluster");
         Ok(Arc::new(Self {
@@ -393,6 +395,30 @@ impl Cluster {
         Ok(channel)
     }
 
+    /// What this node serves now: its catalog's version and its
+    /// experiment's variants (empty before the engine is attached).
+    fn serves(&self) -> Serves {
+        let Some(engine) = self.engine.get().and_then(Weak::upgrade) else {
+            return Serves::default();
+        };
+        let serving = engine.shared().models.serving();
+        Serves {
+            catalog: engine.catalog().version.clone(),
+            variants: serving
+                .experiment
+                .variants
+                .iter()
+                .map(|variant| {
+                    (
+                        variant.name.clone(),
+                        variant.model_version.clone(),
+                        variant.share,
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// Notes that a call forwarded to `node` at `address` got no answer
     /// (`reason`: the transport's error, e.g. a refused connection or a
     /// certificate the cluster's CA did not sign): logged as a warning at
@@ -476,21 +502,23 @@ impl Cluster {
     pub async fn tick(&self) -> Result<(), StoreError> {
         let store = self.store.clone();
         let (address, lease) = (self.address.clone(), self.lease);
+        let serves = self.serves();
         // The registration runs a lease time from when Redis renewed it,
         // which is after this.
         let sent = Instant::now();
-        let members = tokio::task::spawn_blocking(move || store.heartbeat(&address, lease))
-            .await
-            .map_err(|error| StoreError::Redis {
-                operation: "members",
-                message: error.to_string(),
-            })?
-            .inspect_err(|error| {
-                // Redis did not answer, after its retries: writes would fail
-                // too, so they are refused (and health says so) until a
-                // probe reaches it again.
-                self.store.unreachable(error.clone());
-            });
+        let members =
+            tokio::task::spawn_blocking(move || store.heartbeat(&address, lease, &serves))
+                .await
+                .map_err(|error| StoreError::Redis {
+                    operation: "members",
+                    message: error.to_string(),
+                })?
+                .inspect_err(|error| {
+                    // Redis did not answer, after its retries: writes would fail
+                    // too, so they are refused (and health says so) until a
+                    // probe reaches it again.
+                    self.store.unreachable(error.clone());
+                });
         let members = members?;
         *self.heartbeat.lock().unwrap_or_else(|e| e.into_inner()) = sent;
         let before: Vec<String> = self.members.load().iter().map(|m| m.node.clone()).collect();

@@ -3,7 +3,7 @@
 
 use super::Cluster;
 use crate::store::StoreError;
-use crate::store::redis::BudgetView;
+use crate::store::redis::{BudgetView, Serves};
 use nudge_models::cluster::{NodeId, assignment};
 use std::collections::BTreeMap;
 
@@ -48,6 +48,8 @@ pub struct NodeView {
     pub placed: u32,
     /// When its registration ends unless renewed (ms, Redis's clock).
     pub registered_until: i64,
+    /// What it serves, as it registered it (default: it did not say yet).
+    pub serves: Serves,
 }
 
 /// One partition.
@@ -114,6 +116,7 @@ pub(super) fn read(cluster: &Cluster) -> Result<Topology, StoreError> {
                 .iter()
                 .filter(|owner| owner.placed == member.node)
                 .count() as u32,
+            serves: serde_json::from_str(&member.serving).unwrap_or_default(),
             node: member.node,
             address: member.address,
             registered_until: member.until,

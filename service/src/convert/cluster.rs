@@ -21,6 +21,19 @@ pub fn topology(topology: Topology) -> proto::TopologyResponse {
                 registered_until: Some(to_proto_timestamp(Timestamp::from_millis(
                     node.registered_until,
                 ))),
+                catalog_version: node.serves.catalog,
+                variants: node
+                    .serves
+                    .variants
+                    .into_iter()
+                    .map(
+                        |(name, model_version, share_percent)| proto::ServingVariant {
+                            name,
+                            model_version,
+                            share_percent,
+                        },
+                    )
+                    .collect(),
             })
             .collect(),
         owners: topology

@@ -479,26 +479,32 @@ impl Client {
         Ok((taken == 1, who, expires))
     }
 
-    /// `members.lua`: `operation` ("join", "leave" or "list") for `node`
-    /// at `address` with `ttl_ms`; the live members as (node, address,
-    /// registration end in ms).
+    /// `members.lua`: `operation` ("register", "join", "leave" or "list")
+    /// for `node` with what it `registers`; the live members as (node,
+    /// address, registration end in ms, what it serves).
     pub(super) async fn members(
         &self,
-        keys: [&str; 2],
+        keys: [&str; 3],
         prefix: &str,
         operation: &'static str,
         node: &str,
-        address: &str,
-        ttl_ms: u64,
-    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        registers: &Registration,
+    ) -> Result<Vec<(String, String, i64, String)>, StoreError> {
+        let Registration {
+            address,
+            ttl_ms,
+            serving,
+        } = registers;
         let mut invocation = self.inner.members.key(keys[0]);
         invocation
             .key(keys[1])
+            .key(keys[2])
             .arg(operation)
             .arg(node)
             .arg(address)
             .arg(ttl_ms)
-            .arg(prefix);
+            .arg(prefix)
+            .arg(serving.as_str());
         let started = Instant::now();
         let mut connection = self.connection();
         let result: Result<Vec<String>, redis::RedisError> =
@@ -506,12 +512,13 @@ impl Client {
         self.inner.round_trips.record("lease", started.elapsed());
         let flat = result.map_err(|error| redis_error("members", &error))?;
         Ok(flat
-            .chunks(3)
+            .chunks(4)
             .filter_map(|member| match member {
-                [node, address, ends] => Some((
+                [node, address, ends, serving] => Some((
                     node.clone(),
                     address.clone(),
                     ends.parse::<f64>().map_or(0, |ends| ends as i64),
+                    serving.clone(),
                 )),
                 _ => None,
             })
@@ -591,4 +598,15 @@ pub(super) fn redis_error(operation: &'static str, error: &impl std::fmt::Displa
         operation,
         message: error.to_string(),
     }
+}
+
+/// What a node registers in the membership.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Registration {
+    /// Where the other nodes forward calls to it.
+    pub(super) address: String,
+    /// How long the registration runs unless renewed (ms).
+    pub(super) ttl_ms: u64,
+    /// What it serves, as [`super::Member::serving`].
+    pub(super) serving: String,
 }

@@ -78,10 +78,14 @@ impl Keys {
         format!("{prefix}:ev:{customer_id}")
     }
 
-    /// The cluster's live nodes and their addresses (under
-    /// [`Keys::shared`]).
-    pub(super) fn members(prefix: &str) -> [String; 2] {
-        [format!("{prefix}:members"), format!("{prefix}:addresses")]
+    /// The cluster's live nodes, their addresses and what each serves
+    /// (under [`Keys::shared`]).
+    pub(super) fn members(prefix: &str) -> [String; 3] {
+        [
+            format!("{prefix}:members"),
+            format!("{prefix}:addresses"),
+            format!("{prefix}:serving"),
+        ]
     }
 
     /// Model version → its feature specs (under [`Keys::shared`]).

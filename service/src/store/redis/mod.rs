@@ -165,6 +165,20 @@ pub struct Member {
     pub address: String,
     /// When its registration ends unless renewed (ms, Redis's clock).
     pub until: i64,
+    /// What it serves, as it last registered it (a JSON [`Serves`];
+    /// empty when it did not say).
+    pub serving: String,
+}
+
+/// What a node serves, registered with it so that `nudge cluster status`
+/// can show nodes that disagree (each node loads its own catalog and model
+/// registry).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Serves {
+    /// Its catalog's version.
+    pub catalog: String,
+    /// Its experiment's variants: (variant, model version, share %).
+    pub variants: Vec<(String, String, u32)>,
 }
 
 /// One change of this node's grant of a shared budget.
@@ -437,21 +451,31 @@ impl RedisStore {
     /// Registers (or renews) this node at `address` for `ttl` in the
     /// cluster's membership; the live members, this node among them, in
     /// node order. Blocking.
-    pub fn heartbeat(&self, address: &str, ttl: Duration) -> Result<Vec<Member>, StoreError> {
-        self.members("join", address, ttl)
+    pub fn heartbeat(
+        &self,
+        address: &str,
+        ttl: Duration,
+        serves: &Serves,
+    ) -> Result<Vec<Member>, StoreError> {
+        self.members("join", address, ttl, serves)
     }
 
     /// [`RedisStore::heartbeat`] for a node starting: whatever budget
     /// units an earlier run of the same node held go back to the ledger.
     /// Blocking.
-    pub fn register(&self, address: &str, ttl: Duration) -> Result<Vec<Member>, StoreError> {
-        self.members("register", address, ttl)
+    pub fn register(
+        &self,
+        address: &str,
+        ttl: Duration,
+        serves: &Serves,
+    ) -> Result<Vec<Member>, StoreError> {
+        self.members("register", address, ttl, serves)
     }
 
     /// Takes this node out of the membership at once, giving back the
     /// budget units granted to it; the members left. Blocking.
     pub fn leave(&self) -> Result<Vec<Member>, StoreError> {
-        self.members("leave", "", Duration::ZERO)
+        self.members("leave", "", Duration::ZERO, &Serves::default())
     }
 
     /// Replaces the connections to Redis with new ones, read afresh from
@@ -487,7 +511,7 @@ impl RedisStore {
 
     /// The live members. Blocking.
     pub fn members_now(&self) -> Result<Vec<Member>, StoreError> {
-        self.members("list", "", Duration::ZERO)
+        self.members("list", "", Duration::ZERO, &Serves::default())
     }
 
     fn members(
@@ -495,25 +519,36 @@ impl RedisStore {
         operation: &'static str,
         address: &str,
         ttl: Duration,
+        serves: &Serves,
     ) -> Result<Vec<Member>, StoreError> {
         let client = self.client.clone();
         let shared = self.keys.shared();
-        let [set, addresses] = Keys::members(&shared);
+        let [set, addresses, serving] = Keys::members(&shared);
         let node = self.leases.node().to_owned();
-        let address = address.to_owned();
-        let ttl = ttl.as_millis() as u64;
+        let registers = client::Registration {
+            address: address.to_owned(),
+            ttl_ms: ttl.as_millis() as u64,
+            serving: serde_json::to_string(serves).unwrap_or_default(),
+        };
         let mut members = self.client.block_on(async move {
             client
-                .members([&set, &addresses], &shared, operation, &node, &address, ttl)
+                .members(
+                    [&set, &addresses, &serving],
+                    &shared,
+                    operation,
+                    &node,
+                    &registers,
+                )
                 .await
         })?;
         members.sort();
         Ok(members
             .into_iter()
-            .map(|(node, address, until)| Member {
+            .map(|(node, address, until, serving)| Member {
                 node,
                 address,
                 until,
+                serving,
             })
             .collect())
     }
