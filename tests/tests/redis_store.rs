@@ -130,7 +130,11 @@ fn the_ledger_grants_budget_units_within_the_limit_and_takes_back_a_gone_nodes()
     // Each registers what it serves too; the members list it.
     let serves = Serves {
         catalog: "demo-2026-11".to_owned(),
-        variants: vec![("default".to_owned(), "m1".to_owned(), 100)],
+        variants: vec![nudge_models::experiment::Variant {
+            name: "default".to_owned(),
+            model_version: "m1".to_owned(),
+            share: 100,
+        }],
     };
     a.register("a:1", Duration::from_secs(5), &serves)
         .expect("a joins");

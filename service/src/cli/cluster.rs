@@ -61,11 +61,7 @@ pub fn status_json(response: &TopologyResponse) -> Json {
             "placed": node.placed,
             "registered_until": seconds(&node.registered_until),
             "catalog_version": node.catalog_version,
-            "variants": node.variants.iter().map(|variant| json!({
-                "name": variant.name,
-                "model_version": variant.model_version,
-                "share_percent": variant.share_percent,
-            })).collect::<Vec<_>>(),
+            "variants": super::model::variants_json(&node.variants),
         })).collect::<Vec<_>>(),
         "owners": response.owners.iter().map(|owner| json!({
             "partition": owner.partition,
@@ -203,16 +199,7 @@ fn models_text(variants: &[nudge_proto::v1::ServingVariant]) -> String {
     match variants {
         [] => "-".to_owned(),
         [only] if only.share_percent == 100 => only.model_version.clone(),
-        variants => variants
-            .iter()
-            .map(|variant| {
-                format!(
-                    "{} {} {} %",
-                    variant.name, variant.model_version, variant.share_percent
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
+        variants => super::model::variants_text(variants),
     }
 }
 

@@ -86,7 +86,8 @@ fn report_auc(path: &std::path::Path) -> anyhow::Result<f64> {
     })
 }
 
-fn variants_text(variants: &[ServingVariant]) -> String {
+/// Each variant with its model and share.
+pub(super) fn variants_text(variants: &[ServingVariant]) -> String {
     variants
         .iter()
         .map(|v| format!("{} {} {} %", v.name, v.model_version, v.share_percent))
@@ -94,7 +95,8 @@ fn variants_text(variants: &[ServingVariant]) -> String {
         .join(", ")
 }
 
-fn variants_json(variants: &[ServingVariant]) -> Json {
+/// Each variant as JSON.
+pub(super) fn variants_json(variants: &[ServingVariant]) -> Json {
     variants
         .iter()
         .map(|v| json!({"name": v.name, "model_version": v.model_version, "share_percent": v.share_percent}))

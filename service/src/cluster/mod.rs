@@ -404,18 +404,7 @@ impl Cluster {
         let serving = engine.shared().models.serving();
         Serves {
             catalog: engine.catalog().version.clone(),
-            variants: serving
-                .experiment
-                .variants
-                .iter()
-                .map(|variant| {
-                    (
-                        variant.name.clone(),
-                        variant.model_version.clone(),
-                        variant.share,
-                    )
-                })
-                .collect(),
+            variants: serving.experiment.variants.clone(),
         }
     }
 

@@ -22,18 +22,7 @@ pub fn topology(topology: Topology) -> proto::TopologyResponse {
                     node.registered_until,
                 ))),
                 catalog_version: node.serves.catalog,
-                variants: node
-                    .serves
-                    .variants
-                    .into_iter()
-                    .map(
-                        |(name, model_version, share_percent)| proto::ServingVariant {
-                            name,
-                            model_version,
-                            share_percent,
-                        },
-                    )
-                    .collect(),
+                variants: super::serving_variants(&node.serves.variants),
             })
             .collect(),
         owners: topology

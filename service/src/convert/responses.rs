@@ -386,10 +386,9 @@ pub fn track_stream_summary(summary: IngestSummary) -> proto::TrackStreamRespons
 
 /// The wire form of the variants serving.
 pub fn serving_variants(
-    experiment: &nudge_models::experiment::Experiment,
+    variants: &[nudge_models::experiment::Variant],
 ) -> Vec<proto::ServingVariant> {
-    experiment
-        .variants
+    variants
         .iter()
         .map(|variant| proto::ServingVariant {
             name: variant.name.clone(),
@@ -413,7 +412,7 @@ pub fn loaded_model(entry: crate::registry::ModelEntry) -> proto::LoadedModel {
 /// The registry on the wire.
 pub fn models_listing(listing: crate::registry::Listing) -> proto::ListModelsResponse {
     proto::ListModelsResponse {
-        variants: serving_variants(&listing.experiment),
+        variants: serving_variants(&listing.experiment.variants),
         models: listing.models.into_iter().map(loaded_model).collect(),
         previous: listing.previous,
         shadow: listing.shadow.unwrap_or_default(),

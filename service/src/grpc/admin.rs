@@ -128,7 +128,7 @@ impl proto::admin_server::Admin for AdminService {
             request.force,
         )?;
         Ok(Response::new(proto::ModelsChanged {
-            variants: convert::serving_variants(&experiment),
+            variants: convert::serving_variants(&experiment.variants),
         }))
     }
 
@@ -138,7 +138,7 @@ impl proto::admin_server::Admin for AdminService {
     ) -> Result<Response<proto::ModelsChanged>, Status> {
         let experiment = self.engine.rollback_model()?;
         Ok(Response::new(proto::ModelsChanged {
-            variants: convert::serving_variants(&experiment),
+            variants: convert::serving_variants(&experiment.variants),
         }))
     }
 

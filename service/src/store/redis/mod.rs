@@ -177,8 +177,8 @@ pub struct Member {
 pub struct Serves {
     /// Its catalog's version.
     pub catalog: String,
-    /// Its experiment's variants: (variant, model version, share %).
-    pub variants: Vec<(String, String, u32)>,
+    /// Its experiment's variants.
+    pub variants: Vec<nudge_models::experiment::Variant>,
 }
 
 /// One change of this node's grant of a shared budget.
